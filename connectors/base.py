@@ -1,0 +1,311 @@
+"""The connector contract: record types every connector speaks, and the Protocols it implements.
+
+Record types are plain frozen dataclasses: cheap to build by the hundred thousand, hashable,
+and free of any vendor or ledger type. Times are timezone-aware UTC ``datetime`` values.
+
+A connector plays one or more roles:
+
+- ``ActivitySource``: yields marketing touches since a cursor (Marketo, HubSpot marketing,
+  file imports, webhooks).
+- ``Crm``: resolves people by email, writes touches to timelines idempotently (keyed by the
+  touch key), and yields changes since a cursor (dispositions, accounts, opportunities, ...).
+
+Connectors never own state: the engine hands them a ``Cursor`` and commits the records they
+yield together with the advanced cursor in one transaction.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+
+__all__ = [
+    "Account",
+    "ActivitySource",
+    "Campaign",
+    "CheckResult",
+    "ContactRole",
+    "Crm",
+    "Cursor",
+    "DeliveryResult",
+    "Opportunity",
+    "Page",
+    "Person",
+    "PersonKind",
+    "RenderedTouch",
+    "StatusChange",
+    "Touch",
+    "TouchKind",
+    "touch_key",
+]
+
+T = TypeVar("T")
+
+
+class TouchKind(enum.StrEnum):
+    """The kinds of marketing touch (DOMAIN.md section 1); sources map their own types to these."""
+
+    EMAIL_SENT = "email_sent"
+    EMAIL_DELIVERED = "email_delivered"
+    EMAIL_OPEN = "email_open"
+    EMAIL_CLICK = "email_click"
+    EMAIL_BOUNCE = "email_bounce"
+    EMAIL_UNSUBSCRIBE = "email_unsubscribe"
+    FORM_FILL = "form_fill"
+    PAGE_VIEW = "page_view"
+    WEBINAR_REGISTERED = "webinar_registered"
+    WEBINAR_ATTENDED = "webinar_attended"
+    EVENT_ATTENDED = "event_attended"
+    CONTENT_DOWNLOAD = "content_download"
+    AD_CLICK = "ad_click"
+    LIST_IMPORT = "list_import"
+    SCORE_CHANGE = "score_change"
+    OTHER = "other"
+
+
+class PersonKind(enum.StrEnum):
+    """Which CRM record a person is: a Lead (not yet converted) or a Contact."""
+
+    LEAD = "lead"
+    CONTACT = "contact"
+
+
+def touch_key(source: str, source_id: str) -> str:
+    """The deterministic key of a touch, ``<source>:<source_activity_id>``; CRM writes upsert on it."""
+    return f"{source}:{source_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """One marketing activity by one person, as pulled from a source (raw payload kept)."""
+
+    source: str
+    source_id: str
+    kind: TouchKind
+    occurred_at: datetime
+    email: str | None
+    person_ref: str | None = None
+    campaign: str | None = None
+    channel: str | None = None
+    asset: str | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """The touch key, unique across sources."""
+        return touch_key(self.source, self.source_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """A Lead or Contact as the CRM (or a source) knows it."""
+
+    source: str
+    external_id: str
+    kind: PersonKind
+    email: str | None
+    first_name: str | None = None
+    last_name: str | None = None
+    company: str | None = None
+    account_id: str | None = None
+    owner_id: str | None = None
+    status: str | None = None
+    lifecycle_stage: str | None = None
+    lead_source: str | None = None
+    score: float | None = None
+    converted: bool = False
+    converted_contact_id: str | None = None
+    converted_account_id: str | None = None
+    converted_opportunity_id: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    deleted: bool = False
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A company in the CRM."""
+
+    source: str
+    external_id: str
+    name: str
+    domain: str | None = None
+    owner_id: str | None = None
+    updated_at: datetime | None = None
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Opportunity:
+    """A deal: stage, amount and dates are what attribution and ROI need."""
+
+    source: str
+    external_id: str
+    name: str
+    account_id: str | None
+    stage: str
+    amount: Decimal | None = None
+    currency: str | None = None
+    is_closed: bool = False
+    is_won: bool = False
+    close_date: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    campaign_id: str | None = None
+    owner_id: str | None = None
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRole:
+    """A person's role on an opportunity (Salesforce OpportunityContactRole, HubSpot association)."""
+
+    source: str
+    external_id: str
+    opportunity_id: str
+    person_id: str
+    role: str | None = None
+    is_primary: bool = False
+    updated_at: datetime | None = None
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    """A marketing campaign or program, with its channel and cost (for ROI)."""
+
+    source: str
+    external_id: str
+    name: str
+    channel: str | None = None
+    actual_cost: Decimal | None = None
+    budgeted_cost: Decimal | None = None
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    updated_at: datetime | None = None
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """One observed change of a lead status, lifecycle stage or deal stage (a disposition)."""
+
+    source: str
+    object_type: str
+    object_id: str
+    field: str
+    old_value: str | None
+    new_value: str | None
+    changed_at: datetime
+    reason: str | None = None
+    owner_id: str | None = None
+    email: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedTouch:
+    """A touch after mapping: the exact CRM payload to write, keyed by the touch key."""
+
+    key: str
+    target: str
+    payload: Mapping[str, Any]
+    person_id: str | None = None
+    account_id: str | None = None
+    opportunity_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """The outcome of writing one touch to one sink."""
+
+    key: str
+    sink: str
+    ok: bool
+    crm_id: str | None = None
+    created: bool | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """How far a stream has been read: a value plus the keys seen at exactly that value.
+
+    Records at the boundary value are re-read on the next pull (the cursor is inclusive and
+    capped at the run's start); ``boundary_keys`` lets the engine drop those duplicates.
+    """
+
+    value: str | None = None
+    boundary_keys: frozenset[str] = frozenset()
+
+    def advance(self, value: str, keys: Iterable[str]) -> Cursor:
+        """The cursor after records at ``value`` with ``keys`` were read."""
+        if value == self.value:
+            return Cursor(value, self.boundary_keys | frozenset(keys))
+        return Cursor(value, frozenset(keys))
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """A batch of records and the cursor that covers them; committed together by the engine."""
+
+    records: Sequence[T]
+    cursor: Cursor
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One line of a ``closedloop check``: what was checked, whether it passed, how to fix it."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+    remedy: str = ""
+
+
+@runtime_checkable
+class ActivitySource(Protocol):
+    """A marketing platform or feed that yields touches."""
+
+    name: str
+
+    def check(self) -> list[CheckResult]:
+        """Verify credentials and access; never raises for a failed check."""
+        ...
+
+    def pull_touches(self, cursor: Cursor, until: datetime) -> Iterator[Page[Touch]]:
+        """Yield touches that occurred after ``cursor`` and at or before ``until``."""
+        ...
+
+
+@runtime_checkable
+class Crm(Protocol):
+    """A CRM: identity lookups, idempotent timeline writes, and change pulls."""
+
+    name: str
+
+    def check(self) -> list[CheckResult]:
+        """Verify credentials, API version and the objects and fields the mapping needs."""
+        ...
+
+    def resolve_people(self, emails: Sequence[str]) -> dict[str, Person]:
+        """Find the Lead or Contact behind each email (lower-cased); absent emails are omitted."""
+        ...
+
+    def create_people(self, people: Sequence[Person]) -> list[Person]:
+        """Create people not yet in the CRM; returns them with their new CRM ids."""
+        ...
+
+    def push_touches(self, touches: Sequence[RenderedTouch]) -> list[DeliveryResult]:
+        """Write rendered touches; writing the same key twice must not create a second record."""
+        ...
+
+    def pull_changes(self, stream: str, cursor: Cursor, until: datetime) -> Iterator[Page[Any]]:
+        """Yield records of ``stream`` (e.g. "people", "opportunities") changed since ``cursor``."""
+        ...

@@ -1,0 +1,248 @@
+"""Shared machinery of the emulators: call counters, fault injection, latency, loopback servers.
+
+Each vendor emulator is a Starlette app built by its own module from a shared ``SandboxState``.
+This module knows nothing of vendor payloads: it counts calls, decides (deterministically, from
+a seed) whether a call should fail and how, and runs the apps on free loopback ports, Salesforce
+over HTTPS with a trustme test CA written to a file clients can trust.
+
+Fault spec grammar (``--faults``)::
+
+    SPEC  := RULE ("," RULE)*
+    RULE  := API ":" KIND "=" RATE          e.g. salesforce:expired_token=0.01
+    API   := salesforce | hubspot | marketo | *
+    KIND  := 429 | 403 | 500 | 503 | timeout | expired_token
+    RATE  := a probability in [0, 1]
+
+Each vendor app turns a drawn fault into its own error shape (Salesforce 403
+REQUEST_LIMIT_EXCEEDED, HubSpot 429 with policyName, Marketo HTTP 200 with code 606, ...).
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from connectors.errors import ConfigError
+
+__all__ = [
+    "APIS",
+    "FAULT_KINDS",
+    "FaultRule",
+    "Faults",
+    "LoopbackServer",
+    "SandboxState",
+    "free_port",
+    "parse_faults",
+]
+
+APIS = ("salesforce", "hubspot", "marketo")
+FAULT_KINDS = ("429", "403", "500", "503", "timeout", "expired_token")
+
+
+@dataclass(frozen=True)
+class FaultRule:
+    """Fail calls to ``api`` with ``kind`` at probability ``rate``."""
+
+    api: str
+    kind: str
+    rate: float
+
+
+def parse_faults(spec: str | None) -> list[FaultRule]:
+    """Parse a ``--faults`` spec; a malformed rule is a ConfigError naming it."""
+    rules: list[FaultRule] = []
+    if not spec:
+        return rules
+    for raw in spec.split(","):
+        text = raw.strip()
+        if not text:
+            continue
+        try:
+            target, rate_text = text.split("=", 1)
+            api, kind = target.split(":", 1)
+            rate = float(rate_text)
+        except ValueError:
+            raise ConfigError(
+                f"bad fault rule {text!r}: expected API:KIND=RATE, e.g. hubspot:429=0.2"
+            ) from None
+        if api not in (*APIS, "*"):
+            raise ConfigError(f"bad fault rule {text!r}: API must be one of {', '.join(APIS)} or *")
+        if kind not in FAULT_KINDS:
+            raise ConfigError(f"bad fault rule {text!r}: KIND must be one of {', '.join(FAULT_KINDS)}")
+        if not 0.0 <= rate <= 1.0:
+            raise ConfigError(f"bad fault rule {text!r}: RATE must be between 0 and 1")
+        rules.append(FaultRule(api, kind, rate))
+    return rules
+
+
+class Faults:
+    """Deterministic fault draws: one seeded generator per API, so APIs do not disturb each other."""
+
+    def __init__(self, rules: list[FaultRule] | None = None, seed: int = 0) -> None:
+        self._lock = threading.Lock()
+        self.seed = seed
+        self.rules: list[FaultRule] = list(rules or [])
+        self._rngs = {api: random.Random(f"{seed}:{api}") for api in APIS}
+
+    def configure(self, rules: list[FaultRule], seed: int | None = None) -> None:
+        """Replace the rules (and optionally the seed), restarting the random sequences."""
+        with self._lock:
+            self.rules = list(rules)
+            if seed is not None:
+                self.seed = seed
+            self._rngs = {api: random.Random(f"{self.seed}:{api}") for api in APIS}
+
+    def draw(self, api: str) -> str | None:
+        """The fault kind this call to ``api`` should suffer, or None (one draw per call)."""
+        with self._lock:
+            rules = [r for r in self.rules if r.api in (api, "*")]
+            if not rules:
+                return None
+            roll = self._rngs[api].random()
+            cumulative = 0.0
+            for rule in rules:
+                cumulative += rule.rate
+                if roll < cumulative:
+                    return rule.kind
+            return None
+
+
+@dataclass
+class SandboxState:
+    """Everything the three emulators share: counters, faults, latency and their vendor stores.
+
+    ``vendors`` holds each emulator's own store object under its API name; the emulator modules
+    create and own those. ``reset`` empties counters and asks every store to reset itself.
+    """
+
+    faults: Faults = field(default_factory=Faults)
+    latency_ms: int = 0
+    vendors: dict[str, Any] = field(default_factory=dict)
+    _counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, api: str, endpoint: str) -> None:
+        """Record one call of ``endpoint`` (a stable name such as "composite") on ``api``."""
+        with self._lock:
+            self._counts[(api, endpoint)] += 1
+
+    def counts(self, api: str | None = None) -> dict[str, int]:
+        """Calls per endpoint as ``"api.endpoint"`` (or just endpoint when ``api`` is given)."""
+        with self._lock:
+            if api is None:
+                return {f"{a}.{e}": n for (a, e), n in sorted(self._counts.items())}
+            return {e: n for (a, e), n in sorted(self._counts.items()) if a == api}
+
+    def total_calls(self, api: str) -> int:
+        """All counted calls to ``api``."""
+        with self._lock:
+            return sum(n for (a, _), n in self._counts.items() if a == api)
+
+    def reset_counters(self) -> None:
+        """Zero every counter."""
+        with self._lock:
+            self._counts.clear()
+
+    def reset(self) -> None:
+        """Zero counters, clear faults and latency, and reset every vendor store."""
+        self.reset_counters()
+        self.faults.configure([])
+        self.latency_ms = 0
+        for store in self.vendors.values():
+            reset = getattr(store, "reset", None)
+            if callable(reset):
+                reset()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LoopbackServer:
+    """Runs one ASGI app with uvicorn on a loopback port in a daemon thread."""
+
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
+        import uvicorn
+
+        self.host = host
+        self.port = port or free_port(host)
+        self.tls = tls
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            ssl_certfile=str(tls[0]) if tls else None,
+            ssl_keyfile=str(tls[1]) if tls else None,
+            timeout_keep_alive=30,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """The base URL clients use."""
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start serving; returns once the socket accepts connections."""
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"sandbox server on {self.host}:{self.port} did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        """Stop serving and wait for the thread."""
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A trustme CA and a server certificate for 127.0.0.1/localhost, written to ``directory``."""
+
+    directory: Path
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+def make_tls_files(directory: Path | None = None) -> TlsFiles:
+    """Mint a test CA and a loopback server certificate; clients trust ``ca_file``."""
+    import trustme
+
+    target = directory or Path(tempfile.mkdtemp(prefix="closedloop-sandbox-tls-"))
+    target.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ca_file = target / "sandbox-ca.pem"
+    cert_file = target / "server.pem"
+    key_file = target / "server.key"
+    ca.cert_pem.write_to_path(str(ca_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    cert_file.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    return TlsFiles(target, ca_file, cert_file, key_file)

@@ -1,0 +1,1 @@
+"""Deciding what and when to sync, and remembering it: ledger, mappings, pipelines, analytics."""

@@ -1,0 +1,91 @@
+"""structlog configuration: JSON lines when not on a TTY, readable on a TTY, secrets redacted."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+import structlog
+
+__all__ = ["REDACTED", "SecretRedactor", "configure_logging", "register_secret"]
+
+REDACTED = "**redacted**"
+
+# Keys whose values are secrets wherever they appear in an event.
+_SECRET_KEY = re.compile(
+    r"(password|passwd|secret|token|api[_-]?key|authorization|session[_-]?id|private[_-]?key"
+    r"|client[_-]?secret|security[_-]?token|signature)",
+    re.IGNORECASE,
+)
+
+
+class SecretRedactor:
+    """A structlog processor that masks known secret keys and every registered secret value."""
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
+        self._values: set[str] = {v for v in values if v and len(v) >= 4}
+
+    def add(self, value: str) -> None:
+        """Mask ``value`` wherever it appears from now on (short values would mask too much)."""
+        if value and len(value) >= 4:
+            self._values.add(value)
+
+    def scrub(self, value: Any) -> Any:
+        """Return ``value`` with secret values replaced, recursing into containers."""
+        if isinstance(value, str):
+            for secret in self._values:
+                if secret in value:
+                    value = value.replace(secret, REDACTED)
+            return value
+        if isinstance(value, dict):
+            return {k: self._scrub_item(k, v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(self.scrub(v) for v in value)
+        return value
+
+    def _scrub_item(self, key: Any, value: Any) -> Any:
+        if isinstance(key, str) and _SECRET_KEY.search(key) and value not in (None, ""):
+            return REDACTED
+        return self.scrub(value)
+
+    def __call__(
+        self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        for key in list(event_dict):
+            event_dict[key] = self._scrub_item(key, event_dict[key])
+        return event_dict
+
+
+_redactor = SecretRedactor()
+
+
+def register_secret(value: str) -> None:
+    """Mask ``value`` in every log line from now on (called for each secret the config loads)."""
+    _redactor.add(value)
+
+
+def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
+    """Set up structlog (and stdlib logging through it) once for the process."""
+    if json is None:
+        json = not sys.stderr.isatty()
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _redactor,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
