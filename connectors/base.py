@@ -75,7 +75,7 @@ class PersonKind(enum.StrEnum):
 
 
 def touch_key(source: str, source_id: str) -> str:
-    """The deterministic key of a touch, ``<source>:<source_activity_id>``; CRM writes upsert on it."""
+    """The deterministic key of a touch, ``<source>:<source_activity_id>``; writes upsert on it."""
     return f"{source}:{source_id}"
 
 
@@ -164,7 +164,7 @@ class Opportunity:
 
 @dataclass(frozen=True, slots=True)
 class ContactRole:
-    """A person's role on an opportunity (Salesforce OpportunityContactRole, HubSpot association)."""
+    """A person's role on an opportunity (Salesforce OpportunityContactRole, HubSpot assoc.)."""
 
     source: str
     external_id: str

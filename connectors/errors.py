@@ -4,7 +4,7 @@
 
     ClosedloopError
     ├── ConfigError          fatal: the configuration is wrong; stop and say where
-    │   └── MappingError     a mapping file (or one record against it) is wrong; file:line + key path
+    │   └── MappingError     a mapping file (or a record against it) is wrong; file:line, key path
     ├── AuthError            fatal: credentials rejected or missing; stop the pipeline
     ├── RateLimited          wait `retry_after` seconds (or until `resume_at`) and go on
     ├── Transient            retry with backoff (timeouts, 5xx, dropped connections)
@@ -88,9 +88,7 @@ class RateLimited(ClosedloopError):
 
     exit_code = 4
 
-    def __init__(
-        self, message: str, retry_after: float, resume_at: datetime | None = None
-    ) -> None:
+    def __init__(self, message: str, retry_after: float, resume_at: datetime | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.resume_at = resume_at
@@ -108,8 +106,13 @@ class RecordRejected(ClosedloopError):
     exit_code = 6
 
     def __init__(
-        self, message: str, *, code: str = "REJECTED", key: str | None = None,
-        fields: tuple[str, ...] = (), payload: dict[str, Any] | None = None,
+        self,
+        message: str,
+        *,
+        code: str = "REJECTED",
+        key: str | None = None,
+        fields: tuple[str, ...] = (),
+        payload: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code

@@ -52,7 +52,7 @@ class SecretRedactor:
         return self.scrub(value)
 
     def __call__(
-        self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+        self, _logger: Any, _method_name: str, event_dict: MutableMapping[str, Any]
     ) -> MutableMapping[str, Any]:
         for key in list(event_dict):
             event_dict[key] = self._scrub_item(key, event_dict[key])
@@ -71,9 +71,7 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
     """Set up structlog (and stdlib logging through it) once for the process."""
     if json is None:
         json = not sys.stderr.isatty()
-    renderer: Any = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
-    )
+    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

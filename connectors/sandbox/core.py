@@ -76,7 +76,8 @@ def parse_faults(spec: str | None) -> list[FaultRule]:
         if api not in (*APIS, "*"):
             raise ConfigError(f"bad fault rule {text!r}: API must be one of {', '.join(APIS)} or *")
         if kind not in FAULT_KINDS:
-            raise ConfigError(f"bad fault rule {text!r}: KIND must be one of {', '.join(FAULT_KINDS)}")
+            kinds = ", ".join(FAULT_KINDS)
+            raise ConfigError(f"bad fault rule {text!r}: KIND must be one of {kinds}")
         if not 0.0 <= rate <= 1.0:
             raise ConfigError(f"bad fault rule {text!r}: RATE must be between 0 and 1")
         rules.append(FaultRule(api, kind, rate))
@@ -84,7 +85,7 @@ def parse_faults(spec: str | None) -> list[FaultRule]:
 
 
 class Faults:
-    """Deterministic fault draws: one seeded generator per API, so APIs do not disturb each other."""
+    """Deterministic fault draws: one seeded generator per API, so APIs stay independent."""
 
     def __init__(self, rules: list[FaultRule] | None = None, seed: int = 0) -> None:
         self._lock = threading.Lock()
@@ -125,6 +126,8 @@ class SandboxState:
 
     faults: Faults = field(default_factory=Faults)
     latency_ms: int = 0
+    # How long a "timeout" fault holds the request before the server drops it.
+    timeout_hold_s: float = 5.0
     vendors: dict[str, Any] = field(default_factory=dict)
     _counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)

@@ -12,11 +12,11 @@ from datetime import datetime
 from decimal import Decimal
 
 __all__ = [
+    "World",
     "WorldAccount",
     "WorldActivity",
     "WorldCampaign",
     "WorldContactRole",
-    "World",
     "WorldOpportunity",
     "WorldPerson",
     "WorldStatusEvent",
@@ -35,7 +35,7 @@ class WorldAccount:
 
 @dataclass
 class WorldPerson:
-    """A person known to marketing; ``crm_kind`` says whether the CRM holds them as lead or contact."""
+    """A person known to marketing; ``crm_kind`` says how the CRM holds them (lead or contact)."""
 
     id: str
     email: str
