@@ -39,7 +39,10 @@ _mount()
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; closedloop errors become a clear message and their own exit code."""
     try:
-        app(args=argv, prog_name="closedloop", standalone_mode=False)
+        # Without standalone mode click returns typer.Exit's code instead of exiting.
+        code = app(args=argv, prog_name="closedloop", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except ClosedloopError as exc:
         _stderr.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
         sys.exit(exc.exit_code)
