@@ -1,0 +1,1 @@
+"""Alembic scripts of the ledger (run through ``sync.ledger.migrate``, never imported directly)."""

@@ -1,0 +1,489 @@
+"""The ledger's tables: what closedloop has pulled, pushed, observed and promised.
+
+Every table is a SQLModel class named ``<Thing>Row`` (so it never shadows the connector record
+types of ``connectors.base``) on one private metadata, ``LEDGER_METADATA``, whose naming
+convention gives every constraint and index a stable name (SQLite migrations can only drop
+what has a name).
+
+- Touches: ``touch`` (one per source activity, unique on ``source + source_id`` and on the
+  touch key) and ``delivery`` (one per touch and sink: intended -> confirmed / failed / dead).
+- The CRM graph: ``person``, ``account``, ``opportunity``, ``contact_role``, ``campaign``,
+  ``campaign_cost``. Each is unique on ``(crm, external_id)`` where ``crm`` is the connection
+  name, and rows point at each other by external id strings, not foreign keys, because CRM
+  changes arrive in any order (a contact role before its opportunity, a merged account ...).
+- History: ``disposition`` (append-only status and stage transitions; re-pulling the same
+  change is a no-op thanks to its unique key).
+- Operations: ``cursor`` (per pipeline and stream), ``sync_run``, ``dead_letter``, ``lease``.
+
+Times are aware UTC datetimes (``UtcDateTime``), money is ``Numeric(18, 2)``, emails are
+lower-cased on the way in (``EmailAddress``). SQLite keeps NUMERIC values as doubles: amounts
+come back exact to the cent up to 9,999,999,999,999.99 (15 significant digits), and SQL-side
+sums over very many rows may drift by cents; PostgreSQL is exact over the whole range.
+Columns that bulk inserts commonly omit carry a column default, so Core
+``insert(...).values(...)`` works as well as the ORM.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import CheckConstraint, Date, Index, MetaData, Text, UniqueConstraint
+from sqlalchemy.orm import registry
+from sqlalchemy.sql.elements import conv
+from sqlmodel import Field, SQLModel
+
+from sync.ledger.types import EmailAddress, JsonDocument, UtcDateTime, utcnow
+
+__all__ = [
+    "LEDGER_METADATA",
+    "AccountRow",
+    "CampaignCostRow",
+    "CampaignRow",
+    "ContactRoleRow",
+    "CostOrigin",
+    "CursorRow",
+    "DeadLetterRow",
+    "DeadLetterStage",
+    "DeadLetterStatus",
+    "DeliveryRow",
+    "DeliveryState",
+    "DispositionRow",
+    "LeaseRow",
+    "LedgerModel",
+    "OpportunityRow",
+    "PersonRow",
+    "RunState",
+    "SyncRunRow",
+    "TouchRow",
+]
+
+LEDGER_METADATA = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class LedgerModel(SQLModel, registry=registry(metadata=LEDGER_METADATA)):
+    """Base of every ledger table (carries the ledger's own metadata, not SQLModel's global one)."""
+
+
+class DeliveryState(enum.StrEnum):
+    """Where a delivery of one touch to one sink stands."""
+
+    INTENDED = "intended"  # recorded before the CRM call; outcome unknown until confirmed
+    CONFIRMED = "confirmed"
+    FAILED = "failed"  # will be retried
+    DEAD = "dead"  # gave up; a dead letter says why
+
+
+class RunState(enum.StrEnum):
+    """The state of one pipeline run."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+class DeadLetterStage(enum.StrEnum):
+    """The pipeline stage that rejected a record."""
+
+    PULL = "pull"
+    MAP = "map"
+    RESOLVE = "resolve"
+    PUSH = "push"
+
+
+class DeadLetterStatus(enum.StrEnum):
+    """What became of a dead letter."""
+
+    OPEN = "open"
+    REPLAYED = "replayed"
+    DISCARDED = "discarded"
+
+
+class CostOrigin(enum.StrEnum):
+    """Where a campaign cost came from: pulled from the CRM or declared in YAML."""
+
+    CRM = "crm"
+    YAML = "yaml"
+
+
+def _in(column: str, values: type[enum.StrEnum]) -> str:
+    """A CHECK expression limiting ``column`` to the members of a StrEnum."""
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
+
+
+def _empty_dict() -> dict[str, Any]:
+    return {}
+
+
+def _empty_list() -> list[Any]:
+    return []
+
+
+# --- touches and deliveries -------------------------------------------------------------------
+
+
+class TouchRow(LedgerModel, table=True):
+    """One marketing activity by one person, as pulled (the raw payload is kept)."""
+
+    __tablename__ = "touch"
+    __table_args__ = (UniqueConstraint("source", "source_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True)  # "<source>:<source_id>", the idempotency key of CRM writes
+    source: str
+    source_id: str
+    kind: str
+    occurred_at: datetime = Field(sa_type=UtcDateTime, index=True)
+    email: str | None = Field(default=None, sa_type=EmailAddress, index=True)
+    person_ref: str | None = None
+    campaign: str | None = None
+    channel: str | None = None
+    asset: str | None = None
+    attributes: dict[str, Any] = Field(
+        default_factory=_empty_dict,
+        sa_type=JsonDocument,
+        sa_column_kwargs={"default": _empty_dict},
+    )
+    raw: dict[str, Any] = Field(
+        default_factory=_empty_dict,
+        sa_type=JsonDocument,
+        sa_column_kwargs={"default": _empty_dict},
+    )
+    pulled_at: datetime = Field(
+        default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
+    )
+
+
+class DeliveryRow(LedgerModel, table=True):
+    """One touch written (or being written) to one sink; unique per touch and sink."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        UniqueConstraint("touch_id", "sink"),
+        Index(None, "sink", "state"),
+        CheckConstraint(_in("state", DeliveryState), name="state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    touch_id: int = Field(foreign_key="touch.id")
+    sink: str  # the connection name of the CRM
+    state: str = Field(
+        default=DeliveryState.INTENDED.value,
+        sa_column_kwargs={"default": DeliveryState.INTENDED.value},
+    )
+    crm_id: str | None = None
+    attempts: int = Field(default=0, sa_column_kwargs={"default": 0})
+    last_error: str | None = Field(default=None, sa_type=Text)
+    intended_at: datetime = Field(
+        default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
+    )
+    confirmed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    run_id: int | None = None
+
+
+# --- the CRM graph ----------------------------------------------------------------------------
+
+
+class PersonRow(LedgerModel, table=True):
+    """A Lead or Contact as one CRM knows it (also the cache of email -> person lookups)."""
+
+    __tablename__ = "person"
+    __table_args__ = (UniqueConstraint("crm", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    crm: str
+    external_id: str
+    kind: str  # PersonKind: "lead" or "contact"
+    email: str | None = Field(default=None, sa_type=EmailAddress, index=True)
+    first_name: str | None = None
+    last_name: str | None = None
+    company: str | None = None
+    account_external_id: str | None = Field(default=None, index=True)
+    owner_id: str | None = None
+    status: str | None = None
+    lifecycle_stage: str | None = None
+    lead_source: str | None = None
+    score: float | None = None
+    converted: bool = Field(default=False, sa_column_kwargs={"default": False})
+    converted_contact_external_id: str | None = None
+    converted_account_external_id: str | None = None
+    converted_opportunity_external_id: str | None = None
+    merged_into: str | None = None  # external id of the surviving record after a CRM merge
+    deleted: bool = Field(default=False, sa_column_kwargs={"default": False})
+    fields: dict[str, Any] = Field(
+        default_factory=_empty_dict,
+        sa_type=JsonDocument,
+        sa_column_kwargs={"default": _empty_dict},
+    )
+    created_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    updated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    pulled_at: datetime = Field(
+        default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
+    )
+
+
+class AccountRow(LedgerModel, table=True):
+    """A company in one CRM."""
+
+    __tablename__ = "account"
+    __table_args__ = (UniqueConstraint("crm", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    crm: str
+    external_id: str
+    name: str
+    domain: str | None = Field(default=None, index=True)
+    owner_id: str | None = None
+    merged_into: str | None = None
+    deleted: bool = Field(default=False, sa_column_kwargs={"default": False})
+    created_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    updated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    pulled_at: datetime = Field(
+        default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
+    )
+
+
+class OpportunityRow(LedgerModel, table=True):
+    """A deal: stage, amount and dates are what attribution and ROI read."""
+
+    __tablename__ = "opportunity"
+    __table_args__ = (UniqueConstraint("crm", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    crm: str
+    external_id: str
+    name: str
+    account_external_id: str | None = Field(default=None, index=True)
+    stage: str
+    amount: Decimal | None = Field(default=None, max_digits=18, decimal_places=2)
+    currency: str | None = None
+    is_closed: bool = Field(default=False, sa_column_kwargs={"default": False})
+    is_won: bool = Field(default=False, sa_column_kwargs={"default": False})
+    close_date: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    campaign_external_id: str | None = None  # the primary campaign source
+    owner_id: str | None = None
+    merged_into: str | None = None
+    deleted: bool = Field(default=False, sa_column_kwargs={"default": False})
+    created_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    updated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    pulled_at: datetime = Field(
+        default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
+    )
+
+
+class ContactRoleRow(LedgerModel, table=True):
+    """A person's role on an opportunity."""
+
+    __tablename__ = "contact_role"
+    __table_args__ = (UniqueConstraint("crm", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    crm: str
+    external_id: str
+    opportunity_external_id: str = Field(index=True)
+    person_external_id: str = Field(index=True)
+    role: str | None = None
+    is_primary: bool = Field(default=False, sa_column_kwargs={"default": False})
+    deleted: bool = Field(default=False, sa_column_kwargs={"default": False})
+    created_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    updated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    pulled_at: datetime = Field(
+        default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
+    )
+
+
+class CampaignRow(LedgerModel, table=True):
+    """A marketing campaign or program in one CRM, with the costs the CRM records."""
+
+    __tablename__ = "campaign"
+    __table_args__ = (UniqueConstraint("crm", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    crm: str
+    external_id: str
+    name: str
+    channel: str | None = None
+    status: str | None = None
+    actual_cost: Decimal | None = Field(default=None, max_digits=18, decimal_places=2)
+    budgeted_cost: Decimal | None = Field(default=None, max_digits=18, decimal_places=2)
+    currency: str | None = None
+    start_date: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    end_date: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    deleted: bool = Field(default=False, sa_column_kwargs={"default": False})
+    created_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    updated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    pulled_at: datetime = Field(
+        default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
+    )
+
+
+class CampaignCostRow(LedgerModel, table=True):
+    """Spend on a campaign over a period (calendar dates), from the CRM or from YAML."""
+
+    __tablename__ = "campaign_cost"
+    __table_args__ = (
+        UniqueConstraint("crm", "campaign_external_id", "period_start", "origin"),
+        CheckConstraint(_in("origin", CostOrigin), name="origin"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    crm: str
+    campaign_external_id: str
+    period_start: date = Field(sa_type=Date)
+    period_end: date = Field(sa_type=Date)
+    amount: Decimal = Field(max_digits=18, decimal_places=2)
+    currency: str | None = None
+    origin: str
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
+    )
+
+
+# --- history ----------------------------------------------------------------------------------
+
+
+class DispositionRow(LedgerModel, table=True):
+    """One observed status or stage transition; append-only.
+
+    ``new_value`` is never NULL: a cleared field is stored as ``""``. SQL treats NULLs as
+    distinct in unique constraints, so a NULL there would let a re-pull double the row.
+    """
+
+    __tablename__ = "disposition"
+    __table_args__ = (
+        UniqueConstraint(
+            "crm",
+            "object_type",
+            "object_id",
+            "field",
+            "changed_at",
+            "new_value",
+            name=conv("uq_disposition_change"),
+        ),
+        Index(None, "changed_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    crm: str
+    object_type: str  # "lead", "contact", "opportunity", ...
+    object_id: str
+    email: str | None = Field(default=None, sa_type=EmailAddress, index=True)
+    field: str
+    old_value: str | None = None
+    new_value: str = ""
+    lifecycle_stage: str | None = None  # the shared lifecycle stage new_value translates to
+    reason: str | None = None
+    owner_id: str | None = None
+    changed_at: datetime = Field(sa_type=UtcDateTime)
+    observed_at: datetime = Field(
+        default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
+    )
+    run_id: int | None = None
+
+
+# --- operations -------------------------------------------------------------------------------
+
+
+class CursorRow(LedgerModel, table=True):
+    """How far one stream of one pipeline has been read; written with the records it covers."""
+
+    __tablename__ = "cursor"
+    __table_args__ = (UniqueConstraint("pipeline", "stream"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    pipeline: str
+    stream: str
+    value: str | None = None
+    boundary_keys: list[str] = Field(
+        default_factory=_empty_list,
+        sa_type=JsonDocument,
+        sa_column_kwargs={"default": _empty_list},
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
+    )
+    fencing_token: int | None = None  # the lease token of the writer; stale writers are refused
+
+
+class SyncRunRow(LedgerModel, table=True):
+    """One run of one pipeline: when, by whom, how it ended, what it counted and spent."""
+
+    __tablename__ = "sync_run"
+    __table_args__ = (
+        Index(None, "pipeline", "started_at"),
+        CheckConstraint(_in("state", RunState), name="state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    pipeline: str
+    owner: str
+    started_at: datetime = Field(
+        default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
+    )
+    finished_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    state: str = Field(
+        default=RunState.RUNNING.value, sa_column_kwargs={"default": RunState.RUNNING.value}
+    )
+    counts: dict[str, Any] = Field(
+        default_factory=_empty_dict,
+        sa_type=JsonDocument,
+        sa_column_kwargs={"default": _empty_dict},
+    )
+    api_calls: dict[str, Any] = Field(
+        default_factory=_empty_dict,
+        sa_type=JsonDocument,
+        sa_column_kwargs={"default": _empty_dict},
+    )
+    error: str | None = Field(default=None, sa_type=Text)
+
+
+class DeadLetterRow(LedgerModel, table=True):
+    """A record a stage refused, kept with its reason until replayed or discarded."""
+
+    __tablename__ = "dead_letter"
+    __table_args__ = (
+        Index(None, "pipeline", "status"),
+        CheckConstraint(_in("stage", DeadLetterStage), name="stage"),
+        CheckConstraint(_in("status", DeadLetterStatus), name="status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    pipeline: str
+    stage: str
+    record_key: str | None = Field(default=None, index=True)
+    code: str
+    reason: str = Field(sa_type=Text)
+    payload: Any = Field(default=None, sa_type=JsonDocument, nullable=True)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
+    )
+    run_id: int | None = None
+    status: str = Field(
+        default=DeadLetterStatus.OPEN.value,
+        sa_column_kwargs={"default": DeadLetterStatus.OPEN.value},
+    )
+    attempts: int = Field(default=0, sa_column_kwargs={"default": 0})
+    resolved_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class LeaseRow(LedgerModel, table=True):
+    """Who may run a named job until when; the fencing token grows with every new holder."""
+
+    __tablename__ = "lease"
+
+    name: str = Field(primary_key=True)
+    owner: str
+    fencing_token: int
+    acquired_at: datetime = Field(sa_type=UtcDateTime)
+    expires_at: datetime = Field(sa_type=UtcDateTime)
