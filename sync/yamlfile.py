@@ -7,7 +7,7 @@ at ``file:line:col`` and a key path such as ``pipelines.touches.schedule.every``
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,7 +171,7 @@ def issues_from_validation_error(
     located: LocatedYaml,
     *,
     base: KeyPath = (),
-    allowed_keys: dict[KeyPath, Sequence[str]] | None = None,
+    allowed_keys: Mapping[KeyPath, Sequence[str]] | None = None,
 ) -> list[ConfigIssue]:
     """Translate a pydantic ValidationError on ``located.data`` (at ``base``) into located issues.
 
@@ -196,7 +196,19 @@ def _data_path(data: Any, base: KeyPath, loc: Iterable[Any]) -> KeyPath:
     node = data
     for part in base:
         node = node[part] if isinstance(node, dict | list) else None  # type: ignore[index]
-    for part in loc:
+    parts = list(loc)
+    for index, part in enumerate(parts):
+        following = parts[index + 1] if index + 1 < len(parts) else None
+        if (
+            isinstance(node, dict)
+            and isinstance(part, str)
+            and following is not None
+            and _is_tag(part, node)
+            and not (isinstance(node.get(part), dict | list) and _holds(node[part], following))
+        ):
+            # A union tag equal to a key of the same mapping ({method: password, password: ...}):
+            # the tag is followed by a part that the key's scalar value cannot hold.
+            continue
         if (isinstance(node, dict) and part in node) or (
             isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
         ):
@@ -212,3 +224,10 @@ def _data_path(data: Any, base: KeyPath, loc: Iterable[Any]) -> KeyPath:
 def _is_tag(part: str, node: dict[str, Any]) -> bool:
     """Whether pydantic inserted ``part`` as a union member name (not a key of the data)."""
     return "[" in part or any(isinstance(v, str) and v == part for v in node.values())
+
+
+def _holds(node: dict[str, Any] | list[Any], part: Any) -> bool:
+    """Whether ``part`` indexes into ``node`` (a key of a mapping or an index of a list)."""
+    if isinstance(node, dict):
+        return part in node
+    return isinstance(part, int) and 0 <= part < len(node)

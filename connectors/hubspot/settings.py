@@ -1,0 +1,58 @@
+"""Settings of a ``type: hubspot`` connection, validated by ``closedloop config check``.
+
+Only the settings live here; the connector itself is ``connectors.hubspot.connector``. Secret
+values are ``SecretStr`` so they never print; in ``closedloop.yaml`` each may instead be given as
+``<name>_file: path`` (read by the config loader).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+
+__all__ = ["HubSpotAuth", "HubSpotSettings", "OAuthAuth", "PrivateAppAuth"]
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("expected an http(s) URL such as https://api.hubapi.com")
+    return value.rstrip("/")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PrivateAppAuth(_Strict):
+    """A private app's access token (``pat-...``)."""
+
+    method: Literal["private_app"]
+    access_token: SecretStr
+
+
+class OAuthAuth(_Strict):
+    """A public app's OAuth credentials; access tokens are refreshed from ``refresh_token``."""
+
+    method: Literal["oauth"]
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    refresh_token: SecretStr
+
+
+HubSpotAuth = Annotated[PrivateAppAuth | OAuthAuth, Field(discriminator="method")]
+
+
+class HubSpotSettings(_Strict):
+    """A HubSpot portal: API host, credentials, and how much of its rate limits to use."""
+
+    host: Annotated[str, AfterValidator(_http_url)] = "https://api.hubapi.com"
+    auth: HubSpotAuth
+    # A unique engagement property holding the touch key: HubSpot does not deduplicate for us.
+    touch_key_property: str = Field(default="closedloop_touch_key", pattern=r"^[a-z][a-z0-9_]*$")
+    daily_budget_share: float = Field(default=0.5, gt=0, le=1)
+    # Private apps get 100 (Starter) or 190 (Pro/Enterprise) requests per 10 s.
+    burst_limit_per_10s: int = Field(default=100, gt=0)
+    timeout_s: float = Field(default=30.0, gt=0)

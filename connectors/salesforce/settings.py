@@ -1,0 +1,108 @@
+"""Settings of a ``type: salesforce`` connection, validated by ``closedloop config check``.
+
+Only the settings live here; the connector itself is ``connectors.salesforce.connector``. Secret
+values are ``SecretStr`` so they never print; in ``closedloop.yaml`` each may instead be given as
+``<name>_file: path`` (read by the config loader). Relative paths are resolved against the config
+file's folder by the loader before these models see them.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FilePath, SecretStr
+
+__all__ = [
+    "ClientCredentialsAuth",
+    "JwtAuth",
+    "PasswordAuth",
+    "SalesforceAuth",
+    "SalesforceSettings",
+    "SessionAuth",
+]
+
+LOGIN_URL = "https://login.salesforce.com"
+
+
+def _https_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.netloc:
+        # simple-salesforce hard-codes https:// for the instance, so plain http cannot work.
+        raise ValueError("expected an https:// URL such as https://mycompany.my.salesforce.com")
+    return value.rstrip("/")
+
+
+HttpsUrl = Annotated[str, AfterValidator(_https_url)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PasswordAuth(_Strict):
+    """Username-password OAuth flow (a connected app's client id/secret are optional)."""
+
+    method: Literal["password"]
+    username: str = Field(min_length=1)
+    password: SecretStr
+    # Optional: orgs that allow-list the integration's IP ranges need no security token.
+    security_token: SecretStr | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    login_url: HttpsUrl = LOGIN_URL
+
+
+class ClientCredentialsAuth(_Strict):
+    """OAuth 2.0 client credentials flow of a connected app (runs as its configured user)."""
+
+    method: Literal["client_credentials"]
+    login_url: HttpsUrl
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+
+
+class JwtAuth(_Strict):
+    """OAuth 2.0 JWT bearer flow: a connected app's certificate signs a token for ``username``."""
+
+    method: Literal["jwt"]
+    login_url: HttpsUrl = LOGIN_URL
+    client_id: str = Field(min_length=1)
+    username: str = Field(min_length=1)
+    private_key_file: FilePath
+
+
+class SessionAuth(_Strict):
+    """An existing session id used as a bearer token with ``instance_url`` (tests, the sandbox)."""
+
+    method: Literal["session"]
+    session_id: SecretStr
+
+
+SalesforceAuth = Annotated[
+    PasswordAuth | ClientCredentialsAuth | JwtAuth | SessionAuth, Field(discriminator="method")
+]
+
+
+def _api_version(value: str) -> str:
+    if not re.fullmatch(r"\d{2}\.0", value):
+        raise ValueError("expected an API version such as '59.0'")
+    return value
+
+
+class SalesforceSettings(_Strict):
+    """A Salesforce org: where it is, how to log in, and how much of its API allocation to use."""
+
+    instance_url: HttpsUrl
+    api_version: Annotated[str, AfterValidator(_api_version)] = "59.0"
+    auth: SalesforceAuth
+    # Trust this CA bundle (PEM) instead of the system store: the local sandbox uses its test CA.
+    ca_bundle: Path | None = None
+    timeout_s: float = Field(default=30.0, gt=0)
+    task_external_id_field: str = Field(default="Closedloop_Key__c", pattern=r"^\w+__c$")
+    # Share of the org's rolling 24 h API allocation closedloop may spend (shared with others).
+    daily_budget_share: float = Field(default=0.5, gt=0, le=1)
+    # Pushes larger than this go through Bulk API 2.0 instead of sObject Collections.
+    bulk_threshold: int = Field(default=10_000, gt=0)

@@ -1,0 +1,228 @@
+"""``closedloop config check|show`` and ``closedloop init`` (a starter config for the sandbox).
+
+``check`` and ``show`` only read: a bad config writes nothing (no ledger, no files) and exits 2
+with every problem on its own line. ``init_command`` is mounted as the top-level ``init``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+
+from connectors.errors import ConfigError
+from sync.config import CONFIG_ENV, Config, config_path, load_config
+
+__all__ = ["SANDBOX_CONFIG", "app", "init_command", "shipped_mappings_dir"]
+
+app = typer.Typer(help="Check and show closedloop.yaml.", no_args_is_help=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help=f"The config file [default: ${CONFIG_ENV} or ./closedloop.yaml].",
+        show_default=False,
+    ),
+]
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def _load_or_exit(path: Path) -> Config:
+    """Load ``path``; on problems print each on its own line and exit 2."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        if exc.issues:
+            typer.echo(f"{path}: {_plural(len(exc.issues), 'problem')}", err=True)
+            for issue in exc.issues:
+                typer.echo(str(issue), err=True)
+        else:
+            typer.echo(str(exc), err=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+@app.command("check")
+def check(config: ConfigOption = None) -> None:
+    """Validate the config file and everything it references; exit 2 listing every problem."""
+    path = config_path(config)
+    loaded = _load_or_exit(path)
+    counts = (
+        f"{_plural(len(loaded.connections), 'connection')}, "
+        f"{_plural(len(loaded.pipelines), 'pipeline')}"
+    )
+    typer.echo(f"{path}: OK ({counts})")
+
+
+@app.command("show")
+def show(config: ConfigOption = None) -> None:
+    """Print the effective configuration (defaults filled in, paths absolute, secrets masked)."""
+    loaded = _load_or_exit(config_path(config))
+    typer.echo(yaml.safe_dump(loaded.display(), sort_keys=False, allow_unicode=True), nl=False)
+
+
+# --- closedloop init ------------------------------------------------------------------------
+
+SECRETS_DIR = Path(".closedloop") / "secrets"
+
+# Fixed, fake credentials of the local sandbox (connectors/sandbox/credentials.py).
+_SANDBOX_SECRETS = {
+    "salesforce-session-id": "00Dsandbox!closedloop-session",
+    "hubspot-access-token": "pat-sandbox-closedloop",
+    "marketo-client-secret": "sandbox-marketo-secret",
+}
+
+SANDBOX_CONFIG = """\
+# closedloop configuration: written by `closedloop init` for the local sandbox.
+# Check it with `closedloop config check`; see the effective values with `closedloop config show`.
+#
+# Any string value may use ${VAR} or ${VAR:-default} (environment variables).
+# Any secret may be given as <key>_file: path instead of <key>: value; the file holds only the
+# secret (one trailing newline is ignored). Relative paths are relative to this file's folder.
+version: 1
+
+# The ledger remembers every touch, delivery and disposition. CLOSEDLOOP_DATABASE_URL wins when
+# set. PostgreSQL (postgresql+psycopg://user@host:5432/closedloop) lets several replicas share work.
+ledger:
+  url: sqlite:///closedloop.db
+
+logging:
+  level: info     # debug | info | warning | error | critical
+  format: auto    # auto (JSON unless on a terminal) | json | console
+
+# Connections: each has a connector type (`closedloop connectors list`) and that type's settings.
+# These point at the local emulators started by the sandbox.
+connections:
+  salesforce:
+    type: salesforce
+    instance_url: https://127.0.0.1:8443
+    api_version: "59.0"
+    ca_bundle: .closedloop/sandbox-ca.pem   # the sandbox's test CA; remove for a real org
+    auth:
+      # Real orgs: method password | client_credentials | jwt (see the docs).
+      method: session
+      session_id_file: .closedloop/secrets/salesforce-session-id
+    task_external_id_field: Closedloop_Key__c
+
+  hubspot:
+    type: hubspot
+    host: http://127.0.0.1:8081           # a real portal: https://api.hubapi.com
+    auth:
+      method: private_app
+      access_token_file: .closedloop/secrets/hubspot-access-token
+
+  marketo:
+    type: marketo
+    base_url: http://127.0.0.1:8082       # a real instance: https://123-ABC-456.mktorest.com
+    client_id: sandbox-marketo-id
+    client_secret_file: .closedloop/secrets/marketo-client-secret
+
+# Pipelines: touches (activity source -> CRM timelines), dispositions (CRM status changes ->
+# ledger), reconcile (CRM accounts, opportunities, contact roles -> ledger), recycle (ledger ->
+# nurture programs).
+# schedule: {every: 15m} (s, m, h, d) or {cron: "*/15 * * * *"} (UTC unless timezone: is given).
+pipelines:
+  marketo-to-salesforce:
+    kind: touches
+    source: marketo
+    sink: salesforce
+    mapping: mappings/marketo-salesforce.yaml
+    schedule: {every: 15m}
+    batch_size: 1000
+
+  salesforce-dispositions:
+    kind: dispositions
+    source: salesforce
+    mapping: mappings/marketo-salesforce.yaml   # its lifecycle section names the stages
+    schedule: {every: 10m}
+
+  salesforce-reconcile:
+    kind: reconcile
+    source: salesforce
+    schedule: {cron: "5 * * * *"}
+
+  marketo-to-hubspot:
+    kind: touches
+    source: marketo
+    sink: hubspot
+    mapping: mappings/marketo-hubspot.yaml
+    schedule: {every: 15m}
+
+  hubspot-dispositions:
+    kind: dispositions
+    source: hubspot
+    mapping: mappings/marketo-hubspot.yaml
+    schedule: {every: 10m}
+
+# API budgets: the share of each CRM's daily API allocation closedloop may use (other
+# integrations share it), and calls to keep in reserve.
+budgets:
+  salesforce: {daily_share: 0.5, reserve_calls: 1000}
+  hubspot: {daily_share: 0.5}
+"""
+
+
+_TEMPLATE_MAPPINGS = ("mappings/marketo-salesforce.yaml", "mappings/marketo-hubspot.yaml")
+
+
+def shipped_mappings_dir() -> Path | None:
+    """The default mapping files shipped with closedloop (present in a source checkout)."""
+    candidate = Path(__file__).resolve().parents[2] / "mappings"
+    return candidate if candidate.is_dir() else None
+
+
+def _write_secret(path: Path, value: str) -> None:
+    """Write ``value`` to ``path``, readable by its owner only (created with mode 0600)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(value + "\n")
+    path.chmod(0o600)
+
+
+def _copy_mappings(target: Path) -> list[str]:
+    """Copy the shipped mapping files next to the config, never replacing an existing one."""
+    source = shipped_mappings_dir()
+    if source is None or source.resolve() == target.resolve():
+        return []
+    copied = []
+    for item in sorted(source.iterdir()):
+        if item.suffix in (".yaml", ".yml", ".json") and item.is_file():
+            destination = target / item.name
+            if not destination.exists():
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(item, destination)
+                copied.append(item.name)
+    return copied
+
+
+def init_command(
+    path: Annotated[
+        Path, typer.Argument(help="Where to write the config.", show_default=True)
+    ] = Path("closedloop.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing config.")] = False,
+) -> None:
+    """Write a commented starter closedloop.yaml for the local sandbox, secrets in 0600 files."""
+    if path.exists() and not force:
+        typer.echo(f"{path} already exists; use --force to overwrite it", err=True)
+        raise typer.Exit(1)
+    folder = path.parent
+    for name, value in _SANDBOX_SECRETS.items():
+        _write_secret(folder / SECRETS_DIR / name, value)
+    path.write_text(SANDBOX_CONFIG, encoding="utf-8")
+    copied = _copy_mappings(folder / "mappings")
+    typer.echo(f"wrote {path} and {len(_SANDBOX_SECRETS)} secret files in {folder / SECRETS_DIR}")
+    if copied:
+        typer.echo(f"copied default mappings to {folder / 'mappings'}: {', '.join(copied)}")
+    missing = sorted({m for m in _TEMPLATE_MAPPINGS if not (folder / m).is_file()})
+    if missing:
+        typer.echo(f"write these mapping files before running: {', '.join(missing)}", err=True)
+    typer.echo(f"next: start the sandbox, then `closedloop config check --config {path}`")
