@@ -1,0 +1,41 @@
+"""Local emulators of the Salesforce, HubSpot and Marketo APIs, with a seeded company to serve.
+
+The public surface: ``SandboxServer`` (the three emulators on loopback, with a control API),
+``SandboxControl`` (its HTTP client), ``generate`` (the seed world) and the shared machinery of
+``core``. The vendor apps live in ``salesforce``, ``hubspot`` and ``marketo``; pytest fixtures in
+``connectors.sandbox.pytest_plugin``.
+"""
+
+from __future__ import annotations
+
+from connectors.sandbox.core import (
+    APIS,
+    FAULT_KINDS,
+    FaultRule,
+    Faults,
+    LoopbackServer,
+    SandboxState,
+    TlsFiles,
+    make_tls_files,
+    parse_faults,
+)
+from connectors.sandbox.seed import generate
+from connectors.sandbox.server import SandboxControl, SandboxServer, world_summary
+from connectors.sandbox.world import World
+
+__all__ = [
+    "APIS",
+    "FAULT_KINDS",
+    "FaultRule",
+    "Faults",
+    "LoopbackServer",
+    "SandboxControl",
+    "SandboxServer",
+    "SandboxState",
+    "TlsFiles",
+    "World",
+    "generate",
+    "make_tls_files",
+    "parse_faults",
+    "world_summary",
+]

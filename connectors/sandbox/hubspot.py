@@ -1,0 +1,927 @@
+"""The HubSpot emulator: a Starlette app serving a strict subset of HubSpot's public API.
+
+Served (plain HTTP, bearer auth with ``credentials.HUBSPOT_TOKEN`` or a token minted by
+``POST /oauth/v1/token``): CRM objects v3 (CRUD, batch create/read/update/upsert/archive,
+search), properties, owners, lists v3 memberships, associations v4 batch read/create, timeline
+events, custom behavioral events, and the marketing read side (legacy e-mail events, forms and
+form submissions). Data and validation live in ``hubspot_store.PortalData``; this module adds what
+HubSpot does around every call: call counting and injected faults (``core.SandboxState``), token
+checks, the rolling 10-second rate limit with its ``X-HubSpot-RateLimit-*`` headers, and the lower
+per-second limit of search.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from connectors.sandbox import credentials
+from connectors.sandbox.core import SandboxState
+from connectors.sandbox.hubspot_clock import StoreClock, to_ms
+from connectors.sandbox.hubspot_schema import ASSOCIATION_TYPES, OBJECT_TYPE_IDS
+from connectors.sandbox.hubspot_store import HubSpotApiError, PortalData
+from connectors.sandbox.world import World
+
+__all__ = [
+    "CLIENT_ID",
+    "CLIENT_SECRET",
+    "REFRESH_TOKEN",
+    "HubSpotStore",
+    "build_app",
+]
+
+API = "hubspot"
+CLIENT_ID = "sandbox-hubspot-client"
+CLIENT_SECRET = "sandbox-hubspot-secret"
+REFRESH_TOKEN = "sandbox-refresh-token"
+TEN_SECONDS = 10.0
+
+_LIFECYCLE = {
+    "inquiry": "lead",
+    "mql": "marketingqualifiedlead",
+    "sal": "salesqualifiedlead",
+    "sql": "salesqualifiedlead",
+    "opportunity": "opportunity",
+    "customer": "customer",
+    "recycled": "lead",
+    "disqualified": "other",
+}
+_LEAD_STATUS = {
+    "Open - Not Contacted": "NEW",
+    "Working - Contacted": "IN_PROGRESS",
+    "Closed - Converted": "OPEN_DEAL",
+    "Closed - Not Converted": "UNQUALIFIED",
+    "Recycled": "BAD_TIMING",
+    "Disqualified": "UNQUALIFIED",
+}
+_DEAL_STAGE = {
+    "Prospecting": "appointmentscheduled",
+    "Qualification": "qualifiedtobuy",
+    "Needs Analysis": "presentationscheduled",
+    "Proposal/Price Quote": "decisionmakerboughtin",
+    "Negotiation/Review": "contractsent",
+    "Closed Won": "closedwon",
+    "Closed Lost": "closedlost",
+}
+_EMAIL_EVENT = {
+    "email_sent": "SENT",
+    "email_delivered": "DELIVERED",
+    "email_open": "OPEN",
+    "email_click": "CLICK",
+    "email_bounce": "BOUNCE",
+    "email_unsubscribe": "STATUSCHANGE",
+}
+
+
+class HubSpotStore:
+    """One emulated HubSpot portal: data, tokens, rate-limit windows and the store clock.
+
+    Tests may lower ``rate_limit_max`` (calls per rolling 10 s, default 190),
+    ``search_per_second`` (default 5) or ``daily_limit`` to reach the limits quickly, and move
+    ``clock`` to test windowed pulls on ``hs_lastmodifieddate``.
+    """
+
+    def __init__(self) -> None:
+        self.clock = StoreClock()
+        self.data = PortalData(self.clock)
+        self.lock = self.data.lock
+        self.rate_limit_max = 190
+        self.search_per_second = 5
+        self.daily_limit = 1_000_000
+        self.token_lifetime_s = 1800
+        self._tokens: dict[str, float] = {}
+        self._windows: dict[str, deque[float]] = {}
+        self._search_windows: dict[str, deque[float]] = {}
+        self._daily = 0
+        self._rate_lock = threading.Lock()
+        # world ids -> HubSpot ids
+        self.owner_ids: dict[str, str] = {}
+        self.company_ids: dict[str, str] = {}
+        self.contact_ids: dict[str, str] = {}
+        self.deal_ids: dict[str, str] = {}
+
+    def reset(self) -> None:
+        """Empty the portal and forget minted tokens and rate-limit windows."""
+        with self.lock:
+            self.data.clear()
+            self.owner_ids.clear()
+            self.company_ids.clear()
+            self.contact_ids.clear()
+            self.deal_ids.clear()
+        with self._rate_lock:
+            self._tokens.clear()
+            self._windows.clear()
+            self._search_windows.clear()
+            self._daily = 0
+
+    # ------------------------------------------------------------------- tokens
+    def mint_token(self) -> str:
+        """A new OAuth access token (what ``POST /oauth/v1/token`` hands out)."""
+        token = f"sandbox-oauth-{uuid.uuid4().hex}"
+        with self._rate_lock:
+            self._tokens[token] = time.monotonic() + self.token_lifetime_s
+        return token
+
+    def revoke(self, token: str) -> None:
+        """Expire a minted token; the fixed private-app token is never revoked."""
+        with self._rate_lock:
+            self._tokens.pop(token, None)
+
+    def token_state(self, token: str) -> str:
+        """``valid``, ``expired`` or ``invalid`` for a bearer token."""
+        if token == credentials.HUBSPOT_TOKEN:
+            return "valid"
+        with self._rate_lock:
+            expiry = self._tokens.get(token)
+        if expiry is None:
+            return "expired" if token.startswith("sandbox-oauth-") else "invalid"
+        return "valid" if time.monotonic() < expiry else "expired"
+
+    # --------------------------------------------------------------- rate limit
+    def take_call(self, token: str, *, search: bool) -> tuple[str | None, dict[str, str]]:
+        """Account one call: the breached policy (or None) and the rate-limit headers."""
+        now = time.monotonic()
+        with self._rate_lock:
+            window = self._windows.setdefault(token, deque())
+            while window and window[0] <= now - TEN_SECONDS:
+                window.popleft()
+            breached: str | None = None
+            if self._daily >= self.daily_limit:
+                breached = "DAILY"
+            elif len(window) >= self.rate_limit_max:
+                breached = "TEN_SECONDLY_ROLLING"
+            elif search:
+                seconds = self._search_windows.setdefault(token, deque())
+                while seconds and seconds[0] <= now - 1.0:
+                    seconds.popleft()
+                if len(seconds) >= self.search_per_second:
+                    breached = "SECONDLY"
+                else:
+                    seconds.append(now)
+            if breached is None:
+                window.append(now)
+                self._daily += 1
+            last_second = sum(1 for t in window if t > now - 1.0)
+            secondly = max(1, self.rate_limit_max // 10)
+            headers = {
+                "X-HubSpot-RateLimit-Daily": str(self.daily_limit),
+                "X-HubSpot-RateLimit-Daily-Remaining": str(max(0, self.daily_limit - self._daily)),
+                "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(TEN_SECONDS * 1000)),
+                "X-HubSpot-RateLimit-Max": str(self.rate_limit_max),
+                "X-HubSpot-RateLimit-Remaining": str(max(0, self.rate_limit_max - len(window))),
+                "X-HubSpot-RateLimit-Secondly": str(secondly),
+                "X-HubSpot-RateLimit-Secondly-Remaining": str(max(0, secondly - last_second)),
+            }
+            return breached, headers
+
+    # ------------------------------------------------------------------- world
+    def load_world(self, world: World) -> None:
+        """Replace the content with ``world``: owners, companies, contacts, deals, events."""
+        self.reset()
+        self.clock.rebase(world.now)
+        with self.lock:
+            self._load(world)
+
+    def _load(self, world: World) -> None:
+        data = self.data
+        for owner_id, name, email in world.owners:
+            self.owner_ids[owner_id] = data.add_owner(name, email)
+        for account in world.accounts:
+            props = {
+                "name": account.name,
+                "domain": account.domain,
+                "industry": account.industry,
+                "numberofemployees": str(account.employees),
+            }
+            self.company_ids[account.id] = self._seed(
+                "companies", props, account.created_at, account.created_at
+            )
+        for person in world.people:
+            if person.crm_kind == "none" or person.duplicate_of is not None:
+                continue
+            if data._resolve_id("contacts", person.email, "email") is not None:
+                continue
+            props = {
+                "email": person.email,
+                "firstname": person.first_name,
+                "lastname": person.last_name,
+                "company": person.company,
+                "jobtitle": person.title,
+                "lifecyclestage": _LIFECYCLE.get(person.lifecycle_stage, "lead"),
+                "hs_analytics_source": person.lead_source,
+            }
+            if person.lead_status:
+                props["hs_lead_status"] = _LEAD_STATUS.get(person.lead_status, "OPEN")
+            owner = self.owner_ids.get(person.owner_id)
+            if owner:
+                props["hubspot_owner_id"] = owner
+            contact_id = self._seed("contacts", props, person.created_at, person.updated_at)
+            self.contact_ids[person.id] = contact_id
+            company = self.company_ids.get(person.account_id or "")
+            if company:
+                data.associate("contacts", contact_id, "companies", company, 1)
+                data.associate("contacts", contact_id, "companies", company, 279)
+        for person in world.people:
+            if person.duplicate_of and person.duplicate_of in self.contact_ids:
+                self.contact_ids.setdefault(person.id, self.contact_ids[person.duplicate_of])
+        for opp in world.opportunities:
+            props = {
+                "dealname": opp.name,
+                "dealstage": _DEAL_STAGE.get(opp.stage, "appointmentscheduled"),
+                "pipeline": "default",
+                "amount": str(opp.amount),
+                "closedate": str(to_ms(opp.close_date)),
+            }
+            owner = self.owner_ids.get(opp.owner_id)
+            if owner:
+                props["hubspot_owner_id"] = owner
+            deal_id = self._seed(
+                "deals",
+                props,
+                opp.created_at,
+                max(opp.created_at, opp.close_date if opp.is_closed else opp.created_at),
+            )
+            self.deal_ids[opp.id] = deal_id
+            company = self.company_ids.get(opp.account_id)
+            if company:
+                data.associate("deals", deal_id, "companies", company, 5)
+                data.associate("deals", deal_id, "companies", company, 341)
+        for role in world.contact_roles:
+            deal = self.deal_ids.get(role.opportunity_id)
+            contact = self.contact_ids.get(role.person_id)
+            if deal and contact:
+                data.associate("deals", deal, "contacts", contact, 3)
+        self._load_marketing(world)
+
+    def _seed(
+        self, object_type: str, props: dict[str, str], created: datetime, updated: datetime
+    ) -> str:
+        clean, errors = self.data._validate(object_type, props, creating=True)
+        if errors:
+            raise ValueError(f"world record rejected by the HubSpot schema: {errors}")
+        record = self.data._store(object_type, clean)
+        record.created = created
+        record.updated = max(created, updated)
+        self.data._stamp(object_type, record, created=True)
+        return record.id
+
+    def _load_marketing(self, world: World) -> None:
+        data = self.data
+        people = {p.id: p for p in world.people}
+        campaigns: dict[str, int] = {}
+        for activity in world.activities:
+            person = people.get(activity.person_id)
+            if person is None:
+                continue
+            stamp = to_ms(activity.occurred_at)
+            event_type = _EMAIL_EVENT.get(activity.kind)
+            if event_type is not None:
+                campaign = campaigns.setdefault(activity.asset, 10_000_000 + len(campaigns) + 1)
+                event: dict[str, Any] = {
+                    "id": str(uuid.uuid5(uuid.NAMESPACE_OID, f"hubspot-email-event:{activity.id}")),
+                    "type": event_type,
+                    "recipient": person.email,
+                    "created": stamp,
+                    "emailCampaignId": campaign,
+                    "appId": 113,
+                    "appName": "BatchEmail",
+                    "portalId": 4_000_001,
+                    "sentBy": {"id": f"sent-{activity.id}", "created": stamp},
+                }
+                if event_type == "CLICK":
+                    event["url"] = activity.attributes.get(
+                        "link", activity.attributes.get("url", "https://example.com/")
+                    )
+                if event_type == "BOUNCE":
+                    event["category"] = "HARD_BOUNCE"
+                if event_type == "STATUSCHANGE":
+                    event["subscriptions"] = [{"id": 1, "status": "UNSUBSCRIBED"}]
+                data.email_events.append(event)
+            elif activity.kind == "form_fill":
+                form_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"hubspot-form:{activity.asset}"))
+                if form_id not in data.forms:
+                    created = activity.occurred_at
+                    data.forms[form_id] = {
+                        "id": form_id,
+                        "name": activity.asset,
+                        "formType": "hubspot",
+                        "createdAt": created.isoformat().replace("+00:00", "Z"),
+                        "updatedAt": created.isoformat().replace("+00:00", "Z"),
+                        "archived": False,
+                        "fieldGroups": [
+                            {
+                                "groupType": "default_group",
+                                "richTextType": "text",
+                                "fields": [
+                                    {
+                                        "objectTypeId": "0-1",
+                                        "name": name,
+                                        "label": name.title(),
+                                        "required": name == "email",
+                                        "hidden": False,
+                                        "fieldType": "single_line_text"
+                                        if name != "email"
+                                        else "email",
+                                    }
+                                    for name in ("email", "firstname", "lastname", "company")
+                                ],
+                            }
+                        ],
+                    }
+                data.submissions[form_id].append(
+                    {
+                        "conversionId": str(
+                            uuid.uuid5(uuid.NAMESPACE_OID, f"hubspot-form-submission:{activity.id}")
+                        ),
+                        "submittedAt": stamp,
+                        "pageUrl": activity.attributes.get("webpage", "https://example.com/"),
+                        "values": [
+                            {"name": "email", "value": person.email},
+                            {"name": "firstname", "value": person.first_name},
+                            {"name": "lastname", "value": person.last_name},
+                            {"name": "company", "value": person.company},
+                        ],
+                    }
+                )
+        data.email_events.sort(key=lambda e: (-e["created"], e["id"]))
+        for rows in data.submissions.values():
+            rows.sort(key=lambda s: (-s["submittedAt"], s["conversionId"]))
+
+    # --------------------------------------------------------------------- dump
+    def dump(self) -> dict[str, Any]:
+        """JSON-able state: records per type, associations, lists, events and world id maps."""
+        with self.lock:
+            data = self.data
+            objects = {
+                object_type: {rid: dict(record.properties) for rid, record in records.items()}
+                for object_type, records in data.objects.items()
+            }
+            associations = [
+                {"from": f"{ft}:{fid}", "to": f"{tt}:{tid}", "types": sorted(types)}
+                for (ft, fid, tt), targets in data.associations.items()
+                for tid, types in targets.items()
+            ]
+            return {
+                "objects": objects,
+                "archived": {t: sorted(r) for t, r in data.archived.items() if r},
+                "associations": associations,
+                "custom_properties": {
+                    t: sorted(n for n, d in props.items() if not d["hubspotDefined"])
+                    for t, props in data.properties.items()
+                },
+                "owners": sorted(data.owners),
+                "lists": {
+                    lid: {**meta, "members": sorted(data.memberships[lid])}
+                    for lid, meta in data.lists.items()
+                },
+                "timeline_events": list(data.timeline_events.values()),
+                "behavioral_events": list(data.behavioral_events),
+                "email_events": len(data.email_events),
+                "forms": sorted(data.forms),
+                "world_ids": {
+                    "owners": dict(self.owner_ids),
+                    "companies": dict(self.company_ids),
+                    "contacts": dict(self.contact_ids),
+                    "deals": dict(self.deal_ids),
+                },
+            }
+
+
+# ------------------------------------------------------------------------ the app
+Handler = Callable[[Request, HubSpotStore], Awaitable[tuple[int, Any]]]
+
+
+def _correlation_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    if body is None:
+        return Response(status_code=status, headers=headers)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _error(
+    status: int, category: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> Response:
+    return _json(
+        status, HubSpotApiError(status, category, message, **extra).body(_correlation_id()), headers
+    )
+
+
+async def _fault(state: SandboxState, kind: str, store: HubSpotStore, token: str) -> Response:
+    if kind == "timeout":
+        await asyncio.sleep(state.timeout_hold_s)
+        return Response("upstream request timeout", status_code=504, media_type="text/plain")
+    if kind == "429":
+        return _json(
+            429,
+            {
+                "status": "error",
+                "message": "You have reached your ten_secondly_rolling limit.",
+                "errorType": "RATE_LIMIT",
+                "correlationId": _correlation_id(),
+                "policyName": "TEN_SECONDLY_ROLLING",
+                "groupName": "publicapi:private-app:sandbox",
+            },
+            {
+                "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+                "X-HubSpot-RateLimit-Max": str(store.rate_limit_max),
+                "X-HubSpot-RateLimit-Remaining": "0",
+            },
+        )
+    if kind == "403":
+        return _error(
+            403,
+            "MISSING_SCOPES",
+            "This app hasn't been granted all required scopes to make this call.",
+        )
+    if kind == "expired_token":
+        store.revoke(token)
+        return _error(
+            401,
+            "EXPIRED_AUTHENTICATION",
+            "The OAuth token used to make this call expired 0 second(s) ago.",
+        )
+    status = int(kind)
+    return _error(
+        status, "INTERNAL_ERROR" if status == 500 else "SERVICE_UNAVAILABLE", "internal error"
+    )
+
+
+def _wrap(
+    state: SandboxState,
+    endpoint: str | Callable[[Request], str],
+    handler: Handler,
+    *,
+    search: bool = False,
+) -> Callable[[Request], Awaitable[Response]]:
+    """Run one vendor call: count, fault, auth, rate limit, then the handler under the lock."""
+
+    async def run(request: Request) -> Response:
+        store = _store(state)
+        name = endpoint(request) if callable(endpoint) else endpoint
+        state.count(API, name)
+        kind = state.faults.draw(API)
+        auth = request.headers.get("authorization", "")
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        if kind is not None:
+            return await _fault(state, kind, store, token)
+        verdict = store.token_state(token) if token else "missing"
+        if verdict == "expired":
+            return _error(
+                401, "EXPIRED_AUTHENTICATION", "The OAuth token used to make this call expired."
+            )
+        if verdict != "valid":
+            return _error(
+                401,
+                "INVALID_AUTHENTICATION",
+                "Authentication credentials not found. This API supports OAuth 2.0 authentication "
+                "and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+            )
+        breached, headers = store.take_call(token, search=search)
+        if breached is not None:
+            message = {
+                "TEN_SECONDLY_ROLLING": "You have reached your ten_secondly_rolling limit.",
+                "SECONDLY": "You have reached your secondly limit.",
+                "DAILY": "You have reached your daily limit.",
+            }[breached]
+            body = {
+                "status": "error",
+                "message": message,
+                "errorType": "RATE_LIMIT",
+                "correlationId": _correlation_id(),
+                "policyName": breached,
+                "groupName": "publicapi:private-app:sandbox",
+            }
+            return _json(429, body, headers)
+        try:
+            status, body = await handler(request, store)
+        except HubSpotApiError as exc:
+            return _json(exc.status, exc.body(_correlation_id()), headers)
+        return _json(status, body, headers)
+
+    return run
+
+
+def _store(state: SandboxState) -> HubSpotStore:
+    store = state.vendors.get(API)
+    if not isinstance(store, HubSpotStore):
+        store = HubSpotStore()
+        state.vendors[API] = store
+    return store
+
+
+async def _body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise HubSpotApiError(400, "VALIDATION_ERROR", "Invalid input JSON on line 1.") from None
+
+
+def _object_body(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise HubSpotApiError(400, "VALIDATION_ERROR", "Invalid input JSON: expected an object.")
+    return body
+
+
+def _wanted(request: Request) -> list[str] | None:
+    values = [v for raw in request.query_params.getlist("properties") for v in raw.split(",") if v]
+    return values or None
+
+
+def _flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "false").lower() == "true"
+
+
+def _int(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise HubSpotApiError(400, "VALIDATION_ERROR", f"Invalid {name} {raw!r}.") from None
+
+
+def _object_type(request: Request) -> str:
+    object_type: str = request.path_params["object_type"]
+    if object_type not in OBJECT_TYPE_IDS:
+        raise HubSpotApiError(
+            400, "VALIDATION_ERROR", f"Unable to infer object type from: {object_type}"
+        )
+    return object_type
+
+
+def _type_name(suffix: str) -> Callable[[Request], str]:
+    return lambda request: f"{request.path_params['object_type']}.{suffix}"
+
+
+# --- handlers (each returns (status, JSON body or None)) ---
+async def _list_objects(request: Request, store: HubSpotStore) -> tuple[int, Any]:
+    object_type = _object_type(request)
+    with store.lock:
+        return 200, store.data.list_objects(
+            object_type,
+            _int(request, "limit", 10),
+            request.query_params.get("after"),
+            _wanted(request),
+            _flag(request, "archived"),
+        )
+
+
+async def _create_object(request: Request, store: HubSpotStore) -> tuple[int, Any]:
+    object_type = _object_type(request)
+    body = _object_body(await _body(request))
+    with store.lock:
+        return 201, store.data.create_one(object_type, body)
+
+
+async def _get_object(request: Request, store: HubSpotStore) -> tuple[int, Any]:
+    object_type = _object_type(request)
+    with store.lock:
+        return 200, store.data.get_one(
+            object_type,
+            request.path_params["object_id"],
+            request.query_params.get("idProperty"),
+            _wanted(request),
+            _flag(request, "archived"),
+        )
+
+
+async def _update_object(request: Request, store: HubSpotStore) -> tuple[int, Any]:
+    object_type = _object_type(request)
+    body = _object_body(await _body(request))
+    with store.lock:
+        return 200, store.data.update_one(
+            object_type,
+            request.path_params["object_id"],
+            request.query_params.get("idProperty"),
+            body,
+        )
+
+
+async def _archive_object(request: Request, store: HubSpotStore) -> tuple[int, Any]:
+    object_type = _object_type(request)
+    with store.lock:
+        store.data.archive_one(object_type, request.path_params["object_id"])
+    return 204, None
+
+
+async def _batch(request: Request, store: HubSpotStore) -> tuple[int, Any]:
+    object_type = _object_type(request)
+    action = request.path_params["action"]
+    body = _object_body(await _body(request))
+    data = store.data
+    with store.lock:
+        if action == "create":
+            return data.batch_create(object_type, body)
+        if action == "read":
+            return data.batch_read(object_type, body, _flag(request, "archived"))
+        if action == "update":
+            return data.batch_update(object_type, body)
+        if action == "upsert":
+            return data.batch_upsert(object_type, body)
+        if action == "archive":
+            data.batch_archive(object_type, body)
+            return 204, None
+    raise HubSpotApiError(404, "OBJECT_NOT_FOUND", f"Unknown batch action {action}.")
+
+
+async def _search(request: Request, store: HubSpotStore) -> tuple[int, Any]:
+    object_type = _object_type(request)
+    body = _object_body(await _body(request))
+    with store.lock:
+        return 200, store.data.search(object_type, body)
+
+
+async def _properties(request: Request, store: HubSpotStore) -> tuple[int, Any]:
+    object_type = _object_type(request)
+    if request.method == "POST":
+        body = _object_body(await _body(request))
+        with store.lock:
+            return 201, store.data.create_property(object_type, body)
+    with store.lock:
+        return 200, {"results": list(store.data.properties[object_type].values())}
+
+
+async def _property(request: Request, store: HubSpotStore) -> tuple[int, Any]:
+    object_type = _object_type(request)
+    with store.lock:
+        return 200, store.data.get_property(object_type, request.path_params["name"])
+
+
+async def _owners(request: Request, store: HubSpotStore) -> tuple[int, Any]:
+    with store.lock:
+        return 200, store.data.owners_page(
+            _int(request, "limit", 100),
+            request.query_params.get("after"),
+            request.query_params.get("email"),
+        )
+
+
+async def _create_list(request: Request, store: HubSpotStore) -> tuple[int, Any]:
+    body = _object_body(await _body(request))
+    with store.lock:
+        return 200, store.data.create_list(body)
+
+
+async def _memberships(request: Request, store: HubSpotStore) -> tuple[int, Any]:
+    with store.lock:
+        return 200, store.data.list_memberships(
+            request.path_params["list_id"],
+            _int(request, "limit", 100),
+            request.query_params.get("after"),
+        )
+
+
+async def _change_membership(request: Request, store: HubSpotStore) -> tuple[int, Any]:
+    body = await _body(request)
+    with store.lock:
+        return 200, store.data.change_membership(
+            request.path_params["list_id"], body, add=request.path_params["action"] == "add"
+        )
+
+
+async def _association_batch(request: Request, store: HubSpotStore) -> tuple[int, Any]:
+    source = request.path_params["from_type"]
+    target = request.path_params["to_type"]
+    for name in (source, target):
+        if name not in OBJECT_TYPE_IDS:
+            raise HubSpotApiError(
+                400, "VALIDATION_ERROR", f"Unable to infer object type from: {name}"
+            )
+    body = _object_body(await _body(request))
+    with store.lock:
+        if request.path_params["action"] == "read":
+            return store.data.associations_read(source, target, body)
+        if (source, target) not in ASSOCIATION_TYPES:
+            raise HubSpotApiError(
+                400, "VALIDATION_ERROR", f"{source} cannot be associated with {target}."
+            )
+        return store.data.associations_create(source, target, body)
+
+
+async def _timeline_one(request: Request, store: HubSpotStore) -> tuple[int, Any]:
+    body = _object_body(await _body(request))
+    with store.lock:
+        return 201, store.data.timeline_event(body)
+
+
+async def _timeline_batch(request: Request, store: HubSpotStore) -> tuple[int, Any]:
+    body = _object_body(await _body(request))
+    inputs = store.data._check_batch(body.get("inputs"), 500)
+    started = store.clock.now()
+    with store.lock:
+        results = [store.data.timeline_event(item) for item in inputs]
+    return 201, {
+        "status": "COMPLETE",
+        "results": results,
+        "startedAt": started.isoformat().replace("+00:00", "Z"),
+        "completedAt": store.clock.now().isoformat().replace("+00:00", "Z"),
+    }
+
+
+async def _behavioral_event(request: Request, store: HubSpotStore) -> tuple[int, Any]:
+    body = _object_body(await _body(request))
+    with store.lock:
+        store.data.behavioral_event(body)
+    return 204, None
+
+
+async def _email_events(request: Request, store: HubSpotStore) -> tuple[int, Any]:
+    with store.lock:
+        return 200, store.data.email_events_page(dict(request.query_params))
+
+
+async def _forms(request: Request, store: HubSpotStore) -> tuple[int, Any]:
+    with store.lock:
+        return 200, store.data.forms_page(
+            _int(request, "limit", 20), request.query_params.get("after")
+        )
+
+
+async def _submissions(request: Request, store: HubSpotStore) -> tuple[int, Any]:
+    with store.lock:
+        return 200, store.data.submissions_page(
+            request.path_params["form_id"],
+            _int(request, "limit", 20),
+            request.query_params.get("after"),
+        )
+
+
+def _token_endpoint(state: SandboxState) -> Callable[[Request], Awaitable[Response]]:
+    async def token(request: Request) -> Response:
+        store = _store(state)
+        state.count(API, "oauth.token")
+        kind = state.faults.draw(API)
+        if kind in ("500", "503"):
+            return await _fault(state, kind, store, "")
+        # urlencoded by hand: Starlette's form parser needs python-multipart.
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
+        if form.get("grant_type") != "refresh_token":
+            return _json(400, {"status": "BAD_GRANT_TYPE", "message": "unsupported grant_type"})
+        if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
+            return _json(
+                400, {"status": "BAD_CLIENT_ID", "message": "missing or unknown client id"}
+            )
+        if form.get("refresh_token") != REFRESH_TOKEN:
+            return _json(
+                400, {"status": "BAD_REFRESH_TOKEN", "message": "missing or unknown refresh token"}
+            )
+        return _json(
+            200,
+            {
+                "token_type": "bearer",
+                "refresh_token": REFRESH_TOKEN,
+                "access_token": store.mint_token(),
+                "expires_in": store.token_lifetime_s,
+            },
+        )
+
+    return token
+
+
+_VERBS = {"GET": "get", "PATCH": "update", "DELETE": "archive"}
+
+
+def build_app(state: SandboxState) -> Starlette:
+    """The HubSpot API app over ``state.vendors["hubspot"]`` (created here if absent)."""
+    _store(state)
+    objects = "/crm/v3/objects/{object_type}"
+    routes = [
+        Route("/oauth/v1/token", _token_endpoint(state), methods=["POST"]),
+        Route(
+            f"{objects}/batch/{{action}}",
+            _wrap(
+                state,
+                lambda r: f"{r.path_params['object_type']}.batch_{r.path_params['action']}",
+                _batch,
+            ),
+            methods=["POST"],
+        ),
+        Route(
+            f"{objects}/search",
+            _wrap(state, _type_name("search"), _search, search=True),
+            methods=["POST"],
+        ),
+        Route(
+            objects,
+            _wrap(
+                state,
+                lambda r: (
+                    f"{r.path_params['object_type']}.{'create' if r.method == 'POST' else 'list'}"
+                ),
+                _list_or_create,
+            ),
+            methods=["GET", "POST"],
+        ),
+        Route(
+            f"{objects}/{{object_id}}",
+            _wrap(
+                state,
+                lambda r: f"{r.path_params['object_type']}.{_VERBS[r.method]}",
+                _one,
+            ),
+            methods=["GET", "PATCH", "DELETE"],
+        ),
+        Route(
+            "/crm/v3/properties/{object_type}",
+            _wrap(
+                state,
+                lambda r: "properties.create" if r.method == "POST" else "properties.list",
+                _properties,
+            ),
+            methods=["GET", "POST"],
+        ),
+        Route(
+            "/crm/v3/properties/{object_type}/{name}",
+            _wrap(state, "properties.get", _property),
+            methods=["GET"],
+        ),
+        Route("/crm/v3/owners/", _wrap(state, "owners.list", _owners), methods=["GET"]),
+        Route("/crm/v3/owners", _wrap(state, "owners.list", _owners), methods=["GET"]),
+        Route("/crm/v3/lists/", _wrap(state, "lists.create", _create_list), methods=["POST"]),
+        Route("/crm/v3/lists", _wrap(state, "lists.create", _create_list), methods=["POST"]),
+        Route(
+            "/crm/v3/lists/{list_id}/memberships",
+            _wrap(state, "lists.memberships", _memberships),
+            methods=["GET"],
+        ),
+        Route(
+            "/crm/v3/lists/{list_id}/memberships/{action:str}",
+            _wrap(
+                state, lambda r: f"lists.memberships_{r.path_params['action']}", _change_membership
+            ),
+            methods=["PUT"],
+        ),
+        Route(
+            "/crm/v4/associations/{from_type}/{to_type}/batch/{action}",
+            _wrap(
+                state, lambda r: f"associations.batch_{r.path_params['action']}", _association_batch
+            ),
+            methods=["POST"],
+        ),
+        Route(
+            "/integrators/timeline/v3/events",
+            _wrap(state, "timeline.create", _timeline_one),
+            methods=["POST"],
+        ),
+        Route(
+            "/integrators/timeline/v3/events/batch/create",
+            _wrap(state, "timeline.batch_create", _timeline_batch),
+            methods=["POST"],
+        ),
+        Route(
+            "/crm/v3/timeline/events",
+            _wrap(state, "timeline.create", _timeline_one),
+            methods=["POST"],
+        ),
+        Route(
+            "/crm/v3/timeline/events/batch/create",
+            _wrap(state, "timeline.batch_create", _timeline_batch),
+            methods=["POST"],
+        ),
+        Route("/events/v3/send", _wrap(state, "events.send", _behavioral_event), methods=["POST"]),
+        Route(
+            "/email/public/v1/events", _wrap(state, "email.events", _email_events), methods=["GET"]
+        ),
+        Route("/marketing/v3/forms/", _wrap(state, "forms.list", _forms), methods=["GET"]),
+        Route("/marketing/v3/forms", _wrap(state, "forms.list", _forms), methods=["GET"]),
+        Route(
+            "/form-integrations/v1/submissions/forms/{form_id}",
+            _wrap(state, "forms.submissions", _submissions),
+            methods=["GET"],
+        ),
+    ]
+    return Starlette(routes=routes)
+
+
+async def _list_or_create(request: Request, store: HubSpotStore) -> tuple[int, Any]:
+    if request.method == "POST":
+        return await _create_object(request, store)
+    return await _list_objects(request, store)
+
+
+async def _one(request: Request, store: HubSpotStore) -> tuple[int, Any]:
+    if request.method == "GET":
+        return await _get_object(request, store)
+    if request.method == "PATCH":
+        return await _update_object(request, store)
+    return await _archive_object(request, store)

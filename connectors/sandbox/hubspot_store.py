@@ -1,0 +1,1174 @@
+"""The HubSpot emulator's in-memory portal: CRM objects, properties, associations, lists, events.
+
+Every method takes and returns JSON-shaped data (HubSpot's own field names) and raises
+``HubSpotApiError`` with the vendor's status, category and message; ``hubspot.py`` only moves
+bytes. Callers hold ``lock`` around every call. Strictness mirrors the real API:
+
+- unknown properties (PROPERTY_DOESNT_EXIST), enumeration values outside the options
+  (INVALID_OPTION), read-only properties (READ_ONLY_VALUE), unknown owners (INVALID_OWNER_ID),
+  bad numbers/dates/e-mails and missing required properties (hs_timestamp on engagements);
+- batches above 100 inputs are a 400 VALIDATION_ERROR;
+- batch create is all-or-nothing (one bad record fails the call: 400, or 409 CONFLICT for an
+  e-mail or unique value already used, "Existing ID: N"), while batch read/update/upsert report
+  per-record failures in a 207 multi-status body with ``errors`` and ``numErrors``;
+- search pages stop at 10,000 results (``after`` >= 10000 is a 400).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors.sandbox.hubspot_clock import StoreClock, iso_ms, to_ms
+from connectors.sandbox.hubspot_schema import (
+    ASSOCIATION_TYPES,
+    DEFAULT_PROPERTIES,
+    ENGAGEMENT_TYPES,
+    INVERSE_ASSOCIATION,
+    OBJECT_TYPE_IDS,
+    OBJECT_TYPES,
+    READ_ONLY_PROPERTIES,
+    REQUIRED_ON_CREATE,
+    base_properties,
+    singular,
+)
+from connectors.sandbox.hubspot_search import (
+    SearchInputError,
+    compile_filter_groups,
+    parse_datetime_ms,
+    sort_key,
+)
+
+__all__ = ["BATCH_LIMIT", "SEARCH_RESULT_CAP", "HubSpotApiError", "PortalData"]
+
+BATCH_LIMIT = 100
+ASSOCIATION_READ_LIMIT = 1000
+ASSOCIATION_CREATE_LIMIT = 2000
+SEARCH_PAGE_LIMIT = 200
+SEARCH_RESULT_CAP = 10_000
+LIST_PAGE_LIMIT = 100
+MAX_STRING_LENGTH = 65_536
+PORTAL_ID = 4_000_001
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# associationTypeId -> (from type, to type)
+_TYPE_PAIRS: dict[int, tuple[str, str]] = {}
+for (_source, _target), (_default, _primary) in ASSOCIATION_TYPES.items():
+    _TYPE_PAIRS[_default] = (_source, _target)
+    if _primary is not None:
+        _TYPE_PAIRS[_primary] = (_source, _target)
+
+
+class HubSpotApiError(Exception):
+    """An error answer of the HubSpot API: HTTP status, category, message and extras."""
+
+    def __init__(self, status: int, category: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.category = category
+        self.message = message
+        self.extra = extra
+
+    def body(self, correlation_id: str) -> dict[str, Any]:
+        """The JSON body HubSpot sends for this error."""
+        return {
+            "status": "error",
+            "message": self.message,
+            "correlationId": correlation_id,
+            "category": self.category,
+            **self.extra,
+        }
+
+
+class _Record:
+    __slots__ = ("created", "id", "properties", "updated")
+
+    def __init__(self, record_id: str, properties: dict[str, str], moment: datetime) -> None:
+        self.id = record_id
+        self.properties = properties
+        self.created = moment
+        self.updated = moment
+
+
+def _now_iso(moment: datetime) -> str:
+    return iso_ms(moment)
+
+
+def _batch_error(category: str, message: str, ids: Iterable[str]) -> dict[str, Any]:
+    return {
+        "status": "error",
+        "category": category,
+        "message": message,
+        "context": {"ids": list(ids)},
+        "links": {},
+        "errors": [],
+    }
+
+
+def _sorter(name: str, kind: str) -> Callable[[_Record], tuple[int, Any]]:
+    return lambda record: sort_key(kind, record.properties.get(name))
+
+
+class PortalData:
+    """All CRM data of one emulated HubSpot portal (not thread-safe: callers hold ``lock``)."""
+
+    def __init__(self, clock: StoreClock) -> None:
+        self.lock = threading.Lock()
+        self.clock = clock
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget every record, custom property, list and event."""
+        self._next_id = 1001
+        self.objects: dict[str, dict[str, _Record]] = {t: {} for t in OBJECT_TYPES}
+        self.archived: dict[str, dict[str, _Record]] = {t: {} for t in OBJECT_TYPES}
+        self.properties: dict[str, dict[str, dict[str, Any]]] = {
+            t: base_properties(t) for t in OBJECT_TYPES
+        }
+        self._unique: dict[str, dict[str, dict[str, str]]] = {}
+        for object_type in OBJECT_TYPES:
+            self._reindex_unique(object_type)
+        # (from type, from id, to type) -> {to id: {typeIds}}
+        self.associations: dict[tuple[str, str, str], dict[str, set[int]]] = defaultdict(
+            lambda: defaultdict(set)
+        )
+        self.owners: dict[str, dict[str, Any]] = {}
+        self.lists: dict[str, dict[str, Any]] = {}
+        self.memberships: dict[str, dict[str, int]] = {}
+        self.timeline_events: dict[str, dict[str, Any]] = {}
+        self.behavioral_events: list[dict[str, Any]] = []
+        self.email_events: list[dict[str, Any]] = []
+        self.forms: dict[str, dict[str, Any]] = {}
+        self.submissions: dict[str, list[dict[str, Any]]] = defaultdict(list)
+
+    # ------------------------------------------------------------------ helpers
+    def mint_id(self) -> str:
+        """A new numeric HubSpot id (as HubSpot sends them: a string)."""
+        self._next_id += 1
+        return str(self._next_id)
+
+    def _reindex_unique(self, object_type: str) -> None:
+        names = [n for n, d in self.properties[object_type].items() if d.get("hasUniqueValue")]
+        if object_type == "contacts":
+            names.append("email")
+        index: dict[str, dict[str, str]] = {name: {} for name in names}
+        for record in self.objects[object_type].values():
+            for name in names:
+                value = record.properties.get(name)
+                if value:
+                    index[name][self._unique_form(name, value)] = record.id
+        self._unique[object_type] = index
+
+    @staticmethod
+    def _unique_form(name: str, value: str) -> str:
+        return value.lower() if name == "email" else value
+
+    def _types(self, object_type: str) -> dict[str, str]:
+        return {n: d["type"] for n, d in self.properties[object_type].items()}
+
+    def _check_type(self, object_type: str) -> None:
+        if object_type not in OBJECT_TYPE_IDS:
+            raise HubSpotApiError(
+                400, "VALIDATION_ERROR", f"Unable to infer object type from: {object_type}"
+            )
+
+    def _validate(
+        self, object_type: str, values: Any, *, creating: bool
+    ) -> tuple[dict[str, str], list[dict[str, Any]]]:
+        """Normalized property values and HubSpot's property errors for one input record."""
+        if not isinstance(values, dict):
+            values = {}
+        definitions = self.properties[object_type]
+        clean: dict[str, str] = {}
+        errors: list[dict[str, Any]] = []
+
+        def fail(name: str, code: str, message: str) -> None:
+            errors.append(
+                {
+                    "isValid": False,
+                    "message": message,
+                    "error": code,
+                    "name": name,
+                    "localizedErrorMessage": message,
+                    "portalId": PORTAL_ID,
+                }
+            )
+
+        for name, raw in values.items():
+            definition = definitions.get(name)
+            if definition is None:
+                fail(name, "PROPERTY_DOESNT_EXIST", f'Property "{name}" does not exist')
+            elif name in READ_ONLY_PROPERTIES:
+                fail(
+                    name,
+                    "READ_ONLY_VALUE",
+                    f'"{name}" is a read only property; its value cannot be set.',
+                )
+            elif raw is None or raw == "":
+                clean[name] = ""
+            else:
+                value = str(raw).lower() if isinstance(raw, bool) else str(raw)
+                normalized, problem = self._check_value(object_type, definition, value)
+                if problem is not None:
+                    fail(name, *problem)
+                else:
+                    clean[name] = normalized
+        if creating:
+            for name in REQUIRED_ON_CREATE[object_type]:
+                if not clean.get(name):
+                    fail(name, "REQUIRED_PROPERTY", f"{name} is a required property")
+        return clean, errors
+
+    def _check_value(
+        self, object_type: str, definition: dict[str, Any], value: str
+    ) -> tuple[str, tuple[str, str] | None]:
+        """The stored form of ``value`` and (error code, message) when HubSpot would reject it."""
+        name = definition["name"]
+        kind = definition["type"]
+        if name == "hubspot_owner_id":
+            if value not in self.owners:
+                return value, ("INVALID_OWNER_ID", f'"{value}" is not a valid owner id')
+        elif kind == "enumeration":
+            allowed = {o["value"] for o in definition["options"]}
+            chosen = value.split(";") if definition["fieldType"] == "checkbox" else [value]
+            if allowed and any(v not in allowed for v in chosen):
+                options = ", ".join(sorted(allowed))
+                message = f"{value} was not one of the allowed options: [{options}]"
+                return value, ("INVALID_OPTION", message)
+        elif kind == "number":
+            try:
+                float(value)
+            except ValueError:
+                return value, ("INVALID_DECIMAL", f'"{value}" is not a valid number.')
+        elif kind in ("datetime", "date"):
+            ms = parse_datetime_ms(value)
+            if ms is None:
+                return value, ("INVALID_DATE", f'"{value}" is not a valid date or datetime.')
+            value = iso_ms(datetime.fromtimestamp(ms / 1000, UTC))
+        elif len(value) > MAX_STRING_LENGTH:
+            limit = MAX_STRING_LENGTH
+            return value, (
+                "INVALID_LENGTH",
+                f"Property {name} exceeds the maximum length of {limit}.",
+            )
+        if name == "email" and object_type == "contacts" and not _EMAIL.match(value):
+            return value, ("INVALID_EMAIL", f"Email address {value} is invalid")
+        return value, None
+
+    @staticmethod
+    def _invalid_message(errors: list[dict[str, Any]]) -> str:
+        return "Property values were not valid: " + json.dumps(errors)
+
+    def _conflict(self, object_type: str, clean: dict[str, str], own_id: str | None) -> str | None:
+        """The id of another record already holding one of ``clean``'s unique values."""
+        for name, index in self._unique[object_type].items():
+            value = clean.get(name)
+            if value:
+                holder = index.get(self._unique_form(name, value))
+                if holder is not None and holder != own_id:
+                    return holder
+        return None
+
+    def _conflict_message(self, object_type: str, existing: str) -> str:
+        if object_type == "contacts":
+            return f"Contact already exists. Existing ID: {existing}"
+        return (
+            f"A {singular(object_type)} with this unique property value already exists. "
+            f"Existing ID: {existing}"
+        )
+
+    def _store(
+        self, object_type: str, clean: dict[str, str], moment: datetime | None = None
+    ) -> _Record:
+        moment = moment or self.clock.now()
+        record_id = self.mint_id()
+        properties = {k: v for k, v in clean.items() if v != ""}
+        record = _Record(record_id, properties, moment)
+        self._stamp(object_type, record, created=True)
+        self.objects[object_type][record_id] = record
+        self._index(object_type, record)
+        return record
+
+    def _stamp(self, object_type: str, record: _Record, *, created: bool = False) -> None:
+        props = record.properties
+        props["hs_object_id"] = record.id
+        created_name = "hs_createdate" if object_type in ENGAGEMENT_TYPES else "createdate"
+        if created or created_name not in props:
+            props[created_name] = iso_ms(record.created)
+        props["hs_lastmodifieddate"] = iso_ms(record.updated)
+        if object_type == "contacts":
+            props["lastmodifieddate"] = iso_ms(record.updated)
+
+    def _index(self, object_type: str, record: _Record) -> None:
+        for name, index in self._unique[object_type].items():
+            value = record.properties.get(name)
+            if value:
+                index[self._unique_form(name, value)] = record.id
+
+    def _unindex(self, object_type: str, record: _Record) -> None:
+        for name, index in self._unique[object_type].items():
+            value = record.properties.get(name)
+            if value and index.get(self._unique_form(name, value)) == record.id:
+                del index[self._unique_form(name, value)]
+
+    def _apply(self, object_type: str, record: _Record, clean: dict[str, str]) -> None:
+        self._unindex(object_type, record)
+        for name, value in clean.items():
+            if value == "":
+                record.properties.pop(name, None)
+            else:
+                record.properties[name] = value
+        record.updated = self.clock.now()
+        self._stamp(object_type, record)
+        self._index(object_type, record)
+
+    def render(
+        self,
+        object_type: str,
+        record: _Record,
+        wanted: list[str] | None = None,
+        *,
+        archived: bool = False,
+    ) -> dict[str, Any]:
+        """A record as HubSpot's SimplePublicObject (defaults plus requested properties)."""
+        names = list(DEFAULT_PROPERTIES[object_type])
+        if wanted:
+            names = [*wanted, "hs_object_id"]
+            names += [
+                n
+                for n in ("createdate", "hs_createdate", "hs_lastmodifieddate")
+                if n in record.properties
+            ]
+        props = {name: record.properties.get(name) for name in dict.fromkeys(names)}
+        return {
+            "id": record.id,
+            "properties": props,
+            "createdAt": iso_ms(record.created),
+            "updatedAt": iso_ms(record.updated),
+            "archived": archived,
+        }
+
+    def _render_written(self, object_type: str, record: _Record) -> dict[str, Any]:
+        wanted = sorted(set(record.properties) | set(DEFAULT_PROPERTIES[object_type]))
+        return self.render(object_type, record, wanted)
+
+    @staticmethod
+    def _check_batch(inputs: Any, limit: int = BATCH_LIMIT) -> list[dict[str, Any]]:
+        if not isinstance(inputs, list):
+            raise HubSpotApiError(
+                400, "VALIDATION_ERROR", "Invalid input JSON: 'inputs' must be a list."
+            )
+        if len(inputs) > limit:
+            raise HubSpotApiError(
+                400,
+                "VALIDATION_ERROR",
+                f"Batch input cannot contain more than {limit} inputs. Found {len(inputs)}.",
+                context={"inputs": [str(len(inputs))]},
+            )
+        return [i if isinstance(i, dict) else {} for i in inputs]
+
+    def _batch_answer(
+        self,
+        results: list[dict[str, Any]],
+        errors: list[dict[str, Any]],
+        started: datetime,
+        ok: int,
+    ) -> tuple[int, dict[str, Any]]:
+        body: dict[str, Any] = {
+            "status": "COMPLETE",
+            "results": results,
+            "startedAt": iso_ms(started),
+            "completedAt": iso_ms(self.clock.now()),
+        }
+        if errors:
+            body["numErrors"] = len(errors)
+            body["errors"] = errors
+            return 207, body
+        return ok, body
+
+    def _resolve_id(self, object_type: str, value: str, id_property: str | None) -> _Record | None:
+        if not id_property or id_property == "hs_object_id":
+            return self.objects[object_type].get(str(value))
+        index = self._unique[object_type].get(id_property)
+        if index is None:
+            return None
+        found = index.get(self._unique_form(id_property, str(value)))
+        return self.objects[object_type].get(found) if found else None
+
+    def _check_id_property(self, object_type: str, id_property: str | None) -> None:
+        if (
+            id_property
+            and id_property != "hs_object_id"
+            and id_property not in self._unique[object_type]
+        ):
+            raise HubSpotApiError(
+                400,
+                "VALIDATION_ERROR",
+                f"Property {id_property} is not a unique identifier property for "
+                f"{singular(object_type)}s; use hs_object_id or a property with hasUniqueValue.",
+            )
+
+    # --------------------------------------------------------------- associations
+    def associate(
+        self, from_type: str, from_id: str, to_type: str, to_id: str, type_id: int
+    ) -> None:
+        """Link two records with ``type_id`` and its inverse."""
+        self.associations[(from_type, from_id, to_type)][to_id].add(type_id)
+        self.associations[(to_type, to_id, from_type)][from_id].add(INVERSE_ASSOCIATION[type_id])
+
+    def _inline_associations(
+        self, object_type: str, inputs: list[dict[str, Any]]
+    ) -> list[list[tuple[str, str, int]]]:
+        """Validate inline ``associations`` of create inputs; (to type, to id, typeId) per input."""
+        planned: list[list[tuple[str, str, int]]] = []
+        for item in inputs:
+            links: list[tuple[str, str, int]] = []
+            for association in item.get("associations") or []:
+                to_id = str((association.get("to") or {}).get("id", ""))
+                for spec in association.get("types") or []:
+                    type_id = spec.get("associationTypeId")
+                    category = spec.get("associationCategory")
+                    pair = _TYPE_PAIRS.get(type_id) if isinstance(type_id, int) else None
+                    if category != "HUBSPOT_DEFINED" or pair is None or pair[0] != object_type:
+                        raise HubSpotApiError(
+                            400,
+                            "VALIDATION_ERROR",
+                            f"{category} {type_id} is not a valid association type from "
+                            f"{singular(object_type)}.",
+                        )
+                    if to_id not in self.objects[pair[1]]:
+                        raise HubSpotApiError(
+                            400,
+                            "VALIDATION_ERROR",
+                            f"One or more associations are invalid: {singular(pair[1])} {to_id} "
+                            "does not exist.",
+                            context={"ids": [to_id]},
+                        )
+                    links.append((pair[1], to_id, type_id))
+            planned.append(links)
+        return planned
+
+    def association_types(self, from_type: str, from_id: str, to_type: str) -> dict[str, set[int]]:
+        """The records of ``to_type`` linked to one record, with their type ids."""
+        return self.associations.get((from_type, from_id, to_type), {})
+
+    # ------------------------------------------------------------------ objects
+    def create_one(self, object_type: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /crm/v3/objects/{type}: one record, with inline associations."""
+        _, answer = self.batch_create(object_type, {"inputs": [body]})
+        return dict(answer["results"][0])
+
+    def batch_create(self, object_type: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """All-or-nothing batch create (400 on any invalid record, 409 on a used unique value)."""
+        self._check_type(object_type)
+        started = self.clock.now()
+        inputs = self._check_batch(body.get("inputs"))
+        cleaned: list[dict[str, str]] = []
+        problems: list[dict[str, Any]] = []
+        for item in inputs:
+            clean, errors = self._validate(object_type, item.get("properties"), creating=True)
+            cleaned.append(clean)
+            problems.extend(errors)
+        if problems:
+            raise HubSpotApiError(400, "VALIDATION_ERROR", self._invalid_message(problems))
+        seen: dict[tuple[str, str], int] = {}
+        for position, clean in enumerate(cleaned):
+            existing = self._conflict(object_type, clean, None)
+            if existing is not None:
+                raise HubSpotApiError(
+                    409, "CONFLICT", self._conflict_message(object_type, existing)
+                )
+            for name in self._unique[object_type]:
+                value = clean.get(name)
+                if value:
+                    key = (name, self._unique_form(name, value))
+                    if key in seen:
+                        raise HubSpotApiError(
+                            400,
+                            "VALIDATION_ERROR",
+                            f"Duplicate values found in batch input for unique property {name}: "
+                            f"inputs {seen[key]} and {position}",
+                        )
+                    seen[key] = position
+        links = self._inline_associations(object_type, inputs)
+        results = []
+        moment = self.clock.now()
+        for clean, planned in zip(cleaned, links, strict=True):
+            record = self._store(object_type, clean, moment)
+            for to_type, to_id, type_id in planned:
+                self.associate(object_type, record.id, to_type, to_id, type_id)
+            results.append(self._render_written(object_type, record))
+        return self._batch_answer(results, [], started, 201)
+
+    def batch_read(
+        self, object_type: str, body: dict[str, Any], archived: bool
+    ) -> tuple[int, dict[str, Any]]:
+        """Batch read by id or unique ``idProperty``; unknown ids are OBJECT_NOT_FOUND (207)."""
+        self._check_type(object_type)
+        started = self.clock.now()
+        inputs = self._check_batch(body.get("inputs"))
+        id_property = body.get("idProperty")
+        self._check_id_property(object_type, id_property)
+        wanted = body.get("properties") or None
+        results, missing = [], []
+        pool = self.archived[object_type] if archived else None
+        for item in inputs:
+            key = str(item.get("id", ""))
+            record = (
+                pool.get(key)
+                if pool is not None
+                else self._resolve_id(object_type, key, id_property)
+            )
+            if record is None:
+                missing.append(key)
+            else:
+                results.append(self.render(object_type, record, wanted, archived=archived))
+        errors = []
+        if missing:
+            errors.append(
+                _batch_error(
+                    "OBJECT_NOT_FOUND",
+                    f"Could not get some {singular(object_type).upper()} objects, they may be "
+                    "deleted or not exist. Check that ids are valid.",
+                    missing,
+                )
+            )
+        return self._batch_answer(results, errors, started, 200)
+
+    def batch_update(self, object_type: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Batch update; unknown ids and invalid records fail alone (207), the rest are written."""
+        self._check_type(object_type)
+        started = self.clock.now()
+        inputs = self._check_batch(body.get("inputs"))
+        results, errors, missing = [], [], []
+        for item in inputs:
+            id_property = item.get("idProperty")
+            self._check_id_property(object_type, id_property)
+            key = str(item.get("id", ""))
+            record = self._resolve_id(object_type, key, id_property)
+            if record is None:
+                missing.append(key)
+                continue
+            clean, problems = self._validate(object_type, item.get("properties"), creating=False)
+            if problems:
+                errors.append(
+                    _batch_error("VALIDATION_ERROR", self._invalid_message(problems), [key])
+                )
+                continue
+            existing = self._conflict(object_type, clean, record.id)
+            if existing is not None:
+                errors.append(
+                    _batch_error("CONFLICT", self._conflict_message(object_type, existing), [key])
+                )
+                continue
+            self._apply(object_type, record, clean)
+            results.append(self._render_written(object_type, record))
+        if missing:
+            errors.append(
+                _batch_error(
+                    "OBJECT_NOT_FOUND",
+                    f"Could not find some {singular(object_type).upper()} objects to update.",
+                    missing,
+                )
+            )
+        return self._batch_answer(results, errors, started, 200)
+
+    def batch_upsert(self, object_type: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Batch upsert on a unique ``idProperty``; ``new`` says which records were created."""
+        self._check_type(object_type)
+        started = self.clock.now()
+        inputs = self._check_batch(body.get("inputs"))
+        results, errors = [], []
+        for item in inputs:
+            id_property = item.get("idProperty")
+            if not id_property or id_property == "hs_object_id":
+                raise HubSpotApiError(
+                    400, "VALIDATION_ERROR", "Upsert requires an idProperty with unique values."
+                )
+            self._check_id_property(object_type, id_property)
+            key = str(item.get("id", ""))
+            record = self._resolve_id(object_type, key, id_property)
+            values = dict(item.get("properties") or {})
+            values.setdefault(id_property, key)
+            clean, problems = self._validate(object_type, values, creating=record is None)
+            if problems:
+                errors.append(
+                    _batch_error("VALIDATION_ERROR", self._invalid_message(problems), [key])
+                )
+                continue
+            existing = self._conflict(object_type, clean, record.id if record else None)
+            if existing is not None:
+                errors.append(
+                    _batch_error("CONFLICT", self._conflict_message(object_type, existing), [key])
+                )
+                continue
+            if record is None:
+                record = self._store(object_type, clean)
+                created = True
+            else:
+                self._apply(object_type, record, clean)
+                created = False
+            rendered = self._render_written(object_type, record)
+            rendered["new"] = created
+            results.append(rendered)
+        return self._batch_answer(results, errors, started, 200)
+
+    def batch_archive(self, object_type: str, body: dict[str, Any]) -> None:
+        """Batch archive; ids that do not exist are ignored, like HubSpot's 204."""
+        self._check_type(object_type)
+        for item in self._check_batch(body.get("inputs")):
+            self.archive_one(object_type, str(item.get("id", "")), missing_ok=True)
+
+    def get_one(
+        self,
+        object_type: str,
+        key: str,
+        id_property: str | None,
+        wanted: list[str] | None,
+        archived: bool,
+    ) -> dict[str, Any]:
+        """GET /crm/v3/objects/{type}/{id}."""
+        self._check_type(object_type)
+        self._check_id_property(object_type, id_property)
+        record = (
+            self.archived[object_type].get(key)
+            if archived
+            else self._resolve_id(object_type, key, id_property)
+        )
+        if record is None:
+            raise self._not_found(key)
+        return self.render(object_type, record, wanted, archived=archived)
+
+    @staticmethod
+    def _not_found(key: str) -> HubSpotApiError:
+        return HubSpotApiError(
+            404,
+            "OBJECT_NOT_FOUND",
+            "Object not found.  objectId are usually numeric.",
+            context={"id": [key]},
+        )
+
+    def update_one(
+        self, object_type: str, key: str, id_property: str | None, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """PATCH /crm/v3/objects/{type}/{id}."""
+        self._check_type(object_type)
+        self._check_id_property(object_type, id_property)
+        record = self._resolve_id(object_type, key, id_property)
+        if record is None:
+            raise self._not_found(key)
+        clean, problems = self._validate(object_type, body.get("properties"), creating=False)
+        if problems:
+            raise HubSpotApiError(400, "VALIDATION_ERROR", self._invalid_message(problems))
+        existing = self._conflict(object_type, clean, record.id)
+        if existing is not None:
+            raise HubSpotApiError(409, "CONFLICT", self._conflict_message(object_type, existing))
+        self._apply(object_type, record, clean)
+        return self._render_written(object_type, record)
+
+    def archive_one(self, object_type: str, key: str, *, missing_ok: bool = True) -> None:
+        """DELETE /crm/v3/objects/{type}/{id}: move the record to the archive."""
+        self._check_type(object_type)
+        record = self.objects[object_type].pop(key, None)
+        if record is None:
+            if missing_ok:
+                return
+            raise self._not_found(key)
+        self._unindex(object_type, record)
+        record.updated = self.clock.now()
+        self.archived[object_type][key] = record
+
+    def list_objects(
+        self,
+        object_type: str,
+        limit: int,
+        after: str | None,
+        wanted: list[str] | None,
+        archived: bool,
+    ) -> dict[str, Any]:
+        """GET /crm/v3/objects/{type}: id-ordered pages with an ``after`` cursor."""
+        self._check_type(object_type)
+        if not 1 <= limit <= LIST_PAGE_LIMIT:
+            raise HubSpotApiError(
+                400,
+                "VALIDATION_ERROR",
+                f"limit must be between 1 and {LIST_PAGE_LIMIT}; got {limit}.",
+            )
+        pool = self.archived[object_type] if archived else self.objects[object_type]
+        start = int(after) if after and after.isdigit() else 0
+        ordered = sorted(int(k) for k in pool if int(k) > start)
+        page = ordered[:limit]
+        body: dict[str, Any] = {
+            "results": [
+                self.render(object_type, pool[str(k)], wanted, archived=archived) for k in page
+            ]
+        }
+        if len(ordered) > limit:
+            next_after = str(page[-1])
+            body["paging"] = {
+                "next": {
+                    "after": next_after,
+                    "link": f"/crm/v3/objects/{object_type}?after={next_after}",
+                }
+            }
+        return body
+
+    # ------------------------------------------------------------------- search
+    def search(self, object_type: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /crm/v3/objects/{type}/search with HubSpot's limits (200/page, 10,000 results)."""
+        self._check_type(object_type)
+        limit = body.get("limit", 10)
+        if not isinstance(limit, int) or not 0 <= limit <= SEARCH_PAGE_LIMIT:
+            raise HubSpotApiError(
+                400,
+                "VALIDATION_ERROR",
+                f"Invalid search limit {limit}: limit must be at most {SEARCH_PAGE_LIMIT}.",
+            )
+        after_text = str(body.get("after") or "0")
+        if not after_text.isdigit():
+            raise HubSpotApiError(400, "VALIDATION_ERROR", f"Invalid 'after' value {after_text!r}.")
+        after = int(after_text)
+        if after >= SEARCH_RESULT_CAP:
+            raise HubSpotApiError(
+                400,
+                "VALIDATION_ERROR",
+                f"Search results are limited to {SEARCH_RESULT_CAP} records; "
+                f"'after' {after} is beyond that. Narrow the query instead of paging further.",
+            )
+        types = self._types(object_type)
+        try:
+            matches = compile_filter_groups(body.get("filterGroups"), types)
+        except SearchInputError as exc:
+            raise HubSpotApiError(400, "VALIDATION_ERROR", str(exc)) from None
+        query = str(body.get("query") or "").lower()
+        hits = [
+            r
+            for r in self.objects[object_type].values()
+            if matches(r.properties)
+            and (not query or any(query in v.lower() for v in r.properties.values()))
+        ]
+        sorts = body.get("sorts") or []
+        hits.sort(key=lambda r: int(r.id))
+        for spec in reversed(sorts if isinstance(sorts, list) else []):
+            if isinstance(spec, str):
+                name, descending = spec.lstrip("-"), spec.startswith("-")
+            elif isinstance(spec, dict):
+                name = str(spec.get("propertyName", ""))
+                descending = spec.get("direction") == "DESCENDING"
+            else:
+                continue
+            if name not in types:
+                raise HubSpotApiError(
+                    400, "VALIDATION_ERROR", f"Unable to sort by unknown property {name}."
+                )
+            kind = types[name]
+            present = [r for r in hits if r.properties.get(name)]
+            absent = [r for r in hits if not r.properties.get(name)]
+            present.sort(key=_sorter(name, kind), reverse=descending)
+            hits = present + absent
+        wanted = body.get("properties") or None
+        page = hits[after : after + limit]
+        answer: dict[str, Any] = {
+            "total": len(hits),
+            "results": [self.render(object_type, r, wanted) for r in page],
+        }
+        if after + limit < len(hits):
+            answer["paging"] = {"next": {"after": str(after + limit)}}
+        return answer
+
+    # --------------------------------------------------------------- properties
+    def create_property(self, object_type: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /crm/v3/properties/{type}: a custom property, e.g. a unique touch key."""
+        self._check_type(object_type)
+        name = body.get("name")
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise HubSpotApiError(
+                400,
+                "VALIDATION_ERROR",
+                f"Invalid property name {name!r}: use lowercase letters, digits and underscores.",
+            )
+        if name in self.properties[object_type]:
+            raise HubSpotApiError(
+                409, "OBJECT_ALREADY_EXISTS", f"A property named '{name}' already exists."
+            )
+        for required in ("label", "type", "fieldType", "groupName"):
+            if not body.get(required):
+                raise HubSpotApiError(400, "VALIDATION_ERROR", f"Property {required} is required.")
+        kind = body["type"]
+        if kind not in ("string", "number", "date", "datetime", "enumeration", "bool"):
+            raise HubSpotApiError(400, "VALIDATION_ERROR", f"Invalid property type {kind!r}.")
+        unique = bool(body.get("hasUniqueValue"))
+        if unique and kind not in ("string", "number"):
+            raise HubSpotApiError(
+                400, "VALIDATION_ERROR", "Only string and number properties can have unique values."
+            )
+        stamp = iso_ms(self.clock.now())
+        options = body.get("options") or []
+        if kind == "bool" and not options:
+            options = [
+                {"label": "Yes", "value": "true", "displayOrder": 0, "hidden": False},
+                {"label": "No", "value": "false", "displayOrder": 1, "hidden": False},
+            ]
+        definition = {
+            "name": name,
+            "label": body["label"],
+            "type": "enumeration" if kind == "bool" else kind,
+            "fieldType": body["fieldType"],
+            "description": body.get("description", ""),
+            "groupName": body["groupName"],
+            "options": options,
+            "displayOrder": body.get("displayOrder", -1),
+            "calculated": False,
+            "externalOptions": False,
+            "hasUniqueValue": unique,
+            "hidden": bool(body.get("hidden", False)),
+            "formField": bool(body.get("formField", False)),
+            "hubspotDefined": False,
+            "archived": False,
+            "modificationMetadata": {
+                "archivable": True,
+                "readOnlyDefinition": False,
+                "readOnlyValue": False,
+            },
+            "createdAt": stamp,
+            "updatedAt": stamp,
+        }
+        self.properties[object_type][name] = definition
+        self._reindex_unique(object_type)
+        return definition
+
+    def get_property(self, object_type: str, name: str) -> dict[str, Any]:
+        """GET /crm/v3/properties/{type}/{name}."""
+        self._check_type(object_type)
+        definition = self.properties[object_type].get(name)
+        if definition is None:
+            raise HubSpotApiError(
+                404,
+                "OBJECT_NOT_FOUND",
+                f"Unable to find property {name} for {singular(object_type)}.",
+            )
+        return definition
+
+    # ------------------------------------------------------------------- owners
+    def owners_page(self, limit: int, after: str | None, email: str | None) -> dict[str, Any]:
+        """GET /crm/v3/owners/: id-ordered pages (max 500)."""
+        limit = max(1, min(limit, 500))
+        owners = sorted(self.owners.values(), key=lambda o: int(o["id"]))
+        if email:
+            owners = [o for o in owners if o["email"].lower() == email.lower()]
+        start = int(after) if after and after.isdigit() else 0
+        page = owners[start : start + limit]
+        body: dict[str, Any] = {"results": page}
+        if start + limit < len(owners):
+            body["paging"] = {"next": {"after": str(start + limit)}}
+        return body
+
+    def add_owner(self, name: str, email: str) -> str:
+        """Create an owner (a HubSpot user) and return its id."""
+        owner_id = str(len(self.owners) + 70_000_001)
+        first, _, last = name.partition(" ")
+        stamp = iso_ms(self.clock.now())
+        self.owners[owner_id] = {
+            "id": owner_id,
+            "email": email,
+            "firstName": first,
+            "lastName": last,
+            "userId": int(owner_id) - 60_000_000,
+            "userIdIncludingInactive": int(owner_id) - 60_000_000,
+            "type": "PERSON",
+            "createdAt": stamp,
+            "updatedAt": stamp,
+            "archived": False,
+            "teams": [],
+        }
+        return owner_id
+
+    # -------------------------------------------------------------------- lists
+    def create_list(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /crm/v3/lists: a MANUAL (static) or SNAPSHOT list; names are unique."""
+        name = body.get("name")
+        object_type_id = body.get("objectTypeId")
+        processing = body.get("processingType")
+        if not name or not object_type_id or not processing:
+            raise HubSpotApiError(
+                400, "VALIDATION_ERROR", "name, objectTypeId and processingType are required."
+            )
+        if processing not in ("MANUAL", "SNAPSHOT", "DYNAMIC"):
+            raise HubSpotApiError(
+                400, "VALIDATION_ERROR", f"Invalid processingType {processing!r}."
+            )
+        if object_type_id not in OBJECT_TYPE_IDS.values():
+            raise HubSpotApiError(
+                400, "VALIDATION_ERROR", f"Invalid objectTypeId {object_type_id!r}."
+            )
+        if any(existing["name"] == name for existing in self.lists.values()):
+            raise HubSpotApiError(400, "VALIDATION_ERROR", f"A list named '{name}' already exists.")
+        list_id = str(len(self.lists) + 1)
+        stamp = iso_ms(self.clock.now())
+        record = {
+            "listId": list_id,
+            "name": name,
+            "objectTypeId": object_type_id,
+            "processingType": processing,
+            "processingStatus": "COMPLETE",
+            "listVersion": 1,
+            "createdAt": stamp,
+            "updatedAt": stamp,
+        }
+        self.lists[list_id] = record
+        self.memberships[list_id] = {}
+        return {"list": record}
+
+    def _list(self, list_id: str) -> dict[str, Any]:
+        found = self.lists.get(list_id)
+        if found is None:
+            raise HubSpotApiError(404, "OBJECT_NOT_FOUND", f"List {list_id} does not exist.")
+        return found
+
+    def change_membership(self, list_id: str, record_ids: Any, *, add: bool) -> dict[str, Any]:
+        """PUT /crm/v3/lists/{id}/memberships/add|remove (MANUAL and SNAPSHOT lists only)."""
+        found = self._list(list_id)
+        if found["processingType"] == "DYNAMIC":
+            raise HubSpotApiError(
+                400,
+                "VALIDATION_ERROR",
+                "Records cannot be added to or removed from a DYNAMIC list.",
+            )
+        if not isinstance(record_ids, list):
+            raise HubSpotApiError(400, "VALIDATION_ERROR", "The body must be a list of record ids.")
+        object_type = next(t for t, i in OBJECT_TYPE_IDS.items() if i == found["objectTypeId"])
+        members = self.memberships[list_id]
+        changed, missing = [], []
+        stamp = to_ms(self.clock.now())
+        for raw in record_ids:
+            key = str(raw)
+            if add:
+                if key not in self.objects[object_type]:
+                    missing.append(key)
+                elif key not in members:
+                    members[key] = stamp
+                    changed.append(key)
+            elif members.pop(key, None) is not None:
+                changed.append(key)
+            else:
+                missing.append(key)
+        return {
+            "recordsIdsAdded": changed if add else [],
+            "recordIdsRemoved": [] if add else changed,
+            "recordIdsMissing": missing,
+        }
+
+    def list_memberships(self, list_id: str, limit: int, after: str | None) -> dict[str, Any]:
+        """GET /crm/v3/lists/{id}/memberships: record ids in id order, paged."""
+        self._list(list_id)
+        limit = max(1, min(limit, 250))
+        members = sorted(self.memberships[list_id].items(), key=lambda kv: int(kv[0]))
+        start = int(after) if after and after.isdigit() else 0
+        page = members[start : start + limit]
+        body: dict[str, Any] = {
+            "results": [
+                {
+                    "recordId": key,
+                    "membershipTimestamp": iso_ms(datetime.fromtimestamp(ms / 1000, UTC)),
+                }
+                for key, ms in page
+            ],
+            "total": len(members),
+        }
+        if start + limit < len(members):
+            body["paging"] = {"next": {"after": str(start + limit)}}
+        return body
+
+    # ------------------------------------------------------- associations v4
+    def associations_read(
+        self, from_type: str, to_type: str, body: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
+        """POST /crm/v4/associations/{from}/{to}/batch/read (max 1,000 inputs)."""
+        self._check_type(from_type)
+        self._check_type(to_type)
+        started = self.clock.now()
+        inputs = self._check_batch(body.get("inputs"), ASSOCIATION_READ_LIMIT)
+        results, errors = [], []
+        for item in inputs:
+            key = str(item.get("id", ""))
+            linked = self.association_types(from_type, key, to_type)
+            if not linked:
+                errors.append(
+                    {
+                        "status": "error",
+                        "category": "OBJECT_NOT_FOUND",
+                        "message": f"No {singular(to_type)} is associated with "
+                        f"{singular(from_type)} {key}.",
+                        "context": {"fromObjectId": [key]},
+                        "links": {},
+                        "errors": [],
+                        "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
+                    }
+                )
+                continue
+            results.append(
+                {
+                    "from": {"id": key},
+                    "to": [
+                        {
+                            "toObjectId": int(to_id),
+                            "associationTypes": [
+                                {
+                                    "category": "HUBSPOT_DEFINED",
+                                    "typeId": t,
+                                    "label": "Primary" if t in (1, 2, 5, 6) else None,
+                                }
+                                for t in sorted(types)
+                            ],
+                        }
+                        for to_id, types in sorted(linked.items(), key=lambda kv: int(kv[0]))
+                    ],
+                }
+            )
+        return self._batch_answer(results, errors, started, 200)
+
+    def associations_create(
+        self, from_type: str, to_type: str, body: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
+        """POST /crm/v4/associations/{from}/{to}/batch/create (labelled associations)."""
+        self._check_type(from_type)
+        self._check_type(to_type)
+        started = self.clock.now()
+        inputs = self._check_batch(body.get("inputs"), ASSOCIATION_CREATE_LIMIT)
+        results, errors = [], []
+        allowed = ASSOCIATION_TYPES.get((from_type, to_type))
+        for item in inputs:
+            from_id = str((item.get("from") or {}).get("id", ""))
+            to_id = str((item.get("to") or {}).get("id", ""))
+            if from_id not in self.objects[from_type] or to_id not in self.objects[to_type]:
+                errors.append(
+                    _batch_error(
+                        "VALIDATION_ERROR",
+                        f"{singular(from_type)} {from_id} or {singular(to_type)} {to_id} "
+                        "does not exist.",
+                        [from_id, to_id],
+                    )
+                )
+                continue
+            type_ids = []
+            for spec in item.get("types") or []:
+                type_id = spec.get("associationTypeId")
+                if allowed is None or type_id not in (allowed[0], allowed[1]):
+                    raise HubSpotApiError(
+                        400,
+                        "VALIDATION_ERROR",
+                        f"{type_id} is not a valid association type between "
+                        f"{singular(from_type)} and {singular(to_type)}.",
+                    )
+                type_ids.append(type_id)
+            for type_id in type_ids:
+                self.associate(from_type, from_id, to_type, to_id, type_id)
+            results.append(
+                {
+                    "fromObjectTypeId": OBJECT_TYPE_IDS[from_type],
+                    "fromObjectId": int(from_id),
+                    "toObjectTypeId": OBJECT_TYPE_IDS[to_type],
+                    "toObjectId": int(to_id),
+                    "labels": [],
+                }
+            )
+        return self._batch_answer(results, errors, started, 201)
+
+    # ------------------------------------------------------------------- events
+    def timeline_event(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One timeline event (template id, tokens, and an email or objectId); ids are unique."""
+        template = body.get("eventTemplateId")
+        tokens = body.get("tokens")
+        if not template or not isinstance(tokens, dict):
+            raise HubSpotApiError(
+                400, "VALIDATION_ERROR", "eventTemplateId and tokens are required."
+            )
+        object_id = body.get("objectId")
+        email = body.get("email")
+        if object_id is None and email:
+            record = self._resolve_id("contacts", str(email), "email")
+            object_id = record.id if record else None
+        if object_id is None or str(object_id) not in self.objects["contacts"]:
+            raise HubSpotApiError(
+                400,
+                "VALIDATION_ERROR",
+                "The event must name an existing contact by email or objectId.",
+            )
+        event_id = str(body.get("id") or uuid.uuid4())
+        if event_id in self.timeline_events:
+            raise HubSpotApiError(409, "CONFLICT", f"An event with id {event_id} already exists.")
+        stamp = body.get("timestamp") or iso_ms(self.clock.now())
+        event = {
+            "id": event_id,
+            "eventTemplateId": str(template),
+            "objectId": str(object_id),
+            "email": email,
+            "tokens": tokens,
+            "extraData": body.get("extraData"),
+            "timestamp": stamp,
+            "createdAt": iso_ms(self.clock.now()),
+            "objectType": "contacts",
+        }
+        self.timeline_events[event_id] = event
+        return event
+
+    def behavioral_event(self, body: dict[str, Any]) -> None:
+        """POST /events/v3/send: a custom behavioral event for a contact."""
+        if not body.get("eventName"):
+            raise HubSpotApiError(400, "VALIDATION_ERROR", "eventName is required.")
+        if not (body.get("email") or body.get("objectId") or body.get("utk")):
+            raise HubSpotApiError(
+                400, "VALIDATION_ERROR", "One of email, objectId or utk is required."
+            )
+        self.behavioral_events.append(dict(body))
+
+    def email_events_page(self, params: dict[str, str]) -> dict[str, Any]:
+        """GET /email/public/v1/events: newest first, ``offset``/``hasMore`` paging, filters."""
+        limit = max(1, min(int(params.get("limit") or 100), 1000))
+        start_ms = int(params.get("startTimestamp") or 0)
+        end_ms = int(params.get("endTimestamp") or 2**62)
+        kind = params.get("eventType")
+        recipient = (params.get("recipient") or "").lower()
+        campaign = params.get("campaignId")
+        selected = [
+            e
+            for e in self.email_events
+            if start_ms <= e["created"] <= end_ms
+            and (not kind or e["type"] == kind)
+            and (not recipient or e["recipient"].lower() == recipient)
+            and (not campaign or str(e["emailCampaignId"]) == campaign)
+        ]
+        offset = params.get("offset")
+        start = int(offset, 16) if offset else 0
+        page = selected[start : start + limit]
+        more = start + limit < len(selected)
+        return {"events": page, "hasMore": more, "offset": format(start + len(page), "x")}
+
+    def forms_page(self, limit: int, after: str | None) -> dict[str, Any]:
+        """GET /marketing/v3/forms/."""
+        forms = list(self.forms.values())
+        start = int(after) if after and after.isdigit() else 0
+        page = forms[start : start + limit]
+        body: dict[str, Any] = {"results": page}
+        if start + limit < len(forms):
+            body["paging"] = {"next": {"after": str(start + limit)}}
+        return body
+
+    def submissions_page(self, form_id: str, limit: int, after: str | None) -> dict[str, Any]:
+        """GET /form-integrations/v1/submissions/forms/{guid}: newest first, max 50 a page."""
+        if form_id not in self.forms:
+            raise HubSpotApiError(404, "OBJECT_NOT_FOUND", f"Form {form_id} does not exist.")
+        limit = max(1, min(limit, 50))
+        rows = self.submissions[form_id]
+        start = int(after, 16) if after else 0
+        page = rows[start : start + limit]
+        body: dict[str, Any] = {"results": page}
+        if start + limit < len(rows):
+            body["paging"] = {"next": {"after": format(start + limit, "x")}}
+        return body

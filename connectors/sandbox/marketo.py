@@ -1,0 +1,871 @@
+"""The Marketo emulator: a Starlette app serving a strict subset of Marketo's REST API.
+
+Paths, parameters and response fields follow Adobe's Swagger description of the API
+(identity, lead database activities and paging tokens, leads, static lists, bulk activity
+export). As in Marketo, errors are HTTP 200 with ``success: false`` and string codes: 600/601/602
+(token missing/invalid/expired), 606 (more than ``rate_max`` calls in a rolling
+``rate_window_s``), 607 (daily quota), 615 (more than ``max_concurrent`` calls in flight), 1003
+(invalid parameter values), 1006 (unknown field), 1013 (unknown list), 1029 (export queue full).
+
+Activity pages are cut on fixed time slices (``page_slice``) so that, as in Marketo, a page may
+be empty while ``moreResult`` is true; the client must keep paging until it is false. An empty
+page has no ``result`` member at all, another Marketo quirk clients must survive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import bisect
+import csv
+import hashlib
+import io
+import itertools
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from connectors.sandbox import credentials
+from connectors.sandbox.core import SandboxState
+from connectors.sandbox.hubspot_clock import StoreClock, to_ms
+from connectors.sandbox.marketo_schema import ACTIVITY_TYPES, KIND_TO_TYPE, LEAD_FIELDS
+from connectors.sandbox.world import World
+
+__all__ = ["MarketoError", "MarketoStore", "build_app"]
+
+API = "marketo"
+MAX_TYPES_PER_CALL = 10
+MAX_PAGE = 300
+MAX_LEAD_IDS = 30
+EXPORT_COLUMNS = (
+    "marketoGUID",
+    "leadId",
+    "activityDate",
+    "activityTypeId",
+    "campaignId",
+    "primaryAttributeValueId",
+    "primaryAttributeValue",
+    "attributes",
+)
+
+
+class MarketoError(Exception):
+    """A response-level Marketo error: a string code and Marketo's message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(text: str, name: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise MarketoError("1003", f"Invalid value '{text}' for {name}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _encode_token(since_ms: int, skip: int) -> str:
+    raw = f"{since_ms}:{skip}".encode()
+    return base64.b32encode(raw).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> tuple[int, int]:
+    try:
+        padded = token + "=" * (-len(token) % 8)
+        since, skip = base64.b32decode(padded).decode().split(":")
+        return int(since), int(skip)
+    except (ValueError, UnicodeDecodeError):
+        raise MarketoError("1003", "Invalid value for nextPageToken") from None
+
+
+def _ids(raw: str | None, name: str) -> list[int]:
+    if not raw:
+        return []
+    try:
+        return [int(v) for v in raw.split(",") if v.strip()]
+    except ValueError:
+        raise MarketoError("1003", f"Invalid value for {name}: '{raw}'") from None
+
+
+def _batch_size(params: dict[str, str]) -> int:
+    raw = params.get("batchSize") or str(MAX_PAGE)
+    if not raw.isdigit():
+        raise MarketoError("1003", f"Invalid value '{raw}' for batchSize")
+    return int(raw)
+
+
+class MarketoStore:
+    """One emulated Marketo instance: leads, activities, static lists, exports, tokens, limits.
+
+    Tests may change ``rate_max``/``rate_window_s`` (606), ``daily_quota`` (607),
+    ``max_concurrent`` (615), ``token_lifetime_s`` (602) and ``page_slice`` (activity pages).
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.clock = StoreClock()
+        self.token_lifetime_s = 3600.0
+        self.rate_max = 100
+        self.rate_window_s = 20.0
+        self.daily_quota = 50_000
+        self.max_concurrent = 10
+        self.page_slice = timedelta(days=7)
+        self.export_queue_limit = 10
+        self._guard = threading.Lock()
+        self._tokens: dict[str, float] = {}
+        self._current: str | None = None
+        self._calls: deque[float] = deque()
+        self._daily = 0
+        self.in_flight = 0
+        self._requests = itertools.count(1)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every lead, activity, list, export and token."""
+        with self.lock:
+            self.leads: dict[int, dict[str, Any]] = {}
+            self._by_email: dict[str, list[int]] = {}
+            self.activities: list[dict[str, Any]] = []
+            self._dates: list[int] = []
+            self.lists: dict[int, dict[str, Any]] = {}
+            self.members: dict[int, set[int]] = {}
+            self.exports: dict[str, dict[str, Any]] = {}
+            self.lead_ids: dict[str, int] = {}
+            self.program_ids: dict[str, int] = {}
+            self._next_lead = 1000
+            self._next_activity = 500_000
+        with self._guard:
+            self._tokens.clear()
+            self._current = None
+            self._calls.clear()
+            self._daily = 0
+
+    # ------------------------------------------------------------------ tokens
+    def issue_token(self) -> tuple[str, int]:
+        """The instance's current access token (a new one once it expired) and its seconds left."""
+        now = time.monotonic()
+        with self._guard:
+            current = self._current
+            if current is not None and self._tokens.get(current, 0.0) > now + 1:
+                return current, int(self._tokens[current] - now)
+            token = f"{uuid.uuid4()}:sb"
+            self._tokens[token] = now + self.token_lifetime_s
+            self._current = token
+            return token, max(0, int(self.token_lifetime_s) - 1)
+
+    def revoke(self, token: str) -> None:
+        """Expire ``token`` now (what an expired_token fault does)."""
+        with self._guard:
+            if token in self._tokens:
+                self._tokens[token] = 0.0
+
+    def check_token(self, token: str) -> None:
+        """Raise 600/601/602 unless ``token`` is a live access token."""
+        if not token:
+            raise MarketoError("600", "Access token not specified")
+        with self._guard:
+            expiry = self._tokens.get(token)
+        if expiry is None:
+            raise MarketoError("601", "Access token invalid")
+        if expiry <= time.monotonic():
+            raise MarketoError("602", "Access token expired")
+
+    def take_call(self) -> None:
+        """Account one API call against the rolling window and the daily quota (606/607)."""
+        now = time.monotonic()
+        with self._guard:
+            while self._calls and self._calls[0] <= now - self.rate_window_s:
+                self._calls.popleft()
+            if self._daily >= self.daily_quota:
+                raise MarketoError("607", "Daily quota reached")
+            if len(self._calls) >= self.rate_max:
+                window = f"{self.rate_window_s:g}"
+                raise MarketoError(
+                    "606", f"Max rate limit '{self.rate_max}' exceeded with in '{window}' secs"
+                )
+            self._calls.append(now)
+            self._daily += 1
+
+    def enter(self) -> bool:
+        """Mark one request in flight; False when that exceeds ``max_concurrent`` (615)."""
+        with self._guard:
+            self.in_flight += 1
+            return self.in_flight <= self.max_concurrent
+
+    def leave(self) -> None:
+        """The request is answered."""
+        with self._guard:
+            self.in_flight -= 1
+
+    def request_id(self) -> str:
+        """A Marketo-style request id."""
+        return f"{next(self._requests):x}#{to_ms(self.clock.now()):x}"
+
+    # -------------------------------------------------------------- data entry
+    def add_lead(self, fields: dict[str, Any], created: datetime | None = None) -> int:
+        """Create a lead (ids are ints, as in Marketo) and return its id."""
+        moment = created or self.clock.now()
+        self._next_lead += 1
+        lead_id = self._next_lead
+        lead = {"id": lead_id, **fields, "createdAt": _iso(moment), "updatedAt": _iso(moment)}
+        self.leads[lead_id] = lead
+        email = str(fields.get("email") or "").lower()
+        if email:
+            self._by_email.setdefault(email, []).append(lead_id)
+        return lead_id
+
+    def add_activity(
+        self,
+        lead_id: int,
+        type_id: int,
+        when: datetime | None = None,
+        *,
+        primary: tuple[int, str] = (0, ""),
+        attributes: dict[str, Any] | None = None,
+        campaign_id: int | None = None,
+    ) -> dict[str, Any]:
+        """Record one activity (at the store clock's now unless ``when``) and return it."""
+        moment = when or self.clock.now()
+        self._next_activity += 1
+        activity: dict[str, Any] = {
+            "id": self._next_activity,
+            "marketoGUID": str(self._next_activity),
+            "leadId": lead_id,
+            "activityDate": _iso(moment),
+            "activityTypeId": type_id,
+            "primaryAttributeValueId": primary[0],
+            "primaryAttributeValue": primary[1],
+            "attributes": [{"name": k, "value": v} for k, v in (attributes or {}).items()],
+        }
+        if campaign_id is not None:
+            activity["campaignId"] = campaign_id
+        stamp = to_ms(moment)
+        at = bisect.bisect_right(self._dates, stamp)
+        self._dates.insert(at, stamp)
+        self.activities.insert(at, activity)
+        return activity
+
+    def add_list(self, name: str, program: str = "") -> int:
+        """Create a static list and return its id."""
+        list_id = 1000 + len(self.lists) + 1
+        stamp = _iso(self.clock.now())
+        self.lists[list_id] = {
+            "id": list_id,
+            "name": name,
+            "description": "",
+            "programName": program,
+            "workspaceName": "Default",
+            "createdAt": stamp,
+            "updatedAt": stamp,
+        }
+        self.members[list_id] = set()
+        return list_id
+
+    def load_world(self, world: World) -> None:
+        """Replace the content with ``world``: people as leads, activities, programs, lists."""
+        self.reset()
+        self.clock.rebase(world.now)
+        with self.lock:
+            for campaign in world.campaigns:
+                self.program_ids[campaign.id] = 2000 + len(self.program_ids) + 1
+            originals: dict[str, int] = {}
+            for person in world.people:
+                email = person.email.lower()
+                if person.duplicate_of is not None and email in originals:
+                    self.lead_ids[person.id] = originals[email]
+                    continue
+                lead_id = self.add_lead(
+                    {
+                        "email": person.email,
+                        "firstName": person.first_name,
+                        "lastName": person.last_name,
+                        "company": person.company,
+                        "title": person.title,
+                        "leadScore": person.score,
+                        "leadSource": person.lead_source,
+                        "leadStatus": person.lead_status,
+                    },
+                    person.created_at,
+                )
+                self.leads[lead_id]["updatedAt"] = _iso(person.updated_at)
+                self.lead_ids[person.id] = lead_id
+                originals.setdefault(email, lead_id)
+            self._load_activities(world)
+
+    def _load_activities(self, world: World) -> None:
+        names = {c.id: c.name for c in world.campaigns}
+        assets: dict[tuple[int, str], int] = {}
+        lists: dict[str, int] = {"nurture": self.add_list("Nurture - Recycled Leads")}
+        for activity in sorted(world.activities, key=lambda a: (a.occurred_at, a.id)):
+            lead_id = self.lead_ids.get(activity.person_id)
+            if lead_id is None:
+                continue
+            type_id = KIND_TO_TYPE.get(activity.kind, 46)
+            program = self.program_ids.get(activity.campaign_id or "")
+            attributes: dict[str, Any] = {
+                k: v for k, v in activity.attributes.items() if k != "status"
+            }
+            if type_id == 104 and program is not None:
+                primary = (program, names[activity.campaign_id or ""])
+                attributes["New Status"] = activity.attributes.get("status", "Registered")
+                attributes["Success"] = activity.kind != "webinar_registered"
+            else:
+                asset_id = assets.setdefault((type_id, activity.asset), 3000 + len(assets) + 1)
+                primary = (asset_id, activity.asset)
+            if type_id == 46:
+                attributes["Description"] = activity.kind
+            self.add_activity(
+                lead_id,
+                type_id,
+                activity.occurred_at,
+                primary=primary,
+                attributes=attributes,
+                campaign_id=program,
+            )
+            if activity.campaign_id:
+                name = names[activity.campaign_id]
+                list_id = lists.get(name) or lists.setdefault(
+                    name, self.add_list(f"{name} - Members", name)
+                )
+                self.members[list_id].add(lead_id)
+
+    def dump(self) -> dict[str, Any]:
+        """JSON-able state: leads, activity count by type, lists with members, exports."""
+        with self.lock:
+            by_type: dict[str, int] = {}
+            for activity in self.activities:
+                key = str(activity["activityTypeId"])
+                by_type[key] = by_type.get(key, 0) + 1
+            return {
+                "leads": {str(k): dict(v) for k, v in self.leads.items()},
+                "activities": len(self.activities),
+                "activities_by_type": by_type,
+                "lists": {
+                    str(k): {**v, "members": sorted(self.members[k])} for k, v in self.lists.items()
+                },
+                "exports": {k: v["status"] for k, v in self.exports.items()},
+                "world_ids": {"leads": dict(self.lead_ids), "programs": dict(self.program_ids)},
+            }
+
+    # ------------------------------------------------------------------- reads
+    def activities_page(self, params: dict[str, str]) -> dict[str, Any]:
+        """GET /rest/v1/activities.json: one time slice per page, at most 300 activities."""
+        token = params.get("nextPageToken")
+        if not token:
+            raise MarketoError("701", "nextPageToken cannot be blank")
+        wanted, lead_ids, members, batch = self._activity_filters(params)
+        since_ms, skip = _decode_token(token)
+        now_ms = to_ms(self.clock.now())
+        end_ms = min(since_ms + int(self.page_slice.total_seconds() * 1000), now_ms + 1)
+        found: list[dict[str, Any]] = []
+        more_in_slice = False
+        matched = 0
+        lo = bisect.bisect_left(self._dates, since_ms)
+        hi = bisect.bisect_left(self._dates, end_ms)
+        for activity in itertools.islice(self.activities, lo, hi):
+            if activity["activityTypeId"] not in wanted:
+                continue
+            if lead_ids and activity["leadId"] not in lead_ids:
+                continue
+            if members is not None and activity["leadId"] not in members:
+                continue
+            matched += 1
+            if matched <= skip:
+                continue
+            if len(found) == batch:
+                more_in_slice = True
+                break
+            found.append(activity)
+        if more_in_slice:
+            next_token, more = _encode_token(since_ms, skip + batch), True
+        else:
+            next_token, more = _encode_token(max(end_ms, since_ms), 0), end_ms <= now_ms
+        body: dict[str, Any] = {"nextPageToken": next_token, "moreResult": more}
+        if found:
+            body["result"] = found
+        return body
+
+    def _activity_filters(
+        self, params: dict[str, str]
+    ) -> tuple[set[int], set[int], set[int] | None, int]:
+        """Validated activity type ids, lead ids, list members and batch size of a page request."""
+        type_ids = _ids(params.get("activityTypeIds"), "activityTypeIds")
+        if not type_ids:
+            raise MarketoError("701", "activityTypeIds cannot be blank")
+        if len(type_ids) > MAX_TYPES_PER_CALL:
+            raise MarketoError(
+                "1003", f"Too many activityTypeIds: at most {MAX_TYPES_PER_CALL} are allowed"
+            )
+        unknown = [t for t in type_ids if t not in ACTIVITY_TYPES]
+        if unknown:
+            raise MarketoError("1003", f"Invalid activityTypeIds: {unknown}")
+        lead_ids = set(_ids(params.get("leadIds"), "leadIds"))
+        if len(lead_ids) > MAX_LEAD_IDS:
+            raise MarketoError("1003", f"Too many leadIds: at most {MAX_LEAD_IDS} are allowed")
+        batch = _batch_size(params)
+        if not 1 <= batch <= MAX_PAGE:
+            raise MarketoError("1003", f"Invalid batchSize {batch}: the maximum is {MAX_PAGE}")
+        members: set[int] | None = None
+        if params.get("listId"):
+            list_id = _ids(params["listId"], "listId")[0]
+            if list_id not in self.lists:
+                raise MarketoError("1013", "Static list not found")
+            members = self.members[list_id]
+        return set(type_ids), lead_ids, members, batch
+
+    def leads_by_filter(self, params: dict[str, str]) -> dict[str, Any]:
+        """GET /rest/v1/leads.json?filterType=&filterValues=&fields= (at most 300 values)."""
+        filter_type = params.get("filterType")
+        raw_values = params.get("filterValues")
+        if not filter_type:
+            raise MarketoError("701", "filterType cannot be blank")
+        if not raw_values:
+            raise MarketoError("701", "filterValues cannot be blank")
+        values = [v.strip() for v in raw_values.split(",") if v.strip()]
+        if len(values) > MAX_PAGE:
+            raise MarketoError("1003", f"Too many filterValues: at most {MAX_PAGE} are allowed")
+        fields = [f for f in (params.get("fields") or "").split(",") if f] or list(LEAD_FIELDS[:6])
+        unknown = [f for f in fields if f not in LEAD_FIELDS]
+        if unknown:
+            raise MarketoError("1006", f"Field '{unknown[0]}' not found")
+        if filter_type == "email":
+            ids = [i for v in values for i in self._by_email.get(v.lower(), [])]
+        elif filter_type == "id":
+            ids = [int(v) for v in values if v.isdigit() and int(v) in self.leads]
+        elif filter_type in LEAD_FIELDS:
+            wanted = set(values)
+            ids = [i for i, lead in self.leads.items() if str(lead.get(filter_type)) in wanted]
+        else:
+            raise MarketoError("1003", f"Invalid filterType '{filter_type}'")
+        start = _decode_token(params["nextPageToken"])[1] if params.get("nextPageToken") else 0
+        batch = min(_batch_size(params), MAX_PAGE)
+        page = ids[start : start + batch]
+        result = [{"id": i, **{f: self.leads[i].get(f) for f in fields if f != "id"}} for i in page]
+        body: dict[str, Any] = {"result": result}
+        if start + batch < len(ids):
+            body["nextPageToken"] = _encode_token(0, start + batch)
+        return body
+
+    def lists_page(self, params: dict[str, str]) -> dict[str, Any]:
+        """GET /rest/v1/lists.json with id/name filters."""
+        ids = set(_ids(params.get("id"), "id"))
+        names = {n for n in (params.get("name") or "").split(",") if n}
+        result = [
+            meta
+            for list_id, meta in sorted(self.lists.items())
+            if (not ids or list_id in ids) and (not names or meta["name"] in names)
+        ]
+        return {"result": result[:MAX_PAGE]}
+
+    def change_list(self, list_id: int, lead_ids: list[int], *, add: bool) -> dict[str, Any]:
+        """Add or remove leads (at most 300) on a static list; per-lead status and reasons."""
+        if list_id not in self.lists:
+            raise MarketoError("1013", "Static list not found")
+        if not lead_ids:
+            raise MarketoError("701", "input cannot be blank")
+        if len(lead_ids) > MAX_PAGE:
+            raise MarketoError("1003", f"Too many leads: at most {MAX_PAGE} per request")
+        members = self.members[list_id]
+        result: list[dict[str, Any]] = []
+        for lead_id in lead_ids:
+            if lead_id not in self.leads:
+                result.append(self._skipped(lead_id, "1004", "Lead not found"))
+            elif add:
+                members.add(lead_id)
+                result.append({"id": lead_id, "status": "added"})
+            elif lead_id in members:
+                members.discard(lead_id)
+                result.append({"id": lead_id, "status": "removed"})
+            else:
+                result.append(self._skipped(lead_id, "1015", "Lead not in list"))
+        return {"result": result}
+
+    @staticmethod
+    def _skipped(lead_id: int, code: str, message: str) -> dict[str, Any]:
+        return {"id": lead_id, "status": "skipped", "reasons": [{"code": code, "message": message}]}
+
+    def list_members(self, list_id: int) -> dict[str, Any]:
+        """GET /rest/v1/lists/{id}/leads.json (first 300 members)."""
+        if list_id not in self.lists:
+            raise MarketoError("1013", "Static list not found")
+        ids = sorted(self.members[list_id])[:MAX_PAGE]
+        return {"result": [{"id": i, "email": self.leads[i].get("email")} for i in ids]}
+
+    # ------------------------------------------------------------------ exports
+    def create_export(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /bulk/v1/activities/export/create.json (createdAt range of at most 31 days)."""
+        spec = body.get("filter")
+        if not isinstance(spec, dict) or not isinstance(spec.get("createdAt"), dict):
+            raise MarketoError("1003", "createdAt filter is required")
+        created = spec["createdAt"]
+        start = _parse_time(str(created.get("startAt", "")), "startAt")
+        end = _parse_time(str(created.get("endAt", "")), "endAt")
+        if end < start:
+            raise MarketoError("1003", "endAt must be after startAt")
+        if end - start > timedelta(days=31):
+            raise MarketoError("1003", "createdAt date range cannot exceed 31 days")
+        type_ids = spec.get("activityTypeIds") or []
+        if any(t not in ACTIVITY_TYPES for t in type_ids):
+            raise MarketoError("1003", f"Invalid activityTypeIds: {type_ids}")
+        fields = body.get("fields") or list(EXPORT_COLUMNS)
+        bad = [f for f in fields if f not in EXPORT_COLUMNS and f != "actionResult"]
+        if bad:
+            raise MarketoError("1003", f"Invalid fields: {bad}")
+        fmt = body.get("format", "CSV")
+        if fmt not in ("CSV", "TSV", "SSV"):
+            raise MarketoError("1003", f"Invalid format '{fmt}'")
+        export_id = str(uuid.uuid4())
+        job = {
+            "exportId": export_id,
+            "format": fmt,
+            "status": "Created",
+            "createdAt": _iso(self.clock.now()),
+            "_start": to_ms(start),
+            "_end": to_ms(end),
+            "_types": set(type_ids),
+            "_fields": fields,
+        }
+        self.exports[export_id] = job
+        return self._job(job)
+
+    @staticmethod
+    def _job(job: dict[str, Any]) -> dict[str, Any]:
+        return {"result": [{k: v for k, v in job.items() if not k.startswith("_")}]}
+
+    def _find_job(self, export_id: str) -> dict[str, Any]:
+        job = self.exports.get(export_id)
+        if job is None:
+            raise MarketoError("1003", f"Export id {export_id} not found")
+        return job
+
+    def enqueue_export(self, export_id: str) -> dict[str, Any]:
+        """POST .../{exportId}/enqueue.json: only a Created job; at most 10 queued."""
+        job = self._find_job(export_id)
+        if job["status"] != "Created":
+            raise MarketoError("1003", f"Job is in {job['status']} state and cannot be enqueued")
+        queued = sum(1 for j in self.exports.values() if j["status"] in ("Queued", "Processing"))
+        if queued >= self.export_queue_limit:
+            raise MarketoError("1029", f"Too many jobs ({self.export_queue_limit}) in queue")
+        job["status"] = "Queued"
+        job["queuedAt"] = _iso(self.clock.now())
+        return self._job(job)
+
+    def export_status(self, export_id: str) -> dict[str, Any]:
+        """GET .../{exportId}/status.json: each poll moves Queued -> Processing -> Completed."""
+        job = self._find_job(export_id)
+        if job["status"] == "Queued":
+            job["status"] = "Processing"
+            job["startedAt"] = _iso(self.clock.now())
+        elif job["status"] == "Processing":
+            content = self._render_file(job)
+            job["status"] = "Completed"
+            job["finishedAt"] = _iso(self.clock.now())
+            job["fileSize"] = len(content)
+            job["fileChecksum"] = hashlib.sha256(content).hexdigest()
+            job["_file"] = content
+        return self._job(job)
+
+    def cancel_export(self, export_id: str) -> dict[str, Any]:
+        """POST .../{exportId}/cancel.json."""
+        job = self._find_job(export_id)
+        if job["status"] in ("Completed", "Failed"):
+            raise MarketoError("1003", f"Job is {job['status']} and cannot be canceled")
+        job["status"] = "Canceled"
+        return self._job(job)
+
+    def export_file(self, export_id: str) -> bytes:
+        """GET .../{exportId}/file.json: the file of a Completed job."""
+        job = self._find_job(export_id)
+        if job["status"] != "Completed":
+            raise MarketoError("1003", f"Job is {job['status']}; the file is not available")
+        content: bytes = job["_file"]
+        return content
+
+    def _render_file(self, job: dict[str, Any]) -> bytes:
+        delimiter = {"CSV": ",", "TSV": "\t", "SSV": ";"}[job["format"]]
+        out = io.StringIO()
+        writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+        fields: list[str] = job["_fields"]
+        writer.writerow(fields)
+        lo = bisect.bisect_left(self._dates, job["_start"])
+        hi = bisect.bisect_right(self._dates, job["_end"])
+        rows = 0
+        for activity in itertools.islice(self.activities, lo, hi):
+            if job["_types"] and activity["activityTypeId"] not in job["_types"]:
+                continue
+            row = []
+            for name in fields:
+                value = activity.get(name, "")
+                if name == "attributes":
+                    value = json.dumps(activity["attributes"])
+                row.append("" if value is None else value)
+            writer.writerow(row)
+            rows += 1
+        job["numberOfRecords"] = rows
+        return out.getvalue().encode()
+
+
+# ------------------------------------------------------------------------ the app
+Handler = Callable[[Request, MarketoStore], Awaitable[dict[str, Any] | Response]]
+
+
+def _store(state: SandboxState) -> MarketoStore:
+    store = state.vendors.get(API)
+    if not isinstance(store, MarketoStore):
+        store = MarketoStore()
+        state.vendors[API] = store
+    return store
+
+
+def _failure(store: MarketoStore, code: str, message: str) -> Response:
+    return JSONResponse(
+        {
+            "requestId": store.request_id(),
+            "success": False,
+            "errors": [{"code": code, "message": message}],
+        }
+    )
+
+
+def _token_of(request: Request) -> str:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    # The deprecated query parameter still works.
+    return request.query_params.get("access_token", "")
+
+
+async def _fault(state: SandboxState, store: MarketoStore, kind: str, token: str) -> Response:
+    if kind == "timeout":
+        await asyncio.sleep(state.timeout_hold_s)
+        return Response("Gateway Timeout", status_code=504, media_type="text/plain")
+    if kind == "429":
+        window = f"{store.rate_window_s:g}"
+        return _failure(
+            store, "606", f"Max rate limit '{store.rate_max}' exceeded with in '{window}' secs"
+        )
+    if kind == "403":
+        return _failure(store, "607", "Daily quota reached")
+    if kind == "expired_token":
+        store.revoke(token)
+        return _failure(store, "602", "Access token expired")
+    status = int(kind)
+    text = "Internal Server Error" if status == 500 else "Service Temporarily Unavailable"
+    return Response(text, status_code=status, media_type="text/plain")
+
+
+def _wrap(
+    state: SandboxState, endpoint: str, handler: Handler
+) -> Callable[[Request], Awaitable[Response]]:
+    """Run one vendor call: concurrency, count, fault, token, rate limits, then the handler."""
+
+    async def run(request: Request) -> Response:
+        store = _store(state)
+        admitted = store.enter()
+        try:
+            state.count(API, endpoint)
+            kind = state.faults.draw(API)
+            if not admitted:
+                return _failure(store, "615", "Concurrent access limit reached")
+            token = _token_of(request)
+            if kind is not None:
+                return await _fault(state, store, kind, token)
+            try:
+                store.check_token(token)
+                store.take_call()
+                answer = await handler(request, store)
+            except MarketoError as exc:
+                return _failure(store, exc.code, exc.message)
+            if isinstance(answer, Response):
+                return answer
+            return JSONResponse({"requestId": store.request_id(), "success": True, **answer})
+        finally:
+            store.leave()
+
+    return run
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise MarketoError("609", "Invalid JSON") from None
+    if not isinstance(body, dict):
+        raise MarketoError("609", "Invalid JSON")
+    return body
+
+
+def _list_id(request: Request) -> int:
+    raw = request.path_params["list_id"]
+    if not str(raw).isdigit():
+        raise MarketoError("1003", f"Invalid listId '{raw}'")
+    return int(raw)
+
+
+async def _activity_types(_request: Request, _marketo: MarketoStore) -> dict[str, Any]:
+    return {"result": list(ACTIVITY_TYPES.values())}
+
+
+async def _paging_token(request: Request, _marketo: MarketoStore) -> dict[str, Any]:
+    since = request.query_params.get("sinceDatetime")
+    if not since:
+        raise MarketoError("701", "sinceDatetime cannot be blank")
+    return {"nextPageToken": _encode_token(to_ms(_parse_time(since, "sinceDatetime")), 0)}
+
+
+async def _activities(request: Request, store: MarketoStore) -> dict[str, Any]:
+    with store.lock:
+        return store.activities_page(dict(request.query_params))
+
+
+async def _leads(request: Request, store: MarketoStore) -> dict[str, Any]:
+    with store.lock:
+        return store.leads_by_filter(dict(request.query_params))
+
+
+async def _lists(request: Request, store: MarketoStore) -> dict[str, Any]:
+    with store.lock:
+        return store.lists_page(dict(request.query_params))
+
+
+async def _list_leads(request: Request, store: MarketoStore) -> dict[str, Any]:
+    list_id = _list_id(request)
+    if request.method == "GET":
+        with store.lock:
+            return store.list_members(list_id)
+    body = await _json_body(request)
+    ids = [int(i["id"]) for i in body.get("input", []) if isinstance(i, dict) and "id" in i]
+    ids += _ids(request.query_params.get("id"), "id")
+    with store.lock:
+        return store.change_list(list_id, ids, add=request.method == "POST")
+
+
+async def _export_create(request: Request, store: MarketoStore) -> dict[str, Any]:
+    body = await _json_body(request)
+    with store.lock:
+        return store.create_export(body)
+
+
+def _export_action(action: str) -> Handler:
+    async def run(request: Request, store: MarketoStore) -> dict[str, Any] | Response:
+        export_id = request.path_params["export_id"]
+        with store.lock:
+            if action == "enqueue":
+                return store.enqueue_export(export_id)
+            if action == "status":
+                return store.export_status(export_id)
+            if action == "cancel":
+                return store.cancel_export(export_id)
+            content = store.export_file(export_id)
+        return Response(content, media_type="text/csv")
+
+    return run
+
+
+def _identity(state: SandboxState) -> Callable[[Request], Awaitable[Response]]:
+    async def token(request: Request) -> Response:
+        store = _store(state)
+        state.count(API, "identity.token")
+        kind = state.faults.draw(API)
+        if kind in ("500", "503"):
+            return await _fault(state, store, kind, "")
+        params = request.query_params
+        if params.get("grant_type") != "client_credentials":
+            return JSONResponse(
+                {
+                    "error": "unsupported_grant_type",
+                    "error_description": "grant_type must be client_credentials",
+                },
+                status_code=400,
+            )
+        if (
+            params.get("client_id") != credentials.MARKETO_CLIENT_ID
+            or params.get("client_secret") != credentials.MARKETO_CLIENT_SECRET
+        ):
+            return JSONResponse(
+                {"error": "unauthorized", "error_description": "Bad client credentials"},
+                status_code=401,
+            )
+        access, remaining = store.issue_token()
+        return JSONResponse(
+            {
+                "access_token": access,
+                "token_type": "bearer",
+                "expires_in": remaining,
+                "scope": "closedloop-sandbox@example.com",
+            }
+        )
+
+    return token
+
+
+def build_app(state: SandboxState) -> Starlette:
+    """The Marketo API app over ``state.vendors["marketo"]`` (created here if absent)."""
+    _store(state)
+    exports = "/bulk/v1/activities/export"
+    routes = [
+        Route("/identity/oauth/token", _identity(state), methods=["GET", "POST"]),
+        Route(
+            "/rest/v1/activities/types.json",
+            _wrap(state, "activities.types", _activity_types),
+            methods=["GET"],
+        ),
+        Route(
+            "/rest/v1/activities/pagingtoken.json",
+            _wrap(state, "activities.pagingtoken", _paging_token),
+            methods=["GET"],
+        ),
+        Route("/rest/v1/activities.json", _wrap(state, "activities", _activities), methods=["GET"]),
+        Route("/rest/v1/leads.json", _wrap(state, "leads", _leads), methods=["GET"]),
+        Route("/rest/v1/lists.json", _wrap(state, "lists", _lists), methods=["GET"]),
+        Route(
+            "/rest/v1/lists/{list_id}/leads.json",
+            _wrap(state, "lists.leads", _list_leads),
+            methods=["GET", "POST", "DELETE"],
+        ),
+        Route(
+            f"{exports}/create.json",
+            _wrap(state, "export.create", _export_create),
+            methods=["POST"],
+        ),
+        Route(
+            f"{exports}/{{export_id}}/enqueue.json",
+            _wrap(state, "export.enqueue", _export_action("enqueue")),
+            methods=["POST"],
+        ),
+        Route(
+            f"{exports}/{{export_id}}/status.json",
+            _wrap(state, "export.status", _export_action("status")),
+            methods=["GET"],
+        ),
+        Route(
+            f"{exports}/{{export_id}}/cancel.json",
+            _wrap(state, "export.cancel", _export_action("cancel")),
+            methods=["POST"],
+        ),
+        Route(
+            f"{exports}/{{export_id}}/file.json",
+            _wrap(state, "export.file", _export_action("file")),
+            methods=["GET"],
+        ),
+    ]
+    return Starlette(routes=routes)

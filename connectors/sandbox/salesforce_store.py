@@ -1,0 +1,1009 @@
+"""The Salesforce emulator's in-memory org: records, indexes, validation, clock and API allowance.
+
+The store owns every write rule the real org enforces (unknown and read-only fields, lengths,
+restricted picklists, required fields, references, unique external ids) and reports violations
+in Salesforce's own error vocabulary. HTTP lives in ``salesforce.py``; this module has none.
+
+Rows are plain dicts of wire values (see ``salesforce_soql``) that are replaced, never mutated, on
+write, so query cursors keep a consistent snapshot. A journal of replaced rows makes allOrNone
+rollback cheap: savepoint, write, and on failure restore the journal tail.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from connectors.sandbox import credentials
+from connectors.sandbox.salesforce_schema import (
+    CLOSED_TASK_STATUSES,
+    OBJECTS,
+    STAGE_OUTCOMES,
+    STRING_TYPES,
+    FieldDef,
+    ObjectDef,
+    object_for_prefix,
+)
+from connectors.sandbox.salesforce_soql import (
+    CompiledQuery,
+    compile_query,
+    format_datetime,
+    normalize_id,
+    parse,
+    parse_datetime,
+)
+from connectors.sandbox.world import World
+
+__all__ = [
+    "DEFAULT_DAILY_LIMIT",
+    "ApiError",
+    "DmlError",
+    "SalesforceStore",
+    "StoreClock",
+]
+
+DEFAULT_DAILY_LIMIT = 100_000
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_RESPONDED_KINDS = frozenset(
+    {
+        "email_click",
+        "form_fill",
+        "webinar_registered",
+        "webinar_attended",
+        "event_attended",
+        "content_download",
+        "ad_click",
+    }
+)
+
+
+class ApiError(Exception):
+    """A whole-request error: HTTP ``status`` and the list body Salesforce answers with."""
+
+    def __init__(
+        self, status: int, code: str, message: str, fields: list[str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.errors: list[dict[str, Any]] = [{"message": message, "errorCode": code}]
+        if fields is not None:
+            self.errors[0]["fields"] = fields
+
+    @property
+    def code(self) -> str:
+        """The first error's errorCode."""
+        return str(self.errors[0]["errorCode"])
+
+
+class DmlError(Exception):
+    """A record-level failure: the ``errors`` of a save result (statusCode, message, fields)."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(errors[0]["message"])
+        self.errors = errors
+
+    def as_api_error(self) -> ApiError:
+        """The same failure as a single-record endpoint reports it (HTTP 400 list)."""
+        first = self.errors[0]
+        err = ApiError(400, first["statusCode"], first["message"], list(first.get("fields", [])))
+        err.errors = [
+            {"message": e["message"], "errorCode": e["statusCode"], "fields": e.get("fields", [])}
+            for e in self.errors
+        ]
+        return err
+
+
+def _dml(code: str, message: str, fields: list[str] | None = None) -> dict[str, Any]:
+    return {"statusCode": code, "message": message, "fields": fields or []}
+
+
+class StoreClock:
+    """The org's clock: wall time unless frozen by a test, and it never goes backwards."""
+
+    def __init__(self) -> None:
+        self._frozen: datetime | None = None
+        self._last: datetime | None = None
+
+    def now(self) -> datetime:
+        """The current org time (UTC), never earlier than any time returned before."""
+        current = self._frozen or datetime.now(UTC)
+        if self._last is not None and current < self._last:
+            current = self._last
+        self._last = current
+        return current
+
+    def set(self, moment: datetime) -> None:
+        """Freeze the clock at ``moment``; moving it backwards is refused."""
+        moment = moment.astimezone(UTC)
+        if self._last is not None and moment < self._last:
+            raise ValueError("the sandbox clock only moves forward")
+        self._frozen = moment
+        self._last = moment
+
+    def advance(self, delta: timedelta) -> datetime:
+        """Freeze the clock ``delta`` after the current org time; returns the new time."""
+        target = self.now() + delta
+        self.set(target)
+        return target
+
+    def release(self) -> None:
+        """Follow wall time again (still never going backwards)."""
+        self._frozen = None
+
+    def floor(self, moment: datetime) -> None:
+        """Make sure later times are not earlier than ``moment`` (after loading seed data)."""
+        moment = moment.astimezone(UTC)
+        if self._last is None or moment > self._last:
+            self._last = moment
+        if self._frozen is not None and self._frozen < moment:
+            self._frozen = moment
+
+
+class FieldTypeError(Exception):
+    """A value of the wrong JSON/CSV type for a field."""
+
+    def __init__(self, f: FieldDef, value: Any, expected: str) -> None:
+        super().__init__(f"{f.name}: {value!r} is not a {expected}")
+        self.field = f
+        self.value = value
+        self.expected = expected
+
+    def as_api_error(self) -> ApiError:
+        """How the REST API reports it: the JSON body could not be deserialized."""
+        token = (
+            "VALUE_TRUE"
+            if self.value is True
+            else "VALUE_FALSE"
+            if self.value is False
+            else ("VALUE_STRING" if isinstance(self.value, str) else "VALUE_NUMBER")
+        )
+        return ApiError(
+            400,
+            "JSON_PARSER_ERROR",
+            f"Cannot deserialize instance of {self.expected} from {token} value {self.value} "
+            "or request may be missing a required field",
+        )
+
+    def as_dml(self) -> dict[str, Any]:
+        """How the Bulk API reports it for one row."""
+        return _dml(
+            "INVALID_TYPE_ON_FIELD_IN_RECORD",
+            f"{self.field.label}: value not of required type: {self.value}",
+            [self.field.name],
+        )
+
+
+def _email_ok(value: str) -> bool:
+    local, _, domain = value.partition("@")
+    return bool(local) and "." in domain and " " not in value and not domain.startswith(".")
+
+
+def coerce_value(f: FieldDef, value: Any, *, from_csv: bool = False) -> Any:
+    """A JSON (or CSV text) value in the field's wire form; FieldTypeError if impossible."""
+    if value is None:
+        return None
+    kind = f.type
+    if kind in STRING_TYPES or kind in ("id", "reference"):
+        if isinstance(value, bool):
+            raise FieldTypeError(f, value, "string")
+        if isinstance(value, int | float):
+            return str(value)
+        if not isinstance(value, str):
+            raise FieldTypeError(f, value, "string")
+        return value
+    if kind == "boolean":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise FieldTypeError(f, value, "boolean")
+    if kind in ("int", "double", "currency", "percent"):
+        if isinstance(value, bool):
+            raise FieldTypeError(f, value, "double")
+        if isinstance(value, str) and (from_csv or value.strip()):
+            try:
+                number = float(value)
+            except ValueError:
+                raise FieldTypeError(f, value, "double") from None
+        elif isinstance(value, int | float):
+            number = float(value)
+        else:
+            raise FieldTypeError(f, value, "double")
+        if kind == "int":
+            if number != int(number):
+                raise FieldTypeError(f, value, "int")
+            return int(number)
+        return number
+    if kind == "date":
+        if isinstance(value, str):
+            try:
+                return (
+                    date.fromisoformat(value[:10]).isoformat()
+                    if len(value) == 10
+                    else (_date_from_datetime(value))
+                )
+            except ValueError:
+                pass
+        raise FieldTypeError(f, value, "date")
+    if kind == "datetime":
+        if isinstance(value, str):
+            moment = parse_datetime(value)
+            if moment is not None:
+                return format_datetime(moment)
+        raise FieldTypeError(f, value, "datetime")
+    raise FieldTypeError(f, value, kind)
+
+
+def _date_from_datetime(text: str) -> str:
+    moment = parse_datetime(text)
+    if moment is None:
+        raise ValueError(text)
+    return moment.date().isoformat()
+
+
+@dataclass(frozen=True)
+class _ObjectMeta:
+    """Per-object lists precomputed from the schema so batch writes never scan every field."""
+
+    required: tuple[FieldDef, ...]
+    unique: tuple[FieldDef, ...]
+    indexed: tuple[FieldDef, ...]
+    template: dict[str, Any]
+    owner_fields: tuple[str, ...]
+
+
+_METAS: dict[str, _ObjectMeta] = {}
+
+
+def _meta(sobject: str) -> _ObjectMeta:
+    meta = _METAS.get(sobject)
+    if meta is None:
+        fields = list(OBJECTS[sobject].fields.values())
+        template: dict[str, Any] = {}
+        for f in fields:
+            if f.type == "boolean":
+                template[f.name] = f.default if isinstance(f.default, bool) else False
+            elif f.default is not None and f.default != "$user":
+                template[f.name] = f.default
+            else:
+                template[f.name] = None
+        meta = _ObjectMeta(
+            required=tuple(f for f in fields if f.required),
+            unique=tuple(f for f in fields if f.unique),
+            indexed=tuple(f for f in fields if f.indexed or f.unique or f.external_id),
+            template=template,
+            owner_fields=tuple(f.name for f in fields if f.default == "$user"),
+        )
+        _METAS[sobject] = meta
+    return meta
+
+
+def _index_key(f: FieldDef, value: Any) -> Any:
+    return value.casefold() if f.type in STRING_TYPES and isinstance(value, str) else value
+
+
+@dataclass
+class _Cursor:
+    compiled: CompiledQuery
+    rows: list[Mapping[str, Any]]
+    batch_size: int
+    endpoint: str
+
+
+@dataclass
+class SalesforceStore:
+    """One emulated org: records by object, indexes, tokens, cursors, bulk jobs and API usage."""
+
+    daily_limit: int = DEFAULT_DAILY_LIMIT
+    api_used: int = 0
+    # Bulk jobs report InProgress for this many status polls before JobComplete.
+    bulk_polls_before_complete: int = 1
+    clock: StoreClock = field(default_factory=StoreClock)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # World id -> Salesforce id; converted leads also under "<person id>#lead".
+    world_ids: dict[str, str] = field(default_factory=dict)
+    tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
+    bulk_jobs: dict[str, Any] = field(default_factory=dict)
+    user_id: str = ""
+    _by_id: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    _indexes: dict[tuple[str, str], dict[Any, set[str]]] = field(default_factory=dict)
+    _cursors: dict[str, _Cursor] = field(default_factory=dict)
+    _seq: int = 0
+    _journal: list[tuple[str, str, dict[str, Any] | None]] | None = None
+    _tx_depth: int = 0
+    _stamp_cache: tuple[datetime | None, str] = (None, "")
+
+    def __post_init__(self) -> None:
+        self.reset()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def reset(self) -> None:
+        """Empty the org (keeping the integration user), tokens, cursors, jobs and API usage."""
+        with self.lock:
+            self.daily_limit = DEFAULT_DAILY_LIMIT
+            self.bulk_polls_before_complete = 1
+            self.records = {name: {} for name in OBJECTS}
+            self._by_id = {}
+            self._indexes = {
+                (o.name, f.name): {}
+                for o in OBJECTS.values()
+                for f in o.fields.values()
+                if f.indexed or f.unique or f.external_id
+            }
+            self._cursors = {}
+            self.tokens = {}
+            self.bulk_jobs = {}
+            self.world_ids = {}
+            self.api_used = 0
+            self._seq = 0
+            self._journal = None
+            self._tx_depth = 0
+            self.user_id = self.insert(
+                "User",
+                {
+                    "FirstName": "Closedloop",
+                    "LastName": "Integration",
+                    "Email": credentials.SALESFORCE_USERNAME,
+                    "Username": credentials.SALESFORCE_USERNAME,
+                },
+            )
+
+    def new_id(self, sobject: str) -> str:
+        """A fresh 18-character id with the object's key prefix."""
+        self._seq += 1
+        n = self._seq
+        digits = ""
+        for _ in range(9):
+            n, rem = divmod(n, 62)
+            digits = _BASE62[rem] + digits
+        normalized = normalize_id(OBJECTS[sobject].key_prefix + "8c0" + digits)
+        assert normalized is not None
+        return normalized
+
+    # ---------------------------------------------------------------- raw row access
+
+    def get(self, sobject: str, record_id: str) -> dict[str, Any] | None:
+        """The row (deleted ones included) of ``record_id`` in ``sobject``, or None."""
+        return self.records[sobject].get(record_id)
+
+    def lookup(self, record_id: str) -> tuple[str, dict[str, Any]] | None:
+        """(sObject, row) of a live record by id; the resolver for SOQL relationship paths."""
+        found = self._by_id.get(record_id)
+        if found is None or found[1].get("IsDeleted"):
+            return None
+        return found
+
+    def find(self, sobject: str, field_name: str, value: Any) -> list[str]:
+        """Ids of live ``sobject`` records whose indexed ``field_name`` equals ``value``."""
+        f = OBJECTS[sobject].fields[field_name]
+        return sorted(self._indexes[(sobject, field_name)].get(_index_key(f, value), ()))
+
+    def _put(self, sobject: str, row: dict[str, Any]) -> None:
+        record_id = row["Id"]
+        old = self.records[sobject].get(record_id)
+        if self._journal is not None:
+            self._journal.append((sobject, record_id, old))
+        self._unindex(sobject, old)
+        self.records[sobject][record_id] = row
+        self._by_id[record_id] = (sobject, row)
+        self._index(sobject, row)
+
+    def _index(self, sobject: str, row: dict[str, Any] | None) -> None:
+        if row is None or row.get("IsDeleted"):
+            return
+        for f in _meta(sobject).indexed:
+            if row.get(f.name) is not None:
+                index = self._indexes[(sobject, f.name)]
+                index.setdefault(_index_key(f, row[f.name]), set()).add(row["Id"])
+
+    def _unindex(self, sobject: str, row: dict[str, Any] | None) -> None:
+        if row is None or row.get("IsDeleted"):
+            return
+        for f in _meta(sobject).indexed:
+            name = f.name
+            if row.get(name) is not None:
+                index = self._indexes[(sobject, name)]
+                ids = index.get(_index_key(f, row[name]))
+                if ids is not None:
+                    ids.discard(row["Id"])
+                    if not ids:
+                        del index[_index_key(f, row[name])]
+
+    # ---------------------------------------------------------------- transactions
+
+    def savepoint(self) -> int:
+        """Start (or nest) a transaction; returns the journal position to roll back to."""
+        if self._journal is None:
+            self._journal = []
+        self._tx_depth += 1
+        return len(self._journal)
+
+    def rollback_to(self, point: int) -> None:
+        """Undo every write since ``point`` and close that transaction level."""
+        assert self._journal is not None
+        while len(self._journal) > point:
+            sobject, record_id, old = self._journal.pop()
+            current = self.records[sobject].get(record_id)
+            self._unindex(sobject, current)
+            if old is None:
+                self.records[sobject].pop(record_id, None)
+                self._by_id.pop(record_id, None)
+            else:
+                self.records[sobject][record_id] = old
+                self._by_id[record_id] = (sobject, old)
+                self._index(sobject, old)
+        self.release()
+
+    def release(self) -> None:
+        """Close one transaction level, keeping its writes."""
+        self._tx_depth -= 1
+        if self._tx_depth <= 0:
+            self._tx_depth = 0
+            self._journal = None
+
+    # ---------------------------------------------------------------- validation and writes
+
+    def object_def(self, name: str) -> ObjectDef | None:
+        """The sObject called ``name`` (case-insensitive), or None."""
+        found = OBJECTS.get(name)
+        if found is not None:
+            return found
+        return next((o for o in OBJECTS.values() if o.name.lower() == name.lower()), None)
+
+    def deserialize(
+        self, obj: ObjectDef, body: Mapping[str, Any], *, from_csv: bool = False
+    ) -> dict[str, Any]:
+        """Field values keyed by canonical API name; unknown fields are ApiError INVALID_FIELD."""
+        values: dict[str, Any] = {}
+        for key, raw in body.items():
+            if key == "attributes":
+                continue
+            f = obj.field_ci(key)
+            if f is None:
+                raise ApiError(
+                    400, "INVALID_FIELD", f"No such column '{key}' on sobject of type {obj.name}"
+                )
+            values[f.name] = coerce_value(f, raw, from_csv=from_csv)
+        return values
+
+    def _check(
+        self,
+        obj: ObjectDef,
+        values: Mapping[str, Any],
+        existing: Mapping[str, Any] | None,
+        system: bool,
+    ) -> list[dict[str, Any]]:
+        errors: list[dict[str, Any]] = []
+        creating = existing is None
+        if not system:
+            if creating and "Id" in values:
+                return [
+                    _dml(
+                        "INVALID_FIELD_FOR_INSERT_UPDATE",
+                        "cannot specify Id in an insert call",
+                        ["Id"],
+                    )
+                ]
+            locked = [
+                name
+                for name in values
+                if name != "Id"
+                and not (obj.fields[name].createable if creating else obj.fields[name].updateable)
+            ]
+            if locked:
+                return [
+                    _dml(
+                        "INVALID_FIELD_FOR_INSERT_UPDATE",
+                        f"Unable to create/update fields: {', '.join(locked)}. Please check the "
+                        "security settings of this field and verify that it is read/write for "
+                        "your profile or permission set.",
+                        locked,
+                    )
+                ]
+        for name, value in values.items():
+            f = obj.fields[name]
+            if value is None or name == "Id":
+                continue
+            if f.type in STRING_TYPES and f.length and len(value) > f.length:
+                errors.append(
+                    _dml(
+                        "STRING_TOO_LONG",
+                        f"{f.label}: data value too large: {value} (max length={f.length})",
+                        [name],
+                    )
+                )
+            elif f.type == "email" and not _email_ok(value):
+                errors.append(
+                    _dml(
+                        "INVALID_EMAIL_ADDRESS",
+                        f"{f.label}: invalid email address: {value}",
+                        [name],
+                    )
+                )
+            elif f.restricted and not system and value not in f.picklist:
+                errors.append(
+                    _dml(
+                        "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                        f"{f.label}: bad value for restricted picklist field: {value}",
+                        [name],
+                    )
+                )
+            elif f.type == "reference":
+                problem = self._check_reference(f, value)
+                if problem is not None:
+                    errors.append(problem)
+        merged = {**(existing or {}), **values}
+        missing = [
+            f.name
+            for f in _meta(obj.name).required
+            if merged.get(f.name) in (None, "") and (creating or f.name in values)
+        ]
+        if (
+            obj.name == "CampaignMember"
+            and creating
+            and not (merged.get("LeadId") or merged.get("ContactId"))
+        ):
+            missing.append("LeadId, ContactId")
+        if missing:
+            errors.append(
+                _dml(
+                    "REQUIRED_FIELD_MISSING",
+                    f"Required fields are missing: [{', '.join(missing)}]",
+                    missing,
+                )
+            )
+        if errors:
+            return errors
+        return self._check_unique(obj, merged, existing)
+
+    def _check_reference(self, f: FieldDef, value: str) -> dict[str, Any] | None:
+        normalized = normalize_id(value)
+        if normalized is None:
+            return _dml("MALFORMED_ID", f"{f.label}: id value of incorrect type: {value}", [f.name])
+        target = object_for_prefix(normalized)
+        if target not in f.reference_to:
+            return _dml(
+                "FIELD_INTEGRITY_EXCEPTION",
+                f"{f.label}: id value of incorrect type: {value}",
+                [f.name],
+            )
+        if self.lookup(normalized) is None:
+            return _dml("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [])
+        return None
+
+    def _check_unique(
+        self, obj: ObjectDef, merged: Mapping[str, Any], existing: Mapping[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        own_id = existing["Id"] if existing else None
+        for f in _meta(obj.name).unique:
+            if merged.get(f.name) is None:
+                continue
+            holders = self._indexes[(obj.name, f.name)].get(_index_key(f, merged[f.name]), set())
+            others = [h for h in holders if h != own_id]
+            if others:
+                return [
+                    _dml(
+                        "DUPLICATE_VALUE",
+                        f"duplicate value found: {f.name} duplicates value on record with id: "
+                        f"{others[0]}",
+                    )
+                ]
+        if obj.name == "CampaignMember" and existing is None:
+            for person_field in ("LeadId", "ContactId"):
+                person = merged.get(person_field)
+                if person is None:
+                    continue
+                for member_id in self._indexes[("CampaignMember", person_field)].get(person, ()):
+                    member = self.records["CampaignMember"][member_id]
+                    if member.get("CampaignId") == merged.get("CampaignId"):
+                        return [_dml("DUPLICATE_VALUE", "Already a campaign member.")]
+        return []
+
+    def _derive(self, obj: ObjectDef, row: dict[str, Any]) -> None:
+        if obj.name in ("Lead", "Contact", "User"):
+            row["Name"] = " ".join(p for p in (row.get("FirstName"), row.get("LastName")) if p)
+        elif obj.name == "Opportunity":
+            row["IsClosed"], row["IsWon"] = STAGE_OUTCOMES.get(
+                row.get("StageName") or "", (False, False)
+            )
+        elif obj.name == "Task":
+            row["IsClosed"] = row.get("Status") in CLOSED_TASK_STATUSES
+        elif obj.name == "CampaignMember":
+            row["HasResponded"] = row.get("Status") not in (None, "Sent")
+
+    def _stamp(self) -> str:
+        """The org clock's now in wire format (cached while the clock stands still)."""
+        moment = self.clock.now()
+        millis = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+        if self._stamp_cache[0] != millis:
+            self._stamp_cache = (millis, format_datetime(millis))
+        return self._stamp_cache[1]
+
+    def _normalize_refs(self, obj: ObjectDef, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            if value is not None and obj.fields[name].type in ("reference", "id"):
+                values[name] = normalize_id(value) or value
+
+    def create(self, sobject: str, values: Mapping[str, Any], *, system: bool = False) -> str:
+        """Insert a record from deserialized values; DmlError on any rule it breaks."""
+        obj = OBJECTS[sobject]
+        values = dict(values)
+        errors = self._check(obj, values, None, system)
+        if errors:
+            raise DmlError(errors)
+        self._normalize_refs(obj, values)
+        meta = _meta(sobject)
+        row: dict[str, Any] = dict(meta.template)
+        for name in meta.owner_fields:
+            row[name] = self.user_id or None
+        row.update(values)
+        stamp = self._stamp()
+        row["Id"] = values.get("Id") if system and values.get("Id") else self.new_id(sobject)
+        row["IsDeleted"] = False
+        row.setdefault("CreatedDate", stamp)
+        if not system or row["CreatedDate"] is None:
+            row["CreatedDate"] = stamp
+        if not system or row.get("LastModifiedDate") is None:
+            row["LastModifiedDate"] = stamp
+        if not system or row.get("SystemModstamp") is None:
+            row["SystemModstamp"] = stamp
+        self._derive(obj, row)
+        self._put(sobject, row)
+        return str(row["Id"])
+
+    def update(
+        self, sobject: str, record_id: str, values: Mapping[str, Any], *, system: bool = False
+    ) -> None:
+        """Update a live record; DmlError when it is missing, deleted, or a rule is broken."""
+        obj = OBJECTS[sobject]
+        existing = self.records[sobject].get(record_id)
+        if existing is None:
+            raise DmlError([_dml("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")])
+        if existing.get("IsDeleted"):
+            raise DmlError([_dml("ENTITY_IS_DELETED", "entity is deleted")])
+        values = {k: v for k, v in values.items() if k != "Id"}
+        errors = self._check(obj, values, existing, system)
+        if errors:
+            raise DmlError(errors)
+        self._normalize_refs(obj, values)
+        row = {**existing, **values}
+        stamp = self._stamp()
+        row["LastModifiedDate"] = stamp
+        row["SystemModstamp"] = stamp
+        self._derive(obj, row)
+        self._put(sobject, row)
+
+    def upsert(
+        self, sobject: str, ext_field: str, ext_value: Any, values: Mapping[str, Any]
+    ) -> tuple[str, bool]:
+        """Create or update by external id; returns (id, created). DmlError for rule breaks."""
+        obj = OBJECTS[sobject]
+        f = obj.fields[ext_field]
+        if ext_value is None or ext_value == "":
+            raise DmlError([_dml("MISSING_ARGUMENT", f"{ext_field} not specified")])
+        if ext_field == "Id":
+            record_id = normalize_id(str(ext_value))
+            if record_id is None or self.records[sobject].get(record_id) is None:
+                raise DmlError(
+                    [
+                        _dml(
+                            "MALFORMED_ID",
+                            f"{f.label}: id value of incorrect type: {ext_value}",
+                            ["Id"],
+                        )
+                    ]
+                )
+            self.update(sobject, record_id, values)
+            return record_id, False
+        matches = self.find(sobject, ext_field, ext_value)
+        if len(matches) > 1:
+            raise DmlError(
+                [
+                    _dml(
+                        "DUPLICATE_EXTERNAL_ID",
+                        f"{ext_field}: more than one record found for external id field: {matches}",
+                        [ext_field],
+                    )
+                ]
+            )
+        merged = {**values, ext_field: ext_value}
+        if matches:
+            self.update(sobject, matches[0], merged)
+            return matches[0], False
+        return self.create(sobject, merged), True
+
+    def delete(self, record_id: str) -> str:
+        """Move a record to the recycle bin (IsDeleted); returns its sObject name."""
+        found = self._by_id.get(record_id)
+        if found is None:
+            raise DmlError([_dml("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")])
+        sobject, row = found
+        if row.get("IsDeleted"):
+            raise DmlError([_dml("ENTITY_IS_DELETED", "entity is deleted")])
+        stamp = self._stamp()
+        self._put(
+            sobject, {**row, "IsDeleted": True, "LastModifiedDate": stamp, "SystemModstamp": stamp}
+        )
+        return sobject
+
+    # ---------------------------------------------------------------- helpers for tests and seeds
+
+    def insert(self, sobject: str, values: Mapping[str, Any]) -> str:
+        """Insert as the system (audit and read-only fields settable): for seeding and tests."""
+        with self.lock:
+            obj = OBJECTS[sobject]
+            return self.create(sobject, self.deserialize(obj, values), system=True)
+
+    def modify(self, sobject: str, record_id: str, values: Mapping[str, Any]) -> None:
+        """Update as the system (read-only fields settable): a rep's change in the CRM UI."""
+        with self.lock:
+            obj = OBJECTS[sobject]
+            self.update(sobject, record_id, self.deserialize(obj, values), system=True)
+
+    def convert_lead(self, lead_id: str, account_id: str | None = None) -> str:
+        """Convert a lead the way the UI does: a Contact (and Account if none given); returns it."""
+        with self.lock:
+            lead = self.records["Lead"][lead_id]
+            if account_id is None:
+                account_id = self.insert(
+                    "Account", {"Name": lead.get("Company") or lead["LastName"]}
+                )
+            contact_id = self.insert(
+                "Contact",
+                {
+                    "FirstName": lead.get("FirstName"),
+                    "LastName": lead["LastName"],
+                    "Email": lead.get("Email"),
+                    "Title": lead.get("Title"),
+                    "AccountId": account_id,
+                    "OwnerId": lead.get("OwnerId"),
+                    "LeadSource": lead.get("LeadSource"),
+                },
+            )
+            self.modify(
+                "Lead",
+                lead_id,
+                {
+                    "IsConverted": True,
+                    "Status": "Closed - Converted",
+                    "ConvertedContactId": contact_id,
+                    "ConvertedAccountId": account_id,
+                    "ConvertedDate": self.clock.now().date().isoformat(),
+                },
+            )
+            return contact_id
+
+    # ---------------------------------------------------------------- queries
+
+    def compile(self, text: str) -> CompiledQuery:
+        """Parse and bind SOQL against this org (TODAY is the org clock's date)."""
+        return compile_query(parse(text), self.lookup, self.clock.now().date())
+
+    def select(self, compiled: CompiledQuery, *, include_deleted: bool) -> list[Mapping[str, Any]]:
+        """Matching rows in result order (ORDER BY, OFFSET, LIMIT applied)."""
+        table = self.records[compiled.sobject.name]
+        candidates: Iterable[Mapping[str, Any]]
+        hint = compiled.index_hint
+        if (
+            hint is not None
+            and not include_deleted
+            and (compiled.sobject.name, hint[0]) in self._indexes
+        ):
+            index = self._indexes[(compiled.sobject.name, hint[0])]
+            ids: set[str] = set()
+            for key in hint[1]:
+                ids.update(index.get(key, ()))
+            candidates = [table[i] for i in sorted(ids)]  # ids grow with creation order
+        elif hint is not None and hint[0] == "Id":
+            candidates = [table[i] for i in hint[1] if i in table]
+        else:
+            candidates = table.values()
+        predicate = compiled.predicate
+        rows = [
+            row
+            for row in candidates
+            if (include_deleted or not row.get("IsDeleted")) and predicate(row)
+        ]
+        return compiled.sort(rows)
+
+    def open_cursor(
+        self, compiled: CompiledQuery, rows: list[Mapping[str, Any]], batch_size: int, endpoint: str
+    ) -> str:
+        """Remember a result set for nextRecordsUrl paging; returns the 01g... locator id."""
+        cursor_id = normalize_id("01g8c0" + secrets.token_hex(5)[:9].upper())
+        assert cursor_id is not None
+        self._cursors[cursor_id] = _Cursor(compiled, rows, batch_size, endpoint)
+        return cursor_id
+
+    def cursor(self, cursor_id: str) -> _Cursor | None:
+        """An open query cursor, or None."""
+        return self._cursors.get(cursor_id)
+
+    # ---------------------------------------------------------------- world
+
+    def load_world(self, world: World) -> None:
+        """Project the seed world into Users, Accounts, Leads/Contacts, Opportunities, ..."""
+        with self.lock:
+            ids = self.world_ids
+            for owner_id, name, email in world.owners:
+                first, _, last = name.partition(" ")
+                ids[owner_id] = self.insert(
+                    "User",
+                    {
+                        "FirstName": first,
+                        "LastName": last or first,
+                        "Email": email,
+                        "Username": email,
+                    },
+                )
+            for account in world.accounts:
+                ids[account.id] = self.insert(
+                    "Account",
+                    {
+                        "Name": account.name,
+                        "Website": f"https://{account.domain}",
+                        "Domain__c": account.domain,
+                        "Industry": account.industry,
+                        "NumberOfEmployees": account.employees,
+                        **_audit(account.created_at, account.created_at),
+                    },
+                )
+            for campaign in world.campaigns:
+                ended = campaign.end_date < world.now
+                ids[campaign.id] = self.insert(
+                    "Campaign",
+                    {
+                        "Name": campaign.name[:80],
+                        "Type": campaign.type,
+                        "Channel__c": campaign.channel,
+                        "Status": "Completed" if ended else "In Progress",
+                        "IsActive": not ended,
+                        "StartDate": campaign.start_date.date().isoformat(),
+                        "EndDate": campaign.end_date.date().isoformat(),
+                        "BudgetedCost": _money(campaign.budgeted_cost),
+                        "ActualCost": _money(campaign.actual_cost),
+                        **_audit(campaign.start_date, campaign.start_date),
+                    },
+                )
+            for person in world.people:
+                self._load_person(person, ids)
+            for opp in world.opportunities:
+                ids[opp.id] = self.insert(
+                    "Opportunity",
+                    {
+                        "Name": opp.name[:120],
+                        "AccountId": ids.get(opp.account_id),
+                        "StageName": opp.stage,
+                        "Amount": _money(opp.amount),
+                        "CloseDate": opp.close_date.date().isoformat(),
+                        "OwnerId": ids.get(opp.owner_id, self.user_id),
+                        "CampaignId": ids.get(opp.campaign_id) if opp.campaign_id else None,
+                        **_audit(opp.created_at, opp.created_at),
+                    },
+                )
+                row = self.records["Opportunity"][ids[opp.id]]
+                self._put("Opportunity", {**row, "IsClosed": opp.is_closed, "IsWon": opp.is_won})
+                lead_id = ids.get(f"{opp.lead_person_id}#lead") if opp.lead_person_id else None
+                if lead_id is not None:
+                    self.modify("Lead", lead_id, {"ConvertedOpportunityId": ids[opp.id]})
+            for role in world.contact_roles:
+                contact_id = ids.get(role.person_id)
+                if (
+                    contact_id is None
+                    or not contact_id.startswith("003")
+                    or role.opportunity_id not in ids
+                ):
+                    continue
+                ids[role.id] = self.insert(
+                    "OpportunityContactRole",
+                    {
+                        "OpportunityId": ids[role.opportunity_id],
+                        "ContactId": contact_id,
+                        "Role": role.role,
+                        "IsPrimary": role.is_primary,
+                    },
+                )
+            self._load_members(world, ids)
+            self.clock.floor(world.now)
+
+    def _load_person(self, person: Any, ids: dict[str, str]) -> None:
+        owner = ids.get(person.owner_id, self.user_id)
+        common = {
+            "FirstName": person.first_name,
+            "LastName": person.last_name,
+            "Email": person.email,
+            "Title": (person.title or "")[:128] or None,
+            "OwnerId": owner,
+            "LeadSource": person.lead_source,
+        }
+        audit = _audit(person.created_at, person.updated_at)
+        if person.crm_kind == "contact":
+            contact_id = self.insert(
+                "Contact", {**common, "AccountId": ids.get(person.account_id or ""), **audit}
+            )
+            ids[person.id] = contact_id
+            if person.converted_at is not None:
+                ids[f"{person.id}#lead"] = self.insert(
+                    "Lead",
+                    {
+                        **common,
+                        "Company": person.company or person.last_name,
+                        "Status": "Closed - Converted",
+                        "IsConverted": True,
+                        "ConvertedContactId": contact_id,
+                        "ConvertedAccountId": ids.get(person.account_id or ""),
+                        "ConvertedDate": person.converted_at.date().isoformat(),
+                        **audit,
+                    },
+                )
+        elif person.crm_kind == "lead":
+            ids[person.id] = self.insert(
+                "Lead",
+                {
+                    **common,
+                    "Company": person.company or person.last_name,
+                    "Status": person.lead_status,
+                    "Disqualified_Reason__c": person.disqualified_reason,
+                    **audit,
+                },
+            )
+
+    def _load_members(self, world: World, ids: dict[str, str]) -> None:
+        members: dict[tuple[str, str], tuple[datetime, bool]] = {}
+        for activity in world.activities:
+            if activity.campaign_id is None:
+                continue
+            key = (activity.campaign_id, activity.person_id)
+            responded = activity.kind in _RESPONDED_KINDS
+            first, seen_response = members.get(key, (activity.occurred_at, False))
+            members[key] = (min(first, activity.occurred_at), seen_response or responded)
+        for (campaign_id, person_id), (first, responded) in members.items():
+            person_ref = ids.get(person_id)
+            if person_ref is None or campaign_id not in ids:
+                continue
+            field_name = "ContactId" if person_ref.startswith("003") else "LeadId"
+            self.insert(
+                "CampaignMember",
+                {
+                    "CampaignId": ids[campaign_id],
+                    field_name: person_ref,
+                    "Status": "Responded" if responded else "Sent",
+                    **_audit(first, first),
+                },
+            )
+
+    # ---------------------------------------------------------------- state for tests
+
+    def dump(self) -> dict[str, Any]:
+        """JSON-able state: API usage, live record counts and every row per object."""
+        with self.lock:
+            return {
+                "api_usage": {"used": self.api_used, "max": self.daily_limit},
+                "counts": {
+                    name: sum(1 for r in rows.values() if not r.get("IsDeleted"))
+                    for name, rows in self.records.items()
+                },
+                "records": {
+                    name: [dict(r) for r in rows.values()] for name, rows in self.records.items()
+                },
+                "world_ids": dict(self.world_ids),
+            }
+
+
+def _audit(created: datetime, modified: datetime) -> dict[str, str]:
+    return {
+        "CreatedDate": format_datetime(created),
+        "LastModifiedDate": format_datetime(modified),
+        "SystemModstamp": format_datetime(modified),
+    }
+
+
+def _money(value: Decimal | float | None) -> float | None:
+    return None if value is None else float(value)

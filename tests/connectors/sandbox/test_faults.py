@@ -1,0 +1,159 @@
+"""Injected faults reach clients of the real emulators at the rate, in the shape, and replayably."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from connectors.sandbox import credentials
+from connectors.sandbox.server import SandboxControl, SandboxServer
+
+SF_DATA = f"/services/data/v{credentials.SALESFORCE_API_VERSION}"
+
+
+@pytest.fixture
+def salesforce(sandbox_readonly: SandboxServer) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=sandbox_readonly.salesforce_url + SF_DATA,
+        headers={"Authorization": f"Bearer {credentials.SALESFORCE_SESSION_ID}"},
+        verify=ssl.create_default_context(cafile=str(sandbox_readonly.ca_file)),
+        trust_env=False,
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def hubspot(sandbox_readonly: SandboxServer) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=sandbox_readonly.hubspot_url,
+        headers={"Authorization": f"Bearer {credentials.HUBSPOT_TOKEN}"},
+        trust_env=False,
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def marketo(sandbox_readonly: SandboxServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=sandbox_readonly.marketo_url, trust_env=False) as client:
+        token = client.get(
+            "/identity/oauth/token",
+            params={
+                "grant_type": "client_credentials",
+                "client_id": credentials.MARKETO_CLIENT_ID,
+                "client_secret": credentials.MARKETO_CLIENT_SECRET,
+            },
+        ).json()["access_token"]
+        client.headers["Authorization"] = f"Bearer {token}"
+        yield client
+
+
+@pytest.fixture
+def control(sandbox_readonly: SandboxServer) -> Iterator[SandboxControl]:
+    with sandbox_readonly.control() as ctl:
+        yield ctl
+
+
+def test_a_ten_percent_fault_rate_is_observed_and_every_call_is_counted(
+    salesforce: httpx.Client, control: SandboxControl
+) -> None:
+    control.set_faults("salesforce:503=0.1", seed=1)
+    statuses = [salesforce.get("/").status_code for _ in range(2_000)]
+    failed = statuses.count(503)
+    assert abs(failed / 2_000 - 0.10) <= 0.05
+    assert statuses.count(200) == 2_000 - failed
+    assert control.counters()["salesforce"] == {"resources": 2_000}
+
+
+def test_the_same_fault_seed_gives_the_same_sequence(
+    salesforce: httpx.Client, control: SandboxControl
+) -> None:
+    def sequence(seed: int) -> list[int]:
+        control.set_faults("salesforce:500=0.2,salesforce:403=0.1", seed=seed)
+        return [salesforce.get("/").status_code for _ in range(150)]
+
+    first = sequence(4)
+    assert {200, 403, 500} <= set(first)
+    assert sequence(4) == first
+    assert sequence(5) != first
+
+
+def test_the_demo_world_is_loaded_into_all_three_stores(
+    sandbox_readonly: SandboxServer, control: SandboxControl
+) -> None:
+    state = control.state()
+    assert state["salesforce"]["counts"]["Lead"] > 100
+    assert len(state["hubspot"]["objects"]["contacts"]) > 300
+    assert len(state["marketo"]["leads"]) > 300
+    assert control.world()["seed"] == 42
+
+
+def test_salesforce_answers_a_429_fault_as_request_limit_exceeded(
+    salesforce: httpx.Client, control: SandboxControl
+) -> None:
+    control.set_faults("salesforce:429=1")
+    response = salesforce.get("/")
+    assert response.status_code == 403
+    assert response.json()[0]["errorCode"] == "REQUEST_LIMIT_EXCEEDED"
+
+
+def test_hubspot_answers_a_429_fault_with_its_rate_limit_body(
+    hubspot: httpx.Client, control: SandboxControl
+) -> None:
+    control.set_faults("hubspot:429=1")
+    response = hubspot.get("/crm/v3/objects/contacts", params={"limit": 1})
+    assert response.status_code == 429
+    assert response.json()["errorType"] == "RATE_LIMIT"
+    assert response.json()["policyName"] == "TEN_SECONDLY_ROLLING"
+
+
+def test_marketo_answers_a_429_fault_with_http_200_and_code_606(
+    marketo: httpx.Client, control: SandboxControl
+) -> None:
+    control.set_faults("marketo:429=1")
+    response = marketo.get("/rest/v1/activities/types.json")
+    assert response.status_code == 200
+    assert response.json()["success"] is False
+    assert response.json()["errors"][0]["code"] == "606"
+
+
+def test_a_wildcard_rule_fails_every_api(
+    salesforce: httpx.Client, hubspot: httpx.Client, control: SandboxControl
+) -> None:
+    control.set_faults("*:500=1")
+    assert salesforce.get("/").status_code == 500
+    assert hubspot.get("/crm/v3/objects/contacts").status_code == 500
+
+
+def test_an_expired_token_fault_never_revokes_the_fixed_session(
+    salesforce: httpx.Client, control: SandboxControl
+) -> None:
+    control.set_faults("salesforce:expired_token=1")
+    expired = salesforce.get("/")
+    assert expired.status_code == 401
+    assert expired.json()[0]["errorCode"] == "INVALID_SESSION_ID"
+    control.set_faults(None)
+    assert salesforce.get("/").status_code == 200
+
+
+def test_a_timeout_fault_holds_the_request_then_answers_504(
+    sandbox_readonly: SandboxServer, hubspot: httpx.Client, control: SandboxControl
+) -> None:
+    sandbox_readonly.state.timeout_hold_s = 0.2
+    control.set_faults("hubspot:timeout=1")
+    assert hubspot.get("/crm/v3/objects/contacts").status_code == 504
+    control.reset()
+    assert sandbox_readonly.state.timeout_hold_s == 5.0
+    assert control.faults()["rules"] == []
+    assert hubspot.get("/crm/v3/objects/contacts", params={"limit": 1}).status_code == 200
+
+
+def test_latency_is_applied_to_real_vendor_calls(
+    hubspot: httpx.Client, control: SandboxControl
+) -> None:
+    control.set_latency(250)
+    response = hubspot.get("/crm/v3/objects/contacts", params={"limit": 1})
+    assert response.status_code == 200
+    assert response.elapsed.total_seconds() >= 0.25

@@ -1,0 +1,444 @@
+"""The HubSpot emulator, driven through the real hubspot-api-client over loopback HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from hubspot import HubSpot
+from hubspot.crm.associations.v4 import BatchInputPublicFetchAssociationsBatchRequest
+from hubspot.crm.contacts import (
+    BatchInputSimplePublicObjectBatchInputUpsert,
+    BatchReadInputSimplePublicObjectId,
+    PublicObjectSearchRequest,
+)
+from hubspot.crm.contacts.exceptions import ApiException as ContactsApiException
+from hubspot.crm.objects.notes import BatchInputSimplePublicObjectBatchInputForCreate
+from hubspot.crm.objects.notes.exceptions import ApiException as NotesApiException
+from hubspot.crm.properties import PropertyCreate
+
+from connectors.sandbox import credentials
+from connectors.sandbox.core import FaultRule, LoopbackServer, SandboxState
+from connectors.sandbox.hubspot import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    REFRESH_TOKEN,
+    HubSpotStore,
+    build_app,
+)
+from connectors.sandbox.seed import generate
+
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[SandboxState, str]]:
+    state = SandboxState()
+    server = LoopbackServer(build_app(state))
+    server.start()
+    yield state, server.url
+    server.stop()
+
+
+@pytest.fixture
+def hub(served: tuple[SandboxState, str]) -> tuple[HubSpotStore, str, SandboxState]:
+    state, url = served
+    state.reset()
+    store: HubSpotStore = state.vendors["hubspot"]
+    store.rate_limit_max = 190
+    store.search_per_second = 5
+    store.clock.rebase(NOW, frozen=True)
+    return store, url, state
+
+
+@pytest.fixture
+def client(hub: tuple[HubSpotStore, str, SandboxState]) -> HubSpot:
+    return HubSpot(access_token=credentials.HUBSPOT_TOKEN, host=hub[1])
+
+
+def _upsert(client: HubSpot, emails: list[str], **props: str) -> object:
+    inputs = [
+        {"idProperty": "email", "id": email, "properties": {"firstname": "Ada", **props}}
+        for email in emails
+    ]
+    return client.crm.contacts.batch_api.upsert(
+        BatchInputSimplePublicObjectBatchInputUpsert(inputs=inputs)
+    )
+
+
+def test_contacts_batch_upsert_creates_then_updates_by_email(
+    client: HubSpot, hub: tuple[HubSpotStore, str, SandboxState]
+) -> None:
+    first = _upsert(client, ["a@example.com", "b@example.com"])
+    assert [r.new for r in first.results] == [True, True]
+    second = _upsert(client, ["a@example.com"], lastname="Lovelace")
+    assert second.results[0].new is False
+    assert second.results[0].id == first.results[0].id
+    contacts = hub[0].dump()["objects"]["contacts"]
+    assert contacts[first.results[0].id]["lastname"] == "Lovelace"
+    assert len(contacts) == 2
+
+
+def test_batch_read_by_email_reports_unknown_ids_as_multi_status(client: HubSpot) -> None:
+    _upsert(client, ["known@example.com"])
+    answer = client.crm.contacts.batch_api.read(
+        BatchReadInputSimplePublicObjectId(
+            id_property="email",
+            properties=["firstname", "email"],
+            inputs=[{"id": "known@example.com"}, {"id": "ghost@example.com"}],
+        )
+    )
+    assert [r.properties["email"] for r in answer.results] == ["known@example.com"]
+    assert answer.num_errors == 1
+    assert answer.errors[0].category == "OBJECT_NOT_FOUND"
+    assert answer.errors[0].context == {"ids": ["ghost@example.com"]}
+
+
+def test_batch_of_more_than_100_inputs_is_rejected(client: HubSpot) -> None:
+    emails = [f"p{i}@example.com" for i in range(101)]
+    with pytest.raises(ContactsApiException) as raised:
+        _upsert(client, emails)
+    assert raised.value.status == 400
+    assert "VALIDATION_ERROR" in raised.value.body
+    assert "more than 100 inputs" in raised.value.body
+
+
+def test_unknown_property_and_bad_option_fail_the_record(client: HubSpot) -> None:
+    answer = client.crm.contacts.batch_api.upsert(
+        BatchInputSimplePublicObjectBatchInputUpsert(
+            inputs=[
+                {"idProperty": "email", "id": "x@example.com", "properties": {"shoe_size": "9"}},
+                {
+                    "idProperty": "email",
+                    "id": "y@example.com",
+                    "properties": {"lifecyclestage": "hot"},
+                },
+                {
+                    "idProperty": "email",
+                    "id": "z@example.com",
+                    "properties": {"lifecyclestage": "lead"},
+                },
+            ]
+        )
+    )
+    assert [r.properties["email"] for r in answer.results] == ["z@example.com"]
+    messages = " ".join(e.message for e in answer.errors)
+    assert "PROPERTY_DOESNT_EXIST" in messages
+    assert "INVALID_OPTION" in messages
+
+
+def test_creating_a_contact_with_a_used_email_is_a_conflict(client: HubSpot) -> None:
+    created = _upsert(client, ["dup@example.com"])
+    with pytest.raises(ContactsApiException) as raised:
+        client.crm.contacts.basic_api.create({"properties": {"email": "DUP@example.com"}})
+    assert raised.value.status == 409
+    assert f"Existing ID: {created.results[0].id}" in raised.value.body
+
+
+def test_search_pages_through_every_match_with_total(client: HubSpot) -> None:
+    for chunk in range(3):
+        _upsert(client, [f"s{chunk}-{i}@example.com" for i in range(100)], lastname="Search")
+    seen: list[str] = []
+    after = None
+    while True:
+        page = client.crm.contacts.search_api.do_search(
+            PublicObjectSearchRequest(
+                filter_groups=[
+                    {"filters": [{"propertyName": "lastname", "operator": "EQ", "value": "search"}]}
+                ],
+                sorts=[{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
+                properties=["email"],
+                limit=200,
+                after=after,
+            )
+        )
+        assert page.total == 300
+        seen += [r.id for r in page.results]
+        if page.paging is None:
+            break
+        after = page.paging.next.after
+    assert len(seen) == 300
+    assert seen == sorted(seen, key=int)
+
+
+def test_search_windows_on_last_modified_date(
+    client: HubSpot, hub: tuple[HubSpotStore, str, SandboxState]
+) -> None:
+    store = hub[0]
+    _upsert(client, ["old@example.com"])
+    boundary = store.clock.advance(3600)
+    _upsert(client, ["new@example.com"])
+    page = client.crm.contacts.search_api.do_search(
+        PublicObjectSearchRequest(
+            filter_groups=[
+                {
+                    "filters": [
+                        {
+                            "propertyName": "hs_lastmodifieddate",
+                            "operator": "GTE",
+                            "value": str(int(boundary.timestamp() * 1000)),
+                        }
+                    ]
+                }
+            ],
+            properties=["email"],
+        )
+    )
+    assert [r.properties["email"] for r in page.results] == ["new@example.com"]
+
+
+def test_search_beyond_ten_thousand_results_is_a_bad_request(client: HubSpot) -> None:
+    with pytest.raises(ContactsApiException) as raised:
+        client.crm.contacts.search_api.do_search(PublicObjectSearchRequest(after="10000", limit=10))
+    assert raised.value.status == 400
+
+
+def test_search_limit_above_200_is_rejected(client: HubSpot) -> None:
+    with pytest.raises(ContactsApiException) as raised:
+        client.crm.contacts.search_api.do_search(PublicObjectSearchRequest(limit=201))
+    assert raised.value.status == 400
+
+
+def test_search_has_its_own_per_second_limit(
+    client: HubSpot, hub: tuple[HubSpotStore, str, SandboxState]
+) -> None:
+    hub[0].search_per_second = 2
+    request = PublicObjectSearchRequest(limit=1)
+    client.crm.contacts.search_api.do_search(request)
+    client.crm.contacts.search_api.do_search(request)
+    with pytest.raises(ContactsApiException) as raised:
+        client.crm.contacts.search_api.do_search(request)
+    assert raised.value.status == 429
+    assert '"policyName":"SECONDLY"' in raised.value.body
+
+
+def test_notes_batch_create_with_associations_lands_on_the_contact(
+    client: HubSpot, hub: tuple[HubSpotStore, str, SandboxState]
+) -> None:
+    contact_id = _upsert(client, ["note@example.com"]).results[0].id
+    answer = client.crm.objects.notes.batch_api.create(
+        BatchInputSimplePublicObjectBatchInputForCreate(
+            inputs=[
+                {
+                    "properties": {
+                        "hs_timestamp": "2026-10-31T10:00:00Z",
+                        "hs_note_body": f"touch {i}",
+                    },
+                    "associations": [
+                        {
+                            "to": {"id": contact_id},
+                            "types": [
+                                {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 202}
+                            ],
+                        }
+                    ],
+                }
+                for i in range(3)
+            ]
+        )
+    )
+    assert answer.status == "COMPLETE"
+    note_ids = {r.id for r in answer.results}
+    read = client.crm.associations.v4.batch_api.get_page(
+        "contacts",
+        "notes",
+        BatchInputPublicFetchAssociationsBatchRequest(inputs=[{"id": contact_id}]),
+    )
+    linked = {str(t.to_object_id) for t in read.results[0].to}
+    assert linked == note_ids
+    assert all(t.association_types[0].type_id == 201 for t in read.results[0].to)
+
+
+def test_engagement_without_hs_timestamp_fails_the_whole_batch(
+    client: HubSpot, hub: tuple[HubSpotStore, str, SandboxState]
+) -> None:
+    with pytest.raises(NotesApiException) as raised:
+        client.crm.objects.notes.batch_api.create(
+            BatchInputSimplePublicObjectBatchInputForCreate(
+                inputs=[
+                    {"properties": {"hs_timestamp": "2026-10-31T10:00:00Z"}, "associations": []},
+                    {"properties": {"hs_note_body": "no time"}, "associations": []},
+                ]
+            )
+        )
+    assert raised.value.status == 400
+    assert "hs_timestamp" in raised.value.body
+    assert hub[0].dump()["objects"]["notes"] == {}
+
+
+def test_unique_touch_key_property_rejects_a_replayed_note(client: HubSpot) -> None:
+    created = client.crm.properties.core_api.create(
+        "notes",
+        PropertyCreate(
+            name="closedloop_touch_key",
+            label="closedloop touch key",
+            type="string",
+            field_type="text",
+            group_name="noteinformation",
+            has_unique_value=True,
+        ),
+    )
+    assert created.has_unique_value is True
+    note = {
+        "properties": {"hs_timestamp": "2026-10-31T10:00:00Z", "closedloop_touch_key": "marketo:1"},
+        "associations": [],
+    }
+    client.crm.objects.notes.batch_api.create(
+        BatchInputSimplePublicObjectBatchInputForCreate(inputs=[note])
+    )
+    with pytest.raises(NotesApiException) as raised:
+        client.crm.objects.notes.batch_api.create(
+            BatchInputSimplePublicObjectBatchInputForCreate(inputs=[note])
+        )
+    assert raised.value.status == 409
+    assert "CONFLICT" in raised.value.body
+    fetched = client.crm.properties.core_api.get_by_name("notes", "closedloop_touch_key")
+    assert fetched.has_unique_value is True
+
+
+def test_ten_second_window_answers_429_with_policy_and_headers(
+    hub: tuple[HubSpotStore, str, SandboxState],
+) -> None:
+    store, url, _ = hub
+    store.rate_limit_max = 3
+    headers = {"Authorization": f"Bearer {credentials.HUBSPOT_TOKEN}"}
+    with httpx.Client(base_url=url, headers=headers) as http:
+        answers = [http.get("/crm/v3/owners/") for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert answers[2].headers["X-HubSpot-RateLimit-Remaining"] == "0"
+    assert answers[0].headers["X-HubSpot-RateLimit-Max"] == "3"
+    assert answers[0].headers["X-HubSpot-RateLimit-Interval-Milliseconds"] == "10000"
+    assert answers[3].json()["policyName"] == "TEN_SECONDLY_ROLLING"
+    assert answers[3].json()["errorType"] == "RATE_LIMIT"
+
+
+def test_minted_token_is_revoked_by_an_expired_token_fault(
+    hub: tuple[HubSpotStore, str, SandboxState],
+) -> None:
+    _, url, state = hub
+    with httpx.Client(base_url=url) as http:
+        minted = http.post(
+            "/oauth/v1/token",
+            data={
+                "grant_type": "refresh_token",
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "refresh_token": REFRESH_TOKEN,
+            },
+        ).json()["access_token"]
+        auth = {"Authorization": f"Bearer {minted}"}
+        assert http.get("/crm/v3/owners/", headers=auth).status_code == 200
+        state.faults.configure([FaultRule("hubspot", "expired_token", 1.0)])
+        expired = http.get("/crm/v3/owners/", headers=auth)
+        state.faults.configure([])
+        assert expired.status_code == 401
+        assert expired.json()["category"] == "EXPIRED_AUTHENTICATION"
+        assert http.get("/crm/v3/owners/", headers=auth).status_code == 401
+        fixed = {"Authorization": f"Bearer {credentials.HUBSPOT_TOKEN}"}
+        assert http.get("/crm/v3/owners/", headers=fixed).status_code == 200
+    assert state.counts("hubspot")["oauth.token"] == 1
+
+
+def test_unknown_token_is_rejected(hub: tuple[HubSpotStore, str, SandboxState]) -> None:
+    with httpx.Client(base_url=hub[1]) as http:
+        answer = http.get("/crm/v3/owners/", headers={"Authorization": "Bearer nope"})
+    assert answer.status_code == 401
+    assert answer.json()["category"] == "INVALID_AUTHENTICATION"
+
+
+def test_seeded_world_serves_owners_deals_and_email_events(
+    client: HubSpot, hub: tuple[HubSpotStore, str, SandboxState]
+) -> None:
+    store, url, state = hub
+    world = generate(3, 20, now=NOW)
+    store.load_world(world)
+    owners = client.crm.owners.owners_api.get_page(limit=100)
+    assert len(owners.results) == len(world.owners)
+    deals = client.crm.deals.basic_api.get_page(limit=100, properties=["dealstage", "pipeline"])
+    assert len(deals.results) == len(world.opportunities)
+    assert {d.properties["pipeline"] for d in deals.results} == {"default"}
+    headers = {"Authorization": f"Bearer {credentials.HUBSPOT_TOKEN}"}
+    events: list[dict[str, object]] = []
+    offset = None
+    with httpx.Client(base_url=url, headers=headers) as http:
+        while True:
+            params = {"limit": "50", **({"offset": offset} if offset else {})}
+            page = http.get("/email/public/v1/events", params=params).json()
+            events += page["events"]
+            if not page["hasMore"]:
+                break
+            offset = page["offset"]
+        forms = http.get("/marketing/v3/forms").json()["results"]
+        first = forms[0]["id"]
+        submissions = http.get(f"/form-integrations/v1/submissions/forms/{first}").json()
+    expected = sum(1 for a in world.activities if a.kind.startswith("email_"))
+    assert len(events) == expected
+    assert {e["type"] for e in events} <= {
+        "SENT",
+        "DELIVERED",
+        "OPEN",
+        "CLICK",
+        "BOUNCE",
+        "STATUSCHANGE",
+    }
+    assert submissions["results"][0]["values"][0]["name"] == "email"
+    assert state.counts("hubspot")["email.events"] >= 2
+
+
+def test_lists_take_contacts_for_recycling(
+    client: HubSpot, hub: tuple[HubSpotStore, str, SandboxState]
+) -> None:
+    ids = [r.id for r in _upsert(client, ["r1@example.com", "r2@example.com"]).results]
+    created = client.crm.lists.lists_api.create(
+        {"name": "Recycled", "objectTypeId": "0-1", "processingType": "MANUAL"}
+    )
+    list_id = created.list.list_id
+    added = client.crm.lists.memberships_api.add(list_id, [*ids, "999999"])
+    assert sorted(added.records_ids_added) == sorted(ids)
+    assert added.record_ids_missing == ["999999"]
+    client.crm.lists.memberships_api.remove(list_id, [ids[0]])
+    page = client.crm.lists.memberships_api.get_page(list_id)
+    assert [m.record_id for m in page.results] == [ids[1]]
+
+
+def test_timeline_batch_and_behavioral_events_are_recorded(
+    hub: tuple[HubSpotStore, str, SandboxState], client: HubSpot
+) -> None:
+    store, url, _ = hub
+    _upsert(client, ["t@example.com"])
+    headers = {"Authorization": f"Bearer {credentials.HUBSPOT_TOKEN}"}
+    event = {
+        "eventTemplateId": "1001",
+        "email": "t@example.com",
+        "tokens": {"asset": "Guide"},
+        "id": "marketo:9",
+    }
+    with httpx.Client(base_url=url, headers=headers) as http:
+        assert (
+            http.post(
+                "/integrators/timeline/v3/events/batch/create", json={"inputs": [event]}
+            ).status_code
+            == 201
+        )
+        assert http.post("/integrators/timeline/v3/events", json=event).status_code == 409
+        sent = http.post(
+            "/events/v3/send", json={"eventName": "pe1_webinar", "email": "t@example.com"}
+        )
+        assert sent.status_code == 204
+    dump = store.dump()
+    assert [e["id"] for e in dump["timeline_events"]] == ["marketo:9"]
+    assert dump["behavioral_events"][0]["eventName"] == "pe1_webinar"
+
+
+def test_injected_429_fault_uses_hubspot_shape(hub: tuple[HubSpotStore, str, SandboxState]) -> None:
+    _, url, state = hub
+    state.faults.configure([FaultRule("hubspot", "429", 1.0)])
+    with httpx.Client(base_url=url) as http:
+        answer = http.get(
+            "/crm/v3/owners/", headers={"Authorization": f"Bearer {credentials.HUBSPOT_TOKEN}"}
+        )
+    state.faults.configure([])
+    assert answer.status_code == 429
+    assert answer.json()["policyName"] == "TEN_SECONDLY_ROLLING"
