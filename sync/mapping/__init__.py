@@ -1,0 +1,41 @@
+"""YAML field mappings compiled into pure functions (issue 4).
+
+A mapping file (``mappings/*.yaml``) says how marketing touches become CRM records, which person
+fields sync in which direction, which touches sync at all, and how the shared lifecycle maps
+onto the CRM's values. ``load_mapping`` validates a file (every issue at file:line:col) and
+compiles it into a ``CompiledMapping``; nothing there does I/O. Modules:
+
+- ``model``: the file's shape (pydantic) and its JSON Schema
+- ``validate``: structural and CRM-aware checks, ``load_mapping``
+- ``compile``: the compiled mapping: ``render``, ``accepts``, ``digest``, ``plan_person``
+- ``transforms`` / ``templates``: field transforms and sandboxed Jinja2 templates (fast path)
+- ``conditions``, ``people``, ``digest``, ``lifecycle``: filters, person-field rules, digests,
+  stages / MQL / SLA
+- ``catalogue``: CRM objects and fields (sandbox schemas, standard fields, or a describe)
+- ``migrate``: older schema versions; ``preview``: sample plans before anything is written
+"""
+
+from __future__ import annotations
+
+from sync.mapping.catalogue import FieldCatalogue, FieldInfo, default_catalogue
+from sync.mapping.compile import CompiledMapping, compile_mapping
+from sync.mapping.lifecycle import CompiledLifecycle
+from sync.mapping.model import MappingFile, Stage
+from sync.mapping.people import FieldDecision, PersonPlan
+from sync.mapping.validate import ValidationReport, load_mapping, validate_file
+
+__all__ = [
+    "CompiledLifecycle",
+    "CompiledMapping",
+    "FieldCatalogue",
+    "FieldDecision",
+    "FieldInfo",
+    "MappingFile",
+    "PersonPlan",
+    "Stage",
+    "ValidationReport",
+    "compile_mapping",
+    "default_catalogue",
+    "load_mapping",
+    "validate_file",
+]

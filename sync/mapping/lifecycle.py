@@ -1,0 +1,123 @@
+"""The shared lifecycle, compiled: CRM value -> stage, the MQL test, and SLA targets.
+
+Pure functions for the dispositions pipeline (which stage did this status change reach?) and
+analytics (was the hand-off answered within the SLA?). ``stage_for`` matches the CRM's values
+exactly first and then ignoring case, because reports and exports often re-case picklist values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from connectors.base import Person, Touch
+from sync.mapping.conditions import TouchesPredicate, compile_mql_condition
+from sync.mapping.model import Lifecycle, Mql, Stage, parse_duration
+
+__all__ = ["CompiledLifecycle", "Stage", "compile_lifecycle"]
+
+
+@dataclass(frozen=True)
+class _CompiledMql:
+    score_at_least: float | None
+    any_of: tuple[TouchesPredicate, ...]
+    all_of: tuple[TouchesPredicate, ...]
+    combine: str
+
+    def __call__(self, person: Person, touches: Sequence[Touch], now: datetime) -> bool:
+        score_ok = None
+        if self.score_at_least is not None:
+            score_ok = person.score is not None and person.score >= self.score_at_least
+        rules_ok = None
+        if self.any_of or self.all_of:
+            rules_ok = all(r(person, touches, now) for r in self.all_of) and (
+                not self.any_of or any(r(person, touches, now) for r in self.any_of)
+            )
+        if score_ok is None:
+            return bool(rules_ok)
+        if rules_ok is None:
+            return score_ok
+        return (score_ok and rules_ok) if self.combine == "and" else (score_ok or rules_ok)
+
+
+@dataclass(frozen=True)
+class CompiledLifecycle:
+    """Stage lookups, the MQL definition and SLA targets of one mapping."""
+
+    status_field: str | None = None
+    stage_field: str | None = None
+    reason_field: str | None = None
+    values: Mapping[Stage, tuple[str, ...]] = field(default_factory=dict)
+    sla: Mapping[Stage, timedelta] = field(default_factory=dict)
+    mql: _CompiledMql | None = None
+    _exact: Mapping[str, Stage] = field(default_factory=dict)
+    _folded: Mapping[str, Stage] = field(default_factory=dict)
+
+    def stage_for(self, crm_value: str | None) -> Stage | None:
+        """The shared stage a CRM status/stage value means, or None when it is not mapped."""
+        if crm_value is None:
+            return None
+        found = self._exact.get(crm_value)
+        if found is None:
+            found = self._folded.get(crm_value.strip().casefold())
+        return found
+
+    def crm_values(self, stage: Stage) -> tuple[str, ...]:
+        """The CRM values meaning ``stage`` (the first is the one closedloop writes)."""
+        return self.values.get(stage, ())
+
+    def is_recycled(self, crm_value: str | None) -> bool:
+        """Whether a status sends the person back to nurture."""
+        return self.stage_for(crm_value) is Stage.RECYCLED
+
+    def is_disqualified(self, crm_value: str | None) -> bool:
+        """Whether a status disqualifies the person (the reason is in ``reason_field``)."""
+        return self.stage_for(crm_value) is Stage.DISQUALIFIED
+
+    def sla_target(self, stage: Stage) -> timedelta | None:
+        """Time allowed from entering ``stage`` to the first sales action, if agreed."""
+        return self.sla.get(stage)
+
+    def is_mql(self, person: Person, touches: Sequence[Touch], now: datetime | None = None) -> bool:
+        """Whether ``person`` meets the MQL definition given their touches.
+
+        ``now`` bounds ``within_days`` windows; it defaults to the latest touch (or the
+        epoch when there are none), so the answer depends on the data alone.
+        """
+        if self.mql is None:
+            return False
+        if now is None:
+            now = max((t.occurred_at for t in touches), default=datetime(1970, 1, 1, tzinfo=UTC))
+        return self.mql(person, touches, now)
+
+
+def _compile_mql(mql: Mql) -> _CompiledMql:
+    return _CompiledMql(
+        score_at_least=mql.score_at_least,
+        any_of=tuple(compile_mql_condition(c) for c in mql.any_of),
+        all_of=tuple(compile_mql_condition(c) for c in mql.all_of),
+        combine=mql.combine,
+    )
+
+
+def compile_lifecycle(lifecycle: Lifecycle | None) -> CompiledLifecycle:
+    """Compile the lifecycle section; a file without one gets an empty lifecycle."""
+    if lifecycle is None:
+        return CompiledLifecycle()
+    exact: dict[str, Stage] = {}
+    folded: dict[str, Stage] = {}
+    for stage, values in lifecycle.stages.items():
+        for value in values:
+            exact.setdefault(value, stage)
+            folded.setdefault(value.strip().casefold(), stage)
+    return CompiledLifecycle(
+        status_field=lifecycle.status_field,
+        stage_field=lifecycle.stage_field,
+        reason_field=lifecycle.reason_field,
+        values={stage: tuple(values) for stage, values in lifecycle.stages.items()},
+        sla={stage: parse_duration(text) for stage, text in lifecycle.sla.items()},
+        mql=_compile_mql(lifecycle.mql) if lifecycle.mql else None,
+        _exact=exact,
+        _folded=folded,
+    )

@@ -1,0 +1,459 @@
+"""Validate a mapping file and report every problem at its file:line:col and key path.
+
+Two passes. The structural pass is the pydantic model (unknown keys get a "did you mean" from
+the model's own field names). The semantic pass checks what the model cannot know alone: CRM
+objects, fields and picklist values against a ``FieldCatalogue``, field paths, templates
+(syntax, variables, fields of touch/person, filters), lifecycle values used twice, and the
+fields a CRM requires when closedloop creates records.
+
+``load_mapping`` is what the engine and the CLI call: it returns a compiled mapping or raises
+``MappingError`` carrying every issue.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from pydantic import BaseModel, ValidationError
+
+from connectors.errors import ConfigError, ConfigIssue, MappingError
+from sync.mapping.catalogue import (
+    HUBSPOT_ENGAGEMENTS,
+    PERSON_OBJECTS,
+    FieldCatalogue,
+    FieldInfo,
+    default_catalogue,
+)
+from sync.mapping.compile import CompiledMapping, compile_mapping
+from sync.mapping.conditions import check_path
+from sync.mapping.migrate import detect_version
+from sync.mapping.model import (
+    CURRENT_SCHEMA_VERSION,
+    DatetimeTransform,
+    FieldRule,
+    MappingFile,
+    MapTransform,
+    Stage,
+    TruncateTransform,
+)
+from sync.mapping.templates import check_template, constant_text, make_environment
+from sync.yamlfile import (
+    KeyPath,
+    LocatedYaml,
+    did_you_mean,
+    issues_from_validation_error,
+    load_yaml,
+)
+
+__all__ = ["ValidationReport", "load_mapping", "validate_file", "validate_located"]
+
+_DEAL_OBJECTS = {"salesforce": ("Opportunity",), "hubspot": ("deal",)}
+
+
+@dataclass
+class ValidationReport:
+    """The outcome of validating one file: its issues and, when valid, the parsed model."""
+
+    file: str
+    issues: list[ConfigIssue] = field(default_factory=list)
+    model: MappingFile | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the file has no issue."""
+        return not self.issues
+
+
+def load_mapping(path: Path, catalogue: FieldCatalogue | None = None) -> CompiledMapping:
+    """Validate and compile a mapping file; raises MappingError with every issue."""
+    catalogue = catalogue or default_catalogue()
+    report = validate_file(path, catalogue)
+    if report.model is None or report.issues:
+        raise MappingError(f"{path}: invalid mapping", report.issues)
+    return compile_mapping(report.model, catalogue)
+
+
+def validate_file(path: Path, catalogue: FieldCatalogue | None = None) -> ValidationReport:
+    """Every issue of the mapping file at ``path`` (never raises for a bad file)."""
+    try:
+        located = load_yaml(path)
+    except ConfigError as exc:
+        issues = exc.issues or [ConfigIssue(str(path), None, None, "", str(exc))]
+        return ValidationReport(str(path), issues)
+    return validate_located(located, catalogue or default_catalogue())
+
+
+def validate_located(located: LocatedYaml, catalogue: FieldCatalogue) -> ValidationReport:
+    """Validate already-parsed YAML (positions kept for messages)."""
+    report = ValidationReport(located.file)
+    data = located.data
+    if not isinstance(data, dict):
+        report.issues.append(located.issue((), "a mapping file is a YAML mapping of keys"))
+        return report
+    version_issue = _version_issue(located, data)
+    if version_issue is not None:
+        report.issues.append(version_issue)
+        return report
+    try:
+        model = MappingFile.model_validate(data)
+    except ValidationError as exc:
+        allowed = dict(_allowed_keys(MappingFile, data, ()))
+        report.issues.extend(issues_from_validation_error(exc, located, allowed_keys=allowed))
+        return report
+    report.issues.extend(_Semantic(model, located, catalogue).run())
+    if not report.issues:
+        report.model = model
+    return report
+
+
+def _version_issue(located: LocatedYaml, data: dict[str, Any]) -> ConfigIssue | None:
+    version = detect_version(data)
+    migrate = f"run `closedloop mappings migrate {located.file} --write`"
+    if "schema_version" not in data:
+        if version == 0:
+            return located.issue(
+                (), f"this is a schema version 0 mapping (flat fields list); {migrate}"
+            )
+        return located.issue(
+            ("schema_version",),
+            f"required key is missing (current version: {CURRENT_SCHEMA_VERSION})",
+        )
+    if version == 0:
+        return located.issue(("schema_version",), f"schema version 0 is no longer read; {migrate}")
+    if isinstance(version, int) and version > CURRENT_SCHEMA_VERSION:
+        return located.issue(
+            ("schema_version",),
+            f"schema_version {version} is newer than this closedloop reads "
+            f"({CURRENT_SCHEMA_VERSION}); upgrade closedloop",
+        )
+    return None
+
+
+# --- allowed keys for "did you mean" on unknown keys --------------------------------------
+
+
+def _unwrap(tp: Any) -> Any:
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _allowed_keys(tp: Any, data: Any, path: KeyPath) -> Iterator[tuple[KeyPath, list[str]]]:
+    tp = _unwrap(tp)
+    origin = typing.get_origin(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        if not isinstance(data, dict):
+            return
+        fields = tp.model_fields
+        yield path, list(fields)
+        for name, info in fields.items():
+            if name in data:
+                yield from _allowed_keys(info.annotation, data[name], (*path, name))
+    elif origin is dict and isinstance(data, dict):
+        value_type = typing.get_args(tp)[1]
+        for key, value in data.items():
+            yield from _allowed_keys(value_type, value, (*path, key))
+    elif origin is list and isinstance(data, list):
+        item_type = typing.get_args(tp)[0]
+        for index, item in enumerate(data):
+            yield from _allowed_keys(item_type, item, (*path, index))
+    elif origin in (Union, types.UnionType) and isinstance(data, dict):
+        models = [
+            m for m in map(_unwrap, typing.get_args(tp))
+            if isinstance(m, type) and issubclass(m, BaseModel)
+        ]  # fmt: skip
+        if models:
+            best = max(models, key=lambda m: len(set(m.model_fields) & set(data)))
+            yield from _allowed_keys(best, data, path)
+
+
+# --- the semantic pass ---------------------------------------------------------------------
+
+
+class _Semantic:
+    """Checks that need the CRM catalogue, templates or cross-references."""
+
+    def __init__(self, model: MappingFile, located: LocatedYaml, catalogue: FieldCatalogue):
+        self.model = model
+        self.located = located
+        self.catalogue = catalogue
+        self.crm = model.crm
+        self.env = make_environment(model.timezone)
+        self.issues: list[ConfigIssue] = []
+
+    def add(self, path: Sequence[str | int], message: str, *, key: bool = False) -> None:
+        self.issues.append(self.located.issue(path, message, key=key))
+
+    def run(self) -> list[ConfigIssue]:
+        self.touches()
+        self.filters()
+        self.people()
+        self.lifecycle()
+        return sorted(self.issues, key=lambda i: (i.line or 0, i.column or 0))
+
+    # -- catalogue helpers
+
+    def fields_of(self, obj: str) -> Mapping[str, FieldInfo] | None:
+        return self.catalogue.fields(self.crm, obj)
+
+    def check_object(self, path: KeyPath, obj: str) -> None:
+        if self.crm == "hubspot":
+            if obj not in HUBSPOT_ENGAGEMENTS:
+                self.add(
+                    path,
+                    f"HubSpot touches are engagements: one of {', '.join(HUBSPOT_ENGAGEMENTS)}"
+                    f"{did_you_mean(obj, HUBSPOT_ENGAGEMENTS)}",
+                )
+            return
+        known = self.catalogue.object_names(self.crm)
+        if obj not in known and not obj.endswith("__c"):
+            self.add(
+                path,
+                f"unknown Salesforce object {obj!r}{did_you_mean(obj, known)}"
+                " (custom objects end in __c)",
+            )
+
+    def check_field(
+        self, path: KeyPath, objects: Sequence[str], name: str, *, key: bool = True
+    ) -> FieldInfo | None:
+        """The field's info when found; an issue when the catalogue knows the objects but not it."""
+        known: list[str] = []
+        catalogued = False
+        for obj in objects:
+            fields = self.fields_of(obj)
+            if fields is None:
+                continue
+            catalogued = True
+            if name in fields:
+                return fields[name]
+            known.extend(fields)
+        if catalogued:
+            where = " or ".join(o for o in objects if self.fields_of(o) is not None)
+            self.add(
+                path,
+                f"{where} has no field {name!r}{did_you_mean(name, sorted(set(known)))}"
+                f" (checked against {self.catalogue.origin_for(self.crm)})",
+                key=key,
+            )
+        return None
+
+    def check_value(self, path: KeyPath, info: FieldInfo | None, value: Any, what: str) -> None:
+        if info is None or not info.picklist or value is None or isinstance(value, bool):
+            return
+        if str(value) not in info.picklist:
+            hint = did_you_mean(str(value), info.picklist)
+            self.add(
+                path,
+                f"{what} {value!r} is not a value of {info.name}{hint}"
+                f" (values: {', '.join(info.picklist)})",
+            )
+
+    # -- touches
+
+    def touches(self) -> None:
+        touches = self.model.touches
+        base: KeyPath = ("touches",)
+        self.check_object((*base, "target"), touches.target)
+        targets = {touches.target: (*base, "target")}
+        for kind, rule in touches.kinds.items():
+            if rule.target:
+                self.check_object((*base, "kinds", kind.value, "target"), rule.target)
+                targets.setdefault(rule.target, (*base, "kinds", kind.value, "target"))
+        for obj, where in targets.items():
+            for attr in ("key_field", "person_field", "account_field"):
+                name = getattr(touches, attr)
+                if name is not None:
+                    path = (*base, attr) if obj == touches.target else where
+                    self.check_field(path, (obj,), name, key=False)
+        self.field_rules((*base, "fields"), touches.target, touches.fields)
+        covered_default = set(touches.fields)
+        self.required_fields((*base, "fields"), touches.target, covered_default, base)
+        for kind, rule in touches.kinds.items():
+            kbase = (*base, "kinds", kind.value)
+            target = rule.target or touches.target
+            self.field_rules((*kbase, "fields"), target, rule.fields)
+            covered = set(rule.fields) | (covered_default if target == touches.target else set())
+            if rule.target and rule.target != touches.target:
+                self.required_fields((*kbase, "fields"), target, covered, kbase)
+            if rule.digest is not None:
+                self.field_rules((*kbase, "digest", "fields"), target, rule.digest.fields)
+
+    def required_fields(
+        self, path: KeyPath, obj: str, covered: set[str], fallback: KeyPath
+    ) -> None:
+        fields = self.fields_of(obj)
+        if fields is None:
+            return
+        auto = {self.model.touches.key_field, self.model.touches.person_field}
+        missing = [f for f, info in fields.items() if info.required and f not in covered | auto]
+        if missing:
+            where = path if self.located.locate(path) != self.located.locate(()) else fallback
+            self.add(where, f"{obj} requires {', '.join(missing)}; map it here")
+
+    def field_rules(self, base: KeyPath, obj: str, rules: Mapping[str, FieldRule]) -> None:
+        for name, rule in rules.items():
+            path = (*base, name)
+            info = self.check_field(path, (obj,), name)
+            self.field_rule(path, info, rule)
+
+    def field_rule(self, path: KeyPath, info: FieldInfo | None, rule: FieldRule) -> None:
+        raw = self.raw(path)
+        shorthand = isinstance(raw, str | int | float | bool)
+        if rule.source is not None:
+            problem = check_path(rule.source)
+            if problem:
+                self.add((*path, "source"), problem)
+        if rule.template is not None:
+            tpath = path if shorthand else (*path, "template")
+            for problem in check_template(rule.template, self.env):
+                self.add(tpath, problem)
+        constant = rule.value
+        if rule.template is not None and not check_template(rule.template, self.env):
+            constant = constant_text(rule.template, self.env)
+        if constant is not None and not rule.transforms:
+            where = path if shorthand else (*path, "template" if rule.template else "value")
+            self.check_value(where, info, constant, "value")
+        if rule.default is not None:
+            self.check_value((*path, "default"), info, rule.default, "default")
+        self.transforms(path, info, rule.transforms)
+
+    def transforms(self, path: KeyPath, info: FieldInfo | None, steps: Sequence[Any]) -> None:
+        for index, step in enumerate(steps):
+            spath = (*path, "transforms", index)
+            if isinstance(step, MapTransform):
+                for source_value, crm_value in step.map.items():
+                    self.check_value((*spath, "map", source_value), info, crm_value, "mapped value")
+                if step.default is not None:
+                    self.check_value((*spath, "default"), info, step.default, "default")
+            elif isinstance(step, TruncateTransform) and step.truncate == "crm":
+                if info is None or info.length is None:
+                    self.add(
+                        (*spath, "truncate"),
+                        "the CRM length of this field is unknown; give a number",
+                    )
+            elif isinstance(step, DatetimeTransform) and "%" not in step.datetime:
+                formats = ("date", "iso", "epoch_ms")
+                if step.datetime not in formats:
+                    self.add(
+                        (*spath, "datetime"),
+                        f"unknown format {step.datetime!r}{did_you_mean(step.datetime, formats)}"
+                        " (date, iso, epoch_ms or a strftime pattern with %)",
+                    )
+
+    def raw(self, path: KeyPath) -> Any:
+        node: Any = self.located.data
+        for part in path:
+            in_dict = isinstance(node, dict) and part in node
+            in_list = isinstance(node, list) and isinstance(part, int) and part < len(node)
+            if not (in_dict or in_list):
+                return None
+            node = node[part]
+        return node
+
+    # -- filters
+
+    def filters(self) -> None:
+        rules = self.model.filters.rules
+        if rules is not None:
+            for i, cond in enumerate(rules.conditions):
+                if cond.field is not None:
+                    problem = check_path(cond.field)
+                    if problem:
+                        self.add(("filters", "rules", "conditions", i, "field"), problem)
+        excluded = set(self.model.filters.kinds.exclude)
+        for kind, rule in self.model.touches.kinds.items():
+            if rule.digest is not None and kind in excluded:
+                self.add(
+                    ("touches", "kinds", kind.value, "digest"),
+                    f"{kind.value} has a digest but filters.kinds.exclude drops it",
+                )
+
+    # -- people
+
+    def people(self) -> None:
+        people = self.model.people
+        objects = PERSON_OBJECTS.get(self.crm, ())
+        base: KeyPath = ("people",)
+        for name, rule in people.fields.items():
+            path = (*base, "fields", name)
+            info = self.check_field(path, objects, name)
+            problem = check_path(rule.source, roots=("person",))
+            if problem:
+                self.add((*path, "source"), problem)
+            self.transforms(path, info, rule.transforms)
+        for name, value in people.create_defaults.items():
+            path = (*base, "create_defaults", name)
+            info = self.check_field(path, objects, name)
+            self.check_value(path, info, value, "value")
+        if people.unknown == "create_lead" and self.crm == "hubspot":
+            self.add(
+                (*base, "unknown"),
+                "HubSpot has no Lead object: use create_contact (and set lifecyclestage: lead "
+                "in create_defaults)",
+            )
+            return
+        if people.unknown in ("create_lead", "create_contact"):
+            obj = {"create_lead": "Lead", "create_contact": "Contact"}[people.unknown]
+            obj = "contact" if self.crm == "hubspot" else obj
+            fields = self.fields_of(obj) or {}
+            written = set(people.create_defaults) | {
+                n
+                for n, r in people.fields.items()
+                if r.direction != "from_crm" and r.rule != "never"
+            }
+            missing = [f for f, info in fields.items() if info.required and f not in written]
+            if missing:
+                self.add(
+                    (*base, "unknown"),
+                    f"creating a {obj} needs {', '.join(missing)}: map it in people.fields or "
+                    f"set people.create_defaults",
+                )
+
+    # -- lifecycle
+
+    def lifecycle(self) -> None:
+        lifecycle = self.model.lifecycle
+        if lifecycle is None:
+            return
+        base: KeyPath = ("lifecycle",)
+        people_objects = PERSON_OBJECTS.get(self.crm, ())
+        status = self.check_field((*base, "status_field"), people_objects, lifecycle.status_field,
+                                  key=False)  # fmt: skip
+        stage = None
+        if lifecycle.stage_field is not None:
+            stage = self.check_field(
+                (*base, "stage_field"), _DEAL_OBJECTS[self.crm], lifecycle.stage_field, key=False
+            )
+        if lifecycle.reason_field is not None:
+            self.check_field((*base, "reason_field"), people_objects, lifecycle.reason_field,
+                             key=False)  # fmt: skip
+        allowed: list[str] = []
+        for info in (status, stage):
+            if info is not None:
+                allowed.extend(info.picklist)
+        seen: dict[str, Stage] = {}
+        for stage_name, values in lifecycle.stages.items():
+            for i, value in enumerate(values):
+                path = (*base, "stages", stage_name.value, i)
+                folded = value.strip().casefold()
+                if folded in seen:
+                    self.add(path, f"{value!r} already means {seen[folded].value}; a CRM value "
+                                   "maps to one stage")  # fmt: skip
+                    continue
+                seen[folded] = stage_name
+                if allowed and value not in allowed:
+                    fields = " / ".join(i.name for i in (status, stage) if i is not None)
+                    self.add(path, f"{value!r} is not a value of {fields}"
+                                   f"{did_you_mean(value, allowed)}")  # fmt: skip
+        if lifecycle.mql is not None:
+            for group in ("any_of", "all_of"):
+                for i, cond in enumerate(getattr(lifecycle.mql, group)):
+                    if cond.field is not None:
+                        problem = check_path(cond.field)
+                        if problem:
+                            self.add((*base, "mql", group, i, "field"), problem)
