@@ -1,0 +1,297 @@
+"""Marketo activities as touches: the activity-type table, type resolution, and record parsing.
+
+Standard Marketo activity types and the touch kind each becomes (ids are the same on every
+instance; names are matched case-insensitively, ids win when given)::
+
+    id   Marketo activity type           TouchKind           channel
+    1    Visit Webpage                   page_view, or ad_click (*)             web
+    2    Fill Out Form                   form_fill           web
+    6    Send Email                      email_sent          email
+    7    Email Delivered                 email_delivered     email
+    8    Email Bounced                   email_bounce        email
+    27   Email Bounced Soft              email_bounce        email
+    9    Unsubscribe Email               email_unsubscribe   email
+    10   Open Email                      email_open          email
+    11   Click Email                     email_click         email
+    22   Change Score                    score_change        scoring
+    24   Add to List                     list_import         list
+    104  Change Status in Progression    by the new program status (below)      program
+
+(*) Marketo has no ad-click activity: a click on a paid ad arrives as a visit of the landing
+page with the ad network's parameters. A visit whose query string ("Query Parameters" attribute
+or the page URL) carries a click id (gclid, msclkid, fbclid, li_fat_id, ttclid) or a paid
+``utm_medium`` (cpc, ppc, paid, paid_social, paidsocial, display) is an ``ad_click``.
+"Click Link" (a click on a link of a tracked page) is not in the table: name it in
+``activity_types`` to pull it as ``other``.
+
+"Change Status in Progression" (program membership) carries the new status: "Registered" is
+``webinar_registered``; "Attended" / "Attended On-demand" is ``webinar_attended`` for a webinar
+program (the activity has a "Webinar URL", or the program's name says webinar) and
+``event_attended`` otherwise; "Visited Booth" is ``event_attended``; "Downloaded" or
+"Content Downloaded" is ``content_download``; other statuses are ``other``.
+
+Any other type pulled (named in ``activity_types``) becomes ``other`` with its raw payload.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from connectors.base import Touch, TouchKind
+from connectors.errors import ConfigError, RecordRejected
+
+__all__ = [
+    "PROGRAM_STATUS_TYPE",
+    "STANDARD_TYPES",
+    "ActivityType",
+    "activity_key",
+    "format_marketo_time",
+    "kind_of",
+    "parse_bulk_csv",
+    "parse_marketo_time",
+    "resolve_types",
+    "to_touch",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class StandardType:
+    """A standard activity type we map: its id, its kind (None: decided per record) and channel."""
+
+    type_id: int
+    kind: TouchKind | None
+    channel: str
+
+
+PROGRAM_STATUS_TYPE = "change status in progression"
+
+STANDARD_TYPES: dict[str, StandardType] = {
+    "visit webpage": StandardType(1, TouchKind.PAGE_VIEW, "web"),
+    "fill out form": StandardType(2, TouchKind.FORM_FILL, "web"),
+    "send email": StandardType(6, TouchKind.EMAIL_SENT, "email"),
+    "email delivered": StandardType(7, TouchKind.EMAIL_DELIVERED, "email"),
+    "email bounced": StandardType(8, TouchKind.EMAIL_BOUNCE, "email"),
+    "email bounced soft": StandardType(27, TouchKind.EMAIL_BOUNCE, "email"),
+    "unsubscribe email": StandardType(9, TouchKind.EMAIL_UNSUBSCRIBE, "email"),
+    "open email": StandardType(10, TouchKind.EMAIL_OPEN, "email"),
+    "click email": StandardType(11, TouchKind.EMAIL_CLICK, "email"),
+    "change score": StandardType(22, TouchKind.SCORE_CHANGE, "scoring"),
+    "add to list": StandardType(24, TouchKind.LIST_IMPORT, "list"),
+    PROGRAM_STATUS_TYPE: StandardType(104, None, "program"),
+}
+
+_CLICK_IDS = frozenset({"gclid", "msclkid", "fbclid", "li_fat_id", "ttclid"})
+_PAID_MEDIA = frozenset({"cpc", "ppc", "paid", "paid_social", "paidsocial", "display"})
+_ATTENDED = frozenset({"attended", "attended on-demand", "attended on demand"})
+_DOWNLOADED = frozenset({"downloaded", "content downloaded"})
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityType:
+    """An activity type of the instance (from ``/rest/v1/activities/types.json``)."""
+
+    id: int
+    name: str
+    primary_attribute: str | None = None
+
+    @property
+    def standard(self) -> StandardType | None:
+        """Our table's entry for this type, if it is one we map."""
+        return STANDARD_TYPES.get(self.name.casefold())
+
+    @classmethod
+    def from_api(cls, item: Mapping[str, Any]) -> ActivityType:
+        """Build from one ``types.json`` result item."""
+        primary = item.get("primaryAttribute")
+        return cls(
+            id=int(item["id"]),
+            name=str(item["name"]),
+            primary_attribute=str(primary["name"])
+            if isinstance(primary, Mapping) and "name" in primary
+            else None,
+        )
+
+
+def resolve_types(
+    wanted: Sequence[str | int] | None, available: Iterable[ActivityType]
+) -> list[ActivityType]:
+    """The instance's types to pull: ``wanted`` names/ids, or every standard type we map.
+
+    Unknown names or ids are a ConfigError listing all of them and what the instance offers.
+    """
+    types = list(available)
+    by_id = {t.id: t for t in types}
+    by_name = {t.name.casefold(): t for t in types}
+    if wanted is None:
+        chosen = [t for t in types if t.standard is not None]
+        if not chosen:
+            raise ConfigError(
+                "the Marketo instance reports none of the standard activity types closedloop "
+                "maps; set activity_types to the names or ids to pull"
+            )
+        return sorted(chosen, key=lambda t: t.id)
+    found: dict[int, ActivityType] = {}
+    missing: list[str] = []
+    for item in wanted:
+        text = str(item).strip()
+        match = by_id.get(int(text)) if text.isdigit() else by_name.get(text.casefold())
+        if match is None:
+            missing.append(repr(item))
+        else:
+            found[match.id] = match
+    if missing:
+        offered = ", ".join(sorted(t.name for t in types)[:40])
+        raise ConfigError(
+            f"activity_types names unknown Marketo activity types: {', '.join(missing)}; "
+            f"this instance offers: {offered}"
+        )
+    return sorted(found.values(), key=lambda t: t.id)
+
+
+def parse_marketo_time(value: str) -> datetime:
+    """A Marketo timestamp ("2024-05-01T10:00:00Z", "...+0000") as an aware UTC datetime."""
+    moment = datetime.fromisoformat(value.strip())
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def format_marketo_time(moment: datetime) -> str:
+    """An aware datetime in the ISO form Marketo accepts and returns ("...T10:00:00Z")."""
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def activity_key(activity: Mapping[str, Any]) -> str:
+    """The stable id of an activity: its marketoGUID, else its integer id."""
+    guid = activity.get("marketoGUID")
+    if guid not in (None, ""):
+        return str(guid)
+    if activity.get("id") not in (None, ""):
+        return str(activity["id"])
+    raise RecordRejected("Marketo activity has neither marketoGUID nor id", code="NO_ID")
+
+
+def _attributes(activity: Mapping[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for item in activity.get("attributes") or []:
+        if isinstance(item, Mapping) and "name" in item:
+            values[str(item["name"])] = item.get("value")
+    return values
+
+
+def _is_paid_click(attributes: Mapping[str, Any], primary_value: str | None) -> bool:
+    queries = [str(attributes.get("Query Parameters") or "")]
+    for url in (attributes.get("Webpage URL"), primary_value):
+        if isinstance(url, str) and "?" in url:
+            queries.append(url.split("?", 1)[1])
+    for query in queries:
+        params = {k.casefold(): v.casefold() for k, v in parse_qsl(query)}
+        if _CLICK_IDS & params.keys() or params.get("utm_medium") in _PAID_MEDIA:
+            return True
+    return False
+
+
+def kind_of(
+    activity_type: ActivityType, attributes: Mapping[str, Any], primary_value: str | None
+) -> TouchKind:
+    """The touch kind of one activity (program status changes look at the new status)."""
+    standard = activity_type.standard
+    if standard is None:
+        return TouchKind.OTHER
+    if standard.kind is TouchKind.PAGE_VIEW and _is_paid_click(attributes, primary_value):
+        return TouchKind.AD_CLICK
+    if standard.kind is not None:
+        return standard.kind
+    status = str(attributes.get("New Status") or attributes.get("new_status") or "").casefold()
+    if status == "registered":
+        return TouchKind.WEBINAR_REGISTERED
+    if status in _ATTENDED:
+        webinar = "Webinar URL" in attributes or "webinar" in (primary_value or "").casefold()
+        return TouchKind.WEBINAR_ATTENDED if webinar else TouchKind.EVENT_ATTENDED
+    if status == "visited booth":
+        return TouchKind.EVENT_ATTENDED
+    if status in _DOWNLOADED:
+        return TouchKind.CONTENT_DOWNLOAD
+    return TouchKind.OTHER
+
+
+def to_touch(
+    source: str,
+    activity: Mapping[str, Any],
+    activity_type: ActivityType,
+    email: str | None,
+) -> Touch:
+    """One Marketo activity as a Touch; the raw activity is kept as pulled."""
+    try:
+        occurred_at = parse_marketo_time(str(activity["activityDate"]))
+    except (KeyError, ValueError):
+        raise RecordRejected(
+            "Marketo activity has no valid activityDate",
+            code="BAD_DATE",
+            key=f"{source}:{activity.get('marketoGUID') or activity.get('id')}",
+        ) from None
+    attributes = _attributes(activity)
+    primary = activity.get("primaryAttributeValue")
+    primary_value = None if primary in (None, "") else str(primary)
+    standard = activity_type.standard
+    campaign = activity.get("campaignId")
+    extra: dict[str, Any] = {"activity_type": activity_type.name, **attributes}
+    if activity.get("primaryAttributeValueId") not in (None, ""):
+        extra["primary_attribute_value_id"] = activity["primaryAttributeValueId"]
+    lead_id = activity.get("leadId")
+    return Touch(
+        source=source,
+        source_id=activity_key(activity),
+        kind=kind_of(activity_type, attributes, primary_value),
+        occurred_at=occurred_at,
+        email=email,
+        person_ref=None if lead_id in (None, "") else str(lead_id),
+        campaign=None if campaign in (None, "") else str(campaign),
+        channel=standard.channel if standard else None,
+        asset=primary_value,
+        attributes=extra,
+        raw=dict(activity),
+    )
+
+
+_BULK_INT_FIELDS = ("leadId", "activityTypeId", "campaignId", "primaryAttributeValueId")
+
+
+def parse_bulk_csv(content: bytes) -> Iterator[dict[str, Any]]:
+    """Rows of a bulk activity export (CSV) as dicts shaped like REST activities.
+
+    The export's ``attributes`` column holds the secondary attributes as a JSON object (or, in
+    older exports, a list of name/value pairs); both become the REST ``attributes`` list.
+    """
+    reader = csv.DictReader(io.StringIO(content.decode("utf-8-sig")))
+    for row in reader:
+        activity: dict[str, Any] = {k: v for k, v in row.items() if k is not None}
+        for name in _BULK_INT_FIELDS:
+            value = activity.get(name)
+            if value not in (None, ""):
+                with contextlib.suppress(ValueError):
+                    activity[name] = int(str(value))
+            elif name in activity:
+                activity[name] = None
+        raw_attributes = activity.get("attributes")
+        parsed: Any = None
+        if raw_attributes not in (None, ""):
+            try:
+                parsed = json.loads(str(raw_attributes))
+            except ValueError:
+                parsed = None
+        if isinstance(parsed, dict):
+            activity["attributes"] = [{"name": k, "value": v} for k, v in parsed.items()]
+        elif isinstance(parsed, list):
+            activity["attributes"] = parsed
+        else:
+            activity["attributes"] = []
+        yield activity

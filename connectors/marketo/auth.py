@@ -1,0 +1,136 @@
+"""Marketo OAuth client credentials as an httpx auth flow: token reuse and refresh on 601/602.
+
+The flow fetches a token from ``/identity/oauth/token`` when it has none (or it is about to
+expire), sends the call with ``Authorization: Bearer``, and when Marketo answers 601 (invalid)
+or 602 (expired) it fetches a new token and repeats the call exactly once. Identity calls do not
+count against Marketo's API limits, so they bypass the limiters; the repeated API call does
+count, so ``before_retry`` lets the client charge it to its limiters.
+
+The client secret travels in the token request only (as Marketo's identity API requires) and
+never appears in an error message.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Generator
+from typing import Any
+
+import httpx
+
+from connectors.errors import AuthError, Transient
+from connectors.ratelimit import Clock, SystemClock
+
+__all__ = ["TOKEN_PATH", "MarketoAuth", "error_codes"]
+
+TOKEN_PATH = "/identity/oauth/token"  # noqa: S105 - a URL path, not a secret
+# Renew this long before Marketo's stated expiry, so a call never leaves with a dying token.
+_EXPIRY_MARGIN_S = 60.0
+
+
+def error_codes(response: httpx.Response) -> list[str]:
+    """The Marketo error codes in a JSON response body (empty for success or non-JSON bodies)."""
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return []
+    if not isinstance(body, dict) or body.get("success", True):
+        return []
+    errors = body.get("errors") or []
+    return [str(e.get("code")) for e in errors if isinstance(e, dict)]
+
+
+class MarketoAuth(httpx.Auth):
+    """Client-credentials auth for one Marketo instance; thread-safe, one token for all calls."""
+
+    requires_response_body = True
+
+    def __init__(
+        self,
+        client_id: str,
+        client_secret: str,
+        *,
+        clock: Clock | None = None,
+        before_retry: Callable[[], None] | None = None,
+    ) -> None:
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._clock: Clock = clock or SystemClock()
+        self._before_retry = before_retry
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self.token_requests = 0
+
+    def _current(self) -> str | None:
+        with self._lock:
+            if self._token and self._clock.monotonic() < self._expires_at:
+                return self._token
+            return None
+
+    def _forget(self, token: str) -> None:
+        with self._lock:
+            if self._token == token:
+                self._token = None
+
+    def token_request(self, request: httpx.Request) -> httpx.Request:
+        """The identity call for the instance ``request`` goes to."""
+        with self._lock:
+            self.token_requests += 1
+        url = request.url.copy_with(path=TOKEN_PATH, query=None, fragment=None)
+        return httpx.Request(
+            "GET",
+            url,
+            params={
+                "grant_type": "client_credentials",
+                "client_id": self._client_id,
+                "client_secret": self._client_secret,
+            },
+            headers={"Accept": "application/json"},
+        )
+
+    def accept(self, response: httpx.Response) -> str:
+        """Keep the token of an identity answer; AuthError/Transient when there is none."""
+        status = response.status_code
+        if status >= 500:
+            raise Transient(f"Marketo identity service answered HTTP {status}")
+        try:
+            body: Any = json.loads(response.content)
+        except ValueError:
+            body = None
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if status != 200 or not isinstance(token, str) or not token:
+            reason = ""
+            if isinstance(body, dict) and isinstance(body.get("error"), str):
+                reason = f" ({body['error']})"
+            raise AuthError(
+                f"Marketo refused the client credentials: HTTP {status}{reason}; check "
+                "client_id and client_secret of the API-only user (Admin > LaunchPoint)"
+            )
+        expires_in = body.get("expires_in", 3600)
+        lifetime = float(expires_in) if isinstance(expires_in, int | float) else 3600.0
+        with self._lock:
+            self._token = token
+            self._expires_at = self._clock.monotonic() + max(
+                0.0, lifetime - min(_EXPIRY_MARGIN_S, lifetime / 2)
+            )
+        return token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """Attach a valid token; on 601/602 fetch a new one and send the call once more."""
+        token = self._current()
+        if token is None:
+            token = self.accept((yield self.token_request(request)))
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if not {"601", "602"} & set(error_codes(response)):
+            return
+        self._forget(token)
+        fresh = self._current()  # another thread may have renewed it meanwhile
+        if fresh is None:
+            fresh = self.accept((yield self.token_request(request)))
+        if self._before_retry is not None:
+            self._before_retry()
+        request.headers["Authorization"] = f"Bearer {fresh}"
+        yield request

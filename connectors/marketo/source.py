@@ -1,0 +1,587 @@
+"""The Marketo connector: activities as touches, lead lookups, static list membership, checks.
+
+Incremental pull (``pull_touches``), in as few calls as Marketo allows:
+
+- one ``activities/types.json`` per connector (cached), one ``pagingtoken.json`` per pull from
+  the cursor's time, reused as the starting token of every group of at most 10 activity types;
+- ``activities.json`` pages of 300 per group, followed while ``moreResult`` is true (Marketo
+  returns empty pages while it scans), stopping at ``until``; the groups are read interleaved,
+  always advancing the one that is furthest behind, so the cursor can move forward safely;
+- activities carry only a lead id: emails come from ``leads.json?filterType=id`` lookups of
+  exactly 300 ids at a time (a touch waits until its lead's batch is full, or the pull ends),
+  cached for the pull.
+
+The cursor value is the activity time (ISO, UTC) up to which every activity has been yielded;
+``boundary_keys`` are the keys yielded at exactly that time (Marketo times have second
+precision, so the next pull re-reads that second and drops them).
+
+Pulls spanning more than ``bulk_backfill_days`` use the bulk activity extract instead: one job
+per 31-day window (Marketo's maximum), created, enqueued, polled until complete, downloaded as
+CSV and parsed into the same touches.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from connectors.base import CheckResult, Cursor, Page, Person, PersonKind, Touch
+from connectors.errors import ClosedloopError, ConfigError, Fatal, RecordRejected, Transient
+from connectors.marketo.activities import (
+    ActivityType,
+    activity_key,
+    format_marketo_time,
+    parse_bulk_csv,
+    parse_marketo_time,
+    resolve_types,
+    to_touch,
+)
+from connectors.marketo.client import MarketoClient
+from connectors.marketo.settings import MarketoSettings
+from connectors.ratelimit import Clock
+
+__all__ = ["ListChange", "MarketoSource"]
+
+# Marketo's own limits (developer docs; ARCHITECTURE.md "Limits").
+MAX_TYPES_PER_CALL = 10
+MAX_IDS_PER_CALL = 300
+MAX_EXPORT_DAYS = 31
+# Keep comma-separated filter values well under Marketo's 8 KB URL limit.
+_MAX_FILTER_CHARS = 6000
+# Touches per page of a bulk backfill (the CSV is read whole; pages keep commits small).
+_BULK_PAGE = 3000
+_LEAD_FIELDS = "id,email,firstName,lastName,company,leadScore,createdAt,updatedAt"
+_BULK_FIELDS = [
+    "marketoGUID",
+    "leadId",
+    "activityDate",
+    "activityTypeId",
+    "campaignId",
+    "primaryAttributeValueId",
+    "primaryAttributeValue",
+    "attributes",
+]
+
+
+@dataclass(frozen=True)
+class ListChange:
+    """The outcome of a static-list add or remove: leads changed, and leads Marketo skipped."""
+
+    changed: list[int] = field(default_factory=list)
+    skipped: list[RecordRejected] = field(default_factory=list)
+
+
+@dataclass
+class _Group:
+    """One group of at most 10 activity types being paged through."""
+
+    type_ids: list[int]
+    token: str
+    progress: datetime
+    done: bool = False
+
+
+class _Pending:
+    """Activities waiting for their lead's email, and the cursor that is safe to commit."""
+
+    def __init__(self, source: MarketoSource, cursor: Cursor, since: datetime) -> None:
+        self.source = source
+        self.cursor = cursor
+        self.floor = since
+        self.items: list[tuple[datetime, dict[str, Any], ActivityType]] = []
+        self.unknown: dict[int, None] = {}  # insertion-ordered set of lead ids to look up
+        self.emails: dict[int, str | None] = {}
+        self.emitted_at: dict[datetime, set[str]] = {}
+        self.seen: set[str] = set()
+        self.max_emitted: datetime | None = None
+        self.at = since  # the time the cursor stands at
+
+    def add(self, when: datetime, activity: dict[str, Any], atype: ActivityType) -> None:
+        key = activity_key(activity)
+        if key in self.seen:
+            return
+        if (
+            self.cursor.value is not None
+            and when == self.floor
+            and (self.source.touch_key(key) in self.cursor.boundary_keys)
+        ):
+            return
+        self.seen.add(key)
+        lead = _lead_id(activity)
+        if lead is not None and lead not in self.emails:
+            self.unknown[lead] = None
+        self.items.append((when, activity, atype))
+
+    def resolve(self, final: bool) -> None:
+        """Look up lead emails 300 at a time (the remainder too when ``final``)."""
+        while len(self.unknown) >= MAX_IDS_PER_CALL or (final and self.unknown):
+            batch = list(self.unknown)[:MAX_IDS_PER_CALL]
+            found = self.source.lead_emails(batch)
+            for lead in batch:
+                self.emails[lead] = found.get(lead)
+                del self.unknown[lead]
+
+    def take(self, safe: datetime | None, idle: datetime | None = None) -> Page[Touch] | None:
+        """Touches whose email is known, and the cursor up to ``safe`` (None: everything read).
+
+        ``idle`` is where the cursor goes when the whole pull found nothing at all, so that a
+        quiet instance is not rescanned from the same old time on every run.
+        """
+        ready: list[Touch] = []
+        waiting: list[tuple[datetime, dict[str, Any], ActivityType]] = []
+        for when, activity, atype in self.items:
+            lead = _lead_id(activity)
+            if lead is not None and lead not in self.emails:
+                waiting.append((when, activity, atype))
+                continue
+            email = self.emails.get(lead) if lead is not None else None
+            touch = to_touch(self.source.name, activity, atype, email)
+            ready.append(touch)
+            self.emitted_at.setdefault(when, set()).add(touch.key)
+            if self.max_emitted is None or when > self.max_emitted:
+                self.max_emitted = when
+        self.items = waiting
+        bound = safe
+        if waiting:
+            oldest = min(when for when, _, _ in waiting)
+            bound = oldest if bound is None else min(bound, oldest)
+        if bound is None:
+            bound = self.max_emitted if self.max_emitted is not None else idle
+        old = self.cursor
+        if bound is not None and bound >= self.at:
+            self.at = bound
+            self.cursor = self._cursor_at(bound)
+        if not ready and self.cursor == old:
+            return None
+        return Page(records=ready, cursor=self.cursor)
+
+    def _cursor_at(self, bound: datetime) -> Cursor:
+        keys = frozenset(self.emitted_at.get(bound, set()))
+        for when in [w for w in self.emitted_at if w < bound]:
+            del self.emitted_at[when]
+        value = format_marketo_time(bound)
+        if value == self.cursor.value:
+            return Cursor(value, self.cursor.boundary_keys | keys)
+        return Cursor(value, keys)
+
+
+def _activity_time(activity: Mapping[str, Any]) -> datetime:
+    try:
+        return parse_marketo_time(str(activity["activityDate"]))
+    except (KeyError, ValueError):
+        raise Fatal(
+            f"Marketo returned activity {activity.get('marketoGUID') or activity.get('id')} "
+            "without a readable activityDate"
+        ) from None
+
+
+def _type_id(activity: Mapping[str, Any]) -> int:
+    try:
+        return int(activity["activityTypeId"])
+    except (KeyError, TypeError, ValueError):
+        return -1
+
+
+def _lead_id(activity: Mapping[str, Any]) -> int | None:
+    value = activity.get("leadId")
+    if value in (None, ""):
+        return None
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
+
+
+def _chunks(values: Sequence[Any], size: int, max_chars: int | None = None) -> Iterator[list[Any]]:
+    """Consecutive chunks of at most ``size`` values (and ``max_chars`` when comma-joined)."""
+    chunk: list[Any] = []
+    chars = 0
+    for value in values:
+        width = len(str(value)) + 1
+        if chunk and (len(chunk) >= size or (max_chars is not None and chars + width > max_chars)):
+            yield chunk
+            chunk, chars = [], 0
+        chunk.append(value)
+        chars += width
+    if chunk:
+        yield chunk
+
+
+class MarketoSource:
+    """A Marketo instance as an ``ActivitySource``, plus lead lookups and static list changes."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: MarketoSettings,
+        *,
+        clock: Clock | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.client = MarketoClient(settings, clock=clock, transport=transport)
+        self.clock = self.client.clock
+        self._types: list[ActivityType] | None = None
+
+    def close(self) -> None:
+        """Release the HTTP connections."""
+        self.client.close()
+
+    def __enter__(self) -> MarketoSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def touch_key(self, source_id: str) -> str:
+        """The touch key of an activity id from this connection."""
+        return f"{self.name}:{source_id}"
+
+    # -- activity types ---------------------------------------------------------------------
+
+    def activity_types(self) -> list[ActivityType]:
+        """Every activity type of the instance (one call, cached for the connector's life)."""
+        if self._types is None:
+            body = self.client.call("GET", "/rest/v1/activities/types.json")
+            self._types = [ActivityType.from_api(item) for item in body.get("result") or []]
+        return self._types
+
+    def selected_types(self) -> list[ActivityType]:
+        """The types this connection pulls (``activity_types`` or every standard type mapped)."""
+        return resolve_types(self.settings.activity_types, self.activity_types())
+
+    # -- pulling ----------------------------------------------------------------------------
+
+    def pull_touches(self, cursor: Cursor, until: datetime) -> Iterator[Page[Touch]]:
+        """Yield touches from ``cursor`` (minus its boundary keys) up to and including ``until``."""
+        until = until.astimezone(UTC)
+        if cursor.value:
+            since = parse_marketo_time(cursor.value)
+        else:
+            since = until - timedelta(days=self.settings.initial_lookback_days)
+        if since > until:
+            return
+        types = self.selected_types()
+        bulk_days = self.settings.bulk_backfill_days
+        if bulk_days is not None and until - since > timedelta(days=bulk_days):
+            yield from self._pull_bulk(cursor, since, until, types)
+        else:
+            yield from self._pull_rest(cursor, since, until, types)
+
+    def _pull_rest(
+        self, cursor: Cursor, since: datetime, until: datetime, types: list[ActivityType]
+    ) -> Iterator[Page[Touch]]:
+        by_id = {t.id: t for t in types}
+        body = self.client.call(
+            "GET",
+            "/rest/v1/activities/pagingtoken.json",
+            params={"sinceDatetime": format_marketo_time(since)},
+        )
+        start_token = body.get("nextPageToken")
+        if not isinstance(start_token, str) or not start_token:
+            raise Fatal("Marketo GET /rest/v1/activities/pagingtoken.json returned no token")
+        ids = [t.id for t in types]
+        groups = [
+            _Group(ids[i : i + MAX_TYPES_PER_CALL], start_token, since)
+            for i in range(0, len(ids), MAX_TYPES_PER_CALL)
+        ]
+        pending = _Pending(self, cursor, since)
+        while True:
+            active = [g for g in groups if not g.done]
+            if not active:
+                break
+            group = min(active, key=lambda g: g.progress)
+            self._read_page(group, by_id, until, pending)
+            pending.resolve(final=False)
+            still = [g.progress for g in groups if not g.done]
+            page = pending.take(min(still) if still else None)
+            if page is not None:
+                yield page
+        pending.resolve(final=True)
+        page = pending.take(None, idle=until)
+        if page is not None:
+            yield page
+
+    def _read_page(
+        self,
+        group: _Group,
+        by_id: Mapping[int, ActivityType],
+        until: datetime,
+        pending: _Pending,
+    ) -> None:
+        body = self.client.call(
+            "GET",
+            "/rest/v1/activities.json",
+            params={
+                "nextPageToken": group.token,
+                "activityTypeIds": ",".join(str(i) for i in group.type_ids),
+                "batchSize": self.settings.page_size,
+            },
+        )
+        for activity in body.get("result") or []:
+            when = _activity_time(activity)
+            if when > until:
+                # Activities come in time order: everything after this is past ``until`` too.
+                group.done = True
+                break
+            atype = by_id.get(_type_id(activity))
+            if atype is None:
+                continue
+            pending.add(when, activity, atype)
+            group.progress = max(group.progress, when)
+        token = body.get("nextPageToken")
+        if isinstance(token, str) and token:
+            group.token = token
+        if not body.get("moreResult", False):
+            group.done = True
+
+    def _pull_bulk(
+        self, cursor: Cursor, since: datetime, until: datetime, types: list[ActivityType]
+    ) -> Iterator[Page[Touch]]:
+        by_id = {t.id: t for t in types}
+        pending = _Pending(self, cursor, since)
+        start = since
+        while start < until:
+            end = min(start + timedelta(days=MAX_EXPORT_DAYS), until)
+            rows = self.bulk_export(start, end, [t.id for t in types])
+            dated: list[tuple[datetime, dict[str, Any], ActivityType]] = []
+            for row in rows:
+                atype = by_id.get(_type_id(row))
+                if atype is None:
+                    continue
+                when = _activity_time(row)
+                if since <= when <= until:
+                    dated.append((when, row, atype))
+            dated.sort(key=lambda item: item[0])
+            for offset in range(0, len(dated), _BULK_PAGE):
+                chunk = dated[offset : offset + _BULK_PAGE]
+                for when, row, atype in chunk:
+                    pending.add(when, row, atype)
+                pending.resolve(final=True)
+                # Rows are sorted by time: everything before the chunk's last second is in.
+                page = pending.take(chunk[-1][0])
+                if page is not None:
+                    yield page
+            # The window is read entirely: the next pull may start at its end.
+            page = pending.take(end)
+            if page is not None:
+                yield page
+            start = end
+
+    def bulk_export(
+        self, start: datetime, end: datetime, type_ids: Sequence[int]
+    ) -> list[dict[str, Any]]:
+        """Run one bulk activity export for ``[start, end]`` (at most 31 days) and parse its CSV."""
+        if end - start > timedelta(days=MAX_EXPORT_DAYS):
+            raise ConfigError(f"a Marketo bulk export spans at most {MAX_EXPORT_DAYS} days")
+        request = {
+            "format": "CSV",
+            "fields": _BULK_FIELDS,
+            "filter": {
+                "createdAt": {
+                    "startAt": format_marketo_time(start),
+                    "endAt": format_marketo_time(end),
+                },
+                "activityTypeIds": list(type_ids),
+            },
+        }
+        body = self.client.call("POST", "/bulk/v1/activities/export/create.json", json_body=request)
+        export_id = _export_field(body, "exportId")
+        base = f"/bulk/v1/activities/export/{export_id}"
+        self.client.call("POST", f"{base}/enqueue.json")
+        waited = 0.0
+        while True:
+            status = _export_field(self.client.call("GET", f"{base}/status.json"), "status")
+            if status == "Completed":
+                break
+            if status in ("Failed", "Cancelled", "Canceled"):
+                raise Transient(f"Marketo bulk export {export_id} ended as {status}")
+            if waited >= self.settings.bulk_poll_timeout_s:
+                raise Transient(
+                    f"Marketo bulk export {export_id} still {status} after {waited:.0f} s; "
+                    "the next run will try again"
+                )
+            self.clock.sleep(self.settings.bulk_poll_interval_s)
+            waited += self.settings.bulk_poll_interval_s
+        return list(parse_bulk_csv(self.client.download(f"{base}/file.json")))
+
+    # -- leads and lists --------------------------------------------------------------------
+
+    def lead_emails(self, lead_ids: Sequence[int]) -> dict[int, str | None]:
+        """Emails of the leads with ``lead_ids`` (300 per call); unknown leads are omitted."""
+        found: dict[int, str | None] = {}
+        for chunk in _chunks(list(dict.fromkeys(lead_ids)), MAX_IDS_PER_CALL):
+            body = self.client.call(
+                "GET",
+                "/rest/v1/leads.json",
+                params={
+                    "filterType": "id",
+                    "filterValues": ",".join(str(i) for i in chunk),
+                    "fields": "id,email",
+                    "batchSize": MAX_IDS_PER_CALL,
+                },
+            )
+            for lead in body.get("result") or []:
+                email = lead.get("email")
+                found[int(lead["id"])] = email.strip().lower() if isinstance(email, str) else None
+        return found
+
+    def lookup_leads(self, emails: Iterable[str]) -> dict[str, Person]:
+        """Leads by email (lower-cased) with company and score, for enrichment; unknown omitted."""
+        wanted = list(dict.fromkeys(e.strip().lower() for e in emails if e and e.strip()))
+        people: dict[str, Person] = {}
+        for chunk in _chunks(wanted, MAX_IDS_PER_CALL, _MAX_FILTER_CHARS):
+            body = self.client.call(
+                "GET",
+                "/rest/v1/leads.json",
+                params={
+                    "filterType": "email",
+                    "filterValues": ",".join(chunk),
+                    "fields": _LEAD_FIELDS,
+                    "batchSize": MAX_IDS_PER_CALL,
+                },
+            )
+            for lead in body.get("result") or []:
+                person = _person(self.name, lead)
+                if person.email and person.email not in people:
+                    people[person.email] = person
+        return people
+
+    def add_to_list(self, list_id: int, lead_ids: Sequence[int]) -> ListChange:
+        """Add leads to a static list (300 per call); re-adding a member changes nothing."""
+        return self._list_change("POST", list_id, lead_ids, "added")
+
+    def remove_from_list(self, list_id: int, lead_ids: Sequence[int]) -> ListChange:
+        """Remove leads from a static list (300 per call); removing a non-member changes nothing."""
+        return self._list_change("DELETE", list_id, lead_ids, "removed")
+
+    def _list_change(
+        self, method: str, list_id: int, lead_ids: Sequence[int], done_status: str
+    ) -> ListChange:
+        changed: list[int] = []
+        skipped: list[RecordRejected] = []
+        for chunk in _chunks(list(dict.fromkeys(lead_ids)), MAX_IDS_PER_CALL):
+            body = self.client.call(
+                method,
+                f"/rest/v1/lists/{int(list_id)}/leads.json",
+                json_body={"input": [{"id": int(i)} for i in chunk]},
+                retry_safe=True,  # list membership changes are idempotent in Marketo
+            )
+            for item in body.get("result") or []:
+                lead = int(item["id"])
+                if item.get("status") == done_status:
+                    changed.append(lead)
+                    continue
+                reasons = item.get("reasons") or [{}]
+                code = str(reasons[0].get("code", item.get("status", "skipped")))
+                message = str(reasons[0].get("message", item.get("status", "skipped")))
+                skipped.append(
+                    RecordRejected(
+                        f"Marketo skipped lead {lead} for list {list_id}: {code} {message}",
+                        code=code,
+                        key=str(lead),
+                    )
+                )
+        return ListChange(changed, skipped)
+
+    # -- checks -----------------------------------------------------------------------------
+
+    def check(self) -> list[CheckResult]:
+        """Token, activity types and daily quota, each with a remedy; never raises."""
+        results: list[CheckResult] = []
+        try:
+            self.client.refresh_token()
+        except ClosedloopError as exc:
+            results.append(
+                CheckResult(
+                    "marketo.token",
+                    False,
+                    str(exc),
+                    "check base_url, client_id and client_secret (Admin > LaunchPoint > View "
+                    "Details of the API-only user's service)",
+                )
+            )
+            return results
+        results.append(CheckResult("marketo.token", True, "client credentials accepted"))
+        try:
+            chosen = self.selected_types()
+            names = ", ".join(t.name for t in chosen)
+            results.append(
+                CheckResult(
+                    "marketo.activity_types",
+                    True,
+                    f"{len(chosen)} of {len(self.activity_types())} types pulled: {names}",
+                )
+            )
+        except ClosedloopError as exc:
+            results.append(
+                CheckResult(
+                    "marketo.activity_types",
+                    False,
+                    str(exc),
+                    "give the API-only user's role Read-Only Activity and fix activity_types",
+                )
+            )
+        results.append(self._check_quota())
+        return results
+
+    def _check_quota(self) -> CheckResult:
+        try:
+            body = self.client.call("GET", "/rest/v1/stats/usage.json")
+        except ClosedloopError as exc:
+            # Not fatal: pulls still work, and closedloop counts its own calls.
+            quota = self.client.quota
+            return CheckResult(
+                "marketo.daily_quota",
+                True,
+                f"could not read today's API usage ({exc}); closedloop's own count today: "
+                f"{quota.used} of {quota.limit}",
+                "give the API-only user's role access to usage statistics to see the "
+                "instance-wide count",
+            )
+        used = sum(int(item.get("total") or 0) for item in body.get("result") or [])
+        self.client.quota.observe(used)
+        left = self.client.quota.remaining
+        ok = left > self.settings.daily_quota // 10
+        return CheckResult(
+            "marketo.daily_quota",
+            ok,
+            f"{used} of {self.settings.daily_quota} calls used today, {left} left (resets "
+            f"{self.client.quota.resets_at().isoformat()})",
+            ""
+            if ok
+            else "other integrations use most of the quota: lower their usage, ask "
+            "Adobe for a higher quota, or pull less often",
+        )
+
+
+def _export_field(body: Mapping[str, Any], name: str) -> str:
+    result = body.get("result") or []
+    if not result or not isinstance(result[0], Mapping) or name not in result[0]:
+        raise Fatal(f"Marketo bulk export answer has no {name!r}")
+    return str(result[0][name])
+
+
+def _person(source: str, lead: Mapping[str, Any]) -> Person:
+    email = lead.get("email")
+    score = lead.get("leadScore")
+    created = lead.get("createdAt")
+    updated = lead.get("updatedAt")
+    return Person(
+        source=source,
+        external_id=str(lead["id"]),
+        kind=PersonKind.LEAD,
+        email=email.strip().lower() if isinstance(email, str) and email.strip() else None,
+        first_name=lead.get("firstName"),
+        last_name=lead.get("lastName"),
+        company=lead.get("company"),
+        score=float(score) if isinstance(score, int | float) and not math.isnan(score) else None,
+        created_at=parse_marketo_time(created) if isinstance(created, str) and created else None,
+        updated_at=parse_marketo_time(updated) if isinstance(updated, str) and updated else None,
+    )
