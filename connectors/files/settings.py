@@ -1,0 +1,121 @@
+"""Settings of a ``files`` connection: which column holds what, how dates are written, the dialect.
+
+A ``closedloop.yaml`` connection, e.g. for a badge-scan export from a trade show::
+
+    connections:
+      berlin_booth:
+        type: files
+        format: csv
+        delimiter: ";"
+        columns: {email: "E-Mail", occurred_at: "Scanned", campaign: "Booth"}
+        kind: event_attended
+        date_formats: ["%d.%m.%Y %H:%M"]
+        timezone: Europe/Berlin
+
+and for a webinar attendee list whose "Status" column says what happened::
+
+      webinar_list:
+        type: files
+        columns: {email: Email, occurred_at: "Join Time", kind: Status, source_id: "Registrant ID"}
+        kind_values: {Attended: webinar_attended, Registered: webinar_registered}
+        campaign: "2024-05 Pipeline webinar"
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from connectors.base import TouchKind
+
+__all__ = ["FileColumns", "FilesSettings"]
+
+
+class FileColumns(BaseModel):
+    """Which column (CSV header or JSONL key) holds each touch field; None: not in the file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    email: str = "email"
+    occurred_at: str | None = None
+    kind: str | None = None
+    campaign: str | None = None
+    asset: str | None = None
+    channel: str | None = None
+    person_ref: str | None = None
+    # None: the key is a hash of the identifying fields (connectors.files.fields.hashed_source_id).
+    source_id: str | None = None
+
+    def mapped(self) -> dict[str, str]:
+        """Touch field -> column, for the fields that come from a column."""
+        return {name: column for name, column in self.model_dump().items() if column is not None}
+
+
+class FilesSettings(BaseModel):
+    """How to read one kind of list into touches (validated by ``closedloop config check``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal["csv", "jsonl"] | None = None
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    columns: FileColumns = FileColumns()
+    # Fixed values for every row, used when the file has no such column.
+    kind: TouchKind | None = None
+    occurred_at: datetime | None = None
+    campaign: str | None = None
+    channel: str | None = None
+    asset: str | None = None
+    # The file's own words for kinds, e.g. {"Attended": "webinar_attended"} (case-insensitive).
+    kind_values: dict[str, TouchKind] = Field(default_factory=dict)
+    # strptime formats tried in order; empty means ISO 8601.
+    date_formats: list[str] = Field(default_factory=list)
+    timezone: str = "UTC"
+    max_field_chars: int = Field(default=1000, ge=1, le=100_000)
+    # Columns copied into the touch's attributes; None copies every unmapped column.
+    attribute_columns: list[str] | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin"
+            ) from None
+        return value
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give the time zone, e.g. 2024-05-14T09:00:00+02:00")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> FilesSettings:
+        if self.columns.occurred_at is None and self.occurred_at is None:
+            raise ValueError(
+                "say when the touches happened: columns.occurred_at (a column) or occurred_at "
+                "(one time for every row, e.g. the day of the trade show)"
+            )
+        if self.columns.kind is not None and self.kind is not None:
+            raise ValueError("set either columns.kind (a column) or kind (a fixed kind), not both")
+        if self.kind_values and self.columns.kind is None:
+            raise ValueError(
+                "kind_values needs columns.kind: the column whose values it translates"
+            )
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The time zone naive dates in the file are read in."""
+        return ZoneInfo(self.timezone)
+
+    @property
+    def fixed_kind(self) -> TouchKind:
+        """The kind of every row when the file has no kind column."""
+        return self.kind or TouchKind.LIST_IMPORT

@@ -1,0 +1,279 @@
+"""Storing what sources deliver: touches (idempotently, by touch key) and refused records.
+
+``store_touches`` inserts with ``INSERT ... ON CONFLICT DO NOTHING RETURNING key`` on SQLite and
+PostgreSQL alike, in one transaction, so a touch that is already in the ledger (same key, or
+same source + source id) is counted as a duplicate and left untouched: the first delivery wins
+and re-imports or re-deliveries never create a second row.
+
+``store_rejects`` writes dead letters. A record refused again while its dead letter is still
+open (same pipeline, record key and code) is not written twice, so re-importing a file with bad
+rows does not pile up copies. Payloads are made JSON-safe (undecodable bytes as ``\\xNN``
+escapes, U+0000 escaped, because PostgreSQL refuses it inside JSON) and values under secret-like
+keys (signature, token, password, ...) are masked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import queue
+import re
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Engine, Table, and_, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from connectors.base import Touch
+from sync.ledger.models import DeadLetterRow, DeadLetterStatus, TouchRow
+from sync.ledger.types import utcnow
+from sync.logs import SecretRedactor
+
+__all__ = [
+    "GroupCommitter",
+    "IngestResult",
+    "RejectRecord",
+    "insert_rejects",
+    "insert_touches",
+    "store_rejects",
+    "store_touches",
+]
+
+_TOUCH: Table = TouchRow.__table__  # type: ignore[attr-defined]
+_DEAD: Table = DeadLetterRow.__table__  # type: ignore[attr-defined]
+_LOOKUP_CHUNK = 500
+_KEY_REDACTOR = SecretRedactor()
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What a batch of touches did to the ledger."""
+
+    inserted: int = 0
+    duplicates: int = 0
+    inserted_keys: frozenset[str] = field(default_factory=frozenset)
+
+    def __add__(self, other: IngestResult) -> IngestResult:
+        return IngestResult(
+            self.inserted + other.inserted,
+            self.duplicates + other.duplicates,
+            self.inserted_keys | other.inserted_keys,
+        )
+
+
+class RejectRecord(Protocol):
+    """What a dead letter needs from a refused record (files ``Reject``, webhook ``ItemReject``)."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def code(self) -> str: ...
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def payload(self) -> Mapping[str, Any]: ...
+
+
+def _insert_for(conn: Connection, table: Table) -> Any:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"no idempotent insert for {conn.dialect.name}")
+
+
+def insert_touches(conn: Connection, touches: Iterable[Touch]) -> IngestResult:
+    """Insert ``touches`` in the caller's transaction; existing keys are skipped, not updated."""
+    rows: dict[str, dict[str, Any]] = {}
+    seen_twice = 0
+    pulled_at = utcnow()
+    for touch in touches:
+        key = touch.key
+        if key in rows:
+            seen_twice += 1
+            continue
+        rows[key] = {
+            "key": key,
+            "source": touch.source,
+            "source_id": touch.source_id,
+            "kind": touch.kind.value,
+            "occurred_at": touch.occurred_at,
+            "email": touch.email,
+            "person_ref": touch.person_ref,
+            "campaign": touch.campaign,
+            "channel": touch.channel,
+            "asset": touch.asset,
+            "attributes": _json_safe(dict(touch.attributes)),
+            "raw": _json_safe(dict(touch.raw)),
+            "pulled_at": pulled_at,
+        }
+    if not rows:
+        return IngestResult(0, seen_twice)
+    statement = _insert_for(conn, _TOUCH).on_conflict_do_nothing().returning(_TOUCH.c.key)
+    inserted = frozenset(conn.execute(statement, list(rows.values())).scalars())
+    return IngestResult(len(inserted), len(rows) - len(inserted) + seen_twice, inserted)
+
+
+def store_touches(engine: Engine, touches: Iterable[Touch]) -> IngestResult:
+    """Insert ``touches`` in one transaction; counts new ones and ones the ledger already had."""
+    with engine.begin() as conn:
+        return insert_touches(conn, touches)
+
+
+def insert_rejects(
+    conn: Connection, pipeline: str, stage: str, rejects: Iterable[RejectRecord]
+) -> int:
+    """Write dead letters inside the caller's transaction; returns how many were new."""
+    pending: dict[tuple[str, str], RejectRecord] = {}
+    for reject in rejects:
+        pending.setdefault((reject.key, reject.code), reject)
+    if not pending:
+        return 0
+    known: set[tuple[str, str]] = set()
+    keys = sorted({key for key, _ in pending})
+    for start in range(0, len(keys), _LOOKUP_CHUNK):
+        chunk = keys[start : start + _LOOKUP_CHUNK]
+        query = select(_DEAD.c.record_key, _DEAD.c.code).where(
+            and_(
+                _DEAD.c.pipeline == pipeline,
+                _DEAD.c.status == DeadLetterStatus.OPEN.value,
+                _DEAD.c.record_key.in_(chunk),
+            )
+        )
+        known.update((row.record_key, row.code) for row in conn.execute(query))
+    created_at = utcnow()
+    rows = [
+        {
+            "pipeline": pipeline,
+            "stage": stage,
+            "record_key": key,
+            "code": code,
+            "reason": _json_safe(reject.reason),
+            "payload": _json_safe(_KEY_REDACTOR.scrub(dict(reject.payload))),
+            "created_at": created_at,
+            "status": DeadLetterStatus.OPEN.value,
+            "attempts": 0,
+        }
+        for (key, code), reject in pending.items()
+        if (key, code) not in known
+    ]
+    if rows:
+        conn.execute(_DEAD.insert(), rows)
+    return len(rows)
+
+
+def store_rejects(
+    engine: Engine, pipeline: str, stage: str, rejects: Sequence[RejectRecord]
+) -> int:
+    """Dead-letter ``rejects`` of ``pipeline`` at ``stage`` in one transaction; returns new ones."""
+    if not rejects:
+        return 0
+    with engine.begin() as conn:
+        return insert_rejects(conn, pipeline, stage, rejects)
+
+
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    """``value`` with text PostgreSQL and JSON cannot hold escaped (lone surrogates, U+0000)."""
+    if isinstance(value, str):
+        if _UNSTORABLE.search(value):
+            value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+            value = value.replace("\x00", "\\x00")
+        return value
+    if depth > 64:
+        return repr(value)[:200]
+    if isinstance(value, Mapping):
+        return {_json_safe(str(k)): _json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v, depth + 1) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return str(value)
+
+
+class GroupCommitter:
+    """Stores touches from many concurrent callers in shared transactions (group commit).
+
+    Each caller blocks until the transaction holding its touches has committed, so "answer only
+    after commit" still holds, but sixteen concurrent webhook requests cost one commit (one
+    fsync on SQLite, one round trip on PostgreSQL) instead of sixteen. One daemon thread does
+    the writing; it starts on demand and exits after ``idle_seconds`` without work. When a
+    shared transaction fails, each caller's touches are retried alone, so one bad request
+    cannot fail its neighbours.
+    """
+
+    def __init__(self, engine: Engine, *, max_batch: int = 256, idle_seconds: float = 5.0) -> None:
+        self._engine = engine
+        self._max_batch = max_batch
+        self._idle = idle_seconds
+        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def commit(self, touches: Sequence[Touch]) -> IngestResult:
+        """Store ``touches`` (idempotently, like store_touches); returns once committed."""
+        pending = _Pending(list(touches), Future())
+        self._queue.put(pending)
+        self._ensure_writer()
+        return pending.done.result()
+
+    async def commit_async(self, touches: Sequence[Touch]) -> IngestResult:
+        """``commit`` for an event loop: waits without holding a worker thread."""
+        pending = _Pending(list(touches), Future())
+        self._queue.put(pending)
+        self._ensure_writer()
+        return await asyncio.wrap_future(pending.done)
+
+    def _ensure_writer(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._write_loop, name="closedloop-group-commit", daemon=True
+                )
+                self._thread.start()
+
+    def _write_loop(self) -> None:
+        while True:
+            try:
+                first = self._queue.get(timeout=self._idle)
+            except queue.Empty:
+                with self._lock:
+                    if self._queue.empty():
+                        self._thread = None
+                        return
+                continue
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._flush(batch)
+
+    def _flush(self, batch: list[_Pending]) -> None:
+        try:
+            with self._engine.begin() as conn:
+                results = [insert_touches(conn, p.touches) for p in batch]
+        except Exception as exc:  # noqa: BLE001 - handed to the callers, who decide
+            if len(batch) == 1:
+                batch[0].done.set_exception(exc)
+                return
+            for pending in batch:
+                self._flush([pending])
+            return
+        for pending, result in zip(batch, results, strict=True):
+            pending.done.set_result(result)
+
+
+@dataclass
+class _Pending:
+    touches: list[Touch]
+    done: Future[IngestResult]
