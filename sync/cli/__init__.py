@@ -28,9 +28,24 @@ def _root() -> None:
 
 
 def _mount() -> None:
-    from sync.cli import connectors_cmd
+    from sync.cli import (
+        config_cmd,
+        connectors_cmd,
+        db_cmd,
+        import_cmd,
+        mappings_cmd,
+        sandbox_cmd,
+        serve_cmd,
+    )
 
+    app.command("init")(config_cmd.init_command)
+    app.add_typer(config_cmd.app, name="config")
+    app.add_typer(db_cmd.app, name="db")
+    app.add_typer(mappings_cmd.app, name="mappings")
     app.add_typer(connectors_cmd.app, name="connectors")
+    app.add_typer(sandbox_cmd.app, name="sandbox")
+    app.command("import")(import_cmd.import_command)
+    app.command("serve")(serve_cmd.serve_command)
 
 
 _mount()
@@ -52,10 +67,10 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except Exception as exc:  # noqa: BLE001 - last resort: a message and exit 1, never a traceback
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+        # Usage errors come from the click that typer vendors, so match on behaviour, not type.
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+            sys.exit(int(getattr(exc, "exit_code", 2)))
         _stderr.print(f"[bold red]unexpected error:[/] {type(exc).__name__}: {exc}")
         sys.exit(1)
