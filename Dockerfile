@@ -21,6 +21,7 @@ COPY mappings /etc/closedloop/mappings
 ENV PATH=/opt/closedloop/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     CLOSEDLOOP_CONFIG=/etc/closedloop/closedloop.yaml \
+    CLOSEDLOOP_MAPPINGS_DIR=/etc/closedloop/mappings \
     CLOSEDLOOP_DATABASE_URL=sqlite:////var/lib/closedloop/closedloop.db
 USER closedloop
 WORKDIR /var/lib/closedloop

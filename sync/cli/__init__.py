@@ -23,8 +23,18 @@ _stderr = Console(stderr=True, highlight=False)
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    log_level: str = typer.Option(
+        "warning",
+        "--log-level",
+        envvar="CLOSEDLOOP_LOG_LEVEL",
+        help="debug, info, warning or error (commands that load a config may override it).",
+    ),
+) -> None:
     """Close the loop between marketing automation and your CRM."""
+    from sync.logs import configure_logging
+
+    configure_logging(log_level)
 
 
 def _mount() -> None:

@@ -174,9 +174,12 @@ _TEMPLATE_MAPPINGS = ("mappings/marketo-salesforce.yaml", "mappings/marketo-hubs
 
 
 def shipped_mappings_dir() -> Path | None:
-    """The default mapping files shipped with closedloop (present in a source checkout)."""
-    candidate = Path(__file__).resolve().parents[2] / "mappings"
-    return candidate if candidate.is_dir() else None
+    """The default mapping files: ``CLOSEDLOOP_MAPPINGS_DIR`` (the container sets it), else the
+    ``mappings/`` folder of a source checkout."""
+    override = os.environ.get("CLOSEDLOOP_MAPPINGS_DIR")
+    candidates = [Path(override)] if override else []
+    candidates.append(Path(__file__).resolve().parents[2] / "mappings")
+    return next((c for c in candidates if c.is_dir()), None)
 
 
 def _write_secret(path: Path, value: str) -> None:
