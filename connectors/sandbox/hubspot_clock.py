@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
-__all__ = ["StoreClock", "iso_ms", "to_ms"]
+__all__ = ["StoreClock", "format_iso_ms", "iso_ms", "to_ms"]
 
 
 class StoreClock:
@@ -71,8 +71,12 @@ def to_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
-@lru_cache(maxsize=4096)
-def iso_ms(moment: datetime) -> str:
-    """ISO-8601 in UTC with milliseconds and a Z, as HubSpot writes datetimes."""
+def format_iso_ms(moment: datetime) -> str:
+    """ISO-8601 in UTC with milliseconds and a Z, as HubSpot writes datetimes (uncached)."""
     text = moment.astimezone(UTC).isoformat(timespec="milliseconds")
     return text.replace("+00:00", "Z")
+
+
+# Record stamps repeat (a batch shares one moment); values written by clients rarely do, so
+# those go through ``format_iso_ms`` and leave this cache to the stamps.
+iso_ms = lru_cache(maxsize=4096)(format_iso_ms)

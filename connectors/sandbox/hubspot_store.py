@@ -23,9 +23,10 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
-from connectors.sandbox.hubspot_clock import StoreClock, iso_ms, to_ms
+from connectors.sandbox.hubspot_clock import StoreClock, format_iso_ms, iso_ms, to_ms
 from connectors.sandbox.hubspot_schema import (
     ASSOCIATION_TYPES,
     DEFAULT_PROPERTIES,
@@ -56,6 +57,7 @@ LIST_PAGE_LIMIT = 100
 MAX_STRING_LENGTH = 65_536
 PORTAL_ID = 4_000_001
 
+_DEFAULT_NAMES = {kind: frozenset(names) for kind, names in DEFAULT_PROPERTIES.items()}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # associationTypeId -> (from type, to type)
 _TYPE_PAIRS: dict[int, tuple[str, str]] = {}
@@ -111,6 +113,18 @@ def _batch_error(category: str, message: str, ids: Iterable[str]) -> dict[str, A
     }
 
 
+def _property_error(name: str, code: str, message: str) -> dict[str, Any]:
+    """One entry of the "Property values were not valid" list HubSpot answers with."""
+    return {
+        "isValid": False,
+        "message": message,
+        "error": code,
+        "name": name,
+        "localizedErrorMessage": message,
+        "portalId": PORTAL_ID,
+    }
+
+
 def _sorter(name: str, kind: str) -> Callable[[_Record], tuple[int, Any]]:
     return lambda record: sort_key(kind, record.properties.get(name))
 
@@ -136,7 +150,7 @@ class PortalData:
             self._reindex_unique(object_type)
         # (from type, from id, to type) -> {to id: {typeIds}}
         self.associations: dict[tuple[str, str, str], dict[str, set[int]]] = defaultdict(
-            lambda: defaultdict(set)
+            partial(defaultdict, set)
         )
         self.owners: dict[str, dict[str, Any]] = {}
         self.lists: dict[str, dict[str, Any]] = {}
@@ -187,28 +201,21 @@ class PortalData:
         definitions = self.properties[object_type]
         clean: dict[str, str] = {}
         errors: list[dict[str, Any]] = []
-
-        def fail(name: str, code: str, message: str) -> None:
-            errors.append(
-                {
-                    "isValid": False,
-                    "message": message,
-                    "error": code,
-                    "name": name,
-                    "localizedErrorMessage": message,
-                    "portalId": PORTAL_ID,
-                }
-            )
-
         for name, raw in values.items():
             definition = definitions.get(name)
             if definition is None:
-                fail(name, "PROPERTY_DOESNT_EXIST", f'Property "{name}" does not exist')
+                errors.append(
+                    _property_error(
+                        name, "PROPERTY_DOESNT_EXIST", f'Property "{name}" does not exist'
+                    )
+                )
             elif name in READ_ONLY_PROPERTIES:
-                fail(
-                    name,
-                    "READ_ONLY_VALUE",
-                    f'"{name}" is a read only property; its value cannot be set.',
+                errors.append(
+                    _property_error(
+                        name,
+                        "READ_ONLY_VALUE",
+                        f'"{name}" is a read only property; its value cannot be set.',
+                    )
                 )
             elif raw is None or raw == "":
                 clean[name] = ""
@@ -216,13 +223,15 @@ class PortalData:
                 value = str(raw).lower() if isinstance(raw, bool) else str(raw)
                 normalized, problem = self._check_value(object_type, definition, value)
                 if problem is not None:
-                    fail(name, *problem)
+                    errors.append(_property_error(name, *problem))
                 else:
                     clean[name] = normalized
         if creating:
             for name in REQUIRED_ON_CREATE[object_type]:
                 if not clean.get(name):
-                    fail(name, "REQUIRED_PROPERTY", f"{name} is a required property")
+                    errors.append(
+                        _property_error(name, "REQUIRED_PROPERTY", f"{name} is a required property")
+                    )
         return clean, errors
 
     def _check_value(
@@ -250,7 +259,7 @@ class PortalData:
             ms = parse_datetime_ms(value)
             if ms is None:
                 return value, ("INVALID_DATE", f'"{value}" is not a valid date or datetime.')
-            value = iso_ms(datetime.fromtimestamp(ms / 1000, UTC))
+            value = format_iso_ms(datetime.fromtimestamp(ms / 1000, UTC))
         elif len(value) > MAX_STRING_LENGTH:
             limit = MAX_STRING_LENGTH
             return value, (
@@ -355,8 +364,17 @@ class PortalData:
         }
 
     def _render_written(self, object_type: str, record: _Record) -> dict[str, Any]:
-        wanted = sorted(set(record.properties) | set(DEFAULT_PROPERTIES[object_type]))
-        return self.render(object_type, record, wanted)
+        # ``render`` with every set property plus the defaults: the union already holds
+        # hs_object_id and the set timestamps, so the names stay in sorted order.
+        props = record.properties
+        names = sorted(props.keys() | _DEFAULT_NAMES[object_type])
+        return {
+            "id": record.id,
+            "properties": {name: props.get(name) for name in names},
+            "createdAt": iso_ms(record.created),
+            "updatedAt": iso_ms(record.updated),
+            "archived": False,
+        }
 
     @staticmethod
     def _check_batch(inputs: Any, limit: int = BATCH_LIMIT) -> list[dict[str, Any]]:

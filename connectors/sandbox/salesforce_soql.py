@@ -18,9 +18,11 @@ Rows are plain dicts holding wire values: dates as ``YYYY-MM-DD`` and datetimes 
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from connectors.sandbox.salesforce_schema import OBJECTS, STRING_TYPES, FieldDef, ObjectDef
@@ -33,6 +35,7 @@ __all__ = [
     "SoqlError",
     "compile_query",
     "format_datetime",
+    "id_with_checksum",
     "normalize_id",
     "parse",
     "parse_datetime",
@@ -82,8 +85,10 @@ _DATE_FUNCTIONS = frozenset({"TODAY", "YESTERDAY", "TOMORROW", "LAST_N_DAYS", "N
 _N_DATE_FUNCTIONS = frozenset({"LAST_N_DAYS", "NEXT_N_DAYS"})
 _OPERATORS = ("!=", "<>", "<=", ">=", "=", "<", ">")
 _ESCAPES = {"'": "'", '"': '"', "\\": "\\", "n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f"}
-_ID_CHARS = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
 _CHECKSUM_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+_UPPERCASE_FLAGS = str.maketrans(
+    string.ascii_uppercase + string.ascii_lowercase + string.digits, "1" * 26 + "0" * 36
+)
 
 
 class SoqlError(Exception):
@@ -95,17 +100,24 @@ class SoqlError(Exception):
         self.message = message
 
 
+def id_with_checksum(base: str) -> str:
+    """The 18-character id of a 15-character ``base``: its case-checksum suffix appended."""
+    flags = base.translate(_UPPERCASE_FLAGS)
+    # Each suffix character encodes which of 5 characters are upper case, first one as bit 0.
+    return (
+        base
+        + _CHECKSUM_CHARS[int(flags[4::-1], 2)]
+        + _CHECKSUM_CHARS[int(flags[9:4:-1], 2)]
+        + _CHECKSUM_CHARS[int(flags[14:9:-1], 2)]
+    )
+
+
+@lru_cache(maxsize=65_536)
 def normalize_id(value: str) -> str | None:
     """The 18-character form of a 15- or 18-character Salesforce id, or None if malformed."""
-    if not _ID_CHARS.fullmatch(value):
+    if len(value) not in (15, 18) or not (value.isascii() and value.isalnum()):
         return None
-    base = value[:15]
-    suffix = ""
-    for start in (0, 5, 10):
-        chunk = base[start : start + 5]
-        bits = sum(1 << i for i, ch in enumerate(chunk) if "A" <= ch <= "Z")
-        suffix += _CHECKSUM_CHARS[bits]
-    return base + suffix
+    return id_with_checksum(value[:15])
 
 
 def format_datetime(moment: datetime) -> str:

@@ -33,6 +33,7 @@ from connectors.sandbox.salesforce_soql import (
     CompiledQuery,
     compile_query,
     format_datetime,
+    id_with_checksum,
     normalize_id,
     parse,
     parse_datetime,
@@ -49,6 +50,8 @@ __all__ = [
 
 DEFAULT_DAILY_LIMIT = 100_000
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# Field types whose wire value is the JSON string itself.
+_TEXTUAL_TYPES = STRING_TYPES | {"id", "reference"}
 _RESPONDED_KINDS = frozenset(
     {
         "email_click",
@@ -188,7 +191,9 @@ def coerce_value(f: FieldDef, value: Any, *, from_csv: bool = False) -> Any:
     if value is None:
         return None
     kind = f.type
-    if kind in STRING_TYPES or kind in ("id", "reference"):
+    if kind in _TEXTUAL_TYPES:
+        if type(value) is str:
+            return value
         if isinstance(value, bool):
             raise FieldTypeError(f, value, "string")
         if isinstance(value, int | float):
@@ -252,9 +257,18 @@ class _ObjectMeta:
 
     required: tuple[FieldDef, ...]
     unique: tuple[FieldDef, ...]
-    indexed: tuple[FieldDef, ...]
     template: dict[str, Any]
     owner_fields: tuple[str, ...]
+    # Names of the fields a user may not set on create / on update (Id is checked apart).
+    not_createable: frozenset[str]
+    not_updateable: frozenset[str]
+    # Names of the id and reference fields, normalized to 18 characters on write.
+    id_fields: tuple[str, ...]
+    # Per field: (max length of a text value or 0, is an e-mail, restricted picklist or None,
+    # is a reference): the write checks of ``SalesforceStore._check`` without schema lookups.
+    rules: dict[str, tuple[int, bool, tuple[str, ...] | None, bool]]
+    # (field name, index key is casefolded) of every indexed field, for ``_index``/``_unindex``.
+    index_keys: tuple[tuple[str, bool], ...]
 
 
 _METAS: dict[str, _ObjectMeta] = {}
@@ -275,9 +289,25 @@ def _meta(sobject: str) -> _ObjectMeta:
         meta = _ObjectMeta(
             required=tuple(f for f in fields if f.required),
             unique=tuple(f for f in fields if f.unique),
-            indexed=tuple(f for f in fields if f.indexed or f.unique or f.external_id),
             template=template,
             owner_fields=tuple(f.name for f in fields if f.default == "$user"),
+            not_createable=frozenset(f.name for f in fields if not f.createable) - {"Id"},
+            not_updateable=frozenset(f.name for f in fields if not f.updateable) - {"Id"},
+            id_fields=tuple(f.name for f in fields if f.type in ("reference", "id")),
+            index_keys=tuple(
+                (f.name, f.type in STRING_TYPES)
+                for f in fields
+                if f.indexed or f.unique or f.external_id
+            ),
+            rules={
+                f.name: (
+                    f.length if f.type in STRING_TYPES else 0,
+                    f.type == "email",
+                    f.picklist if f.restricted else None,
+                    f.type == "reference",
+                )
+                for f in fields
+            },
         )
         _METAS[sobject] = meta
     return meta
@@ -360,12 +390,10 @@ class SalesforceStore:
         self._seq += 1
         n = self._seq
         digits = ""
-        for _ in range(9):
+        while n:
             n, rem = divmod(n, 62)
             digits = _BASE62[rem] + digits
-        normalized = normalize_id(OBJECTS[sobject].key_prefix + "8c0" + digits)
-        assert normalized is not None
-        return normalized
+        return id_with_checksum(OBJECTS[sobject].key_prefix + "8c0" + digits.rjust(9, "0"))
 
     # ---------------------------------------------------------------- raw row access
 
@@ -398,23 +426,29 @@ class SalesforceStore:
     def _index(self, sobject: str, row: dict[str, Any] | None) -> None:
         if row is None or row.get("IsDeleted"):
             return
-        for f in _meta(sobject).indexed:
-            if row.get(f.name) is not None:
-                index = self._indexes[(sobject, f.name)]
-                index.setdefault(_index_key(f, row[f.name]), set()).add(row["Id"])
+        for name, fold in _meta(sobject).index_keys:
+            value = row.get(name)
+            if value is not None:
+                key = value.casefold() if fold and isinstance(value, str) else value
+                ids = self._indexes[(sobject, name)].get(key)
+                if ids is None:
+                    self._indexes[(sobject, name)][key] = {row["Id"]}
+                else:
+                    ids.add(row["Id"])
 
     def _unindex(self, sobject: str, row: dict[str, Any] | None) -> None:
         if row is None or row.get("IsDeleted"):
             return
-        for f in _meta(sobject).indexed:
-            name = f.name
-            if row.get(name) is not None:
+        for name, fold in _meta(sobject).index_keys:
+            value = row.get(name)
+            if value is not None:
+                key = value.casefold() if fold and isinstance(value, str) else value
                 index = self._indexes[(sobject, name)]
-                ids = index.get(_index_key(f, row[name]))
+                ids = index.get(key)
                 if ids is not None:
                     ids.discard(row["Id"])
                     if not ids:
-                        del index[_index_key(f, row[name])]
+                        del index[key]
 
     # ---------------------------------------------------------------- transactions
 
@@ -462,15 +496,19 @@ class SalesforceStore:
     ) -> dict[str, Any]:
         """Field values keyed by canonical API name; unknown fields are ApiError INVALID_FIELD."""
         values: dict[str, Any] = {}
+        fields = obj.fields
         for key, raw in body.items():
             if key == "attributes":
                 continue
-            f = obj.field_ci(key)
+            f = fields.get(key) or obj.field_ci(key)
             if f is None:
                 raise ApiError(
                     400, "INVALID_FIELD", f"No such column '{key}' on sobject of type {obj.name}"
                 )
-            values[f.name] = coerce_value(f, raw, from_csv=from_csv)
+            if type(raw) is str and f.type in _TEXTUAL_TYPES:
+                values[f.name] = raw
+            else:
+                values[f.name] = coerce_value(f, raw, from_csv=from_csv)
         return values
 
     def _check(
@@ -482,6 +520,7 @@ class SalesforceStore:
     ) -> list[dict[str, Any]]:
         errors: list[dict[str, Any]] = []
         creating = existing is None
+        meta = _meta(obj.name)
         if not system:
             if creating and "Id" in values:
                 return [
@@ -491,12 +530,8 @@ class SalesforceStore:
                         ["Id"],
                     )
                 ]
-            locked = [
-                name
-                for name in values
-                if name != "Id"
-                and not (obj.fields[name].createable if creating else obj.fields[name].updateable)
-            ]
+            refused = meta.not_createable if creating else meta.not_updateable
+            locked = [name for name in values if name in refused]
             if locked:
                 return [
                     _dml(
@@ -507,11 +542,13 @@ class SalesforceStore:
                         locked,
                     )
                 ]
+        rules = meta.rules
         for name, value in values.items():
-            f = obj.fields[name]
+            length, email, picklist, reference = rules[name]
             if value is None or name == "Id":
                 continue
-            if f.type in STRING_TYPES and f.length and len(value) > f.length:
+            if length and len(value) > length:
+                f = obj.fields[name]
                 errors.append(
                     _dml(
                         "STRING_TOO_LONG",
@@ -519,30 +556,31 @@ class SalesforceStore:
                         [name],
                     )
                 )
-            elif f.type == "email" and not _email_ok(value):
+            elif email and not _email_ok(value):
                 errors.append(
                     _dml(
                         "INVALID_EMAIL_ADDRESS",
-                        f"{f.label}: invalid email address: {value}",
+                        f"{obj.fields[name].label}: invalid email address: {value}",
                         [name],
                     )
                 )
-            elif f.restricted and not system and value not in f.picklist:
+            elif picklist is not None and not system and value not in picklist:
                 errors.append(
                     _dml(
                         "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-                        f"{f.label}: bad value for restricted picklist field: {value}",
+                        f"{obj.fields[name].label}: bad value for restricted picklist field: "
+                        f"{value}",
                         [name],
                     )
                 )
-            elif f.type == "reference":
-                problem = self._check_reference(f, value)
+            elif reference:
+                problem = self._check_reference(obj.fields[name], value)
                 if problem is not None:
                     errors.append(problem)
-        merged = {**(existing or {}), **values}
+        merged = {**existing, **values} if existing is not None else dict(values)
         missing = [
             f.name
-            for f in _meta(obj.name).required
+            for f in meta.required
             if merged.get(f.name) in (None, "") and (creating or f.name in values)
         ]
         if (
@@ -583,9 +621,10 @@ class SalesforceStore:
     ) -> list[dict[str, Any]]:
         own_id = existing["Id"] if existing else None
         for f in _meta(obj.name).unique:
-            if merged.get(f.name) is None:
+            value = merged.get(f.name)
+            if value is None:
                 continue
-            holders = self._indexes[(obj.name, f.name)].get(_index_key(f, merged[f.name]), set())
+            holders = self._indexes[(obj.name, f.name)].get(_index_key(f, value), ())
             others = [h for h in holders if h != own_id]
             if others:
                 return [
@@ -627,8 +666,9 @@ class SalesforceStore:
         return self._stamp_cache[1]
 
     def _normalize_refs(self, obj: ObjectDef, values: dict[str, Any]) -> None:
-        for name, value in values.items():
-            if value is not None and obj.fields[name].type in ("reference", "id"):
+        for name in _meta(obj.name).id_fields:
+            value = values.get(name)
+            if value is not None:
                 values[name] = normalize_id(value) or value
 
     def create(self, sobject: str, values: Mapping[str, Any], *, system: bool = False) -> str:
