@@ -104,5 +104,31 @@ class SalesforceSettings(_Strict):
     task_external_id_field: str = Field(default="Closedloop_Key__c", pattern=r"^\w+__c$")
     # Share of the org's rolling 24 h API allocation closedloop may spend (shared with others).
     daily_budget_share: float = Field(default=0.5, gt=0, le=1)
-    # Pushes larger than this go through Bulk API 2.0 instead of sObject Collections.
+    # Change pulls matching more records than this go through a Bulk API 2.0 query job.
     bulk_threshold: int = Field(default=10_000, gt=0)
+    # Seconds between status polls of a Bulk API 2.0 job (every poll is a counted call).
+    bulk_poll_interval_s: float = Field(default=2.0, gt=0)
+    # Which record wins when several share an email (see connectors.salesforce.identity):
+    # contact_first (Contact over Lead, then newest), lead_first, or newest (LastModifiedDate).
+    duplicate_rule: Literal["contact_first", "lead_first", "newest"] = "contact_first"
+    # Unknown people are created as this object (Leads need a Company: derived from the email).
+    create_people_as: Literal["lead", "contact"] = "lead"
+    # Company of a created Lead whose email is at a free-mail domain (and none was given).
+    default_company: str = Field(default="[not provided]", min_length=1, max_length=255)
+    free_mail_domains: frozenset[str] = frozenset(
+        {
+            "gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com", "live.com",
+            "msn.com", "aol.com", "icloud.com", "me.com", "mac.com", "proton.me",
+            "protonmail.com", "gmx.com", "gmx.de", "web.de", "mail.com", "yandex.ru",
+            "zoho.com", "fastmail.com", "hey.com", "qq.com", "163.com",
+        }
+    )  # fmt: skip
+    # Lead fields holding why a lead was disqualified or recycled (pulled with each Lead).
+    lead_reason_fields: tuple[str, ...] = ()
+    # An Account field holding the company's web domain (else the domain comes from Website).
+    account_domain_field: str | None = None
+    # Largest SOQL statement sent (Salesforce's hard limit is 100,000 characters).
+    max_soql_chars: int = Field(default=100_000, ge=2_000, le=100_000)
+    # Attempts of a call that failed transiently (5xx, timeouts); only safe-to-repeat calls.
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    retry_backoff_s: float = Field(default=1.0, ge=0)

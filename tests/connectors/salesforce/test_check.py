@@ -1,0 +1,173 @@
+"""``check()`` and ``closedloop check salesforce``: login flows, failures with their remedy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from typer.testing import CliRunner
+
+from connectors.errors import AuthError
+from connectors.salesforce.connector import SalesforceConnector
+from connectors.sandbox import credentials
+from connectors.sandbox.server import SandboxServer
+from sync.cli import check_cmd
+from tests.connectors.salesforce.conftest import password_auth
+
+Make = Callable[..., SalesforceConnector]
+
+
+def rsa_key_file(folder: Path) -> Path:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = folder / "connected-app.key"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
+
+
+def auth_for(method: str, sandbox: SandboxServer, tmp_path: Path) -> dict[str, Any]:
+    if method == "password":
+        return password_auth(sandbox)
+    if method == "client_credentials":
+        return {
+            "method": "client_credentials",
+            "login_url": sandbox.salesforce_url,
+            "client_id": credentials.SALESFORCE_CLIENT_ID,
+            "client_secret": credentials.SALESFORCE_CLIENT_SECRET,
+        }
+    return {
+        "method": "jwt",
+        "login_url": sandbox.salesforce_url,
+        "client_id": credentials.SALESFORCE_CLIENT_ID,
+        "username": credentials.SALESFORCE_USERNAME,
+        "private_key_file": str(rsa_key_file(tmp_path)),
+    }
+
+
+@pytest.mark.parametrize("method", ["password", "client_credentials", "jwt"])
+def test_every_login_flow_reaches_the_org_and_passes_the_check(
+    sandbox_readonly: SandboxServer, make_connector: Make, tmp_path: Path, method: str
+) -> None:
+    connector = make_connector(auth=auth_for(method, sandbox_readonly, tmp_path))
+
+    results = connector.check()
+
+    assert [r.name for r in results if not r.ok] == []
+    assert sandbox_readonly.state.counts("salesforce")["oauth_token"] == 1
+
+
+def test_a_wrong_password_is_an_auth_error_without_the_secret(
+    sandbox_readonly: SandboxServer, make_connector: Make
+) -> None:
+    connector = make_connector(auth=password_auth(sandbox_readonly, password="hunter2-wrong"))
+
+    with pytest.raises(AuthError) as caught:
+        connector.resolve_people(["someone@example.com"])
+
+    message = str(caught.value)
+    assert "invalid_grant" in message
+    assert "security_token" in message
+    assert "hunter2-wrong" not in message
+    assert credentials.SALESFORCE_SECURITY_TOKEN not in message
+
+
+def test_a_key_field_that_is_missing_fails_the_check_with_the_field_to_create(
+    sandbox_readonly: SandboxServer,
+    make_connector: Make,
+) -> None:
+    results = {r.name: r for r in make_connector(task_external_id_field="Touch_Key__c").check()}
+
+    failed = results["touch key field"]
+    assert not failed.ok
+    assert failed.remedy.startswith(
+        "Create a Text(255) field Touch_Key__c on Task (Setup > Object Manager > Activity > "
+        "Fields) with External ID and Unique checked"
+    )
+
+
+def test_an_api_version_the_org_does_not_serve_fails_with_one_it_does(
+    sandbox_readonly: SandboxServer,
+    make_connector: Make,
+) -> None:
+    results = {r.name: r for r in make_connector(api_version="42.0").check()}
+
+    assert not results["api version"].ok
+    assert "set api_version to one the org serves, e.g. '62.0'" in results["api version"].remedy
+
+
+def test_a_spent_budget_fails_the_check(sandbox: SandboxServer, make_connector: Make) -> None:
+    store = sandbox.store("salesforce")
+    store.daily_limit, store.api_used = 1_000, 700
+
+    results = {r.name: r for r in make_connector().check()}
+
+    assert not results["api budget"].ok
+    assert "daily_budget_share" in results["api budget"].remedy
+
+
+def write_config(tmp_path: Path, sandbox: SandboxServer, **settings: Any) -> Path:
+    connection = {
+        "type": "salesforce",
+        "instance_url": sandbox.salesforce_url,
+        "ca_bundle": str(sandbox.ca_file),
+        "auth": {"method": "session", "session_id": credentials.SALESFORCE_SESSION_ID},
+        **settings,
+    }
+    path = tmp_path / "closedloop.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "connections": {"org": connection}}))
+    return path
+
+
+def test_the_check_command_passes_on_a_well_configured_org(
+    sandbox_readonly: SandboxServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, sandbox_readonly)
+
+    result = CliRunner().invoke(check_cmd.app, ["salesforce", "--config", str(config)])
+
+    assert result.exit_code == 0, result.output
+    assert "touch key field" in result.output
+    assert "FAILED" not in result.output
+
+
+def test_the_check_command_prints_the_remedy_and_exits_1_on_a_failure(
+    sandbox_readonly: SandboxServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, sandbox_readonly, task_external_id_field="Touch_Key__c")
+
+    result = CliRunner().invoke(
+        check_cmd.app, ["salesforce", "--config", str(config), "--connection", "org"]
+    )
+
+    assert result.exit_code == 1
+    assert "FAILED" in result.output
+    assert "Touch_Key__c" in result.output
+    assert (
+        "touch key field: Create a Text(255) field Touch_Key__c on Task (Setup > Object Manager "
+        "> Activity > Fields) with External ID and Unique checked"
+    ) in result.output
+
+
+def test_the_check_command_with_bad_credentials_exits_1_with_a_remedy(
+    sandbox_readonly: SandboxServer, tmp_path: Path
+) -> None:
+    config = write_config(
+        tmp_path, sandbox_readonly, auth={"method": "session", "session_id": "00Dexpired!x"}
+    )
+
+    result = CliRunner().invoke(check_cmd.app, ["salesforce", "--config", str(config)])
+
+    assert result.exit_code == 1
+    assert "credentials" in result.output
+    assert "credentials: the session id is expired or invalid: give a fresh one" in result.output
+    assert "00Dexpired!x" not in result.output

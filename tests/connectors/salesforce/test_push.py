@@ -1,0 +1,191 @@
+"""Timeline writes: idempotent upserts on the touch key, the call budget, per-record rejects."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+
+import pytest
+
+from connectors.errors import AuthError, ConfigError, RateLimited
+from connectors.salesforce.connector import SalesforceConnector, rejections
+from connectors.sandbox.server import SandboxServer
+from tests.connectors.salesforce.conftest import (
+    data_calls,
+    known_people,
+    live,
+    password_auth,
+    task,
+)
+
+Make = Callable[..., SalesforceConnector]
+# A fault sequence in which sessions expire between and during composite calls, each expiry
+# followed by a working login (a fresh token rejected again would rightly be an AuthError).
+SEED = 1
+
+
+def test_pushing_the_same_5000_touches_three_times_leaves_exactly_5000_tasks(
+    sandbox: SandboxServer, make_connector: Make
+) -> None:
+    people = known_people(sandbox.store("salesforce"))
+    touches = [task(f"marketo:{n}", people[n % len(people)]["Id"]) for n in range(5_000)]
+    connector = make_connector()
+
+    outcomes = [connector.push_touches(touches) for _ in range(3)]
+
+    assert all(r.ok for results in outcomes for r in results)
+    assert [r.created for r in outcomes[0]] == [True] * 5_000
+    assert [r.created for r in outcomes[2]] == [False] * 5_000
+    assert [r.crm_id for r in outcomes[0]] == [r.crm_id for r in outcomes[2]]
+    assert sandbox.dump()["salesforce"]["counts"]["Task"] == 5_000
+
+
+def test_pushing_10000_touches_for_known_people_takes_at_most_12_calls(
+    sandbox: SandboxServer, make_connector: Make
+) -> None:
+    people = known_people(sandbox.store("salesforce"))
+    touches = [task(f"marketo:{n}", people[n % len(people)]["Id"]) for n in range(10_000)]
+    connector = make_connector()
+
+    results = connector.push_touches(touches)
+
+    assert sum(r.ok for r in results) == 10_000
+    assert data_calls(sandbox) <= 12
+    assert connector.api_calls == data_calls(sandbox)
+    assert sandbox.state.counts("salesforce") == {"composite": 10}  # the minimum: 10 calls
+
+
+def test_a_too_long_subject_or_bad_picklist_rejects_only_that_record_with_its_message(
+    sandbox: SandboxServer, make_connector: Make
+) -> None:
+    who = known_people(sandbox.store("salesforce"))[0]["Id"]
+    touches = [task(f"marketo:{n}", who) for n in range(10)]
+    touches[3] = task("marketo:3", who, Subject="x" * 300)
+    touches[7] = task("marketo:7", who, Status="Half Done")
+
+    results = make_connector().push_touches(touches)
+
+    failed = {r.key: r for r in results if not r.ok}
+    assert set(failed) == {"marketo:3", "marketo:7"}
+    assert failed["marketo:3"].error_code == "STRING_TOO_LONG"
+    assert "max length=255" in (failed["marketo:3"].error_message or "")
+    assert failed["marketo:7"].error_code == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+    assert "Half Done" in (failed["marketo:7"].error_message or "")
+    assert len(live(sandbox.store("salesforce"), "Task")) == 8
+    rejected = {r.key: r for r in rejections(results)}
+    assert rejected["marketo:7"].code == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+    assert "bad value for restricted picklist" in str(rejected["marketo:7"])
+
+
+def test_a_key_given_twice_in_one_batch_is_written_once_with_its_last_rendering(
+    sandbox: SandboxServer, make_connector: Make
+) -> None:
+    who = known_people(sandbox.store("salesforce"))[0]["Id"]
+    touches = [task("marketo:1", who, Subject="first"), task("marketo:1", who, Subject="second")]
+
+    results = make_connector().push_touches(touches)
+
+    assert [r.ok for r in results] == [True, True]
+    assert results[0].crm_id == results[1].crm_id
+    tasks = live(sandbox.store("salesforce"), "Task")
+    assert [t["Subject"] for t in tasks] == ["second"]
+
+
+def test_dates_in_the_payload_are_written_as_salesforce_dates(
+    sandbox: SandboxServer, make_connector: Make
+) -> None:
+    who = known_people(sandbox.store("salesforce"))[0]["Id"]
+    touch = task("marketo:1", who, ActivityDate=date(2026, 5, 4))
+
+    (result,) = make_connector().push_touches([touch])
+
+    assert result.ok
+    assert sandbox.store("salesforce").get("Task", result.crm_id)["ActivityDate"] == "2026-05-04"
+
+
+def test_an_expired_session_mid_run_is_refreshed_and_the_run_writes_no_duplicate(
+    sandbox: SandboxServer, make_connector: Make
+) -> None:
+    people = known_people(sandbox.store("salesforce"))
+    touches = [task(f"marketo:{n}", people[n % len(people)]["Id"]) for n in range(5_000)]
+    connector = make_connector(auth=password_auth(sandbox))
+    connector.push_touches(touches[:1_000])
+    sandbox.set_faults("salesforce:expired_token=0.3", seed=SEED)
+
+    results = connector.push_touches(touches)
+
+    assert all(r.ok for r in results)
+    assert connector.client.logins > 1, "no session expired: the seed injects none"
+    assert sandbox.dump()["salesforce"]["counts"]["Task"] == 5_000
+
+
+def test_an_expired_session_id_is_an_auth_error_saying_how_to_fix_it(
+    sandbox: SandboxServer, make_connector: Make
+) -> None:
+    who = known_people(sandbox.store("salesforce"))[0]["Id"]
+    connector = make_connector()
+    sandbox.set_faults("salesforce:expired_token=1")
+
+    with pytest.raises(AuthError) as caught:
+        connector.push_touches([task("marketo:1", who)])
+
+    assert "INVALID_SESSION_ID" in str(caught.value)
+    assert "client_credentials or jwt" in str(caught.value)
+
+
+def test_a_missing_external_id_field_is_a_config_error_naming_the_field_to_create(
+    sandbox: SandboxServer, make_connector: Make
+) -> None:
+    who = known_people(sandbox.store("salesforce"))[0]["Id"]
+    connector = make_connector(task_external_id_field="Touch_Key__c")
+
+    with pytest.raises(ConfigError) as caught:
+        connector.push_touches([task("marketo:1", who)])
+
+    assert "Create a Text(255) field Touch_Key__c on Task" in str(caught.value)
+
+
+def test_work_stops_at_the_budget_share_with_a_time_to_resume(
+    sandbox: SandboxServer, make_connector: Make
+) -> None:
+    store = sandbox.store("salesforce")
+    who = known_people(store)[0]["Id"]
+    store.daily_limit, store.api_used = 1_000, 498
+    connector = make_connector(daily_budget_share=0.5)
+    touches = [task(f"marketo:{n}", who) for n in range(3_000)]
+
+    with pytest.raises(RateLimited) as caught:
+        connector.push_touches(touches)
+
+    # Two calls reach the 50% share of 1,000 (Sforce-Limit-Info: 500/1000): no third starts.
+    assert store.api_used == 500
+    assert caught.value.retry_after >= 60
+    assert caught.value.resume_at is not None
+    assert "resume at about" in str(caught.value)
+    assert "daily_budget_share" in str(caught.value)
+
+
+def test_request_limit_exceeded_is_rate_limited_not_a_failure(
+    sandbox: SandboxServer, make_connector: Make
+) -> None:
+    who = known_people(sandbox.store("salesforce"))[0]["Id"]
+    connector = make_connector()
+    sandbox.set_faults("salesforce:403=1")
+
+    with pytest.raises(RateLimited) as caught:
+        connector.push_touches([task("marketo:1", who)])
+
+    assert "REQUEST_LIMIT_EXCEEDED" in str(caught.value)
+
+
+def test_server_errors_are_retried_for_upserts(
+    sandbox: SandboxServer, make_connector: Make
+) -> None:
+    who = known_people(sandbox.store("salesforce"))[0]["Id"]
+    connector = make_connector(max_attempts=5)
+    sandbox.set_faults("salesforce:503=0.5", seed=1)
+
+    results = connector.push_touches([task(f"marketo:{n}", who) for n in range(1_500)])
+
+    assert all(r.ok for r in results)
+    assert len(live(sandbox.store("salesforce"), "Task")) == 1_500
