@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
@@ -20,6 +21,14 @@ def _http_url(value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("expected an http(s) URL such as https://api.hubapi.com")
     return value.rstrip("/")
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}; use an IANA name such as UTC") from None
+    return value
 
 
 class _Strict(BaseModel):
@@ -44,6 +53,8 @@ class OAuthAuth(_Strict):
 
 HubSpotAuth = Annotated[PrivateAppAuth | OAuthAuth, Field(discriminator="method")]
 
+EmailEventType = Literal["SENT", "DELIVERED", "OPEN", "CLICK", "BOUNCE", "STATUSCHANGE"]
+
 
 class HubSpotSettings(_Strict):
     """A HubSpot portal: API host, credentials, and how much of its rate limits to use."""
@@ -55,4 +66,17 @@ class HubSpotSettings(_Strict):
     daily_budget_share: float = Field(default=0.5, gt=0, le=1)
     # Private apps get 100 (Starter) or 190 (Pro/Enterprise) requests per 10 s.
     burst_limit_per_10s: int = Field(default=100, gt=0)
+    # CRM search has its own, lower limit (about 4-5 requests per second per portal).
+    search_per_second: int = Field(default=4, ge=1)
     timeout_s: float = Field(default=30.0, gt=0)
+    # The daily limit resets at midnight in the portal's time zone (Settings > Account defaults).
+    portal_timezone: Annotated[str, AfterValidator(_zone)] = "UTC"
+    # Attempts for a transient failure (5xx, dropped connection) of a call safe to repeat.
+    max_attempts: int = Field(default=4, ge=1, le=10)
+    # How many 429 answers one call waits out before giving up with RateLimited.
+    max_rate_waits: int = Field(default=8, ge=1)
+    # Marketing source: where the first pull starts, and which e-mail events become touches.
+    initial_lookback_days: int = Field(default=180, ge=1, le=3650)
+    email_event_types: tuple[EmailEventType, ...] = ("SENT", "DELIVERED", "OPEN", "CLICK", "BOUNCE")
+    # Form GUIDs whose submissions are pulled; None means every form of the portal.
+    form_ids: tuple[str, ...] | None = None

@@ -1,0 +1,183 @@
+"""``closedloop check hubspot``: token, scopes, and the custom properties closedloop writes.
+
+Each check is a ``CheckResult`` with a remedy; none raises. With ``fix=True`` missing custom
+properties are created (the touch key with ``hasUniqueValue``, which HubSpot cannot add to an
+existing property afterwards: a key property without it has to be replaced by hand).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from connectors.base import CheckResult
+from connectors.errors import AuthError, ClosedloopError
+from connectors.hubspot.client import CallError, HubSpotClient
+from connectors.hubspot.engagements import ENGAGEMENT_TYPES
+
+__all__ = ["CUSTOM_PROPERTIES", "run_checks"]
+
+# Custom properties the shipped mappings write, per HubSpot object type (the touch key is added
+# from the settings). Labels are what HubSpot users see in the property settings.
+_ENGAGEMENT_PROPERTIES = {
+    "closedloop_source": "closedloop source",
+    "closedloop_campaign": "closedloop campaign",
+    "closedloop_kind": "closedloop touch kind",
+}
+CUSTOM_PROPERTIES: dict[str, dict[str, str]] = {
+    **{object_type: dict(_ENGAGEMENT_PROPERTIES) for object_type in ENGAGEMENT_TYPES.values()},
+    "contacts": {
+        "closedloop_lead_source": "closedloop lead source",
+        "closedloop_disqualified_reason": "closedloop disqualified reason",
+    },
+}
+_SINGULAR = {"contacts": "contact", **{v: k for k, v in ENGAGEMENT_TYPES.items()}}
+_AUTH_REMEDY = (
+    "set auth.access_token to the private app's token (Settings > Integrations > Private Apps > "
+    "the app > Auth), or for a public app check client_id, client_secret and refresh_token"
+)
+_SCOPE_REMEDY = (
+    "add the scopes to the app: crm.objects.contacts.read/write, crm.objects.companies.read, "
+    "crm.objects.deals.read, crm.schemas.contacts.read/write, crm.objects.owners.read, and for "
+    "engagements the matching object scopes (notes/tasks/emails/meetings/calls write)"
+)
+
+
+def run_checks(client: HubSpotClient, key_property: str, *, fix: bool = False) -> list[CheckResult]:
+    """Token, scopes and custom properties; with ``fix`` create the missing properties."""
+    results: list[CheckResult] = []
+    token = _token(client)
+    results.append(token)
+    if not token.ok:
+        return results
+    for object_type, wanted in CUSTOM_PROPERTIES.items():
+        names = dict(wanted)
+        if object_type in ENGAGEMENT_TYPES.values():
+            names[key_property] = "closedloop touch key"
+        results.extend(_properties(client, object_type, names, key_property, fix))
+    results.append(_marketing(client))
+    return results
+
+
+def _token(client: HubSpotClient) -> CheckResult:
+    api = client.api("owners")
+    try:
+        client.call("owners list", api.get_page, idempotent=True, limit=1)
+    except AuthError as exc:
+        missing_scope = "MISSING_SCOPES" in str(exc) or " 403 " in str(exc)
+        if missing_scope:
+            return CheckResult(
+                "hubspot.token", True, "token accepted (owners not readable: see scopes)"
+            )
+        return CheckResult("hubspot.token", False, _clean(exc), _AUTH_REMEDY)
+    except ClosedloopError as exc:
+        return CheckResult(
+            "hubspot.token", False, _clean(exc), f"check host ({client.settings.host}) and retry"
+        )
+    return CheckResult("hubspot.token", True, "token accepted")
+
+
+def _properties(
+    client: HubSpotClient,
+    object_type: str,
+    names: Mapping[str, str],
+    key_property: str,
+    fix: bool,
+) -> list[CheckResult]:
+    api = client.api("properties")
+    check_name = f"hubspot.properties.{object_type}"
+    try:
+        answer = client.call(
+            f"{object_type} properties list", api.get_all, object_type, idempotent=True
+        )
+    except AuthError as exc:
+        return [CheckResult(check_name, False, _clean(exc), _SCOPE_REMEDY)]
+    except ClosedloopError as exc:
+        return [CheckResult(check_name, False, _clean(exc), "retry; if it persists, check host")]
+    existing = {str(p.get("name")): p for p in answer.get("results") or []}
+    missing = [n for n in names if n not in existing]
+    created: list[str] = []
+    problems: list[str] = []
+    if fix:
+        for name in missing:
+            try:
+                client.call(
+                    f"{object_type} property create",
+                    api.create,
+                    object_type,
+                    _definition(object_type, name, names[name], unique=name == key_property),
+                    idempotent=False,
+                    raw_failures=True,
+                )
+            except CallError as exc:
+                if exc.failure.status == 409:  # created meanwhile (another check --fix)
+                    created.append(name)
+                    continue
+                problems.append(f"{name}: {_clean(exc.error)}")
+                continue
+            created.append(name)
+        missing = [n for n in missing if n not in created]
+    results: list[CheckResult] = []
+    if problems:
+        results.append(
+            CheckResult(check_name, False, "; ".join(problems), _SCOPE_REMEDY + " (schemas write)")
+        )
+    elif missing:
+        results.append(
+            CheckResult(
+                check_name,
+                False,
+                f"missing custom properties: {', '.join(missing)}",
+                "run `closedloop check hubspot --fix` to create them",
+            )
+        )
+    else:
+        detail = f"created {', '.join(created)}" if created else "custom properties present"
+        results.append(CheckResult(check_name, True, detail))
+    key = existing.get(key_property)
+    if key is not None and not key.get("hasUniqueValue"):
+        results.append(
+            CheckResult(
+                f"hubspot.touch_key.{object_type}",
+                False,
+                f"{key_property} exists without unique values: replays could duplicate engagements",
+                f"HubSpot cannot make an existing property unique: archive {key_property} on "
+                f"{object_type} and run `closedloop check hubspot --fix`, or set "
+                "touch_key_property to a new name",
+            )
+        )
+    return results
+
+
+def _definition(object_type: str, name: str, label: str, *, unique: bool) -> dict[str, Any]:
+    return {
+        "name": name,
+        "label": label,
+        "type": "string",
+        "fieldType": "text",
+        "groupName": f"{_SINGULAR[object_type]}information",
+        "description": "Written by closedloop (marketing touches synced from the MAP).",
+        "hasUniqueValue": unique,
+        "formField": False,
+    }
+
+
+def _marketing(client: HubSpotClient) -> CheckResult:
+    try:
+        client.request("forms list", "GET", "/marketing/v3/forms", query=[("limit", 1)])
+    except AuthError as exc:
+        return CheckResult(
+            "hubspot.marketing",
+            False,
+            _clean(exc),
+            "add the forms and content scopes to read form submissions and e-mail events "
+            "(only needed when HubSpot is a marketing source)",
+        )
+    except ClosedloopError as exc:
+        return CheckResult("hubspot.marketing", False, _clean(exc), "retry; check host")
+    return CheckResult("hubspot.marketing", True, "forms readable")
+
+
+def _clean(exc: BaseException) -> str:
+    """The first line of an error, for a one-line check detail."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -1,0 +1,115 @@
+"""The HubSpot connector: a ``Crm`` (engagements, contacts, change pulls) and an ``ActivitySource``.
+
+``HubSpotConnector`` composes the parts, each owning one thing:
+
+- ``client``: the SDK wiring, limits, retries and error translation (``client.py``, ``errors.py``);
+- ``engagements``: exactly-once timeline writes keyed by the touch key (``engagements.py``);
+- ``people``: contacts by e-mail, upserts, lifecycle values (``identity.py``);
+- ``changes``: windowed change pulls under the search cap (``changes.py``);
+- ``marketing``: e-mail events and form submissions as touches (``marketing.py``);
+- ``check.py``: ``closedloop check hubspot [--fix]``.
+
+Nothing vendor-typed leaves this package: every SDK and urllib3 exception becomes a closedloop
+error in ``HubSpotClient.call``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from connectors.base import (
+    CheckResult,
+    Cursor,
+    DeliveryResult,
+    Page,
+    Person,
+    RenderedTouch,
+    Touch,
+)
+from connectors.hubspot.changes import ChangePuller
+from connectors.hubspot.check import run_checks
+from connectors.hubspot.client import HubSpotClient
+from connectors.hubspot.engagements import EngagementWriter
+from connectors.hubspot.identity import Lifecycle, PeopleDirectory
+from connectors.hubspot.marketing import MarketingSource
+from connectors.hubspot.settings import HubSpotSettings
+from connectors.ratelimit import Clock
+
+__all__ = ["HubSpotConnector"]
+
+
+class HubSpotConnector:
+    """One HubSpot portal as closedloop sees it, named ``connection_name`` in touch keys."""
+
+    def __init__(
+        self,
+        connection_name: str,
+        settings: HubSpotSettings,
+        *,
+        clock: Clock | None = None,
+        lifecycle: Lifecycle | None = None,
+    ) -> None:
+        self.name = connection_name
+        self.settings = settings
+        self.client = HubSpotClient(settings, clock=clock)
+        self.engagements = EngagementWriter(
+            self.client, connection_name, settings.touch_key_property
+        )
+        self.people = PeopleDirectory(self.client, connection_name, lifecycle)
+        self.changes = ChangePuller(self.client, connection_name)
+        self.marketing = MarketingSource(self.client, connection_name, settings)
+
+    @property
+    def calls(self) -> int:
+        """HTTP calls this connector has made (429 answers and retries included)."""
+        return self.client.calls
+
+    def use_lifecycle(self, lifecycle: Lifecycle | None) -> None:
+        """Translate shared stage names through this mapping lifecycle in ``create_people``."""
+        self.people.lifecycle = lifecycle
+
+    def close(self) -> None:
+        """Release the HTTP connections."""
+        self.client.close()
+
+    def __enter__(self) -> HubSpotConnector:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- checks -------------------------------------------------------------------------------
+
+    def check(self) -> list[CheckResult]:
+        """Token, scopes and the custom properties (touch key unique); never raises."""
+        return run_checks(self.client, self.settings.touch_key_property)
+
+    def check_and_fix(self) -> list[CheckResult]:
+        """Like ``check``, creating the missing custom properties first."""
+        return run_checks(self.client, self.settings.touch_key_property, fix=True)
+
+    # -- Crm ----------------------------------------------------------------------------------
+
+    def resolve_people(self, emails: Sequence[str]) -> dict[str, Person]:
+        """Contacts by lower-cased e-mail (100 per call) with their primary company."""
+        return self.people.resolve(emails)
+
+    def create_people(self, people: Sequence[Person]) -> list[Person]:
+        """Create (or update) contacts by e-mail through batch upsert (100 per call)."""
+        return self.people.create(people)
+
+    def push_touches(self, touches: Sequence[RenderedTouch]) -> list[DeliveryResult]:
+        """Write engagements exactly once per touch key (see ``engagements``)."""
+        return self.engagements.push(touches)
+
+    def pull_changes(self, stream: str, cursor: Cursor, until: datetime) -> Iterator[Page[Any]]:
+        """Records of ``stream`` (people, accounts, opportunities, contact_roles, owners)."""
+        return self.changes.pull(stream, cursor, until)
+
+    # -- ActivitySource -----------------------------------------------------------------------
+
+    def pull_touches(self, cursor: Cursor, until: datetime) -> Iterator[Page[Touch]]:
+        """Marketing e-mail events and form submissions as touches (see ``marketing``)."""
+        return self.marketing.pull(cursor, until)

@@ -1,0 +1,95 @@
+"""Contacts by e-mail, upserts with lifecycle values, and HubSpot marketing events as touches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from connectors.base import Cursor, Person, PersonKind, TouchKind
+from connectors.hubspot.connector import HubSpotConnector
+from connectors.sandbox.hubspot import HubSpotStore
+from connectors.sandbox.server import SandboxServer
+from connectors.testing import drain_touches
+from sync.mapping import load_mapping
+from tests.connectors.hubspot.conftest import known_contacts
+
+Connect = Callable[..., HubSpotConnector]
+MAPPING = Path(__file__).parents[3] / "mappings" / "marketo-hubspot.yaml"
+
+
+def _contact(store: HubSpotStore, email: str) -> dict[str, str]:
+    with store.lock:
+        matches = [
+            r.properties for r in store.data.objects["contacts"].values()
+            if r.properties.get("email") == email
+        ]  # fmt: skip
+    assert len(matches) == 1, f"{len(matches)} contacts with {email}"
+    return matches[0]
+
+
+def test_unknown_emails_are_omitted_and_known_ones_carry_their_company(
+    portal_readonly: SandboxServer, reader: Connect
+) -> None:
+    store: HubSpotStore = portal_readonly.store("hubspot")
+    emails = [e for e, _ in known_contacts(portal_readonly, 30)]
+    found = reader().resolve_people([*emails, "nobody@nowhere.example"])
+    assert set(found) == set(emails)
+    assert all(p.kind is PersonKind.CONTACT for p in found.values())
+    companies = set(store.company_ids.values())
+    assert any(p.account_id in companies for p in found.values())
+
+
+def test_people_are_created_once_with_the_mappings_lifecycle_values(
+    portal: SandboxServer, connect: Connect
+) -> None:
+    store: HubSpotStore = portal.store("hubspot")
+    connector = connect()
+    connector.use_lifecycle(load_mapping(MAPPING).lifecycle)
+    person = Person(
+        "marketo", "42", PersonKind.LEAD, "New.Person@Example.com", first_name="Nia",
+        status="MQL", fields={"closedloop_lead_source": "Webinar"},
+    )  # fmt: skip
+    [created] = connector.create_people([person])
+    assert created.email == "new.person@example.com"
+    props = _contact(store, "new.person@example.com")
+    assert props["hs_lead_status"] == "OPEN"
+    assert props["lifecyclestage"] == "marketingqualifiedlead"
+    assert props["closedloop_lead_source"] == "Webinar"
+    [again] = connector.create_people([person])
+    assert again.external_id == created.external_id
+    _contact(store, "new.person@example.com")
+
+
+def test_email_events_and_form_fills_become_touches_with_their_details(
+    portal_readonly: SandboxServer, reader: Connect
+) -> None:
+    assert portal_readonly.world is not None
+    touches, _ = drain_touches(reader(), Cursor(), portal_readonly.world.now)
+    kinds = {t.kind for t in touches}
+    assert {TouchKind.EMAIL_OPEN, TouchKind.EMAIL_CLICK, TouchKind.FORM_FILL} <= kinds
+    assert TouchKind.EMAIL_UNSUBSCRIBE not in kinds  # not among the default event types
+    form = next(t for t in touches if t.kind is TouchKind.FORM_FILL)
+    assert form.email
+    assert form.asset
+    assert form.key.startswith("hubspot:form:")
+    click = next(t for t in touches if t.kind is TouchKind.EMAIL_CLICK)
+    assert click.asset
+    assert click.campaign
+    assert click.channel == "email"
+
+
+def test_a_pull_stopped_midway_resumes_without_loss_or_repeats(
+    portal_readonly: SandboxServer, reader: Connect
+) -> None:
+    assert portal_readonly.world is not None
+    until = portal_readonly.world.now
+    connector = reader(email_event_types=["OPEN"])
+    everything, _ = drain_touches(connector, Cursor(), until)
+    pages = connector.pull_touches(Cursor(), until)
+    first = next(pages)
+    second = next(pages)
+    pages.close()
+    rest, _ = drain_touches(connector, second.cursor, until)
+    resumed = [*first.records, *second.records, *rest]
+    assert [t.key for t in resumed] == [t.key for t in everything]
+    assert {t.kind for t in everything} == {TouchKind.EMAIL_OPEN, TouchKind.FORM_FILL}
