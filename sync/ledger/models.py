@@ -14,6 +14,10 @@ what has a name).
 - History: ``disposition`` (append-only status and stage transitions; re-pulling the same
   change is a no-op thanks to its unique key).
 - Operations: ``cursor`` (per pipeline and stream), ``sync_run``, ``dead_letter``, ``lease``.
+- Reconciliation and attribution (revision 0002): ``person_email`` (every address a person has
+  had), ``account_match`` (lead-to-account links and the review queue, with human decisions),
+  ``attribution_run`` (versioned runs with an inputs fingerprint), ``attribution_credit`` and
+  ``attribution_outcome`` (per opportunity: counted touches, sourcing campaign).
 
 Times are aware UTC datetimes (``UtcDateTime``), money is ``Numeric(18, 2)``, emails are
 lower-cased on the way in (``EmailAddress``). SQLite keeps NUMERIC values as doubles: amounts
@@ -39,7 +43,11 @@ from sync.ledger.types import EmailAddress, JsonDocument, UtcDateTime, utcnow
 
 __all__ = [
     "LEDGER_METADATA",
+    "AccountMatchRow",
     "AccountRow",
+    "AttributionCreditRow",
+    "AttributionOutcomeRow",
+    "AttributionRunRow",
     "CampaignCostRow",
     "CampaignRow",
     "ContactRoleRow",
@@ -53,7 +61,9 @@ __all__ = [
     "DispositionRow",
     "LeaseRow",
     "LedgerModel",
+    "MatchStatus",
     "OpportunityRow",
+    "PersonEmailRow",
     "PersonRow",
     "RunState",
     "SyncRunRow",
@@ -487,3 +497,139 @@ class LeaseRow(LedgerModel, table=True):
     fencing_token: int
     acquired_at: datetime = Field(sa_type=UtcDateTime)
     expires_at: datetime = Field(sa_type=UtcDateTime)
+
+
+# --- reconciliation and attribution (revision 0002) -------------------------------------------
+
+
+class MatchStatus(enum.StrEnum):
+    """Where a lead-to-account match stands: linked automatically, waiting, or decided."""
+
+    AUTO = "auto"  # confident enough: linked without review
+    PENDING = "pending"  # queued for `closedloop matches review`
+    ACCEPTED = "accepted"  # a human linked it; reused on every later run
+    REJECTED = "rejected"  # a human refused it; never proposed again
+
+
+class PersonEmailRow(LedgerModel, table=True):
+    """Every address a person has had (the person row only keeps the current one)."""
+
+    __tablename__ = "person_email"
+    __table_args__ = (UniqueConstraint("crm", "person_external_id", "email"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    crm: str
+    person_external_id: str
+    email: str = Field(sa_type=EmailAddress, index=True)
+    first_seen_at: datetime = Field(
+        default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
+    )
+    last_seen_at: datetime = Field(
+        default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
+    )
+
+
+class AccountMatchRow(LedgerModel, table=True):
+    """A proposed or decided link of an unconverted lead to an account, with its evidence."""
+
+    __tablename__ = "account_match"
+    __table_args__ = (
+        UniqueConstraint("crm", "person_external_id", "account_external_id"),
+        Index(None, "crm", "status"),
+        CheckConstraint(_in("status", MatchStatus), name="status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    crm: str
+    person_external_id: str = Field(index=True)
+    account_external_id: str
+    confidence: float
+    method: str  # "domain", "name", "acronym" or "fuzzy"
+    evidence: dict[str, Any] = Field(
+        default_factory=_empty_dict,
+        sa_type=JsonDocument,
+        sa_column_kwargs={"default": _empty_dict},
+    )
+    status: str
+    decided_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
+    )
+
+
+class AttributionRunRow(LedgerModel, table=True):
+    """One stored attribution run: its models, parameters and the fingerprint of its inputs."""
+
+    __tablename__ = "attribution_run"
+    __table_args__ = (Index(None, "crm", "started_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)  # the run's version number
+    crm: str
+    models: list[str] = Field(
+        default_factory=_empty_list,
+        sa_type=JsonDocument,
+        sa_column_kwargs={"default": _empty_list},
+    )
+    params: dict[str, Any] = Field(
+        default_factory=_empty_dict,
+        sa_type=JsonDocument,
+        sa_column_kwargs={"default": _empty_dict},
+    )
+    fingerprint: str = Field(index=True)  # sha256 of the sorted inputs, parameters and as_of
+    algorithm_version: str
+    as_of: datetime = Field(sa_type=UtcDateTime)
+    started_at: datetime = Field(
+        default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
+    )
+    finished_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    counts: dict[str, Any] = Field(
+        default_factory=_empty_dict,
+        sa_type=JsonDocument,
+        sa_column_kwargs={"default": _empty_dict},
+    )
+
+
+class AttributionCreditRow(LedgerModel, table=True):
+    """The share of one opportunity one model of one run gives one touch."""
+
+    __tablename__ = "attribution_credit"
+    __table_args__ = (Index(None, "run_id", "model"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="attribution_run.id")
+    model: str
+    opportunity_external_id: str
+    touch_key: str
+    person_external_id: str
+    campaign: str | None = None
+    channel: str | None = None
+    occurred_at: datetime = Field(sa_type=UtcDateTime)
+    share_units: int  # millionths of the opportunity: 1,000,000 = 100%
+    amount: Decimal = Field(max_digits=18, decimal_places=2)
+    milestones: str = Field(default="", sa_column_kwargs={"default": ""})  # comma-separated
+
+
+class AttributionOutcomeRow(LedgerModel, table=True):
+    """One opportunity in one run: its amount, counted touches, and sourcing campaign."""
+
+    __tablename__ = "attribution_outcome"
+    __table_args__ = (UniqueConstraint("run_id", "opportunity_external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="attribution_run.id")
+    opportunity_external_id: str
+    amount: Decimal = Field(max_digits=18, decimal_places=2)
+    is_closed: bool
+    is_won: bool
+    counted_touches: int
+    lead_person_external_id: str | None = None
+    sourced_campaign: str | None = None
+    sourced_by: str | None = None  # "lead_creation" or "primary_campaign"
+    influencing_campaigns: list[str] = Field(
+        default_factory=_empty_list,
+        sa_type=JsonDocument,
+        sa_column_kwargs={"default": _empty_list},
+    )

@@ -1,0 +1,39 @@
+"""Splitting a whole number of units (share units, cents) by integer weights, exactly.
+
+Largest-remainder rule: each item first gets ``floor(total * weight / sum)``; the units left over
+(fewer than the number of items) go one each to the items with the largest remainders; equal
+remainders are broken by position, and callers pass items in (time, touch key) order, so the
+earlier touch wins a tie. All arithmetic is on integers, so the parts always add up to
+``total`` exactly, on every platform, and an item of weight 0 never receives a unit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["largest_remainder"]
+
+
+def largest_remainder(total: int, weights: Sequence[int]) -> list[int]:
+    """Split ``total`` in proportion to ``weights`` (non-negative, not all 0), summing exactly."""
+    weight_sum = sum(weights)
+    if weight_sum <= 0:
+        raise ValueError("at least one weight must be positive")
+    if total < 0:
+        return [-part for part in largest_remainder(-total, weights)]
+    if weight_sum in weights:  # one touch takes it all (single-touch models): no division needed
+        whole = [0] * len(weights)
+        whole[list(weights).index(weight_sum)] = total
+        return whole
+    parts: list[int] = []
+    remainders: list[int] = []
+    for weight in weights:
+        part, remainder = divmod(total * weight, weight_sum)
+        parts.append(part)
+        remainders.append(remainder)
+    left = total - sum(parts)
+    if left:
+        ranked = sorted(range(len(weights)), key=lambda i: (-remainders[i], i))
+        for index in ranked[:left]:
+            parts[index] += 1
+    return parts

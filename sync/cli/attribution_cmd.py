@@ -1,0 +1,187 @@
+"""``closedloop attribution``: run the attribution models over the ledger and show the results.
+
+``run`` stores a versioned run per CRM (``--model M`` repeated, or ``--all``); parameters come
+from the ``attribution:`` section of closedloop.yaml when a config is found. ``show`` prints the
+credited amounts of a run by campaign (with sourced and influenced amounts), channel or model.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from connectors.errors import ConfigError
+
+app = typer.Typer(help="Attribute pipeline and revenue to campaigns.", no_args_is_help=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", help="closedloop.yaml (default: $CLOSEDLOOP_CONFIG, ./closedloop.yaml)."
+    ),
+]
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option("--database-url", help="Ledger URL (default: config, env, ./closedloop.db)."),
+]
+
+
+def _settings(config: Path | None, database_url: str | None) -> tuple[Any, str]:
+    """The attribution parameters and the ledger URL, from the config when there is one."""
+    from sync.attribution.settings import AttributionConfig
+    from sync.config import config_path, load_config
+    from sync.ledger import default_database_url
+
+    path = config_path(config)
+    if config is not None or path.is_file():
+        loaded = load_config(path)
+        return loaded.attribution.params(), database_url or loaded.database_url() or (
+            default_database_url()
+        )
+    return AttributionConfig().params(), database_url or default_database_url()
+
+
+def _as_of(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(
+            f"--as-of {value!r} is not an ISO date or time (e.g. 2026-11-01T00:00:00Z)"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@app.command("run")
+def run_command(  # noqa: PLR0917 - Typer maps each parameter to a CLI option
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="A model to run (repeatable): first_touch, "
+            "lead_creation, last_touch, linear, u_shaped, w_shaped, full_path, "
+            "time_decay, custom.",
+        ),
+    ] = None,
+    all_models: Annotated[bool, typer.Option("--all", help="Run every model.")] = False,
+    crm: Annotated[
+        str | None, typer.Option("--crm", help="The CRM connection (default: every one).")
+    ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of", help="End of the window of open deals (default: next UTC midnight)."
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Store a new run even if the inputs are unchanged.")
+    ] = False,
+    config: ConfigOption = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Attribute every opportunity and store a versioned, reproducible run."""
+    from rich.console import Console
+
+    from sync.attribution.ledger import crms_with_opportunities, run_attribution
+    from sync.attribution.models import Model
+    from sync.ledger import ledger_session, open_ledger
+
+    if all_models == bool(model):
+        raise typer.BadParameter("give --model M (repeatable) or --all", param_hint="--model")
+    params, url = _settings(config, database_url)
+    known = [m.value for m in Model]
+    if all_models:
+        names = known if params.custom is not None else [m for m in known if m != "custom"]
+    else:
+        names = list(dict.fromkeys(model or []))
+        unknown = [m for m in names if m not in known]
+        if unknown:
+            raise typer.BadParameter(
+                f"unknown model {', '.join(unknown)}; choose from {', '.join(known)}",
+                param_hint="--model",
+            )
+    console = Console(highlight=False)
+    engine = open_ledger(url)
+    try:
+        with ledger_session(engine) as session:
+            crms = [crm] if crm else crms_with_opportunities(session)
+            if not crms:
+                console.print("no opportunities in the ledger yet: nothing to attribute")
+                return
+            for name in crms:
+                report = run_attribution(
+                    session, name, names, params, as_of=_as_of(as_of), force=force
+                )
+                counts = report.counts
+                state = "unchanged, same as" if report.reused else "stored as"
+                console.print(
+                    f"{name}: {state} run {report.run_id} ({', '.join(names)}): "
+                    f"{counts.get('opportunities', 0)} opportunities, "
+                    f"{counts.get('credits', 0)} credits, "
+                    f"{counts.get('unlinked_touches', 0)} touches of unknown people; "
+                    f"fingerprint {report.fingerprint[:12]}"
+                )
+    finally:
+        engine.dispose()
+
+
+@app.command("show")
+def show_command(  # noqa: PLR0917 - Typer maps each parameter to a CLI option
+    by: Annotated[str, typer.Option("--by", help="campaign, channel or model.")] = "campaign",
+    run: Annotated[
+        int | None, typer.Option("--run", help="The run to show (default: the newest).")
+    ] = None,
+    crm: Annotated[str | None, typer.Option("--crm", help="The newest run of this CRM.")] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="Only these models' columns (repeatable)."),
+    ] = None,
+    config: ConfigOption = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Show a stored run's credited amounts by campaign, channel or model."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from sync.attribution.ledger import latest_run, summarize
+    from sync.ledger import ledger_session, open_ledger
+    from sync.ledger.models import AttributionRunRow
+
+    if by not in ("campaign", "channel", "model"):
+        raise typer.BadParameter("choose campaign, channel or model", param_hint="--by")
+    _, url = _settings(config, database_url)
+    console = Console(highlight=False)
+    engine = open_ledger(url)
+    try:
+        with ledger_session(engine) as session:
+            chosen = session.get(AttributionRunRow, run) if run else latest_run(session, crm)
+            if chosen is None or chosen.id is None:
+                raise ConfigError(
+                    f"no attribution run {run}"
+                    if run
+                    else "no attribution run yet: run `closedloop attribution run --all` first"
+                )
+            rows = summarize(session, chosen.id, by)
+            models = [m for m in chosen.models if not model or m in model]
+            if by == "model":
+                rows = [r for r in rows if r["model"] in models]
+    finally:
+        engine.dispose()
+    table = Table(title=f"run {chosen.id} ({chosen.crm}, as of {chosen.as_of:%Y-%m-%d %H:%M} UTC)")
+    if by == "model":
+        columns = ["model", "attributed", "unattributed", "amount"]
+    else:
+        columns = [by, *models] + (["sourced", "influenced"] if by == "campaign" else [])
+    for number, column in enumerate(columns):
+        table.add_column(column, justify="left" if number == 0 else "right")
+    # Wide enough for every column: a report is better wrapped by the pager than truncated.
+    console.width = max(console.width, 16 * len(columns))
+    for row in rows:
+        table.add_row(*(f"{row[c]:,}" if number else str(row[c])
+                        for number, c in enumerate(columns)))  # fmt: skip
+    console.print(table)
