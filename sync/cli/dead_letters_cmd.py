@@ -1,0 +1,218 @@
+"""``closedloop dead-letters list|show|replay|discard``: records a stage refused, and what next.
+
+Every refused record is kept with its pipeline, stage (pull, resolve, map, push), the vendor's
+code and message, and its payload. ``replay`` sends touches through map + push again (after
+the mapping or the CRM was fixed) and marks them ``replayed`` when they land; ``discard`` closes
+them without sending (they stay in the ledger for the record).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+from connectors.errors import ConfigError
+from sync.cli.sync_cmd import output_console
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from sync.config import Config
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="Inspect, replay or discard records a pipeline refused.", no_args_is_help=True
+)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="The config file [default: $CLOSEDLOOP_CONFIG or ./closedloop.yaml].",
+        show_default=False,
+    ),
+]
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="Ledger URL [default: $CLOSEDLOOP_DATABASE_URL, the config's ledger.url].",
+        show_default=False,
+    ),
+]
+
+
+def _config(config: Path | None, *, required: bool) -> Config | None:
+    from sync.config import config_path, load_config
+
+    path = config_path(config)
+    if not required and not path.exists():
+        return None
+    return load_config(path)
+
+
+def _engine(loaded: Config | None, database_url: str | None) -> Engine:
+    from sync.ledger import open_ledger
+
+    return open_ledger(database_url or (loaded.database_url() if loaded else None))
+
+
+@app.command("list")
+def list_command(
+    pipeline: Annotated[
+        str | None, typer.Option("--pipeline", "-p", help="Only this pipeline's.")
+    ] = None,
+    status: Annotated[
+        str, typer.Option("--status", "-s", help="open, replayed, discarded or all.")
+    ] = "open",
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many.")] = 50,
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """List dead letters, newest first, with their stage, code and reason."""
+    from sqlalchemy import func, select
+
+    from sync.ledger.models import DeadLetterRow, DeadLetterStatus
+
+    allowed = [s.value for s in DeadLetterStatus]
+    if status != "all" and status not in allowed:
+        raise ConfigError(f"--status must be one of {', '.join(allowed)} or all; got {status!r}")
+    table_ = DeadLetterRow.__table__  # type: ignore[attr-defined]
+    query = select(table_).order_by(table_.c.id.desc()).limit(limit)
+    total = select(func.count()).select_from(table_)
+    if pipeline:
+        query = query.where(table_.c.pipeline == pipeline)
+        total = total.where(table_.c.pipeline == pipeline)
+    if status != "all":
+        query = query.where(table_.c.status == status)
+        total = total.where(table_.c.status == status)
+    engine = _engine(_config(config, required=False), database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(query).all()
+            count = int(conn.execute(total).scalar_one())
+    finally:
+        engine.dispose()
+    console = output_console()
+    if not rows:
+        console.print(f"no {'' if status == 'all' else status + ' '}dead letters")
+        return
+    table = Table(title=f"Dead letters ({count:,} {status})", title_justify="left")
+    for column in ("id", "pipeline", "stage", "record", "code", "reason", "status", "created"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            str(row.id), row.pipeline, row.stage, row.record_key or "-", row.code,
+            row.reason[:160], row.status, row.created_at.strftime("%Y-%m-%d %H:%M"),
+        )  # fmt: skip
+    console.print(table)
+    if count > len(rows):
+        console.print(f"[dim]{count - len(rows):,} more: use --limit[/]")
+
+
+@app.command("show")
+def show_command(
+    dead_letter_id: Annotated[int, typer.Argument(help="The dead letter's id.")],
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Print one dead letter in full, with its payload as JSON."""
+    from sqlalchemy import select
+
+    from sync.ledger.models import DeadLetterRow
+
+    table_ = DeadLetterRow.__table__  # type: ignore[attr-defined]
+    engine = _engine(_config(config, required=False), database_url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(select(table_).where(table_.c.id == dead_letter_id)).first()
+    finally:
+        engine.dispose()
+    if row is None:
+        raise ConfigError(
+            f"no dead letter with id {dead_letter_id}: see `closedloop dead-letters list`"
+        )
+    document = {
+        "id": row.id,
+        "pipeline": row.pipeline,
+        "stage": row.stage,
+        "record_key": row.record_key,
+        "code": row.code,
+        "reason": row.reason,
+        "status": row.status,
+        "attempts": row.attempts,
+        "run_id": row.run_id,
+        "created_at": row.created_at.isoformat(),
+        "resolved_at": row.resolved_at.isoformat() if row.resolved_at else None,
+        "payload": row.payload,
+    }
+    typer.echo(json.dumps(document, indent=2, ensure_ascii=False, default=str))
+
+
+@app.command("replay")
+def replay_command(
+    ids: Annotated[list[int] | None, typer.Argument(help="Dead letter ids to replay.")] = None,
+    replay_all: Annotated[
+        bool, typer.Option("--all", help="Replay every open dead letter (of --pipeline).")
+    ] = False,
+    pipeline: Annotated[
+        str | None, typer.Option("--pipeline", "-p", help="With --all: only this pipeline's.")
+    ] = None,
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Send refused touches through map + push again; exit 1 if any still fails."""
+    from sync.connections import Connections
+    from sync.pipelines.replay import replay_dead_letters
+
+    if not ids and not replay_all:
+        raise ConfigError("give dead letter ids, or --all (optionally with --pipeline)")
+    if ids and replay_all:
+        raise ConfigError("give either dead letter ids or --all, not both")
+    loaded = _config(config, required=True)
+    assert loaded is not None
+    engine = _engine(loaded, database_url)
+    try:
+        with Connections(loaded) as connections:
+            report = replay_dead_letters(
+                loaded, engine, connections, ids=ids or None, pipeline=pipeline
+            )
+    finally:
+        engine.dispose()
+    console = output_console()
+    console.print(
+        f"replayed {len(report.replayed)}, still failing {len(report.failed)}, "
+        f"skipped {len(report.skipped)}"
+    )
+    for dead_id, why in sorted(report.skipped.items()):
+        console.print(f"  {dead_id}: skipped: {why}")
+    if report.failed:
+        listed = " ".join(str(i) for i in report.failed[:20])
+        console.print(f"  still failing: {listed} (see `closedloop dead-letters show ID`)")
+        raise typer.Exit(1)
+
+
+@app.command("discard")
+def discard_command(
+    ids: Annotated[list[int], typer.Argument(help="Dead letter ids to discard.")],
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Close dead letters without sending them (they stay in the ledger as discarded)."""
+    from sync.pipelines.replay import discard_dead_letters
+
+    engine = _engine(_config(config, required=False), database_url)
+    try:
+        changed = discard_dead_letters(engine, ids)
+    finally:
+        engine.dispose()
+    typer.echo(f"discarded {len(changed)} of {len(ids)}")
+    missing = sorted(set(ids) - set(changed))
+    if missing:
+        typer.echo(f"not open (or unknown): {' '.join(map(str, missing))}", err=True)

@@ -1,0 +1,421 @@
+"""``closedloop sync``, ``closedloop backfill`` and ``closedloop runs``: run pipelines by hand.
+
+``sync`` runs every enabled pipeline (or the ``--pipeline`` ones) once, in config order, with a
+progress bar per stage when stderr is a terminal, then prints what each run did. ``--loop``
+keeps running them in the foreground on their configured schedules (a simple loop for a
+terminal; ``closedloop serve`` is the real scheduler). Exit code 1 when a run failed.
+
+On PostgreSQL each run first takes the pipeline's lease (``sync.leases``), so a manual sync
+never runs beside a ``serve`` replica doing the same pipeline; on SQLite one process owns the
+ledger and no lease is taken.
+
+``backfill --since DATE`` pulls again from DATE regardless of the cursor (touches already in the
+ledger are recognised by key, CRM writes are upserts: running it twice changes nothing).
+``runs`` lists recent runs with their counts, API calls and errors.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from connectors.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from sync.config import Config
+    from sync.connections import Connections
+    from sync.pipelines.runner import Progress, RunSummary
+
+__all__ = [
+    "backfill_command",
+    "output_console",
+    "run_selected",
+    "runs_command",
+    "summary_table",
+    "sync_command",
+]
+
+LEASE_TTL_S = 60.0
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="The config file [default: $CLOSEDLOOP_CONFIG or ./closedloop.yaml].",
+        show_default=False,
+    ),
+]
+PipelineOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--pipeline",
+        "-p",
+        help="Run only this pipeline (repeat for several) [default: every enabled one].",
+        show_default=False,
+    ),
+]
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="Ledger URL [default: $CLOSEDLOOP_DATABASE_URL, the config's ledger.url].",
+        show_default=False,
+    ),
+]
+
+
+def _load(config: Path | None) -> Config:
+    from sync.config import config_path, load_config
+
+    return load_config(config_path(config))
+
+
+def _open(loaded: Config | None, database_url: str | None) -> Engine:
+    from sync.ledger import open_ledger
+
+    return open_ledger(database_url or (loaded.database_url() if loaded else None))
+
+
+def _selected(loaded: Config, names: Sequence[str] | None) -> list[str]:
+    if not names:
+        chosen = [n for n, p in loaded.pipelines.items() if p.enabled]
+        if not chosen:
+            raise ConfigError("the config has no enabled pipeline to run")
+        return chosen
+    unknown = [n for n in names if n not in loaded.pipelines]
+    if unknown:
+        known = ", ".join(loaded.pipelines) or "(none)"
+        raise ConfigError(f"no pipeline named {', '.join(unknown)}; configured pipelines: {known}")
+    return list(dict.fromkeys(names))
+
+
+def output_console() -> Console:
+    """Stdout for tables: the terminal's width, or wide enough not to fold when piped."""
+    console = Console(highlight=False)
+    return console if console.is_terminal else Console(highlight=False, width=200)
+
+
+def _owner() -> str:
+    return f"cli:{socket.gethostname()}:{os.getpid()}"
+
+
+def run_selected(
+    loaded: Config,
+    engine: Engine,
+    names: Sequence[str],
+    *,
+    connections: Connections,
+    progress: Callable[[str], Progress | None] | None = None,
+    since: datetime | None = None,
+    stop: threading.Event | None = None,
+) -> list[RunSummary]:
+    """Run each of ``names`` once (under its lease on PostgreSQL); returns the summaries."""
+    from sync.pipelines.runner import run_pipeline
+
+    out: list[RunSummary] = []
+    for name in names:
+        if stop is not None and stop.is_set():
+            break
+        with _lease(engine, name) as fence:
+            if fence is False:
+                typer.echo(f"{name}: another process holds its lease right now; skipped", err=True)
+                continue
+            out.append(
+                run_pipeline(
+                    loaded,
+                    name,
+                    engine,
+                    fence=fence or None,
+                    stop=stop,
+                    progress=progress(name) if progress else None,
+                    connections=connections,
+                    since=since,
+                )
+            )
+    return out
+
+
+@contextmanager
+def _lease(engine: Engine, name: str) -> Iterator[Any]:
+    """On PostgreSQL the pipeline's lease (False when taken by someone else); else None."""
+    if engine.dialect.name != "postgresql":
+        yield None
+        return
+    from sync import leases
+
+    fence = leases.acquire(engine, leases.lease_name(name), _owner(), LEASE_TTL_S)
+    if fence is None:
+        yield False
+        return
+    try:
+        with leases.Heartbeat(engine, fence, LEASE_TTL_S):
+            yield fence
+    finally:
+        leases.release(engine, fence)
+
+
+class _Bars:
+    """One rich progress bar per (pipeline, stage), shown only on a terminal."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.enabled = console.is_terminal
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TextColumn("{task.completed:,.0f} records"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not self.enabled,
+            transient=False,
+        )
+        self.tasks: dict[tuple[str, str], Any] = {}
+
+    def for_pipeline(self, pipeline: str) -> Progress | None:
+        if not self.enabled:
+            return None
+
+        def advance(stage: str, amount: int) -> None:
+            key = (pipeline, stage)
+            if key not in self.tasks:
+                self.tasks[key] = self.progress.add_task(f"{pipeline}: {stage}", total=None)
+            self.progress.update(self.tasks[key], advance=amount)
+
+        return advance
+
+
+def _calls(summary: RunSummary) -> str:
+    parts = []
+    for name, calls in sorted(summary.api_calls.items()):
+        minimum = summary.minimum_calls.get(name)
+        parts.append(f"{name} {calls}" + (f" (min {minimum})" if minimum is not None else ""))
+    return ", ".join(parts) or "-"
+
+
+def summary_table(summaries: Sequence[RunSummary], title: str = "Runs") -> Table:
+    """The table ``sync``, ``backfill`` and the demo print: one row per run."""
+    table = Table(title=title, title_justify="left")
+    for column in ("pipeline", "state", "pulled", "new", "pushed", "held", "dead letters",
+                   "dispositions", "API calls", "time"):  # fmt: skip
+        table.add_column(column, justify="left" if column in ("pipeline", "state") else "right")
+    for s in summaries:
+        style = {"failed": "red", "interrupted": "yellow"}.get(s.state, "green")
+        pulled = s.count("pulled") or sum(
+            s.count(k) for k in ("accounts", "opportunities", "campaigns", "contact_roles")
+        )
+        table.add_row(
+            s.pipeline, f"[{style}]{s.state}[/]", f"{pulled:,}", f"{s.count('new'):,}",
+            f"{s.count('pushed'):,}", f"{s.count('held'):,}", f"{s.count('dead_lettered'):,}",
+            f"{s.count('dispositions'):,}", _calls(s), f"{s.duration_s:.1f}s",
+        )  # fmt: skip
+    return table
+
+
+def _print_outcome(console: Console, summaries: Sequence[RunSummary], title: str) -> None:
+    console.print(summary_table(summaries, title))
+    for s in summaries:
+        for note in s.notes:
+            console.print(f"[dim]{s.pipeline}: {note}[/]")
+        if s.error:
+            colour = "red" if s.state == "failed" else "yellow"
+            console.print(f"[{colour}]{s.pipeline}: {s.error}[/]")
+
+
+def _run_and_report(
+    loaded: Config,
+    engine: Engine,
+    names: Sequence[str],
+    *,
+    since: datetime | None,
+    title: str,
+    stop: threading.Event | None = None,
+) -> bool:
+    from sync.connections import Connections
+
+    console = output_console()
+    bars = _Bars(Console(stderr=True))
+    with Connections(loaded) as connections, bars.progress:
+        summaries = run_selected(
+            loaded, engine, names, connections=connections,
+            progress=bars.for_pipeline, since=since, stop=stop,
+        )  # fmt: skip
+    _print_outcome(console, summaries, title)
+    return all(s.ok for s in summaries)
+
+
+def sync_command(
+    config: ConfigOption = None,
+    pipeline: PipelineOption = None,
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once/--loop",
+            help="Run each pipeline once and exit (default), or keep running them in the "
+            "foreground on their schedules.",
+        ),
+    ] = True,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Run pipelines now: pull, match, map and push, then print what each run did."""
+    loaded = _load(config)
+    names = _selected(loaded, pipeline)
+    engine = _open(loaded, database_url)
+    try:
+        if once:
+            ok = _run_and_report(loaded, engine, names, since=None, title="closedloop sync")
+            if not ok:
+                raise typer.Exit(1)
+            return
+        _loop(loaded, engine, names)
+    finally:
+        engine.dispose()
+
+
+def _loop(loaded: Config, engine: Engine, names: Sequence[str]) -> None:
+    """Run ``names`` on their schedules until interrupted (Ctrl-C finishes the batch)."""
+    from datetime import timedelta
+
+    due: dict[str, datetime] = dict.fromkeys(names, datetime.now(UTC))
+    stop = threading.Event()
+    try:
+        while not stop.is_set():
+            now = datetime.now(UTC)
+            ready = [n for n in names if due[n] <= now]
+            if ready:
+                _run_and_report(loaded, engine, ready, since=None, title="closedloop sync")
+            for name in ready:
+                schedule = loaded.pipelines[name].schedule
+                trigger = schedule.trigger() if schedule else None
+                nxt = trigger.get_next_fire_time(None, datetime.now(UTC)) if trigger else None
+                due[name] = nxt or datetime.now(UTC) + timedelta(minutes=15)
+            wait = min(due.values()) - datetime.now(UTC)
+            time.sleep(max(0.5, min(wait.total_seconds(), 60.0)))
+    except KeyboardInterrupt:
+        stop.set()
+        typer.echo("stopped", err=True)
+
+
+def _parse_since(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(
+            f"--since {text!r} is not a date: write 2024-05-01 or 2024-05-01T09:00:00+02:00"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if moment > datetime.now(UTC):
+        raise ConfigError(f"--since {text!r} is in the future")
+    return moment.astimezone(UTC)
+
+
+def backfill_command(
+    since: Annotated[
+        str, typer.Option("--since", help="Pull from this date (2024-05-01, ISO 8601; UTC).")
+    ],
+    config: ConfigOption = None,
+    pipeline: PipelineOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Pull again from a date regardless of the cursors; safe to repeat (nothing doubles)."""
+    moment = _parse_since(since)
+    loaded = _load(config)
+    names = _selected(loaded, pipeline)
+    engine = _open(loaded, database_url)
+    try:
+        title = f"closedloop backfill since {moment.date().isoformat()}"
+        if not _run_and_report(loaded, engine, names, since=moment, title=title):
+            raise typer.Exit(1)
+    finally:
+        engine.dispose()
+
+
+def runs_command(
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs.")] = 20,
+    pipeline: Annotated[
+        str | None, typer.Option("--pipeline", "-p", help="Only runs of this pipeline.")
+    ] = None,
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """List recent runs, newest first: state, counts, API calls and errors."""
+    from sqlalchemy import select
+
+    from sync.ledger.models import SyncRunRow
+    from sync.pipelines.runner import summary_from_row
+
+    loaded = None
+    if database_url is None:
+        from sync.config import config_path
+
+        path = config_path(config)
+        loaded = _load(config) if path.exists() else None
+    engine = _open(loaded, database_url)
+    table_ = SyncRunRow.__table__  # type: ignore[attr-defined]
+    try:
+        query = select(table_).order_by(table_.c.id.desc()).limit(limit)
+        if pipeline:
+            query = query.where(table_.c.pipeline == pipeline)
+        with engine.connect() as conn:
+            rows = conn.execute(query).all()
+    finally:
+        engine.dispose()
+    console = output_console()
+    if not rows:
+        console.print("no runs yet: run `closedloop sync`")
+        return
+    table = Table(title="Recent runs", title_justify="left")
+    for column in ("id", "pipeline", "state", "started", "time", "counts", "API calls", "error"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        s = summary_from_row(row)
+        counts = ", ".join(f"{k} {v:,}" for k, v in sorted(s.counts.items()) if v)
+        table.add_row(
+            str(s.run_id), s.pipeline, s.state,
+            s.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            f"{s.duration_s:.1f}s" if s.finished_at else "running",
+            counts or "-", _calls(s), s.error or "",
+        )  # fmt: skip
+    console.print(table)
+
+
+def _standalone() -> typer.Typer:
+    """These commands as their own small CLI (``python -m sync.cli.sync_cmd``), for tests and
+    for builds where they are not mounted on ``closedloop`` yet."""
+    from sync.cli.dead_letters_cmd import app as dead_letters_app
+    from sync.cli.demo_cmd import demo_command
+
+    standalone = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+    standalone.command("sync")(sync_command)
+    standalone.command("backfill")(backfill_command)
+    standalone.command("runs")(runs_command)
+    standalone.command("demo")(demo_command)
+    standalone.add_typer(dead_letters_app, name="dead-letters")
+    return standalone
+
+
+if __name__ == "__main__":
+    import sys
+
+    from connectors.errors import ClosedloopError
+
+    try:
+        _standalone()(prog_name="closedloop")
+    except ClosedloopError as error:
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(error.exit_code)

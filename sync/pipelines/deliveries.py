@@ -1,0 +1,679 @@
+"""Delivering stored touches to one CRM: resolve people, map, record intent, push, confirm.
+
+The exactly-once protocol for one batch of touches and one sink:
+
+1. resolve each email to a CRM person: the ledger's ``person`` rows first, then one batched
+   ``crm.resolve_people`` for the rest (results cached in ``person``); people the CRM does not
+   know are created (``crm.create_people``) or held, as the mapping's ``people.unknown`` says;
+2. digest and render every touch with the compiled mapping; a record the mapping cannot render
+   becomes a dead letter of stage ``map``;
+3. commit a delivery row in state ``intended`` for every touch about to be pushed (fenced);
+4. ``crm.push_touches``: an idempotent upsert keyed by the touch key;
+5. commit ``confirmed`` with the CRM id, or ``dead`` plus a dead letter of stage ``push`` with
+   the CRM's code and message for a record it refused (fenced).
+
+A crash between 3 and 5 leaves ``intended`` rows, which the next run pushes again: the upsert
+on the touch key turns the replay into an update, never a second record. Held touches get a
+``failed`` row ("held") and are tried again on every run until the person appears.
+
+Page-view style digests: a digest's key is stable per person and window, so its members already
+delivered in earlier batches are read back from the ledger and rolled in again; the CRM record
+is rewritten with every member, not only the newest ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from sqlalchemy import Connection, and_, bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from connectors.base import (
+    Crm,
+    DeliveryResult,
+    Person,
+    PersonKind,
+    RenderedTouch,
+    Touch,
+    TouchKind,
+)
+from connectors.errors import MappingError, RecordRejected, Transient
+from sync.ingest import insert_rejects
+from sync.ledger.models import (
+    DeadLetterStage,
+    DeliveryRow,
+    DeliveryState,
+    PersonRow,
+    TouchRow,
+)
+from sync.ledger.types import utcnow
+from sync.mapping.digest import is_digest
+
+if TYPE_CHECKING:
+    from sync.mapping import CompiledMapping
+    from sync.pipelines.runner import RunContext
+
+__all__ = [
+    "HELD",
+    "PUSH_CAPACITY",
+    "Deliverer",
+    "Pending",
+    "Prepared",
+    "Rejection",
+    "person_from_row",
+    "touch_from_row",
+    "touch_payload",
+]
+
+log = structlog.get_logger(__name__)
+
+_TOUCH = TouchRow.__table__  # type: ignore[attr-defined]
+_DELIVERY = DeliveryRow.__table__  # type: ignore[attr-defined]
+_PERSON = PersonRow.__table__  # type: ignore[attr-defined]
+
+HELD = "held: the CRM does not know this person yet (mapping says hold)"
+# Records one counted push call can carry, per CRM type (ARCHITECTURE.md "Limits"): a
+# Salesforce Composite request of 5 collections x 200, a HubSpot batch of 100.
+PUSH_CAPACITY = {"salesforce": 1000, "hubspot": 100}
+# Transient failures of a CRM call are retried this many times in all before the run fails.
+CALL_ATTEMPTS = 4
+_LOOKUP_CHUNK = 500
+_TOUCH_KINDS = frozenset(kind.value for kind in TouchKind)
+# Emails remembered per run (resolved people and known misses); bounded for memory.
+_PEOPLE_CACHE_MAX = 50_000
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A refused record as ``sync.ingest.insert_rejects`` stores it."""
+
+    key: str
+    code: str
+    reason: str
+    payload: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A stored touch waiting for delivery to the sink."""
+
+    touch_id: int
+    touch: Touch
+
+
+@dataclass
+class Prepared:
+    """A batch after resolve/map, with its intended deliveries committed: ready to push."""
+
+    rendered: list[RenderedTouch] = field(default_factory=list)
+    members: dict[str, list[int]] = field(default_factory=dict)  # rendered key -> touch ids
+
+
+def touch_from_row(row: Any) -> Touch:
+    """A ledger ``touch`` row as the connector record type."""
+    return Touch(
+        source=row.source,
+        source_id=row.source_id,
+        kind=TouchKind(row.kind) if row.kind in _TOUCH_KINDS else TouchKind.OTHER,
+        occurred_at=row.occurred_at,
+        email=row.email,
+        person_ref=row.person_ref,
+        campaign=row.campaign,
+        channel=row.channel,
+        asset=row.asset,
+        attributes=row.attributes or {},
+        raw=row.raw or {},
+    )
+
+
+def touch_payload(touch: Touch) -> dict[str, Any]:
+    """The JSON form of a touch kept in its dead letter (enough to see what went wrong)."""
+    return {
+        "key": touch.key,
+        "source": touch.source,
+        "source_id": touch.source_id,
+        "kind": touch.kind.value,
+        "occurred_at": touch.occurred_at.isoformat(),
+        "email": touch.email,
+        "campaign": touch.campaign,
+        "channel": touch.channel,
+        "asset": touch.asset,
+        "attributes": dict(touch.attributes),
+    }
+
+
+def person_from_row(row: Any) -> Person:
+    """A ledger ``person`` row as the connector record type."""
+    return Person(
+        source=row.crm,
+        external_id=row.external_id,
+        kind=PersonKind.CONTACT if row.kind == PersonKind.CONTACT.value else PersonKind.LEAD,
+        email=row.email,
+        first_name=row.first_name,
+        last_name=row.last_name,
+        company=row.company,
+        account_id=row.account_external_id,
+        owner_id=row.owner_id,
+        status=row.status,
+        lifecycle_stage=row.lifecycle_stage,
+        lead_source=row.lead_source,
+        score=row.score,
+        converted=bool(row.converted),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        fields=row.fields or {},
+    )
+
+
+def person_values(crm: str, person: Person) -> dict[str, Any]:
+    """The ``person`` row columns for a CRM person (used by every pipeline that sees people)."""
+    return {
+        "crm": crm,
+        "external_id": person.external_id,
+        "kind": person.kind.value,
+        "email": person.email,
+        "first_name": person.first_name,
+        "last_name": person.last_name,
+        "company": person.company,
+        "account_external_id": person.account_id,
+        "owner_id": person.owner_id,
+        "status": person.status,
+        "lifecycle_stage": person.lifecycle_stage,
+        "lead_source": person.lead_source,
+        "score": person.score,
+        "converted": person.converted,
+        "converted_contact_external_id": person.converted_contact_id,
+        "converted_account_external_id": person.converted_account_id,
+        "converted_opportunity_external_id": person.converted_opportunity_id,
+        "deleted": person.deleted,
+        "fields": _plain(dict(person.fields)),
+        "created_at": person.created_at,
+        "updated_at": person.updated_at,
+        "pulled_at": utcnow(),
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def _dialect_insert(conn: Connection, table: Any) -> Any:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def upsert_people(conn: Connection, crm: str, people: Iterable[Person]) -> int:
+    """Insert or refresh ``person`` rows keyed by (crm, external_id); returns rows written."""
+    rows = {p.external_id: person_values(crm, p) for p in people if p.external_id}
+    if not rows:
+        return 0
+    statement = _dialect_insert(conn, _PERSON)
+    refreshed = {
+        name: statement.excluded[name]
+        for name in next(iter(rows.values()))
+        if name not in ("crm", "external_id")
+    }
+    conn.execute(
+        statement.on_conflict_do_update(index_elements=["crm", "external_id"], set_=refreshed),
+        list(rows.values()),
+    )
+    return len(rows)
+
+
+def _retrying() -> Retrying:
+    return Retrying(
+        retry=retry_if_exception_type(Transient),
+        stop=stop_after_attempt(CALL_ATTEMPTS),
+        wait=wait_exponential(multiplier=0.25, max=8),
+        reraise=True,
+    )
+
+
+class Deliverer:
+    """Resolves, maps and pushes batches of stored touches to one CRM for one pipeline."""
+
+    def __init__(self, ctx: RunContext, crm: Crm, sink: str, mapping: CompiledMapping) -> None:
+        self.ctx = ctx
+        self.crm = crm
+        self.sink = sink
+        self.mapping = mapping
+        self._people: dict[str, Person | None] = {}
+        connection = ctx.config.connections.get(sink)
+        per_call = getattr(crm, "touches_per_call", None)
+        if not isinstance(per_call, int):
+            per_call = PUSH_CAPACITY.get(connection.type if connection else "", 0)
+        self.per_call: int = per_call
+        self.pushed_records = 0
+
+    # -- identity ------------------------------------------------------------------------------
+
+    def _cache(self, email: str, person: Person | None) -> None:
+        if len(self._people) >= _PEOPLE_CACHE_MAX:
+            self._people.clear()
+        self._people[email] = person
+
+    def _from_ledger(self, emails: Sequence[str]) -> dict[str, Person]:
+        found: dict[str, Person] = {}
+        with self.ctx.engine.connect() as conn:
+            for start in range(0, len(emails), _LOOKUP_CHUNK):
+                chunk = emails[start : start + _LOOKUP_CHUNK]
+                rows = conn.execute(
+                    select(_PERSON).where(
+                        _PERSON.c.crm == self.sink,
+                        _PERSON.c.email.in_(chunk),
+                        _PERSON.c.deleted.is_(False),
+                        _PERSON.c.converted.is_(False),
+                        _PERSON.c.merged_into.is_(None),
+                    )
+                )
+                for row in rows:
+                    person = person_from_row(row)
+                    email = (row.email or "").lower()
+                    current = found.get(email)
+                    # A Contact beats a Lead for the same email (the converted record lives on).
+                    if current is None or (
+                        current.kind is PersonKind.LEAD and person.kind is PersonKind.CONTACT
+                    ):
+                        found[email] = person
+        return found
+
+    def resolve(self, emails: Iterable[str]) -> dict[str, Person]:
+        """People behind ``emails``: run cache, then the ledger, then one batched CRM lookup."""
+        wanted = sorted({e.strip().lower() for e in emails if e and e.strip()})
+        out: dict[str, Person] = {}
+        unknown: list[str] = []
+        for email in wanted:
+            if email in self._people:
+                person = self._people[email]
+                if person is not None:
+                    out[email] = person
+            else:
+                unknown.append(email)
+        if not unknown:
+            return out
+        from_ledger = self._from_ledger(unknown)
+        self.ctx.add("matched", len(from_ledger))
+        out.update(from_ledger)
+        for email, person in from_ledger.items():
+            self._cache(email, person)
+        ask = [e for e in unknown if e not in from_ledger]
+        if ask:
+            found = self._call(lambda: self.crm.resolve_people(ask))
+            found = {k.strip().lower(): v for k, v in found.items()}
+            if found:
+                with self.ctx.transaction() as conn:
+                    upsert_people(conn, self.sink, found.values())
+            self.ctx.add("resolved", len(found))
+            self.ctx.add("matched", len(found))
+            for email in ask:
+                person = found.get(email)
+                self._cache(email, person)
+                if person is not None:
+                    out[email] = person
+        return out
+
+    def _create(self, touches_by_email: Mapping[str, Touch]) -> tuple[dict[str, Person], set[str]]:
+        """Create people the CRM lacks, per the mapping's policy: (created, held emails)."""
+        plans: dict[str, Person] = {}
+        held: set[str] = set()
+        for email, touch in touches_by_email.items():
+            source_person = Person(
+                source=touch.source,
+                external_id=touch.person_ref or email,
+                kind=PersonKind.LEAD,
+                email=email,
+                updated_at=touch.occurred_at,
+            )
+            plan = self.mapping.plan_person(source_person, None)
+            if plan.action != "create":
+                held.add(email)
+                continue
+            fields = dict(plan.crm_updates)
+            kind = PersonKind.CONTACT if plan.target == "Contact" else PersonKind.LEAD
+            plans[email] = Person(
+                source=self.sink,
+                external_id="",
+                kind=kind,
+                email=email,
+                first_name=_text(fields, "FirstName", "firstname"),
+                last_name=_text(fields, "LastName", "lastname"),
+                company=_text(fields, "Company", "company"),
+                lead_source=_text(fields, "LeadSource"),
+                fields=fields,
+            )
+        if not plans:
+            return {}, held
+        # Never blindly retry a create: look again first, so a lost answer creates no twin.
+        created: dict[str, Person] = {}
+        missing = dict(plans)
+        for attempt in range(CALL_ATTEMPTS):
+            try:
+                made = self.crm.create_people(list(missing.values()))
+            except Transient:
+                if attempt + 1 == CALL_ATTEMPTS:
+                    raise
+                again = self._call(lambda: self.crm.resolve_people(list(missing)))
+                for email, person in again.items():
+                    created[email.lower()] = person
+                    missing.pop(email.lower(), None)
+                if not missing:
+                    break
+                continue
+            for person in made:
+                if person.email:
+                    created[person.email.lower()] = person
+            break
+        if created:
+            with self.ctx.transaction() as conn:
+                upsert_people(conn, self.sink, created.values())
+        for email, person in created.items():
+            self._cache(email, person)
+        self.ctx.add("created_people", len(created))
+        return created, held
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        for attempt in _retrying():
+            with attempt:
+                return fn()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- prepare -------------------------------------------------------------------------------
+
+    def _digest_members(self, batch: Sequence[Pending]) -> list[Touch]:
+        """Touches already delivered that share a digest window with this batch's touches."""
+        kinds = set(self.mapping.digests)
+        candidates = [p.touch for p in batch if p.touch.kind in kinds and p.touch.email]
+        if not candidates:
+            return []
+        emails = sorted({t.email.lower() for t in candidates if t.email})
+        low = min(t.occurred_at for t in candidates) - timedelta(days=1)
+        high = max(t.occurred_at for t in candidates) + timedelta(days=1)
+        ids = {p.touch_id for p in batch}
+        out: list[Touch] = []
+        with self.ctx.engine.connect() as conn:
+            for start in range(0, len(emails), _LOOKUP_CHUNK):
+                rows = conn.execute(
+                    select(_TOUCH)
+                    .join(
+                        _DELIVERY,
+                        and_(_DELIVERY.c.touch_id == _TOUCH.c.id, _DELIVERY.c.sink == self.sink),
+                    )
+                    .where(
+                        _TOUCH.c.source.in_({t.source for t in candidates}),
+                        _TOUCH.c.kind.in_([k.value for k in kinds]),
+                        _TOUCH.c.email.in_(emails[start : start + _LOOKUP_CHUNK]),
+                        _TOUCH.c.occurred_at.between(low, high),
+                        _DELIVERY.c.state == DeliveryState.CONFIRMED.value,
+                    )
+                )
+                out.extend(touch_from_row(r) for r in rows if r.id not in ids)
+        return out
+
+    def prepare(self, batch: Sequence[Pending]) -> Prepared:
+        """Resolve, create, digest and render ``batch``; commit its intended deliveries."""
+        work = _Batch(batch)
+        ready, held_ids = self._identify(work)
+        self.ctx.add("held", len(held_ids))
+        prepared = self._render(work, ready)
+        intended = [tid for ids in prepared.members.values() for tid in ids]
+        with self.ctx.transaction() as conn:
+            self._mark(conn, intended, DeliveryState.INTENDED, bump=True)
+            self._mark(conn, held_ids, DeliveryState.FAILED, error=HELD)
+            self._dead_letter(conn, work.rejects)
+            self.after_prepare(conn, batch)
+        self.ctx.progress("map", len(batch))
+        return prepared
+
+    def _identify(self, work: _Batch) -> tuple[list[Touch], list[int]]:
+        """Find or create the person of every touch: (touches ready to map, held touch ids)."""
+        with_email: list[Pending] = []
+        for p in work.batch:
+            if p.touch.email and p.touch.email.strip():
+                with_email.append(p)
+            else:
+                reason = "the touch has no email address, so no CRM person can be found for it"
+                work.reject(p, "NO_EMAIL", reason, DeadLetterStage.RESOLVE)
+        people = self.resolve(p.touch.email or "" for p in with_email)
+        first_touch: dict[str, Touch] = {}
+        for p in with_email:
+            email = _email(p.touch)
+            if email not in people:
+                first_touch.setdefault(email, p.touch)
+        held_emails: set[str] = set()
+        if first_touch:
+            try:
+                created, held_emails = self._create(first_touch)
+            except RecordRejected as exc:
+                created = {}
+                for p in with_email:
+                    if _email(p.touch) in first_touch:
+                        reason = f"creating the person for {_email(p.touch)} was refused: {exc}"
+                        work.reject(p, exc.code, reason, DeadLetterStage.RESOLVE)
+            people.update(created)
+        work.people = people
+        ready: list[Touch] = []
+        held_ids: list[int] = []
+        for p in with_email:
+            email = _email(p.touch)
+            if p.touch.key in work.rejected:
+                continue
+            if email in people:
+                ready.append(p.touch)
+            elif email in held_emails:
+                held_ids.append(p.touch_id)
+            else:
+                reason = f"the CRM did not create a person for {email}"
+                work.reject(p, "CREATE_FAILED", reason, DeadLetterStage.RESOLVE)
+        return ready, held_ids
+
+    def _render(self, work: _Batch, ready: list[Touch]) -> Prepared:
+        """Digest and render the ready touches; records the mapping refuses are dead-lettered."""
+        prepared = Prepared()
+        filtered = 0
+        for touch in self.mapping.digest([*ready, *self._digest_members(work.batch)]):
+            member_keys = list(touch.raw.get("touch_keys", [])) if is_digest(touch) else [touch.key]
+            members = [work.by_key[k] for k in member_keys if k in work.by_key]
+            if not members:
+                continue  # a digest made only of touches delivered before
+            try:
+                rendered = self.mapping.render(touch, work.people.get(_email(touch)))
+            except MappingError as exc:
+                for p in members:
+                    work.reject(p, "MAPPING", str(exc), DeadLetterStage.MAP)
+                continue
+            except Exception as exc:  # noqa: BLE001 - one bad record must not stop the batch
+                for p in members:
+                    reason = f"rendering failed: {type(exc).__name__}: {exc}"
+                    work.reject(p, "MAPPING", reason, DeadLetterStage.MAP)
+                continue
+            if rendered is None:
+                filtered += len(members)
+                continue
+            prepared.rendered.append(rendered)
+            prepared.members[rendered.key] = [p.touch_id for p in members]
+        self.ctx.add("filtered", filtered)
+        self.ctx.add("rendered", len(prepared.rendered))
+        return prepared
+
+    def after_prepare(self, conn: Connection, batch: Sequence[Pending]) -> None:
+        """Hook run inside the intent transaction (the touches pipeline moves its cursor)."""
+
+    def _dead_letter(self, conn: Connection, rejects: Sequence[tuple[int, Rejection, str]]) -> None:
+        if not rejects:
+            return
+        by_stage: dict[str, list[Rejection]] = {}
+        for touch_id, rejection, stage in rejects:
+            by_stage.setdefault(stage, []).append(rejection)
+            self._mark(conn, [touch_id], DeliveryState.DEAD, error=f"{stage}: {rejection.reason}")
+        for stage, items in by_stage.items():
+            insert_rejects(conn, self.ctx.name, stage, items)
+        self.ctx.add("dead_lettered", len(rejects))
+
+    def _mark(
+        self,
+        conn: Connection,
+        touch_ids: Sequence[int],
+        state: DeliveryState,
+        *,
+        error: str | None = None,
+        bump: bool = False,
+    ) -> None:
+        """Upsert the delivery rows of ``touch_ids`` to ``state`` (attempts+1 when ``bump``)."""
+        if not touch_ids:
+            return
+        now = utcnow()
+        statement = _dialect_insert(conn, _DELIVERY)
+        attempts = _DELIVERY.c.attempts + 1 if bump else _DELIVERY.c.attempts
+        conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["touch_id", "sink"],
+                set_={
+                    "state": statement.excluded.state,
+                    "last_error": statement.excluded.last_error,
+                    "run_id": statement.excluded.run_id,
+                    "intended_at": statement.excluded.intended_at,
+                    "attempts": attempts,
+                },
+            ),
+            [
+                {
+                    "touch_id": tid,
+                    "sink": self.sink,
+                    "state": state.value,
+                    "last_error": error,
+                    "run_id": self.ctx.run_id,
+                    "intended_at": now,
+                    "attempts": 1 if bump else 0,
+                }
+                for tid in touch_ids
+            ],
+        )
+
+    # -- push ----------------------------------------------------------------------------------
+
+    def push(self, prepared: Prepared) -> None:
+        """Push a prepared batch (under the org's push slots) and commit the outcomes."""
+        if not prepared.rendered:
+            return
+        with self.ctx.connections.push_slots(self.sink):
+            results = self._push_all(prepared.rendered)
+        by_key = {r.key: r for r in results}
+        confirmed: list[dict[str, Any]] = []
+        rejects: list[tuple[int, Rejection, str]] = []
+        unanswered: list[int] = []
+        for rendered in prepared.rendered:
+            ids = prepared.members[rendered.key]
+            result = by_key.get(rendered.key)
+            if result is None:
+                unanswered.extend(ids)
+            elif result.ok:
+                confirmed.extend({"tid": tid, "crm_id": result.crm_id} for tid in ids)
+            else:
+                code = result.error_code or "REJECTED"
+                reason = f"{self.sink} refused the record: {code}: {result.error_message or ''}"
+                payload = {"key": rendered.key, "target": rendered.target,
+                           "payload": _plain(dict(rendered.payload))}  # fmt: skip
+                rejects.extend(
+                    (tid, Rejection(rendered.key, code, reason.strip(), payload),
+                     DeadLetterStage.PUSH.value)
+                    for tid in ids
+                )  # fmt: skip
+        with self.ctx.transaction() as conn:
+            if confirmed:
+                conn.execute(
+                    update(_DELIVERY)
+                    .where(_DELIVERY.c.touch_id == bindparam("tid"), _DELIVERY.c.sink == self.sink)
+                    .values(
+                        state=DeliveryState.CONFIRMED.value,
+                        crm_id=bindparam("crm_id"),
+                        confirmed_at=utcnow(),
+                        last_error=None,
+                    ),
+                    confirmed,
+                )
+            self._dead_letter(conn, rejects)
+            if unanswered:
+                self._mark(
+                    conn, unanswered, DeliveryState.FAILED,
+                    error=f"{self.sink} returned no result for this record; will retry",
+                )  # fmt: skip
+        self.pushed_records += len(prepared.rendered)
+        self.ctx.add("pushed", len(confirmed))
+        self.ctx.add("failed", len(unanswered))
+        self.ctx.progress("push", len(confirmed) + len(rejects) + len(unanswered))
+
+    def _push_all(self, rendered: list[RenderedTouch]) -> list[DeliveryResult]:
+        """``push_touches`` with retries; a record raised as RecordRejected is set aside."""
+        pending = list(rendered)
+        results: list[DeliveryResult] = []
+        for _ in range(len(rendered) + 1):
+            try:
+                results.extend(self._call(partial(self.crm.push_touches, pending)))
+                return results
+            except RecordRejected as exc:
+                keys = {exc.key} if exc.key else {r.key for r in pending}
+                results.extend(
+                    DeliveryResult(key, self.sink, False, error_code=exc.code,
+                                   error_message=str(exc))
+                    for key in keys
+                )  # fmt: skip
+                pending = [r for r in pending if r.key not in keys]
+                if not pending:
+                    return results
+        return results
+
+    def minimum_calls(self) -> int | None:
+        """The fewest push calls that could carry what this run pushed, when known."""
+        if not self.per_call:
+            return None
+        return math.ceil(self.pushed_records / self.per_call)
+
+
+class _Batch:
+    """One batch being prepared: its touches by key, people found, and records refused."""
+
+    def __init__(self, batch: Sequence[Pending]) -> None:
+        self.batch = batch
+        self.by_key = {p.touch.key: p for p in batch}
+        self.people: dict[str, Person] = {}
+        self.rejects: list[tuple[int, Rejection, str]] = []
+        self.rejected: set[str] = set()
+
+    def reject(self, pending: Pending, code: str, reason: str, stage: DeadLetterStage) -> None:
+        """Set one touch aside as a dead letter of ``stage``."""
+        rejection = Rejection(pending.touch.key, code, reason, touch_payload(pending.touch))
+        self.rejects.append((pending.touch_id, rejection, stage.value))
+        self.rejected.add(pending.touch.key)
+
+
+def _email(touch: Touch) -> str:
+    return (touch.email or "").strip().lower()
+
+
+def _text(fields: Mapping[str, Any], *names: str) -> str | None:
+    for name in names:
+        value = fields.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None

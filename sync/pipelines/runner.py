@@ -1,0 +1,491 @@
+"""Running one pipeline once: the run record, checkpoints, fencing and the outcome.
+
+``run_pipeline`` is the single entry point of the CLI (``closedloop sync``), the scheduler
+(``closedloop serve``) and the demo. It records a ``SyncRunRow``, hands a ``RunContext`` to the
+pipeline of the configured kind, and turns how the pipeline ended into the run's state:
+
+========================  ============  =========================================
+pipeline ended with       run state     what happens next
+========================  ============  =========================================
+nothing left to do        succeeded
+``stop`` set              interrupted   the current batch was finished and committed
+``RateLimited``           interrupted   the error says when to resume
+``FenceLost``             failed        re-raised: another replica holds the lease
+anything else             failed        the message is kept in the run record
+========================  ============  =========================================
+
+Fencing: every checkpoint (cursor and the rows it covers, intended and confirmed deliveries)
+goes through ``RunContext.transaction``, which first re-reads the lease row with a conditional
+UPDATE in the SAME transaction. On PostgreSQL that UPDATE also locks the lease row until the
+commit, so a replica taking the lease over waits for our commit or makes us roll back; a stale
+holder can never write after a new token was issued. Without a fence (the CLI on SQLite, one
+process) no lease is checked.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from sqlalchemy import Connection, Engine, select, update
+
+from connectors.base import Cursor
+from connectors.errors import ClosedloopError, ConfigError, Fatal, RateLimited
+from sync.ledger.models import CursorRow, LeaseRow, RunState, SyncRunRow
+from sync.ledger.types import utcnow
+
+if TYPE_CHECKING:
+    from sync.config import Config, Pipeline
+    from sync.connections import Connections
+
+__all__ = [
+    "Fence",
+    "FenceLost",
+    "Progress",
+    "RunContext",
+    "RunSummary",
+    "finish_run",
+    "load_cursor",
+    "run_pipeline",
+    "save_cursor",
+    "start_run",
+    "summary_from_row",
+]
+
+log = structlog.get_logger(__name__)
+
+Progress = Callable[[str, int], None]
+
+_RUN = SyncRunRow.__table__  # type: ignore[attr-defined]
+_CURSOR = CursorRow.__table__  # type: ignore[attr-defined]
+_LEASE = LeaseRow.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Fence:
+    """What a lease grants: the lease row's name, its holder and the fencing token issued."""
+
+    name: str
+    owner: str
+    token: int
+
+
+class FenceLost(Fatal):
+    """A commit found the lease's token moved on: another process now owns this pipeline."""
+
+
+class _Stopped(Exception):
+    """Internal: the pipeline noticed ``stop`` between batches and returned early."""
+
+
+@dataclass
+class RunSummary:
+    """What one run did: counts, API calls per connection against the minimum, the outcome."""
+
+    run_id: int
+    pipeline: str
+    kind: str
+    state: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    api_calls: dict[str, int] = field(default_factory=dict)
+    minimum_calls: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+    resume_at: datetime | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True unless the run failed (an interrupted run is not a failure)."""
+        return self.state != RunState.FAILED.value
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds from start to finish (to now while running)."""
+        end = self.finished_at or utcnow()
+        return (end - self.started_at).total_seconds()
+
+    def count(self, name: str) -> int:
+        """One count by name (0 when the run never counted it)."""
+        return self.counts.get(name, 0)
+
+
+class RunContext:
+    """What a pipeline gets from the runner: connections, checkpoints, counts and stop."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        name: str,
+        pipeline: Pipeline,
+        engine: Engine,
+        connections: Connections,
+        run_id: int,
+        started_at: datetime,
+        fence: Fence | None,
+        stop: threading.Event | None,
+        progress: Progress | None,
+        since: datetime | None,
+    ) -> None:
+        self.config = config
+        self.name = name
+        self.pipeline = pipeline
+        self.engine = engine
+        self.connections = connections
+        self.run_id = run_id
+        self.started_at = started_at
+        self.fence = fence
+        self.since = since
+        self.counts: Counter[str] = Counter()
+        self.minimum_calls: dict[str, int] = {}
+        self.notes: list[str] = []
+        self._stop = stop
+        self._progress = progress
+        self._lock = threading.Lock()
+
+    # -- counting and progress ----------------------------------------------------------------
+
+    def add(self, name: str, amount: int = 1) -> None:
+        """Add to one of the run's counts (thread-safe)."""
+        if amount:
+            with self._lock:
+                self.counts[name] += amount
+
+    def progress(self, stage: str, amount: int) -> None:
+        """Tell the progress display that ``amount`` more records passed ``stage``."""
+        if self._progress is not None and amount:
+            self._progress(stage, amount)
+
+    def note(self, text: str) -> None:
+        """Record a remark for the summary (e.g. a stream the connector does not offer)."""
+        self.notes.append(text)
+        log.info("pipeline note", pipeline=self.name, note=text)
+
+    def should_stop(self) -> bool:
+        """Whether a stop was requested; pipelines check between batches."""
+        return self._stop is not None and self._stop.is_set()
+
+    def check_stop(self) -> None:
+        """End the pipeline here (the run becomes "interrupted") when a stop was requested."""
+        if self.should_stop():
+            raise _Stopped
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A ledger transaction that commits only while this run still holds its lease."""
+        with self.engine.begin() as conn:
+            self.verify_fence(conn)
+            yield conn
+
+    def verify_fence(self, conn: Connection) -> None:
+        """Check (and on PostgreSQL lock) the lease row in ``conn``'s transaction."""
+        if self.fence is None:
+            return
+        fence = self.fence
+        result = conn.execute(
+            update(_LEASE)
+            .where(
+                _LEASE.c.name == fence.name,
+                _LEASE.c.owner == fence.owner,
+                _LEASE.c.fencing_token == fence.token,
+            )
+            .values(owner=fence.owner)
+        )
+        if result.rowcount != 1:
+            raise FenceLost(
+                f"pipeline {self.name!r}: lease {fence.name!r} is no longer held by "
+                f"{fence.owner!r} with token {fence.token}; another process took over"
+            )
+
+    def load_cursor(self, stream: str) -> Cursor:
+        """The committed cursor of ``stream`` of this pipeline (empty when never read)."""
+        with self.engine.connect() as conn:
+            return load_cursor(conn, self.name, stream)
+
+    def save_cursor(self, conn: Connection, stream: str, cursor: Cursor) -> None:
+        """Write the cursor of ``stream`` in ``conn``'s transaction (with the rows it covers)."""
+        token = self.fence.token if self.fence is not None else None
+        save_cursor(conn, self.name, stream, cursor, fencing_token=token)
+
+
+def load_cursor(conn: Connection, pipeline: str, stream: str) -> Cursor:
+    """The cursor row of ``pipeline``/``stream`` as a ``Cursor`` (empty when absent)."""
+    row = conn.execute(
+        select(_CURSOR.c.value, _CURSOR.c.boundary_keys).where(
+            _CURSOR.c.pipeline == pipeline, _CURSOR.c.stream == stream
+        )
+    ).first()
+    if row is None:
+        return Cursor()
+    return Cursor(row.value, frozenset(row.boundary_keys or ()))
+
+
+def save_cursor(
+    conn: Connection,
+    pipeline: str,
+    stream: str,
+    cursor: Cursor,
+    *,
+    fencing_token: int | None = None,
+) -> None:
+    """Insert or update the cursor row of ``pipeline``/``stream`` in the caller's transaction."""
+    values = {
+        "value": cursor.value,
+        "boundary_keys": sorted(cursor.boundary_keys),
+        "updated_at": utcnow(),
+        "fencing_token": fencing_token,
+    }
+    done = conn.execute(
+        update(_CURSOR)
+        .where(_CURSOR.c.pipeline == pipeline, _CURSOR.c.stream == stream)
+        .values(**values)
+    )
+    if done.rowcount == 0:
+        conn.execute(_CURSOR.insert().values(pipeline=pipeline, stream=stream, **values))
+
+
+def _run_owner(fence: Fence | None) -> str:
+    if fence is not None:
+        return fence.owner
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _close_abandoned_runs(engine: Engine, pipeline: str, run_id: int) -> None:
+    """Runs of ``pipeline`` still "running" belong to a process that died: mark them so."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(_RUN)
+            .where(
+                _RUN.c.pipeline == pipeline,
+                _RUN.c.state == RunState.RUNNING.value,
+                _RUN.c.id != run_id,
+            )
+            .values(
+                state=RunState.INTERRUPTED.value,
+                finished_at=utcnow(),
+                error="the process running it ended without finishing (crash, kill or restart)",
+            )
+        )
+
+
+def _dispatch(kind: str) -> Callable[[RunContext], None]:
+    if kind == "touches":
+        from sync.pipelines.touches import run_touches
+
+        return run_touches
+    if kind == "dispositions":
+        from sync.pipelines.dispositions import run_dispositions
+
+        return run_dispositions
+    if kind == "reconcile":
+        from sync.pipelines.reconcile import run_reconcile
+
+        return run_reconcile
+    if kind == "recycle":
+        return _recycle
+    raise ConfigError(f"unknown pipeline kind {kind!r}")
+
+
+def _recycle(ctx: RunContext) -> None:
+    """Dispatch to the analytics package's recycle pipeline (``sync.recycle``).
+
+    ``sync.recycle.run_recycle`` needs a nurture target (a Marketo static list or HubSpot list
+    id) that the pipeline config cannot name yet; a ``run_recycle_pipeline(ctx)`` adapter in
+    that module, when present, is called with this run's context.
+    """
+    try:
+        from sync import recycle
+    except ImportError:
+        raise ConfigError(
+            f"pipeline {ctx.name!r} is of kind recycle, which this build does not provide"
+        ) from None
+    runner: Any = getattr(recycle, "run_recycle_pipeline", None)
+    if runner is None:
+        raise ConfigError(
+            f"pipeline {ctx.name!r}: recycle pipelines cannot run from the config yet (no "
+            "nurture list setting); use sync.recycle.run_recycle with a nurture target"
+        )
+    result = runner(ctx)
+    if isinstance(result, dict):
+        for key, value in result.items():
+            if isinstance(value, int):
+                ctx.add(str(key), value)
+
+
+def start_run(engine: Engine, name: str, fence: Fence | None) -> tuple[int, datetime]:
+    """Insert the ``sync_run`` row of a new run of ``name``; returns its id and start time."""
+    started = utcnow()
+    with engine.begin() as conn:
+        run_id = int(
+            conn.execute(
+                _RUN.insert()
+                .values(
+                    pipeline=name,
+                    owner=_run_owner(fence),
+                    started_at=started,
+                    state=RunState.RUNNING.value,
+                    counts={},
+                    api_calls={},
+                )
+                .returning(_RUN.c.id)
+            ).scalar_one()
+        )
+    if fence is not None or engine.dialect.name == "sqlite":
+        _close_abandoned_runs(engine, name, run_id)
+    return run_id, started
+
+
+def _execute(ctx: RunContext, summary: RunSummary) -> FenceLost | None:
+    """Run the pipeline and set the summary's state and error from how it ended."""
+    try:
+        _dispatch(ctx.pipeline.kind)(ctx)
+        summary.state = RunState.SUCCEEDED.value
+    except _Stopped:
+        summary.state = RunState.INTERRUPTED.value
+        summary.error = "stopped on request after committing the current batch"
+    except RateLimited as exc:
+        summary.state = RunState.INTERRUPTED.value
+        summary.resume_at = exc.resume_at
+        when = exc.resume_at.isoformat() if exc.resume_at else f"in {exc.retry_after:.0f} s"
+        summary.error = f"rate limited: {exc} (resume {when})"
+    except FenceLost as exc:
+        summary.state = RunState.FAILED.value
+        summary.error = str(exc)
+        return exc
+    except ClosedloopError as exc:
+        summary.state = RunState.FAILED.value
+        summary.error = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # a bug in one run must not kill the scheduler
+        log.exception("run crashed", pipeline=ctx.name, run_id=ctx.run_id)
+        summary.state = RunState.FAILED.value
+        summary.error = f"unexpected {type(exc).__name__}: {exc}"
+    return None
+
+
+def finish_run(engine: Engine, summary: RunSummary) -> None:
+    """Write the outcome of a run into its ``sync_run`` row."""
+    _finish_run(engine, summary)
+
+
+def run_pipeline(
+    config: Config,
+    name: str,
+    engine: Engine,
+    *,
+    fence: Fence | None = None,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+    connections: Connections | None = None,
+    since: datetime | None = None,
+) -> RunSummary:
+    """Run pipeline ``name`` once, batch by batch, and record the run; see the module doc."""
+    from sync.connections import Connections
+
+    pipeline = config.pipelines.get(name)
+    if pipeline is None:
+        known = ", ".join(sorted(config.pipelines)) or "(none)"
+        raise ConfigError(f"no pipeline named {name!r}; configured pipelines: {known}")
+    run_id, started = start_run(engine, name, fence)
+    own_connections = connections is None
+    conns = connections if connections is not None else Connections(config)
+    calls_before = conns.api_calls()
+    ctx = RunContext(
+        config=config,
+        name=name,
+        pipeline=pipeline,
+        engine=engine,
+        connections=conns,
+        run_id=run_id,
+        started_at=started,
+        fence=fence,
+        stop=stop,
+        progress=progress,
+        since=since,
+    )
+    summary = RunSummary(run_id, name, pipeline.kind, RunState.RUNNING.value, started)
+    log.info("run started", pipeline=name, run_id=run_id, kind=pipeline.kind)
+    try:
+        lost = _execute(ctx, summary)
+    finally:
+        calls_after = conns.api_calls()
+        if own_connections:
+            conns.close()
+    summary.finished_at = utcnow()
+    summary.counts = dict(ctx.counts)
+    summary.api_calls = {
+        conn_name: calls_after[conn_name] - calls_before.get(conn_name, 0)
+        for conn_name in calls_after
+        if calls_after[conn_name] - calls_before.get(conn_name, 0) > 0
+    }
+    summary.minimum_calls = dict(ctx.minimum_calls)
+    summary.notes = list(ctx.notes)
+    _finish_run(engine, summary)
+    log.info(
+        "run finished",
+        pipeline=name,
+        run_id=run_id,
+        state=summary.state,
+        counts=summary.counts,
+        api_calls=summary.api_calls,
+        error=summary.error,
+    )
+    if lost is not None:
+        raise lost
+    return summary
+
+
+def _finish_run(engine: Engine, summary: RunSummary) -> None:
+    counts: dict[str, Any] = dict(summary.counts)
+    counts["kind"] = summary.kind
+    if summary.minimum_calls:
+        counts["minimum_calls"] = dict(summary.minimum_calls)
+    if summary.notes:
+        counts["notes"] = list(summary.notes)
+    if summary.resume_at is not None:
+        counts["resume_at"] = summary.resume_at.isoformat()
+    with engine.begin() as conn:
+        conn.execute(
+            update(_RUN)
+            .where(_RUN.c.id == summary.run_id)
+            .values(
+                state=summary.state,
+                finished_at=summary.finished_at,
+                counts=counts,
+                api_calls=dict(summary.api_calls),
+                error=summary.error,
+            )
+        )
+
+
+def summary_from_row(row: Any) -> RunSummary:
+    """A ``RunSummary`` rebuilt from a ``sync_run`` row (``closedloop runs``, /metrics)."""
+    counts = dict(row.counts or {})
+    minimum = counts.pop("minimum_calls", {}) or {}
+    notes = counts.pop("notes", []) or []
+    resume = counts.pop("resume_at", None)
+    return RunSummary(
+        run_id=row.id,
+        pipeline=row.pipeline,
+        kind=str(counts.pop("kind", "")),
+        state=row.state,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        counts={k: int(v) for k, v in counts.items() if isinstance(v, int)},
+        api_calls={k: int(v) for k, v in (row.api_calls or {}).items() if isinstance(v, int)},
+        minimum_calls={k: int(v) for k, v in minimum.items()},
+        error=row.error,
+        resume_at=datetime.fromisoformat(resume) if isinstance(resume, str) else None,
+        notes=[str(n) for n in notes],
+    )

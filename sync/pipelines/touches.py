@@ -1,0 +1,205 @@
+"""The touches pipeline: pull from the activity source into the ledger, then deliver to the CRM.
+
+Pull: ``source.pull_touches(cursor, until=run start)``; each page's touches and the advanced
+cursor are committed in ONE fenced transaction (duplicates dropped on the touch key), so a
+crash re-reads at most one page. Sources that store their own touches (file imports, the
+webhook receiver) have no pull: the pipeline delivers what the ledger holds for them.
+
+Deliver (``deliveries.Deliverer``), streaming through the ledger by touch id in batches of
+``batch_size``: first the touches left ``intended`` by a crash or ``failed`` (held people,
+unanswered records), then the touches after the ``deliver`` cursor, the highest touch id whose
+fate is recorded. Batches are pipelined: while one batch is being pushed, the next is resolved
+and rendered; pushes in flight per CRM org are bounded by ``Connections.push_slots``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, and_, select
+
+from connectors.base import Cursor
+from connectors.errors import ConfigError
+from sync.ingest import insert_touches
+from sync.ledger.models import DeliveryRow, DeliveryState, TouchRow
+from sync.pipelines.deliveries import Deliverer, Pending, touch_from_row
+
+if TYPE_CHECKING:
+    from sync.mapping import CompiledMapping
+    from sync.pipelines.runner import RunContext
+
+__all__ = ["DELIVER_STREAM", "PULL_STREAM", "cursor_value", "load_pipeline_mapping", "run_touches"]
+
+PULL_STREAM = "touches"
+DELIVER_STREAM = "deliver"
+
+_TOUCH = TouchRow.__table__  # type: ignore[attr-defined]
+_DELIVERY = DeliveryRow.__table__  # type: ignore[attr-defined]
+_MAPPINGS: dict[tuple[Path, float], CompiledMapping] = {}
+
+
+def cursor_value(moment: datetime) -> str:
+    """A time as a cursor value (ISO 8601, UTC, ``Z``), the form sources accept."""
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def load_pipeline_mapping(ctx: RunContext) -> CompiledMapping:
+    """The compiled mapping of the pipeline (cached per file and modification time)."""
+    from sync.mapping import load_mapping
+
+    path = ctx.pipeline.mapping
+    if path is None:
+        raise ConfigError(f"pipeline {ctx.name!r} needs a mapping file")
+    key = (path, path.stat().st_mtime)
+    found = _MAPPINGS.get(key)
+    if found is None:
+        found = load_mapping(path)
+        _MAPPINGS[key] = found
+    return found
+
+
+def run_touches(ctx: RunContext) -> None:
+    """Run a touches pipeline once (see the module docstring)."""
+    pipeline = ctx.pipeline
+    if pipeline.source is None or pipeline.sink is None:
+        raise ConfigError(f"pipeline {ctx.name!r} needs a source and a sink")
+    mapping = load_pipeline_mapping(ctx)
+    _pull(ctx, pipeline.source)
+    crm = ctx.connections.crm(pipeline.sink)
+    deliverer = _CursorDeliverer(ctx, crm, pipeline.sink, mapping)
+    _deliver(ctx, deliverer, pipeline.source)
+    minimum = deliverer.minimum_calls()
+    if minimum is not None:
+        ctx.minimum_calls[pipeline.sink] = minimum
+
+
+def _pull(ctx: RunContext, source_name: str) -> None:
+    source = ctx.connections.source(source_name)
+    if source is None:
+        ctx.note(
+            f"{source_name} stores its own touches (file import or webhook): "
+            "delivering what the ledger holds"
+        )
+        return
+    stored = ctx.load_cursor(PULL_STREAM)
+    cursor = Cursor(cursor_value(ctx.since)) if ctx.since is not None else stored
+    for page in source.pull_touches(cursor, until=ctx.started_at):
+        with ctx.transaction() as conn:
+            result = insert_touches(conn, page.records)
+            if _moves_forward(stored, page.cursor):
+                ctx.save_cursor(conn, PULL_STREAM, page.cursor)
+        ctx.add("pulled", len(page.records))
+        ctx.add("new", result.inserted)
+        ctx.add("duplicates", result.duplicates)
+        ctx.progress("pull", len(page.records))
+        ctx.check_stop()
+
+
+def _moves_forward(stored: Cursor, candidate: Cursor) -> bool:
+    """A backfill never moves the regular cursor back (values are ISO times of one format)."""
+    if stored.value is None or candidate.value is None:
+        return candidate.value is not None or stored.value is None
+    return candidate.value >= stored.value
+
+
+class _CursorDeliverer(Deliverer):
+    """A deliverer that also advances the ``deliver`` cursor with each batch's intents."""
+
+    def after_prepare(self, conn: Connection, batch: Sequence[Pending]) -> None:
+        highest = max((p.touch_id for p in batch), default=None)
+        if highest is None:
+            return
+        current = self.ctx_cursor
+        if current is None or highest > current:
+            self.ctx.save_cursor(conn, DELIVER_STREAM, Cursor(str(highest)))
+            self.ctx_cursor = highest
+
+    ctx_cursor: int | None = None
+
+
+def _retry_batches(ctx: RunContext, source: str, sink: str, size: int) -> Iterator[list[Pending]]:
+    """Touches whose delivery is intended (crash leftovers) or failed (held), by touch id."""
+    after = 0
+    while True:
+        with ctx.engine.connect() as conn:
+            rows = conn.execute(
+                select(_TOUCH)
+                .join(_DELIVERY, _DELIVERY.c.touch_id == _TOUCH.c.id)
+                .where(
+                    _DELIVERY.c.sink == sink,
+                    _DELIVERY.c.state.in_(
+                        [DeliveryState.INTENDED.value, DeliveryState.FAILED.value]
+                    ),
+                    _TOUCH.c.source == source,
+                    _TOUCH.c.id > after,
+                )
+                .order_by(_TOUCH.c.id)
+                .limit(size)
+            ).all()
+        if not rows:
+            return
+        after = rows[-1].id
+        yield [Pending(r.id, touch_from_row(r)) for r in rows]
+
+
+def _new_batches(
+    ctx: RunContext, source: str, sink: str, size: int, after: int
+) -> Iterator[list[Pending]]:
+    """Touches after the deliver cursor with no delivery to ``sink`` yet, by touch id."""
+    while True:
+        with ctx.engine.connect() as conn:
+            rows = conn.execute(
+                select(_TOUCH)
+                .outerjoin(
+                    _DELIVERY, and_(_DELIVERY.c.touch_id == _TOUCH.c.id, _DELIVERY.c.sink == sink)
+                )
+                .where(_TOUCH.c.source == source, _TOUCH.c.id > after, _DELIVERY.c.id.is_(None))
+                .order_by(_TOUCH.c.id)
+                .limit(size)
+            ).all()
+        if not rows:
+            return
+        after = rows[-1].id
+        yield [Pending(r.id, touch_from_row(r)) for r in rows]
+
+
+def _deliver(ctx: RunContext, deliverer: _CursorDeliverer, source: str) -> None:
+    sink = deliverer.sink
+    size = ctx.pipeline.batch_size
+    stored = ctx.load_cursor(DELIVER_STREAM)
+    after = int(stored.value) if stored.value and stored.value.isdigit() else 0
+    deliverer.ctx_cursor = after
+    in_flight_max = ctx.connections.push_limit(sink)
+    inflight: deque[Future[None]] = deque()
+    with ThreadPoolExecutor(max_workers=in_flight_max, thread_name_prefix="push") as pool:
+        try:
+            for batches in (
+                _retry_batches(ctx, source, sink, size),
+                _new_batches(ctx, source, sink, size, after),
+            ):
+                for batch in batches:
+                    if ctx.should_stop():
+                        break
+                    prepared = deliverer.prepare(batch)
+                    while len(inflight) >= in_flight_max:
+                        inflight.popleft().result()
+                    inflight.append(pool.submit(deliverer.push, prepared))
+                    if ctx.should_stop():
+                        break
+                if ctx.should_stop():
+                    break
+        finally:
+            errors: list[BaseException] = []
+            while inflight:
+                try:
+                    inflight.popleft().result()
+                except BaseException as exc:  # noqa: BLE001 - re-raised below, first one wins
+                    errors.append(exc)
+        if errors:
+            raise errors[0]
+    ctx.check_stop()

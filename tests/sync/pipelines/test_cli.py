@@ -1,0 +1,97 @@
+"""``closedloop sync|backfill|runs|dead-letters`` as a user runs them (SQLite ledger)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from connectors.errors import ConfigError
+from sync.cli.sync_cmd import _standalone
+from tests.sync.pipelines.conftest import BADGES, badge_pipeline, badge_rows, known_emails
+
+PIPELINE = "badges-to-salesforce"
+
+
+def _require_notes(mapping: dict[str, Any]) -> None:
+    mapping["touches"]["fields"]["Description"] = {
+        "source": "touch.attributes.notes",
+        "required": True,
+    }
+
+
+@pytest.fixture
+def ws(workspace_factory: Any, ledger_url: str) -> Any:
+    if not ledger_url.startswith("sqlite"):
+        pytest.skip("the CLI is tested on SQLite; the pipelines on both backends")
+    workspace = workspace_factory(
+        {PIPELINE: badge_pipeline("mappings/test-files-salesforce.yaml")},
+        edit_mapping=_require_notes,
+    )
+    rows = badge_rows(known_emails(workspace.sandbox, 4), notes="met at the booth")
+    rows[1]["notes"] = ""
+    workspace.import_badges(rows)
+    return workspace
+
+
+def _cli(*args: str) -> Any:
+    return CliRunner().invoke(_standalone(), list(args), catch_exceptions=True)
+
+
+def test_sync_prints_what_each_run_did_and_runs_lists_it(ws: Any) -> None:
+    done = _cli("sync", "--config", str(ws.config_path))
+
+    assert done.exit_code == 0, done.output
+    assert PIPELINE in done.output
+    assert "succeeded" in done.output
+    listed = _cli("runs", "--config", str(ws.config_path))
+    assert listed.exit_code == 0
+    assert PIPELINE in listed.output
+    assert "pushed 3" in listed.output
+
+
+def test_dead_letters_can_be_listed_shown_and_discarded(ws: Any) -> None:
+    _cli("sync", "--config", str(ws.config_path))
+
+    listed = _cli("dead-letters", "list", "--config", str(ws.config_path))
+    assert listed.exit_code == 0
+    assert f"{BADGES}:B1" in listed.output
+    shown = _cli("dead-letters", "show", "1", "--config", str(ws.config_path))
+    letter = json.loads(shown.output)
+    assert (letter["stage"], letter["code"], letter["status"]) == ("map", "MAPPING", "open")
+    assert letter["payload"]["key"] == f"{BADGES}:B1"
+    gone = _cli("dead-letters", "discard", "1", "--config", str(ws.config_path))
+    assert "discarded 1 of 1" in gone.output
+    assert (
+        "no open dead letters"
+        in _cli("dead-letters", "list", "--config", str(ws.config_path)).output
+    )
+
+
+def test_replay_of_a_still_broken_record_exits_1_and_keeps_it_open(ws: Any) -> None:
+    _cli("sync", "--config", str(ws.config_path))
+
+    again = _cli("dead-letters", "replay", "--all", "--config", str(ws.config_path))
+
+    assert again.exit_code == 1
+    assert "still failing 1" in again.output
+    shown = json.loads(_cli("dead-letters", "show", "1", "--config", str(ws.config_path)).output)
+    assert (shown["status"], shown["attempts"]) == ("open", 1)
+
+
+def test_backfill_rejects_a_date_it_cannot_read(ws: Any) -> None:
+    result = _cli("backfill", "--since", "last tuesday", "--config", str(ws.config_path))
+
+    assert isinstance(result.exception, ConfigError)
+    assert "2024-05-01" in str(result.exception)
+
+
+def test_backfill_from_a_date_is_idempotent(ws: Any) -> None:
+    first = _cli("backfill", "--since", "2026-01-01", "--config", str(ws.config_path))
+    second = _cli("backfill", "--since", "2026-01-01", "--config", str(ws.config_path))
+
+    assert first.exit_code == 0
+    assert second.exit_code == 0
+    assert sorted(ws.tasks_by_key().values()) == [1, 1, 1]

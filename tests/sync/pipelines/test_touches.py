@@ -1,0 +1,219 @@
+"""The touches pipeline end to end: file import -> Salesforce sandbox, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from sync.connections import Connections
+from sync.ledger import DeadLetterRow, LeaseRow, SyncRunRow, utcnow
+from sync.pipelines import Fence, FenceLost, run_pipeline
+from sync.pipelines.replay import replay_dead_letters
+from tests.sync.pipelines.conftest import (
+    BADGES,
+    badge_pipeline,
+    badge_rows,
+    files_mapping,
+    known_emails,
+)
+
+PIPELINE = "badges-to-salesforce"
+
+
+def _dead_letters(engine: Any) -> list[Any]:
+    table = DeadLetterRow.__table__  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        return list(conn.execute(select(table).order_by(table.c.id)).all())
+
+
+def test_touches_land_once_and_a_rerun_creates_nothing(workspace_factory: Any) -> None:
+    ws = workspace_factory({PIPELINE: badge_pipeline()})
+    known = known_emails(ws.sandbox, 30)
+    new = [f"visitor{n}@expo-guests.example" for n in range(10)]
+    assert ws.import_badges(badge_rows([*known, *new])) == 40
+    leads_before = ws.sandbox.store("salesforce").dump()["counts"]["Lead"]
+
+    first = run_pipeline(ws.config, PIPELINE, ws.engine)
+
+    assert first.state == "succeeded", first.error
+    assert first.count("pushed") == 40
+    assert first.count("created_people") == 10
+    tasks = ws.tasks_by_key()
+    keys = {f"{BADGES}:B{n}" for n in range(40)}
+    assert {k: tasks[k] for k in keys} == dict.fromkeys(keys, 1)
+    deliveries = ws.deliveries()
+    assert all(state == "confirmed" and crm_id for state, crm_id in deliveries.values())
+
+    again = run_pipeline(ws.config, PIPELINE, ws.engine)
+
+    assert again.state == "succeeded"
+    assert again.count("pushed") == 0
+    assert ws.tasks_by_key() == tasks
+    assert ws.sandbox.store("salesforce").dump()["counts"]["Lead"] == leads_before + 10
+
+
+def _require_notes(mapping: dict[str, Any]) -> None:
+    mapping["touches"]["fields"]["Description"] = {
+        "source": "touch.attributes.notes",
+        "required": True,
+    }
+
+
+def test_a_record_the_mapping_cannot_render_is_dead_lettered_and_replayed_after_a_fix(
+    workspace_factory: Any,
+) -> None:
+    ws = workspace_factory(
+        {PIPELINE: badge_pipeline("mappings/test-files-salesforce.yaml")},
+        edit_mapping=_require_notes,
+    )
+    rows = badge_rows(known_emails(ws.sandbox, 5), notes="asked for a demo")
+    rows[2]["notes"] = ""
+    ws.import_badges(rows)
+
+    summary = run_pipeline(ws.config, PIPELINE, ws.engine)
+
+    assert summary.state == "succeeded"
+    assert summary.count("pushed") == 4
+    [letter] = _dead_letters(ws.engine)
+    assert (letter.stage, letter.code, letter.record_key) == ("map", "MAPPING", f"{BADGES}:B2")
+    assert "Description is required but blank" in letter.reason
+    assert letter.payload["email"] == rows[2]["Email"].lower()
+    assert f"{BADGES}:B2" not in ws.tasks_by_key()
+
+    files_mapping(ws.folder)  # the fix: the shipped mapping, where a blank note has a default
+    with Connections(ws.config) as connections:
+        report = replay_dead_letters(ws.config, ws.engine, connections, ids=[letter.id])
+
+    assert report.replayed == [letter.id]
+    [after] = _dead_letters(ws.engine)
+    assert after.status == "replayed"
+    assert ws.tasks_by_key()[f"{BADGES}:B2"] == 1
+    assert ws.deliveries()[f"{BADGES}:B2"][0] == "confirmed"
+
+
+def _long_subjects(mapping: dict[str, Any]) -> None:
+    # Let the subject through uncut so Salesforce itself judges its length (255).
+    mapping["touches"]["kinds"]["event_attended"]["fields"]["Subject"] = {
+        "template": "Met at {{ touch.campaign }}: {{ touch.attributes.notes | default('') }}",
+        "transforms": [{"truncate": 1000}],
+    }
+
+
+def test_a_record_salesforce_rejects_goes_to_dead_letters_while_the_rest_land(
+    workspace_factory: Any,
+) -> None:
+    ws = workspace_factory(
+        {PIPELINE: badge_pipeline("mappings/test-files-salesforce.yaml")},
+        edit_mapping=_long_subjects,
+    )
+    rows = badge_rows(known_emails(ws.sandbox, 6), notes="short")
+    rows[3]["notes"] = "x" * 400
+    ws.import_badges(rows)
+
+    summary = run_pipeline(ws.config, PIPELINE, ws.engine)
+
+    assert summary.state == "succeeded"
+    assert summary.count("pushed") == 5
+    assert summary.count("dead_lettered") == 1
+    [letter] = _dead_letters(ws.engine)
+    assert (letter.stage, letter.record_key) == ("push", f"{BADGES}:B3")
+    assert letter.code == "STRING_TOO_LONG"
+    assert "Subject" in letter.reason
+    assert len(letter.payload["payload"]["Subject"]) > 255
+    assert ws.deliveries()[f"{BADGES}:B3"][0] == "dead"
+    assert sorted(ws.tasks_by_key()) == sorted(f"{BADGES}:B{n}" for n in (0, 1, 2, 4, 5))
+
+
+def _hold_unknown(mapping: dict[str, Any]) -> None:
+    mapping["people"]["unknown"] = "hold"
+
+
+def test_held_touches_wait_until_the_person_appears_in_the_crm(workspace_factory: Any) -> None:
+    ws = workspace_factory(
+        {PIPELINE: badge_pipeline("mappings/test-files-salesforce.yaml")},
+        edit_mapping=_hold_unknown,
+    )
+    ws.import_badges(badge_rows(["newcomer@expo-guests.example", *known_emails(ws.sandbox, 2)]))
+
+    first = run_pipeline(ws.config, PIPELINE, ws.engine)
+
+    assert (first.count("pushed"), first.count("held")) == (2, 1)
+    assert ws.deliveries()[f"{BADGES}:B0"][0] == "failed"
+    ws.sandbox.store("salesforce").insert(
+        "Lead", {"Email": "newcomer@expo-guests.example", "LastName": "Comer", "Company": "Expo"}
+    )
+
+    second = run_pipeline(ws.config, PIPELINE, ws.engine)
+
+    assert (second.count("pushed"), second.count("held")) == (1, 0)
+    assert ws.tasks_by_key()[f"{BADGES}:B0"] == 1
+
+
+def test_a_commit_after_the_lease_moved_on_is_refused(workspace_factory: Any) -> None:
+    ws = workspace_factory({PIPELINE: badge_pipeline()})
+    ws.import_badges(badge_rows(known_emails(ws.sandbox, 3)))
+    now = utcnow()
+    with ws.engine.begin() as conn:
+        conn.execute(
+            LeaseRow.__table__.insert().values(  # type: ignore[attr-defined]
+                name="pipeline:x", owner="replica-b", fencing_token=2, acquired_at=now,
+                expires_at=now,
+            )
+        )  # fmt: skip
+
+    with pytest.raises(FenceLost):
+        run_pipeline(ws.config, PIPELINE, ws.engine, fence=Fence("pipeline:x", "replica-a", 1))
+
+    assert ws.tasks_by_key() == {}
+    assert ws.deliveries() == {}
+    runs = SyncRunRow.__table__  # type: ignore[attr-defined]
+    with ws.engine.connect() as conn:
+        state, error = conn.execute(select(runs.c.state, runs.c.error)).one()
+    assert state == "failed"
+    assert "replica-a" in error
+
+
+def test_a_run_with_the_current_lease_token_delivers(workspace_factory: Any) -> None:
+    ws = workspace_factory({PIPELINE: badge_pipeline()})
+    ws.import_badges(badge_rows(known_emails(ws.sandbox, 3)))
+    now = utcnow()
+    with ws.engine.begin() as conn:
+        conn.execute(
+            LeaseRow.__table__.insert().values(  # type: ignore[attr-defined]
+                name="pipeline:x", owner="replica-a", fencing_token=7, acquired_at=now,
+                expires_at=now,
+            )
+        )  # fmt: skip
+
+    summary = run_pipeline(
+        ws.config, PIPELINE, ws.engine, fence=Fence("pipeline:x", "replica-a", 7)
+    )
+
+    assert summary.count("pushed") == 3
+
+
+def test_a_stop_request_ends_the_run_as_interrupted_after_committing_its_batch(
+    workspace_factory: Any,
+) -> None:
+    ws = workspace_factory({PIPELINE: badge_pipeline(batch_size=2)})
+    ws.import_badges(badge_rows(known_emails(ws.sandbox, 12)))
+    stop = threading.Event()
+
+    def progress(stage: str, amount: int) -> None:
+        if stage == "push":
+            stop.set()
+
+    first = run_pipeline(ws.config, PIPELINE, ws.engine, stop=stop, progress=progress)
+
+    assert first.state == "interrupted"
+    assert 0 < first.count("pushed") < 12
+    rest = run_pipeline(ws.config, PIPELINE, ws.engine)
+    assert rest.state == "succeeded"
+    assert first.count("pushed") + rest.count("pushed") == 12
+    assert set(ws.tasks_by_key().values()) == {1}
+    table = DeadLetterRow.__table__  # type: ignore[attr-defined]
+    with ws.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(table)).scalar_one() == 0
