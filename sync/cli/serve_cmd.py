@@ -1,21 +1,30 @@
-"""``closedloop serve``: the long-running HTTP service (webhook receiver and health probes).
+"""``closedloop serve``: the long-running service: scheduler, webhook receiver, probes, metrics.
 
-``build_service_app`` assembles the ASGI app so later additions (the scheduler, metrics) can
-extend it: it takes extra routes and a lifespan. Routes:
+``serve_command`` runs the pipeline scheduler (``sync.scheduler``: every scheduled, enabled
+pipeline of the config under a lease in the ledger, so that replicas on PostgreSQL run each
+pipeline once per tick) next to the HTTP app. ``build_service_app`` assembles the ASGI app; it
+takes extra routes, a readiness check and a lifespan. Routes:
 
 - ``POST /hooks/{source}``: the signed webhook receiver (``connectors.webhook``), one source per
   ``webhook`` connection; touches are committed (``sync.ingest.GroupCommitter``: concurrent
   requests share a transaction) before the sender gets its answer; refused items become dead
   letters of pipeline ``webhook:<source>``.
 - ``GET /healthz``: the process is alive (no I/O).
-- ``GET /readyz``: the ledger answers a query (503 with a reason when it does not).
+- ``GET /readyz``: the ledger answers a query and the scheduler runs (503 with a reason when not).
+- ``GET /metrics``: Prometheus exposition (``sync.metrics``).
+
+SIGTERM (or Ctrl-C): the scheduler stops starting runs, running pipelines finish and commit
+their current batch, leases are released, the HTTP server closes, and the process exits 0.
 """
 
 from __future__ import annotations
 
+import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -25,14 +34,22 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
-    from starlette.routing import BaseRoute
+    from starlette.routing import BaseRoute, Route
     from starlette.types import Lifespan
 
     from connectors.base import Touch
     from connectors.webhook import ItemReject, WebhookSettings
     from sync.config import Config
+    from sync.metrics import ServiceMetrics
+    from sync.scheduler import PipelineScheduler
 
-__all__ = ["build_service_app", "serve_command", "webhook_sources"]
+__all__ = [
+    "build_service_app",
+    "metrics_route",
+    "scheduler_lifespan",
+    "serve_command",
+    "webhook_sources",
+]
 
 
 def webhook_sources(config: Config) -> dict[str, WebhookSettings]:
@@ -53,8 +70,12 @@ def build_service_app(
     extra_routes: Sequence[BaseRoute] = (),
     lifespan: Lifespan[Any] | None = None,
     clock: Callable[[], float] = time.time,
+    ready: Callable[[], str | None] | None = None,
 ) -> Starlette:
-    """The service's ASGI app: webhook receiver, /healthz, /readyz, plus ``extra_routes``."""
+    """The service's ASGI app: webhook receiver, /healthz, /readyz, plus ``extra_routes``.
+
+    ``ready`` is asked by /readyz after the ledger: None when ready, else the reason why not.
+    """
     from sqlalchemy import text
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
@@ -85,6 +106,9 @@ def build_service_app(
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
             reason = f"the ledger does not answer ({type(exc).__name__})"
             return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+        not_ready = ready() if ready is not None else None
+        if not_ready is not None:
+            return JSONResponse({"status": "unavailable", "reason": not_ready}, status_code=503)
         return JSONResponse({"status": "ready"})
 
     receiver = WebhookReceiver(sources, commit, dead_letter, clock=clock)
@@ -100,6 +124,39 @@ def build_service_app(
     return app
 
 
+def metrics_route(metrics: ServiceMetrics) -> Route:
+    """``GET /metrics``: the Prometheus text exposition of ``metrics``."""
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from sync.metrics import CONTENT_TYPE_LATEST
+
+    async def render(_request: Request) -> Response:
+        # Ledger figures are read at scrape time: keep the blocking queries off the event loop.
+        body = await run_in_threadpool(metrics.exposition)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return Route("/metrics", render, methods=["GET"])
+
+
+def scheduler_lifespan(scheduler: PipelineScheduler, on_exit: Callable[[], None]) -> Lifespan[Any]:
+    """Start ``scheduler`` with the app; at shutdown stop it (runs commit their batch), then
+    call ``on_exit``."""
+    from starlette.concurrency import run_in_threadpool
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        scheduler.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(scheduler.stop)
+            on_exit()
+
+    return lifespan
+
+
 def serve_command(
     config: Annotated[
         Path | None,
@@ -112,14 +169,27 @@ def serve_command(
     database_url: Annotated[
         str | None, typer.Option("--database-url", help="Ledger URL (default: config, env).")
     ] = None,
+    lease_seconds: Annotated[
+        float,
+        typer.Option(
+            "--lease-seconds",
+            envvar="CLOSEDLOOP_LEASE_SECONDS",
+            min=0.5,
+            help="Lease period of a running pipeline: a dead replica's pipelines move to a "
+            "live one within this time plus one schedule interval.",
+        ),
+    ] = 60.0,  # sync.scheduler.DEFAULT_LEASE_SECONDS (not imported: keeps --help fast)
 ) -> None:
-    """Serve the webhook receiver and the health probes until interrupted."""
+    """Run the scheduled pipelines and serve webhooks, /healthz, /readyz and /metrics."""
     import uvicorn
     from rich.console import Console
 
     from sync.config import config_path, load_config
+    from sync.connections import Connections
     from sync.ledger import default_database_url, mask_url, open_ledger
     from sync.logs import configure_logging
+    from sync.metrics import ServiceMetrics
+    from sync.scheduler import PipelineScheduler
 
     loaded = load_config(config_path(config))
     fmt = loaded.logging.format
@@ -127,15 +197,54 @@ def serve_command(
     sources = webhook_sources(loaded)
     url = database_url or loaded.database_url() or default_database_url()
     engine = open_ledger(url)
+    connections = Connections(loaded)
+    metrics = ServiceMetrics(engine, connections=connections)
+    scheduler = PipelineScheduler.from_config(
+        loaded, engine, connections=connections, lease_seconds=lease_seconds, observer=metrics
+    )
     console = Console(stderr=True, highlight=False)
     console.print(f"ledger: {mask_url(url)}")
-    if sources:
-        for name in sorted(sources):
-            console.print(f"webhook: POST http://{host}:{port}/hooks/{name}")
-    else:
-        console.print("no webhook connections in the config: only /healthz and /readyz are served")
-    app = build_service_app(engine, sources)
+    for name in sorted(scheduler.jobs):
+        schedule = loaded.pipelines[name].schedule
+        if schedule is not None:
+            when = f"every {schedule.every}" if schedule.every else f"cron {schedule.cron!r}"
+            console.print(f"pipeline {name}: {when}")
+    if not scheduler.jobs:
+        console.print("no scheduled pipelines in the config: nothing will run on a schedule")
+    for name in sorted(sources):
+        console.print(f"webhook: POST http://{host}:{port}/hooks/{name}")
+    console.print(f"health: http://{host}:{port}/healthz, /readyz, /metrics")
+
+    def scheduler_ready() -> str | None:
+        return None if scheduler.running else "the scheduler is not running"
+
+    app = build_service_app(
+        engine,
+        sources,
+        extra_routes=[metrics_route(metrics)],
+        lifespan=scheduler_lifespan(scheduler, connections.close),
+        ready=scheduler_ready,
+    )
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # Tell running pipelines at once; uvicorn reaches the lifespan shutdown later.
+            scheduler.request_stop()
+            super().handle_exit(sig, frame)
+
+    server = _Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    )
+    # uvicorn installs its own handlers while it serves and, once shut down, re-raises the
+    # signal it caught to the handlers it found: these, so that a graceful stop exits 0 (and a
+    # signal in the instant before uvicorn's handlers are in place still stops it).
+    previous = {sig: signal.signal(sig, server.handle_exit) for sig in _STOP_SIGNALS}
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        server.run()
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         engine.dispose()
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)

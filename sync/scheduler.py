@@ -1,0 +1,383 @@
+"""APScheduler wiring of ``closedloop serve``: one job per scheduled pipeline, guarded by leases.
+
+Each process runs an APScheduler 3 ``BackgroundScheduler`` with its own in-memory job store
+(version 3 must never share a job store between processes); the coordination between replicas
+lives in the ledger (``sync.leases``). Jobs are coalesced, one instance at a time, and have a
+misfire grace time.
+
+Exactly once per tick. A tick is identified by its scheduled fire time, which must be the same
+in every replica: cron schedules are, and ``every`` schedules are anchored at the Unix epoch
+(an ``every: 15m`` pipeline fires at :00, :15, :30, :45 everywhere, not 15 minutes after each
+process started). When a job fires, it:
+
+1. works out its tick: the latest fire time of its trigger at or before now (APScheduler 3 does
+   not hand the scheduled time to the job; the job runs within the misfire grace of it);
+2. acquires the lease ``pipeline:<name>``. A replica that finds it held keeps trying for up to
+   half the time to the next tick (at most ``max_patience``): the holder may be finishing the
+   previous tick a little late, and this tick should then still run (the holder's own scheduler
+   skips it, one instance at a time). If the lease stays held, the replica skips the tick;
+   a run that overruns a whole interval coalesces the ticks it overlaps;
+3. reads the pipeline's last completed tick (``sync.leases.last_tick``) and skips when it is at or
+   after this one: a replica that fires a little later than the first (its clock or its scheduler
+   thread lags) finds the lease free again but the tick already done;
+4. runs the pipeline with the fence while a heartbeat renews the lease every third of its period
+   (a lost lease sets the run's stop event; the pipeline's fenced commits are refused anyway);
+5. records the tick under the fence (a stale holder's record is refused) and releases the lease.
+
+Steps 2-5 happen under one lease, and the tick record is written before the release, so two
+replicas never run the same tick. A tick whose runner dies stays unrecorded; its lease expires
+within one lease period and the next tick after that runs on a live replica (so failover takes
+at most one lease period plus one schedule interval). Ticks that fall while the lease is held by
+a dead replica are skipped: the next run catches up from the pipeline's cursors.
+
+Clocks: lease expiry is decided by the database's clock (``sync.leases``). A replica's own clock
+only decides when its scheduler fires and which tick it works out; a replica whose clock is off
+fires early or late but cannot run a recorded tick again. Keep replicas NTP-synced so that
+ticks fire on time.
+
+``stop`` (SIGTERM in ``closedloop serve``) stops scheduling, sets the stop event of every running
+pipeline so it finishes and commits its current batch, waits for them, and releases the leases.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+import structlog
+
+from sync import leases
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from sync.config import Config, Pipeline, Schedule
+    from sync.connections import Connections
+    from sync.pipelines.runner import Fence
+
+__all__ = [
+    "DEFAULT_LEASE_SECONDS",
+    "DEFAULT_MAX_PATIENCE_SECONDS",
+    "DEFAULT_MISFIRE_GRACE_SECONDS",
+    "EPOCH",
+    "PipelineRun",
+    "PipelineScheduler",
+    "RunResult",
+    "SchedulerObserver",
+    "TickOutcome",
+    "default_owner",
+    "pipeline_runner",
+    "pipeline_trigger",
+    "tick_at",
+]
+
+DEFAULT_LEASE_SECONDS = 60.0
+DEFAULT_MISFIRE_GRACE_SECONDS = 30
+# A replica finding the lease held retries for up to half the time to the next tick (capped):
+# the holder may be finishing the previous tick, and this one should not be lost for that.
+DEFAULT_MAX_PATIENCE_SECONDS = 30.0
+LEASE_RETRY_SECONDS = 0.05
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_log = structlog.get_logger("closedloop.scheduler")
+
+
+class RunResult(Protocol):
+    """What the scheduler reads from a finished run (``sync.pipelines.runner.RunSummary``)."""
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def api_calls(self) -> Mapping[str, Any]: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+
+PipelineRun = Callable[[str, "Fence", threading.Event], "RunResult | None"]
+"""Runs pipeline ``name`` once under ``fence``, stopping after the current batch on ``stop``."""
+
+
+class TickOutcome:
+    """What one replica did with one tick of one pipeline (a label of metrics and logs)."""
+
+    RAN = "ran"
+    HELD = "skipped_held"  # another runner holds the lease
+    DONE = "skipped_done"  # the tick was already run (by another replica)
+    STOPPING = "skipped_stopping"  # the process is shutting down
+    FAILED = "failed"  # the ledger could not be asked (it is retried at the next tick)
+
+
+class SchedulerObserver(Protocol):
+    """Receives what the scheduler does (``sync.metrics.ServiceMetrics`` implements it)."""
+
+    def tick(self, pipeline: str, tick: datetime, outcome: str, owner: str) -> None:
+        """One tick of ``pipeline`` was handled with ``outcome`` by ``owner``."""
+
+    def run_finished(
+        self, pipeline: str, seconds: float, result: RunResult | None, error: str | None
+    ) -> None:
+        """A run ended after ``seconds``; ``error`` names the exception type when it raised."""
+
+
+def default_owner() -> str:
+    """A lease owner name unique to this process: host, pid and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def pipeline_trigger(schedule: Schedule) -> Any:
+    """The APScheduler trigger of ``schedule``; intervals are anchored at the Unix epoch so
+    that every replica fires at the same instants."""
+    interval = schedule.interval
+    if interval is None:
+        return schedule.trigger()
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    return IntervalTrigger(seconds=interval.total_seconds(), start_date=EPOCH, timezone=UTC)
+
+
+def tick_at(trigger: Any, now: datetime, lookback: timedelta) -> datetime | None:
+    """The latest fire time of ``trigger`` at or before ``now``, searched ``lookback`` back."""
+    fire: datetime | None = trigger.get_next_fire_time(None, now - lookback)
+    latest = None
+    while fire is not None and fire <= now:
+        latest = fire
+        fire = trigger.get_next_fire_time(fire, fire)
+    return latest
+
+
+def pipeline_runner(
+    config: Config, engine: Engine, *, connections: Connections | None = None
+) -> PipelineRun:
+    """The production ``PipelineRun``: ``sync.pipelines.runner.run_pipeline`` on ``config``."""
+    from sync.pipelines.runner import run_pipeline
+
+    def run(name: str, fence: Fence, stop: threading.Event) -> RunResult:
+        summary: RunResult = run_pipeline(
+            config, name, engine, fence=fence, stop=stop, connections=connections
+        )
+        return summary
+
+    return run
+
+
+@dataclass
+class _Job:
+    name: str
+    trigger: Any
+    lookback: timedelta
+
+
+class PipelineScheduler:
+    """Runs the scheduled, enabled pipelines of a config on their triggers, under leases."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        pipelines: Mapping[str, Pipeline],
+        run: PipelineRun,
+        *,
+        owner: str | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        misfire_grace_seconds: int = DEFAULT_MISFIRE_GRACE_SECONDS,
+        max_patience: float = DEFAULT_MAX_PATIENCE_SECONDS,
+        observer: SchedulerObserver | None = None,
+    ) -> None:
+        if lease_seconds <= 0:
+            raise ValueError("the lease period must be positive")
+        self.engine = engine
+        self.run = run
+        self.owner = owner or default_owner()
+        self.lease_seconds = lease_seconds
+        self.misfire_grace_seconds = misfire_grace_seconds
+        self.max_patience = max_patience
+        self.observer = observer
+        self.jobs: dict[str, _Job] = {}
+        for name, pipeline in pipelines.items():
+            if pipeline.enabled and pipeline.schedule is not None:
+                self.jobs[name] = _Job(
+                    name,
+                    pipeline_trigger(pipeline.schedule),
+                    timedelta(seconds=misfire_grace_seconds + 1),
+                )
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._active: dict[str, threading.Event] = {}
+        self._scheduler: Any = None
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        engine: Engine,
+        *,
+        connections: Connections | None = None,
+        **kwargs: Any,
+    ) -> PipelineScheduler:
+        """A scheduler for ``config``'s pipelines running them with the real pipeline runner."""
+        run = pipeline_runner(config, engine, connections=connections)
+        return cls(engine, config.pipelines, run, **kwargs)
+
+    @property
+    def running(self) -> bool:
+        """True between ``start`` and ``stop`` while the scheduler thread is alive."""
+        return self._scheduler is not None and bool(self._scheduler.running) and not self.stopping
+
+    @property
+    def stopping(self) -> bool:
+        """True once ``stop`` was called."""
+        return self._stopping.is_set()
+
+    def start(self) -> None:
+        """Start firing the jobs (idempotent)."""
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.jobstores.memory import MemoryJobStore
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        if self._scheduler is not None:
+            return
+        scheduler = BackgroundScheduler(
+            jobstores={"default": MemoryJobStore()},
+            executors={"default": ThreadPoolExecutor(max_workers=max(1, len(self.jobs)))},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": self.misfire_grace_seconds,
+            },
+            timezone=UTC,
+        )
+        for job in self.jobs.values():
+            scheduler.add_job(
+                self._fire, job.trigger, args=[job.name], id=job.name, name=f"pipeline {job.name}"
+            )
+        scheduler.start()
+        self._scheduler = scheduler
+        _log.info(
+            "scheduler started",
+            owner=self.owner,
+            pipelines=sorted(self.jobs),
+            lease_seconds=self.lease_seconds,
+        )
+
+    def request_stop(self) -> list[str]:
+        """Start no new run and ask the running ones to stop after their batch; no waiting."""
+        self._stopping.set()
+        with self._lock:
+            for event in self._active.values():
+                event.set()
+            return sorted(self._active)
+
+    def stop(self, *, wait: bool = True) -> None:
+        """Stop scheduling, ask running pipelines to finish their batch, wait, release leases."""
+        running = self.request_stop()
+        if self._scheduler is None:
+            return
+        _log.info("scheduler stopping", owner=self.owner, running=running)
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=wait)
+        _log.info("scheduler stopped", owner=self.owner)
+
+    def run_tick(self, name: str, tick: datetime, *, patience: float = 0.0) -> str:
+        """Handle ``tick`` of pipeline ``name`` on this replica; returns a ``TickOutcome``.
+
+        A held lease is retried for up to ``patience`` seconds: its holder may be about to
+        finish the previous tick.
+        """
+        if self.stopping:
+            return TickOutcome.STOPPING
+        lease = leases.lease_name(name)
+        deadline = time.monotonic() + patience
+        while (fence := leases.acquire(self.engine, lease, self.owner, self.lease_seconds)) is None:
+            if time.monotonic() >= deadline or self._stopping.wait(LEASE_RETRY_SECONDS):
+                return TickOutcome.HELD
+        finished: dict[str, Any] | None = None
+        try:
+            done = leases.last_tick(self.engine, name)
+            if done is not None and done >= tick:
+                return TickOutcome.DONE
+            stop = threading.Event()
+            with self._lock:
+                if self.stopping:
+                    return TickOutcome.STOPPING
+                self._active[name] = stop
+            try:
+                finished = self._run(name, tick, fence, stop)
+            finally:
+                with self._lock:
+                    self._active.pop(name, None)
+            return TickOutcome.RAN
+        finally:
+            try:
+                leases.release(self.engine, fence)
+            except Exception as exc:  # noqa: BLE001 - the lease then simply expires
+                _log.warning("lease release failed", lease=lease, error=type(exc).__name__)
+            if finished is not None:  # logged once the lease is free again
+                _log.info("tick finished", pipeline=name, tick=tick.isoformat(), **finished)
+
+    def _run(
+        self, name: str, tick: datetime, fence: Fence, stop: threading.Event
+    ) -> dict[str, Any] | None:
+        """Run the pipeline under a heartbeat and record the tick; what to log when it ends."""
+        from sync.pipelines.runner import FenceLost
+
+        log = _log.bind(pipeline=name, tick=tick.isoformat(), owner=self.owner, fence=fence.token)
+        log.info("tick running")
+        started = time.monotonic()
+        result: RunResult | None = None
+        error: str | None = None
+        with leases.Heartbeat(self.engine, fence, self.lease_seconds, on_lost=stop.set) as beat:
+            try:
+                result = self.run(name, fence, stop)
+            except FenceLost:
+                error = "FenceLost"
+                log.error("run lost its lease; another replica took over")
+            except Exception as exc:  # one failed run must not stop the schedule
+                error = type(exc).__name__
+                log.exception("run raised")
+        seconds = time.monotonic() - started
+        if self.observer is not None:
+            self.observer.run_finished(name, seconds, result, error)
+        if beat.lost.is_set() or error == "FenceLost":
+            return None
+        try:
+            leases.record_tick(self.engine, fence, name, tick)
+        except FenceLost:
+            log.error("tick not recorded: the lease was taken over")
+            return None
+        return {
+            "owner": self.owner,
+            "fence": fence.token,
+            "state": None if result is None else result.state,
+            "seconds": round(seconds, 3),
+            "error": error or (None if result is None else result.error),
+        }
+
+    def _fire(self, name: str) -> None:
+        job = self.jobs[name]
+        now = datetime.now(UTC)
+        tick = tick_at(job.trigger, now, job.lookback)
+        if tick is None:
+            return
+        upcoming = job.trigger.get_next_fire_time(tick, now)
+        patience = 0.0
+        if upcoming is not None:
+            patience = min(self.max_patience, (upcoming - now).total_seconds() / 2)
+        try:
+            outcome = self.run_tick(name, tick, patience=patience)
+        except Exception as exc:  # noqa: BLE001 - the ledger may be down; try at the next tick
+            _log.error(
+                "tick failed", pipeline=name, tick=tick.isoformat(), error=type(exc).__name__
+            )
+            outcome = TickOutcome.FAILED
+        if outcome != TickOutcome.RAN:
+            _log.debug("tick skipped", pipeline=name, tick=tick.isoformat(), outcome=outcome)
+        if self.observer is not None:
+            self.observer.tick(name, tick, outcome, self.owner)
