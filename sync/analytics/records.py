@@ -1,0 +1,118 @@
+"""The plain records every analytics function reads: built from the ledger or by hand in tests.
+
+People are identified by a *person key* (``"<crm>:<external id>"``; a converted lead keeps
+its lead's key, so its contact's later stages continue the same history; marketing-only
+people are ``"email:<address>"``). Campaigns are identified by their CRM external id when
+the CRM knows them, else by the name the touches carry.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+
+from sync.mapping.model import Stage
+
+__all__ = [
+    "CampaignInfo",
+    "Dataset",
+    "Deal",
+    "Event",
+    "EventKind",
+    "Membership",
+    "PersonFacts",
+    "Spend",
+]
+
+
+class EventKind(enum.StrEnum):
+    """What one disposition-ledger row tells analytics."""
+
+    STATUS = "status"  # a status / lifecycle change (a sales action unless it is the hand-off)
+    TASK = "task"  # a call, e-mail or meeting logged by sales
+    OWNER = "owner"  # a reassignment: not a sales action
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing that happened to a person: a stage change, a logged task, a new owner."""
+
+    person: str
+    at: datetime
+    kind: EventKind = EventKind.STATUS
+    stage: Stage | None = None  # the shared stage reached; None for unmapped values and tasks
+    value: str = ""
+    owner: str | None = None
+    reason: str | None = None
+    seq: int = 0  # order of events at the same instant (the ledger row id)
+
+
+@dataclass(frozen=True, slots=True)
+class PersonFacts:
+    """What analytics needs to know about a person besides their events."""
+
+    key: str
+    email: str | None = None
+    owner: str | None = None
+    source: str | None = None  # lead source (Web, Trade Show, ...)
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A person touched by a campaign (or a channel without a campaign), and when first."""
+
+    person: str
+    campaign: str | None
+    first_at: datetime
+    channel: str | None = None  # the touch's own channel; the campaign's channel wins
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignInfo:
+    """A campaign's display name and channel."""
+
+    key: str
+    name: str
+    channel: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """Money spent on a campaign between two dates (both included)."""
+
+    campaign: str
+    amount: Decimal
+    first: date
+    last: date
+
+
+@dataclass(frozen=True, slots=True)
+class Deal:
+    """An opportunity as revenue metrics see it."""
+
+    key: str
+    amount: Decimal
+    created_at: datetime
+    close_date: datetime | None = None
+    is_closed: bool = False
+    is_won: bool = False
+    campaign: str | None = None  # the CRM's primary campaign source
+    owner: str | None = None
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Everything a report reads, as of ``now``."""
+
+    now: datetime
+    people: Mapping[str, PersonFacts] = field(default_factory=dict)
+    events: Sequence[Event] = ()
+    memberships: Sequence[Membership] = ()
+    campaigns: Mapping[str, CampaignInfo] = field(default_factory=dict)
+    spend: Sequence[Spend] = ()
+    deals: Sequence[Deal] = ()

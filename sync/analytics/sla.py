@@ -1,0 +1,255 @@
+"""Speed of follow-up (DOMAIN.md section 4): MQL hand-off -> first sales action, and breaches.
+
+A *hand-off* is every entry into the MQL stage (a recycled lead that scores again is handed
+off again). The *first sales action* is the person's first later event that is a logged task
+(call, e-mail, meeting) or a status change to anything but MQL (Working, Recycled,
+Disqualified, Converted, an unmapped status ...); owner reassignments do not count. Each
+hand-off ends in one of four states:
+
+- ``met``: answered within the target (or answered, when no target applies)
+- ``breached``: answered, but later than the target
+- ``waiting``: not answered yet, still within the target (or no target applies)
+- ``overdue``: not answered and the target has passed: a breach still running
+
+The target is the rep's own, else their team's, else the default (the mapping's
+``lifecycle.sla.MQL``, which ``analytics.sla.default`` overrides).
+"""
+
+from __future__ import annotations
+
+import enum
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sync.analytics.records import Event, EventKind, PersonFacts
+from sync.mapping.model import Stage
+
+__all__ = [
+    "SlaCase",
+    "SlaGroup",
+    "SlaStatus",
+    "SlaTargets",
+    "percentile",
+    "sla_cases",
+    "sla_summary",
+]
+
+
+class SlaStatus(enum.StrEnum):
+    """Where one hand-off stands against its SLA."""
+
+    MET = "met"
+    BREACHED = "breached"
+    WAITING = "waiting"
+    OVERDUE = "overdue"
+
+
+@dataclass(frozen=True)
+class SlaTargets:
+    """Response-time targets: per rep, per team, and a default."""
+
+    default: timedelta | None = None
+    teams: Mapping[str, timedelta] = field(default_factory=dict)
+    reps: Mapping[str, timedelta] = field(default_factory=dict)
+
+    def target(self, rep: str | None, team: str | None) -> timedelta | None:
+        """The target that applies to a rep in a team: the rep's, the team's, or the default."""
+        if rep is not None and rep in self.reps:
+            return self.reps[rep]
+        if team is not None and team in self.teams:
+            return self.teams[team]
+        return self.default
+
+
+@dataclass(frozen=True, slots=True)
+class SlaCase:
+    """One hand-off of one person to sales and how fast it was answered."""
+
+    person: str
+    handed_off_at: datetime
+    rep: str | None
+    team: str | None
+    source: str | None
+    target: timedelta | None
+    first_action_at: datetime | None
+    status: SlaStatus
+
+    @property
+    def response(self) -> timedelta | None:
+        """Time from hand-off to the first sales action (None while unanswered)."""
+        if self.first_action_at is None:
+            return None
+        return self.first_action_at - self.handed_off_at
+
+    @property
+    def is_breach(self) -> bool:
+        """Whether the SLA was (or is being) broken."""
+        return self.status in (SlaStatus.BREACHED, SlaStatus.OVERDUE)
+
+    def overdue_by(self, now: datetime) -> timedelta | None:
+        """How far past the target the response is (or, unanswered, is by ``now``)."""
+        if self.target is None:
+            return None
+        took = self.response if self.response is not None else now - self.handed_off_at
+        late = took - self.target
+        return late if late > timedelta(0) else None
+
+
+def _is_action(event: Event) -> bool:
+    if event.kind is EventKind.TASK:
+        return True
+    return event.kind is EventKind.STATUS and event.stage is not Stage.MQL
+
+
+def _status(target: timedelta | None, took: timedelta, answered: bool) -> SlaStatus:
+    if answered:
+        return SlaStatus.BREACHED if target is not None and took > target else SlaStatus.MET
+    return SlaStatus.OVERDUE if target is not None and took > target else SlaStatus.WAITING
+
+
+def sla_cases(
+    events: Iterable[Event],
+    people: Mapping[str, PersonFacts],
+    targets: SlaTargets,
+    now: datetime,
+    team_of: Callable[[str | None], str | None] = lambda _rep: None,
+) -> list[SlaCase]:
+    """Every MQL hand-off with its first sales action and SLA status, in hand-off order."""
+    by_person: dict[str, list[Event]] = defaultdict(list)
+    for event in events:
+        by_person[event.person].append(event)
+    cases: list[SlaCase] = []
+    for person, stream in by_person.items():
+        stream.sort(key=lambda e: (e.at, e.seq))
+        facts = people.get(person)
+        stage: Stage | None = None
+        open_at: datetime | None = None
+        open_rep: str | None = None
+        for event in stream:
+            if open_at is not None and _is_action(event):
+                cases.append(
+                    _case(
+                        person,
+                        facts,
+                        open_at,
+                        open_rep,
+                        action_at=event.at,
+                        targets=targets,
+                        team_of=team_of,
+                    )
+                )
+                open_at = None
+            if event.stage is Stage.MQL and stage is not Stage.MQL:
+                open_at = event.at
+                open_rep = event.owner or (facts.owner if facts else None)
+            if event.stage is not None:
+                stage = event.stage
+        if open_at is not None:
+            cases.append(
+                _case(
+                    person,
+                    facts,
+                    open_at,
+                    open_rep,
+                    action_at=None,
+                    targets=targets,
+                    team_of=team_of,
+                    now=now,
+                )
+            )
+    cases.sort(key=lambda c: (c.handed_off_at, c.person))
+    return cases
+
+
+def _case(
+    person: str,
+    facts: PersonFacts | None,
+    handed_off_at: datetime,
+    rep: str | None,
+    *,
+    action_at: datetime | None,
+    targets: SlaTargets,
+    team_of: Callable[[str | None], str | None],
+    now: datetime | None = None,
+) -> SlaCase:
+    team = team_of(rep)
+    target = targets.target(rep, team)
+    end = action_at if action_at is not None else now
+    assert end is not None
+    return SlaCase(
+        person=person,
+        handed_off_at=handed_off_at,
+        rep=rep,
+        team=team,
+        source=facts.source if facts else None,
+        target=target,
+        first_action_at=action_at,
+        status=_status(target, end - handed_off_at, action_at is not None),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SlaGroup:
+    """SLA results of one rep, team or source."""
+
+    group: str
+    handed_off: int
+    answered: int
+    met: int
+    breached: int
+    waiting: int
+    overdue: int
+    median_hours: float | None  # of answered hand-offs
+    p90_hours: float | None
+
+    @property
+    def breach_rate(self) -> float | None:
+        """Share of hand-offs whose SLA was or is being broken (None when there are none)."""
+        decided = self.met + self.breached + self.overdue
+        return (self.breached + self.overdue) / decided if decided else None
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile (0-100) with linear interpolation; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def sla_summary(
+    cases: Iterable[SlaCase], key: Callable[[SlaCase], str | None], unknown: str = "(none)"
+) -> list[SlaGroup]:
+    """SLA results grouped by ``key`` (rep, team, source ...), worst breach rate first."""
+    groups: dict[str, list[SlaCase]] = defaultdict(list)
+    for case in cases:
+        groups[key(case) or unknown].append(case)
+    out: list[SlaGroup] = []
+    for name, members in groups.items():
+        hours = [c.response.total_seconds() / 3600 for c in members if c.response is not None]
+        counts = dict.fromkeys(SlaStatus, 0)
+        for case in members:
+            counts[case.status] += 1
+        out.append(
+            SlaGroup(
+                group=name,
+                handed_off=len(members),
+                answered=len(hours),
+                met=counts[SlaStatus.MET],
+                breached=counts[SlaStatus.BREACHED],
+                waiting=counts[SlaStatus.WAITING],
+                overdue=counts[SlaStatus.OVERDUE],
+                median_hours=statistics.median(hours) if hours else None,
+                p90_hours=percentile(hours, 90),
+            )
+        )
+    out.sort(key=lambda g: (-(g.breach_rate or 0.0), -g.handed_off, g.group))
+    return out

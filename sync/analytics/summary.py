@@ -1,0 +1,360 @@
+"""One report's numbers: every metric of the closed loop for one period, as plain data.
+
+``build_report`` is pure: it takes a ``Dataset`` (``sync.analytics.load``), the analytics
+settings, SLA targets and attributed revenue per model, and returns a ``ReportData`` that the
+HTML, CSV and JSON writers (``sync.report``) only format. Period rules:
+
+- funnel cohorts: people who entered the funnel in the period (stages reached up to now);
+- SLA: hand-offs made in the period; recycling: people first handed off in the period;
+- deals: created / closed in the period (``sync.analytics.deals``);
+- campaigns: spend spread over the period, new leads and attributed revenue of deals won in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from sync.analytics.credits import model_label
+from sync.analytics.deals import DealMetrics, deal_metrics, monthly_deal_metrics
+from sync.analytics.experiments import ExperimentResult, compare_groups, production_by_rep_month
+from sync.analytics.funnel import (
+    FunnelRow,
+    cohort_by_campaign,
+    cohort_by_channel,
+    cohort_by_month,
+    entered_funnel_at,
+    funnel_rows,
+    reached_by_person,
+)
+from sync.analytics.lifecycle import History, build_histories, current_stages
+from sync.analytics.periods import Period, months_between
+from sync.analytics.records import Dataset
+from sync.analytics.recycling import RecycleGroup, recycle_rates, recycle_reasons, rep_of
+from sync.analytics.roi import (
+    CampaignRoi,
+    cost_per_lead,
+    first_touch_leads,
+    roi_table,
+    spend_in_period,
+)
+from sync.analytics.settings import AnalyticsSettings
+from sync.analytics.sla import SlaCase, SlaGroup, SlaTargets, sla_cases, sla_summary
+from sync.mapping.model import Stage
+
+__all__ = ["CampaignLine", "ReportData", "build_report"]
+
+MAX_MONTHS = 24
+SLA_BINS_HOURS = (1, 4, 8, 24, 48, 72)
+
+
+@dataclass(frozen=True)
+class CampaignLine:
+    """One campaign's economics in the period: spend, leads, cost per lead, revenue, ROI."""
+
+    key: str
+    name: str
+    channel: str | None
+    spend: Decimal
+    new_leads: int
+    members: int
+    cost_per_lead: Decimal | None
+    revenue: Mapping[str, Decimal]  # attribution model -> attributed revenue
+    roi: Mapping[str, float | None]  # attribution model -> ROI
+
+    def loses_money(self, model: str) -> bool:
+        """Whether attributed revenue under ``model`` is below spend."""
+        return self.spend > 0 and self.revenue.get(model, Decimal(0)) < self.spend
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Every number of one report, with the plain-language summary on top."""
+
+    title: str
+    period: Period
+    generated_at: datetime
+    currency: str
+    summary: list[str]
+    funnel: FunnelRow
+    funnel_by_month: list[FunnelRow]
+    funnel_by_campaign: list[FunnelRow]
+    funnel_by_channel: list[FunnelRow]
+    current_stages: Mapping[Stage, int]
+    sla_target_hours: float | None
+    sla_cases: list[SlaCase]
+    sla_by_rep: list[SlaGroup]
+    sla_by_team: list[SlaGroup]
+    sla_by_source: list[SlaGroup]
+    sla_histogram: list[tuple[str, int, int]]  # bucket label, answered within, breaches
+    recycle_by_rep: list[RecycleGroup]
+    recycle_by_source: list[RecycleGroup]
+    recycle_reasons: list[tuple[str, int]]
+    deals: DealMetrics
+    deals_by_month: list[DealMetrics]
+    models: list[str]
+    default_model: str
+    campaigns: list[CampaignLine]
+    roi: list[CampaignRoi]
+    experiments: list[ExperimentResult]
+    rep_names: Mapping[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def rep_label(self, rep: str | None) -> str:
+        """A rep's display name (their owner id when no name is configured)."""
+        if rep is None:
+            return "(unassigned)"
+        return self.rep_names.get(rep, rep)
+
+    @property
+    def sla_breaches(self) -> list[SlaCase]:
+        """Hand-offs of the period whose SLA was or is being broken, latest first."""
+        return sorted(
+            (c for c in self.sla_cases if c.is_breach), key=lambda c: c.handed_off_at, reverse=True
+        )
+
+    @property
+    def money_losers(self) -> list[CampaignLine]:
+        """Campaigns whose spend exceeds their revenue under the default model, worst first."""
+        losers = [c for c in self.campaigns if c.loses_money(self.default_model)]
+        return sorted(losers, key=lambda c: c.revenue.get(self.default_model, 0) - c.spend)
+
+
+def _months(period: Period, dataset: Dataset, entered: Mapping[str, datetime]) -> list[str]:
+    end = period.end if period.end is not None and period.end < dataset.now else dataset.now
+    start = period.start
+    if start is None:
+        times = [d.created_at for d in dataset.deals] + list(entered.values())
+        start = min(times, default=end)
+    months = months_between(start, end - timedelta(microseconds=1))
+    return months[-MAX_MONTHS:]
+
+
+def _histogram(cases: Sequence[SlaCase]) -> list[tuple[str, int, int]]:
+    edges = [0, *SLA_BINS_HOURS]
+    rows: list[tuple[str, int, int]] = []
+    for low, high in zip(edges, [*SLA_BINS_HOURS, None], strict=True):
+        label = f"{low}-{high} h" if high is not None else f"{low} h+"
+        ok = breached = 0
+        for case in cases:
+            if case.response is None:
+                continue
+            hours = case.response.total_seconds() / 3600
+            if hours >= low and (high is None or hours < high):
+                if case.is_breach:
+                    breached += 1
+                else:
+                    ok += 1
+        rows.append((label, ok, breached))
+    waiting = sum(1 for c in cases if c.response is None and not c.is_breach)
+    overdue = sum(1 for c in cases if c.response is None and c.is_breach)
+    rows.append(("unanswered", waiting, overdue))
+    return rows
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.0f}%"
+
+
+def _money(value: Decimal | float, currency: str) -> str:
+    return f"{currency} {value:,.0f}"
+
+
+def build_report(
+    dataset: Dataset,
+    settings: AnalyticsSettings,
+    period: Period,
+    targets: SlaTargets,
+    credits: Mapping[str, Mapping[str, Decimal]],
+    *,
+    title: str = "Closed-loop report",
+    notes: Sequence[str] = (),
+) -> ReportData:
+    """Compute every metric of the report for ``period`` (see the module docstring)."""
+    now = dataset.now
+    currency = settings.currency
+    histories = build_histories(dataset.events)
+    entered = entered_funnel_at(dataset.people, histories, dataset.memberships)
+    reached = reached_by_person(entered, histories)
+    cohort = [p for p, when in entered.items() if period.contains(when)]
+    overall = funnel_rows({"all": cohort}, reached)[0]
+    by_month = funnel_rows(cohort_by_month(entered, period), reached)
+    by_campaign = funnel_rows(
+        cohort_by_campaign(dataset.memberships, period, dataset.campaigns), reached
+    )
+    by_channel = funnel_rows(
+        cohort_by_channel(dataset.memberships, period, dataset.campaigns), reached
+    )
+
+    cases = [
+        c
+        for c in sla_cases(dataset.events, dataset.people, targets, now, settings.team_of)
+        if period.contains(c.handed_off_at)
+    ]
+    handed_in_period: dict[str, History] = {
+        p: h
+        for p, h in histories.items()
+        if (first := h.first_entered(Stage.MQL)) is not None and period.contains(first)
+    }
+    people = dataset.people
+
+    spend = spend_in_period(dataset.spend, period)
+    leads = first_touch_leads(dataset.memberships, period)
+    cpl = cost_per_lead(spend, leads)
+    members: dict[str, set[str]] = {}
+    for m in dataset.memberships:
+        if m.campaign is not None and period.contains(m.first_at):
+            members.setdefault(m.campaign, set()).add(m.person)
+    models = list(credits)
+    default_model = models[0] if models else "none"
+    roi = roi_table(credits, spend)
+    keys = set(spend) | set(leads) | {r.campaign for r in roi}
+    lines: list[CampaignLine] = []
+    for key in keys:
+        info = dataset.campaigns.get(key)
+        per_model = {r.model: r for r in roi if r.campaign == key}
+        lines.append(
+            CampaignLine(
+                key=key,
+                name=info.name if info else key,
+                channel=info.channel if info else None,
+                spend=spend.get(key, Decimal(0)),
+                new_leads=leads.get(key, 0),
+                members=len(members.get(key, ())),
+                cost_per_lead=cpl.get(key),
+                revenue={m: r.revenue for m, r in per_model.items()},
+                roi={m: r.roi for m, r in per_model.items()},
+            )
+        )
+    lines.sort(key=lambda c: (-c.spend, -c.revenue.get(default_model, Decimal(0)), c.name))
+
+    months = _months(period, dataset, entered)
+    experiments: list[ExperimentResult] = []
+    for name, experiment in settings.experiments.items():
+        exp_months = [
+            m
+            for m in months
+            if (experiment.start is None or m >= month_key_of(experiment.start))
+            and (experiment.end is None or m <= month_key_of(experiment.end))
+        ]
+        groups = {
+            group: [
+                value
+                for values in production_by_rep_month(
+                    dataset.deals, reps, exp_months, experiment.metric
+                ).values()
+                for value in values
+            ]
+            for group, reps in experiment.groups.items()
+        }
+        experiments.append(
+            compare_groups(name, groups, experiment.metric, experiment.confidence, currency)
+        )
+
+    deals = deal_metrics(dataset.deals, period, now)
+    data = ReportData(
+        title=title,
+        period=period,
+        generated_at=now,
+        currency=currency,
+        summary=[],
+        funnel=overall,
+        funnel_by_month=by_month,
+        funnel_by_campaign=by_campaign,
+        funnel_by_channel=by_channel,
+        current_stages=current_stages(histories),
+        sla_target_hours=targets.default.total_seconds() / 3600 if targets.default else None,
+        sla_cases=cases,
+        sla_by_rep=sla_summary(cases, lambda c: c.rep),
+        sla_by_team=sla_summary(cases, lambda c: c.team) if settings.teams else [],
+        sla_by_source=sla_summary(cases, lambda c: c.source),
+        sla_histogram=_histogram(cases),
+        recycle_by_rep=recycle_rates(handed_in_period, people, rep_of),
+        recycle_by_source=recycle_rates(
+            handed_in_period, people, lambda _h, f: f.source if f else None
+        ),
+        recycle_reasons=recycle_reasons(handed_in_period),
+        deals=deals,
+        deals_by_month=monthly_deal_metrics(dataset.deals, months, now),
+        models=models,
+        default_model=default_model,
+        campaigns=lines,
+        roi=roi,
+        experiments=experiments,
+        rep_names=dict(settings.rep_names),
+        notes=list(notes),
+    )
+    data.summary.extend(_summary(data))
+    return data
+
+
+def month_key_of(day: date) -> str:
+    """``YYYY-MM`` of a date (or datetime)."""
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def _summary(data: ReportData) -> list[str]:
+    """The report's opening paragraph, one plain sentence per finding."""
+    cur = data.currency
+    lines: list[str] = []
+    f = data.funnel
+    if f.size:
+        mql = next(s.count for s in f.steps if s.stage is Stage.MQL)
+        won = next(s.count for s in f.steps if s.stage is Stage.CUSTOMER)
+        lines.append(
+            f"{f.size:,} people entered the funnel in {data.period.label}; {mql:,} "
+            f"({_pct(mql / f.size)}) became marketing-qualified and {won:,} "
+            f"({_pct(won / f.size)}) are customers so far."
+        )
+    else:
+        lines.append(f"No one entered the funnel in {data.period.label}.")
+    answered = [c for c in data.sla_cases if c.response is not None]
+    if data.sla_cases:
+        breaches = sum(1 for c in data.sla_cases if c.is_breach)
+        hours = sorted(c.response.total_seconds() / 3600 for c in answered if c.response)
+        median = f"{hours[len(hours) // 2]:.1f} hours" if hours else "n/a"
+        target = (
+            f" against a target of {data.sla_target_hours:g} hours" if data.sla_target_hours else ""
+        )
+        slow = [g for g in data.sla_by_rep if g.breach_rate and g.handed_off >= 3]
+        worst = (
+            f" Slowest to follow up: {data.rep_label(slow[0].group)} "
+            f"({_pct(slow[0].breach_rate)} of hand-offs late)."
+            if slow
+            else ""
+        )
+        lines.append(
+            f"Sales answered hand-offs in a median of {median}{target}; {breaches:,} of "
+            f"{len(data.sla_cases):,} hand-offs ({_pct(breaches / len(data.sla_cases))}) "
+            f"broke the SLA.{worst}"
+        )
+    recycled = sum(r.recycled for r in data.recycle_by_rep)
+    handed = sum(r.handed_off for r in data.recycle_by_rep)
+    if handed:
+        lines.append(
+            f"Sales sent {recycled:,} of {handed:,} handed-over leads ({_pct(recycled / handed)}) "
+            "back to marketing for nurturing."
+        )
+    d = data.deals
+    lines.append(
+        f"{d.new_opportunities:,} new opportunities worth {_money(d.new_pipeline, cur)}; "
+        f"{d.won:,} deals won for {_money(d.revenue, cur)} (win rate {_pct(d.win_rate)}); "
+        f"open pipeline {_money(d.open_pipeline, cur)}."
+    )
+    spend = sum((c.spend for c in data.campaigns), Decimal(0))
+    if spend:
+        losers = data.money_losers
+        text = f"Campaigns cost {_money(spend, cur)} in the period."
+        if losers:
+            loser = losers[0]
+            revenue = loser.revenue.get(data.default_model, Decimal(0))
+            text += (
+                f" {len(losers)} campaign{'s' if len(losers) != 1 else ''} lost money under "
+                f"{model_label(data.default_model)} attribution; the worst, {loser.name}, cost "
+                f"{_money(loser.spend, cur)} and brought {_money(revenue, cur)}."
+            )
+        lines.append(text)
+    lines.extend(e.verdict for e in data.experiments)
+    return lines

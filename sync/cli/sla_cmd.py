@@ -1,0 +1,155 @@
+"""``closedloop sla``: hand-offs to sales that broke (or are breaking) the follow-up SLA.
+
+The SLA target comes from ``analytics.sla`` in closedloop.yaml, else from the mapping's
+``lifecycle.sla.MQL``; hand-offs are read from the disposition ledger
+(``sync.analytics.sla`` says what counts as the first sales action).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+__all__ = ["app", "breaches_command", "parse_since"]
+
+app = typer.Typer(
+    help="Speed of follow-up: SLA breaches of hand-offs to sales.", no_args_is_help=True
+)
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """``7d`` / ``12h`` (ago), ``2026-10-01`` or a full ISO time, as an aware UTC datetime."""
+    from sync.mapping.model import parse_duration
+
+    value = text.strip()
+    try:
+        return now - parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"--since {text!r}: expected a duration such as 7d or 12h, or a date such as 2026-10-01"
+        ) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _hours(delta: timedelta | None) -> float | None:
+    return None if delta is None else round(delta.total_seconds() / 3600, 2)
+
+
+@app.command("breaches")
+def breaches_command(
+    *,
+    since: Annotated[
+        str,
+        typer.Option("--since", help="Hand-offs since: a duration (7d, 12h) or a date."),
+    ] = "30d",
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="closedloop.yaml (default: ./closedloop.yaml if present)."),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", help="Ledger URL (default: config, env, ./closedloop.db)."),
+    ] = None,
+) -> None:
+    """List hand-offs whose first sales action came too late, or has not come in time."""
+    from connectors.errors import ConfigError
+    from sync.analytics.sla import sla_cases
+    from sync.cli.report_cmd import load_optional_config, open_report_ledger
+    from sync.ledger.types import utcnow
+    from sync.report.build import load_for_report, report_inputs
+
+    if fmt not in ("table", "csv", "json"):
+        raise ConfigError(f"--format must be table, csv or json, not {fmt!r}")
+    now = utcnow()
+    try:
+        start = parse_since(since, now)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    loaded = load_optional_config(config)
+    inputs = report_inputs(loaded)
+    if inputs.targets.default is None and not inputs.targets.reps and not inputs.targets.teams:
+        raise ConfigError(
+            "no SLA target: set analytics.sla.default in closedloop.yaml or lifecycle.sla.MQL "
+            "in the dispositions pipeline's mapping"
+        )
+    engine = open_report_ledger(loaded, database_url)
+    try:
+        dataset = load_for_report(engine, inputs, now)
+    finally:
+        engine.dispose()
+    names = inputs.settings.rep_names
+    cases = [
+        c
+        for c in sla_cases(
+            dataset.events, dataset.people, inputs.targets, now, inputs.settings.team_of
+        )
+        if c.is_breach and c.handed_off_at >= start
+    ]
+    rows: list[dict[str, Any]] = [
+        {
+            "person": c.person,
+            "email": dataset.people[c.person].email if c.person in dataset.people else None,
+            "rep": names.get(c.rep, c.rep) if c.rep else None,
+            "team": c.team,
+            "source": c.source,
+            "handed_off_at": c.handed_off_at.isoformat(),
+            "first_action_at": c.first_action_at.isoformat() if c.first_action_at else None,
+            "target_hours": _hours(c.target),
+            "late_by_hours": _hours(c.overdue_by(now)),
+            "status": str(c.status),
+        }
+        for c in cases
+    ]
+    if fmt == "json":
+        typer.echo(json.dumps(rows, indent=2))
+    elif fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["person"])
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        _table(rows, since)
+
+
+def _table(rows: list[dict[str, Any]], since: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    if not rows:
+        console.print(f"No SLA breaches in hand-offs since {since}.")
+        return
+    table = Table(title=f"SLA breaches since {since} ({len(rows)})")
+    for column in (
+        "person",
+        "email",
+        "rep",
+        "handed off",
+        "first action",
+        "target h",
+        "late by h",
+        "status",
+    ):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["person"],
+            row["email"] or "",
+            row["rep"] or "(unassigned)",
+            row["handed_off_at"][:16].replace("T", " "),
+            (row["first_action_at"] or "none yet")[:16].replace("T", " "),
+            f"{row['target_hours']:g}" if row["target_hours"] is not None else "",
+            f"{row['late_by_hours']:g}" if row["late_by_hours"] is not None else "",
+            row["status"],
+        )
+    console.print(table)

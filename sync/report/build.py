@@ -1,0 +1,150 @@
+"""From ledger and configuration to a written report: the one entry point commands call.
+
+``write_report(engine, config, out_path)`` reads the ledger (``sync.analytics.load``), runs
+attribution for the deals won in the period, computes every metric
+(``sync.analytics.summary``) and writes HTML (one self-contained file), JSON, or CSV (a
+folder of one file per table). The configuration supplies the ``analytics:`` section and, from
+the pipelines' mapping files, each CRM's lifecycle (to translate statuses) and SLA target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import Engine
+
+from sync.analytics.credits import attributed_revenue, by_model_order, won_in_period
+from sync.analytics.load import CampaignResolver, load_dataset
+from sync.analytics.periods import Period, parse_period
+from sync.analytics.records import Dataset
+from sync.analytics.settings import AnalyticsSettings
+from sync.analytics.sla import SlaTargets
+from sync.analytics.summary import ReportData, build_report
+from sync.ledger.types import utcnow
+from sync.mapping.lifecycle import CompiledLifecycle
+from sync.mapping.model import Stage, parse_duration
+
+__all__ = [
+    "ReportFormat",
+    "ReportInputs",
+    "analytics_settings",
+    "report_data",
+    "report_inputs",
+    "write_report",
+]
+
+ReportFormat = Literal["html", "json", "csv"]
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """What the configuration contributes: analytics settings, lifecycles, SLA targets."""
+
+    settings: AnalyticsSettings
+    lifecycles: Mapping[str, CompiledLifecycle]
+    targets: SlaTargets
+
+
+def analytics_settings(config: Any) -> AnalyticsSettings:
+    """The ``analytics:`` section of a loaded config (defaults when absent or no config)."""
+    found = getattr(config, "analytics", None) if config is not None else None
+    return found if isinstance(found, AnalyticsSettings) else AnalyticsSettings()
+
+
+def _lifecycles(config: Any) -> dict[str, CompiledLifecycle]:
+    """Connection name -> lifecycle, from the mapping files of the config's pipelines."""
+    from sync.mapping.validate import load_mapping
+
+    out: dict[str, CompiledLifecycle] = {}
+    pipelines = getattr(config, "pipelines", None) or {}
+    ranked = sorted(pipelines.values(), key=lambda p: p.kind != "dispositions")
+    for pipeline in ranked:
+        crm = pipeline.source if pipeline.kind == "dispositions" else pipeline.sink
+        if pipeline.kind not in ("dispositions", "touches") or crm is None:
+            continue
+        if pipeline.mapping is None or crm in out:
+            continue
+        lifecycle = load_mapping(Path(pipeline.mapping)).lifecycle
+        if lifecycle.status_field is not None:
+            out[crm] = lifecycle
+    return out
+
+
+def report_inputs(config: Any) -> ReportInputs:
+    """Settings, lifecycles and SLA targets of a config (``None``: defaults, no targets)."""
+    settings = analytics_settings(config)
+    lifecycles = _lifecycles(config) if config is not None else {}
+    default = parse_duration(settings.sla.default) if settings.sla.default else None
+    if default is None:
+        found = [t for lc in lifecycles.values() if (t := lc.sla_target(Stage.MQL)) is not None]
+        default = min(found) if found else None
+    targets = SlaTargets(
+        default=default,
+        teams={team: parse_duration(text) for team, text in settings.sla.teams.items()},
+        reps={rep: parse_duration(text) for rep, text in settings.sla.reps.items()},
+    )
+    return ReportInputs(settings, lifecycles, targets)
+
+
+def load_for_report(engine: Engine, inputs: ReportInputs, now: datetime) -> Dataset:
+    """The ledger as analytics records, with the configured YAML campaign costs."""
+    return load_dataset(engine, now, inputs.lifecycles, inputs.settings.campaign_costs)
+
+
+def report_data(
+    engine: Engine,
+    config: Any,
+    *,
+    period: str | Period | None = None,
+    now: datetime | None = None,
+    title: str = "Closed-loop report",
+) -> ReportData:
+    """Every number of the report for ``period`` (default: ``analytics.period``, else all)."""
+    now = now or utcnow()
+    inputs = report_inputs(config)
+    chosen = period if period is not None else inputs.settings.period
+    resolved = chosen if isinstance(chosen, Period) else parse_period(chosen, now)
+    dataset = load_for_report(engine, inputs, now)
+    resolve = CampaignResolver(dataset.campaigns.values())
+    won = won_in_period(dataset.deals, resolved)
+    attribution = getattr(config, "attribution", None) if config is not None else None
+    params = attribution.params() if attribution is not None else None
+    credits, notes = attributed_revenue(engine, won, resolve, now, params=params)
+    ordered = by_model_order(credits, inputs.settings.default_model)
+    return build_report(
+        dataset,
+        inputs.settings,
+        resolved,
+        inputs.targets,
+        {model: credits[model] for model in ordered},
+        title=title,
+        notes=notes,
+    )
+
+
+def write_report(
+    engine: Engine,
+    config: Any,
+    out_path: Path,
+    *,
+    period: str | Period | None = None,
+    fmt: ReportFormat = "html",
+    now: datetime | None = None,
+) -> Path:
+    """Compute the report and write it to ``out_path`` (a folder for CSV); returns the path."""
+    from sync.report.export import to_json, write_csv
+    from sync.report.html import render_html
+
+    data = report_data(engine, config, period=period, now=now)
+    out_path = Path(out_path)
+    if fmt == "csv":
+        write_csv(data, out_path)
+        return out_path
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    text = to_json(data) if fmt == "json" else render_html(data)
+    out_path.write_text(text, encoding="utf-8")
+    return out_path

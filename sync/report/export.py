@@ -1,0 +1,266 @@
+"""CSV and JSON exports of a report: the same numbers as the HTML, for spreadsheets and BI.
+
+``tables`` flattens a ``ReportData`` into named tables (header + rows of plain values); the CSV
+export writes one file per table into a folder, the JSON export one document with the summary
+and every table. Money is written as exact decimal strings in JSON and plain numbers in CSV;
+rates as fractions (0.25, not "25%") so they can be computed with.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sync.analytics.deals import DealMetrics
+from sync.analytics.funnel import FunnelRow
+from sync.analytics.recycling import RecycleGroup
+from sync.analytics.sla import SlaGroup
+from sync.analytics.summary import ReportData
+
+__all__ = ["Table", "tables", "to_json", "write_csv"]
+
+Table = tuple[list[str], list[list[Any]]]
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _funnel(rows: Sequence[FunnelRow], first: str) -> Table:
+    if not rows:
+        return [first], []
+    header = [first, *(str(s.stage) for s in rows[0].steps)]
+    steps = rows[0].steps
+    header += [f"conversion {a.stage}->{b.stage}" for a, b in itertools.pairwise(steps)]
+    header += ["recycled", "disqualified"]
+    body = [
+        [
+            r.group,
+            *(s.count for s in r.steps),
+            *(_round(s.conversion) for s in r.steps[1:]),
+            r.recycled,
+            r.disqualified,
+        ]
+        for r in rows
+    ]
+    return header, body
+
+
+def _sla(groups: Sequence[SlaGroup], first: str, data: ReportData) -> Table:
+    header = [first, "handed_off", "answered", "met", "breached", "waiting", "overdue",
+              "median_hours", "p90_hours", "breach_rate"]  # fmt: skip
+    body = [
+        [
+            data.rep_label(g.group) if first == "rep" and g.group != "(none)" else g.group,
+            g.handed_off,
+            g.answered,
+            g.met,
+            g.breached,
+            g.waiting,
+            g.overdue,
+            _round(g.median_hours, 2),
+            _round(g.p90_hours, 2),
+            _round(g.breach_rate),
+        ]
+        for g in groups
+    ]
+    return header, body
+
+
+def _recycle(groups: Sequence[RecycleGroup], first: str, data: ReportData) -> Table:
+    header = [first, "handed_off", "recycled", "recycle_rate", "disqualified"]
+    body = [
+        [
+            data.rep_label(g.group) if first == "rep" and g.group != "(none)" else g.group,
+            g.handed_off,
+            g.recycled,
+            _round(g.rate),
+            g.disqualified,
+        ]
+        for g in groups
+    ]
+    return header, body
+
+
+def _deals(rows: Sequence[DealMetrics]) -> Table:
+    header = ["period", "new_opportunities", "new_pipeline", "open_pipeline", "open_deals",
+              "won", "lost", "win_rate", "revenue"]  # fmt: skip
+    body = [
+        [
+            m.label,
+            m.new_opportunities,
+            m.new_pipeline,
+            m.open_pipeline,
+            m.open_deals,
+            m.won,
+            m.lost,
+            _round(m.win_rate),
+            m.revenue,
+        ]
+        for m in rows
+    ]
+    return header, body
+
+
+def tables(data: ReportData) -> dict[str, Table]:
+    """Every table of the report by name (``funnel_by_campaign``, ``sla_by_rep``, ``roi`` ...)."""
+    out: dict[str, Table] = {
+        "funnel": _funnel([data.funnel], "cohort"),
+        "funnel_by_month": _funnel(data.funnel_by_month, "month"),
+        "funnel_by_campaign": _funnel(data.funnel_by_campaign, "campaign"),
+        "funnel_by_channel": _funnel(data.funnel_by_channel, "channel"),
+        "sla_by_rep": _sla(data.sla_by_rep, "rep", data),
+        "sla_by_team": _sla(data.sla_by_team, "team", data),
+        "sla_by_source": _sla(data.sla_by_source, "source", data),
+        "recycle_by_rep": _recycle(data.recycle_by_rep, "rep", data),
+        "recycle_by_source": _recycle(data.recycle_by_source, "source", data),
+        "deals": _deals([data.deals, *data.deals_by_month]),
+    }
+    out["sla_cases"] = (
+        [
+            "person",
+            "rep",
+            "team",
+            "source",
+            "handed_off_at",
+            "first_action_at",
+            "target_hours",
+            "response_hours",
+            "status",
+        ],
+        [
+            [
+                c.person,
+                data.rep_label(c.rep) if c.rep else None,
+                c.team,
+                c.source,
+                c.handed_off_at,
+                c.first_action_at,
+                _round(c.target.total_seconds() / 3600, 2) if c.target else None,
+                _round(c.response.total_seconds() / 3600, 2) if c.response else None,
+                str(c.status),
+            ]
+            for c in data.sla_cases
+        ],
+    )
+    out["campaigns"] = (
+        [
+            "campaign_id",
+            "campaign",
+            "channel",
+            "spend",
+            "new_leads",
+            "cost_per_lead",
+            "members",
+            *(f"revenue_{m}" for m in data.models),
+            *(f"roi_{m}" for m in data.models),
+            f"loses_money_{data.default_model}",
+        ],
+        [
+            [
+                c.key,
+                c.name,
+                c.channel,
+                c.spend,
+                c.new_leads,
+                c.cost_per_lead,
+                c.members,
+                *(c.revenue.get(m, Decimal(0)) for m in data.models),
+                *(_round(c.roi.get(m)) for m in data.models),
+                c.loses_money(data.default_model),
+            ]
+            for c in data.campaigns
+        ],
+    )
+    out["roi"] = (
+        ["model", "campaign_id", "spend", "attributed_revenue", "profit", "roi", "loses_money"],
+        [
+            [r.model, r.campaign, r.spend, r.revenue, r.profit, _round(r.roi), r.loses_money]
+            for r in data.roi
+        ],
+    )
+    out["experiments"] = (
+        [
+            "experiment",
+            "metric",
+            "group_a",
+            "group_b",
+            "n_a",
+            "n_b",
+            "mean_a",
+            "mean_b",
+            "difference",
+            "ci_low",
+            "ci_high",
+            "confidence",
+            "verdict",
+        ],
+        [
+            [
+                e.name,
+                e.metric,
+                *e.groups,
+                *e.n,
+                *(_round(m, 2) for m in e.means),
+                _round(e.interval.difference, 2) if e.interval else None,
+                _round(e.interval.low, 2) if e.interval else None,
+                _round(e.interval.high, 2) if e.interval else None,
+                e.interval.confidence if e.interval else None,
+                e.verdict,
+            ]
+            for e in data.experiments
+        ],
+    )
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def to_json(data: ReportData) -> str:
+    """The report as one JSON document: period, summary, notes and every table as records."""
+    document: dict[str, Any] = {
+        "title": data.title,
+        "period": {
+            "label": data.period.label,
+            "start": _plain(data.period.start),
+            "end": _plain(data.period.end),
+        },
+        "generated_at": data.generated_at.isoformat(),
+        "currency": data.currency,
+        "summary": data.summary,
+        "notes": data.notes,
+        "attribution_models": data.models,
+        "default_model": data.default_model,
+        "tables": {
+            name: [dict(zip(header, map(_plain, row), strict=True)) for row in rows]
+            for name, (header, rows) in tables(data).items()
+        },
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_csv(data: ReportData, folder: Path) -> list[Path]:
+    """One CSV per table in ``folder`` (created if needed); returns the files written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for name, (header, rows) in tables(data).items():
+        path = folder / f"{name}.csv"
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            for row in rows:
+                writer.writerow(["" if v is None else _plain(v) for v in row])
+        written.append(path)
+    return written

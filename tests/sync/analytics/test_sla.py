@@ -1,0 +1,111 @@
+"""SLA: hand-off to first sales action, statuses against targets, grouped summaries."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from sync.analytics.sla import SlaStatus, SlaTargets, percentile, sla_cases, sla_summary
+from sync.mapping.model import Stage
+from tests.sync.analytics.builders import at, person, reassign, stage, status, task
+
+DAY = SlaTargets(default=timedelta(hours=24))
+
+
+def test_first_status_change_or_task_after_the_hand_off_stops_the_clock() -> None:
+    events = [
+        stage("ann", 0, Stage.MQL, owner="rep-1"),
+        reassign("ann", 1, "rep-2"),  # not a sales action
+        status("ann", 2, "Attempting Contact"),  # an unmapped status still counts
+        stage("ann", 5, Stage.SAL),
+        stage("bo", 0, Stage.MQL, owner="rep-1"),
+        task("bo", 30),  # a call, 30 hours later: too late
+    ]
+    cases = sla_cases(events, {}, DAY, now=at(100))
+    by_person = {c.person: c for c in cases}
+    assert by_person["ann"].response == timedelta(hours=2)
+    assert by_person["ann"].status is SlaStatus.MET
+    assert by_person["bo"].response == timedelta(hours=30)
+    assert by_person["bo"].status is SlaStatus.BREACHED
+    assert by_person["bo"].overdue_by(at(100)) == timedelta(hours=6)
+
+
+def test_unanswered_hand_offs_wait_until_the_target_passes_and_then_are_overdue() -> None:
+    events = [stage("cy", 0, Stage.MQL), stage("di", 90, Stage.MQL)]
+    cases = {c.person: c for c in sla_cases(events, {}, DAY, now=at(100))}
+    assert cases["cy"].status is SlaStatus.OVERDUE
+    assert cases["cy"].overdue_by(at(100)) == timedelta(hours=76)
+    assert cases["di"].status is SlaStatus.WAITING
+    assert cases["di"].is_breach is False
+
+
+def test_a_recycled_lead_that_scores_again_is_a_second_hand_off() -> None:
+    events = [
+        stage("ed", 0, Stage.MQL),
+        stage("ed", 3, Stage.RECYCLED),
+        stage("ed", 200, Stage.MQL),
+        task("ed", 240),
+    ]
+    cases = sla_cases(events, {}, DAY, now=at(300))
+    assert [(c.handed_off_at, c.response, c.status) for c in cases] == [
+        (at(0), timedelta(hours=3), SlaStatus.MET),
+        (at(200), timedelta(hours=40), SlaStatus.BREACHED),
+    ]
+
+
+def test_a_reps_own_target_wins_over_the_team_target_and_the_default() -> None:
+    targets = SlaTargets(
+        default=timedelta(hours=24),
+        teams={"east": timedelta(hours=4)},
+        reps={"rep-9": timedelta(hours=1)},
+    )
+    teams = {"rep-1": "east", "rep-9": "east"}
+    events = [
+        stage("fay", 0, Stage.MQL, owner="rep-1"),
+        task("fay", 5),
+        stage("gus", 0, Stage.MQL, owner="rep-9"),
+        task("gus", 2),
+        stage("hal", 0, Stage.MQL, owner="rep-3"),
+        task("hal", 5),
+    ]
+    cases = {c.person: c for c in sla_cases(events, {}, targets, at(50), teams.get)}
+    assert (cases["fay"].team, cases["fay"].target) == ("east", timedelta(hours=4))
+    assert cases["fay"].status is SlaStatus.BREACHED
+    assert cases["gus"].target == timedelta(hours=1)
+    assert cases["gus"].status is SlaStatus.BREACHED
+    assert (cases["hal"].team, cases["hal"].status) == (None, SlaStatus.MET)
+
+
+def test_the_rep_is_the_hand_off_owner_else_the_persons_owner_and_source_is_the_lead_source() -> (
+    None
+):
+    events = [stage("ivy", 0, Stage.MQL), task("ivy", 1)]
+    facts = {"ivy": person("ivy", owner="rep-4", source="Web")}
+    (case,) = sla_cases(events, facts, DAY, now=at(10))
+    assert (case.rep, case.source) == ("rep-4", "Web")
+
+
+def test_summary_by_rep_counts_statuses_and_response_percentiles() -> None:
+    events = []
+    # rep-1: answered after 1, 2, 3 and 30 hours; one hand-off overdue.
+    for i, hours in enumerate([1, 2, 3, 30]):
+        events += [stage(f"p{i}", 0, Stage.MQL, owner="rep-1"), task(f"p{i}", hours)]
+    events.append(stage("p9", 0, Stage.MQL, owner="rep-1"))
+    # rep-2: one answer after 10 hours.
+    events += [stage("q1", 0, Stage.MQL, owner="rep-2"), task("q1", 10)]
+    cases = sla_cases(events, {}, DAY, now=at(48))
+    rep1, rep2 = sla_summary(cases, lambda c: c.rep)
+    assert (rep1.group, rep1.handed_off, rep1.answered) == ("rep-1", 5, 4)
+    assert (rep1.met, rep1.breached, rep1.waiting, rep1.overdue) == (3, 1, 0, 1)
+    assert rep1.median_hours == 2.5
+    assert rep1.p90_hours == pytest.approx(21.9)  # rank 2.7: 3 + 0.7 * (30 - 3)
+    assert rep1.breach_rate == 2 / 5
+    assert (rep2.group, rep2.breach_rate, rep2.median_hours) == ("rep-2", 0.0, 10.0)
+
+
+def test_percentile_interpolates_between_ranks() -> None:
+    assert percentile([], 90) is None
+    assert percentile([5.0], 90) == 5.0
+    assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
+    assert percentile([10.0, 20.0], 25) == 12.5
