@@ -45,6 +45,8 @@ from pydantic import (
 
 from connectors.errors import ConfigError, ConfigIssue
 from connectors.registry import ConnectorInfo, connector_names, get_connector
+from sync.analytics.settings import AnalyticsSettings
+from sync.attribution.settings import AttributionConfig
 from sync.logs import REDACTED, register_secret
 from sync.yamlfile import (
     KeyPath,
@@ -259,6 +261,8 @@ class _ConfigFile(_Strict):
     connections: dict[str, Any] = Field(default_factory=dict)
     pipelines: dict[str, Any] = Field(default_factory=dict)
     budgets: dict[str, Any] = Field(default_factory=dict)
+    attribution: AttributionConfig = AttributionConfig()
+    analytics: AnalyticsSettings = AnalyticsSettings()
 
 
 @dataclass(frozen=True)
@@ -286,6 +290,8 @@ class Config:
     connections: Mapping[str, Connection]
     pipelines: Mapping[str, Pipeline]
     budgets: Mapping[str, Budget]
+    attribution: AttributionConfig = field(default_factory=AttributionConfig)
+    analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
 
     def database_url(self, environ: Mapping[str, str] | None = None) -> str | None:
         """``CLOSEDLOOP_DATABASE_URL``, else ``ledger.url`` (relative SQLite paths from the
@@ -336,6 +342,8 @@ class Config:
                 for name, pipeline in self.pipelines.items()
             },
             "budgets": {name: b.model_dump(mode="json") for name, b in self.budgets.items()},
+            "attribution": self.attribution.model_dump(mode="json"),
+            "analytics": self.analytics.model_dump(mode="json"),
         }
 
 
@@ -488,6 +496,8 @@ class _Loader:
             connections=connections,
             pipelines=pipelines,
             budgets=budgets,
+            attribution=head.attribution,
+            analytics=head.analytics,
         )
 
     # -- preparing raw data: interpolation, *_file secrets, relative paths --

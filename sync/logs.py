@@ -67,6 +67,10 @@ def register_secret(value: str) -> None:
     _redactor.add(value)
 
 
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    return structlog.PrintLogger(file=sys.stderr)
+
+
 def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
     """Set up structlog (and stdlib logging through it) once for the process."""
     if json is None:
@@ -87,6 +91,7 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # Look sys.stderr up per logger, not once: tests and tools swap it out and close it.
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )

@@ -39,16 +39,34 @@ def _root(
 
 def _mount() -> None:
     from sync.cli import (
+        attribution_cmd,
+        check_cmd,
         config_cmd,
         connectors_cmd,
         db_cmd,
+        dead_letters_cmd,
+        demo_cmd,
         import_cmd,
         mappings_cmd,
+        matches_cmd,
+        report_cmd,
         sandbox_cmd,
         serve_cmd,
+        sla_cmd,
+        sync_cmd,
     )
 
+    app.command("demo")(demo_cmd.demo_command)
     app.command("init")(config_cmd.init_command)
+    app.command("sync")(sync_cmd.sync_command)
+    app.command("backfill")(sync_cmd.backfill_command)
+    app.command("runs")(sync_cmd.runs_command)
+    app.add_typer(dead_letters_cmd.app, name="dead-letters")
+    app.command("report")(report_cmd.report_command)
+    app.add_typer(sla_cmd.app, name="sla")
+    app.add_typer(attribution_cmd.app, name="attribution")
+    app.add_typer(matches_cmd.app, name="matches")
+    app.add_typer(check_cmd.app, name="check")
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(db_cmd.app, name="db")
     app.add_typer(mappings_cmd.app, name="mappings")
