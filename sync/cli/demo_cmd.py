@@ -4,13 +4,10 @@ Starts the sandbox in this process (seed 42, the demo company), writes a config 
 into a working folder (``.closedloop/demo`` by default; the same template as ``closedloop
 init``), imports a small badge-scan CSV from a trade show, runs every pipeline once (Marketo ->
 Salesforce and Marketo -> HubSpot touches, the badge scans -> Salesforce, dispositions and
-reconcile from both CRMs), prints what happened and where to look next, and exits 0.
+reconcile from both CRMs), writes the closed-loop HTML report, prints what happened and where
+to look next, and exits 0.
 
 Pipelines whose connector is not installed in this build are skipped with a visible note.
-
-Extension points for other features: append format strings to ``NEXT_STEPS`` (fields
-``{config}``, ``{ledger}``, ``{folder}``) or callables to ``AFTER_RUN``, which get the
-``DemoResult`` and return extra lines to print (e.g. the path of a report they wrote).
 """
 
 from __future__ import annotations
@@ -35,7 +32,6 @@ if TYPE_CHECKING:
     from sync.pipelines.runner import RunSummary
 
 __all__ = [
-    "AFTER_RUN",
     "NEXT_STEPS",
     "DemoResult",
     "demo_command",
@@ -72,8 +68,6 @@ class DemoResult:
     config: Config | None = None
     engine: Engine | None = None
 
-
-AFTER_RUN: list[Callable[[DemoResult], list[str]]] = []
 
 # The pipelines the demo runs, in order: the pulls that fill the graph first, touches after.
 _PIPELINES: dict[str, dict[str, Any]] = {
@@ -251,16 +245,17 @@ def _totals_table(result: DemoResult) -> Table:
     table.add_column("what")
     table.add_column("count", justify="right")
     rows = [
-        (
-            "touches pulled from Marketo",
-            sum(s.count("pulled") for s in result.summaries if s.kind == "touches"),
-        ),
+        # Both touches pipelines read the same Marketo activities; the ledger keeps them once.
+        ("touches pulled from Marketo", total("new")),
         ("badge scans imported from CSV", result.imported),
         ("emails matched to CRM people", total("matched")),
         ("people created in the CRMs", total("created_people")),
         ("touches pushed to CRM timelines", total("pushed")),
         ("touches left out by mapping filters", total("filtered")),
-        ("records dead-lettered", total("dead_lettered") + result.import_rejects),
+        (
+            "records dead-lettered (incl. bad CSV rows)",
+            total("dead_lettered") + result.import_rejects,
+        ),
         ("dispositions recorded", total("dispositions")),
         ("accounts / opportunities reconciled", total("accounts") + total("opportunities")),
     ]
@@ -297,9 +292,13 @@ def demo_command(
     for name, why in result.skipped.items():
         console.print(f"[yellow]not run: {name}: {why}[/]")
     extra: list[str] = []
-    for hook in AFTER_RUN:
-        extra.extend(hook(result))
-    if result.engine is not None:
+    if result.engine is not None and result.config is not None:
+        from sync.report import write_report
+
+        report = write_report(
+            result.engine, result.config, result.folder / "report.html", period="all"
+        )
+        extra.append(f"the closed-loop report: {report}")
         result.engine.dispose()
     console.print(f"done in {result.seconds:.1f}s. Where to look next:")
     fields = {"config": result.config_path, "ledger": result.ledger_url, "folder": result.folder}

@@ -299,29 +299,11 @@ def _dispatch(kind: str) -> Callable[[RunContext], None]:
 
 
 def _recycle(ctx: RunContext) -> None:
-    """Dispatch to the analytics package's recycle pipeline (``sync.recycle``).
+    """The recycle pipeline kind: recycled leads -> the marketing side's nurture list."""
+    from sync.recycle import run_recycle
 
-    ``sync.recycle.run_recycle`` needs a nurture target (a Marketo static list or HubSpot list
-    id) that the pipeline config cannot name yet; a ``run_recycle_pipeline(ctx)`` adapter in
-    that module, when present, is called with this run's context.
-    """
-    try:
-        from sync import recycle
-    except ImportError:
-        raise ConfigError(
-            f"pipeline {ctx.name!r} is of kind recycle, which this build does not provide"
-        ) from None
-    runner: Any = getattr(recycle, "run_recycle_pipeline", None)
-    if runner is None:
-        raise ConfigError(
-            f"pipeline {ctx.name!r}: recycle pipelines cannot run from the config yet (no "
-            "nurture list setting); use sync.recycle.run_recycle with a nurture target"
-        )
-    result = runner(ctx)
-    if isinstance(result, dict):
-        for key, value in result.items():
-            if isinstance(value, int):
-                ctx.add(str(key), value)
+    for key, value in run_recycle(ctx).items():
+        ctx.add(key, value)
 
 
 def start_run(engine: Engine, name: str, fence: Fence | None) -> tuple[int, datetime]:
