@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import multiprocessing
+import os
 import resource
 import tempfile
 import time
@@ -163,12 +164,22 @@ def run() -> list[str]:
         )
         sandbox.reset()
         _lift_limits(sandbox)
+        if os.environ.get("CLOSEDLOOP_BENCH_FULL"):
+            # The done-means size, measured (about ten minutes on two cores).
+            full = _run(sandbox, "salesforce", 1_000_000)
+            lines.append(
+                f"peak RSS: {full['rss_mb']:.0f} MB for {full['pushed']:,} touches, measured "
+                f"[target <= 300] {'OK' if full['rss_mb'] <= 300 else 'ABOVE TARGET'}"
+            )
+            sandbox.reset()
+            _lift_limits(sandbox)
         small, large = (_run(sandbox, "salesforce", n) for n in SIZES_FOR_RSS)
         slope = (large["rss_mb"] - small["rss_mb"]) / (SIZES_FOR_RSS[1] - SIZES_FOR_RSS[0])
         at_million = large["rss_mb"] + slope * (1_000_000 - SIZES_FOR_RSS[1])
         lines.append(
             f"peak RSS: {small['rss_mb']:.0f} MB at {SIZES_FOR_RSS[0]:,}, {large['rss_mb']:.0f} MB "
             f"at {SIZES_FOR_RSS[1]:,} touches; extrapolated {at_million:.0f} MB at 1,000,000 "
+            "(CLOSEDLOOP_BENCH_FULL=1 measures it) "
             f"[target <= 300] {'OK' if at_million <= 300 else 'ABOVE TARGET'}"
         )
         sandbox.reset()
