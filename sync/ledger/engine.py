@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -150,7 +152,7 @@ def _make_sqlite_engine(url: URL, **engine_kwargs: Any) -> Engine:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys = ON")
             if file_backed:
-                cursor.execute("PRAGMA journal_mode = WAL")
+                _enter_wal(cursor)
         finally:
             cursor.close()
 
@@ -159,6 +161,26 @@ def _make_sqlite_engine(url: URL, **engine_kwargs: Any) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _enter_wal(cursor: Any) -> None:
+    """Switch the file to WAL, waiting out other connections doing the same.
+
+    Changing the journal mode needs an exclusive lock and SQLite answers "database is locked"
+    at once, without the busy handler, while another connection holds one (several replicas or
+    threads opening a new ledger together), so this waits up to the busy timeout itself.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    delay = 0.01
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
 
 
 def connection_error(exc: BaseException, url: str | URL) -> Exception:
