@@ -23,6 +23,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
+from connectors.errors import RecordRejected
+
 __all__ = [
     "Account",
     "ActivitySource",
@@ -32,6 +34,7 @@ __all__ = [
     "Crm",
     "Cursor",
     "DeliveryResult",
+    "ListChange",
     "Opportunity",
     "Page",
     "Person",
@@ -257,6 +260,17 @@ class Page(Generic[T]):
 
     records: Sequence[T]
     cursor: Cursor
+
+
+@dataclass(frozen=True)
+class ListChange(Generic[T]):
+    """The outcome of a list add or remove: members changed, and members the vendor skipped.
+
+    Adding a member already on the list changes nothing and is neither changed nor skipped.
+    """
+
+    changed: list[T] = field(default_factory=list)
+    skipped: list[RecordRejected] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -140,6 +140,7 @@ class HubSpotClient:
                 "properties": lambda: self.sdk.crm.properties.core_api,
                 "owners": lambda: self.sdk.crm.owners.owners_api,
                 "associations": lambda: self.sdk.crm.associations.v4.batch_api,
+                "list_memberships": lambda: self.sdk.crm.lists.memberships_api,
                 "tokens": lambda: self.sdk.oauth.tokens_api,
             }
             found = builders[name]()

@@ -23,11 +23,13 @@ from connectors.base import (
     CheckResult,
     Cursor,
     DeliveryResult,
+    ListChange,
     Page,
     Person,
     RenderedTouch,
     Touch,
 )
+from connectors.errors import RecordRejected
 from connectors.hubspot.changes import ChangePuller
 from connectors.hubspot.check import run_checks
 from connectors.hubspot.client import HubSpotClient
@@ -38,6 +40,9 @@ from connectors.hubspot.settings import HubSpotSettings
 from connectors.ratelimit import Clock
 
 __all__ = ["HubSpotConnector"]
+
+# Record ids per list-membership call; HubSpot documents no lower cap, and recycle runs are small.
+LIST_CHUNK = 1_000
 
 
 class HubSpotConnector:
@@ -107,6 +112,33 @@ class HubSpotConnector:
     def pull_changes(self, stream: str, cursor: Cursor, until: datetime) -> Iterator[Page[Any]]:
         """Records of ``stream`` (people, accounts, opportunities, contact_roles, owners)."""
         return self.changes.pull(stream, cursor, until)
+
+    def add_to_list(self, list_id: str, record_ids: Sequence[str]) -> ListChange[str]:
+        """Add contacts to a MANUAL or SNAPSHOT list (``PUT /crm/v3/lists/{id}/memberships/add``).
+
+        Adding a member again is a no-op in HubSpot, so the call is retried like a read. Ids
+        HubSpot reports missing (no such record) come back as skipped; ids already on the list
+        are neither changed nor skipped.
+        """
+        api = self.client.api("list_memberships")
+        unique = list(dict.fromkeys(str(i) for i in record_ids))
+        changed: list[str] = []
+        skipped: list[RecordRejected] = []
+        for start in range(0, len(unique), LIST_CHUNK):
+            chunk = unique[start : start + LIST_CHUNK]
+            body = self.client.call(
+                "list membership add", api.add, str(list_id), chunk, idempotent=True
+            )
+            changed.extend(str(i) for i in body.get("recordsIdsAdded") or [])
+            for missing in body.get("recordIdsMissing") or []:
+                skipped.append(
+                    RecordRejected(
+                        f"HubSpot has no contact {missing} to add to list {list_id}",
+                        code="missing",
+                        key=str(missing),
+                    )
+                )
+        return ListChange[str](changed, skipped)
 
     # -- ActivitySource -----------------------------------------------------------------------
 

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-from connectors.base import CheckResult, Cursor, Page, Person, PersonKind, Touch
+from connectors.base import CheckResult, Cursor, ListChange, Page, Person, PersonKind, Touch
 from connectors.errors import ClosedloopError, ConfigError, Fatal, RecordRejected, Transient
 from connectors.marketo.activities import (
     ActivityType,
@@ -45,7 +45,7 @@ from connectors.marketo.client import MarketoClient
 from connectors.marketo.settings import MarketoSettings
 from connectors.ratelimit import Clock
 
-__all__ = ["ListChange", "MarketoSource"]
+__all__ = ["MarketoSource"]
 
 # Marketo's own limits (developer docs; ARCHITECTURE.md "Limits").
 MAX_TYPES_PER_CALL = 10
@@ -66,14 +66,6 @@ _BULK_FIELDS = [
     "primaryAttributeValue",
     "attributes",
 ]
-
-
-@dataclass(frozen=True)
-class ListChange:
-    """The outcome of a static-list add or remove: leads changed, and leads Marketo skipped."""
-
-    changed: list[int] = field(default_factory=list)
-    skipped: list[RecordRejected] = field(default_factory=list)
 
 
 @dataclass
@@ -453,17 +445,17 @@ class MarketoSource:
                     people[person.email] = person
         return people
 
-    def add_to_list(self, list_id: int, lead_ids: Sequence[int]) -> ListChange:
+    def add_to_list(self, list_id: int, lead_ids: Sequence[int]) -> ListChange[int]:
         """Add leads to a static list (300 per call); re-adding a member changes nothing."""
         return self._list_change("POST", list_id, lead_ids, "added")
 
-    def remove_from_list(self, list_id: int, lead_ids: Sequence[int]) -> ListChange:
+    def remove_from_list(self, list_id: int, lead_ids: Sequence[int]) -> ListChange[int]:
         """Remove leads from a static list (300 per call); removing a non-member changes nothing."""
         return self._list_change("DELETE", list_id, lead_ids, "removed")
 
     def _list_change(
         self, method: str, list_id: int, lead_ids: Sequence[int], done_status: str
-    ) -> ListChange:
+    ) -> ListChange[int]:
         changed: list[int] = []
         skipped: list[RecordRejected] = []
         for chunk in _chunks(list(dict.fromkeys(lead_ids)), MAX_IDS_PER_CALL):
@@ -488,7 +480,7 @@ class MarketoSource:
                         key=str(lead),
                     )
                 )
-        return ListChange(changed, skipped)
+        return ListChange[int](changed, skipped)
 
     # -- checks -----------------------------------------------------------------------------
 

@@ -12,9 +12,9 @@ import pytest
 import respx
 from sqlalchemy import Engine, insert, select
 
-from connectors.base import Cursor, Person, PersonKind
+from connectors.base import Cursor, ListChange, Person, PersonKind
 from connectors.errors import ConfigError
-from connectors.marketo.source import ListChange, MarketoSource
+from connectors.marketo.source import MarketoSource
 from connectors.ratelimit import ManualClock
 from sync.analytics.load import ledger_table
 from sync.analytics.settings import AnalyticsSettings
@@ -169,9 +169,9 @@ class FakeMarketo:
             if e in self.leads
         }
 
-    def add_to_list(self, list_id: int, lead_ids: Sequence[int]) -> ListChange:
+    def add_to_list(self, list_id: int, lead_ids: Sequence[int]) -> ListChange[int]:
         self.lists.setdefault(list_id, set()).update(lead_ids)
-        return ListChange(changed=list(lead_ids))
+        return ListChange[int](changed=list(lead_ids))
 
 
 def test_the_runner_entry_point_uses_the_configured_list_and_the_runs_fenced_cursor(

@@ -11,6 +11,7 @@ from connectors.sandbox.hubspot import HubSpotStore
 from connectors.sandbox.server import SandboxServer
 from connectors.testing import drain_touches
 from sync.mapping import load_mapping
+from sync.recycle import HubSpotNurture
 from tests.connectors.hubspot.conftest import known_contacts
 
 Connect = Callable[..., HubSpotConnector]
@@ -93,3 +94,43 @@ def test_a_pull_stopped_midway_resumes_without_loss_or_repeats(
     resumed = [*first.records, *second.records, *rest]
     assert [t.key for t in resumed] == [t.key for t in everything]
     assert {t.kind for t in everything} == {TouchKind.EMAIL_OPEN, TouchKind.FORM_FILL}
+
+
+def test_recycled_people_land_on_a_hubspot_nurture_list_once(
+    portal: SandboxServer, connect: Connect
+) -> None:
+    store: HubSpotStore = portal.store("hubspot")
+    connector = connect()
+    created = connector.client.sdk.crm.lists.lists_api.create(
+        {"name": "Nurture", "objectTypeId": "0-1", "processingType": "MANUAL"}
+    )
+    list_id = str(created.list.list_id)
+    emails = [e for e, _ in known_contacts(portal, 3)]
+    nurture = HubSpotNurture(connector, list_id)
+
+    first = nurture.add([*emails, "nobody@nowhere.example"])
+    again = nurture.add(emails[:1])
+
+    assert sorted(first.added) == sorted(emails)
+    assert first.rejected == {
+        "nobody@nowhere.example": ("not_found", "no HubSpot contact has this e-mail")
+    }
+    assert again.added == emails[:1]
+    assert again.rejected == {}
+    with store.lock:
+        members = set(store.data.memberships[list_id])
+    assert members == {str(connector.resolve_people(emails)[e].external_id) for e in emails}
+
+
+def test_ids_hubspot_does_not_know_come_back_as_skipped(
+    portal: SandboxServer, connect: Connect
+) -> None:
+    connector = connect()
+    created = connector.client.sdk.crm.lists.lists_api.create(
+        {"name": "Nurture 2", "objectTypeId": "0-1", "processingType": "MANUAL"}
+    )
+    [(email, _)] = known_contacts(portal, 1)
+    known = str(connector.resolve_people([email])[email].external_id)
+    change = connector.add_to_list(str(created.list.list_id), [known, known, "999999999"])
+    assert change.changed == [known]
+    assert [(r.key, r.code) for r in change.skipped] == [("999999999", "missing")]
