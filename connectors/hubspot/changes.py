@@ -15,9 +15,10 @@ in windows that each match at most 10,000 records, so the cap is never reached:
    of reach. Windows are read in time order, contiguous, to ``until``.
 
 The cursor is the ISO time (UTC, milliseconds) of the end of the last window read completely,
-never beyond ``until``; its ``boundary_keys`` are the ids last modified at exactly that time. The
-next pull re-reads that millisecond and drops those ids (records changed again since then carry
-a later time and are read normally).
+never beyond ``until``. The search index trails ``hs_lastmodifieddate`` by seconds, so the next
+pull starts ``reread_lag_seconds`` before the cursor; its ``boundary_keys`` are the versions (id
+and modification time) already yielded inside that lag, which the re-read drops
+(``connectors.lagwindow``). Records changed again since carry a later time and are read normally.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from connectors.hubspot.identity import (
     primary_targets,
     read_associations,
 )
+from connectors.lagwindow import SeenVersions
 
 __all__ = [
     "SEARCH_RESULT_CAP",
@@ -132,10 +134,12 @@ class WindowedSearch:
     ) -> Iterator[tuple[list[dict[str, Any]], Cursor]]:
         """Record pages changed after ``cursor`` up to ``until``, each with the cursor so far."""
         hi = _ms(until)
-        lo = _cursor_ms(cursor.value) if cursor.value else 0
-        if lo > hi:
+        at = _cursor_ms(cursor.value) if cursor.value else None
+        if at is not None and at > hi:
             return
-        yield from self._window(lo, hi, None, _Progress(cursor, lo))
+        progress = _Progress(cursor, at, self.client.settings.reread_lag_seconds * 1000)
+        lo = progress.seen.start(at) if at is not None else 0
+        yield from self._window(lo, hi, None, progress)
 
     def _search(
         self, lo: int, hi: int, after_id: int, ids: tuple[int, int] | None, limit: int
@@ -270,36 +274,18 @@ class WindowedSearch:
 
 
 class _Progress:
-    """The cursor of a windowed read: window ends reached, and the ids seen at the last one."""
+    """The cursor of a windowed read: window ends reached, and the versions seen in the lag."""
 
-    def __init__(self, cursor: Cursor, lo: int) -> None:
-        self.start = cursor
-        self.start_ms = lo
+    def __init__(self, cursor: Cursor, cursor_ms: int | None, lag_ms: int) -> None:
         self.cursor = cursor
-        self._at: dict[int, set[str]] = {}
+        self.seen = SeenVersions(cursor.boundary_keys, cursor_ms, lag_ms)
 
     def keep(self, record: Mapping[str, Any]) -> bool:
         moment = _record_ms(record)
-        rid = str(record.get("id"))
-        if (
-            self.start.value is not None
-            and moment == self.start_ms
-            and rid in self.start.boundary_keys
-        ):
-            return False
-        if moment is not None:
-            self._at.setdefault(moment, set()).add(rid)
-        return True
+        return moment is None or self.seen.first_sight(str(record.get("id")), moment)
 
     def window_done(self, hi: int) -> None:
-        value = format_cursor_time(hi)
-        keys = frozenset(self._at.get(hi, set()))
-        for moment in [m for m in self._at if m <= hi]:
-            del self._at[moment]
-        if value == self.cursor.value:
-            self.cursor = Cursor(value, self.cursor.boundary_keys | keys)
-        else:
-            self.cursor = Cursor(value, keys)
+        self.cursor = Cursor(format_cursor_time(hi), self.seen.keys_until(hi))
 
 
 class ChangePuller:

@@ -75,6 +75,9 @@ class HubSpotSettings(_Strict):
     max_attempts: int = Field(default=4, ge=1, le=10)
     # How many 429 answers one call waits out before giving up with RateLimited.
     max_rate_waits: int = Field(default=8, ge=1)
+    # Change pulls re-read this much before their cursor: the search index trails the
+    # modification time by seconds (see connectors.lagwindow).
+    reread_lag_seconds: int = Field(default=300, ge=0, le=86_400)
     # Marketing source: where the first pull starts, and which e-mail events become touches.
     initial_lookback_days: int = Field(default=180, ge=1, le=3650)
     email_event_types: tuple[EmailEventType, ...] = ("SENT", "DELIVERED", "OPEN", "CLICK", "BOUNCE")
