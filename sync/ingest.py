@@ -203,11 +203,11 @@ class GroupCommitter:
     """Stores touches from many concurrent callers in shared transactions (group commit).
 
     Each caller blocks until the transaction holding its touches has committed, so "answer only
-    after commit" still holds, but sixteen concurrent webhook requests cost one commit (one
-    fsync on SQLite, one round trip on PostgreSQL) instead of sixteen. One daemon thread does
-    the writing; it starts on demand and exits after ``idle_seconds`` without work. When a
-    shared transaction fails, each caller's touches are retried alone, so one bad request
-    cannot fail its neighbours.
+    after commit" still holds, but sixteen concurrent webhook requests cost one multi-row
+    ``INSERT ... ON CONFLICT DO NOTHING`` and one commit (one fsync on SQLite, one round trip on
+    PostgreSQL) instead of sixteen of each. One daemon thread does the writing; it starts on
+    demand and exits after ``idle_seconds`` without work. When a shared transaction fails, each
+    caller's touches are retried alone, so one bad request cannot fail its neighbours.
     """
 
     def __init__(self, engine: Engine, *, max_batch: int = 256, idle_seconds: float = 5.0) -> None:
@@ -261,7 +261,7 @@ class GroupCommitter:
     def _flush(self, batch: list[_Pending]) -> None:
         try:
             with self._engine.begin() as conn:
-                results = [insert_touches(conn, p.touches) for p in batch]
+                stored = insert_touches(conn, [t for p in batch for t in p.touches])
         except Exception as exc:  # noqa: BLE001 - handed to the callers, who decide
             if len(batch) == 1:
                 batch[0].done.set_exception(exc)
@@ -269,8 +269,14 @@ class GroupCommitter:
             for pending in batch:
                 self._flush([pending])
             return
-        for pending, result in zip(batch, results, strict=True):
-            pending.done.set_result(result)
+        # One INSERT for the whole group; a key it inserted is new for the first caller (in
+        # queue order) that sent it and a duplicate for everyone after, as if run one by one.
+        unclaimed = set(stored.inserted_keys)
+        for pending in batch:
+            mine = {t.key for t in pending.touches} & unclaimed
+            unclaimed -= mine
+            duplicates = len(pending.touches) - len(mine)
+            pending.done.set_result(IngestResult(len(mine), duplicates, frozenset(mine)))
 
 
 @dataclass

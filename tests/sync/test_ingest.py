@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -12,7 +14,7 @@ from typing import Any
 
 import pytest
 import typer
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, event, func, select, text
 from sqlalchemy.exc import StatementError
 from typer.testing import CliRunner
 
@@ -353,3 +355,37 @@ def test_concurrent_group_commits_land_once_and_a_bad_caller_fails_alone(
     assert "naive datetime" in str(results[7])
     assert sum(r.inserted for r in results if isinstance(r, IngestResult)) == 15
     assert _count(ledger_engine, TouchRow) == 15
+
+
+def test_callers_sharing_a_group_commit_each_learn_which_of_their_touches_were_new(
+    ledger_engine: Engine,
+) -> None:
+    store_touches(ledger_engine, [_touch("old")])
+    committer = GroupCommitter(ledger_engine, idle_seconds=0.2)
+    batches = [
+        [_touch("a"), _touch("a"), _touch("old")],
+        [_touch("a"), _touch("b")],
+        [_touch("b"), _touch("c")],
+        [_touch("c")],
+    ]
+    release = threading.Event()
+
+    def hold_the_writer(_conn: Any) -> None:
+        # While the writer waits here, the other callers queue up and share the next commit.
+        release.wait(10)
+
+    event.listen(ledger_engine, "begin", hold_the_writer)
+    try:
+        with ThreadPoolExecutor(max_workers=len(batches)) as pool:
+            futures = [pool.submit(committer.commit, batch) for batch in batches]
+            time.sleep(0.3)
+            release.set()
+            results = [future.result(timeout=30) for future in futures]
+    finally:
+        event.remove(ledger_engine, "begin", hold_the_writer)
+
+    assert [r.inserted + r.duplicates for r in results] == [3, 2, 2, 1]
+    credited = sorted(key for r in results for key in r.inserted_keys)
+    assert credited == ["expo:a", "expo:b", "expo:c"]
+    assert [r.inserted for r in results] == [len(r.inserted_keys) for r in results]
+    assert _count(ledger_engine, TouchRow) == 4
