@@ -73,6 +73,7 @@ MQL_THRESHOLD = 100
 HISTORY = timedelta(days=182)
 
 LEAD_OPEN = "Open - Not Contacted"
+LEAD_MQL = "Marketing Qualified"
 LEAD_WORKING = "Working - Contacted"
 LEAD_CONVERTED = "Closed - Converted"
 LEAD_NOT_CONVERTED = "Closed - Not Converted"
@@ -80,6 +81,7 @@ LEAD_RECYCLED = "Recycled"
 LEAD_DISQUALIFIED = "Disqualified"
 LEAD_STATUSES = (
     LEAD_OPEN,
+    LEAD_MQL,
     LEAD_WORKING,
     LEAD_CONVERTED,
     LEAD_NOT_CONVERTED,
@@ -247,10 +249,10 @@ _CAMPAIGNS = tuple(
         ("email", "Product Launch: Attribution", "Email", 95, 30, 4_000, 2.0, "Launch"),
         ("webinar", "Webinar: Forecasting Pipeline", "Webinar", 40, 21, 6_000, 4.0, "Forecasting"),
         ("webinar", "Webinar: Attribution 101", "Webinar", 120, 21, 7_500, 4.0, "Attribution 101"),
-        ("event", "Customer Roadshow Chicago", "Conference", 70, 10, 18_000, 6.0, "Roadshow"),
-        ("paid_search", "Google Ads: Brand", "Advertisement", 0, 182, 24_000, 1.5, "Brand ad"),
-        ("paid_search", "Google Ads: Competitors", "Advertisement", 60, 90, 16_000, 1.0, "Comp"),
-        ("paid_social", "LinkedIn Sponsored Content", "Banner Ads", 30, 120, 30_000, 1.2, "Post"),
+        ("event", "Customer Roadshow Chicago", "Conference", 70, 10, 9_000, 6.0, "Roadshow"),
+        ("paid_search", "Google Ads: Brand", "Advertisement", 0, 182, 9_000, 1.5, "Brand ad"),
+        ("paid_search", "Google Ads: Competitors", "Advertisement", 60, 90, 6_000, 1.0, "Comp"),
+        ("paid_social", "LinkedIn Sponsored Content", "Banner Ads", 30, 120, 12_000, 1.2, "Post"),
         ("content", "Ebook: State of B2B Marketing", "Other", 10, 170, 5_000, 1.2, "state-of-b2b"),
         ("content", "Guide: Lead Scoring", "Other", 80, 100, 3_500, 1.0, "lead-scoring"),
         # The expensive expo: poor-fit badge scans only, so it produces almost no revenue.
@@ -772,6 +774,8 @@ class _Builder:
             plan.activities.append(crossing)
             plan.mql_at = crossing.occurred_at
             self._lifecycle(person, "inquiry", "mql", crossing.occurred_at)
+            if person.crm_kind == "lead":  # the hand-off shows in the lead's Status too
+                self._lead_change(person, LEAD_OPEN, LEAD_MQL, crossing.occurred_at)
         person.score = score
         if plan.activities:
             person.updated_at = max(person.updated_at, plan.activities[-1].occurred_at)
@@ -791,7 +795,7 @@ class _Builder:
             accepted = plan.mql_at + timedelta(hours=rng.lognormvariate(math.log(median), 0.9))
             if accepted > self.now:
                 continue  # still waiting for a rep: open SLA clock
-            self._lead_change(person, LEAD_OPEN, LEAD_WORKING, accepted)
+            self._lead_change(person, LEAD_MQL, LEAD_WORKING, accepted)
             self._lifecycle(person, "mql", "sal", accepted)
             decided = accepted + timedelta(days=rng.lognormvariate(math.log(6), 0.8))
             if decided > self.now:
@@ -869,11 +873,11 @@ class _Builder:
         rng = self.rng
         index = len(self.opportunities) + 1
         owner = self.account_owner[account.id]
-        amount = Decimal(max(2_000, round(rng.lognormvariate(math.log(28_000), 0.8), -2)))
+        amount = Decimal(max(2_000, round(rng.lognormvariate(math.log(35_000), 0.8), -2)))
         close = created + timedelta(days=rng.lognormvariate(math.log(45), 0.6))
         won = False
         if close <= self.now:
-            won = rng.random() < 0.27
+            won = rng.random() < 0.35
             final = "Closed Won" if won else "Closed Lost"
             # Lost deals die somewhere along the way; won deals walk every stage.
             reached = len(OPEN_STAGES) if won else rng.randint(1, len(OPEN_STAGES))

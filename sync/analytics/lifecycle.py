@@ -5,6 +5,10 @@ lead whose ``Status`` and closedloop's lifecycle field both say "MQL" at 09:00 e
 once. The main line of the funnel is Inquiry -> MQL -> SAL -> SQL -> Opportunity -> Customer;
 reaching a later main-line stage counts as having passed the earlier ones (a lead converted
 straight from MQL still counts as an SQL and a SAL).
+
+Deals move their people along too (``deal_stage_events``): the people of an opportunity (its
+contact roles, else everyone at its account, as attribution counts them) enter Opportunity when
+it is created and Customer when it is won, whatever their own lead or contact status says.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sync.analytics.records import Event
+from sync.analytics.records import Deal, Event, EventKind, PersonFacts
 from sync.mapping.model import Stage
 
 __all__ = [
@@ -23,6 +27,7 @@ __all__ = [
     "StageVisit",
     "build_histories",
     "current_stages",
+    "deal_stage_events",
     "reached_stages",
 ]
 
@@ -124,3 +129,31 @@ def current_stages(histories: Mapping[str, History]) -> dict[Stage, int]:
         if stage is not None:
             counts[stage] += 1
     return dict(counts)
+
+
+def deal_stage_events(deals: Iterable[Deal], people: Mapping[str, PersonFacts]) -> list[Event]:
+    """The stage changes deals imply for their people: Opportunity at creation, Customer when won.
+
+    A deal's people are its contact roles, else (no roles) every person at its account.
+    """
+    by_account: dict[str, list[str]] = defaultdict(list)
+    for key, facts in people.items():
+        if facts.account:
+            by_account[facts.account].append(key)
+    events: list[Event] = []
+    for deal in deals:
+        members = deal.contacts or (by_account.get(deal.account, []) if deal.account else [])
+        label = deal.name or deal.key
+        for person in dict.fromkeys(members):
+            events.append(
+                Event(
+                    person, deal.created_at, EventKind.STATUS, Stage.OPPORTUNITY, label, deal.owner
+                )
+            )
+            if deal.is_closed and deal.is_won and deal.close_date is not None:
+                events.append(
+                    Event(
+                        person, deal.close_date, EventKind.STATUS, Stage.CUSTOMER, label, deal.owner
+                    )
+                )
+    return events

@@ -1,7 +1,7 @@
 """Reading the ledger into analytics records (the only module here that touches the database).
 
 - People: ``person`` rows keyed ``<crm>:<external id>``; a converted lead's contact and a merged
-  record's loser are aliases of the same key, so one person has one history.
+  record's loser are aliases of the same key, so one person has one history; their account.
 - Events: ``disposition`` rows of people (deal stage changes are read as deals instead).
   ``object_type`` task / call / email / meeting / event rows are sales tasks; ``owner`` fields
   are reassignments; everything else is a status change. The shared stage is the row's
@@ -9,6 +9,7 @@
   value.
 - Memberships: one query grouping ``touch`` rows by (email, campaign, channel) with the first
   time, so a million touches come back as far fewer rows.
+- Deals, with their account and the people of their (not deleted) contact roles.
 - Campaigns, spend (``campaign_cost`` rows, else the campaign's actual cost over its dates;
   YAML costs from ``analytics.campaign_costs`` replace a campaign's CRM figures) and deals.
 """
@@ -16,12 +17,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, String, Table, func, select, type_coerce
+from sqlalchemy import ColumnElement, Engine, String, Table, func, select, true, type_coerce
 
 from sync.analytics.records import (
     CampaignInfo,
@@ -38,6 +39,7 @@ from sync.ledger.models import (
     LEDGER_METADATA,
     CampaignCostRow,
     CampaignRow,
+    ContactRoleRow,
     CostOrigin,
     DispositionRow,
     LedgerModel,
@@ -95,6 +97,12 @@ _C = table_columns(CampaignRow)
 _CC = table_columns(CampaignCostRow)
 _O = table_columns(OpportunityRow)
 _T = table_columns(TouchRow)
+_R = table_columns(ContactRoleRow)
+
+
+def _of(crm_column: Any, crms: Collection[str] | None) -> ColumnElement[bool]:
+    """Rows of the chosen CRMs (every CRM when ``crms`` is None)."""
+    return true() if crms is None else crm_column.in_(sorted(crms))
 
 
 def stage_of(
@@ -114,14 +122,19 @@ def stage_of(
 
 
 class CampaignResolver:
-    """Campaign references (external id or name, any case) -> the campaign's key."""
+    """Campaign references (external id or name, any case, or a configured alias such as a
+    Marketo program id) -> the campaign's key."""
 
-    def __init__(self, campaigns: Iterable[CampaignInfo]) -> None:
+    def __init__(
+        self, campaigns: Iterable[CampaignInfo], aliases: Mapping[str, str] | None = None
+    ) -> None:
         self._ids: dict[str, str] = {}
         self._names: dict[str, str] = {}
         for campaign in campaigns:
             self._ids[campaign.key] = campaign.key
             self._names.setdefault(campaign.name.strip().casefold(), campaign.key)
+        for alias, target in (aliases or {}).items():
+            self._ids.setdefault(alias, self(target) or target)
 
     def __call__(self, reference: str | None) -> str | None:
         """The key of the campaign ``reference`` names (itself when unknown); None for none."""
@@ -133,7 +146,9 @@ class CampaignResolver:
         return found
 
 
-def _people(engine: Engine) -> tuple[dict[str, PersonFacts], dict[tuple[str, str], str]]:
+def _people(
+    engine: Engine, crms: Collection[str] | None
+) -> tuple[dict[str, PersonFacts], dict[tuple[str, str], str]]:
     """Person facts by key, and (crm, external id) -> key for aliases (contacts, merges)."""
     columns = (
         _P.crm,
@@ -145,11 +160,14 @@ def _people(engine: Engine) -> tuple[dict[str, PersonFacts], dict[tuple[str, str
         fast_time(_P.created_at),
         _P.converted_contact_external_id,
         _P.merged_into,
+        _P.account_external_id,
+        _P.converted_account_external_id,
+        _P.deleted,
     )
     aliases: dict[tuple[str, str], str] = {}
     rows = []
     with engine.connect() as conn:
-        rows = list(conn.execute(select(*columns)))
+        rows = list(conn.execute(select(*columns).where(_of(_P.crm, crms))))
     for row in rows:
         key = f"{row.crm}:{row.external_id}"
         if row.converted_contact_external_id:
@@ -163,6 +181,7 @@ def _people(engine: Engine) -> tuple[dict[str, PersonFacts], dict[tuple[str, str
     for row in rows:
         key = aliases.get((row.crm, row.external_id), f"{row.crm}:{row.external_id}")
         previous = people.get(key)
+        account = row.account_external_id or row.converted_account_external_id
         # The lead record carries the source and the first owner; keep what it says.
         people[key] = PersonFacts(
             key=key,
@@ -170,6 +189,8 @@ def _people(engine: Engine) -> tuple[dict[str, PersonFacts], dict[tuple[str, str
             owner=(previous.owner if previous else None) or row.owner_id,
             source=(previous.source if previous else None) or row.lead_source,
             created_at=_earliest(previous.created_at if previous else None, as_utc(row.created_at)),
+            account=(previous.account if previous else None)
+            or (f"{row.crm}:{account}" if account and not row.deleted else None),
         )
     return people, aliases
 
@@ -186,6 +207,7 @@ def _events(
     engine: Engine,
     aliases: Mapping[tuple[str, str], str],
     lifecycles: Mapping[str, CompiledLifecycle],
+    crms: Collection[str] | None,
 ) -> list[Event]:
     columns = (
         _D.id,
@@ -199,7 +221,7 @@ def _events(
         _D.owner_id,
         fast_time(_D.changed_at),
     )
-    query = select(*columns).where(_D.object_type.not_in(sorted(DEAL_OBJECTS)))
+    query = select(*columns).where(_D.object_type.not_in(sorted(DEAL_OBJECTS)), _of(_D.crm, crms))
     events: list[Event] = []
     with engine.connect() as conn:
         for row in conn.execute(query):
@@ -229,7 +251,9 @@ def _events(
     return events
 
 
-def _campaigns(engine: Engine) -> tuple[dict[str, CampaignInfo], list[Any]]:
+def _campaigns(
+    engine: Engine, crms: Collection[str] | None
+) -> tuple[dict[str, CampaignInfo], list[Any]]:
     with engine.connect() as conn:
         rows = list(
             conn.execute(
@@ -242,7 +266,7 @@ def _campaigns(engine: Engine) -> tuple[dict[str, CampaignInfo], list[Any]]:
                     _C.end_date,
                     _C.created_at,
                     _C.deleted,
-                )
+                ).where(_of(_C.crm, crms))
             )
         )
     infos = {r.external_id: CampaignInfo(r.external_id, r.name, r.channel) for r in rows}
@@ -283,6 +307,8 @@ def _spend(
     yaml_costs: Sequence[CampaignCost],
     resolve: CampaignResolver,
     today: date,
+    *,
+    crms: Collection[str] | None,
 ) -> list[Spend]:
     with engine.connect() as conn:
         costs = list(
@@ -293,7 +319,7 @@ def _spend(
                     _CC.period_end,
                     _CC.amount,
                     _CC.origin,
-                )
+                ).where(_of(_CC.crm, crms))
             )
         )
     crm: dict[str, list[Spend]] = defaultdict(list)
@@ -321,7 +347,24 @@ def _spend(
     return out
 
 
-def _deals(engine: Engine) -> list[Deal]:
+def _contact_roles(
+    engine: Engine, aliases: Mapping[tuple[str, str], str], crms: Collection[str] | None
+) -> dict[str, tuple[str, ...]]:
+    """Deal key -> the person keys with a (not deleted) contact role on it."""
+    query = select(_R.crm, _R.opportunity_external_id, _R.person_external_id).where(
+        _R.deleted.is_(False), _of(_R.crm, crms)
+    )
+    roles: dict[str, dict[str, None]] = defaultdict(dict)
+    with engine.connect() as conn:
+        for crm, opportunity, person in conn.execute(query):
+            key = aliases.get((crm, person), f"{crm}:{person}")
+            roles[f"{crm}:{opportunity}"][key] = None
+    return {deal: tuple(people) for deal, people in roles.items()}
+
+
+def _deals(
+    engine: Engine, roles: Mapping[str, tuple[str, ...]], crms: Collection[str] | None
+) -> list[Deal]:
     query = select(
         _O.crm,
         _O.external_id,
@@ -334,13 +377,15 @@ def _deals(engine: Engine) -> list[Deal]:
         _O.campaign_external_id,
         _O.owner_id,
         _O.pulled_at,
-    ).where(_O.deleted.is_(False), _O.merged_into.is_(None))
+        _O.account_external_id,
+    ).where(_O.deleted.is_(False), _O.merged_into.is_(None), _of(_O.crm, crms))
     deals: list[Deal] = []
     with engine.connect() as conn:
         for row in conn.execute(query):
+            key = f"{row.crm}:{row.external_id}"
             deals.append(
                 Deal(
-                    key=f"{row.crm}:{row.external_id}",
+                    key=key,
                     amount=Decimal(row.amount) if row.amount is not None else Decimal(0),
                     created_at=row.created_at or row.close_date or row.pulled_at,
                     close_date=row.close_date,
@@ -349,6 +394,10 @@ def _deals(engine: Engine) -> list[Deal]:
                     campaign=row.campaign_external_id,
                     owner=row.owner_id,
                     name=row.name,
+                    account=f"{row.crm}:{row.account_external_id}"
+                    if row.account_external_id
+                    else None,
+                    contacts=roles.get(key, ()),
                 )
             )
     return deals
@@ -359,12 +408,16 @@ def load_dataset(
     now: datetime,
     lifecycles: Mapping[str, CompiledLifecycle] | None = None,
     campaign_costs: Sequence[CampaignCost] = (),
+    *,
+    campaign_aliases: Mapping[str, str] | None = None,
+    crms: Collection[str] | None = None,
 ) -> Dataset:
-    """Everything the report reads from the ledger, as plain records."""
+    """Everything the report reads from the ledger, as plain records (of ``crms`` only, when
+    given: touches belong to no CRM and are always read)."""
     lifecycles = lifecycles or {}
-    people, aliases = _people(engine)
-    campaigns, campaign_rows = _campaigns(engine)
-    resolve = CampaignResolver(campaigns.values())
+    people, aliases = _people(engine, crms)
+    campaigns, campaign_rows = _campaigns(engine, crms)
+    resolve = CampaignResolver(campaigns.values(), campaign_aliases)
     email_to_person: dict[str, str] = {}
     for key, facts in people.items():
         if facts.email:
@@ -372,9 +425,9 @@ def load_dataset(
     return Dataset(
         now=now,
         people=people,
-        events=_events(engine, aliases, lifecycles),
+        events=_events(engine, aliases, lifecycles, crms),
         memberships=_memberships(engine, email_to_person, resolve),
         campaigns=campaigns,
-        spend=_spend(engine, campaign_rows, campaign_costs, resolve, now.date()),
-        deals=_deals(engine),
+        spend=_spend(engine, campaign_rows, campaign_costs, resolve, now.date(), crms=crms),
+        deals=_deals(engine, _contact_roles(engine, aliases, crms), crms),
     )

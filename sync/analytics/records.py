@@ -59,6 +59,7 @@ class PersonFacts:
     owner: str | None = None
     source: str | None = None  # lead source (Web, Trade Show, ...)
     created_at: datetime | None = None
+    account: str | None = None  # "<crm>:<account external id>" (a contact's, a converted lead's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,8 @@ class Deal:
     campaign: str | None = None  # the CRM's primary campaign source
     owner: str | None = None
     name: str = ""
+    account: str | None = None  # "<crm>:<account external id>"
+    contacts: tuple[str, ...] = ()  # person keys with a contact role on the deal
 
 
 @dataclass(frozen=True)

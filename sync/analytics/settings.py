@@ -5,6 +5,7 @@ targets, the CRM's campaign costs and no experiments. Example::
 
     analytics:
       currency: USD
+      crms: [salesforce]            # the CRM connections the report reads (default: all)
       period: last-90d              # default of `closedloop report --period`
       default_model: w_shaped       # model of the ROI headline (crm_primary_campaign, linear, ...)
       teams:                        # rep (CRM owner id) -> team, for SLA and recycle tables
@@ -15,6 +16,8 @@ targets, the CRM's campaign costs and no experiments. Example::
         default: 1d                 # else the mapping's lifecycle.sla.MQL
         teams: {east: 4h}
         reps: {005A3: 2h}           # a rep's own target wins over the team's
+      campaign_aliases:             # a touch's campaign (e.g. a Marketo program id) -> the
+        2001: Monthly Newsletter    # CRM campaign it is (external id or name)
       campaign_costs:               # spend the CRM does not know (replaces the CRM's figure)
         - campaign: Spring Expo     # external id or name
           amount: 100000
@@ -139,12 +142,19 @@ class AnalyticsSettings(_Strict):
     """The ``analytics:`` section: report defaults, SLA overrides, teams, costs, experiments."""
 
     currency: str = Field(default="USD", min_length=3, max_length=3)
+    # Two CRMs that mirror one company would count every person and deal twice.
+    crms: list[str] | None = None
     period: Annotated[str, AfterValidator(_period)] = "all"
     default_model: str = "w_shaped"  # the attribution model of ROI headlines and red rows
     teams: dict[str, Ids] = Field(default_factory=dict)
     rep_names: dict[Annotated[str, BeforeValidator(_id)], str] = Field(default_factory=dict)
     sla: SlaSettings = SlaSettings()
     campaign_costs: list[CampaignCost] = Field(default_factory=list)
+    # Touches name campaigns the way their source does (Marketo: a program id); ROI and funnel
+    # rows need the CRM campaign that carries the spend.
+    campaign_aliases: dict[
+        Annotated[str, BeforeValidator(_id)], Annotated[str, BeforeValidator(_id)]
+    ] = Field(default_factory=dict)
     experiments: dict[str, ExperimentSettings] = Field(default_factory=dict)
     nurture_lists: dict[str, Annotated[str, BeforeValidator(_id)]] = Field(default_factory=dict)
 

@@ -4,7 +4,8 @@
 settings, SLA targets and attributed revenue per model, and returns a ``ReportData`` that the
 HTML, CSV and JSON writers (``sync.report``) only format. Period rules:
 
-- funnel cohorts: people who entered the funnel in the period (stages reached up to now);
+- funnel cohorts: people who entered the funnel in the period (stages reached up to now,
+  including Opportunity and Customer through their deals);
 - SLA: hand-offs made in the period; recycling: people first handed off in the period;
 - deals: created / closed in the period (``sync.analytics.deals``);
 - campaigns: spend spread over the period, new leads and attributed revenue of deals won in it.
@@ -29,7 +30,7 @@ from sync.analytics.funnel import (
     funnel_rows,
     reached_by_person,
 )
-from sync.analytics.lifecycle import History, build_histories, current_stages
+from sync.analytics.lifecycle import History, build_histories, current_stages, deal_stage_events
 from sync.analytics.periods import Period, months_between
 from sync.analytics.records import Dataset
 from sync.analytics.recycling import RecycleGroup, recycle_rates, recycle_reasons, rep_of
@@ -175,7 +176,9 @@ def build_report(
     """Compute every metric of the report for ``period`` (see the module docstring)."""
     now = dataset.now
     currency = settings.currency
-    histories = build_histories(dataset.events)
+    histories = build_histories(
+        [*dataset.events, *deal_stage_events(dataset.deals, dataset.people)]
+    )
     entered = entered_funnel_at(dataset.people, histories, dataset.memberships)
     reached = reached_by_person(entered, histories)
     cohort = [p for p, when in entered.items() if period.contains(when)]

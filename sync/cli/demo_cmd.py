@@ -135,12 +135,27 @@ def write_sandbox_config(
         "campaign": BADGE_CAMPAIGN,
     }
     connections_.update(connections or {})
+    # Both sandbox CRMs hold the same company: the report reads Salesforce's copy only, so no
+    # person, deal or dollar counts twice.
+    data["analytics"] = {"crms": ["salesforce"], "campaign_aliases": _program_aliases(sandbox)}
     chosen = _PIPELINES if pipelines is None else pipelines
     data["pipelines"] = {name: dict(spec) for name, spec in chosen.items()}
     path = folder / "closedloop.yaml"
     header = "# Written by `closedloop demo` for its in-process sandbox; rewritten every run.\n"
     path.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
+
+
+def _program_aliases(sandbox: SandboxServer) -> dict[str, str]:
+    """Marketo program id -> campaign name: Marketo touches name their program by id only,
+    while spend sits on the CRM campaign of the same name."""
+    world = sandbox.world
+    try:
+        programs = getattr(sandbox.store("marketo"), "program_ids", {})
+    except KeyError:
+        return {}
+    names = {c.id: c.name for c in (world.campaigns if world else [])}
+    return {str(pid): names[cid] for cid, pid in sorted(programs.items()) if cid in names}
 
 
 def _badge_csv(folder: Path, sandbox: SandboxServer) -> Path:

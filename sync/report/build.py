@@ -78,6 +78,8 @@ def report_inputs(config: Any) -> ReportInputs:
     """Settings, lifecycles and SLA targets of a config (``None``: defaults, no targets)."""
     settings = analytics_settings(config)
     lifecycles = _lifecycles(config) if config is not None else {}
+    if settings.crms is not None:  # the SLA target of a CRM the report leaves out is not agreed
+        lifecycles = {crm: lc for crm, lc in lifecycles.items() if crm in settings.crms}
     default = parse_duration(settings.sla.default) if settings.sla.default else None
     if default is None:
         found = [t for lc in lifecycles.values() if (t := lc.sla_target(Stage.MQL)) is not None]
@@ -91,8 +93,16 @@ def report_inputs(config: Any) -> ReportInputs:
 
 
 def load_for_report(engine: Engine, inputs: ReportInputs, now: datetime) -> Dataset:
-    """The ledger as analytics records, with the configured YAML campaign costs."""
-    return load_dataset(engine, now, inputs.lifecycles, inputs.settings.campaign_costs)
+    """The ledger as analytics records, with the configured campaign costs and aliases."""
+    settings = inputs.settings
+    return load_dataset(
+        engine,
+        now,
+        inputs.lifecycles,
+        settings.campaign_costs,
+        campaign_aliases=settings.campaign_aliases,
+        crms=settings.crms,
+    )
 
 
 def report_data(
@@ -109,11 +119,14 @@ def report_data(
     chosen = period if period is not None else inputs.settings.period
     resolved = chosen if isinstance(chosen, Period) else parse_period(chosen, now)
     dataset = load_for_report(engine, inputs, now)
-    resolve = CampaignResolver(dataset.campaigns.values())
+    resolve = CampaignResolver(dataset.campaigns.values(), inputs.settings.campaign_aliases)
     won = won_in_period(dataset.deals, resolved)
     attribution = getattr(config, "attribution", None) if config is not None else None
     params = attribution.params() if attribution is not None else None
     credits, notes = attributed_revenue(engine, won, resolve, now, params=params)
+    if inputs.settings.crms is not None:
+        chosen_crms = ", ".join(inputs.settings.crms) or "none"
+        notes.insert(0, f"People, deals and campaigns of {chosen_crms} only (analytics.crms).")
     ordered = by_model_order(credits, inputs.settings.default_model)
     return build_report(
         dataset,

@@ -185,3 +185,23 @@ def test_deleted_deals_are_left_out_and_amounts_stay_exact(filled: Engine) -> No
     )
     campaigns = load_dataset(filled, NOW).campaigns
     assert campaigns["cmp-1"].name == "Spring Webinar"
+
+
+def test_a_configured_alias_files_a_marketo_program_id_under_its_crm_campaign(
+    filled: Engine,
+) -> None:
+    touch = {"source": "marketo", "kind": "email_click", "channel": "email"}
+    add(
+        filled,
+        TouchRow,
+        {**touch, "key": "m:9", "source_id": "9", "occurred_at": day(6),
+         "email": "bob@else.example", "campaign": "2001"},
+    )  # fmt: skip
+    plain = load_dataset(filled, NOW)
+    aliased = load_dataset(filled, NOW, campaign_aliases={"2001": "Spring Webinar"})
+
+    def bob(data: Any) -> set[str | None]:
+        return {m.campaign for m in data.memberships if m.person == "email:bob@else.example"}
+
+    assert bob(plain) == {"Unknown Fair", "2001"}
+    assert bob(aliased) == {"Unknown Fair", "cmp-1"}
