@@ -16,6 +16,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -67,6 +68,8 @@ class DemoResult:
     seconds: float = 0.0
     config: Config | None = None
     engine: Engine | None = None
+    # The sandbox world's present: the report is measured at it, not at the wall clock.
+    as_of: datetime | None = None
 
 
 # The pipelines the demo runs, in order: the pulls that fill the graph first, touches after.
@@ -238,6 +241,7 @@ def run_demo(folder: Path, *, console: Console | None = None) -> DemoResult:
                     continue
                 say(f"running {name} ...")
                 result.summaries.append(run_pipeline(loaded, name, engine, connections=connections))
+        result.as_of = sandbox.world.now if sandbox.world is not None else None
         result.sandbox_calls = {
             api: sandbox.state.total_calls(api) for api in ("salesforce", "hubspot", "marketo")
         }
@@ -311,7 +315,11 @@ def demo_command(
         from sync.report import write_report
 
         report = write_report(
-            result.engine, result.config, result.folder / "report.html", period="all"
+            result.engine,
+            result.config,
+            result.folder / "report.html",
+            period="all",
+            now=result.as_of,
         )
         extra.append(f"the closed-loop report: {report}")
         result.engine.dispose()

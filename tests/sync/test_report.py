@@ -147,6 +147,26 @@ def test_report_command_writes_the_file_and_prints_its_path(
     assert json.loads(out.read_text(encoding="utf-8"))["period"]["label"] == "all time"
 
 
+def test_as_of_measures_the_report_at_the_end_of_that_day(
+    world: tuple[Engine, World, Config], tmp_path: Path
+) -> None:
+    engine, _seeded, config = world
+    out = tmp_path / "r.json"
+    args = ["report", "--format", "json", "--out", str(out), "--period", "last-30d"]
+    args += ["--as-of", "2026-06-30", "--config", str(config.path)]
+    result = CliRunner().invoke(_app(), [*args, "--database-url", str(engine.url)])
+    assert result.exit_code == 0, result.output
+    period = json.loads(out.read_text(encoding="utf-8"))["period"]
+    assert period["end"].startswith("2026-06-30T23:59:59")
+    assert period["start"].startswith("2026-05-31T23:59:59")
+
+
+def test_report_command_refuses_an_unreadable_as_of() -> None:
+    result = CliRunner().invoke(_app(), ["report", "--as-of", "June"])
+    assert isinstance(result.exception, ConfigError)
+    assert "2026-09-30" in str(result.exception)
+
+
 def test_report_command_refuses_a_bad_period_with_the_accepted_forms(tmp_path: Path) -> None:
     result = CliRunner().invoke(_app(), ["report", "--period", "Q5"])
     assert isinstance(result.exception, ConfigError)
