@@ -13,6 +13,14 @@ Calls per operation (every one counted in ``api_calls``; ARCHITECTURE.md "Limits
   limit, five queries (or next-page reads) per Composite request.
 - ``create_people``: sObject Collections creates (200 each), five per Composite request. A create
   is not safe to repeat, so it is never retried blindly.
+- ``sync_campaign_members``: one Composite request reads the Campaigns named by the items (names
+  not yet in the run's cache) and the existing memberships of the items' people in those
+  Campaigns (``IN`` lists; by ``Campaign.Name`` for names not yet resolved, so both reads share
+  the request); a second one creates the missing members and raises statuses (sObject
+  Collections, five to a request). 1,000 touches in five Campaigns: two calls, a replay: one.
+  Creates are safe to repeat: Salesforce keeps one member per Campaign and person, and a
+  create that meets an existing member (a replay, a race with a rep or another sync) is read
+  back and settled as an update.
 - ``pull_changes``: ``queryAll`` ordered by SystemModstamp (deleted rows included), 2,000 rows
   per page; above ``bulk_threshold`` matching rows (``totalSize`` of the first page: the COUNT
   at no extra call) a Bulk API 2.0 query job instead.
@@ -56,6 +64,18 @@ from connectors.salesforce.identity import (
     normalize_email,
     person_candidates,
 )
+from connectors.salesforce.members import (
+    CAMPAIGN_LOOKUP,
+    Action,
+    MemberItem,
+    MemberResult,
+    Membership,
+    member_queries,
+    person_field,
+    plan,
+    rank_of,
+    short_id,
+)
 from connectors.salesforce.settings import SalesforceSettings
 from connectors.salesforce.streams import (
     REPLICATION_KEY,
@@ -65,7 +85,14 @@ from connectors.salesforce.streams import (
     stream_spec,
 )
 
-__all__ = ["COLLECTION_SIZE", "PAGE_SIZE", "SalesforceConnector", "rejections"]
+__all__ = [
+    "COLLECTION_SIZE",
+    "PAGE_SIZE",
+    "MemberItem",
+    "MemberResult",
+    "SalesforceConnector",
+    "rejections",
+]
 
 COLLECTION_SIZE = 200  # records per sObject Collections call
 PAGE_SIZE = 2_000  # SOQL rows per page, and records per yielded Page
@@ -80,6 +107,8 @@ _ACCESS = {
     "Campaign": ("queryable",),
     "CampaignMember": ("queryable",),
 }
+# What campaign member sync adds (mapping section ``campaign_members``).
+_MEMBER_ACCESS = {"CampaignMember": ("queryable", "createable", "updateable")}
 
 
 def rejections(results: Sequence[DeliveryResult]) -> list[RecordRejected]:
@@ -110,6 +139,20 @@ def _errors_text(errors: Any) -> tuple[str, str]:
     code = error_code(items) or "UNKNOWN_ERROR"
     messages = [str(e.get("message")) for e in items if isinstance(e, Mapping) and e.get("message")]
     return code, "; ".join(messages) or code
+
+
+# What became of one membership: (action, member id, (code, message) when refused).
+_Outcome = tuple[Action, str | None, tuple[str, str] | None]
+
+
+def _no_campaign(name: str, ids: Sequence[str]) -> tuple[str, str]:
+    """The refusal of a Campaign Name that matches no Campaign, or several."""
+    if not ids:
+        return "UNKNOWN_CAMPAIGN", f"no Campaign is named {name!r}"
+    return "AMBIGUOUS_CAMPAIGN", (
+        f"{len(ids)} Campaigns are named {name!r} ({', '.join(ids)}); map the name to one "
+        "Campaign Id in the mapping's campaign_members.campaigns"
+    )
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -143,8 +186,9 @@ class SalesforceConnector:
 
     # ------------------------------------------------------------------------------ check
 
-    def check(self) -> list[CheckResult]:
-        """Credentials, API version, object access, the Task external-id field, the budget."""
+    def check(self, *, campaign_members: bool = False) -> list[CheckResult]:
+        """Credentials, API version, object access, the Task external-id field, the budget
+        (``campaign_members``: also the access campaign member sync needs)."""
         settings = self.settings
         connection_remedy = (
             f"check instance_url ({settings.instance_url}), ca_bundle and that this host can "
@@ -176,18 +220,18 @@ class SalesforceConnector:
             CheckResult("credentials", True, f"logged in with {settings.auth.method} auth"),
             CheckResult("api version", True, f"v{settings.api_version} served"),
         ]
-        results.extend(self._check_objects())
+        results.extend(self._check_objects(campaign_members=campaign_members))
         results.append(self._check_key_field())
         results.append(self._check_budget(limits))
         return results
 
-    def _check_objects(self) -> list[CheckResult]:
+    def _check_objects(self, *, campaign_members: bool) -> list[CheckResult]:
         try:
             described = self.client.call("GET", "sobjects", budgeted=False)
         except ClosedloopError as exc:
             return [CheckResult("object access", False, str(exc), "give the user View Setup")]
         flags = {o.get("name"): o for o in described.get("sobjects", []) if isinstance(o, dict)}
-        needs = dict(_ACCESS)
+        needs = dict(_ACCESS) | (_MEMBER_ACCESS if campaign_members else {})
         needs["Lead" if self.settings.create_people_as == "lead" else "Contact"] = (
             "queryable",
             "createable",
@@ -208,9 +252,10 @@ class SalesforceConnector:
                     )
                 )
         if not results:
-            results.append(
-                CheckResult("object access", True, f"{', '.join(needs)}: access as needed")
-            )
+            writes = [name for name, wanted in needs.items() if "createable" in wanted]
+            reads = [name for name in needs if name not in writes]
+            detail = f"read {', '.join(reads)}; write {', '.join(writes)}"
+            results.append(CheckResult("object access", True, detail))
         return results
 
     def _check_key_field(self) -> CheckResult:
@@ -447,6 +492,181 @@ class SalesforceConnector:
         return DeliveryResult(
             key=key, sink=self.name, ok=False, error_code=code, error_message=message
         )
+
+    # ------------------------------------------------------------------------------ campaigns
+
+    def sync_campaign_members(
+        self,
+        items: Sequence[MemberItem],
+        status_order: Sequence[str],
+        campaign_ids: dict[str, str] | None = None,
+    ) -> list[MemberResult]:
+        """Make each item's person a member of its Campaign, raising (never lowering) the status
+        along ``status_order``; one result per item, in order.
+
+        ``campaign_ids`` caches Campaign Name (case-folded) -> Id across calls: pass the same
+        dict for a whole run. Refusals (no such Campaign, a status the Campaign lacks, ...) are
+        results with Salesforce's code and message, never exceptions.
+        """
+        ranks = rank_of(status_order)
+        cache = {} if campaign_ids is None else campaign_ids
+        refused: dict[int, tuple[str, str]] = {}
+        valid: list[int] = []
+        for index, item in enumerate(items):
+            if person_field(item.person_id) is None:
+                refused[index] = ("INVALID_PERSON", f"{item.person_id!r} is not a Lead or Contact")
+            elif item.status.casefold() not in ranks:
+                refused[index] = ("UNKNOWN_STATUS", f"{item.status!r} is not in the status order")
+            elif not item.campaign.strip():
+                refused[index] = ("UNKNOWN_CAMPAIGN", "the touch names no Campaign")
+            else:
+                valid.append(index)
+        names = {
+            items[i].campaign.strip().casefold(): items[i].campaign.strip()
+            for i in valid
+            if not items[i].by_id and items[i].campaign.strip().casefold() not in cache
+        }
+        existing, found = self._read_members(
+            [items[i] for i in valid], cache, sorted(names.values())
+        )
+        named: dict[str, list[str]] = {}
+        for row in found:
+            named.setdefault(str(row.get("Name") or "").casefold(), []).append(str(row["Id"]))
+        cache.update((name, ids[0]) for name, ids in named.items() if len(ids) == 1)
+        wanted: dict[tuple[str, str], Membership] = {}
+        for index in valid:
+            item = items[index]
+            folded = item.campaign.strip().casefold()
+            campaign_id = item.campaign.strip() if item.by_id else cache.get(folded)
+            if campaign_id is None:
+                refused[index] = _no_campaign(item.campaign, named.get(folded, []))
+                continue
+            pair = (short_id(campaign_id), short_id(item.person_id))
+            member = wanted.setdefault(pair, Membership(campaign_id, item.person_id, item.status))
+            if ranks[item.status.casefold()] > ranks[member.status.casefold()]:
+                member.status = item.status
+            member.items.append(index)
+        outcomes = self._settle(list(wanted.values()), existing, ranks, cache)
+        results: dict[int, MemberResult] = {
+            index: MemberResult(items[index].key, False, error_code=code, error_message=message)
+            for index, (code, message) in refused.items()
+        }
+        for member in wanted.values():
+            action, member_id, error = outcomes[id(member)]
+            for index in member.items:
+                results[index] = (
+                    MemberResult(items[index].key, True, member_id, action)
+                    if error is None
+                    else MemberResult(items[index].key, False, error_code=error[0],
+                                      error_message=error[1])
+                )  # fmt: skip
+        return [results[index] for index in range(len(items))]
+
+    def _settle(
+        self,
+        wanted: list[Membership],
+        existing: Mapping[tuple[str, str], tuple[str, str | None]],
+        ranks: Mapping[str, int],
+        cache: Mapping[str, str],
+    ) -> dict[int, _Outcome]:
+        """Create the missing members and raise the statuses that rank higher; the outcome of
+        every membership by ``id(membership)``."""
+        creates, updates, unchanged = plan(wanted, existing, ranks)
+        outcomes: dict[int, _Outcome] = {id(m): ("unchanged", m.member_id, None) for m in unchanged}
+        raced = self._write_members(creates, updates, outcomes)
+        if not raced:
+            return outcomes
+        # Someone added these people between our read and our create: read back, then settle.
+        again, _ = self._read_members(
+            [MemberItem("", m.campaign_id, m.person_id, m.status, by_id=True) for m in raced],
+            cache,
+            [],
+        )
+        late, updates, unchanged = plan(raced, again, ranks)
+        outcomes.update((id(m), ("unchanged", m.member_id, None)) for m in unchanged)
+        for member in late:  # removed again before we looked: report it; a replay settles it
+            message = "Already a campaign member (and not found when read back)"
+            outcomes[id(member)] = ("unchanged", None, ("DUPLICATE_VALUE", message))
+        self._write_members([], updates, outcomes)
+        return outcomes
+
+    def _read_members(
+        self, items: Sequence[MemberItem], cache: Mapping[str, str], names: Sequence[str]
+    ) -> tuple[dict[tuple[str, str], tuple[str, str | None]], list[dict[str, Any]]]:
+        """Existing memberships of the items' people in their Campaigns ((campaign, person)
+        short ids -> (member id, status)) and the Campaign rows of ``names``, in one go."""
+        by_id: set[str] = set()
+        by_name: set[str] = set()
+        people: dict[str, set[str]] = {"LeadId": set(), "ContactId": set()}
+        for item in items:
+            campaign = item.campaign.strip()
+            known = campaign if item.by_id else cache.get(campaign.casefold())
+            if known is not None:
+                by_id.add(known)
+            else:
+                by_name.add(campaign)
+            people[person_field(item.person_id) or "LeadId"].add(item.person_id)
+        limit = self.settings.max_soql_chars
+        lists = {k: sorted(v) for k, v in people.items()}
+        lookups = in_list_queries(CAMPAIGN_LOOKUP, names, limit) if names else []
+        queries = [
+            *lookups,
+            *(member_queries("CampaignId", by_id, lists, limit) if by_id else []),
+            *(member_queries("Campaign.Name", by_name, lists, limit) if by_name else []),
+        ]
+        rows = self._run_queries(queries) if queries else []
+        existing: dict[tuple[str, str], tuple[str, str | None]] = {}
+        for found in rows[len(lookups) :]:
+            for row in found:
+                person = row.get("LeadId") or row.get("ContactId")
+                if person and row.get("CampaignId"):
+                    pair = (short_id(str(row["CampaignId"])), short_id(str(person)))
+                    existing[pair] = (str(row["Id"]), row.get("Status"))
+        campaigns = [row for found in rows[: len(lookups)] for row in found]
+        return existing, campaigns
+
+    def _write_members(
+        self,
+        creates: Sequence[Membership],
+        updates: Sequence[Membership],
+        outcomes: dict[int, _Outcome],
+    ) -> list[Membership]:
+        """Create and update members, five collections to a request; fills ``outcomes``
+        (by ``id(membership)``) and returns the creates Salesforce found already done."""
+        work: list[tuple[str, Sequence[Membership]]] = [
+            *(("create", chunk) for chunk in _chunks(creates, COLLECTION_SIZE)),
+            *(("update", chunk) for chunk in _chunks(updates, COLLECTION_SIZE)),
+        ]
+        raced: list[Membership] = []
+        for batch in _chunks(work, MAX_COMPOSITE_HEAVY):
+            subs = []
+            for n, (verb, chunk) in enumerate(batch):
+                records = [
+                    {"attributes": {"type": "CampaignMember"}, "CampaignId": m.campaign_id,
+                     person_field(m.person_id) or "LeadId": m.person_id, "Status": m.status}
+                    if verb == "create"
+                    else {"attributes": {"type": "CampaignMember"}, "Id": m.member_id,
+                          "Status": m.status}
+                    for m in chunk
+                ]  # fmt: skip
+                method = "POST" if verb == "create" else "PATCH"
+                body = {"allOrNone": False, "records": records}
+                subs.append(self.client.subrequest(method, "composite/sobjects", f"m{n}", body))
+            # Repeatable: a repeated create meets the one-member rule (DUPLICATE_VALUE, settled
+            # below as a race), a repeated update writes the same status again.
+            for (verb, chunk), answer in zip(batch, self.client.composite(subs), strict=True):
+                for member, saved in zip(chunk, self._outcomes(answer, len(chunk)), strict=True):
+                    if saved.get("success"):
+                        action: Action = "created" if verb == "create" else "updated"
+                        member_id = str(saved.get("id") or member.member_id)
+                        outcomes[id(member)] = (action, member_id, None)
+                        continue
+                    code, message = _errors_text(saved.get("errors"))
+                    if verb == "create" and code == "DUPLICATE_VALUE":
+                        raced.append(member)
+                    else:
+                        outcomes[id(member)] = ("unchanged", None, (code, message))
+        return raced
 
     # ------------------------------------------------------------------------------ changes
 

@@ -11,6 +11,7 @@ compiles it into a ``CompiledMapping``; nothing there does I/O. Modules:
 - ``transforms`` / ``templates``: field transforms and sandboxed Jinja2 templates (fast path)
 - ``conditions``, ``people``, ``digest``, ``lifecycle``: filters, person-field rules, digests,
   stages / MQL / SLA
+- ``members``: the Salesforce Campaign and member status of a delivered touch
 - ``catalogue``: CRM objects and fields (sandbox schemas, standard fields, or a describe)
 - ``migrate``: older schema versions; ``preview``: sample plans before anything is written
 """

@@ -32,6 +32,7 @@ from sync.mapping.conditions import (
 )
 from sync.mapping.digest import DigestPlan, digest_touches, is_digest
 from sync.mapping.lifecycle import CompiledLifecycle, compile_lifecycle
+from sync.mapping.members import MemberPlan, compile_members
 from sync.mapping.model import FieldRule, MappingFile, MapTransform, TruncateTransform
 from sync.mapping.people import (
     PersonFieldPlan,
@@ -91,6 +92,8 @@ class CompiledMapping:
     digests: Mapping[TouchKind, DigestPlan] = field(default_factory=dict)
     campaign_ok: Callable[[str | None], bool] | None = None
     rules_ok: Predicate = _always
+    # Salesforce CampaignMember sync of delivered touches; None when not enabled.
+    campaign_members: MemberPlan | None = None
 
     @property
     def kinds(self) -> frozenset[TouchKind]:
@@ -203,6 +206,7 @@ def compile_mapping(model: MappingFile, catalogue: FieldCatalogue | None = None)
             model.filters.campaigns.include, model.filters.campaigns.exclude
         ),
         rules_ok=_rules(model),
+        campaign_members=compile_members(model.campaign_members),
     )
 
 

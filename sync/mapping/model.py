@@ -38,6 +38,7 @@ __all__ = [
     "CURRENT_SCHEMA_VERSION",
     "SCHEMA_FILE_NAME",
     "SIMPLE_TRANSFORMS",
+    "CampaignMembers",
     "Condition",
     "DatetimeTransform",
     "Digest",
@@ -532,6 +533,54 @@ class Lifecycle(_Strict):
     mql: Mql | None = None
 
 
+# --- campaign members (Salesforce) -------------------------------------------------------
+
+# A Salesforce Campaign Id: 15 or 18 characters, key prefix 701.
+_CAMPAIGN_ID = re.compile(r"^701[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?$")
+
+
+def _check_campaign_id(value: Any) -> Any:
+    if isinstance(value, str) and not _CAMPAIGN_ID.match(value.strip()):
+        raise PydanticCustomError(
+            "campaign_id",
+            "not a Salesforce Campaign Id (15 or 18 characters starting with 701, as in the "
+            "Campaign's URL)",
+        )
+    return value.strip() if isinstance(value, str) else value
+
+
+CampaignId = Annotated[str, BeforeValidator(_check_campaign_id)]
+
+
+class CampaignMembers(_Strict):
+    """Add the person of each delivered touch to its Salesforce Campaign (CampaignMember).
+
+    The member's status comes from the touch kind and only moves up ``status_order``: a member
+    who Responded stays Responded when a later email is merely Sent.
+    """
+
+    enabled: bool = Field(default=False, description="sync campaign members (off by default)")
+    match: Literal["name", "map"] = Field(
+        default="name",
+        description="how touch.campaign finds the Salesforce Campaign: name (the Campaign Name; "
+        "entries in campaigns win) or map (only campaigns listed in campaigns)",
+    )
+    campaigns: dict[str, CampaignId] = Field(
+        default_factory=dict,
+        description="source campaign (touch.campaign: program name or id) -> Salesforce "
+        "Campaign Id",
+    )
+    status_order: list[str] = Field(
+        min_length=1,
+        description="member statuses from lowest to highest, e.g. [Sent, Opened, Responded]; "
+        "a status never moves down this list",
+    )
+    statuses: dict[KindKey, str] = Field(
+        min_length=1,
+        description="touch kind -> member status; touches of other kinds add no member",
+    )
+
+
 # --- the file ----------------------------------------------------------------------------
 
 
@@ -556,6 +605,9 @@ class MappingFile(_Strict):
     people: People = Field(default_factory=People)
     filters: Filters = Field(default_factory=Filters)
     lifecycle: Lifecycle | None = None
+    campaign_members: CampaignMembers | None = Field(
+        default=None, description="Salesforce only: add people to the Campaign of their touches"
+    )
 
     @field_validator("timezone")
     @classmethod

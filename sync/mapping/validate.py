@@ -3,8 +3,10 @@
 Two passes. The structural pass is the pydantic model (unknown keys get a "did you mean" from
 the model's own field names). The semantic pass checks what the model cannot know alone: CRM
 objects, fields and picklist values against a ``FieldCatalogue``, field paths, templates
-(syntax, variables, fields of touch/person, filters), lifecycle values used twice, and the
-fields a CRM requires when closedloop creates records.
+(syntax, variables, fields of touch/person, filters), lifecycle values used twice, the
+fields a CRM requires when closedloop creates records, and campaign member statuses against
+their order. Member statuses are not checked against a picklist: Salesforce keeps them per
+Campaign (CampaignMemberStatus), so a status a Campaign lacks is refused per record at sync time.
 
 ``load_mapping`` is what the engine and the CLI call: it returns a compiled mapping or raises
 ``MappingError`` carrying every issue.
@@ -194,6 +196,7 @@ class _Semantic:
         self.filters()
         self.people()
         self.lifecycle()
+        self.campaign_members()
         return sorted(self.issues, key=lambda i: (i.line or 0, i.column or 0))
 
     # -- catalogue helpers
@@ -457,3 +460,34 @@ class _Semantic:
                         problem = check_path(cond.field)
                         if problem:
                             self.add((*base, "mql", group, i, "field"), problem)
+
+    # -- campaign members
+
+    def campaign_members(self) -> None:
+        section = self.model.campaign_members
+        if section is None:
+            return
+        base: KeyPath = ("campaign_members",)
+        if self.crm != "salesforce":
+            self.add(base, "campaign members are a Salesforce feature (CampaignMember); remove "
+                           "this section for a HubSpot mapping")  # fmt: skip
+            return
+        seen: dict[str, int] = {}
+        for i, status in enumerate(section.status_order):
+            folded = status.strip().casefold()
+            if not folded:
+                self.add((*base, "status_order", i), "a member status cannot be blank")
+            elif folded in seen:
+                self.add((*base, "status_order", i),
+                         f"{status!r} is already at position {seen[folded] + 1}; each status "
+                         "appears once, from lowest to highest")  # fmt: skip
+            else:
+                seen[folded] = i
+        for kind, status in section.statuses.items():
+            if status.strip().casefold() not in seen:
+                hint = did_you_mean(status, section.status_order)
+                message = f"{status!r} is not in status_order{hint} (list it there, in its rank)"
+                self.add((*base, "statuses", kind.value), message)
+        if section.match == "map" and not section.campaigns:
+            self.add((*base, "match"), "match: map needs campaigns (source campaign -> "
+                                       "Salesforce Campaign Id)")  # fmt: skip

@@ -19,6 +19,17 @@ on the touch key turns the replay into an update, never a second record. Held to
 Page-view style digests: a digest's key is stable per person and window, so its members already
 delivered in earlier batches are read back from the ledger and rolled in again; the CRM record
 is rewritten with every member, not only the newest ones.
+
+Campaign members (Salesforce, mapping section ``campaign_members``): between 4 and 5, the touches
+whose record the CRM accepted and that name a campaign and earn a member status are made
+members of their Campaign (``crm.sync_campaign_members``). The sync is idempotent (it reads the
+memberships first, creates only missing members, raises a status only up its order), so it
+needs no record of its own: it is part of the push, and step 5 commits after it. A crash after
+the Task push and before (or during) the membership sync leaves the batch ``intended``, and the
+replay upserts the Tasks again and settles the memberships again. A membership Salesforce
+refuses (unknown Campaign, a status that Campaign lacks) becomes a dead letter of stage ``push``
+with Salesforce's code and message, keyed by the touch; the touch's delivery stays ``confirmed``.
+Replaying that letter re-pushes the touch, and so retries the membership.
 """
 
 from __future__ import annotations
@@ -49,7 +60,7 @@ from connectors.base import (
     Touch,
     TouchKind,
 )
-from connectors.errors import MappingError, RecordRejected, Transient
+from connectors.errors import ConfigError, MappingError, RecordRejected, Transient
 from sync.ingest import insert_rejects
 from sync.ledger.models import (
     DeadLetterStage,
@@ -62,7 +73,9 @@ from sync.ledger.types import utcnow
 from sync.mapping.digest import is_digest
 
 if TYPE_CHECKING:
+    from connectors.salesforce.members import MemberResult
     from sync.mapping import CompiledMapping
+    from sync.mapping.members import CampaignRef
     from sync.pipelines.runner import RunContext
 
 __all__ = [
@@ -113,12 +126,24 @@ class Pending:
     touch: Touch
 
 
+@dataclass(frozen=True)
+class MemberClaim:
+    """A touch that makes its person a member of a Campaign once its record is delivered."""
+
+    rendered_key: str
+    touch: Touch
+    campaign: CampaignRef
+    person_id: str
+    status: str
+
+
 @dataclass
 class Prepared:
     """A batch after resolve/map, with its intended deliveries committed: ready to push."""
 
     rendered: list[RenderedTouch] = field(default_factory=list)
     members: dict[str, list[int]] = field(default_factory=dict)  # rendered key -> touch ids
+    campaign_members: list[MemberClaim] = field(default_factory=list)
 
 
 def touch_from_row(row: Any) -> Touch:
@@ -265,6 +290,10 @@ class Deliverer:
             per_call = PUSH_CAPACITY.get(connection.type if connection else "", 0)
         self.per_call: int = per_call
         self.pushed_records = 0
+        # Campaign Name -> Id, resolved once per run (campaign member sync).
+        self._campaign_ids: dict[str, str] = {}
+        # Touch keys whose campaign membership was refused in this run (for dead-letter replay).
+        self.member_failures: set[str] = set()
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -512,9 +541,25 @@ class Deliverer:
                 continue
             prepared.rendered.append(rendered)
             prepared.members[rendered.key] = [p.touch_id for p in members]
+            self._claim_members(prepared, rendered, members)
         self.ctx.add("filtered", filtered)
         self.ctx.add("rendered", len(prepared.rendered))
         return prepared
+
+    def _claim_members(
+        self, prepared: Prepared, rendered: RenderedTouch, members: Sequence[Pending]
+    ) -> None:
+        """Note the campaign memberships the touches behind ``rendered`` earn, if any."""
+        plan = self.mapping.campaign_members
+        if plan is None or not rendered.person_id:
+            return
+        for p in members:
+            campaign = plan.campaign_for(p.touch.campaign)
+            status = plan.status_for(p.touch.kind)
+            if campaign is not None and status is not None:
+                prepared.campaign_members.append(
+                    MemberClaim(rendered.key, p.touch, campaign, rendered.person_id, status)
+                )
 
     def after_prepare(self, conn: Connection, batch: Sequence[Pending]) -> None:
         """Hook run inside the intent transaction (the touches pipeline moves its cursor)."""
@@ -578,6 +623,9 @@ class Deliverer:
             return
         with self.ctx.connections.push_slots(self.sink):
             results = self._push_all(prepared.rendered)
+            landed = {r.key for r in results if r.ok}
+            claims = [c for c in prepared.campaign_members if c.rendered_key in landed]
+            member_rejects = self._sync_members(claims)
         by_key = {r.key: r for r in results}
         confirmed: list[dict[str, Any]] = []
         rejects: list[tuple[int, Rejection, str]] = []
@@ -613,6 +661,8 @@ class Deliverer:
                     confirmed,
                 )
             self._dead_letter(conn, rejects)
+            if member_rejects:
+                insert_rejects(conn, self.ctx.name, DeadLetterStage.PUSH.value, member_rejects)
             if unanswered:
                 self._mark(
                     conn, unanswered, DeliveryState.FAILED,
@@ -622,6 +672,56 @@ class Deliverer:
         self.ctx.add("pushed", len(confirmed))
         self.ctx.add("failed", len(unanswered))
         self.ctx.progress("push", len(confirmed) + len(rejects) + len(unanswered))
+
+    def _sync_members(self, claims: Sequence[MemberClaim]) -> list[Rejection]:
+        """Settle the campaign memberships of delivered touches; the refused ones as rejections
+        (the touches' deliveries stand)."""
+        plan = self.mapping.campaign_members
+        if plan is None or not claims:
+            return []
+        sync = getattr(self.crm, "sync_campaign_members", None)
+        if sync is None:
+            raise ConfigError(
+                f"connection {self.sink!r} cannot add campaign members: the mapping's "
+                "campaign_members section needs a Salesforce sink"
+            )
+        from connectors.salesforce.members import MemberItem
+
+        items = [
+            MemberItem(c.touch.key, c.campaign.value, c.person_id, c.status, c.campaign.by_id)
+            for c in claims
+        ]
+        results: list[MemberResult] = self._call(
+            lambda: sync(items, plan.status_order, self._campaign_ids)
+        )
+        rejects: list[Rejection] = []
+        done: dict[str, set[str]] = {"created": set(), "updated": set()}
+        for claim, result in zip(claims, results, strict=True):
+            if result.ok:
+                if result.action in done and result.member_id:
+                    done[result.action].add(result.member_id)
+                continue
+            code = result.error_code or "REJECTED"
+            reason = (
+                f"{self.sink} refused the campaign member ({claim.campaign.value!r}, "
+                f"{claim.status!r}): {code}: {result.error_message or ''}"
+            )
+            payload = {
+                "key": claim.touch.key,
+                "campaign_member": {
+                    "campaign": claim.campaign.value,
+                    "campaign_is_id": claim.campaign.by_id,
+                    "person_id": claim.person_id,
+                    "status": claim.status,
+                },
+            }
+            rejects.append(Rejection(claim.touch.key, code, reason.strip(), payload))
+            self.member_failures.add(claim.touch.key)
+        self.ctx.add("campaign_members", len(claims) - len(rejects))
+        self.ctx.add("campaign_members_created", len(done["created"]))
+        self.ctx.add("campaign_members_updated", len(done["updated"]))
+        self.ctx.add("campaign_members_refused", len(rejects))
+        return rejects
 
     def _push_all(self, rendered: list[RenderedTouch]) -> list[DeliveryResult]:
         """``push_touches`` with retries; a record raised as RecordRejected is set aside."""

@@ -4,7 +4,8 @@ A replay looks up the touch behind each open dead letter of a touches pipeline a
 through the same ``Deliverer`` as a run (resolve, current mapping, intended -> push ->
 confirmed), recorded as a run of that pipeline. A dead letter whose touch is now confirmed in
 the CRM is marked ``replayed``; one that fails again stays open with ``attempts`` + 1 and the
-new reason in its delivery. Records refused before they reached the ledger (file rows, webhook
+new reason in its delivery. A refused campaign membership's letter counts as replayed only when
+the membership lands too. Records refused before they reached the ledger (file rows, webhook
 items: stage ``pull``) cannot be replayed: fix the file or the sender and send them again.
 """
 
@@ -147,6 +148,8 @@ def _replay_rows(
             if row.record_key not in touches:
                 continue
             ok = states.get(row.record_key) == DeliveryState.CONFIRMED.value
+            if _is_member_letter(row) and row.record_key in deliverer.member_failures:
+                ok = False  # the touch landed again, but its campaign membership did not
             values = {"attempts": _DEAD.c.attempts + 1}
             if ok:
                 values.update(status=DeadLetterStatus.REPLAYED.value, resolved_at=now)
@@ -154,6 +157,11 @@ def _replay_rows(
             else:
                 report.failed.append(row.id)
             conn.execute(update(_DEAD).where(_DEAD.c.id == row.id).values(**values))
+
+
+def _is_member_letter(row: Any) -> bool:
+    """A dead letter of a refused campaign membership (its touch itself was delivered)."""
+    return isinstance(row.payload, dict) and "campaign_member" in row.payload
 
 
 def discard_dead_letters(engine: Engine, ids: Sequence[int]) -> list[int]:

@@ -9,7 +9,9 @@ Deliver (``deliveries.Deliverer``), streaming through the ledger by touch id in 
 ``batch_size``: first the touches left ``intended`` by a crash or ``failed`` (held people,
 unanswered records), then the touches after the ``deliver`` cursor, the highest touch id whose
 fate is recorded. Batches are pipelined: while one batch is being pushed, the next is resolved
-and rendered; pushes in flight per CRM org are bounded by ``Connections.push_slots``.
+and rendered; pushes in flight per CRM org are bounded by ``Connections.push_slots``. With the
+mapping's ``campaign_members`` on, each push also settles the Salesforce Campaign memberships of
+the touches it delivered (see ``deliveries`` for why a crash loses none).
 """
 
 from __future__ import annotations

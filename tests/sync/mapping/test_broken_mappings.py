@@ -12,6 +12,17 @@ BROKEN = Path(__file__).parent / "broken"
 
 # file stem -> (line, key path, fragment of the message)
 EXPECTED: dict[str, tuple[int, str, str]] = {
+    "campaign_member_bad_campaign_id": (
+        17, "campaign_members.campaigns.1043", "not a Salesforce Campaign Id"
+    ),
+    "campaign_member_map_without_campaigns": (14, "campaign_members.match", "needs campaigns"),
+    "campaign_member_section_on_hubspot": (14, "campaign_members", "a Salesforce feature"),
+    "campaign_member_status_not_in_order": (
+        17, "campaign_members.statuses.form_fill", "did you mean 'Responded'?"
+    ),
+    "campaign_member_status_twice": (
+        14, "campaign_members.status_order[2]", "already at position 1"
+    ),
     "condition_with_two_tests": (15, "filters.rules.conditions[0]", "exactly one of score_at"),
     "create_lead_without_company": (13, "people.unknown", "creating a Lead needs Company"),
     "digest_on_excluded_kind": (15, "touches.kinds.page_view.digest", "exclude drops it"),
