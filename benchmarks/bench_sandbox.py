@@ -6,8 +6,14 @@ flight over kept-alive connections, as an engine pushing several batches at once
 request body is built and JSON-encoded before the clock starts (that is the client's work, not
 the emulator's), and every answer is checked record by record:
 
-- Salesforce: sObject Collections upsert of Tasks on ``Closedloop_Key__c`` (200 per call);
-- HubSpot: batch create of notes with an inline contact association (100 per call);
+- Salesforce: what the connector's ``push_touches`` sends, a Composite request of five sObject
+  Collections upserts of 200 Tasks each on ``Closedloop_Key__c``, each Task with the fields the
+  shipped ``marketo-salesforce`` mapping writes (Subject, ActivityDate, Status, Priority, Type, a
+  multi-line Description, WhoId);
+- HubSpot: batch create of notes (100 per call) as the ``marketo-hubspot`` mapping writes them:
+  epoch-ms ``hs_timestamp``, an HTML body, the closedloop custom properties (created first, as
+  ``closedloop check hubspot --fix`` does), the unique ``closedloop_touch_key`` and an inline
+  contact association;
 - Marketo: paging through every activity (300 per page) with a paging token; one stream, since
   each page needs the token of the one before.
 
@@ -39,9 +45,19 @@ from connectors.sandbox.server import SandboxServer
 TARGET = 20_000
 REPEATS = 3
 CONCURRENCY = 4
-SF_RECORDS = 10_000
+SF_RECORDS = 20_000
+SF_COLLECTIONS_PER_CALL = 5  # the connector's MAX_COMPOSITE_HEAVY: 1,000 records per call
 HUBSPOT_RECORDS = 10_000
 PEOPLE = 3_000  # about 30,000 Marketo activities to page through
+_DESCRIPTION = (
+    "Email opened on 2026-10-01 09:30 BST\nCampaign: Newsletter\nAsset: Newsletter {n}\n"
+    "Channel: email\nSource: marketo (email_opened), touch key {key}"
+)
+_NOTE_BODY = (
+    "<p><strong>Email opened</strong>: Newsletter {n}</p>\n"
+    "<p>Campaign: Newsletter &middot; Channel: email</p>"
+)
+_TOUCH_KEY = "closedloop_touch_key"
 
 # A prepared run: given the attempt number, build the payloads and return the timed part,
 # which sends them and returns how many records went through.
@@ -143,33 +159,56 @@ def _salesforce(sandbox: _Sandbox) -> Scenario:
 
     def check(response: httpx.Response) -> None:
         response.raise_for_status()
-        results = response.json()
-        if len(results) != 200 or not all(r["success"] for r in results):
+        answers = response.json()["compositeResponse"]
+        if len(answers) != SF_COLLECTIONS_PER_CALL or not all(
+            a["httpStatusCode"] == 200
+            and len(a["body"]) == 200
+            and all(r["success"] and r["created"] for r in a["body"])
+            for a in answers
+        ):
             raise RuntimeError(f"collections upsert failed: {response.text[:300]}")
 
+    def collection(attempt: int, start: int, ref: str) -> dict[str, Any]:
+        return {
+            "method": "PATCH",
+            "url": f"/services/data/v{version}/composite/sobjects/Task/Closedloop_Key__c",
+            "referenceId": ref,
+            "body": {
+                "allOrNone": False,
+                "records": [
+                    {
+                        "Subject": f"Email opened: Newsletter {n}",
+                        "ActivityDate": "2026-10-01",
+                        "Status": "Completed",
+                        "Priority": "Normal",
+                        "Type": "Email",
+                        "Description": _DESCRIPTION.format(n=n, key=f"bench:{attempt}:{n}"),
+                        "WhoId": who_ids[n % len(who_ids)],
+                        "Closedloop_Key__c": f"bench:{attempt}:{n}",
+                        "attributes": {"type": "Task"},
+                    }
+                    for n in range(start, start + 200)
+                ],
+            },
+        }
+
     def prepare(attempt: int) -> Callable[[], int]:
+        per_call = 200 * SF_COLLECTIONS_PER_CALL
         bodies = [
             _encode(
                 {
                     "allOrNone": False,
-                    "records": [
-                        {
-                            "attributes": {"type": "Task"},
-                            "Closedloop_Key__c": f"bench:{attempt}:{n}",
-                            "Subject": f"Email opened: Newsletter {n}",
-                            "WhoId": who_ids[n % len(who_ids)],
-                            "ActivityDate": "2026-10-01",
-                            "Status": "Completed",
-                        }
-                        for n in range(start, start + 200)
+                    "compositeRequest": [
+                        collection(attempt, start + 200 * n, f"t{n}")
+                        for n in range(SF_COLLECTIONS_PER_CALL)
                     ],
                 }
             )
-            for start in range(0, SF_RECORDS, 200)
+            for start in range(0, SF_RECORDS, per_call)
         ]
 
         def send() -> int:
-            _send_all(clients, "PATCH", "/composite/sobjects/Task/Closedloop_Key__c", bodies, check)
+            _send_all(clients, "POST", "/composite", bodies, check)
             return SF_RECORDS
 
         return send
@@ -184,9 +223,21 @@ def _hubspot(sandbox: _Sandbox) -> Scenario:
     contacts = clients[0].get("/crm/v3/objects/contacts", params={"limit": 100})
     contacts.raise_for_status()
     contact_ids = [c["id"] for c in contacts.json()["results"]]
+    for name in ("closedloop_source", "closedloop_kind", "closedloop_campaign", _TOUCH_KEY):
+        clients[0].post(
+            "/crm/v3/properties/notes",
+            json={
+                "name": name,
+                "label": name.replace("_", " "),
+                "type": "string",
+                "fieldType": "text",
+                "groupName": "noteinformation",
+                "hasUniqueValue": name == _TOUCH_KEY,
+            },
+        ).raise_for_status()
     for client in clients:
         client.get("/crm/v3/owners").raise_for_status()
-    stamp = sandbox.now - timedelta(days=1)
+    stamp_ms = int((sandbox.now - timedelta(days=1)).timestamp() * 1000)
 
     def check(response: httpx.Response) -> None:
         if response.status_code != 201 or len(response.json()["results"]) != 100:
@@ -199,8 +250,12 @@ def _hubspot(sandbox: _Sandbox) -> Scenario:
                     "inputs": [
                         {
                             "properties": {
-                                "hs_timestamp": (stamp + timedelta(seconds=n)).isoformat(),
-                                "hs_note_body": f"bench {attempt}:{n}: opened the newsletter",
+                                "hs_timestamp": stamp_ms + n * 1000,
+                                "hs_note_body": _NOTE_BODY.format(n=n),
+                                "closedloop_source": "marketo",
+                                "closedloop_kind": "email_opened",
+                                "closedloop_campaign": "Newsletter",
+                                _TOUCH_KEY: f"bench:{attempt}:{n}",
                             },
                             "associations": [
                                 {
@@ -301,7 +356,7 @@ def run() -> list[str]:
             info["urls"], info["ca_file"], datetime.fromisoformat(info["now"]), parent
         )
         for name, factory in (
-            ("salesforce collections upsert Task", _salesforce),
+            ("salesforce composite of collections upsert Task", _salesforce),
             ("hubspot notes batch create", _hubspot),
             ("marketo activities paging", _marketo),
         ):

@@ -13,19 +13,20 @@ per-second limit of search.
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 import uuid
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from connectors.sandbox import credentials
@@ -174,7 +175,8 @@ class HubSpotStore:
             if breached is None:
                 window.append(now)
                 self._daily += 1
-            last_second = sum(1 for t in window if t > now - 1.0)
+            # The window is in time order: count its last second by bisection, not by a scan.
+            last_second = len(window) - bisect_right(window, now - 1.0)
             secondly = max(1, self.rate_limit_max // 10)
             headers = {
                 "X-HubSpot-RateLimit-Daily": str(self.daily_limit),
@@ -411,7 +413,9 @@ def _correlation_id() -> str:
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
     if body is None:
         return Response(status_code=status, headers=headers)
-    return JSONResponse(body, status_code=status, headers=headers)
+    return Response(
+        orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS), status, headers, "application/json"
+    )
 
 
 def _error(
@@ -530,7 +534,7 @@ async def _body(request: Request) -> Any:
     if not raw:
         return {}
     try:
-        return json.loads(raw)
+        return orjson.loads(raw)
     except ValueError:
         raise HubSpotApiError(400, "VALIDATION_ERROR", "Invalid input JSON on line 1.") from None
 

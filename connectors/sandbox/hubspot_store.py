@@ -23,7 +23,6 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 from connectors.sandbox.hubspot_clock import StoreClock, format_iso_ms, iso_ms, to_ms
@@ -59,6 +58,8 @@ PORTAL_ID = 4_000_001
 
 _DEFAULT_NAMES = {kind: frozenset(names) for kind, names in DEFAULT_PROPERTIES.items()}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# String properties ``_check_value`` checks beyond their length (owner ids, contact e-mails).
+_CHECKED_STRINGS = frozenset({"hubspot_owner_id", "email"})
 # associationTypeId -> (from type, to type)
 _TYPE_PAIRS: dict[int, tuple[str, str]] = {}
 for (_source, _target), (_default, _primary) in ASSOCIATION_TYPES.items():
@@ -125,6 +126,10 @@ def _property_error(name: str, code: str, message: str) -> dict[str, Any]:
     }
 
 
+def _too_long(name: str) -> tuple[str, str]:
+    return "INVALID_LENGTH", f"Property {name} exceeds the maximum length of {MAX_STRING_LENGTH}."
+
+
 def _sorter(name: str, kind: str) -> Callable[[_Record], tuple[int, Any]]:
     return lambda record: sort_key(kind, record.properties.get(name))
 
@@ -148,10 +153,14 @@ class PortalData:
         self._unique: dict[str, dict[str, dict[str, str]]] = {}
         for object_type in OBJECT_TYPES:
             self._reindex_unique(object_type)
-        # (from type, from id, to type) -> {to id: {typeIds}}
-        self.associations: dict[tuple[str, str, str], dict[str, set[int]]] = defaultdict(
-            partial(defaultdict, set)
+        # (from type, from id, to type) -> {to id: sorted typeIds}. The typeIds are shared tuples
+        # of ints, not a set per link: the cyclic garbage collector stops tracking tuples and
+        # dicts of plain values, so a million links do not add a million objects to rescan on
+        # each of its full passes.
+        self.associations: dict[tuple[str, str, str], dict[str, tuple[int, ...]]] = defaultdict(
+            dict
         )
+        self._type_ids: dict[tuple[int, ...], tuple[int, ...]] = {}
         self.owners: dict[str, dict[str, Any]] = {}
         self.lists: dict[str, dict[str, Any]] = {}
         self.memberships: dict[str, dict[str, int]] = {}
@@ -219,6 +228,14 @@ class PortalData:
                 )
             elif raw is None or raw == "":
                 clean[name] = ""
+            elif (
+                type(raw) is str and definition["type"] == "string" and name not in _CHECKED_STRINGS
+            ):
+                # Free text, most of what a batch carries: only the length limit applies.
+                if len(raw) > MAX_STRING_LENGTH:
+                    errors.append(_property_error(name, *_too_long(name)))
+                else:
+                    clean[name] = raw
             else:
                 value = str(raw).lower() if isinstance(raw, bool) else str(raw)
                 normalized, problem = self._check_value(object_type, definition, value)
@@ -261,11 +278,7 @@ class PortalData:
                 return value, ("INVALID_DATE", f'"{value}" is not a valid date or datetime.')
             value = format_iso_ms(datetime.fromtimestamp(ms / 1000, UTC))
         elif len(value) > MAX_STRING_LENGTH:
-            limit = MAX_STRING_LENGTH
-            return value, (
-                "INVALID_LENGTH",
-                f"Property {name} exceeds the maximum length of {limit}.",
-            )
+            return value, _too_long(name)
         if name == "email" and object_type == "contacts" and not _EMAIL.match(value):
             return value, ("INVALID_EMAIL", f"Email address {value} is invalid")
         return value, None
@@ -437,8 +450,15 @@ class PortalData:
         self, from_type: str, from_id: str, to_type: str, to_id: str, type_id: int
     ) -> None:
         """Link two records with ``type_id`` and its inverse."""
-        self.associations[(from_type, from_id, to_type)][to_id].add(type_id)
-        self.associations[(to_type, to_id, from_type)][from_id].add(INVERSE_ASSOCIATION[type_id])
+        self._link(self.associations[(from_type, from_id, to_type)], to_id, type_id)
+        inverse = INVERSE_ASSOCIATION[type_id]
+        self._link(self.associations[(to_type, to_id, from_type)], from_id, inverse)
+
+    def _link(self, targets: dict[str, tuple[int, ...]], to_id: str, type_id: int) -> None:
+        types = targets.get(to_id, ())
+        if type_id not in types:
+            merged = tuple(sorted((*types, type_id)))
+            targets[to_id] = self._type_ids.setdefault(merged, merged)
 
     def _inline_associations(
         self, object_type: str, inputs: list[dict[str, Any]]
@@ -472,7 +492,9 @@ class PortalData:
             planned.append(links)
         return planned
 
-    def association_types(self, from_type: str, from_id: str, to_type: str) -> dict[str, set[int]]:
+    def association_types(
+        self, from_type: str, from_id: str, to_type: str
+    ) -> dict[str, tuple[int, ...]]:
         """The records of ``to_type`` linked to one record, with their type ids."""
         return self.associations.get((from_type, from_id, to_type), {})
 

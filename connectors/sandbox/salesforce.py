@@ -14,7 +14,6 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import json
 import re
 import secrets
 import time
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -102,7 +102,7 @@ class Call:
         if not self.body:
             return None
         try:
-            return json.loads(self.body)
+            return orjson.loads(self.body)
         except ValueError as exc:
             raise ApiError(400, "JSON_PARSER_ERROR", f"Unexpected character: {exc}") from None
 
@@ -764,7 +764,7 @@ def _run_subrequest(call: Call, sub: dict[str, Any], results: dict[str, Any]) ->
     try:
         url = _resolve_refs(str(sub["url"]), results)
         sub_body = sub.get("body")
-        if results and "@{" in json.dumps(sub_body):
+        if results and b"@{" in orjson.dumps(sub_body, option=orjson.OPT_NON_STR_KEYS):
             sub_body = _resolve_refs(sub_body, results)
     except (KeyError, IndexError, TypeError) as exc:
         message = (
@@ -1060,7 +1060,10 @@ def dispatch(handler: Handler, call: Call) -> Reply:
 
 def _json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(
-        json.dumps(body).encode() if body is not None else b"", status, headers, JSON_TYPE
+        orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS) if body is not None else b"",
+        status,
+        headers,
+        JSON_TYPE,
     )
 
 

@@ -269,6 +269,8 @@ class _ObjectMeta:
     rules: dict[str, tuple[int, bool, tuple[str, ...] | None, bool]]
     # (field name, index key is casefolded) of every indexed field, for ``_index``/``_unindex``.
     index_keys: tuple[tuple[str, bool], ...]
+    # Names of the fields whose JSON string is already the wire value (``deserialize``).
+    textual: frozenset[str]
 
 
 _METAS: dict[str, _ObjectMeta] = {}
@@ -299,6 +301,7 @@ def _meta(sobject: str) -> _ObjectMeta:
                 for f in fields
                 if f.indexed or f.unique or f.external_id
             ),
+            textual=frozenset(f.name for f in fields if f.type in _TEXTUAL_TYPES),
             rules={
                 f.name: (
                     f.length if f.type in STRING_TYPES else 0,
@@ -341,7 +344,9 @@ class SalesforceStore:
     tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
     bulk_jobs: dict[str, Any] = field(default_factory=dict)
     user_id: str = ""
-    _by_id: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    # Record id -> sObject name, for every row in ``records`` (a plain string, not a tuple with
+    # the row: nothing for the cyclic garbage collector to track per record).
+    _by_id: dict[str, str] = field(default_factory=dict)
     _indexes: dict[tuple[str, str], dict[Any, set[str]]] = field(default_factory=dict)
     _cursors: dict[str, _Cursor] = field(default_factory=dict)
     _seq: int = 0
@@ -355,8 +360,11 @@ class SalesforceStore:
     # ---------------------------------------------------------------- lifecycle
 
     def reset(self) -> None:
-        """Empty the org (keeping the integration user), tokens, cursors, jobs and API usage."""
+        """Empty the org (keeping the integration user), tokens, cursors, jobs and API usage;
+        the clock follows wall time again (a test that froze it ahead leaves no trace)."""
         with self.lock:
+            self.clock = StoreClock()
+            self._stamp_cache = (None, "")
             self.daily_limit = DEFAULT_DAILY_LIMIT
             self.bulk_polls_before_complete = 1
             self.records = {name: {} for name in OBJECTS}
@@ -403,10 +411,11 @@ class SalesforceStore:
 
     def lookup(self, record_id: str) -> tuple[str, dict[str, Any]] | None:
         """(sObject, row) of a live record by id; the resolver for SOQL relationship paths."""
-        found = self._by_id.get(record_id)
-        if found is None or found[1].get("IsDeleted"):
+        sobject = self._by_id.get(record_id)
+        if sobject is None:
             return None
-        return found
+        row = self.records[sobject][record_id]
+        return None if row.get("IsDeleted") else (sobject, row)
 
     def find(self, sobject: str, field_name: str, value: Any) -> list[str]:
         """Ids of live ``sobject`` records whose indexed ``field_name`` equals ``value``."""
@@ -420,7 +429,7 @@ class SalesforceStore:
             self._journal.append((sobject, record_id, old))
         self._unindex(sobject, old)
         self.records[sobject][record_id] = row
-        self._by_id[record_id] = (sobject, row)
+        self._by_id[record_id] = sobject
         self._index(sobject, row)
 
     def _index(self, sobject: str, row: dict[str, Any] | None) -> None:
@@ -471,7 +480,7 @@ class SalesforceStore:
                 self._by_id.pop(record_id, None)
             else:
                 self.records[sobject][record_id] = old
-                self._by_id[record_id] = (sobject, old)
+                self._by_id[record_id] = sobject
                 self._index(sobject, old)
         self.release()
 
@@ -497,7 +506,11 @@ class SalesforceStore:
         """Field values keyed by canonical API name; unknown fields are ApiError INVALID_FIELD."""
         values: dict[str, Any] = {}
         fields = obj.fields
+        textual = _meta(obj.name).textual
         for key, raw in body.items():
+            if type(raw) is str and key in textual:
+                values[key] = raw
+                continue
             if key == "attributes":
                 continue
             f = fields.get(key) or obj.field_ci(key)
@@ -577,7 +590,7 @@ class SalesforceStore:
                 problem = self._check_reference(obj.fields[name], value)
                 if problem is not None:
                     errors.append(problem)
-        merged = {**existing, **values} if existing is not None else dict(values)
+        merged = {**existing, **values} if existing is not None else values
         missing = [
             f.name
             for f in meta.required
@@ -624,16 +637,15 @@ class SalesforceStore:
             value = merged.get(f.name)
             if value is None:
                 continue
-            holders = self._indexes[(obj.name, f.name)].get(_index_key(f, value), ())
-            others = [h for h in holders if h != own_id]
-            if others:
-                return [
-                    _dml(
-                        "DUPLICATE_VALUE",
-                        f"duplicate value found: {f.name} duplicates value on record with id: "
-                        f"{others[0]}",
-                    )
-                ]
+            for holder in self._indexes[(obj.name, f.name)].get(_index_key(f, value), ()):
+                if holder != own_id:
+                    return [
+                        _dml(
+                            "DUPLICATE_VALUE",
+                            f"duplicate value found: {f.name} duplicates value on record with "
+                            f"id: {holder}",
+                        )
+                    ]
         if obj.name == "CampaignMember" and existing is None:
             for person_field in ("LeadId", "ContactId"):
                 person = merged.get(person_field)
@@ -761,10 +773,10 @@ class SalesforceStore:
 
     def delete(self, record_id: str) -> str:
         """Move a record to the recycle bin (IsDeleted); returns its sObject name."""
-        found = self._by_id.get(record_id)
-        if found is None:
+        sobject = self._by_id.get(record_id)
+        if sobject is None:
             raise DmlError([_dml("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")])
-        sobject, row = found
+        row = self.records[sobject][record_id]
         if row.get("IsDeleted"):
             raise DmlError([_dml("ENTITY_IS_DELETED", "entity is deleted")])
         stamp = self._stamp()

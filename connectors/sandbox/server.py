@@ -19,6 +19,7 @@ seed world reloaded into freshly reset stores.
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import json
 import shutil
@@ -273,6 +274,11 @@ class SandboxServer:
                 _SandboxApp(app, control, self._state), port=self._ports.get(api) or None, tls=tls
             )
         self._load_world()
+        # The seed world lives as long as the server: move it (and whatever else the process
+        # holds by now) out of the cyclic garbage collector's reach, whose full passes would
+        # otherwise rescan those few hundred thousand objects about every 10,000 records written
+        # (a third of the sandbox's CPU in a batch-write run). ``stop`` undoes it.
+        gc.freeze()
         try:
             for api, server in servers.items():
                 server.start()
@@ -291,6 +297,7 @@ class SandboxServer:
         for thread in stoppers:
             thread.join()
         self._servers.clear()
+        gc.unfreeze()  # process-wide: after this, everything frozen is collectable again
         if self._tls is not None and self._owns_tls_dir:
             shutil.rmtree(self._tls.directory, ignore_errors=True)
         self._tls = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -312,6 +313,61 @@ def test_ten_second_window_answers_429_with_policy_and_headers(
     assert answers[0].headers["X-HubSpot-RateLimit-Interval-Milliseconds"] == "10000"
     assert answers[3].json()["policyName"] == "TEN_SECONDLY_ROLLING"
     assert answers[3].json()["errorType"] == "RATE_LIMIT"
+
+
+def test_secondly_headers_count_only_the_calls_of_the_last_second(
+    hub: tuple[HubSpotStore, str, SandboxState],
+) -> None:
+    store, url, _ = hub
+    store.rate_limit_max = 50  # 5 calls per second
+    headers = {"Authorization": f"Bearer {credentials.HUBSPOT_TOKEN}"}
+    with httpx.Client(base_url=url, headers=headers) as http:
+        first = [http.get("/crm/v3/owners/") for _ in range(2)]
+        time.sleep(1.1)
+        later = http.get("/crm/v3/owners/")
+    assert first[0].headers["X-HubSpot-RateLimit-Secondly"] == "5"
+    assert [a.headers["X-HubSpot-RateLimit-Secondly-Remaining"] for a in first] == ["4", "3"]
+    # The two earlier calls left the secondly window but are still in the ten-second one.
+    assert later.headers["X-HubSpot-RateLimit-Secondly-Remaining"] == "4"
+    assert later.headers["X-HubSpot-RateLimit-Remaining"] == "47"
+
+
+def test_a_pair_linked_under_two_labels_reads_back_both_labels_each_way(
+    hub: tuple[HubSpotStore, str, SandboxState],
+) -> None:
+    headers = {"Authorization": f"Bearer {credentials.HUBSPOT_TOKEN}"}
+    with httpx.Client(base_url=hub[1], headers=headers) as http:
+        contact = http.post(
+            "/crm/v3/objects/contacts", json={"properties": {"email": "pair@example.com"}}
+        ).json()["id"]
+        company = http.post(
+            "/crm/v3/objects/companies", json={"properties": {"name": "Pair Ltd"}}
+        ).json()["id"]
+        link = {
+            "from": {"id": contact},
+            "to": {"id": company},
+            "types": [
+                {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 279},
+                {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 1},
+            ],
+        }
+        for _ in range(2):  # a replayed create adds nothing
+            created = http.post(
+                "/crm/v4/associations/contacts/companies/batch/create", json={"inputs": [link]}
+            )
+            assert created.status_code == 201, created.text
+
+        def labels(source: str, target: str, record_id: str) -> list[list[int]]:
+            read = http.post(
+                f"/crm/v4/associations/{source}/{target}/batch/read",
+                json={"inputs": [{"id": record_id}]},
+            ).json()
+            return [
+                [t["typeId"] for t in to["associationTypes"]] for to in read["results"][0]["to"]
+            ]
+
+        assert labels("contacts", "companies", contact) == [[1, 279]]
+        assert labels("companies", "contacts", company) == [[2, 280]]
 
 
 def test_minted_token_is_revoked_by_an_expired_token_fault(
