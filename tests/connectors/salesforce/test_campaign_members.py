@@ -7,8 +7,6 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import pytest
-
 from connectors.salesforce.connector import SalesforceConnector
 from connectors.salesforce.members import MemberItem
 from connectors.sandbox.server import SandboxServer
@@ -159,27 +157,6 @@ def test_an_unknown_or_ambiguous_campaign_is_refused_per_item_while_the_rest_lan
     assert "campaign_members.campaigns" in (by_key["m:3"].error_message or "")
     rows = members_of(sandbox, campaign_ids)
     assert sorted(r["Status"] for r in rows) == ["Attended", "Registered"]
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="the sandbox does not restrict CampaignMember.Status to the Campaign's statuses yet",
-)
-def test_a_status_the_campaign_lacks_is_refused_with_salesforces_message(
-    sandbox: SandboxServer, make_connector: Make
-) -> None:
-    new_campaigns(sandbox, "Booth Tour")
-    people = known_people(sandbox.store("salesforce"))[:2]
-    items = [
-        MemberItem("m:0", "Booth Tour", people[0]["Id"], "Attended"),
-        MemberItem("m:1", "Booth Tour", people[1]["Id"], "Visited Booth"),
-    ]
-
-    results = make_connector().sync_campaign_members(items, (*ORDER, "Visited Booth"))
-
-    assert results[0].ok
-    assert results[1].error_code == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
-    assert "Visited Booth" in (results[1].error_message or "")
 
 
 def test_a_member_added_between_the_read_and_the_create_is_settled_not_duplicated(
