@@ -37,7 +37,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
@@ -52,6 +52,7 @@ from connectors.base import (
     RenderedTouch,
 )
 from connectors.errors import AuthError, ClosedloopError, ConfigError, Fatal, RecordRejected
+from connectors.lagwindow import SeenVersions
 from connectors.salesforce.auth import remedy_for
 from connectors.salesforce.client import MAX_COMPOSITE_HEAVY, SalesforceClient, error_code
 from connectors.salesforce.identity import (
@@ -153,6 +154,16 @@ def _no_campaign(name: str, ids: Sequence[str]) -> tuple[str, str]:
         f"{len(ids)} Campaigns are named {name!r} ({', '.join(ids)}); map the name to one "
         "Campaign Id in the mapping's campaign_members.campaigns"
     )
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _stamp_ms(stamp: str) -> int:
+    moment = parse_sf_datetime(stamp)
+    assert moment is not None, f"not a Salesforce datetime: {stamp!r}"
+    return _epoch_ms(moment)
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -673,24 +684,32 @@ class SalesforceConnector:
     def pull_changes(self, stream: str, cursor: Cursor, until: datetime) -> Iterator[Page[Any]]:
         """Yield records of ``stream`` changed since ``cursor`` up to ``until`` (deletions too).
 
-        The cursor value is a SystemModstamp (UTC, ms); ``boundary_keys`` are the record ids
-        yielded at exactly that value, dropped when the next pull re-reads it.
+        The cursor value is the newest SystemModstamp read (UTC, ms). A pull starts
+        ``reread_lag_seconds`` before it, for records whose transaction committed after their
+        stamp; ``boundary_keys`` are the versions (id@stamp) already yielded inside that lag,
+        which the re-read drops (``connectors.lagwindow``).
         """
         spec = stream_spec(stream, self.settings)
+        cursor_ms: int | None = None
+        lower: str | None = None
         if cursor.value is not None:
             start = parse_sf_datetime(cursor.value)
             if start is None:
                 raise ConfigError(f"cursor value {cursor.value!r} is not a Salesforce datetime")
             cursor = Cursor(sf_datetime(start), cursor.boundary_keys)
-        lower = cursor.value
+            cursor_ms = _epoch_ms(start)
+        lag_ms = self.settings.reread_lag_seconds * 1000
+        seen = SeenVersions(cursor.boundary_keys, cursor_ms, lag_ms)
+        if cursor_ms is not None:
+            lower = sf_datetime(datetime.fromtimestamp(seen.start(cursor_ms) / 1000, UTC))
         first_pages = [(obj, self._first_page(obj, lower, until)) for obj in spec.objects]
         total = sum(int(page.get("totalSize") or 0) for _, page in first_pages)
         if total > self.settings.bulk_threshold:
-            yield from self._pull_bulk([obj for obj, _ in first_pages], cursor, until)
+            yield from self._pull_bulk([obj for obj, _ in first_pages], cursor, lower, until, seen)
             return
         streams = [self._rest_rows(obj, page) for obj, page in first_pages]
         merged = heapq.merge(*streams, key=lambda item: item[0])
-        yield from self._pages(merged, cursor)
+        yield from self._pages(merged, cursor, seen)
 
     def _where(self, lower: str | None, until: datetime) -> str:
         parts = []
@@ -726,49 +745,61 @@ class SalesforceConnector:
             page = self.client.call("GET", self.client.relative(str(page["nextRecordsUrl"])))
 
     def _pages(
-        self, rows: Iterator[tuple[str, str, ObjectSpec, Mapping[str, Any]]], cursor: Cursor
+        self,
+        rows: Iterator[tuple[str, str, ObjectSpec, Mapping[str, Any]]],
+        cursor: Cursor,
+        seen: SeenVersions,
     ) -> Iterator[Page[Any]]:
         """Pages of records in SystemModstamp order, each with the cursor after its last one."""
-        current = cursor
+        newest = cursor.value
         batch: list[Any] = []
         for stamp, record_id, obj, row in rows:
-            if stamp == cursor.value and record_id in cursor.boundary_keys:
+            if not seen.first_sight(record_id, _stamp_ms(stamp)):
                 continue
             batch.append(obj.build(self.name, row))
-            current = current.advance(stamp, [record_id])
+            if newest is None or stamp > newest:
+                newest = stamp
             if len(batch) >= PAGE_SIZE:
-                yield Page(batch, current)
+                yield Page(batch, self._cursor(newest, seen))
                 batch = []
         if batch:
-            yield Page(batch, current)
+            yield Page(batch, self._cursor(newest, seen))
+
+    @staticmethod
+    def _cursor(newest: str | None, seen: SeenVersions) -> Cursor:
+        if newest is None:  # pragma: no cover - a page always holds a record with a stamp
+            return Cursor()
+        return Cursor(newest, seen.keys_until(_stamp_ms(newest)))
 
     def _pull_bulk(
-        self, objects: Sequence[ObjectSpec], cursor: Cursor, until: datetime
+        self,
+        objects: Sequence[ObjectSpec],
+        cursor: Cursor,
+        lower: str | None,
+        until: datetime,
+        seen: SeenVersions,
     ) -> Iterator[Page[Any]]:
         """A Bulk API 2.0 pull: result order is not guaranteed, so pages carry the incoming
         cursor and only a final (empty) page moves it, once every row has been yielded."""
         best: str | None = cursor.value
-        keys: set[str] = set(cursor.boundary_keys)
         for obj in objects:
-            soql = self._soql(obj, cursor.value, until, order=False)
+            soql = self._soql(obj, lower, until, order=False)
             for rows in self.client.bulk_query(obj.sobject, soql, include_deleted=True):
                 batch: list[Any] = []
                 for row in rows:
                     stamp_at = parse_sf_datetime(row.get(REPLICATION_KEY))
                     assert stamp_at is not None
                     stamp = sf_datetime(stamp_at)
-                    record_id = str(row["Id"])
-                    if stamp == cursor.value and record_id in cursor.boundary_keys:
+                    if not seen.first_sight(str(row["Id"]), _epoch_ms(stamp_at)):
                         continue
                     batch.append(obj.build(self.name, row))
                     if best is None or stamp > best:
-                        best, keys = stamp, {record_id}
-                    elif stamp == best:
-                        keys.add(record_id)
+                        best = stamp
                     if len(batch) >= PAGE_SIZE:
                         yield Page(batch, cursor)
                         batch = []
                 if batch:
                     yield Page(batch, cursor)
-        if best is not None and (best != cursor.value or keys != set(cursor.boundary_keys)):
-            yield Page([], Cursor(best, frozenset(keys)))
+        final = self._cursor(best, seen)
+        if best is not None and final != cursor:
+            yield Page([], final)

@@ -106,6 +106,9 @@ class SalesforceSettings(_Strict):
     daily_budget_share: float = Field(default=0.5, gt=0, le=1)
     # Change pulls matching more records than this go through a Bulk API 2.0 query job.
     bulk_threshold: int = Field(default=10_000, gt=0)
+    # Change pulls re-read this much before their cursor: a transaction commits after the
+    # SystemModstamp it wrote, so a record can appear behind the cursor (connectors.lagwindow).
+    reread_lag_seconds: int = Field(default=300, ge=0, le=86_400)
     # Seconds between status polls of a Bulk API 2.0 job (every poll is a counted call).
     bulk_poll_interval_s: float = Field(default=2.0, gt=0)
     # Which record wins when several share an email (see connectors.salesforce.identity):
