@@ -48,6 +48,7 @@ from connectors.registry import ConnectorInfo, connector_names, get_connector
 from sync.analytics.settings import AnalyticsSettings
 from sync.attribution.settings import AttributionConfig
 from sync.logs import REDACTED, register_secret
+from sync.writeback.settings import AttributionWriteback, SlaWriteback
 from sync.yamlfile import (
     KeyPath,
     LocatedYaml,
@@ -62,6 +63,8 @@ __all__ = [
     "DATABASE_URL_ENV",
     "DEFAULT_CONFIG",
     "PIPELINE_KINDS",
+    "AnalyticsSection",
+    "AttributionSection",
     "Budget",
     "Config",
     "Connection",
@@ -252,6 +255,18 @@ class Budget(_Strict):
     reserve_calls: int = Field(default=0, ge=0)
 
 
+class AttributionSection(AttributionConfig):
+    """The ``attribution:`` section with its optional ``writeback:`` (``sync.writeback``)."""
+
+    writeback: AttributionWriteback | None = None
+
+
+class AnalyticsSection(AnalyticsSettings):
+    """The ``analytics:`` section with its optional ``writeback:`` of SLA breach flags."""
+
+    writeback: SlaWriteback | None = None
+
+
 class _ConfigFile(_Strict):
     """The top level of closedloop.yaml; sections of named entries are validated entry by entry."""
 
@@ -261,8 +276,8 @@ class _ConfigFile(_Strict):
     connections: dict[str, Any] = Field(default_factory=dict)
     pipelines: dict[str, Any] = Field(default_factory=dict)
     budgets: dict[str, Any] = Field(default_factory=dict)
-    attribution: AttributionConfig = AttributionConfig()
-    analytics: AnalyticsSettings = AnalyticsSettings()
+    attribution: AttributionSection = AttributionSection()
+    analytics: AnalyticsSection = AnalyticsSection()
 
 
 @dataclass(frozen=True)
@@ -290,8 +305,8 @@ class Config:
     connections: Mapping[str, Connection]
     pipelines: Mapping[str, Pipeline]
     budgets: Mapping[str, Budget]
-    attribution: AttributionConfig = field(default_factory=AttributionConfig)
-    analytics: AnalyticsSettings = field(default_factory=AnalyticsSettings)
+    attribution: AttributionSection = field(default_factory=AttributionSection)
+    analytics: AnalyticsSection = field(default_factory=AnalyticsSection)
 
     def database_url(self, environ: Mapping[str, str] | None = None) -> str | None:
         """``CLOSEDLOOP_DATABASE_URL``, else ``ledger.url`` (relative SQLite paths from the

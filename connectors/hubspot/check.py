@@ -8,6 +8,7 @@ existing property afterwards: a key property without it has to be replaced by ha
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from connectors.base import CheckResult
@@ -15,7 +16,13 @@ from connectors.errors import AuthError, ClosedloopError
 from connectors.hubspot.client import CallError, HubSpotClient
 from connectors.hubspot.engagements import ENGAGEMENT_TYPES
 
-__all__ = ["CUSTOM_PROPERTIES", "run_checks"]
+__all__ = [
+    "CUSTOM_PROPERTIES",
+    "PropertySpec",
+    "check_properties",
+    "run_checks",
+    "writeback_properties",
+]
 
 # Custom properties the shipped mappings write, per HubSpot object type (the touch key is added
 # from the settings). Labels are what HubSpot users see in the property settings.
@@ -31,7 +38,62 @@ CUSTOM_PROPERTIES: dict[str, dict[str, str]] = {
         "closedloop_disqualified_reason": "closedloop disqualified reason",
     },
 }
-_SINGULAR = {"contacts": "contact", **{v: k for k, v in ENGAGEMENT_TYPES.items()}}
+_SINGULAR = {
+    "contacts": "contact",
+    "deals": "deal",
+    **{v: k for k, v in ENGAGEMENT_TYPES.items()},
+}
+
+
+@dataclass(frozen=True)
+class PropertySpec:
+    """A custom property closedloop writes: its label and HubSpot type / field type."""
+
+    label: str
+    type: str = "string"
+    field_type: str = "text"
+    description: str = "Written by closedloop (marketing touches synced from the MAP)."
+
+
+def writeback_properties(
+    *,
+    summary: str | None = None,
+    top_campaign: str | None = None,
+    flag: str | None = None,
+    flag_time: str | None = None,
+) -> dict[str, dict[str, PropertySpec]]:
+    """The deal and contact properties the write-backs need (``sync.writeback``), by type."""
+    deals: dict[str, PropertySpec] = {}
+    contacts: dict[str, PropertySpec] = {}
+    written = "Written by closedloop"
+    if summary:
+        deals[summary] = PropertySpec(
+            "closedloop attribution",
+            field_type="textarea",
+            description=f"{written}: each campaign's share of this deal under one model.",
+        )
+    if top_campaign:
+        deals[top_campaign] = PropertySpec(
+            "closedloop top campaign",
+            description=f"{written}: the campaign with the largest share of this deal.",
+        )
+    if flag:
+        contacts[flag] = PropertySpec(
+            "closedloop SLA breached",
+            type="bool",
+            field_type="booleancheckbox",
+            description=f"{written}: sales did not act on the latest hand-off within the SLA.",
+        )
+    if flag_time:
+        contacts[flag_time] = PropertySpec(
+            "closedloop SLA breached at",
+            type="datetime",
+            field_type="date",
+            description=f"{written}: when the SLA of the latest hand-off ran out.",
+        )
+    return {k: v for k, v in (("deals", deals), ("contacts", contacts)) if v}
+
+
 _AUTH_REMEDY = (
     "set auth.access_token to the private app's token (Settings > Integrations > Private Apps > "
     "the app > Auth), or for a public app check client_id, client_secret and refresh_token"
@@ -51,11 +113,21 @@ def run_checks(client: HubSpotClient, key_property: str, *, fix: bool = False) -
     if not token.ok:
         return results
     for object_type, wanted in CUSTOM_PROPERTIES.items():
-        names = dict(wanted)
+        names = {name: PropertySpec(label) for name, label in wanted.items()}
         if object_type in ENGAGEMENT_TYPES.values():
-            names[key_property] = "closedloop touch key"
+            names[key_property] = PropertySpec("closedloop touch key")
         results.extend(_properties(client, object_type, names, key_property, fix))
     results.append(_marketing(client))
+    return results
+
+
+def check_properties(
+    client: HubSpotClient, wanted: Mapping[str, Mapping[str, PropertySpec]], *, fix: bool = False
+) -> list[CheckResult]:
+    """More properties by object type (``writeback_properties``); ``fix`` creates missing ones."""
+    results: list[CheckResult] = []
+    for object_type, specs in wanted.items():
+        results.extend(_properties(client, object_type, specs, "", fix, check="writeback"))
     return results
 
 
@@ -80,12 +152,14 @@ def _token(client: HubSpotClient) -> CheckResult:
 def _properties(
     client: HubSpotClient,
     object_type: str,
-    names: Mapping[str, str],
+    names: Mapping[str, PropertySpec],
     key_property: str,
     fix: bool,
+    *,
+    check: str = "properties",
 ) -> list[CheckResult]:
     api = client.api("properties")
-    check_name = f"hubspot.properties.{object_type}"
+    check_name = f"hubspot.{check}.{object_type}"
     try:
         answer = client.call(
             f"{object_type} properties list", api.get_all, object_type, idempotent=True
@@ -96,6 +170,11 @@ def _properties(
         return [CheckResult(check_name, False, _clean(exc), "retry; if it persists, check host")]
     existing = {str(p.get("name")): p for p in answer.get("results") or []}
     missing = [n for n in names if n not in existing]
+    mistyped = [
+        f"{n} is of type {existing[n].get('type')}, not {_shown_type(names[n])}"
+        for n in names
+        if n in existing and not _type_fits(existing[n], names[n])
+    ]
     created: list[str] = []
     problems: list[str] = []
     if fix:
@@ -134,6 +213,16 @@ def _properties(
     else:
         detail = f"created {', '.join(created)}" if created else "custom properties present"
         results.append(CheckResult(check_name, True, detail))
+    if mistyped:
+        results.append(
+            CheckResult(
+                f"hubspot.property_types.{object_type}",
+                False,
+                "; ".join(mistyped),
+                "archive these properties in HubSpot and run `closedloop check hubspot --fix`, "
+                "or name other properties in closedloop.yaml",
+            )
+        )
     key = existing.get(key_property)
     if key is not None and not key.get("hasUniqueValue"):
         results.append(
@@ -149,14 +238,28 @@ def _properties(
     return results
 
 
-def _definition(object_type: str, name: str, label: str, *, unique: bool) -> dict[str, Any]:
+def _shown_type(spec: PropertySpec) -> str:
+    return "a single checkbox (bool)" if spec.type == "bool" else spec.type
+
+
+def _type_fits(existing: Mapping[str, Any], spec: PropertySpec) -> bool:
+    """Whether an existing property can hold the values closedloop writes for ``spec``."""
+    kind = existing.get("type")
+    if spec.type == "bool":  # HubSpot reports a single checkbox as an enumeration
+        return kind in ("bool", "enumeration") and existing.get("fieldType") == "booleancheckbox"
+    if spec.type == "datetime":
+        return kind in ("datetime", "date")
+    return kind == spec.type
+
+
+def _definition(object_type: str, name: str, spec: PropertySpec, *, unique: bool) -> dict[str, Any]:
     return {
         "name": name,
-        "label": label,
-        "type": "string",
-        "fieldType": "text",
+        "label": spec.label,
+        "type": spec.type,
+        "fieldType": spec.field_type,
         "groupName": f"{_SINGULAR[object_type]}information",
-        "description": "Written by closedloop (marketing touches synced from the MAP).",
+        "description": spec.description,
         "hasUniqueValue": unique,
         "formField": False,
     }

@@ -185,3 +185,111 @@ def show_command(  # noqa: PLR0917 - Typer maps each parameter to a CLI option
         table.add_row(*(f"{row[c]:,}" if number else str(row[c])
                         for number, c in enumerate(columns)))  # fmt: skip
     console.print(table)
+
+
+def load_required_config(config: Path | None) -> Any:
+    """The config (write-backs need its connections); ConfigError naming the file when absent."""
+    from sync.config import config_path, load_config
+
+    path = config_path(config)
+    if not path.is_file():
+        raise ConfigError(
+            f"config file not found: {path} (write-back needs the CRM connections; give --config)"
+        )
+    return load_config(path)
+
+
+def writeback_crms(loaded: Any, crm: str | None, kinds: tuple[str, ...]) -> list[str]:
+    """``crm`` (checked), else every connection of one of ``kinds``."""
+    if crm is not None:
+        conn = loaded.connections.get(crm)
+        if conn is None or conn.type not in kinds:
+            known = sorted(n for n, c in loaded.connections.items() if c.type in kinds)
+            raise ConfigError(
+                f"--crm {crm!r}: no {' or '.join(kinds)} connection of that name "
+                f"(found: {', '.join(known) or 'none'})"
+            )
+        return [crm]
+    return sorted(n for n, c in loaded.connections.items() if c.type in kinds)
+
+
+def print_writeback(reports: list[Any]) -> None:
+    """Each write-back's line, its notes and its first refusals."""
+    from rich.console import Console
+
+    console = Console(highlight=False, soft_wrap=True)
+    for report in reports:
+        console.print(report.line())
+        for note in report.notes:
+            console.print(f"  {note}")
+        for refused in report.rejected[:5]:
+            console.print(f"  refused {refused.key}: {refused.code}: {refused}")
+        if report.rejected:
+            more = len(report.rejected) - 5
+            tail = f" ({more} more)" if more > 0 else ""
+            console.print(f"  refused records are dead letters{tail}: closedloop dead-letters list")
+
+
+@app.command("writeback")
+def writeback_command(
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", help="The model to write (default: attribution.writeback.model)."
+        ),
+    ] = None,
+    crm: Annotated[
+        str | None,
+        typer.Option(
+            "--crm", help="The CRM connection (default: every Salesforce and HubSpot one)."
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Read the CRM and say what would change; write nothing."),
+    ] = False,
+    config: ConfigOption = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Write the latest run to the CRM: Salesforce Campaign Influence, HubSpot deal properties."""
+    from sync.attribution.models import Model
+    from sync.ledger import default_database_url, ledger_session, open_ledger
+    from sync.writeback.attribution import (
+        attribution_settings,
+        latest_run_of,
+        writeback_attribution,
+    )
+
+    loaded = load_required_config(config)
+    settings = attribution_settings(loaded)
+    chosen = model or settings.model
+    if chosen not in [m.value for m in Model]:
+        raise typer.BadParameter(
+            f"unknown model {chosen}; choose from {', '.join(m.value for m in Model)}",
+            param_hint="--model",
+        )
+    names = writeback_crms(loaded, crm, ("salesforce", "hubspot"))
+    engine = open_ledger(database_url or loaded.database_url() or default_database_url())
+    reports = []
+    try:
+        if crm is None:  # every CRM that has a run of the model
+            with ledger_session(engine) as session:
+                names = [n for n in names if latest_run_of(session, n, chosen) is not None]
+            if not names:
+                raise ConfigError(
+                    f"no attribution run of model {chosen} for a Salesforce or HubSpot "
+                    f"connection yet: run `closedloop attribution run --model {chosen}` first"
+                )
+        for name in names:
+            connector = loaded.connections[name].build()
+            try:
+                reports.append(
+                    writeback_attribution(
+                        engine, loaded, connector, crm=name, model=chosen, dry_run=dry_run
+                    )
+                )
+            finally:
+                connector.close()
+    finally:
+        engine.dispose()
+    print_writeback(reports)

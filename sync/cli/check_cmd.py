@@ -4,14 +4,17 @@
 access to the objects closedloop reads and writes, the Task external-id field (type and flags)
 and the share of the daily API allocation left. ``check hubspot [--fix]`` verifies the token,
 scopes and the custom properties closedloop writes (``--fix`` creates them, the touch key with
-unique values). Every failure is printed with what to do about it, and the command exits 1 when
-anything failed (2 for a bad config file).
+unique values). With write-backs configured (``sync.writeback``) both also check what those
+write: Campaign Influence access and the SLA flag fields on Lead and Contact (Salesforce, with
+the exact field to create), the deal and contact properties (HubSpot, created by ``--fix``).
+Every failure is printed with what to do about it, and the command exits 1 when anything failed
+(2 for a bad config file).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,6 +22,7 @@ from rich.table import Table
 
 from connectors.base import CheckResult
 from connectors.errors import ClosedloopError, ConfigError
+from connectors.hubspot.check import PropertySpec, check_properties, writeback_properties
 from sync.config import CONFIG_ENV, Config, config_path, load_config
 
 __all__ = ["app", "pick_connection", "print_results"]
@@ -91,13 +95,61 @@ def salesforce(config: ConfigOption = None, connection: ConnectionOption = None)
     name = pick_connection(loaded, "salesforce", connection)
     connector = loaded.connections[name].build()
     try:
-        results = connector.check()
+        results = connector.check(campaign_members=_syncs_campaign_members(loaded, name))
+        results += _salesforce_writeback_checks(loaded, connector)
     except ClosedloopError as exc:  # check() reports; anything left is a failure to print
         results = [CheckResult("salesforce", False, str(exc), "see the message")]
     finally:
         connector.close()
     if not print_results(f"salesforce connection {name!r}", results):
         raise typer.Exit(1)
+
+
+def _syncs_campaign_members(config: Config, sink: str) -> bool:
+    """Whether a pipeline into ``sink`` has a mapping with campaign members enabled (so the
+    check covers CampaignMember writes); unreadable mappings are `mappings validate`'s job."""
+    from sync.mapping import load_mapping
+
+    for pipeline in config.pipelines.values():
+        if pipeline.sink != sink or pipeline.mapping is None:
+            continue
+        try:
+            if load_mapping(pipeline.mapping).campaign_members is not None:
+                return True
+        except ClosedloopError:
+            continue
+    return False
+
+
+def _salesforce_writeback_checks(config: Config, connector: Any) -> list[CheckResult]:
+    """The fields and objects the enabled write-backs (``sync.writeback``) need."""
+    from connectors.salesforce.flags import check_flag_fields
+    from connectors.salesforce.influence import check_influence
+
+    results: list[CheckResult] = []
+    attribution = config.attribution.writeback
+    if attribution is not None and attribution.enabled:
+        results.append(check_influence(connector.client, attribution.influence_model_id))
+    sla = config.analytics.writeback
+    if sla is not None and sla.enabled:
+        results.extend(check_flag_fields(connector.client, sla.field, sla.time_field))
+    return results
+
+
+def _hubspot_writeback_properties(config: Config) -> dict[str, dict[str, PropertySpec]]:
+    """The deal and contact properties the enabled write-backs write."""
+    attribution = config.attribution.writeback
+    sla = config.analytics.writeback
+    if attribution is not None and not attribution.enabled:
+        attribution = None
+    if sla is not None and not sla.enabled:
+        sla = None
+    return writeback_properties(
+        summary=attribution.summary_property if attribution else None,
+        top_campaign=attribution.top_campaign_property if attribution else None,
+        flag=sla.property if sla else None,
+        flag_time=sla.time_property if sla else None,
+    )
 
 
 @app.command("hubspot")
@@ -118,6 +170,9 @@ def hubspot(
     connector = loaded.connections[name].build()
     try:
         results = connector.check_and_fix() if fix else connector.check()
+        extra = _hubspot_writeback_properties(loaded)
+        if extra and all(r.ok for r in results if r.name == "hubspot.token"):
+            results += check_properties(connector.client, extra, fix=fix)
     except ClosedloopError as exc:  # check() reports; anything left is a failure to print
         results = [CheckResult("hubspot", False, str(exc), "see the message")]
     finally:

@@ -153,3 +153,57 @@ def _table(rows: list[dict[str, Any]], since: str) -> None:
             row["status"],
         )
     console.print(table)
+
+
+@app.command("writeback")
+def writeback_command(
+    *,
+    crm: Annotated[
+        str | None,
+        typer.Option(
+            "--crm",
+            help="The CRM connection (default: analytics.crms, else every Salesforce and "
+            "HubSpot connection).",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Read the CRM and say what would change; write nothing."),
+    ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="closedloop.yaml (default: $CLOSEDLOOP_CONFIG, ./closedloop.yaml)."
+        ),
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", help="Ledger URL (default: config, env, ./closedloop.db)."),
+    ] = None,
+) -> None:
+    """Flag people whose latest hand-off breached the SLA in the CRM; clear stale flags."""
+    from connectors.errors import ConfigError
+    from sync.cli.attribution_cmd import load_required_config, print_writeback, writeback_crms
+    from sync.cli.report_cmd import open_report_ledger
+    from sync.ledger.types import utcnow
+    from sync.writeback.sla import sla_settings, writeback_sla
+
+    loaded = load_required_config(config)
+    sla_settings(loaded)
+    names = writeback_crms(loaded, crm, ("salesforce", "hubspot"))
+    chosen = loaded.analytics.crms
+    if crm is None and chosen is not None:
+        names = [n for n in names if n in chosen]
+    if not names:
+        raise ConfigError(f"{loaded.path}: no Salesforce or HubSpot connection to flag breaches on")
+    engine = open_report_ledger(loaded, database_url)
+    connectors = {}
+    try:
+        for name in names:
+            connectors[name] = loaded.connections[name].build()
+        reports = writeback_sla(engine, loaded, connectors, now=utcnow(), dry_run=dry_run)
+    finally:
+        for connector in connectors.values():
+            connector.close()
+        engine.dispose()
+    print_writeback(reports)

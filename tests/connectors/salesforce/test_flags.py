@@ -1,0 +1,113 @@
+"""SLA breach flags on Leads and Contacts: set, re-timed, cleared, and the fields checked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from connectors.salesforce.connector import SalesforceConnector
+from connectors.salesforce.flags import FlagWriter, check_flag_fields
+from connectors.sandbox import salesforce_schema, salesforce_store
+from connectors.sandbox.salesforce_schema import OBJECTS, FieldDef
+from connectors.sandbox.server import SandboxServer
+from tests.connectors.salesforce.conftest import live
+
+Make = Callable[..., SalesforceConnector]
+FLAG, AT = "SLA_Breached__c", "SLA_Breached_At__c"
+T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def flag_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An org whose admin created the checkbox and the Date/Time field on Lead and Contact
+    (what `closedloop check salesforce` asks for); the sandbox's stock schema has neither."""
+    for sobject in ("Lead", "Contact"):
+        obj = OBJECTS[sobject]
+        fields = {
+            **obj.fields,
+            FLAG: FieldDef(
+                FLAG, "boolean", "SLA Breached", nillable=False, default=False, custom=True
+            ),
+            AT: FieldDef(AT, "datetime", "SLA Breached At", custom=True),
+        }
+        monkeypatch.setitem(OBJECTS, sobject, replace(obj, fields=fields))
+    monkeypatch.setattr(salesforce_store, "_METAS", {})
+    monkeypatch.setattr(salesforce_schema, "_LOWER_CACHE", {})
+
+
+def _people(sandbox: SandboxServer) -> tuple[list[str], list[str]]:
+    store = sandbox.store("salesforce")
+    leads = sorted(r["Id"] for r in live(store, "Lead") if not r.get("IsConverted"))
+    contacts = sorted(r["Id"] for r in live(store, "Contact"))
+    return leads, contacts
+
+
+def _flagged(sandbox: SandboxServer) -> dict[str, str | None]:
+    store = sandbox.store("salesforce")
+    rows = live(store, "Lead") + live(store, "Contact")
+    return {r["Id"]: r.get(AT) for r in rows if r.get(FLAG)}
+
+
+def test_check_names_the_exact_field_to_create_on_each_object(
+    sandbox_readonly: SandboxServer, make_connector: Make
+) -> None:
+    results = check_flag_fields(make_connector().client, FLAG, AT)
+
+    assert [r.ok for r in results] == [False, False]
+    lead = results[0]
+    assert lead.detail == f"Lead has no field {FLAG}; Lead has no field {AT}"
+    assert f"Create a Checkbox (default unchecked) field {FLAG} on Lead" in lead.remedy
+    assert f"Create a Date/Time field {AT} on Lead" in lead.remedy
+    assert f"field {FLAG} on Contact" in results[1].remedy
+
+
+def test_check_passes_once_the_fields_exist(
+    sandbox_readonly: SandboxServer, make_connector: Make, flag_fields: None
+) -> None:
+    results = check_flag_fields(make_connector().client, FLAG, AT)
+    assert all(r.ok for r in results), results
+
+
+def test_breaches_are_flagged_then_a_second_run_only_reads_then_stale_flags_clear(
+    sandbox: SandboxServer, make_connector: Make, flag_fields: None
+) -> None:
+    leads, contacts = _people(sandbox)
+    writer = FlagWriter(make_connector().client, FLAG, AT)
+    wanted = {("Lead", i): T0 for i in leads[:3]} | {("Contact", contacts[0]): T0}
+
+    first = writer.sync(wanted)
+
+    assert (len(first.plan.set), first.written, first.rejected) == (4, 4, [])
+    assert sorted(_flagged(sandbox)) == sorted([*leads[:3], contacts[0]])
+    sandbox.state.reset_counters()
+    again = writer.sync(wanted)
+    assert (again.plan.changes, again.write_calls) == (0, 0)
+    assert sandbox.state.counts("salesforce") == {"composite": 2}  # the two reads
+
+    # One lead was answered in time after a new hand-off; a contact breached an hour later.
+    later = {("Lead", i): T0 for i in leads[1:3]} | {
+        ("Contact", contacts[0]): T0 + timedelta(hours=1)
+    }
+    third = writer.sync(later)
+
+    assert (third.plan.clear, len(third.plan.retime)) == ([("Lead", leads[0])], 1)
+    flagged = _flagged(sandbox)
+    assert sorted(flagged) == sorted([*leads[1:3], contacts[0]])
+    assert flagged[contacts[0]].startswith("2026-05-04T10:00:00")  # type: ignore[union-attr]
+    assert sandbox.store("salesforce").records["Lead"][leads[0]].get(AT) is None
+
+
+def test_a_flag_salesforce_refuses_is_reported_with_its_message(
+    sandbox: SandboxServer, make_connector: Make, flag_fields: None
+) -> None:
+    leads, _ = _people(sandbox)
+    writer = FlagWriter(make_connector().client, FLAG, AT)
+
+    result = writer.sync({("Lead", leads[0]): T0, ("Lead", "00Q000000000000AAA"): T0})
+
+    assert result.written == 1
+    assert [r.key for r in result.rejected] == ["00Q000000000000AAA"]
+    assert result.rejected[0].code == "INVALID_CROSS_REFERENCE_KEY"
