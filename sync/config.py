@@ -19,6 +19,8 @@ Pipeline kinds and the roles their ends need (a connector type declares its role
     dispositions   "crm" role      (none)          optional (its lifecycle section)
     reconcile      "crm" role      (none)          optional
     recycle        "crm" role      "source" role   optional
+    attribution    "crm" role      (none)          (none); writes back with attribution.writeback
+    sla-writeback  "crm" role      (none)          (none); needs analytics.writeback
 """
 
 from __future__ import annotations
@@ -80,7 +82,9 @@ __all__ = [
 DEFAULT_CONFIG = Path("closedloop.yaml")
 CONFIG_ENV = "CLOSEDLOOP_CONFIG"
 DATABASE_URL_ENV = "CLOSEDLOOP_DATABASE_URL"
-PIPELINE_KINDS = ("touches", "dispositions", "reconcile", "recycle")
+PIPELINE_KINDS = (
+    "touches", "dispositions", "reconcile", "recycle", "attribution", "sla-writeback",
+)  # fmt: skip
 
 # kind -> (role the source needs, role the sink needs); None: that end must not be given.
 _ENDS: dict[str, dict[str, str | None]] = {
@@ -88,6 +92,8 @@ _ENDS: dict[str, dict[str, str | None]] = {
     "dispositions": {"source": "crm", "sink": None},
     "reconcile": {"source": "crm", "sink": None},
     "recycle": {"source": "crm", "sink": "source"},
+    "attribution": {"source": "crm", "sink": None},
+    "sla-writeback": {"source": "crm", "sink": None},
 }
 _ROLE_WORDS = {"source": "an activity source", "crm": "a CRM"}
 
@@ -239,7 +245,7 @@ class Schedule(_Strict):
 class Pipeline(_Strict):
     """One pipeline: what it does (``kind``), between which connections, how and when."""
 
-    kind: Literal["touches", "dispositions", "reconcile", "recycle"]
+    kind: Literal["touches", "dispositions", "reconcile", "recycle", "attribution", "sla-writeback"]
     source: str | None = None
     sink: str | None = None
     mapping: Path | None = None
@@ -489,6 +495,7 @@ class _Loader:
         raw_defined = top.get("connections")
         defined: dict[str, Any] = raw_defined if isinstance(raw_defined, dict) else {}
         self._check_pipelines(top.get("pipelines"), defined, infos)
+        self._check_writeback_pipelines(top.get("pipelines"), top.get("analytics"))
         self._check_budgets(budgets, defined)
         issues = self._finish()
         if issues or head is None:
@@ -788,6 +795,19 @@ class _Loader:
                     (*path, "mapping"),
                     f"mapping file not found: {given!r} "
                     "(paths are relative to the config file's folder)",
+                )
+
+    def _check_writeback_pipelines(self, entries: Any, analytics: Any) -> None:
+        """An sla-writeback pipeline needs the ``analytics.writeback`` section it writes by."""
+        if not isinstance(entries, dict):
+            return
+        configured = isinstance(analytics, dict) and isinstance(analytics.get("writeback"), dict)
+        for name, entry in entries.items():
+            if isinstance(entry, dict) and entry.get("kind") == "sla-writeback" and not configured:
+                self._add(
+                    ("pipelines", name, "kind"),
+                    "an sla-writeback pipeline needs an analytics.writeback section (field / "
+                    "time_field for Salesforce, property / time_property for HubSpot)",
                 )
 
     def _check_defined(self, path: KeyPath, target: str, defined: Mapping[str, Any]) -> bool:

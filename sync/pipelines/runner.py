@@ -295,6 +295,14 @@ def _dispatch(kind: str) -> Callable[[RunContext], None]:
         return run_reconcile
     if kind == "recycle":
         return _recycle
+    if kind == "attribution":
+        from sync.writeback.pipelines import run_attribution_pipeline
+
+        return run_attribution_pipeline
+    if kind == "sla-writeback":
+        from sync.writeback.pipelines import run_sla_writeback
+
+        return run_sla_writeback
     raise ConfigError(f"unknown pipeline kind {kind!r}")
 
 
