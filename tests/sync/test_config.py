@@ -63,7 +63,8 @@ BAD_CONFIGS = [
         8,
         "pipelines.crm-touches.kind",
         [
-            "expected one of touches, dispositions, reconcile, recycle; got 'touch'",
+            "expected one of touches, dispositions, reconcile, recycle, attribution, "
+            "sla-writeback; got 'touch'",
             "did you mean 'touches'",
         ],
     ),
