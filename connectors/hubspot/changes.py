@@ -1,4 +1,5 @@
-"""Change pulls from HubSpot: contacts, companies, deals, deal associations and owners.
+"""Change pulls from HubSpot: contacts, companies, deals, deal associations and owners, and
+the property history of contacts and deals (``connectors.hubspot.history``).
 
 CRM search is the only way to ask HubSpot "what changed since": it stops at 10,000 results per
 query (``after`` cannot pass 10,000) and has its own low request rate (about 4 per second; the
@@ -34,6 +35,7 @@ from typing import Any
 from connectors.base import Account, ContactRole, Cursor, Opportunity, Page
 from connectors.errors import ConfigError
 from connectors.hubspot.client import HubSpotClient
+from connectors.hubspot.history import HISTORY_STREAMS, history_changes, read_history
 from connectors.hubspot.identity import (
     CONTACT_PROPERTIES,
     parse_hubspot_time,
@@ -72,7 +74,7 @@ _DEAL_PROPERTIES = (
 )
 # Primary deal -> company association (HUBSPOT_DEFINED).
 _PRIMARY_DEAL_COMPANY = 5
-STREAMS = ("people", "accounts", "opportunities", "contact_roles", "owners")
+STREAMS = ("people", "accounts", "opportunities", "contact_roles", "owners", *HISTORY_STREAMS)
 
 
 @dataclass(frozen=True)
@@ -305,6 +307,7 @@ class ChangePuller:
             "opportunities": self._opportunities,
             "contact_roles": self._contact_roles,
             "owners": self._owners,
+            **{name: self._history(name) for name in HISTORY_STREAMS},
         }
         handler = handlers.get(stream)
         if handler is None:
@@ -328,6 +331,25 @@ class ChangePuller:
                 [person_from_contact(self.source, r, companies.get(str(r["id"]))) for r in records],
                 at,
             )
+
+    def _history(self, stream: str) -> Callable[[Cursor, datetime], Iterator[Page[Any]]]:
+        """A history stream: the records changed in the range, with their property history
+        (``connectors.hubspot.history``) as ``StatusChange`` records."""
+        object_type, kind, properties = HISTORY_STREAMS[stream]
+
+        def pull(cursor: Cursor, until: datetime) -> Iterator[Page[Any]]:
+            search = self._search(object_type, (*properties, MODIFIED))
+            for records, at in _batched(search.pages(cursor, until), 1000, cursor):
+                ids = [str(r["id"]) for r in records]
+                found = read_history(self.client, object_type, ids, properties) if ids else []
+                changes = [
+                    change
+                    for record in found
+                    for change in history_changes(self.source, kind, record, properties)
+                ]
+                yield Page(changes, at)
+
+        return pull
 
     def _accounts(self, cursor: Cursor, until: datetime) -> Iterator[Page[Any]]:
         search = self._search("companies", _COMPANY_PROPERTIES)

@@ -34,6 +34,7 @@ from connectors.hubspot.changes import ChangePuller
 from connectors.hubspot.check import run_checks
 from connectors.hubspot.client import HubSpotClient
 from connectors.hubspot.engagements import EngagementWriter
+from connectors.hubspot.history import HISTORY_STREAMS
 from connectors.hubspot.identity import Lifecycle, PeopleDirectory
 from connectors.hubspot.marketing import MarketingSource
 from connectors.hubspot.settings import HubSpotSettings
@@ -47,6 +48,9 @@ LIST_CHUNK = 1_000
 
 class HubSpotConnector:
     """One HubSpot portal as closedloop sees it, named ``connection_name`` in touch keys."""
+
+    # Change streams of property history, pulled by the dispositions pipeline before people.
+    history_streams = tuple(HISTORY_STREAMS)
 
     def __init__(
         self,
@@ -110,7 +114,8 @@ class HubSpotConnector:
         return self.engagements.push(touches)
 
     def pull_changes(self, stream: str, cursor: Cursor, until: datetime) -> Iterator[Page[Any]]:
-        """Records of ``stream`` (people, accounts, opportunities, contact_roles, owners)."""
+        """Records of ``stream`` (people, accounts, opportunities, contact_roles, owners,
+        people_history, opportunity_history)."""
         return self.changes.pull(stream, cursor, until)
 
     def add_to_list(self, list_id: str, record_ids: Sequence[str]) -> ListChange[str]:

@@ -55,6 +55,7 @@ from connectors.errors import AuthError, ClosedloopError, ConfigError, Fatal, Re
 from connectors.lagwindow import SeenVersions
 from connectors.salesforce.auth import remedy_for
 from connectors.salesforce.client import MAX_COMPOSITE_HEAVY, SalesforceClient, error_code
+from connectors.salesforce.history import HISTORY_STREAM, check_history, pull_history
 from connectors.salesforce.identity import (
     CONTACT_LOOKUP,
     LEAD_LOOKUP,
@@ -174,6 +175,9 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 class SalesforceConnector:
     """A Salesforce org as a closedloop CRM (see the module docstring for the call budget)."""
 
+    # Lead status and deal stage changes from field history, pulled before current values.
+    history_streams = (HISTORY_STREAM,)
+
     def __init__(
         self,
         connection_name: str,
@@ -233,6 +237,7 @@ class SalesforceConnector:
         ]
         results.extend(self._check_objects(campaign_members=campaign_members))
         results.append(self._check_key_field())
+        results.append(check_history(self.client))
         results.append(self._check_budget(limits))
         return results
 
@@ -689,6 +694,9 @@ class SalesforceConnector:
         stamp; ``boundary_keys`` are the versions (id@stamp) already yielded inside that lag,
         which the re-read drops (``connectors.lagwindow``).
         """
+        if stream == HISTORY_STREAM:  # field history: its own key (connectors.salesforce.history)
+            yield from pull_history(self.client, self.name, cursor, until)
+            return
         spec = stream_spec(stream, self.settings)
         cursor_ms: int | None = None
         lower: str | None = None

@@ -15,7 +15,10 @@ opportunities             Opportunity                                   Opportun
 contact_roles             OpportunityContactRole                        ContactRole
 campaigns                 Campaign                                      Campaign
 campaign_members          CampaignMember                                CampaignMembership
+status_history            LeadHistory + OpportunityFieldHistory         StatusChange
 ========================  ============================================  ===================
+
+``status_history`` reads field history on ``CreatedDate`` (``connectors.salesforce.history``).
 """
 
 from __future__ import annotations
@@ -402,6 +405,7 @@ def stream_names() -> list[str]:
         "contact_roles",
         "campaigns",
         "campaign_members",
+        "status_history",
     ]
 
 

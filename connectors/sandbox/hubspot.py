@@ -266,7 +266,38 @@ class HubSpotStore:
             contact = self.contact_ids.get(role.person_id)
             if deal and contact:
                 data.associate("deals", deal, "contacts", contact, 3)
+        self._load_history(world)
         self._load_marketing(world)
+
+    def _load_history(self, world: World) -> None:
+        """Property history of lifecyclestage, hs_lead_status and dealstage from the seed's
+        status events: the value at creation, then each change (repeats of a value that the
+        mapping to HubSpot's values merges are dropped)."""
+        properties = {
+            ("lead", "lifecycle_stage"): ("contacts", "lifecyclestage", _LIFECYCLE),
+            ("lead", "lead_status"): ("contacts", "hs_lead_status", _LEAD_STATUS),
+            ("opportunity", "stage"): ("deals", "dealstage", _DEAL_STAGE),
+        }
+        own = {p.id for p in world.people if p.duplicate_of is None}
+        ids = {"contacts": self.contact_ids, "deals": self.deal_ids}
+        for event in sorted(world.status_events, key=lambda e: e.changed_at):
+            found = properties.get((event.object_type, event.field))
+            if found is None or (event.object_type == "lead" and event.object_id not in own):
+                continue
+            object_type, name, values = found
+            record_id = ids[object_type].get(event.object_id)
+            record = self.data.objects[object_type].get(record_id or "")
+            if record is None or name not in record.properties:
+                continue
+            entries = record.history.get(name) if record.history else None
+            if entries is None and event.old_value is not None:
+                entries = [(values.get(event.old_value, "OPEN"), record.created, "CRM_UI")]
+            value = values.get(event.new_value, "OPEN")
+            if entries and entries[-1][0] == value:
+                continue
+            at = max(event.changed_at, record.created)
+            record.history = record.history or {}
+            record.history[name] = [*(entries or []), (value, at, "CRM_UI")]
 
     def _seed(
         self, object_type: str, props: dict[str, str], created: datetime, updated: datetime

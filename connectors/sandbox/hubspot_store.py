@@ -45,9 +45,17 @@ from connectors.sandbox.hubspot_search import (
     sort_key,
 )
 
-__all__ = ["BATCH_LIMIT", "SEARCH_RESULT_CAP", "HubSpotApiError", "PortalData"]
+__all__ = [
+    "BATCH_LIMIT",
+    "HISTORY_BATCH_LIMIT",
+    "SEARCH_RESULT_CAP",
+    "HubSpotApiError",
+    "PortalData",
+]
 
 BATCH_LIMIT = 100
+# Batch reads asking for propertiesWithHistory take fewer inputs (HubSpot's own error message).
+HISTORY_BATCH_LIMIT = 50
 ASSOCIATION_READ_LIMIT = 1000
 ASSOCIATION_CREATE_LIMIT = 2000
 SEARCH_PAGE_LIMIT = 200
@@ -89,14 +97,34 @@ class HubSpotApiError(Exception):
         }
 
 
+# Property history entries: (value, time, sourceType), oldest first.
+History = list[tuple[str, datetime, str]]
+
+
 class _Record:
-    __slots__ = ("created", "id", "properties", "updated")
+    __slots__ = ("created", "history", "id", "properties", "updated")
 
     def __init__(self, record_id: str, properties: dict[str, str], moment: datetime) -> None:
         self.id = record_id
         self.properties = properties
         self.created = moment
         self.updated = moment
+        # Kept from a property's first change on: until then its one value dates from creation.
+        self.history: dict[str, History] | None = None
+
+    def property_history(self, name: str) -> History:
+        """Every value ``name`` has had, oldest first (HubSpot answers newest first)."""
+        if self.history is not None and name in self.history:
+            return self.history[name]
+        value = self.properties.get(name)
+        return [] if value is None else [(value, self.created, "CRM_UI")]
+
+    def record_change(self, name: str, value: str, moment: datetime, source: str) -> None:
+        """Remember that ``name`` was set to ``value`` (cleared: "") at ``moment``."""
+        entries = self.property_history(name)
+        if self.history is None:
+            self.history = {}
+        self.history[name] = [*entries, (value, moment, source)]
 
 
 def _now_iso(moment: datetime) -> str:
@@ -341,7 +369,10 @@ class PortalData:
 
     def _apply(self, object_type: str, record: _Record, clean: dict[str, str]) -> None:
         self._unindex(object_type, record)
+        now = self.clock.now()
         for name, value in clean.items():
+            if record.properties.get(name, "") != value:
+                record.record_change(name, value, now, "INTEGRATION")
             if value == "":
                 record.properties.pop(name, None)
             else:
@@ -357,8 +388,10 @@ class PortalData:
         wanted: list[str] | None = None,
         *,
         archived: bool = False,
+        with_history: list[str] | None = None,
     ) -> dict[str, Any]:
-        """A record as HubSpot's SimplePublicObject (defaults plus requested properties)."""
+        """A record as HubSpot's SimplePublicObject (defaults plus requested properties, and
+        ``propertiesWithHistory``: each named property's values, newest first)."""
         names = list(DEFAULT_PROPERTIES[object_type])
         if wanted:
             names = [*wanted, "hs_object_id"]
@@ -368,13 +401,22 @@ class PortalData:
                 if n in record.properties
             ]
         props = {name: record.properties.get(name) for name in dict.fromkeys(names)}
-        return {
+        rendered = {
             "id": record.id,
             "properties": props,
             "createdAt": iso_ms(record.created),
             "updatedAt": iso_ms(record.updated),
             "archived": archived,
         }
+        if with_history:
+            rendered["propertiesWithHistory"] = {
+                name: [
+                    {"value": value, "timestamp": iso_ms(at), "sourceType": source}
+                    for value, at, source in reversed(record.property_history(name))
+                ]
+                for name in dict.fromkeys(with_history)
+            }
+        return rendered
 
     def _render_written(self, object_type: str, record: _Record) -> dict[str, Any]:
         # ``render`` with every set property plus the defaults: the union already holds
@@ -552,6 +594,20 @@ class PortalData:
         """Batch read by id or unique ``idProperty``; unknown ids are OBJECT_NOT_FOUND (207)."""
         self._check_type(object_type)
         started = self.clock.now()
+        with_history = body.get("propertiesWithHistory") or None
+        inputs_given = body.get("inputs")
+        if (
+            with_history
+            and isinstance(inputs_given, list)
+            and len(inputs_given) > HISTORY_BATCH_LIMIT
+        ):
+            raise HubSpotApiError(
+                400,
+                "VALIDATION_ERROR",
+                "The maximum number of inputs supported in a batch request for property "
+                f"histories is {HISTORY_BATCH_LIMIT}. Please reduce the number of items and "
+                "try again",
+            )
         inputs = self._check_batch(body.get("inputs"))
         id_property = body.get("idProperty")
         self._check_id_property(object_type, id_property)
@@ -568,7 +624,11 @@ class PortalData:
             if record is None:
                 missing.append(key)
             else:
-                results.append(self.render(object_type, record, wanted, archived=archived))
+                results.append(
+                    self.render(
+                        object_type, record, wanted, archived=archived, with_history=with_history
+                    )
+                )
         errors = []
         if missing:
             errors.append(

@@ -134,7 +134,16 @@ def _sobject(name: str) -> ObjectDef:
     return obj
 
 
+def _writable(obj: ObjectDef) -> ObjectDef:
+    """``obj``, or the refusal of a write to an object only the platform writes (history)."""
+    if not obj.writable:
+        message = f"entity type cannot be inserted or updated: {obj.label}"
+        raise ApiError(400, "INVALID_TYPE", message)
+    return obj
+
+
 def _record_body(call: Call, obj: ObjectDef) -> dict[str, Any]:
+    _writable(obj)
     body = call.json()
     if not isinstance(body, dict):
         raise ApiError(
@@ -213,9 +222,9 @@ def _object_summary(call: Call, obj: ObjectDef) -> dict[str, Any]:
         "labelPlural": obj.label_plural,
         "keyPrefix": obj.key_prefix,
         "custom": obj.custom,
-        "createable": True,
-        "updateable": True,
-        "deletable": True,
+        "createable": obj.writable,
+        "updateable": obj.writable,
+        "deletable": obj.writable,
         "queryable": True,
         "retrieveable": True,
         "searchable": True,
@@ -250,6 +259,7 @@ def _describe_field(f: FieldDef) -> dict[str, Any]:
         "percent": "xsd:double",
         "date": "xsd:date",
         "datetime": "xsd:dateTime",
+        "anyType": "xsd:anyType",
     }.get(f.type, "xsd:string")
     return {
         "name": f.name,
@@ -532,7 +542,7 @@ def _typed_records(
         if obj is None:
             raise ApiError(400, "INVALID_TYPE", f"sObject type '{type_name}' is not supported.")
         try:
-            typed.append((obj, call.store.deserialize(obj, raw)))
+            typed.append((_writable(obj), call.store.deserialize(obj, raw)))
         except FieldTypeError as exc:
             raise exc.as_api_error() from None
     return typed

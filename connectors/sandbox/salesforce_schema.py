@@ -15,6 +15,8 @@ __all__ = [
     "CAMPAIGN_MEMBER_STATUSES",
     "CAMPAIGN_STATUSES",
     "CAMPAIGN_TYPES",
+    "HISTORY_OBJECTS",
+    "HISTORY_TRACKED",
     "INDUSTRIES",
     "KEY_PREFIXES",
     "LEAD_SOURCES",
@@ -79,6 +81,8 @@ class ObjectDef:
     key_prefix: str
     fields: dict[str, FieldDef] = field(default_factory=dict)
     custom: bool = False
+    # False for objects only the platform writes (field history): no create, update or delete.
+    writable: bool = True
 
     def field_ci(self, name: str) -> FieldDef | None:
         """The field whose API name matches ``name`` case-insensitively (SOQL and JSON allow it)."""
@@ -254,6 +258,41 @@ def _ro(f: FieldDef) -> FieldDef:
 
 def _obj(name: str, label: str, plural: str, prefix: str, fields: list[FieldDef]) -> ObjectDef:
     return ObjectDef(name, label, plural, prefix, {f.name: f for f in fields})
+
+
+def _history(name: str, label: str, parent: str, parent_field: str) -> ObjectDef:
+    """A field-history object (LeadHistory, OpportunityFieldHistory): rows the org writes when
+    a tracked field changes; read-only through the API. Key prefix 017 is shared by every
+    history object in a real org."""
+    fields = [
+        _id(),
+        _ro(_ref(parent_field, f"{parent} ID", (parent,), parent, nillable=False, indexed=True)),
+        _ro(_text("Field", "Changed Field", 255, nillable=False)),
+        _ro(_text("DataType", "Data Type", 255)),
+        _ro(FieldDef("OldValue", "anyType", "Old Value", length=255)),
+        _ro(FieldDef("NewValue", "anyType", "New Value", length=255)),
+        _ro(_ref("CreatedById", "Created By ID", ("User",), "CreatedBy", nillable=False)),
+        _ro(FieldDef("IsDeleted", "boolean", "Deleted", nillable=False)),
+        _ro(FieldDef("CreatedDate", "datetime", "Created Date", nillable=False)),
+    ]
+    return ObjectDef(name, label, f"{label}s", "017", {f.name: f for f in fields}, writable=False)
+
+
+# Fields whose changes the org records in field history (Setup > Object Manager > <object> >
+# Fields & Relationships > Set History Tracking), with the name history rows give each field.
+HISTORY_TRACKED: dict[str, dict[str, str]] = {
+    "Lead": {
+        "Status": "Status",
+        "OwnerId": "Owner",
+        "Disqualified_Reason__c": "Disqualified_Reason__c",
+    },
+    "Opportunity": {"StageName": "StageName", "Amount": "Amount", "CloseDate": "CloseDate"},
+}
+# Parent object -> (history object, its parent-id field).
+HISTORY_OBJECTS: dict[str, tuple[str, str]] = {
+    "Lead": ("LeadHistory", "LeadId"),
+    "Opportunity": ("OpportunityFieldHistory", "OpportunityId"),
+}
 
 
 OBJECTS: dict[str, ObjectDef] = {
@@ -558,10 +597,14 @@ OBJECTS: dict[str, ObjectDef] = {
                 *_audit(),
             ],
         ),
+        _history("LeadHistory", "Lead History", "Lead", "LeadId"),
+        _history("OpportunityFieldHistory", "Opportunity Field History", "Opportunity",
+                 "OpportunityId"),
     ]
-}
+}  # fmt: skip
 
-KEY_PREFIXES: dict[str, str] = {o.key_prefix: o.name for o in OBJECTS.values()}
+# Field history objects share one prefix; ids of the other objects name their object.
+KEY_PREFIXES: dict[str, str] = {o.key_prefix: o.name for o in OBJECTS.values() if o.writable}
 
 
 def object_for_prefix(record_id: str) -> str | None:

@@ -22,6 +22,8 @@ from typing import Any
 from connectors.sandbox import credentials
 from connectors.sandbox.salesforce_schema import (
     CLOSED_TASK_STATUSES,
+    HISTORY_OBJECTS,
+    HISTORY_TRACKED,
     OBJECTS,
     STAGE_OUTCOMES,
     STRING_TYPES,
@@ -52,6 +54,14 @@ DEFAULT_DAILY_LIMIT = 100_000
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 # Field types whose wire value is the JSON string itself.
 _TEXTUAL_TYPES = STRING_TYPES | {"id", "reference"}
+# Field type -> the DataType a field-history row reports for it.
+_HISTORY_TYPES = {
+    "picklist": "DynamicEnum",
+    "reference": "EntityId",
+    "currency": "Currency",
+    "date": "Date",
+    "datetime": "DateTime",
+}
 _RESPONDED_KINDS = frozenset(
     {
         "email_click",
@@ -353,6 +363,9 @@ class SalesforceStore:
     _journal: list[tuple[str, str, dict[str, Any] | None]] | None = None
     _tx_depth: int = 0
     _stamp_cache: tuple[datetime | None, str] = (None, "")
+    # sObject -> {tracked field: the name history rows give it}; a test turns tracking off by
+    # removing entries (Setup > Object Manager > <object> > Set History Tracking).
+    history_tracked: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.reset()
@@ -368,6 +381,7 @@ class SalesforceStore:
             self.daily_limit = DEFAULT_DAILY_LIMIT
             self.bulk_polls_before_complete = 1
             self.records = {name: {} for name in OBJECTS}
+            self.history_tracked = {k: dict(v) for k, v in HISTORY_TRACKED.items()}
             self._by_id = {}
             self._indexes = {
                 (o.name, f.name): {}
@@ -686,6 +700,8 @@ class SalesforceStore:
     def create(self, sobject: str, values: Mapping[str, Any], *, system: bool = False) -> str:
         """Insert a record from deserialized values; DmlError on any rule it breaks."""
         obj = OBJECTS[sobject]
+        if not obj.writable and not system:
+            raise DmlError([_dml("INVALID_TYPE", f"entity type cannot be inserted: {obj.label}")])
         values = dict(values)
         errors = self._check(obj, values, None, system)
         if errors:
@@ -715,6 +731,8 @@ class SalesforceStore:
     ) -> None:
         """Update a live record; DmlError when it is missing, deleted, or a rule is broken."""
         obj = OBJECTS[sobject]
+        if not obj.writable:
+            raise DmlError([_dml("INVALID_TYPE", f"entity type cannot be updated: {obj.label}")])
         existing = self.records[sobject].get(record_id)
         if existing is None:
             raise DmlError([_dml("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")])
@@ -731,6 +749,61 @@ class SalesforceStore:
         row["SystemModstamp"] = stamp
         self._derive(obj, row)
         self._put(sobject, row)
+        self._track(sobject, existing, row, stamp)
+
+    def _track(
+        self, sobject: str, old: Mapping[str, Any], new: Mapping[str, Any], stamp: str
+    ) -> None:
+        """Write the field-history rows of an update, as the org does for tracked fields."""
+        tracked = self.history_tracked.get(sobject)
+        if not tracked:
+            return
+        for name, label in tracked.items():
+            before, after = old.get(name), new.get(name)
+            if before == after:
+                continue
+            if name == "OwnerId":  # an owner change writes two rows: user names, then ids
+                self.record_history(
+                    sobject, str(new["Id"]), label, self._user_name(before),
+                    self._user_name(after), created=stamp, data_type="Text",
+                )  # fmt: skip
+            self.record_history(sobject, str(new["Id"]), label, before, after, created=stamp)
+
+    def _user_name(self, user_id: Any) -> str | None:
+        row = self.records["User"].get(str(user_id)) if user_id else None
+        return None if row is None else row.get("Name")
+
+    def record_history(
+        self,
+        sobject: str,
+        record_id: str,
+        field_label: str,
+        old: Any,
+        new: Any,
+        *,
+        created: str,
+        by: str | None = None,
+        data_type: str | None = None,
+    ) -> str:
+        """Add one field-history row of ``record_id`` (a change at wire time ``created``)."""
+        history, parent_field = HISTORY_OBJECTS[sobject]
+        if data_type is None:
+            f = OBJECTS[sobject].fields.get("OwnerId" if field_label == "Owner" else field_label)
+            kind = f.type if f is not None else "string"
+            data_type = _HISTORY_TYPES.get(kind, "Text")
+        row = {
+            "Id": self.new_id(history),
+            parent_field: record_id,
+            "Field": field_label,
+            "DataType": data_type,
+            "OldValue": old,
+            "NewValue": new,
+            "CreatedById": by or self.user_id,
+            "CreatedDate": created,
+            "IsDeleted": False,
+        }
+        self._put(history, row)
+        return str(row["Id"])
 
     def upsert(
         self, sobject: str, ext_field: str, ext_value: Any, values: Mapping[str, Any]
@@ -776,6 +849,9 @@ class SalesforceStore:
         sobject = self._by_id.get(record_id)
         if sobject is None:
             raise DmlError([_dml("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")])
+        if not OBJECTS[sobject].writable:
+            label = OBJECTS[sobject].label
+            raise DmlError([_dml("INVALID_TYPE", f"entity type cannot be deleted: {label}")])
         row = self.records[sobject][record_id]
         if row.get("IsDeleted"):
             raise DmlError([_dml("ENTITY_IS_DELETED", "entity is deleted")])
@@ -963,6 +1039,7 @@ class SalesforceStore:
                     },
                 )
             self._load_members(world, ids)
+            self._load_history(world, ids)
             self.clock.floor(world.now)
 
     def _load_person(self, person: Any, ids: dict[str, str]) -> None:
@@ -1006,6 +1083,44 @@ class SalesforceStore:
                     **audit,
                 },
             )
+
+    def _load_history(self, world: World, ids: dict[str, str]) -> None:
+        """Field history of the seed's lead status and deal stage changes. A record's value at
+        creation has no field row (a real org writes a "created" row without values; the
+        emulator writes none), so an opportunity's first stage has none."""
+        reasons = {p.id: p.disqualified_reason for p in world.people if p.disqualified_reason}
+        for event in world.status_events:
+            if event.old_value is None or event.old_value == event.new_value:
+                continue
+            by = ids.get(event.owner_id)
+            at = format_datetime(event.changed_at)
+            if event.field == "lead_status":
+                lead_id = ids.get(f"{event.object_id}#lead") or ids.get(event.object_id, "")
+                if not lead_id.startswith("00Q"):
+                    continue
+                self.record_history(
+                    "Lead", lead_id, "Status", event.old_value, event.new_value, created=at, by=by
+                )
+                if event.reason is not None and reasons.get(event.object_id) == event.reason:
+                    self.record_history(
+                        "Lead",
+                        lead_id,
+                        "Disqualified_Reason__c",
+                        None,
+                        event.reason,
+                        created=at,
+                        by=by,
+                    )
+            elif event.field == "stage" and event.object_id in ids:
+                self.record_history(
+                    "Opportunity",
+                    ids[event.object_id],
+                    "StageName",
+                    event.old_value,
+                    event.new_value,
+                    created=at,
+                    by=by,
+                )
 
     def _load_members(self, world: World, ids: dict[str, str]) -> None:
         members: dict[tuple[str, str], tuple[datetime, bool]] = {}

@@ -13,6 +13,7 @@ HTML, CSV and JSON writers (``sync.report``) only format. Period rules:
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -316,8 +317,8 @@ def _summary(data: ReportData) -> list[str]:
     answered = [c for c in data.sla_cases if c.response is not None]
     if data.sla_cases:
         breaches = sum(1 for c in data.sla_cases if c.is_breach)
-        hours = sorted(c.response.total_seconds() / 3600 for c in answered if c.response)
-        median = f"{hours[len(hours) // 2]:.1f} hours" if hours else "n/a"
+        hours = [c.response.total_seconds() / 3600 for c in answered if c.response]
+        median = f"{statistics.median(hours):.1f} hours" if hours else "n/a"
         target = (
             f" against a target of {data.sla_target_hours:g} hours" if data.sla_target_hours else ""
         )

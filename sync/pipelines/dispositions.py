@@ -8,13 +8,21 @@ with no old value); every field whose value differs appends one ``disposition`` 
 new, the mapping's reason field, owner, the CRM's change time, and ``lifecycle_stage`` =
 ``mapping.lifecycle.stage_for(new)``). The person / opportunity rows are refreshed and the
 cursor advanced in the same fenced transaction. Re-pulling a change is a no-op: the table is
-unique on (crm, object, field, time, new value). Connectors that report field history
-directly yield ``StatusChange`` records, stored as is.
+unique on (crm, object, field, time, new value).
+
+Connectors that report field history directly name ``history_streams`` whose
+``StatusChange`` records are stored as is, with the CRM's own times and old values. Those
+streams are pulled first, so by the time the current values are polled every change the history
+holds is already the newest disposition and polling adds nothing for it; polling only records
+what history lacks (an untracked field, a change from before tracking was turned on). History
+holds changes, not the value a record was created with: when a record's first recorded change
+has an old value, that value is recorded as its first observation at the record's creation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Table, select
@@ -30,7 +38,7 @@ from sync.pipelines.reconcile import opportunity_values, pull_stream, upsert_row
 if TYPE_CHECKING:
     from sync.pipelines.runner import RunContext
 
-__all__ = ["DISPOSITION_STREAMS", "record_changes", "run_dispositions"]
+__all__ = ["DISPOSITION_STREAMS", "history_streams", "record_changes", "run_dispositions"]
 
 DISPOSITION_STREAMS = ("people", "opportunities")
 
@@ -57,23 +65,51 @@ def _person_value(person: Person, name: str) -> str | None:
 
 def _known_values(
     conn: Connection, crm: str, object_ids: Sequence[str]
-) -> dict[tuple[str, str], str | None]:
-    """The value each (object id, field) had before this page: its newest disposition.
+) -> tuple[dict[tuple[str, str], str | None], dict[tuple[str, str], tuple[str | None, datetime]]]:
+    """The value each (object id, field) had before this page (its newest disposition), and
+    the old value and time of its first disposition.
 
     Only the disposition history counts, never the ``person`` row: other pipelines refresh
     that row (touch delivery, reconcile) and would hide a transition from this one.
     """
     known: dict[tuple[str, str], str | None] = {}
+    first: dict[tuple[str, str], tuple[str | None, datetime]] = {}
     for start in range(0, len(object_ids), _CHUNK):
         chunk = object_ids[start : start + _CHUNK]
         history = conn.execute(
-            select(_DISPOSITION.c.object_id, _DISPOSITION.c.field, _DISPOSITION.c.new_value)
+            select(
+                _DISPOSITION.c.object_id,
+                _DISPOSITION.c.field,
+                _DISPOSITION.c.old_value,
+                _DISPOSITION.c.new_value,
+                _DISPOSITION.c.changed_at,
+            )
             .where(_DISPOSITION.c.crm == crm, _DISPOSITION.c.object_id.in_(chunk))
             .order_by(_DISPOSITION.c.changed_at, _DISPOSITION.c.id)
         )
         for row in history:
-            known[(row.object_id, row.field)] = row.new_value or None
-    return known
+            key = (row.object_id, row.field)
+            known[key] = row.new_value or None
+            first.setdefault(key, (row.old_value, row.changed_at))
+    return known, first
+
+
+def _start_of_history(
+    first: Mapping[tuple[str, str], tuple[str | None, datetime]],
+    key: tuple[str, str],
+    created_at: datetime | None,
+) -> str | None:
+    """The value a record was created with, when its recorded history starts mid-way.
+
+    Field history holds changes only (Open -> MQL, MQL -> Working): the value before the first
+    change is the record's value since its creation, which no change row reports.
+    """
+    if key not in first or created_at is None:
+        return None
+    old, at = first[key]
+    if old is None or created_at >= at:
+        return None
+    return old
 
 
 def _row(
@@ -101,7 +137,7 @@ def _person_changes(
     conn: Connection, crm: str, people: Sequence[Person], lifecycle: CompiledLifecycle
 ) -> list[StatusChange]:
     ids = [p.external_id for p in people]
-    known = _known_values(conn, crm, ids)
+    known, first = _known_values(conn, crm, ids)
     out: list[StatusChange] = []
     for person in people:
         when = person.updated_at or utcnow()
@@ -109,6 +145,17 @@ def _person_changes(
         if lifecycle.reason_field:
             value = person.fields.get(lifecycle.reason_field)
             reason = _text(value) if value not in (None, "") else None
+        for name in ("status", "lifecycle_stage"):
+            initial = _start_of_history(first, (person.external_id, name), person.created_at)
+            if initial is not None:
+                out.append(
+                    StatusChange(
+                        source=crm, object_type=person.kind.value, object_id=person.external_id,
+                        field=name, old_value=None, new_value=initial,
+                        changed_at=person.created_at or when, owner_id=person.owner_id,
+                        email=person.email,
+                    )
+                )  # fmt: skip
         for name, first_counts in _PERSON_FIELDS:
             new = _person_value(person, name)
             seen = (person.external_id, name) in known
@@ -134,9 +181,18 @@ def _person_changes(
 def _opportunity_changes(
     conn: Connection, crm: str, opps: Sequence[Opportunity]
 ) -> list[StatusChange]:
-    known = _known_values(conn, crm, [o.external_id for o in opps])
+    known, first = _known_values(conn, crm, [o.external_id for o in opps])
     out: list[StatusChange] = []
     for opp in opps:
+        initial = _start_of_history(first, (opp.external_id, "stage"), opp.created_at)
+        if initial is not None:
+            out.append(
+                StatusChange(
+                    source=crm, object_type="opportunity", object_id=opp.external_id,
+                    field="stage", old_value=None, new_value=initial,
+                    changed_at=opp.created_at or utcnow(), owner_id=opp.owner_id,
+                )
+            )  # fmt: skip
         old = known.get((opp.external_id, "stage"))
         if (old or None) == (opp.stage or None):
             continue
@@ -185,14 +241,25 @@ def _lifecycle(ctx: RunContext) -> CompiledLifecycle:
     return load_pipeline_mapping(ctx).lifecycle
 
 
+def history_streams(crm: Any) -> tuple[str, ...]:
+    """The streams in which ``crm`` reports field history as ``StatusChange`` records.
+
+    A connector offers them by naming them in a ``history_streams`` attribute.
+    """
+    names = getattr(crm, "history_streams", ())
+    return tuple(n for n in names if isinstance(n, str)) if isinstance(names, tuple) else ()
+
+
 def run_dispositions(ctx: RunContext) -> None:
-    """Run a dispositions pipeline once over the people and opportunities streams."""
+    """Run a dispositions pipeline once: the CRM's field history first (exact times and old
+    values), then the people and opportunities streams, whose current values fill what the
+    history does not hold (untracked fields, changes from before tracking began)."""
     source = ctx.pipeline.source
     if source is None:
         raise ConfigError(f"pipeline {ctx.name!r} needs a CRM as its source")
     crm = ctx.connections.crm(source)
     lifecycle = _lifecycle(ctx)
-    for stream in DISPOSITION_STREAMS:
+    for stream in (*history_streams(crm), *DISPOSITION_STREAMS):
         pages = pull_stream(ctx, crm, stream)
         if pages is None:
             continue

@@ -109,3 +109,18 @@ def test_percentile_interpolates_between_ranks() -> None:
     assert percentile([5.0], 90) == 5.0
     assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
     assert percentile([10.0, 20.0], 25) == 12.5
+
+
+def test_the_report_headline_gives_the_true_median_of_an_even_number_of_answers() -> None:
+    from sync.analytics.periods import parse_period
+    from sync.analytics.records import Dataset
+    from sync.analytics.settings import AnalyticsSettings
+    from sync.analytics.summary import build_report
+
+    events = []
+    for i, hours in enumerate([1, 2, 3, 30]):  # median (2 + 3) / 2 = 2.5 hours
+        events += [stage(f"p{i}", 0, Stage.MQL, owner="rep-1"), task(f"p{i}", hours)]
+    dataset = Dataset(now=at(48), events=events)
+    data = build_report(dataset, AnalyticsSettings(), parse_period("all", at(48)), DAY, {})
+    [headline] = [line for line in data.summary if "hand-offs in a median" in line]
+    assert "a median of 2.5 hours against a target of 24 hours; 1 of 4" in headline
