@@ -133,7 +133,7 @@ def test_history_objects_are_read_only_through_the_api(
     assert not objects["OpportunityFieldHistory"]["updateable"]
 
 
-def test_check_reports_lead_status_history_tracking_and_how_to_turn_it_on(
+def test_check_reports_lead_status_history_and_how_to_turn_tracking_on(
     sandbox: SandboxServer, make_connector: Make
 ) -> None:
     store = sandbox.store("salesforce")
@@ -143,5 +143,7 @@ def test_check_reports_lead_status_history_tracking_and_how_to_turn_it_on(
     off = {r.name: r for r in make_connector().check()}
 
     assert on["lead status history"].ok
-    assert not off["lead status history"].ok
+    # No rows: tracking is off, or on in an org with no changes yet; say so without failing.
+    assert off["lead status history"].ok
+    assert "no Lead Status changes yet" in off["lead status history"].detail
     assert "Set History Tracking" in off["lead status history"].remedy
