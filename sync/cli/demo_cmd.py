@@ -140,7 +140,11 @@ def write_sandbox_config(
     connections_.update(connections or {})
     # Both sandbox CRMs hold the same company: the report reads Salesforce's copy only, so no
     # person, deal or dollar counts twice.
-    data["analytics"] = {"crms": ["salesforce"], "campaign_aliases": _program_aliases(sandbox)}
+    data["analytics"] = {
+        "crms": ["salesforce"],
+        "campaign_aliases": _program_aliases(sandbox),
+        "rep_names": _rep_names(sandbox),
+    }
     chosen = _PIPELINES if pipelines is None else pipelines
     data["pipelines"] = {name: dict(spec) for name, spec in chosen.items()}
     path = folder / "closedloop.yaml"
@@ -159,6 +163,17 @@ def _program_aliases(sandbox: SandboxServer) -> dict[str, str]:
         return {}
     names = {c.id: c.name for c in (world.campaigns if world else [])}
     return {str(pid): names[cid] for cid, pid in sorted(programs.items()) if cid in names}
+
+
+def _rep_names(sandbox: SandboxServer) -> dict[str, str]:
+    """Salesforce user id -> the rep's name, so the report names reps, not ids."""
+    world = sandbox.world
+    try:
+        ids = getattr(sandbox.store("salesforce"), "world_ids", {})
+    except KeyError:
+        return {}
+    owners = world.owners if world else []
+    return {ids[owner]: name for owner, name, _email in owners if owner in ids}
 
 
 def _badge_csv(folder: Path, sandbox: SandboxServer) -> Path:
