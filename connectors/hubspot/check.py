@@ -15,10 +15,12 @@ from connectors.base import CheckResult
 from connectors.errors import AuthError, ClosedloopError
 from connectors.hubspot.client import CallError, HubSpotClient
 from connectors.hubspot.engagements import ENGAGEMENT_TYPES
+from connectors.hubspot.events import BEHAVIORAL_EVENT, TIMELINE_AUTH_REMEDY, TIMELINE_EVENT
 
 __all__ = [
     "CUSTOM_PROPERTIES",
     "PropertySpec",
+    "check_event_sinks",
     "check_properties",
     "run_checks",
     "writeback_properties",
@@ -128,6 +130,47 @@ def check_properties(
     results: list[CheckResult] = []
     for object_type, specs in wanted.items():
         results.extend(_properties(client, object_type, specs, "", fix, check="writeback"))
+    return results
+
+
+def check_event_sinks(client: HubSpotClient, targets: Mapping[str, set[str]]) -> list[CheckResult]:
+    """What the event targets of the mappings need (``targets``: target -> template ids or
+    event names); HubSpot offers no call to verify them without sending an event."""
+    results: list[CheckResult] = []
+    templates = sorted(targets.get(TIMELINE_EVENT) or ())
+    if templates:
+        used = f"timeline event templates {', '.join(templates)}"
+        if client.uses_oauth:
+            results.append(
+                CheckResult(
+                    "hubspot.timeline_events",
+                    True,
+                    f"{used}: OAuth app configured (a template id the app lacks rejects those "
+                    "touches at the first sync; they are dead-lettered with HubSpot's message)",
+                )
+            )
+        else:
+            results.append(
+                CheckResult(
+                    "hubspot.timeline_events",
+                    False,
+                    f"{used}: this connection uses a private app token, which cannot create "
+                    "timeline events",
+                    TIMELINE_AUTH_REMEDY + "; the app needs the timeline scope",
+                )
+            )
+    names = sorted(targets.get(BEHAVIORAL_EVENT) or ())
+    if names:
+        results.append(
+            CheckResult(
+                "hubspot.behavioral_events",
+                True,
+                f"custom events {', '.join(names)}: need Marketing Hub Enterprise (or another "
+                "Enterprise hub), the event defined in Data Management > Custom Events and the "
+                "analytics.behavioral_events.send scope; HubSpot does not de-duplicate them "
+                "(at-least-once)",
+            )
+        )
     return results
 
 

@@ -4,6 +4,8 @@
 
 - ``client``: the SDK wiring, limits, retries and error translation (``client.py``, ``errors.py``);
 - ``engagements``: exactly-once timeline writes keyed by the touch key (``engagements.py``);
+- ``timeline`` / ``behavioral``: the optional event sinks (mapping targets ``timeline_event``,
+  ``behavioral_event``; ``events.py``);
 - ``people``: contacts by e-mail, upserts, lifecycle values (``identity.py``);
 - ``changes``: windowed change pulls under the search cap (``changes.py``);
 - ``marketing``: e-mail events and form submissions as touches (``marketing.py``);
@@ -34,6 +36,12 @@ from connectors.hubspot.changes import ChangePuller
 from connectors.hubspot.check import run_checks
 from connectors.hubspot.client import HubSpotClient
 from connectors.hubspot.engagements import EngagementWriter
+from connectors.hubspot.events import (
+    BEHAVIORAL_EVENT,
+    TIMELINE_EVENT,
+    BehavioralEventWriter,
+    TimelineEventWriter,
+)
 from connectors.hubspot.history import HISTORY_STREAMS
 from connectors.hubspot.identity import Lifecycle, PeopleDirectory
 from connectors.hubspot.marketing import MarketingSource
@@ -66,6 +74,8 @@ class HubSpotConnector:
         self.engagements = EngagementWriter(
             self.client, connection_name, settings.touch_key_property
         )
+        self.timeline = TimelineEventWriter(self.client, connection_name)
+        self.behavioral = BehavioralEventWriter(self.client, connection_name)
         self.people = PeopleDirectory(self.client, connection_name, lifecycle)
         self.changes = ChangePuller(self.client, connection_name)
         self.marketing = MarketingSource(self.client, connection_name, settings)
@@ -110,8 +120,24 @@ class HubSpotConnector:
         return self.people.create(people)
 
     def push_touches(self, touches: Sequence[RenderedTouch]) -> list[DeliveryResult]:
-        """Write engagements exactly once per touch key (see ``engagements``)."""
-        return self.engagements.push(touches)
+        """Write each touch to its target: engagements and timeline events exactly once per
+        touch key, behavioral events at least once (see ``engagements`` and ``events``)."""
+        writers = {TIMELINE_EVENT: self.timeline.push, BEHAVIORAL_EVENT: self.behavioral.push}
+        groups: dict[str, list[RenderedTouch]] = {}
+        for touch in touches:
+            sink = touch.target if touch.target in writers else "engagement"
+            groups.setdefault(sink, []).append(touch)
+        if len(groups) == 1 and "engagement" in groups:
+            return self.engagements.push(touches)
+        by_key: dict[str, DeliveryResult] = {}
+        # Behavioral events last: they are the one sink a re-send can duplicate, so nothing
+        # raised after them may discard their results.
+        for sink in ("engagement", TIMELINE_EVENT, BEHAVIORAL_EVENT):
+            if sink in groups:
+                push = writers.get(sink, self.engagements.push)
+                by_key.update((r.key, r) for r in push(groups[sink]))
+        order = dict.fromkeys(t.key for t in touches)
+        return [by_key[key] for key in order if key in by_key]
 
     def pull_changes(self, stream: str, cursor: Cursor, until: datetime) -> Iterator[Page[Any]]:
         """Records of ``stream`` (people, accounts, opportunities, contact_roles, owners,

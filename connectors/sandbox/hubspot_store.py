@@ -193,6 +193,8 @@ class PortalData:
         self.lists: dict[str, dict[str, Any]] = {}
         self.memberships: dict[str, dict[str, int]] = {}
         self.timeline_events: dict[str, dict[str, Any]] = {}
+        # The event template ids the portal's app defines; None accepts any (not emulated).
+        self.event_templates: set[str] | None = None
         self.behavioral_events: list[dict[str, Any]] = []
         self.email_events: list[dict[str, Any]] = []
         self.forms: dict[str, dict[str, Any]] = {}
@@ -1188,6 +1190,10 @@ class PortalData:
         if not template or not isinstance(tokens, dict):
             raise HubSpotApiError(
                 400, "VALIDATION_ERROR", "eventTemplateId and tokens are required."
+            )
+        if self.event_templates is not None and str(template) not in self.event_templates:
+            raise HubSpotApiError(
+                400, "VALIDATION_ERROR", f"Event template {template} does not exist for this app."
             )
         object_id = body.get("objectId")
         email = body.get("email")

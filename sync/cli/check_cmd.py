@@ -22,7 +22,12 @@ from rich.table import Table
 
 from connectors.base import CheckResult
 from connectors.errors import ClosedloopError, ConfigError
-from connectors.hubspot.check import PropertySpec, check_properties, writeback_properties
+from connectors.hubspot.check import (
+    PropertySpec,
+    check_event_sinks,
+    check_properties,
+    writeback_properties,
+)
 from sync.config import CONFIG_ENV, Config, config_path, load_config
 
 __all__ = ["app", "pick_connection", "print_results"]
@@ -152,6 +157,23 @@ def _hubspot_writeback_properties(config: Config) -> dict[str, dict[str, Propert
     )
 
 
+def _hubspot_event_targets(config: Config, sink: str) -> dict[str, set[str]]:
+    """The timeline / behavioral event targets of the mappings of pipelines into ``sink``."""
+    from sync.mapping import load_mapping
+
+    found: dict[str, set[str]] = {}
+    for pipeline in config.pipelines.values():
+        if pipeline.sink != sink or pipeline.mapping is None:
+            continue
+        try:
+            targets = load_mapping(pipeline.mapping).event_targets
+        except ClosedloopError:
+            continue
+        for target, names in targets.items():
+            found.setdefault(target, set()).update(names)
+    return found
+
+
 @app.command("hubspot")
 def hubspot(
     config: ConfigOption = None,
@@ -173,6 +195,7 @@ def hubspot(
         extra = _hubspot_writeback_properties(loaded)
         if extra and all(r.ok for r in results if r.name == "hubspot.token"):
             results += check_properties(connector.client, extra, fix=fix)
+        results += check_event_sinks(connector.client, _hubspot_event_targets(loaded, name))
     except ClosedloopError as exc:  # check() reports; anything left is a failure to print
         results = [CheckResult("hubspot", False, str(exc), "see the message")]
     finally:

@@ -8,6 +8,11 @@ Rendering rules, in order, per CRM field: the origin (``value`` / ``source`` / `
 then ``transforms``, then text is cut to the CRM field's length (unless a ``truncate`` transform
 says otherwise), then a blank result (None or "") takes ``default``; a field still blank is left
 out of the payload, or rejects the touch with a ``MappingError`` when ``required``.
+
+HubSpot event targets (``timeline_event``, ``behavioral_event``) render their fields into the
+event's ``tokens`` / ``properties`` and add the template id or event name, the touch time and,
+for timeline events, ``extraData``; the key and person fields are not part of an event payload
+(the connector derives the event id from the touch key and names the contact by id).
 """
 
 # ruff: noqa: ARG001 - field functions share one (touch, person) signature, used or not
@@ -33,7 +38,13 @@ from sync.mapping.conditions import (
 from sync.mapping.digest import DigestPlan, digest_touches, is_digest
 from sync.mapping.lifecycle import CompiledLifecycle, compile_lifecycle
 from sync.mapping.members import MemberPlan, compile_members
-from sync.mapping.model import FieldRule, MappingFile, MapTransform, TruncateTransform
+from sync.mapping.model import (
+    EventSpec,
+    FieldRule,
+    MappingFile,
+    MapTransform,
+    TruncateTransform,
+)
 from sync.mapping.people import (
     PersonFieldPlan,
     PersonPlan,
@@ -48,7 +59,7 @@ from sync.mapping.templates import (
 )
 from sync.mapping.transforms import chain, compile_transforms
 
-__all__ = ["CompiledMapping", "KindPlan", "compile_mapping"]
+__all__ = ["CompiledMapping", "EventPlan", "KindPlan", "compile_mapping"]
 
 FieldFn = Callable[[Touch, Person], Any]
 
@@ -59,6 +70,30 @@ _TEXT_TYPES = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
+class EventPlan:
+    """A HubSpot event target: which template or event, and the timeline event's extraData."""
+
+    id_key: str  # eventTemplateId | eventName
+    ident: str
+    values_key: str  # tokens | properties
+    time_key: str  # timestamp | occurredAt
+    extra: KindPlan | None = None
+
+    def payload(self, values: dict[str, Any], touch: Touch, person: Person) -> dict[str, Any]:
+        """The event body (without the contact and the event id, which the connector adds)."""
+        body: dict[str, Any] = {
+            self.id_key: self.ident,
+            self.values_key: values,
+            self.time_key: touch.occurred_at.isoformat(),
+        }
+        if self.extra is not None:
+            extra = _render_fields(self.extra, touch, person)
+            if extra:
+                body["extraData"] = extra
+        return body
+
+
+@dataclass(frozen=True, slots=True)
 class KindPlan:
     """Everything needed to render one touch kind: target, constant fields, computed fields."""
 
@@ -66,6 +101,16 @@ class KindPlan:
     constants: Mapping[str, Any]
     fields: tuple[tuple[str, FieldFn], ...]
     digest: KindPlan | None = None
+    event: EventPlan | None = None
+
+
+def _render_fields(plan: KindPlan, touch: Touch, person: Person) -> dict[str, Any]:
+    payload = dict(plan.constants)
+    for name, fn in plan.fields:
+        value = fn(touch, person)
+        if value is not None:
+            payload[name] = value
+    return payload
 
 
 def _always(touch: Touch, person: Person) -> bool:
@@ -100,6 +145,15 @@ class CompiledMapping:
         """The touch kinds this mapping syncs."""
         return frozenset(self.plans)
 
+    @property
+    def event_targets(self) -> dict[str, set[str]]:
+        """HubSpot event targets in use -> their template ids or event names."""
+        found: dict[str, set[str]] = {}
+        for plan in self.plans.values():
+            if plan.event is not None:
+                found.setdefault(plan.target, set()).add(plan.event.ident)
+        return found
+
     def accepts(self, touch: Touch, person: Person | None = None) -> bool:
         """Whether the filters let ``touch`` through (kind, campaign, inclusion rules)."""
         if touch.kind not in self.plans:
@@ -128,6 +182,13 @@ class CompiledMapping:
             value = fn(touch, who)
             if value is not None:
                 payload[name] = value
+        if plan.event is not None:
+            body = plan.event.payload(payload, touch, who)
+            if person is None:
+                return RenderedTouch(touch.key, plan.target, body)
+            return RenderedTouch(
+                touch.key, plan.target, body, person.external_id, person.account_id
+            )
         payload[self.key_field] = touch.key
         if person is None:
             return RenderedTouch(touch.key, plan.target, payload)
@@ -173,11 +234,19 @@ def compile_mapping(model: MappingFile, catalogue: FieldCatalogue | None = None)
             fields.update(touches.fields)
         if rule is not None:
             fields.update(rule.fields)
-        plan = ctx.plan(target, fields)
+        spec = rule.event if rule is not None and rule.event is not None else None
+        if spec is None and target == touches.target:
+            spec = touches.event
+        event = ctx.event(target, spec)
+        plan = ctx.plan(target, fields, event)
         if rule is not None and rule.digest is not None:
             digest_fields = {**fields, **rule.digest.fields}
             plan = KindPlan(
-                plan.target, plan.constants, plan.fields, ctx.plan(target, digest_fields)
+                plan.target,
+                plan.constants,
+                plan.fields,
+                ctx.plan(target, digest_fields, event),
+                event,
             )
             digests[kind] = DigestPlan(
                 rule.digest.window,
@@ -269,7 +338,18 @@ class _Context:
         )  # fmt: skip
         return chain(funcs)
 
-    def plan(self, target: str, fields: Mapping[str, FieldRule]) -> KindPlan:
+    def event(self, target: str, spec: EventSpec | None) -> EventPlan | None:
+        """The event plan of a HubSpot event target (validation made sure ``spec`` fits)."""
+        if target == "timeline_event" and spec is not None and spec.template_id:
+            extra = self.plan(target, spec.extra_data) if spec.extra_data else None
+            return EventPlan("eventTemplateId", spec.template_id, "tokens", "timestamp", extra)
+        if target == "behavioral_event" and spec is not None and spec.name:
+            return EventPlan("eventName", spec.name, "properties", "occurredAt")
+        return None
+
+    def plan(
+        self, target: str, fields: Mapping[str, FieldRule], event: EventPlan | None = None
+    ) -> KindPlan:
         constants: dict[str, Any] = {}
         computed: list[tuple[str, FieldFn]] = []
         for name, rule in fields.items():
@@ -294,7 +374,7 @@ class _Context:
             if rule.source is not None and not textual and not _auto_truncated(tf, rule):
                 fn = _json_safe(fn)
             computed.append((name, fn))
-        return KindPlan(target, constants, tuple(computed))
+        return KindPlan(target, constants, tuple(computed), event=event)
 
     def person_rule(self, name: str, rule: Any) -> PersonFieldPlan:
         objects = PERSON_OBJECTS.get(self.model.crm, ())

@@ -36,12 +36,14 @@ from sync.yamlfile import did_you_mean
 
 __all__ = [
     "CURRENT_SCHEMA_VERSION",
+    "EVENT_TARGETS",
     "SCHEMA_FILE_NAME",
     "SIMPLE_TRANSFORMS",
     "CampaignMembers",
     "Condition",
     "DatetimeTransform",
     "Digest",
+    "EventSpec",
     "FieldRule",
     "Filters",
     "KindFilter",
@@ -309,6 +311,42 @@ class Digest(_Strict):
     )
 
 
+# HubSpot targets that are events, not engagements: their ``fields`` are the event's tokens
+# (timeline_event) or properties (behavioral_event), and ``event`` names the template / event.
+EVENT_TARGETS: tuple[str, ...] = ("timeline_event", "behavioral_event")
+
+
+def _template_id(value: Any) -> Any:
+    # YAML reads `template_id: 1001298` as a number; HubSpot ids are strings of digits.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and not value.strip().isdigit():
+        raise PydanticCustomError(
+            "template_id",
+            "an event template id is a number (the eventTemplateId shown in your app's "
+            "timeline event settings)",
+        )
+    return value.strip() if isinstance(value, str) else value
+
+
+class EventSpec(_Strict):
+    """What a HubSpot event target sends besides its fields (tokens or properties)."""
+
+    template_id: Annotated[str, BeforeValidator(_template_id)] | None = Field(
+        default=None,
+        description="timeline_event: the eventTemplateId of your public app's event template",
+    )
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        description="behavioral_event: the custom event's fully qualified name (pe<HubID>_<name>)",
+    )
+    extra_data: dict[str, FieldSpec] = Field(
+        default_factory=dict,
+        description="timeline_event: extraData for the template's detail, rendered like fields",
+    )
+
+
 class KindRule(_Strict):
     """Overrides for one touch kind: target object, fields, and an optional digest."""
 
@@ -318,13 +356,17 @@ class KindRule(_Strict):
     )
     fields: dict[str, FieldSpec] = Field(default_factory=dict)
     digest: Digest | None = None
+    event: EventSpec | None = Field(
+        default=None, description="HubSpot timeline_event / behavioral_event targets only"
+    )
 
 
 class TouchRules(_Strict):
     """Where touches land in the CRM and how each CRM field is filled."""
 
     target: str = Field(
-        description="Salesforce object (Task, custom__c) or HubSpot engagement type"
+        description="Salesforce object (Task, custom__c), HubSpot engagement type, or HubSpot "
+        "timeline_event / behavioral_event"
     )
     key_field: str = Field(description="the unique external-id field that holds the touch key")
     person_field: str | None = Field(default=None, description="field linking the person (WhoId)")
@@ -332,6 +374,9 @@ class TouchRules(_Strict):
         default=None, description="field linking the account, for contacts only (WhatId)"
     )
     fields: dict[str, FieldSpec] = Field(default_factory=dict, description="for every kind")
+    event: EventSpec | None = Field(
+        default=None, description="HubSpot timeline_event / behavioral_event targets only"
+    )
     kinds: dict[KindKey, KindRule] = Field(default_factory=dict)
 
 

@@ -36,7 +36,9 @@ from sync.mapping.conditions import check_path
 from sync.mapping.migrate import detect_version
 from sync.mapping.model import (
     CURRENT_SCHEMA_VERSION,
+    EVENT_TARGETS,
     DatetimeTransform,
+    EventSpec,
     FieldRule,
     MappingFile,
     MapTransform,
@@ -55,6 +57,11 @@ from sync.yamlfile import (
 __all__ = ["ValidationReport", "load_mapping", "validate_file", "validate_located"]
 
 _DEAL_OBJECTS = {"salesforce": ("Opportunity",), "hubspot": ("deal",)}
+_EVENT_NEEDS = {
+    "timeline_event": "the eventTemplateId of your public app's timeline event template",
+    "behavioral_event": "the custom event's fully qualified name, pe<HubID>_<name>, from "
+    "Data Management > Custom Events",
+}
 
 
 @dataclass
@@ -206,11 +213,12 @@ class _Semantic:
 
     def check_object(self, path: KeyPath, obj: str) -> None:
         if self.crm == "hubspot":
-            if obj not in HUBSPOT_ENGAGEMENTS:
+            targets = (*HUBSPOT_ENGAGEMENTS, *EVENT_TARGETS)
+            if obj not in targets:
                 self.add(
                     path,
-                    f"HubSpot touches are engagements: one of {', '.join(HUBSPOT_ENGAGEMENTS)}"
-                    f"{did_you_mean(obj, HUBSPOT_ENGAGEMENTS)}",
+                    f"HubSpot touches are engagements ({', '.join(HUBSPOT_ENGAGEMENTS)}) or "
+                    f"events ({', '.join(EVENT_TARGETS)}){did_you_mean(obj, targets)}",
                 )
             return
         known = self.catalogue.object_names(self.crm)
@@ -273,18 +281,58 @@ class _Semantic:
                 if name is not None:
                     path = (*base, attr) if obj == touches.target else where
                     self.check_field(path, (obj,), name, key=False)
+        self.event((*base,), touches.target, touches.event, inherited=False)
         self.field_rules((*base, "fields"), touches.target, touches.fields)
         covered_default = set(touches.fields)
         self.required_fields((*base, "fields"), touches.target, covered_default, base)
         for kind, rule in touches.kinds.items():
             kbase = (*base, "kinds", kind.value)
             target = rule.target or touches.target
+            # A kind without its own target shares the file-wide target and its event section
+            # (a missing one is reported there, once).
+            inherits = rule.target is None or (
+                rule.target == touches.target and touches.event is not None
+            )
+            self.event(kbase, target, rule.event, inherited=inherits)
             self.field_rules((*kbase, "fields"), target, rule.fields)
             covered = set(rule.fields) | (covered_default if target == touches.target else set())
             if rule.target and rule.target != touches.target:
                 self.required_fields((*kbase, "fields"), target, covered, kbase)
             if rule.digest is not None:
                 self.field_rules((*kbase, "digest", "fields"), target, rule.digest.fields)
+
+    def event(self, base: KeyPath, target: str, spec: EventSpec | None, *, inherited: bool) -> None:
+        """An event target has the event section it needs; other targets have none."""
+        if target not in EVENT_TARGETS or self.crm != "hubspot":
+            if spec is not None:
+                self.add((*base, "event"), "event belongs to a HubSpot timeline_event or "
+                                           "behavioral_event target; remove it here")  # fmt: skip
+            return
+        where = (*base, "target") if "target" in (self.raw(base) or {}) else base
+        if spec is None:
+            if not inherited:
+                need = "template_id" if target == "timeline_event" else "name"
+                self.add(where, f"a {target} target needs event.{need} ({_EVENT_NEEDS[target]})")
+            return
+        path = (*base, "event")
+        if target == "timeline_event":
+            if spec.template_id is None:
+                self.add(path, f"a timeline_event needs template_id "
+                               f"({_EVENT_NEEDS[target]})")  # fmt: skip
+            if spec.name is not None:
+                self.add((*path, "name"), "name is for behavioral_event targets; a "
+                                          "timeline_event names its template_id")  # fmt: skip
+            self.field_rules((*path, "extra_data"), target, spec.extra_data)
+            return
+        if spec.name is None:
+            self.add(path, f"a behavioral_event needs name ({_EVENT_NEEDS[target]})")
+        if spec.template_id is not None:
+            self.add((*path, "template_id"), "template_id is for timeline_event targets; a "
+                                             "behavioral_event names its event (name)")  # fmt: skip
+        if spec.extra_data:
+            self.add((*path, "extra_data"), "extra_data is for timeline_event targets; a "
+                                            "behavioral_event sends only its properties "
+                                            "(fields)")  # fmt: skip
 
     def required_fields(
         self, path: KeyPath, obj: str, covered: set[str], fallback: KeyPath

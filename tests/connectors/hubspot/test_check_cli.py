@@ -58,3 +58,35 @@ def test_a_bad_token_fails_with_a_remedy_and_no_secret(
     assert result.exit_code == 1
     assert "Private Apps" in result.output
     assert "pat-na1-this-is-not-valid" not in result.output
+
+
+def test_check_says_timeline_events_need_the_public_apps_oauth(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    mapping = (Path(__file__).parents[3] / "mappings" / "files-hubspot.yaml").read_text("utf-8")
+    mapping = mapping.replace(
+        "filters:\n",
+        "  kinds:\n"
+        "    event_attended:\n"
+        "      target: timeline_event\n"
+        "      event: {template_id: 1001298}\n"
+        "      fields: {booth: '{{ touch.campaign }}'}\n"
+        "filters:\n",
+        1,
+    )
+    (tmp_path / "events.yaml").write_text(mapping, encoding="utf-8")
+    config = _config(tmp_path, sandbox, credentials.HUBSPOT_TOKEN)
+    config.write_text(
+        config.read_text() + "  scans:\n"
+        "    type: files\n"
+        "    columns: {email: Email, occurred_at: Scanned, source_id: Badge}\n"
+        "    kind: event_attended\n"
+        "pipelines:\n"
+        "  scans-to-crm: {kind: touches, source: scans, sink: crm, mapping: events.yaml}\n"
+    )
+    result = CliRunner().invoke(_app(), ["hubspot", "-c", str(config), "--fix"])
+    assert result.exit_code == 1
+    assert "hubspot.timeline_events" in result.output
+    assert "1001298" in result.output
+    assert "private app token" in result.output
+    assert "oauth" in result.output

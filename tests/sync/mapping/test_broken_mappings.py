@@ -32,6 +32,12 @@ EXPECTED: dict[str, tuple[int, str, str]] = {
     "field_with_two_origins": (13, "touches.fields.Priority", "found value, template"),
     "field_without_origin": (13, "touches.fields.Priority", "exactly one of value, source"),
     "hubspot_create_lead": (14, "people.unknown", "HubSpot has no Lead object"),
+    "hubspot_behavioral_event_bad_token_template": (
+        17, "touches.kinds.page_view.fields.page", "did you mean 'asset'?"
+    ),
+    "hubspot_timeline_event_without_template": (
+        15, "touches.kinds.webinar_attended.event", "needs template_id"
+    ),
     "hubspot_task_without_timestamp": (17, "touches.kinds.form_fill.fields", "hs_timestamp"),
     "in_operator_without_list": (15, "filters.rules.conditions[0]", "op in needs a list"),
     "lifecycle_value_in_two_stages": (17, "lifecycle.stages.SQL[0]", "already means MQL"),

@@ -1,0 +1,245 @@
+"""Touches as HubSpot timeline events and custom behavioral events (optional sinks).
+
+**Timeline events** (mapping target ``timeline_event``) are instances of an event template that
+belongs to a *public* app: HubSpot's v3 timeline API only takes the OAuth access token of that
+app installed in the portal (a private app token cannot send them, and the developer API key
+only manages templates). They are created with ``POST /integrators/timeline/v3/events/batch/
+create`` through the SDK's ``crm.timeline.events_api.create_batch``, 100 events per call: the
+v3 reference states no batch size, so closedloop keeps to the limit HubSpot documents for the
+v1 batch and for every CRM batch call.
+
+Every event carries an ``id`` derived from the touch key (``event_id``), and HubSpot refuses a
+second event with an id it holds (``409 CONFLICT``, "already exists"). So, unlike engagements,
+re-sending is always safe, and the writer never needs to read before writing:
+
+- ``201``: the events in ``results`` were created (created=True); an input missing from the
+  answer (a multi-status answer with ``errors``) is sent again on its own to learn its fate;
+- ``409``: some event already exists (a replay, or a crash between the call and the ledger
+  commit): the chunk is sent again one event at a time; a single event's 409 means delivered
+  (ok, created=False, the CRM id is the event id);
+- ``400`` / ``404``: a record is invalid (an unknown template id, no such contact, a token the
+  template lacks): the chunk is halved until the invalid events stand alone and are reported as
+  failed with HubSpot's message, the rest written;
+- 5xx, a timeout, a dropped connection: the client repeats the call (``idempotent=True``: a
+  repeat can only conflict, never duplicate), and a conflict then settles as above.
+
+**Custom behavioral events** (target ``behavioral_event``, Marketing Hub Enterprise) go through
+``POST /events/v3/send`` (the SDK's ``events.send.basic_api``), one occurrence per call, which
+answers 204 with no id. HubSpot does not de-duplicate occurrences (the body's ``uuid``, sent as
+a deterministic id of the touch key, is not documented to de-duplicate), so this sink is
+**at-least-once**: the engine never re-sends a touch the ledger confirmed, but a crash between a
+send and the ledger commit, or an answer lost in transit, can record one occurrence twice. A
+call whose outcome is unknown is not repeated here; its touch is left without a result, which
+the engine records as failed and tries again on the next run.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from connectors.base import DeliveryResult, RenderedTouch
+from connectors.errors import ClosedloopError, ConfigError
+from connectors.hubspot.client import CallError, HubSpotClient
+
+__all__ = [
+    "BEHAVIORAL_EVENT",
+    "TIMELINE_BATCH_LIMIT",
+    "TIMELINE_EVENT",
+    "BehavioralEventWriter",
+    "TimelineEventWriter",
+    "event_id",
+]
+
+TIMELINE_EVENT = "timeline_event"
+BEHAVIORAL_EVENT = "behavioral_event"
+TIMELINE_BATCH_LIMIT = 100
+TIMELINE_AUTH_REMEDY = (
+    "HubSpot timeline events are created with the OAuth token of the public app that owns the "
+    "event template: set auth.method: oauth with that app's client_id, client_secret and the "
+    "refresh_token from installing it in this portal (a private app token cannot create them; "
+    "the developer API key only manages event templates)"
+)
+# A fixed namespace: the same touch key gives the same event id in every process and release.
+_NAMESPACE = uuid.UUID("6f1c9a52-3c1e-5e0b-9d43-1c0a7e1b5c2d")
+
+
+def event_id(key: str) -> str:
+    """The event id of the touch ``key``: stable, so a re-send is refused, not duplicated."""
+    return f"closedloop-{uuid.uuid5(_NAMESPACE, key)}"
+
+
+def _chunks(items: Sequence[RenderedTouch], size: int) -> Iterator[list[RenderedTouch]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def _text(value: Any) -> str:
+    # Timeline tokens are strings in HubSpot's model (it answers numbers as "3").
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, default=str)
+
+
+def _no_contact(sink: str, touch: RenderedTouch) -> DeliveryResult:
+    return DeliveryResult(
+        touch.key,
+        sink,
+        False,
+        error_code="NO_CONTACT",
+        error_message=f"a HubSpot {touch.target} needs the contact; this touch has none",
+    )
+
+
+class TimelineEventWriter:
+    """Writes rendered touches as timeline events of their template, keyed by the touch key."""
+
+    def __init__(self, client: HubSpotClient, sink: str) -> None:
+        self.client = client
+        self.sink = sink
+
+    def push(self, touches: Sequence[RenderedTouch]) -> list[DeliveryResult]:
+        """Create one event per distinct key (first wins); one result per key, in order."""
+        if not self.client.uses_oauth:
+            raise ConfigError(f"connection {self.sink!r}: {TIMELINE_AUTH_REMEDY}")
+        unique: dict[str, RenderedTouch] = {}
+        for touch in touches:
+            unique.setdefault(touch.key, touch)
+        results: dict[str, DeliveryResult] = {}
+        sendable = []
+        for touch in unique.values():
+            if touch.person_id:
+                sendable.append(touch)
+            else:
+                results[touch.key] = _no_contact(self.sink, touch)
+        for chunk in _chunks(sendable, TIMELINE_BATCH_LIMIT):
+            self._send(chunk, results)
+        return [results[key] for key in unique]
+
+    def _input(self, touch: RenderedTouch) -> dict[str, Any]:
+        body = {k: v for k, v in touch.payload.items() if v is not None}
+        body["tokens"] = {
+            str(k): _text(v) for k, v in (body.get("tokens") or {}).items() if v is not None
+        }
+        body["id"] = event_id(touch.key)
+        body["objectId"] = str(touch.person_id)
+        return body
+
+    def _send(self, chunk: list[RenderedTouch], results: dict[str, DeliveryResult]) -> None:
+        api = self.client.api("timeline_events")
+        try:
+            answer = self.client.call(
+                "timeline events batch create",
+                api.create_batch,
+                {"inputs": [self._input(t) for t in chunk]},
+                idempotent=True,  # the event ids make a repeat conflict, never duplicate
+                raw_failures=True,
+            )
+        except CallError as exc:
+            failure = exc.failure
+            if failure.status not in (400, 404, 409):
+                raise exc.error from None
+            if len(chunk) == 1:
+                touch = chunk[0]
+                if failure.status == 409:
+                    results[touch.key] = self._ok(touch.key, False)
+                else:
+                    results[touch.key] = DeliveryResult(
+                        touch.key,
+                        self.sink,
+                        False,
+                        error_code=failure.category or "VALIDATION_ERROR",
+                        error_message=failure.message,
+                    )
+                return
+            if failure.status == 409:
+                # Which events exist is not said: each alone answers created or conflict.
+                for touch in chunk:
+                    self._send([touch], results)
+                return
+            # A 400 does not name the record: halve until the invalid ones stand alone.
+            middle = len(chunk) // 2
+            self._send(chunk[:middle], results)
+            self._send(chunk[middle:], results)
+            return
+        created = {str(r.get("id")) for r in answer.get("results") or []}
+        for touch in chunk:
+            if event_id(touch.key) in created:
+                results[touch.key] = self._ok(touch.key, True)
+            elif len(chunk) > 1:
+                self._send([touch], results)
+            else:
+                results[touch.key] = DeliveryResult(
+                    touch.key,
+                    self.sink,
+                    False,
+                    error_code="NOT_CREATED",
+                    error_message="HubSpot answered the batch without this event or an error",
+                )
+
+    def _ok(self, key: str, created: bool) -> DeliveryResult:
+        return DeliveryResult(key, self.sink, True, crm_id=event_id(key), created=created)
+
+
+class BehavioralEventWriter:
+    """Sends rendered touches as custom behavioral event occurrences, one call each."""
+
+    def __init__(self, client: HubSpotClient, sink: str) -> None:
+        self.client = client
+        self.sink = sink
+
+    def push(self, touches: Sequence[RenderedTouch]) -> list[DeliveryResult]:
+        """Send one occurrence per distinct key; a touch whose outcome is unknown gets no result.
+
+        A failure that is not about the record (auth, rate limit, outage) stops the sends: it
+        is raised when nothing was sent yet, otherwise the results so far are returned so the
+        engine confirms what was sent and never re-sends it.
+        """
+        unique: dict[str, RenderedTouch] = {}
+        for touch in touches:
+            unique.setdefault(touch.key, touch)
+        results: list[DeliveryResult] = []
+        api = self.client.api("behavioral_events")
+        sent = 0
+        for touch in unique.values():
+            if not touch.person_id:
+                results.append(_no_contact(self.sink, touch))
+                continue
+            body = {k: v for k, v in touch.payload.items() if v is not None}
+            body["objectId"] = str(touch.person_id)
+            body["uuid"] = str(uuid.uuid5(_NAMESPACE, touch.key))
+            try:
+                self.client.call(
+                    "behavioral event send", api.send, body, idempotent=False, raw_failures=True
+                )
+            except CallError as exc:
+                failure = exc.failure
+                if failure.status in (400, 404):
+                    results.append(
+                        DeliveryResult(
+                            touch.key,
+                            self.sink,
+                            False,
+                            error_code=failure.category or "VALIDATION_ERROR",
+                            error_message=failure.message,
+                        )
+                    )
+                    continue
+                if failure.applied_unknown:
+                    continue  # maybe recorded: no result, the engine retries (at-least-once)
+                if sent == 0:
+                    raise exc.error from None
+                return results
+            except ClosedloopError:
+                if sent == 0:
+                    raise
+                return results
+            sent += 1
+            results.append(DeliveryResult(touch.key, self.sink, True, created=True))
+        return results
