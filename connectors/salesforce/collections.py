@@ -18,7 +18,15 @@ from urllib.parse import quote
 from connectors.errors import ConfigError, Fatal, RecordRejected
 from connectors.salesforce.client import MAX_COMPOSITE_HEAVY, SalesforceClient, error_code
 
-__all__ = ["COLLECTION_SIZE", "Write", "WriteOutcome", "query_rows", "write_records"]
+__all__ = [
+    "COLLECTION_SIZE",
+    "Write",
+    "WriteOutcome",
+    "chunks",
+    "errors_text",
+    "query_rows",
+    "write_records",
+]
 
 COLLECTION_SIZE = 200  # records (or ids to delete) per sObject Collections subrequest
 _CONFIG_CODES = ("INVALID_FIELD", "INVALID_TYPE", "NOT_FOUND", "INVALID_FIELD_FOR_INSERT_UPDATE")
@@ -26,7 +34,7 @@ _CONFIG_CODES = ("INVALID_FIELD", "INVALID_TYPE", "NOT_FOUND", "INVALID_FIELD_FO
 Verb = Literal["create", "update", "delete"]
 
 
-def _errors_text(errors: Any) -> tuple[str, str]:
+def errors_text(errors: Any) -> tuple[str, str]:
     """(first code, all messages) of a save result's or subresponse's error list."""
     items = errors if isinstance(errors, list) else [errors]
     code = error_code(items) or "UNKNOWN_ERROR"
@@ -34,7 +42,7 @@ def _errors_text(errors: Any) -> tuple[str, str]:
     return code, "; ".join(messages) or code
 
 
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -49,7 +57,7 @@ def query_rows(client: SalesforceClient, queries: Sequence[str]) -> list[dict[st
         for answer in client.composite(subs):
             body = answer.get("body")
             if int(answer.get("httpStatusCode", 500)) >= 300 or not isinstance(body, dict):
-                code, message = _errors_text(body)
+                code, message = errors_text(body)
                 error = ConfigError if code in _CONFIG_CODES else Fatal
                 raise error(f"Salesforce query failed: {code}: {message}")
             rows.extend(body.get("records") or [])
@@ -102,11 +110,11 @@ def write_records(client: SalesforceClient, writes: Sequence[Write]) -> WriteOut
     run: list[Write] = []
     for write in writes:
         if run and (run[0].verb, run[0].sobject) != (write.verb, write.sobject):
-            groups.extend(_chunks(run, COLLECTION_SIZE))
+            groups.extend(chunks(run, COLLECTION_SIZE))
             run = []
         run.append(write)
-    groups.extend(_chunks(run, COLLECTION_SIZE))
-    for batch in _chunks(groups, MAX_COMPOSITE_HEAVY):
+    groups.extend(chunks(run, COLLECTION_SIZE))
+    for batch in chunks(groups, MAX_COMPOSITE_HEAVY):
         subs = [_subrequest(client, group, f"w{n}") for n, group in enumerate(batch)]
         repeatable = all(group[0].verb != "create" for group in batch)
         answers = client.composite(subs, repeatable=repeatable)
@@ -116,7 +124,7 @@ def write_records(client: SalesforceClient, writes: Sequence[Write]) -> WriteOut
                 if saved.get("success"):
                     outcome.written[write.verb] += 1
                 else:
-                    code, message = _errors_text(saved.get("errors"))
+                    code, message = errors_text(saved.get("errors"))
                     outcome.rejected.append(
                         RecordRejected(
                             f"Salesforce refused to {write.verb} {write.sobject} {write.key}: "
@@ -134,7 +142,7 @@ def _results(answer: Mapping[str, Any], group: Sequence[Write]) -> list[Mapping[
     ok = int(answer.get("httpStatusCode", 500)) < 300
     if ok and isinstance(body, list) and len(body) == len(group):
         return body
-    code, message = _errors_text(body)
+    code, message = errors_text(body)
     if code in _CONFIG_CODES:
         raise ConfigError(
             f"Salesforce refused to {group[0].verb} {group[0].sobject} records: {code}: {message}"

@@ -54,7 +54,8 @@ from connectors.base import (
 from connectors.errors import AuthError, ClosedloopError, ConfigError, Fatal, RecordRejected
 from connectors.lagwindow import SeenVersions
 from connectors.salesforce.auth import remedy_for
-from connectors.salesforce.client import MAX_COMPOSITE_HEAVY, SalesforceClient, error_code
+from connectors.salesforce.client import MAX_COMPOSITE_HEAVY, SalesforceClient
+from connectors.salesforce.collections import chunks, errors_text
 from connectors.salesforce.history import HISTORY_STREAM, check_history, pull_history
 from connectors.salesforce.identity import (
     CONTACT_LOOKUP,
@@ -135,14 +136,6 @@ def _wire(value: Any) -> Any:
     return value
 
 
-def _errors_text(errors: Any) -> tuple[str, str]:
-    """(first code, all messages) of a save result's or subresponse's error list."""
-    items = errors if isinstance(errors, list) else [errors]
-    code = error_code(items) or "UNKNOWN_ERROR"
-    messages = [str(e.get("message")) for e in items if isinstance(e, Mapping) and e.get("message")]
-    return code, "; ".join(messages) or code
-
-
 # What became of one membership: (action, member id, (code, message) when refused).
 _Outcome = tuple[Action, str | None, tuple[str, str] | None]
 
@@ -165,11 +158,6 @@ def _stamp_ms(stamp: str) -> int:
     moment = parse_sf_datetime(stamp)
     assert moment is not None, f"not a Salesforce datetime: {stamp!r}"
     return _epoch_ms(moment)
-
-
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 class SalesforceConnector:
@@ -361,7 +349,7 @@ class SalesforceConnector:
             for (index, _), answer in zip(batch, self.client.composite(subs), strict=True):
                 body = answer.get("body")
                 if int(answer.get("httpStatusCode", 500)) >= 300 or not isinstance(body, dict):
-                    code, message = _errors_text(body)
+                    code, message = errors_text(body)
                     error = ConfigError if code in ("INVALID_FIELD", "INVALID_TYPE") else Fatal
                     raise error(f"Salesforce lookup query failed: {code}: {message}")
                 rows[index].extend(body.get("records") or [])
@@ -385,8 +373,8 @@ class SalesforceConnector:
         records = [new_person_record(p, self.settings) for p in todo]
         kind = PersonKind.LEAD if self.settings.create_people_as == "lead" else PersonKind.CONTACT
         created: list[Person] = []
-        groups = list(_chunks(list(zip(todo, records, strict=True)), COLLECTION_SIZE))
-        for batch in _chunks(groups, MAX_COMPOSITE_HEAVY):
+        groups = list(chunks(list(zip(todo, records, strict=True)), COLLECTION_SIZE))
+        for batch in chunks(groups, MAX_COMPOSITE_HEAVY):
             subs = [
                 self.client.subrequest(
                     "POST",
@@ -416,7 +404,7 @@ class SalesforceConnector:
                             )
                         )
                     else:
-                        code, message = _errors_text(outcome.get("errors"))
+                        code, message = errors_text(outcome.get("errors"))
                         self.last_rejections.append(RecordRejected(message, code=code, key=email))
         return created
 
@@ -452,10 +440,10 @@ class SalesforceConnector:
         collections: list[tuple[str, str, Sequence[RenderedTouch]]] = [
             (target, key_field, chunk)
             for (target, key_field), members in groups.items()
-            for chunk in _chunks(members, COLLECTION_SIZE)
+            for chunk in chunks(members, COLLECTION_SIZE)
         ]
         outcome: dict[str, DeliveryResult] = {}
-        for batch in _chunks(collections, MAX_COMPOSITE_HEAVY):
+        for batch in chunks(collections, MAX_COMPOSITE_HEAVY):
             subs = []
             for n, (target, key_field, chunk) in enumerate(batch):
                 records = []
@@ -485,7 +473,7 @@ class SalesforceConnector:
         dead letters (a missing external-id field or object, a field the org lacks)."""
         if int(answer.get("httpStatusCode", 500)) < 300:
             return
-        code, message = _errors_text(answer.get("body"))
+        code, message = errors_text(answer.get("body"))
         if code in ("INVALID_FIELD", "INVALID_TYPE", "NOT_FOUND"):
             remedy = ""
             if key_field.lower() in message.lower():
@@ -504,7 +492,7 @@ class SalesforceConnector:
                 crm_id=str(saved.get("id")),
                 created=bool(saved.get("created")),
             )
-        code, message = _errors_text(saved.get("errors"))
+        code, message = errors_text(saved.get("errors"))
         return DeliveryResult(
             key=key, sink=self.name, ok=False, error_code=code, error_message=message
         )
@@ -650,11 +638,11 @@ class SalesforceConnector:
         """Create and update members, five collections to a request; fills ``outcomes``
         (by ``id(membership)``) and returns the creates Salesforce found already done."""
         work: list[tuple[str, Sequence[Membership]]] = [
-            *(("create", chunk) for chunk in _chunks(creates, COLLECTION_SIZE)),
-            *(("update", chunk) for chunk in _chunks(updates, COLLECTION_SIZE)),
+            *(("create", chunk) for chunk in chunks(creates, COLLECTION_SIZE)),
+            *(("update", chunk) for chunk in chunks(updates, COLLECTION_SIZE)),
         ]
         raced: list[Membership] = []
-        for batch in _chunks(work, MAX_COMPOSITE_HEAVY):
+        for batch in chunks(work, MAX_COMPOSITE_HEAVY):
             subs = []
             for n, (verb, chunk) in enumerate(batch):
                 records = [
@@ -677,7 +665,7 @@ class SalesforceConnector:
                         member_id = str(saved.get("id") or member.member_id)
                         outcomes[id(member)] = (action, member_id, None)
                         continue
-                    code, message = _errors_text(saved.get("errors"))
+                    code, message = errors_text(saved.get("errors"))
                     if verb == "create" and code == "DUPLICATE_VALUE":
                         raced.append(member)
                     else:
