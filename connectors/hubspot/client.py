@@ -142,7 +142,7 @@ class HubSpotClient:
                 "associations": lambda: self.sdk.crm.associations.v4.batch_api,
                 "list_memberships": lambda: self.sdk.crm.lists.memberships_api,
                 "timeline_events": lambda: self.sdk.crm.timeline.events_api,
-                "behavioral_events": lambda: self.sdk.events.send.basic_api,
+                "behavioral_events": lambda: self.sdk.events.send.batch_api,
                 "tokens": lambda: self.sdk.oauth.tokens_api,
             }
             found = builders[name]()

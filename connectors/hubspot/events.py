@@ -24,13 +24,16 @@ re-sending is always safe, and the writer never needs to read before writing:
   repeat can only conflict, never duplicate), and a conflict then settles as above.
 
 **Custom behavioral events** (target ``behavioral_event``, Marketing Hub Enterprise) go through
-``POST /events/v3/send`` (the SDK's ``events.send.basic_api``), one occurrence per call, which
-answers 204 with no id. HubSpot does not de-duplicate occurrences (the body's ``uuid``, sent as
-a deterministic id of the touch key, is not documented to de-duplicate), so this sink is
-**at-least-once**: the engine never re-sends a touch the ledger confirmed, but a crash between a
-send and the ledger commit, or an answer lost in transit, can record one occurrence twice. A
-call whose outcome is unknown is not repeated here; its touch is left without a result, which
-the engine records as failed and tries again on the next run.
+``POST /events/v3/send/batch`` (the SDK's ``events.send.batch_api``), 500 occurrences per call:
+HubSpot's reference states no batch size and 500 is the figure integrators document for it. The
+call answers 204 with no body, so it has no per-input results: closedloop takes a 400 as the
+whole batch refused (nothing recorded) and halves it until the invalid occurrences stand alone,
+reported as failed with HubSpot's message, the rest sent. HubSpot does not de-duplicate
+occurrences (the body's ``uuid``, sent as a deterministic id of the touch key, is not documented
+to de-duplicate), so this sink is **at-least-once**: the engine never re-sends a touch the ledger
+confirmed, but a crash between a send and the ledger commit, or an answer lost in transit, can
+record a batch twice. A call whose outcome is unknown is not repeated here; its touches are left
+without a result, which the engine records as failed and tries again on the next run.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from connectors.errors import ClosedloopError, ConfigError
 from connectors.hubspot.client import CallError, HubSpotClient
 
 __all__ = [
+    "BEHAVIORAL_BATCH_LIMIT",
     "BEHAVIORAL_EVENT",
     "TIMELINE_BATCH_LIMIT",
     "TIMELINE_EVENT",
@@ -56,6 +60,7 @@ __all__ = [
 TIMELINE_EVENT = "timeline_event"
 BEHAVIORAL_EVENT = "behavioral_event"
 TIMELINE_BATCH_LIMIT = 100
+BEHAVIORAL_BATCH_LIMIT = 500
 TIMELINE_AUTH_REMEDY = (
     "HubSpot timeline events are created with the OAuth token of the public app that owns the "
     "event template: set auth.method: oauth with that app's client_id, client_secret and the "
@@ -188,7 +193,7 @@ class TimelineEventWriter:
 
 
 class BehavioralEventWriter:
-    """Sends rendered touches as custom behavioral event occurrences, one call each."""
+    """Sends rendered touches as custom behavioral event occurrences, in batches."""
 
     def __init__(self, client: HubSpotClient, sink: str) -> None:
         self.client = client
@@ -197,49 +202,65 @@ class BehavioralEventWriter:
     def push(self, touches: Sequence[RenderedTouch]) -> list[DeliveryResult]:
         """Send one occurrence per distinct key; a touch whose outcome is unknown gets no result.
 
-        A failure that is not about the record (auth, rate limit, outage) stops the sends: it
+        A failure that is not about the records (auth, rate limit, outage) stops the sends: it
         is raised when nothing was sent yet, otherwise the results so far are returned so the
         engine confirms what was sent and never re-sends it.
         """
         unique: dict[str, RenderedTouch] = {}
         for touch in touches:
             unique.setdefault(touch.key, touch)
-        results: list[DeliveryResult] = []
-        api = self.client.api("behavioral_events")
-        sent = 0
+        results: dict[str, DeliveryResult] = {}
+        sendable = []
         for touch in unique.values():
-            if not touch.person_id:
-                results.append(_no_contact(self.sink, touch))
-                continue
-            body = {k: v for k, v in touch.payload.items() if v is not None}
-            body["objectId"] = str(touch.person_id)
-            body["uuid"] = str(uuid.uuid5(_NAMESPACE, touch.key))
+            if touch.person_id:
+                sendable.append(touch)
+            else:
+                results[touch.key] = _no_contact(self.sink, touch)
+        for chunk in _chunks(sendable, BEHAVIORAL_BATCH_LIMIT):
             try:
-                self.client.call(
-                    "behavioral event send", api.send, body, idempotent=False, raw_failures=True
-                )
-            except CallError as exc:
-                failure = exc.failure
-                if failure.status in (400, 404):
-                    results.append(
-                        DeliveryResult(
-                            touch.key,
-                            self.sink,
-                            False,
-                            error_code=failure.category or "VALIDATION_ERROR",
-                            error_message=failure.message,
-                        )
-                    )
-                    continue
-                if failure.applied_unknown:
-                    continue  # maybe recorded: no result, the engine retries (at-least-once)
-                if sent == 0:
-                    raise exc.error from None
-                return results
+                self._send(chunk, results)
             except ClosedloopError:
-                if sent == 0:
+                if not any(r.ok for r in results.values()):
                     raise
-                return results
-            sent += 1
-            results.append(DeliveryResult(touch.key, self.sink, True, created=True))
-        return results
+                break
+        return [results[key] for key in unique if key in results]
+
+    def _input(self, touch: RenderedTouch) -> dict[str, Any]:
+        body = {k: v for k, v in touch.payload.items() if v is not None}
+        body["objectId"] = str(touch.person_id)
+        body["uuid"] = str(uuid.uuid5(_NAMESPACE, touch.key))
+        return body
+
+    def _send(self, chunk: list[RenderedTouch], results: dict[str, DeliveryResult]) -> None:
+        api = self.client.api("behavioral_events")
+        try:
+            self.client.call(
+                "behavioral events batch send",
+                api.send,
+                {"inputs": [self._input(t) for t in chunk]},
+                idempotent=False,  # HubSpot does not de-duplicate occurrences
+                raw_failures=True,
+            )
+        except CallError as exc:
+            failure = exc.failure
+            if failure.status in (400, 404):
+                if len(chunk) == 1:
+                    touch = chunk[0]
+                    results[touch.key] = DeliveryResult(
+                        touch.key,
+                        self.sink,
+                        False,
+                        error_code=failure.category or "VALIDATION_ERROR",
+                        error_message=failure.message,
+                    )
+                    return
+                # The batch was refused whole and the answer names no record: halve it.
+                middle = len(chunk) // 2
+                self._send(chunk[:middle], results)
+                self._send(chunk[middle:], results)
+                return
+            if failure.applied_unknown:
+                return  # maybe recorded: no results, the engine retries (at-least-once)
+            raise exc.error from None
+        for touch in chunk:
+            results[touch.key] = DeliveryResult(touch.key, self.sink, True, created=True)

@@ -3,11 +3,11 @@
 Served (plain HTTP, bearer auth with ``credentials.HUBSPOT_TOKEN`` or a token minted by
 ``POST /oauth/v1/token``): CRM objects v3 (CRUD, batch create/read/update/upsert/archive,
 search), properties, owners, lists v3 memberships, associations v4 batch read/create, timeline
-events, custom behavioral events, and the marketing read side (legacy e-mail events, forms and
-form submissions). Data and validation live in ``hubspot_store.PortalData``; this module adds what
-HubSpot does around every call: call counting and injected faults (``core.SandboxState``), token
-checks, the rolling 10-second rate limit with its ``X-HubSpot-RateLimit-*`` headers, and the lower
-per-second limit of search.
+events, custom behavioral events (one or a batch), and the marketing read side (legacy e-mail
+events, forms and form submissions). Data and validation live in ``hubspot_store.PortalData``;
+this module adds what HubSpot does around every call: call counting and injected faults
+(``core.SandboxState``), token checks, the rolling 10-second rate limit with its
+``X-HubSpot-RateLimit-*`` headers, and the lower per-second limit of search.
 """
 
 from __future__ import annotations
@@ -780,6 +780,13 @@ async def _behavioral_event(request: Request, store: HubSpotStore) -> tuple[int,
     return 204, None
 
 
+async def _behavioral_batch(request: Request, store: HubSpotStore) -> tuple[int, Any]:
+    body = _object_body(await _body(request))
+    with store.lock:
+        store.data.behavioral_event_batch(body)
+    return 204, None
+
+
 async def _email_events(request: Request, store: HubSpotStore) -> tuple[int, Any]:
     with store.lock:
         return 200, store.data.email_events_page(dict(request.query_params))
@@ -934,6 +941,11 @@ def build_app(state: SandboxState) -> Starlette:
             methods=["POST"],
         ),
         Route("/events/v3/send", _wrap(state, "events.send", _behavioral_event), methods=["POST"]),
+        Route(
+            "/events/v3/send/batch",
+            _wrap(state, "events.send.batch", _behavioral_batch),
+            methods=["POST"],
+        ),
         Route(
             "/email/public/v1/events", _wrap(state, "email.events", _email_events), methods=["GET"]
         ),

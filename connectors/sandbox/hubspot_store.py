@@ -47,6 +47,7 @@ from connectors.sandbox.hubspot_search import (
 
 __all__ = [
     "BATCH_LIMIT",
+    "BEHAVIORAL_BATCH_LIMIT",
     "HISTORY_BATCH_LIMIT",
     "SEARCH_RESULT_CAP",
     "HubSpotApiError",
@@ -56,6 +57,9 @@ __all__ = [
 BATCH_LIMIT = 100
 # Batch reads asking for propertiesWithHistory take fewer inputs (HubSpot's own error message).
 HISTORY_BATCH_LIMIT = 50
+# POST /events/v3/send/batch: HubSpot's reference names no size; 500 is the limit integrators
+# document for it (RudderStack's HubSpot destination), and the sandbox holds callers to it.
+BEHAVIORAL_BATCH_LIMIT = 500
 ASSOCIATION_READ_LIMIT = 1000
 ASSOCIATION_CREATE_LIMIT = 2000
 SEARCH_PAGE_LIMIT = 200
@@ -1226,13 +1230,28 @@ class PortalData:
 
     def behavioral_event(self, body: dict[str, Any]) -> None:
         """POST /events/v3/send: a custom behavioral event for a contact."""
+        self._check_behavioral(body)
+        self.behavioral_events.append(dict(body))
+
+    def behavioral_event_batch(self, body: dict[str, Any]) -> None:
+        """POST /events/v3/send/batch: all occurrences recorded, or none if one is invalid.
+
+        The endpoint answers 204 with no body, so it has no per-input results to report a
+        partial success with: an invalid input refuses the whole batch with its message.
+        """
+        inputs = self._check_batch(body.get("inputs"), BEHAVIORAL_BATCH_LIMIT)
+        for item in inputs:
+            self._check_behavioral(item)
+        self.behavioral_events.extend(dict(item) for item in inputs)
+
+    @staticmethod
+    def _check_behavioral(body: dict[str, Any]) -> None:
         if not body.get("eventName"):
             raise HubSpotApiError(400, "VALIDATION_ERROR", "eventName is required.")
         if not (body.get("email") or body.get("objectId") or body.get("utk")):
             raise HubSpotApiError(
                 400, "VALIDATION_ERROR", "One of email, objectId or utk is required."
             )
-        self.behavioral_events.append(dict(body))
 
     def email_events_page(self, params: dict[str, str]) -> dict[str, Any]:
         """GET /email/public/v1/events: newest first, ``offset``/``hasMore`` paging, filters."""

@@ -19,6 +19,8 @@ from hubspot.crm.contacts.exceptions import ApiException as ContactsApiException
 from hubspot.crm.objects.notes import BatchInputSimplePublicObjectBatchInputForCreate
 from hubspot.crm.objects.notes.exceptions import ApiException as NotesApiException
 from hubspot.crm.properties import PropertyCreate
+from hubspot.events.send import BatchedBehavioralEventHttpCompletionRequest
+from hubspot.events.send.exceptions import ApiException as EventsApiException
 
 from connectors.sandbox import credentials
 from connectors.sandbox.core import FaultRule, LoopbackServer, SandboxState
@@ -486,6 +488,28 @@ def test_timeline_batch_and_behavioral_events_are_recorded(
     dump = store.dump()
     assert [e["id"] for e in dump["timeline_events"]] == ["marketo:9"]
     assert dump["behavioral_events"][0]["eventName"] == "pe1_webinar"
+
+
+def test_behavioral_batch_records_all_or_refuses_all_with_hubspots_error(
+    hub: tuple[HubSpotStore, str, SandboxState], client: HubSpot
+) -> None:
+    store, _, state = hub
+    batch = client.events.send.batch_api
+    good = [{"eventName": "pe1_webinar", "objectId": str(i), "properties": {}} for i in range(500)]
+    assert batch.send(BatchedBehavioralEventHttpCompletionRequest(inputs=good)) is None  # 204
+    assert len(store.dump()["behavioral_events"]) == 500
+    with pytest.raises(EventsApiException) as too_many:
+        batch.send(BatchedBehavioralEventHttpCompletionRequest(inputs=[*good, good[0]]))
+    assert too_many.value.status == 400
+    assert '"category":"VALIDATION_ERROR"' in too_many.value.body
+    assert "more than 500 inputs. Found 501." in too_many.value.body
+    no_contact = {"eventName": "pe1_webinar", "properties": {}}
+    with pytest.raises(EventsApiException) as invalid:
+        batch.send(BatchedBehavioralEventHttpCompletionRequest(inputs=[*good[:3], no_contact]))
+    assert invalid.value.status == 400
+    assert "One of email, objectId or utk is required." in invalid.value.body
+    assert len(store.dump()["behavioral_events"]) == 500  # neither refused batch left a trace
+    assert state.counts("hubspot")["events.send.batch"] == 3
 
 
 def test_injected_429_fault_uses_hubspot_shape(hub: tuple[HubSpotStore, str, SandboxState]) -> None:
