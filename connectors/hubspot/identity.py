@@ -56,6 +56,10 @@ class Lifecycle(Protocol):
         """The CRM values meaning the shared ``stage`` (the first is the one written)."""
         ...
 
+    def lifecycle_values(self, stage: Any) -> tuple[str, ...]:
+        """The lifecycle stage values meaning the shared ``stage`` (the first is written)."""
+        ...
+
 
 # The shared stages (sync.mapping.Stage values) in HubSpot's default lifecycle stages.
 LIFECYCLE_STAGES: dict[str, str] = {
@@ -218,9 +222,9 @@ class PeopleDirectory:
             props["hs_lead_status"] = status
         lifecycle = person.lifecycle_stage
         if lifecycle in LIFECYCLE_STAGES:
-            lifecycle = LIFECYCLE_STAGES[lifecycle]
+            lifecycle = self.lifecycle_stage(lifecycle)
         elif not lifecycle and person.status in LIFECYCLE_STAGES:
-            lifecycle = LIFECYCLE_STAGES[person.status]
+            lifecycle = self.lifecycle_stage(person.status)
         if lifecycle:
             props["lifecyclestage"] = lifecycle
         # Mapped fields use HubSpot property names (create defaults, closedloop_lead_source...).
@@ -228,6 +232,12 @@ class PeopleDirectory:
             if value is not None and name != "email":
                 props[name] = value
         return props
+
+    def lifecycle_stage(self, stage: str) -> str:
+        """HubSpot's lifecycle stage for a shared stage: the mapping's first value, else the
+        default one."""
+        mapped = self.lifecycle.lifecycle_values(stage) if self.lifecycle is not None else ()
+        return mapped[0] if mapped else LIFECYCLE_STAGES[stage]
 
     def lead_status(self, value: str | None) -> str | None:
         """HubSpot's lead status for ``value``: itself, or a shared stage's first status value."""

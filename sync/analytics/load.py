@@ -47,7 +47,7 @@ from sync.ledger.models import (
     PersonRow,
     TouchRow,
 )
-from sync.mapping.lifecycle import CompiledLifecycle
+from sync.mapping.lifecycle import LIFECYCLE_STAGE, CompiledLifecycle
 from sync.mapping.model import Stage
 
 __all__ = ["TASK_OBJECTS", "CampaignResolver", "load_dataset", "stage_of"]
@@ -116,8 +116,10 @@ def stage_of(
         found = _STAGES.get(lifecycle_stage.strip().casefold())
         if found is not None:
             return found
-    if lifecycle is not None and value and field in (lifecycle.status_field, "lifecycle_stage"):
-        return lifecycle.stage_for(value)
+    if lifecycle is None or not value:
+        return None
+    if field in (lifecycle.status_field, lifecycle.lifecycle_field, LIFECYCLE_STAGE):
+        return lifecycle.stage_for(value, field)
     return None
 
 

@@ -110,6 +110,11 @@ def _status(target: timedelta | None, took: timedelta, answered: bool) -> SlaSta
     return SlaStatus.OVERDUE if target is not None and took > target else SlaStatus.WAITING
 
 
+# Stages at or past the hand-off: reaching MQL from one of these (another field saying MQL
+# late, a status set back to an MQL value) is not a new hand-off; from nurture, it is.
+_HANDED_OFF = frozenset({Stage.MQL, Stage.SAL, Stage.SQL, Stage.OPPORTUNITY, Stage.CUSTOMER})
+
+
 def sla_cases(
     events: Iterable[Event],
     people: Mapping[str, PersonFacts],
@@ -142,7 +147,7 @@ def sla_cases(
                     )
                 )
                 open_at = None
-            if event.stage is Stage.MQL and stage is not Stage.MQL:
+            if event.stage is Stage.MQL and stage not in _HANDED_OFF:
                 open_at = event.at
                 open_rep = event.owner or (facts.owner if facts else None)
             if event.stage is not None:

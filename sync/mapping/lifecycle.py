@@ -3,6 +3,11 @@
 Pure functions for the dispositions pipeline (which stage did this status change reach?) and
 analytics (was the hand-off answered within the SLA?). ``stage_for`` matches the CRM's values
 exactly first and then ignoring case, because reports and exports often re-case picklist values.
+
+Two value maps: ``stages`` for the status and deal stage fields, ``lifecycle_stages`` for the
+optional ``lifecycle_field`` (HubSpot's lifecyclestage, recorded as the disposition field
+``lifecycle_stage``). A mapping without a lifecycle field reads that field through ``stages``,
+as files written before it existed expect.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from connectors.base import Person, Touch
 from sync.mapping.conditions import TouchesPredicate, compile_mql_condition
 from sync.mapping.model import Lifecycle, Mql, Stage, parse_duration
 
-__all__ = ["CompiledLifecycle", "Stage", "compile_lifecycle"]
+__all__ = ["LIFECYCLE_STAGE", "CompiledLifecycle", "Stage", "compile_lifecycle"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,30 @@ class _CompiledMql:
         return (score_ok and rules_ok) if self.combine == "and" else (score_ok or rules_ok)
 
 
+# The disposition field under which connectors record the lifecycle field's changes.
+LIFECYCLE_STAGE = "lifecycle_stage"
+
+
+@dataclass(frozen=True)
+class _Lookup:
+    exact: Mapping[str, Stage]
+    folded: Mapping[str, Stage]
+
+    @classmethod
+    def of(cls, stages: Mapping[Stage, Sequence[str]]) -> _Lookup:
+        exact: dict[str, Stage] = {}
+        folded: dict[str, Stage] = {}
+        for stage, values in stages.items():
+            for value in values:
+                exact.setdefault(value, stage)
+                folded.setdefault(value.strip().casefold(), stage)
+        return cls(exact, folded)
+
+    def __call__(self, value: str) -> Stage | None:
+        found = self.exact.get(value)
+        return found if found is not None else self.folded.get(value.strip().casefold())
+
+
 @dataclass(frozen=True)
 class CompiledLifecycle:
     """Stage lookups, the MQL definition and SLA targets of one mapping."""
@@ -48,24 +77,34 @@ class CompiledLifecycle:
     status_field: str | None = None
     stage_field: str | None = None
     reason_field: str | None = None
+    lifecycle_field: str | None = None
     values: Mapping[Stage, tuple[str, ...]] = field(default_factory=dict)
+    lifecycle_stages: Mapping[Stage, tuple[str, ...]] = field(default_factory=dict)
     sla: Mapping[Stage, timedelta] = field(default_factory=dict)
     mql: _CompiledMql | None = None
-    _exact: Mapping[str, Stage] = field(default_factory=dict)
-    _folded: Mapping[str, Stage] = field(default_factory=dict)
+    _lookup: _Lookup = field(default_factory=lambda: _Lookup.of({}))
+    _lifecycle_lookup: _Lookup = field(default_factory=lambda: _Lookup.of({}))
 
-    def stage_for(self, crm_value: str | None) -> Stage | None:
-        """The shared stage a CRM status/stage value means, or None when it is not mapped."""
+    def stage_for(self, crm_value: str | None, field: str | None = None) -> Stage | None:
+        """The shared stage a CRM value means, or None when it is not mapped.
+
+        ``field`` names where the value comes from (a disposition's field or the CRM field):
+        the lifecycle field's values go through ``lifecycle_stages``, all others through
+        ``stages``.
+        """
         if crm_value is None:
             return None
-        found = self._exact.get(crm_value)
-        if found is None:
-            found = self._folded.get(crm_value.strip().casefold())
-        return found
+        if self.lifecycle_field is not None and field in (LIFECYCLE_STAGE, self.lifecycle_field):
+            return self._lifecycle_lookup(crm_value)
+        return self._lookup(crm_value)
 
     def crm_values(self, stage: Stage) -> tuple[str, ...]:
-        """The CRM values meaning ``stage`` (the first is the one closedloop writes)."""
+        """The status/stage values meaning ``stage`` (the first is the one closedloop writes)."""
         return self.values.get(stage, ())
+
+    def lifecycle_values(self, stage: Stage) -> tuple[str, ...]:
+        """The lifecycle field's values meaning ``stage`` (the first is the one written)."""
+        return self.lifecycle_stages.get(stage, ())
 
     def is_recycled(self, crm_value: str | None) -> bool:
         """Whether a status sends the person back to nurture."""
@@ -105,19 +144,15 @@ def compile_lifecycle(lifecycle: Lifecycle | None) -> CompiledLifecycle:
     """Compile the lifecycle section; a file without one gets an empty lifecycle."""
     if lifecycle is None:
         return CompiledLifecycle()
-    exact: dict[str, Stage] = {}
-    folded: dict[str, Stage] = {}
-    for stage, values in lifecycle.stages.items():
-        for value in values:
-            exact.setdefault(value, stage)
-            folded.setdefault(value.strip().casefold(), stage)
     return CompiledLifecycle(
         status_field=lifecycle.status_field,
         stage_field=lifecycle.stage_field,
         reason_field=lifecycle.reason_field,
+        lifecycle_field=lifecycle.lifecycle_field,
         values={stage: tuple(values) for stage, values in lifecycle.stages.items()},
+        lifecycle_stages={s: tuple(v) for s, v in lifecycle.lifecycle_stages.items()},
         sla={stage: parse_duration(text) for stage, text in lifecycle.sla.items()},
         mql=_compile_mql(lifecycle.mql) if lifecycle.mql else None,
-        _exact=exact,
-        _folded=folded,
+        _lookup=_Lookup.of(lifecycle.stages),
+        _lifecycle_lookup=_Lookup.of(lifecycle.lifecycle_stages),
     )

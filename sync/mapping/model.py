@@ -562,13 +562,27 @@ class Mql(_Strict):
 
 
 class Lifecycle(_Strict):
-    """The shared stages mapped to this CRM's status/stage values, the MQL definition and SLAs."""
+    """The shared stages mapped to this CRM's status/stage values, the MQL definition and SLAs.
+
+    ``lifecycle_field`` has its own value map because its values are not status values: a
+    HubSpot contact has both a lead status (OPEN) and a lifecycle stage (marketingqualifiedlead).
+    """
 
     status_field: str = Field(description="the person field holding the status (Lead.Status)")
     stage_field: str | None = Field(
         default=None, description="the deal field holding the stage (Opportunity.StageName)"
     )
-    stages: dict[StageKey, list[str]] = Field(description="stage -> the CRM values that mean it")
+    stages: dict[StageKey, list[str]] = Field(
+        description="stage -> the values of status_field and stage_field that mean it"
+    )
+    lifecycle_field: str | None = Field(
+        default=None,
+        description="a second person field with its own stages, read alongside status_field "
+        "(HubSpot's lifecyclestage)",
+    )
+    lifecycle_stages: dict[StageKey, list[str]] = Field(
+        default_factory=dict, description="stage -> the values of lifecycle_field that mean it"
+    )
     reason_field: str | None = Field(
         default=None, description="the field giving why a person was disqualified or recycled"
     )

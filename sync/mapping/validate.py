@@ -40,6 +40,7 @@ from sync.mapping.model import (
     DatetimeTransform,
     EventSpec,
     FieldRule,
+    Lifecycle,
     MappingFile,
     MapTransform,
     Stage,
@@ -483,24 +484,8 @@ class _Semantic:
         if lifecycle.reason_field is not None:
             self.check_field((*base, "reason_field"), people_objects, lifecycle.reason_field,
                              key=False)  # fmt: skip
-        allowed: list[str] = []
-        for info in (status, stage):
-            if info is not None:
-                allowed.extend(info.picklist)
-        seen: dict[str, Stage] = {}
-        for stage_name, values in lifecycle.stages.items():
-            for i, value in enumerate(values):
-                path = (*base, "stages", stage_name.value, i)
-                folded = value.strip().casefold()
-                if folded in seen:
-                    self.add(path, f"{value!r} already means {seen[folded].value}; a CRM value "
-                                   "maps to one stage")  # fmt: skip
-                    continue
-                seen[folded] = stage_name
-                if allowed and value not in allowed:
-                    fields = " / ".join(i.name for i in (status, stage) if i is not None)
-                    self.add(path, f"{value!r} is not a value of {fields}"
-                                   f"{did_you_mean(value, allowed)}")  # fmt: skip
+        self.stage_values((*base, "stages"), lifecycle.stages, (status, stage))
+        self.lifecycle_field(lifecycle)
         if lifecycle.mql is not None:
             for group in ("any_of", "all_of"):
                 for i, cond in enumerate(getattr(lifecycle.mql, group)):
@@ -508,6 +493,59 @@ class _Semantic:
                         problem = check_path(cond.field)
                         if problem:
                             self.add((*base, "mql", group, i, "field"), problem)
+
+    def stage_values(
+        self,
+        path: KeyPath,
+        stages: Mapping[Stage, Sequence[str]],
+        fields: Sequence[FieldInfo | None],
+    ) -> None:
+        """Each value means one stage and is a value of one of ``fields`` (when catalogued)."""
+        allowed = [value for info in fields if info is not None for value in info.picklist]
+        names = " / ".join(info.name for info in fields if info is not None)
+        seen: dict[str, Stage] = {}
+        for stage_name, values in stages.items():
+            for i, value in enumerate(values):
+                at = (*path, stage_name.value, i)
+                folded = value.strip().casefold()
+                if folded in seen:
+                    self.add(at, f"{value!r} already means {seen[folded].value}; a CRM value "
+                                 "maps to one stage")  # fmt: skip
+                    continue
+                seen[folded] = stage_name
+                if allowed and value not in allowed:
+                    self.add(at, f"{value!r} is not a value of {names}"
+                                 f"{did_you_mean(value, allowed)}")  # fmt: skip
+
+    def lifecycle_field(self, lifecycle: Lifecycle) -> None:
+        """The optional second person field (HubSpot's lifecyclestage) and its value map."""
+        base: KeyPath = ("lifecycle",)
+        name = lifecycle.lifecycle_field
+        if name is None:
+            if lifecycle.lifecycle_stages:
+                self.add((*base, "lifecycle_stages"),
+                         "lifecycle_stages needs lifecycle_field: the person field whose values "
+                         "they are (lifecycle_field: lifecyclestage)", key=True)  # fmt: skip
+            return
+        if self.crm != "hubspot":
+            # Only HubSpot people carry a lifecycle stage the dispositions pipeline reads.
+            self.add((*base, "lifecycle_field"),
+                     "Salesforce people have no lifecycle stage beside their status: map the "
+                     "status values in stages and remove lifecycle_field")  # fmt: skip
+            return
+        if name == lifecycle.status_field:
+            self.add((*base, "lifecycle_field"),
+                     f"{name!r} is already status_field; set status_field to the lead status "
+                     "(hs_lead_status) or remove lifecycle_field")  # fmt: skip
+            return
+        info = self.check_field((*base, "lifecycle_field"), PERSON_OBJECTS.get(self.crm, ()),
+                                name, key=False)  # fmt: skip
+        if not lifecycle.lifecycle_stages:
+            self.add((*base, "lifecycle_field"),
+                     f"map the values of {name} to stages under lifecycle_stages "
+                     "(MQL: [marketingqualifiedlead], ...)")  # fmt: skip
+            return
+        self.stage_values((*base, "lifecycle_stages"), lifecycle.lifecycle_stages, (info,))
 
     # -- campaign members
 

@@ -6,9 +6,10 @@ the value each tracked field had before is the newest disposition already record
 record and field (unknown when none: the first observation of a status or stage is recorded
 with no old value); every field whose value differs appends one ``disposition`` row (old ->
 new, the mapping's reason field, owner, the CRM's change time, and ``lifecycle_stage`` =
-``mapping.lifecycle.stage_for(new)``). The person / opportunity rows are refreshed and the
-cursor advanced in the same fenced transaction. Re-pulling a change is a no-op: the table is
-unique on (crm, object, field, time, new value).
+``mapping.lifecycle.stage_for(new, field)``: a status or deal stage through the mapping's
+``stages``, a HubSpot lifecycle stage through its ``lifecycle_stages``). The person /
+opportunity rows are refreshed and the cursor advanced in the same fenced transaction.
+Re-pulling a change is a no-op: the table is unique on (crm, object, field, time, new value).
 
 Connectors that report field history directly name ``history_streams`` whose
 ``StatusChange`` records are stored as is, with the CRM's own times and old values. Those
@@ -115,7 +116,7 @@ def _start_of_history(
 def _row(
     crm: str, run_id: int, change: StatusChange, lifecycle: CompiledLifecycle
 ) -> dict[str, Any]:
-    stage = lifecycle.stage_for(change.new_value) if change.field in _STAGED else None
+    stage = lifecycle.stage_for(change.new_value, change.field) if change.field in _STAGED else None
     return {
         "crm": crm,
         "object_type": change.object_type,

@@ -134,3 +134,23 @@ def test_ids_hubspot_does_not_know_come_back_as_skipped(
     change = connector.add_to_list(str(created.list.list_id), [known, known, "999999999"])
     assert change.changed == [known]
     assert [(r.key, r.code) for r in change.skipped] == [("999999999", "missing")]
+
+
+def test_a_shared_stage_is_written_as_the_mappings_first_lifecycle_stage_value(
+    portal: SandboxServer, connect: Connect, tmp_path: Path
+) -> None:
+    store: HubSpotStore = portal.store("hubspot")
+    text = MAPPING.read_text(encoding="utf-8")
+    mapping = tmp_path / "subscribers.yaml"
+    mapping.write_text(
+        text.replace("Inquiry: [lead, subscriber]", "Inquiry: [subscriber]"), encoding="utf-8"
+    )
+    connector = connect()
+    connector.use_lifecycle(load_mapping(mapping).lifecycle)
+    person = Person("marketo", "43", PersonKind.LEAD, "sub@example.com", status="Inquiry")
+
+    connector.create_people([person])
+
+    props = _contact(store, "sub@example.com")
+    assert props["hs_lead_status"] == "NEW"
+    assert props["lifecyclestage"] == "subscriber"

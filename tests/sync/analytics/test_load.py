@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert
 
+from sync.analytics.funnel import funnel_rows, reached_by_person
+from sync.analytics.lifecycle import build_histories
 from sync.analytics.load import ledger_table, load_dataset
 from sync.analytics.records import EventKind, Spend
 from sync.analytics.settings import CampaignCost
@@ -144,6 +146,41 @@ def test_without_the_mapping_an_untranslated_status_carries_no_stage(filled: Eng
         None,
         "Marketing Qualified",
     )
+
+
+HUBSPOT = compile_lifecycle(
+    Lifecycle(
+        status_field="hs_lead_status",
+        stages={Stage.MQL: ["OPEN"], Stage.SAL: ["IN_PROGRESS"]},
+        lifecycle_field="lifecyclestage",
+        lifecycle_stages={Stage.MQL: ["marketingqualifiedlead"], Stage.CUSTOMER: ["customer"]},
+    )
+)
+
+
+def test_the_funnel_counts_hubspot_lifecycle_stages_recorded_before_the_mapping_named_them(
+    engine: Engine,
+) -> None:
+    # Recorded while the mapping had no lifecycle_field: the rows carry no stage of their own.
+    add(
+        engine,
+        DispositionRow,
+        {"crm": "hs", "object_type": "contact", "object_id": "1", "field": "lifecycle_stage",
+         "new_value": "marketingqualifiedlead", "changed_at": day(2)},
+        {"crm": "hs", "object_type": "contact", "object_id": "2", "field": "lifecycle_stage",
+         "new_value": "marketingqualifiedlead", "changed_at": day(2)},
+        {"crm": "hs", "object_type": "contact", "object_id": "2", "field": "lifecycle_stage",
+         "new_value": "customer", "changed_at": day(9)},
+        {"crm": "hs", "object_type": "contact", "object_id": "3", "field": "lifecycle_stage",
+         "new_value": "OPEN", "changed_at": day(2)},  # a lead status value: not this field's
+    )  # fmt: skip
+    people = ["hs:1", "hs:2", "hs:3"]
+
+    data = load_dataset(engine, NOW, {"hs": HUBSPOT})
+    (row,) = funnel_rows({"all": people}, reached_by_person(people, build_histories(data.events)))
+
+    counts = {s.stage: s.count for s in row.steps}
+    assert (counts[Stage.INQUIRY], counts[Stage.MQL], counts[Stage.CUSTOMER]) == (3, 2, 1)
 
 
 def test_touches_become_one_membership_per_person_and_campaign_with_the_first_time(

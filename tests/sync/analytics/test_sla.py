@@ -124,3 +124,22 @@ def test_the_report_headline_gives_the_true_median_of_an_even_number_of_answers(
     data = build_report(dataset, AnalyticsSettings(), parse_period("all", at(48)), DAY, {})
     [headline] = [line for line in data.summary if "hand-offs in a median" in line]
     assert "a median of 2.5 hours against a target of 24 hours; 1 of 4" in headline
+
+
+def test_mql_again_after_sales_took_the_lead_is_no_new_hand_off_but_after_recycling_it_is() -> None:
+    events = [
+        stage("ann", 0, Stage.MQL, owner="rep-1"),  # lead status OPEN
+        stage("ann", 2, Stage.SAL),  # worked
+        stage("ann", 3, Stage.MQL),  # HubSpot's lifecycle stage catches up late: no new case
+        stage("bo", 0, Stage.MQL, owner="rep-1"),
+        stage("bo", 1, Stage.SAL),
+        stage("bo", 5, Stage.RECYCLED),
+        stage("bo", 20, Stage.MQL),  # back from nurture: a new hand-off, unanswered
+    ]
+    cases = sla_cases(events, {}, DAY, now=at(60))
+    assert [(c.person, c.handed_off_at) for c in cases] == [
+        ("ann", at(0)),
+        ("bo", at(0)),
+        ("bo", at(20)),
+    ]
+    assert [c.status for c in cases] == [SlaStatus.MET, SlaStatus.MET, SlaStatus.OVERDUE]

@@ -38,12 +38,19 @@ EXPECTED: dict[str, tuple[int, str, str]] = {
     "hubspot_timeline_event_without_template": (
         15, "touches.kinds.webinar_attended.event", "needs template_id"
     ),
+    "hubspot_lifecycle_stage_misspelled": (
+        20, "lifecycle.lifecycle_stages.Customer[0]", "did you mean 'customer'?"
+    ),
+    "hubspot_lifecycle_stages_without_field": (
+        17, "lifecycle.lifecycle_stages", "needs lifecycle_field"
+    ),
     "hubspot_task_without_timestamp": (17, "touches.kinds.form_fill.fields", "hs_timestamp"),
     "in_operator_without_list": (15, "filters.rules.conditions[0]", "op in needs a list"),
     "lifecycle_value_in_two_stages": (17, "lifecycle.stages.SQL[0]", "already means MQL"),
     "lifecycle_value_not_in_picklist": (
         16, "lifecycle.stages.SAL[1]", "did you mean 'Sales Qualified'?"
     ),
+    "lifecycle_field_on_salesforce": (16, "lifecycle.lifecycle_field", "no lifecycle stage"),
     "mapped_value_not_in_picklist": (
         16, "touches.fields.Type.transforms[0].map.email", "did you mean 'Email'?"
     ),

@@ -6,8 +6,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from connectors.base import Person, PersonKind, TouchKind
-from sync.mapping.model import Stage
+from sync.mapping import load_mapping
+from sync.mapping.lifecycle import compile_lifecycle
+from sync.mapping.model import Lifecycle, Stage
 from tests.sync.mapping.helpers import BASE, mapping_from, touch
+
+ROOT = Path(__file__).parents[3]
 
 OLD = datetime(2024, 1, 1, tzinfo=UTC)
 NEW = datetime(2024, 2, 1, tzinfo=UTC)
@@ -143,6 +147,30 @@ def test_stage_for_maps_crm_values_ignoring_case_and_unknowns_to_none(tmp_path: 
     assert life.is_recycled("recycled")
     assert life.is_disqualified("Closed - Not Converted")
     assert life.reason_field == "Disqualified_Reason__c"
+
+
+def test_a_hubspot_lifecycle_stage_and_lead_status_each_mean_stages_through_their_own_values() -> (
+    None
+):
+    life = load_mapping(ROOT / "mappings" / "marketo-hubspot.yaml").lifecycle
+    assert life.stage_for("marketingqualifiedlead", "lifecycle_stage") is Stage.MQL
+    assert life.stage_for("marketingqualifiedlead", "lifecyclestage") is Stage.MQL
+    assert life.stage_for("Customer", "lifecycle_stage") is Stage.CUSTOMER
+    assert life.stage_for("OPEN", "lifecycle_stage") is None
+    assert life.stage_for("OPEN", "status") is Stage.MQL
+    assert life.stage_for("marketingqualifiedlead", "status") is None
+    assert life.stage_for("closedwon", "stage") is Stage.CUSTOMER
+    assert life.crm_values(Stage.MQL) == ("OPEN",)
+    assert life.lifecycle_values(Stage.INQUIRY) == ("lead", "subscriber")
+
+
+def test_without_a_lifecycle_field_the_lifecycle_stage_reads_through_stages() -> None:
+    # Files written before lifecycle_field named lifecyclestage as their status_field.
+    life = compile_lifecycle(
+        Lifecycle(status_field="lifecyclestage", stages={Stage.MQL: ["marketingqualifiedlead"]})
+    )
+    assert life.stage_for("marketingqualifiedlead", "lifecycle_stage") is Stage.MQL
+    assert life.lifecycle_values(Stage.MQL) == ()
 
 
 def test_sla_targets_are_durations_per_stage(tmp_path: Path) -> None:

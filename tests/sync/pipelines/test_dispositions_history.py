@@ -10,9 +10,12 @@ from sqlalchemy import select
 
 from connectors.sandbox.seed import LEAD_MQL, LEAD_OPEN, LEAD_WORKING
 from connectors.sandbox.world import WorldPerson
+from sync.analytics.funnel import funnel_rows, reached_by_person
+from sync.analytics.lifecycle import build_histories
 from sync.analytics.load import load_dataset
 from sync.analytics.sla import SlaTargets, sla_cases
 from sync.ledger.models import DispositionRow
+from sync.mapping.model import Stage
 from sync.pipelines import run_pipeline
 
 PIPELINES = {
@@ -167,3 +170,61 @@ def test_a_hubspot_contacts_lead_status_walk_is_recorded_from_property_history(
         ("OPEN", "IN_PROGRESS", _ms(worked_at)),
     ]
     assert second.count("dispositions") == 0
+
+
+def _set_lifecycle_stage(store: Any, contact_id: str, value: str) -> datetime:
+    """Change a contact's lifecycle stage 20 ms after the previous change; returns its time."""
+    at: datetime = store.clock.advance(0.02)
+    with store.lock:
+        store.data.batch_update(
+            "contacts", {"inputs": [{"id": contact_id, "properties": {"lifecyclestage": value}}]}
+        )
+    store.clock.set(at, frozen=False)
+    time.sleep(0.05)
+    return at
+
+
+def test_a_hubspot_contacts_lifecycle_stage_walk_carries_the_shared_stages(
+    workspace_factory: Any,
+) -> None:
+    ws = workspace_factory({"hs-dispositions": {
+        "kind": "dispositions", "source": "hubspot", "mapping": "mappings/marketo-hubspot.yaml",
+    }})  # fmt: skip
+    store = ws.sandbox.store("hubspot")
+    contact_id, contact = next(
+        (i, r) for i, r in store.data.objects["contacts"].items()
+        if r.properties.get("lifecyclestage") == "lead" and not r.history
+    )  # fmt: skip
+    mql_at = _set_lifecycle_stage(store, contact_id, "marketingqualifiedlead")
+    won_at = _set_lifecycle_stage(store, contact_id, "customer")
+
+    run = run_pipeline(ws.config, "hs-dispositions", ws.engine)
+
+    assert run.state == "succeeded", run.error
+    with ws.engine.connect() as conn:
+        rows = conn.execute(
+            select(_TABLE)
+            .where(_TABLE.c.object_id == contact_id, _TABLE.c.field == "lifecycle_stage")
+            .order_by(_TABLE.c.changed_at)
+        ).all()
+    assert [(r.old_value, r.new_value, r.changed_at, r.lifecycle_stage) for r in rows] == [
+        (None, "lead", _ms(contact.created), "Inquiry"),
+        ("lead", "marketingqualifiedlead", _ms(mql_at), "MQL"),
+        ("marketingqualifiedlead", "customer", _ms(won_at), "Customer"),
+    ]
+    # Its lead status still goes through the lead status values.
+    with ws.engine.connect() as conn:
+        status = conn.execute(
+            select(_TABLE.c.new_value, _TABLE.c.lifecycle_stage).where(
+                _TABLE.c.object_id == contact_id, _TABLE.c.field == "status"
+            )
+        ).all()
+    assert [tuple(s) for s in status] == [("NEW", "Inquiry")]
+
+    data = load_dataset(ws.engine, ws.sandbox.world.now)
+    person = f"hubspot:{contact_id}"
+    reached = reached_by_person([person], build_histories(data.events))
+    (row,) = funnel_rows({"all": [person]}, reached)
+    counts = {s.stage: s.count for s in row.steps}
+    assert counts[Stage.MQL] == 1
+    assert counts[Stage.CUSTOMER] == 1
