@@ -19,7 +19,10 @@ re-sending is always safe, and the writer never needs to read before writing:
   (ok, created=False, the CRM id is the event id);
 - ``400`` / ``404``: a record is invalid (an unknown template id, no such contact, a token the
   template lacks): the chunk is halved until the invalid events stand alone and are reported as
-  failed with HubSpot's message, the rest written;
+  failed with HubSpot's message, the rest written. When the first ten lone refusals of a push
+  say the same thing and nothing was accepted (a template or event name the portal lacks: a
+  mapping mistake, not bad records), the push stops with a ``ConfigError`` instead of spending
+  two calls per event to dead-letter every touch (both writers);
 - 5xx, a timeout, a dropped connection: the client repeats the call (``idempotent=True``: a
   repeat can only conflict, never duplicate), and a conflict then settles as above.
 
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -92,6 +96,30 @@ def _text(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
+# Refusals alike, with nothing accepted yet, after which a push stops as a config error.
+ALL_REFUSED_AFTER = 10
+
+
+class _Refusals:
+    """Stops a push whose every event HubSpot refuses with one message (an event template or
+    event name the portal lacks): halving would spend about two calls per event to learn it,
+    and every touch would be dead-lettered for what is one mistake in the mapping."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.accepted = False
+        self.alike: Counter[str] = Counter()
+
+    def refused(self, message: str) -> None:
+        self.alike[message] += 1
+        if not self.accepted and self.alike[message] >= ALL_REFUSED_AFTER:
+            raise ConfigError(
+                f"HubSpot refused the first {ALL_REFUSED_AFTER} {self.what} alike and accepted "
+                f"none: {message}; check the mapping's event section (template id or event "
+                "name) against the portal; nothing more was sent"
+            )
+
+
 def _no_contact(sink: str, touch: RenderedTouch) -> DeliveryResult:
     return DeliveryResult(
         touch.key,
@@ -108,6 +136,7 @@ class TimelineEventWriter:
     def __init__(self, client: HubSpotClient, sink: str) -> None:
         self.client = client
         self.sink = sink
+        self._refusals = _Refusals("timeline events")
 
     def push(self, touches: Sequence[RenderedTouch]) -> list[DeliveryResult]:
         """Create one event per distinct key (first wins); one result per key, in order."""
@@ -123,6 +152,7 @@ class TimelineEventWriter:
                 sendable.append(touch)
             else:
                 results[touch.key] = _no_contact(self.sink, touch)
+        self._refusals = _Refusals("timeline events")
         for chunk in _chunks(sendable, TIMELINE_BATCH_LIMIT):
             self._send(chunk, results)
         return [results[key] for key in unique]
@@ -154,7 +184,9 @@ class TimelineEventWriter:
                 touch = chunk[0]
                 if failure.status == 409:
                     results[touch.key] = self._ok(touch.key, False)
+                    self._refusals.accepted = True
                 else:
+                    self._refusals.refused(failure.message)
                     results[touch.key] = DeliveryResult(
                         touch.key,
                         self.sink,
@@ -174,6 +206,8 @@ class TimelineEventWriter:
             self._send(chunk[middle:], results)
             return
         created = {str(r.get("id")) for r in answer.get("results") or []}
+        if created:
+            self._refusals.accepted = True
         for touch in chunk:
             if event_id(touch.key) in created:
                 results[touch.key] = self._ok(touch.key, True)
@@ -198,6 +232,7 @@ class BehavioralEventWriter:
     def __init__(self, client: HubSpotClient, sink: str) -> None:
         self.client = client
         self.sink = sink
+        self._refusals = _Refusals("behavioral events")
 
     def push(self, touches: Sequence[RenderedTouch]) -> list[DeliveryResult]:
         """Send one occurrence per distinct key; a touch whose outcome is unknown gets no result.
@@ -216,6 +251,7 @@ class BehavioralEventWriter:
                 sendable.append(touch)
             else:
                 results[touch.key] = _no_contact(self.sink, touch)
+        self._refusals = _Refusals("behavioral events")
         for chunk in _chunks(sendable, BEHAVIORAL_BATCH_LIMIT):
             try:
                 self._send(chunk, results)
@@ -246,6 +282,7 @@ class BehavioralEventWriter:
             if failure.status in (400, 404):
                 if len(chunk) == 1:
                     touch = chunk[0]
+                    self._refusals.refused(failure.message)
                     results[touch.key] = DeliveryResult(
                         touch.key,
                         self.sink,
@@ -262,5 +299,6 @@ class BehavioralEventWriter:
             if failure.applied_unknown:
                 return  # maybe recorded: no results, the engine retries (at-least-once)
             raise exc.error from None
+        self._refusals.accepted = True
         for touch in chunk:
             results[touch.key] = DeliveryResult(touch.key, self.sink, True, created=True)

@@ -259,3 +259,28 @@ def test_a_lost_behavioral_answer_leaves_its_batch_without_results(
     assert all(r.ok for r in results)
     assert connector.client.calls_by["behavioral events batch send"] == 2
     assert occurrences_in(store) == {f"Guide {i}": 1 for i in range(520)}
+
+
+def test_a_template_the_portal_lacks_stops_the_push_as_a_config_error_after_a_few_calls(
+    portal: SandboxServer, store: HubSpotStore, connect: Connect
+) -> None:
+    connector = connect(auth=OAUTH)
+    with pytest.raises(ConfigError, match=r"refused the first 10 timeline events alike.*999"):
+        connector.push_touches(timeline(portal, 300, template="999"))
+    # Halving down to the tenth lone refusal: about two calls per event, not 600 for 300.
+    assert connector.client.calls_by["timeline events batch create"] <= 30
+    assert events_in(store) == Counter()
+
+
+def test_refusals_after_events_were_accepted_stay_per_record(
+    portal: SandboxServer, store: HubSpotStore, connect: Connect
+) -> None:
+    good = timeline(portal, 5)
+    bad = [
+        RenderedTouch(f"marketo:bad{i}", t.target, t.payload | {"eventTemplateId": "999"},
+                      t.person_id)
+        for i, t in enumerate(timeline(portal, 12))
+    ]  # fmt: skip
+    results = connect(auth=OAUTH).push_touches([*good, *bad])
+    assert [r.ok for r in results] == [True] * 5 + [False] * 12
+    assert events_in(store) == {event_id(t.key): 1 for t in good}
