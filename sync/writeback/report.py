@@ -6,10 +6,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, Table, insert
+from sqlalchemy import Engine, Table, insert, select, update
 
 from connectors.errors import RecordRejected
-from sync.ledger.models import DeadLetterRow, DeadLetterStage
+from sync.ledger.models import DeadLetterRow, DeadLetterStage, DeadLetterStatus
+from sync.ledger.types import utcnow
 
 __all__ = ["WritebackReport", "dead_letter"]
 
@@ -53,19 +54,50 @@ def dead_letter(
     rejected: Sequence[RecordRejected],
     payload: Mapping[str, Any],
 ) -> None:
-    """Record each refusal (the CRM's code and message) as a dead letter of ``pipeline``."""
-    if not rejected:
-        return
-    rows = [
-        {
-            "pipeline": pipeline,
-            "stage": DeadLetterStage.PUSH.value,
-            "record_key": r.key,
-            "code": r.code,
-            "reason": str(r),
-            "payload": dict(payload),
-        }
-        for r in rejected
-    ]
+    """Keep the dead letters of one write-back to one CRM (``payload["crm"]``) in step with its
+    latest run.
+
+    A write-back writes the whole wanted state every run, so an open letter of that CRM whose
+    record was not refused this time has been written since (or is no longer wanted): it is
+    marked replayed. A record refused again keeps its one open letter (one more attempt, the
+    newest reason), so a write-back on a schedule does not pile up a letter per run.
+    """
+    crm = payload.get("crm")
+    now = utcnow()
     with engine.begin() as conn:
-        conn.execute(insert(_DEAD), rows)
+        mine = [
+            row
+            for row in conn.execute(
+                select(_DEAD.c.id, _DEAD.c.record_key, _DEAD.c.payload).where(
+                    _DEAD.c.pipeline == pipeline,
+                    _DEAD.c.status == DeadLetterStatus.OPEN.value,
+                )
+            )
+            if isinstance(row.payload, dict) and row.payload.get("crm") == crm
+        ]
+        refused_keys = {r.key for r in rejected if r.key is not None}
+        settled = [row.id for row in mine if row.record_key not in refused_keys]
+        if settled:
+            conn.execute(
+                update(_DEAD)
+                .where(_DEAD.c.id.in_(settled))
+                .values(status=DeadLetterStatus.REPLAYED.value, resolved_at=now)
+            )
+        open_by_key = {row.record_key: row.id for row in mine if row.record_key is not None}
+        new_rows = []
+        for r in rejected:
+            values = {"code": r.code, "reason": str(r), "payload": dict(payload)}
+            known = open_by_key.get(r.key) if r.key is not None else None
+            if known is None:
+                new_rows.append(
+                    {"pipeline": pipeline, "stage": DeadLetterStage.PUSH.value,
+                     "record_key": r.key, **values}
+                )  # fmt: skip
+            else:
+                conn.execute(
+                    update(_DEAD)
+                    .where(_DEAD.c.id == known)
+                    .values(attempts=_DEAD.c.attempts + 1, **values)
+                )
+        if new_rows:
+            conn.execute(insert(_DEAD), new_rows)
