@@ -76,6 +76,7 @@ class SlaCase:
     target: timedelta | None
     first_action_at: datetime | None
     status: SlaStatus
+    email: str | None = None
 
     @property
     def response(self) -> timedelta | None:
@@ -193,6 +194,7 @@ def _case(
         target=target,
         first_action_at=action_at,
         status=_status(target, end - handed_off_at, action_at is not None),
+        email=facts.email if facts else None,
     )
 
 

@@ -83,7 +83,7 @@ def test_the_rep_is_the_hand_off_owner_else_the_persons_owner_and_source_is_the_
     events = [stage("ivy", 0, Stage.MQL), task("ivy", 1)]
     facts = {"ivy": person("ivy", owner="rep-4", source="Web")}
     (case,) = sla_cases(events, facts, DAY, now=at(10))
-    assert (case.rep, case.source) == ("rep-4", "Web")
+    assert (case.rep, case.source, case.email) == ("rep-4", "Web", "ivy@example.com")
 
 
 def test_summary_by_rep_counts_statuses_and_response_percentiles() -> None:
