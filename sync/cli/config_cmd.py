@@ -111,6 +111,8 @@ connections:
       method: session
       session_id_file: .closedloop/secrets/salesforce-session-id
     task_external_id_field: Closedloop_Key__c
+    # Lead fields saying why a lead was disqualified or recycled (the mapping's reason_field).
+    lead_reason_fields: [Disqualified_Reason__c]
 
   hubspot:
     type: hubspot
@@ -127,7 +129,7 @@ connections:
 
 # Pipelines: touches (activity source -> CRM timelines), dispositions (CRM status changes ->
 # ledger), reconcile (CRM accounts, opportunities, contact roles -> ledger), recycle (ledger ->
-# nurture programs).
+# nurture programs), attribution (models, optional write-back), sla-writeback (breach flags).
 # schedule: {every: 15m} (s, m, h, d) or {cron: "*/15 * * * *"} (UTC unless timezone: is given).
 pipelines:
   marketo-to-salesforce:
