@@ -8,6 +8,7 @@ follow the page's palette and print in grey scale sensibly.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from markupsafe import Markup, escape
 __all__ = ["Bar", "diverging_bars", "funnel_chart", "heatmap", "horizontal_bars", "stacked_columns"]
 
 WIDTH = 760
+_CHAR_W = 7.0  # about one character of a 12-13 px label, in viewBox units
 ROW = 26
 LABEL_W = 210
 PAD = 12
@@ -171,6 +173,9 @@ def stacked_columns(
     body: list[str] = [
         f'<line class="axis" x1="{left}" y1="{base_y}" x2="{WIDTH - 10}" y2="{base_y}"/>'
     ]
+    # Many columns: label every step-th one so axis labels never overlap (titles keep them all).
+    widest = max(len(_clip(label, 12)) for label, _ in columns)
+    step = max(1, math.ceil((_CHAR_W * widest + 8) / slot))
     for i, (label, values) in enumerate(columns):
         x = left + i * slot + (slot - bar_w) / 2
         y = base_y
@@ -184,12 +189,17 @@ def stacked_columns(
                 f'height="{h:.1f}"><title>{escape(label)}, {escape(name)}: '
                 f"{escape(fmt(value))}</title></rect>"
             )
-        body.append(
-            f'<text class="value" x="{x + bar_w / 2:.1f}" y="{y - 5:.1f}" '
-            f'text-anchor="middle">{escape(fmt(totals[i]))}</text>'
-            f'<text class="label" x="{x + bar_w / 2:.1f}" y="{base_y + 16}" '
-            f'text-anchor="middle">{escape(_clip(label, 12))}</text>'
-        )
+        shown = fmt(totals[i])
+        if totals[i] > 0 and _CHAR_W * len(shown) <= slot + 4:
+            body.append(
+                f'<text class="value" x="{x + bar_w / 2:.1f}" y="{y - 5:.1f}" '
+                f'text-anchor="middle">{escape(shown)}</text>'
+            )
+        if i % step == 0:
+            body.append(
+                f'<text class="label" x="{x + bar_w / 2:.1f}" y="{base_y + 16}" '
+                f'text-anchor="middle">{escape(_clip(label, 12))}</text>'
+            )
     legend_x = left
     for name, css in series:
         body.append(
