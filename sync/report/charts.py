@@ -230,10 +230,21 @@ def heatmap(
     body: list[str] = []
     for j, column in enumerate(columns):
         x = LABEL_W + j * cell_w + cell_w / 2
-        body.append(
-            f'<text class="label small" x="{x:.1f}" y="{head - 10}" text-anchor="middle">'
-            f"{escape(_clip(column.replace('_', ' '), 14))}</text>"
-        )
+        # A heading wider than its cell goes on two lines, split between words.
+        words = column.replace("_", " ").split()
+        lines = [" ".join(words)]
+        if _CHAR_W * len(lines[0]) > cell_w and len(words) > 1:
+            cut = min(
+                range(1, len(words)),
+                key=lambda k: max(len(" ".join(words[:k])), len(" ".join(words[k:]))),
+            )
+            lines = [" ".join(words[:cut]), " ".join(words[cut:])]
+        for n, line in enumerate(lines):
+            y = head - 10 - 13 * (len(lines) - 1 - n)
+            body.append(
+                f'<text class="label small" x="{x:.1f}" y="{y}" text-anchor="middle">'
+                f"{escape(_clip(line, 14))}</text>"
+            )
     for i, label in enumerate(rows):
         y = head + i * cell_h
         body.append(

@@ -31,3 +31,12 @@ def test_a_few_columns_are_all_labelled() -> None:
                               [("won", "won")]))  # fmt: skip
     axis = re.findall(r'<text class="label" x="[\d.]+" y="246.0"[^>]*>([^<]+)</text>', svg)
     assert axis == ["Q1", "Q2", "Q3"]
+
+
+def test_heatmap_headings_too_wide_for_their_cell_go_on_two_lines() -> None:
+    from sync.report.charts import heatmap
+
+    models = ["W-shaped", "Lead creation", "CRM primary campaign"] + [f"M{i}" for i in range(6)]
+    svg = str(heatmap("attribution", "t", ["A"], models, [[1.0] * 9], fmt=str))
+    headings = re.findall(r'<text class="label small"[^>]*>([^<]+)</text>', svg)
+    assert headings[:5] == ["W-shaped", "Lead", "creation", "CRM primary", "campaign"]
