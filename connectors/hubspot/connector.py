@@ -32,7 +32,7 @@ from connectors.base import (
     Touch,
 )
 from connectors.errors import RecordRejected
-from connectors.hubspot.changes import ChangePuller
+from connectors.hubspot.changes import STREAMS, ChangePuller
 from connectors.hubspot.check import run_checks
 from connectors.hubspot.client import HubSpotClient
 from connectors.hubspot.engagements import EngagementWriter
@@ -59,6 +59,8 @@ class HubSpotConnector:
 
     # Change streams of property history, pulled by the dispositions pipeline before people.
     history_streams = tuple(HISTORY_STREAMS)
+    # Every stream pull_changes accepts (pipelines skip the ones a CRM does not have).
+    change_streams = tuple(STREAMS)
 
     def __init__(
         self,

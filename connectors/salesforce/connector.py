@@ -85,6 +85,7 @@ from connectors.salesforce.streams import (
     ObjectSpec,
     parse_sf_datetime,
     sf_datetime,
+    stream_names,
     stream_spec,
 )
 
@@ -165,6 +166,8 @@ class SalesforceConnector:
 
     # Lead status and deal stage changes from field history, pulled before current values.
     history_streams = (HISTORY_STREAM,)
+    # Every stream pull_changes accepts (pipelines skip the ones a CRM does not have).
+    change_streams = tuple(stream_names())
 
     def __init__(
         self,

@@ -144,13 +144,21 @@ def upsert_graph(conn: Connection, crm: str, records: Iterable[Any]) -> dict[str
 
 
 def pull_stream(ctx: RunContext, crm: Any, stream: str) -> Any:
-    """The pages of ``stream`` since its cursor, or None (with a note) when not offered."""
+    """The pages of ``stream`` since its cursor, or None (with a note) when not offered.
+
+    A connector names the streams it has in ``change_streams``; one that does not is asked
+    anyway and may answer NotImplementedError. Any other failure is the run's failure: a
+    misconfigured stream must not pass for a missing one.
+    """
+    offered = getattr(crm, "change_streams", None)
+    if isinstance(offered, tuple) and stream not in offered:
+        ctx.note(f"{ctx.pipeline.source} has no {stream!r} stream: skipped")
+        return None
     cursor = Cursor(cursor_value(ctx.since)) if ctx.since is not None else ctx.load_cursor(stream)
     try:
         pages = iter(crm.pull_changes(stream, cursor, until=ctx.started_at))
         first = next(pages, None)
-    except (ConfigError, NotImplementedError, KeyError, ValueError) as exc:
-        # A connector that does not know a stream says so with one of these.
+    except NotImplementedError as exc:
         ctx.note(f"{ctx.pipeline.source} does not offer the {stream!r} stream: {exc}")
         return None
     if first is None:
