@@ -181,6 +181,14 @@ class SalesforceConnector:
         self.client = SalesforceClient(settings, sleep=sleep)
         self.last_rejections: list[RecordRejected] = []
 
+    def include_reason_fields(self, names: Sequence[str]) -> None:
+        """Also pull these Lead fields (a mapping's ``lifecycle.reason_field``) with each Lead
+        and from field history, so a reason named only in the mapping is not lost."""
+        wanted = tuple(dict.fromkeys((*self.settings.lead_reason_fields, *names)))
+        if wanted != self.settings.lead_reason_fields:
+            self.settings = self.settings.model_copy(update={"lead_reason_fields": wanted})
+            self.client.settings = self.settings
+
     @property
     def api_calls(self) -> int:
         """API calls this connector has made (for run records and benchmarks)."""

@@ -126,7 +126,8 @@ class SalesforceSettings(_Strict):
             "zoho.com", "fastmail.com", "hey.com", "qq.com", "163.com",
         }
     )  # fmt: skip
-    # Lead fields holding why a lead was disqualified or recycled (pulled with each Lead).
+    # Lead fields holding why a lead was disqualified or recycled (pulled with each Lead); a
+    # dispositions pipeline adds its mapping's reason_field (include_reason_fields).
     lead_reason_fields: tuple[str, ...] = ()
     # An Account field holding the company's web domain (else the domain comes from Website).
     account_domain_field: str | None = None

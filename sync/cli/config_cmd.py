@@ -111,7 +111,8 @@ connections:
       method: session
       session_id_file: .closedloop/secrets/salesforce-session-id
     task_external_id_field: Closedloop_Key__c
-    # Lead fields saying why a lead was disqualified or recycled (the mapping's reason_field).
+    # Lead fields saying why a lead was disqualified or recycled; a dispositions pipeline adds
+    # its mapping's lifecycle.reason_field by itself.
     lead_reason_fields: [Disqualified_Reason__c]
 
   hubspot:

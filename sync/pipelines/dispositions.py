@@ -260,6 +260,9 @@ def run_dispositions(ctx: RunContext) -> None:
         raise ConfigError(f"pipeline {ctx.name!r} needs a CRM as its source")
     crm = ctx.connections.crm(source)
     lifecycle = _lifecycle(ctx)
+    include_reasons = getattr(crm, "include_reason_fields", None)
+    if lifecycle.reason_field and callable(include_reasons):
+        include_reasons([lifecycle.reason_field])
     for stream in (*history_streams(crm), *DISPOSITION_STREAMS):
         pages = pull_stream(ctx, crm, stream)
         if pages is None:

@@ -81,3 +81,34 @@ def test_reconcile_copies_the_crm_graph_into_the_ledger(workspace_factory: Any) 
     again = run_pipeline(ws.config, "sf-reconcile", ws.engine)
     assert again.count("accounts") == 0
     assert _count(ws.engine, AccountRow) == counts["Account"]
+
+
+def test_the_mappings_reason_field_is_pulled_even_when_the_connection_does_not_name_it(
+    workspace_factory: Any,
+) -> None:
+    import yaml
+
+    from sync.config import load_config
+
+    ws = workspace_factory(DISPOSITIONS)
+    path = ws.config.path
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["connections"]["salesforce"].pop("lead_reason_fields", None)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+    summary = run_pipeline(load_config(path), "sf-dispositions", ws.engine)
+
+    assert summary.state == "succeeded", summary.error
+    table = DispositionRow.__table__  # type: ignore[attr-defined]
+    with ws.engine.connect() as conn:
+        reasons = (
+            conn.execute(
+                select(table.c.reason).where(
+                    table.c.crm == "salesforce", table.c.new_value == "Disqualified"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert reasons
+    assert all(reasons)  # every disqualification carries Disqualified_Reason__c
