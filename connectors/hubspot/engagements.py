@@ -64,7 +64,7 @@ _MAX_ROUNDS = 4
 _FIX = "run `closedloop check hubspot --fix` to create it"
 
 
-def _chunks(items: Sequence[RenderedTouch], size: int) -> Iterator[list[RenderedTouch]]:
+def chunks(items: Sequence[RenderedTouch], size: int) -> Iterator[list[RenderedTouch]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
 
@@ -98,7 +98,7 @@ class EngagementWriter:
             by_type.setdefault(object_type, []).append(touch)
         for object_type, group in by_type.items():
             self.ensure_key_property(object_type)
-            for chunk in _chunks(group, BATCH_LIMIT):
+            for chunk in chunks(group, BATCH_LIMIT):
                 self._deliver(object_type, chunk, results)
         return [results[key] for key in unique]
 

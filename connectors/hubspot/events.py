@@ -44,12 +44,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from connectors.base import DeliveryResult, RenderedTouch
 from connectors.errors import ClosedloopError, ConfigError
 from connectors.hubspot.client import CallError, HubSpotClient
+from connectors.hubspot.engagements import chunks
+from connectors.hubspot.errors import Failure
 
 __all__ = [
     "BEHAVIORAL_BATCH_LIMIT",
@@ -78,11 +80,6 @@ _NAMESPACE = uuid.UUID("6f1c9a52-3c1e-5e0b-9d43-1c0a7e1b5c2d")
 def event_id(key: str) -> str:
     """The event id of the touch ``key``: stable, so a re-send is refused, not duplicated."""
     return f"closedloop-{uuid.uuid5(_NAMESPACE, key)}"
-
-
-def _chunks(items: Sequence[RenderedTouch], size: int) -> Iterator[list[RenderedTouch]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
 
 
 def _text(value: Any) -> str:
@@ -130,6 +127,29 @@ def _no_contact(sink: str, touch: RenderedTouch) -> DeliveryResult:
     )
 
 
+def _split(
+    sink: str, touches: Sequence[RenderedTouch]
+) -> tuple[dict[str, RenderedTouch], dict[str, DeliveryResult], list[RenderedTouch]]:
+    """One touch per key (the first wins), the results of those without a contact, and the
+    touches to send."""
+    unique: dict[str, RenderedTouch] = {}
+    for touch in touches:
+        unique.setdefault(touch.key, touch)
+    results = {t.key: _no_contact(sink, t) for t in unique.values() if not t.person_id}
+    return unique, results, [t for t in unique.values() if t.person_id]
+
+
+def _refused(sink: str, touch: RenderedTouch, failure: Failure) -> DeliveryResult:
+    """A lone event HubSpot refused, with its message."""
+    return DeliveryResult(
+        touch.key,
+        sink,
+        False,
+        error_code=failure.category or "VALIDATION_ERROR",
+        error_message=failure.message,
+    )
+
+
 class TimelineEventWriter:
     """Writes rendered touches as timeline events of their template, keyed by the touch key."""
 
@@ -142,18 +162,9 @@ class TimelineEventWriter:
         """Create one event per distinct key (first wins); one result per key, in order."""
         if not self.client.uses_oauth:
             raise ConfigError(f"connection {self.sink!r}: {TIMELINE_AUTH_REMEDY}")
-        unique: dict[str, RenderedTouch] = {}
-        for touch in touches:
-            unique.setdefault(touch.key, touch)
-        results: dict[str, DeliveryResult] = {}
-        sendable = []
-        for touch in unique.values():
-            if touch.person_id:
-                sendable.append(touch)
-            else:
-                results[touch.key] = _no_contact(self.sink, touch)
+        unique, results, sendable = _split(self.sink, touches)
         self._refusals = _Refusals("timeline events")
-        for chunk in _chunks(sendable, TIMELINE_BATCH_LIMIT):
+        for chunk in chunks(sendable, TIMELINE_BATCH_LIMIT):
             self._send(chunk, results)
         return [results[key] for key in unique]
 
@@ -187,13 +198,7 @@ class TimelineEventWriter:
                     self._refusals.accepted = True
                 else:
                     self._refusals.refused(failure.message)
-                    results[touch.key] = DeliveryResult(
-                        touch.key,
-                        self.sink,
-                        False,
-                        error_code=failure.category or "VALIDATION_ERROR",
-                        error_message=failure.message,
-                    )
+                    results[touch.key] = _refused(self.sink, touch, failure)
                 return
             if failure.status == 409:
                 # Which events exist is not said: each alone answers created or conflict.
@@ -241,18 +246,9 @@ class BehavioralEventWriter:
         is raised when nothing was sent yet, otherwise the results so far are returned so the
         engine confirms what was sent and never re-sends it.
         """
-        unique: dict[str, RenderedTouch] = {}
-        for touch in touches:
-            unique.setdefault(touch.key, touch)
-        results: dict[str, DeliveryResult] = {}
-        sendable = []
-        for touch in unique.values():
-            if touch.person_id:
-                sendable.append(touch)
-            else:
-                results[touch.key] = _no_contact(self.sink, touch)
+        unique, results, sendable = _split(self.sink, touches)
         self._refusals = _Refusals("behavioral events")
-        for chunk in _chunks(sendable, BEHAVIORAL_BATCH_LIMIT):
+        for chunk in chunks(sendable, BEHAVIORAL_BATCH_LIMIT):
             try:
                 self._send(chunk, results)
             except ClosedloopError:
@@ -283,13 +279,7 @@ class BehavioralEventWriter:
                 if len(chunk) == 1:
                     touch = chunk[0]
                     self._refusals.refused(failure.message)
-                    results[touch.key] = DeliveryResult(
-                        touch.key,
-                        self.sink,
-                        False,
-                        error_code=failure.category or "VALIDATION_ERROR",
-                        error_message=failure.message,
-                    )
+                    results[touch.key] = _refused(self.sink, touch, failure)
                     return
                 # The batch was refused whole and the answer names no record: halve it.
                 middle = len(chunk) // 2
