@@ -13,6 +13,7 @@ Every failure is printed with what to do about it, and the command exits 1 when 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -110,20 +111,24 @@ def salesforce(config: ConfigOption = None, connection: ConnectionOption = None)
         raise typer.Exit(1)
 
 
-def _syncs_campaign_members(config: Config, sink: str) -> bool:
-    """Whether a pipeline into ``sink`` has a mapping with campaign members enabled (so the
-    check covers CampaignMember writes); unreadable mappings are `mappings validate`'s job."""
+def _mappings_into(config: Config, sink: str) -> Iterator[Any]:
+    """The compiled mappings of the pipelines into ``sink``; unreadable ones are skipped (they
+    are `mappings validate`'s job)."""
     from sync.mapping import load_mapping
 
     for pipeline in config.pipelines.values():
         if pipeline.sink != sink or pipeline.mapping is None:
             continue
         try:
-            if load_mapping(pipeline.mapping).campaign_members is not None:
-                return True
+            yield load_mapping(pipeline.mapping)
         except ClosedloopError:
             continue
-    return False
+
+
+def _syncs_campaign_members(config: Config, sink: str) -> bool:
+    """Whether a pipeline into ``sink`` has campaign members enabled (so the check covers
+    CampaignMember writes)."""
+    return any(m.campaign_members is not None for m in _mappings_into(config, sink))
 
 
 def _salesforce_writeback_checks(config: Config, connector: Any) -> list[CheckResult]:
@@ -159,17 +164,9 @@ def _hubspot_writeback_properties(config: Config) -> dict[str, dict[str, Propert
 
 def _hubspot_event_targets(config: Config, sink: str) -> dict[str, set[str]]:
     """The timeline / behavioral event targets of the mappings of pipelines into ``sink``."""
-    from sync.mapping import load_mapping
-
     found: dict[str, set[str]] = {}
-    for pipeline in config.pipelines.values():
-        if pipeline.sink != sink or pipeline.mapping is None:
-            continue
-        try:
-            targets = load_mapping(pipeline.mapping).event_targets
-        except ClosedloopError:
-            continue
-        for target, names in targets.items():
+    for mapping in _mappings_into(config, sink):
+        for target, names in mapping.event_targets.items():
             found.setdefault(target, set()).update(names)
     return found
 
