@@ -24,6 +24,7 @@ __all__ = [
     "WriteOutcome",
     "chunks",
     "errors_text",
+    "query_each",
     "query_rows",
     "write_records",
 ]
@@ -47,23 +48,28 @@ def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def query_rows(client: SalesforceClient, queries: Sequence[str]) -> list[dict[str, Any]]:
-    """Every row of every SOQL query, five queries (or next pages) per Composite request."""
-    rows: list[dict[str, Any]] = []
-    pending = [f"query?q={quote(q, safe='')}" for q in queries]
+def query_each(client: SalesforceClient, queries: Sequence[str]) -> list[list[dict[str, Any]]]:
+    """The rows of each SOQL query, five queries (or next pages) per Composite request."""
+    rows: list[list[dict[str, Any]]] = [[] for _ in queries]
+    pending = [(i, f"query?q={quote(q, safe='')}") for i, q in enumerate(queries)]
     while pending:
         batch, pending = pending[:MAX_COMPOSITE_HEAVY], pending[MAX_COMPOSITE_HEAVY:]
-        subs = [client.subrequest("GET", path, f"q{n}") for n, path in enumerate(batch)]
-        for answer in client.composite(subs):
+        subs = [client.subrequest("GET", path, f"q{n}") for n, (_, path) in enumerate(batch)]
+        for (index, _), answer in zip(batch, client.composite(subs), strict=True):
             body = answer.get("body")
             if int(answer.get("httpStatusCode", 500)) >= 300 or not isinstance(body, dict):
                 code, message = errors_text(body)
                 error = ConfigError if code in _CONFIG_CODES else Fatal
                 raise error(f"Salesforce query failed: {code}: {message}")
-            rows.extend(body.get("records") or [])
+            rows[index].extend(body.get("records") or [])
             if not body.get("done", True) and body.get("nextRecordsUrl"):
-                pending.append(client.relative(str(body["nextRecordsUrl"])))
+                pending.append((index, client.relative(str(body["nextRecordsUrl"]))))
     return rows
+
+
+def query_rows(client: SalesforceClient, queries: Sequence[str]) -> list[dict[str, Any]]:
+    """Every row of every SOQL query (``query_each``, flattened)."""
+    return [row for rows in query_each(client, queries) for row in rows]
 
 
 @dataclass(frozen=True)

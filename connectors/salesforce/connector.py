@@ -40,7 +40,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote
 
 from connectors.base import (
     CheckResult,
@@ -51,11 +50,11 @@ from connectors.base import (
     PersonKind,
     RenderedTouch,
 )
-from connectors.errors import AuthError, ClosedloopError, ConfigError, Fatal, RecordRejected
+from connectors.errors import AuthError, ClosedloopError, ConfigError, RecordRejected
 from connectors.lagwindow import SeenVersions
 from connectors.salesforce.auth import remedy_for
 from connectors.salesforce.client import MAX_COMPOSITE_HEAVY, SalesforceClient
-from connectors.salesforce.collections import chunks, errors_text
+from connectors.salesforce.collections import chunks, errors_text, query_each
 from connectors.salesforce.history import HISTORY_STREAM, check_history, pull_history
 from connectors.salesforce.identity import (
     CONTACT_LOOKUP,
@@ -335,7 +334,7 @@ class SalesforceConnector:
         limit = self.settings.max_soql_chars
         queries = [("Lead", q) for q in in_list_queries(LEAD_LOOKUP, wanted, limit)]
         queries += [("Contact", q) for q in in_list_queries(CONTACT_LOOKUP, wanted, limit)]
-        rows = self._run_queries([q for _, q in queries])
+        rows = query_each(self.client, [q for _, q in queries])
         wanted_set = set(wanted)
         candidates: dict[str, list[Candidate]] = {}
         for (sobject, _), found in zip(queries, rows, strict=True):
@@ -345,28 +344,6 @@ class SalesforceConnector:
                         candidates.setdefault(candidate.email, []).append(candidate)
         rule = self.settings.duplicate_rule
         return {email: choose(found, rule) for email, found in candidates.items()}
-
-    def _run_queries(self, queries: Sequence[str]) -> list[list[dict[str, Any]]]:
-        """Rows of each query, sent five (queries or next pages) to a Composite request."""
-        rows: list[list[dict[str, Any]]] = [[] for _ in queries]
-        pending: list[tuple[int, str]] = [
-            (i, f"query?q={quote(q, safe='')}") for i, q in enumerate(queries)
-        ]
-        while pending:
-            batch, pending = pending[:MAX_COMPOSITE_HEAVY], pending[MAX_COMPOSITE_HEAVY:]
-            subs = [
-                self.client.subrequest("GET", path, f"q{n}") for n, (_, path) in enumerate(batch)
-            ]
-            for (index, _), answer in zip(batch, self.client.composite(subs), strict=True):
-                body = answer.get("body")
-                if int(answer.get("httpStatusCode", 500)) >= 300 or not isinstance(body, dict):
-                    code, message = errors_text(body)
-                    error = ConfigError if code in ("INVALID_FIELD", "INVALID_TYPE") else Fatal
-                    raise error(f"Salesforce lookup query failed: {code}: {message}")
-                rows[index].extend(body.get("records") or [])
-                if not body.get("done", True) and body.get("nextRecordsUrl"):
-                    pending.append((index, self.client.relative(str(body["nextRecordsUrl"]))))
-        return rows
 
     def create_people(self, people: Sequence[Person]) -> list[Person]:
         """Create Leads (or Contacts) for people not in the CRM; returns them with their ids.
@@ -629,7 +606,7 @@ class SalesforceConnector:
             *(member_queries("CampaignId", by_id, lists, limit) if by_id else []),
             *(member_queries("Campaign.Name", by_name, lists, limit) if by_name else []),
         ]
-        rows = self._run_queries(queries) if queries else []
+        rows = query_each(self.client, queries) if queries else []
         existing: dict[tuple[str, str], tuple[str, str | None]] = {}
         for found in rows[len(lookups) :]:
             for row in found:
