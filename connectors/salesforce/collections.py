@@ -26,6 +26,7 @@ __all__ = [
     "errors_text",
     "query_each",
     "query_rows",
+    "save_results",
     "write_records",
 ]
 
@@ -142,15 +143,23 @@ def write_records(client: SalesforceClient, writes: Sequence[Write]) -> WriteOut
     return outcome
 
 
-def _results(answer: Mapping[str, Any], group: Sequence[Write]) -> list[Mapping[str, Any]]:
+def save_results(answer: Mapping[str, Any], size: int) -> list[Mapping[str, Any]]:
     """Per-record save results of a collection subresponse (a whole-call error: for all)."""
     body = answer.get("body")
     ok = int(answer.get("httpStatusCode", 500)) < 300
-    if ok and isinstance(body, list) and len(body) == len(group):
+    if ok and isinstance(body, list) and len(body) == size:
         return body
-    code, message = errors_text(body)
-    if code in _CONFIG_CODES:
-        raise ConfigError(
-            f"Salesforce refused to {group[0].verb} {group[0].sobject} records: {code}: {message}"
-        )
-    return [{"success": False, "errors": body if isinstance(body, list) else [body]}] * len(group)
+    return [{"success": False, "errors": body if isinstance(body, list) else [body]}] * size
+
+
+def _results(answer: Mapping[str, Any], group: Sequence[Write]) -> list[Mapping[str, Any]]:
+    """``save_results``, with a whole group refused for a configuration reason raised."""
+    results = save_results(answer, len(group))
+    if results is not answer.get("body"):
+        code, message = errors_text(answer.get("body"))
+        if code in _CONFIG_CODES:
+            raise ConfigError(
+                f"Salesforce refused to {group[0].verb} {group[0].sobject} records: "
+                f"{code}: {message}"
+            )
+    return results

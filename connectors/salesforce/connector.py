@@ -54,7 +54,7 @@ from connectors.errors import AuthError, ClosedloopError, ConfigError, RecordRej
 from connectors.lagwindow import SeenVersions
 from connectors.salesforce.auth import remedy_for
 from connectors.salesforce.client import MAX_COMPOSITE_HEAVY, SalesforceClient
-from connectors.salesforce.collections import chunks, errors_text, query_each
+from connectors.salesforce.collections import chunks, errors_text, query_each, save_results
 from connectors.salesforce.history import HISTORY_STREAM, check_history, pull_history
 from connectors.salesforce.identity import (
     CONTACT_LOOKUP,
@@ -374,7 +374,7 @@ class SalesforceConnector:
             ]
             answers = self.client.composite(subs, repeatable=False)
             for group, answer in zip(batch, answers, strict=True):
-                outcomes = self._outcomes(answer, len(group))
+                outcomes = save_results(answer, len(group))
                 for (person, record), outcome in zip(group, outcomes, strict=True):
                     email = normalize_email(person.email)
                     if outcome.get("success"):
@@ -395,15 +395,6 @@ class SalesforceConnector:
                         code, message = errors_text(outcome.get("errors"))
                         self.last_rejections.append(RecordRejected(message, code=code, key=email))
         return created
-
-    @staticmethod
-    def _outcomes(answer: Mapping[str, Any], size: int) -> list[Mapping[str, Any]]:
-        """Per-record save results of a collection subresponse (a whole-call error: for all)."""
-        body = answer.get("body")
-        ok = int(answer.get("httpStatusCode", 500)) < 300
-        if ok and isinstance(body, list) and len(body) == size:
-            return body
-        return [{"success": False, "errors": body if isinstance(body, list) else [body]}] * size
 
     # ------------------------------------------------------------------------------ touches
 
@@ -452,7 +443,7 @@ class SalesforceConnector:
                 batch, self.client.composite(subs), strict=True
             ):
                 self._raise_for_collection(answer, target, key_field)
-                for touch, saved in zip(chunk, self._outcomes(answer, len(chunk)), strict=True):
+                for touch, saved in zip(chunk, save_results(answer, len(chunk)), strict=True):
                     outcome[touch.key] = self._delivery(touch.key, saved)
         return [outcome[t.key] for t in touches]
 
@@ -647,7 +638,7 @@ class SalesforceConnector:
             # Repeatable: a repeated create meets the one-member rule (DUPLICATE_VALUE, settled
             # below as a race), a repeated update writes the same status again.
             for (verb, chunk), answer in zip(batch, self.client.composite(subs), strict=True):
-                for member, saved in zip(chunk, self._outcomes(answer, len(chunk)), strict=True):
+                for member, saved in zip(chunk, save_results(answer, len(chunk)), strict=True):
                     if saved.get("success"):
                         action: Action = "created" if verb == "create" else "updated"
                         member_id = str(saved.get("id") or member.member_id)
