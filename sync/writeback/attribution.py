@@ -30,6 +30,7 @@ from sqlmodel import select as sm_select
 from connectors.errors import ConfigError
 from sync.analytics.load import CampaignResolver
 from sync.analytics.records import CampaignInfo
+from sync.attribution.allocation import largest_remainder
 from sync.ledger.models import (
     AttributionCreditRow,
     AttributionOutcomeRow,
@@ -153,15 +154,12 @@ def _order(item: tuple[tuple[str, str | None, bool, str | None], int]) -> tuple[
     return (opportunity, campaign or "", contact or "")
 
 
-def _largest_remainder(units: Sequence[int], total: int, scale: int) -> list[int]:
-    """``units`` as whole multiples of ``_UNITS / scale`` adding up to ``round(total)``."""
-    exact = [u * scale / _UNITS for u in units]
-    floors = [int(x) for x in exact]
-    target = round(total * scale / _UNITS)
-    order = sorted(range(len(units)), key=lambda i: (floors[i] - exact[i], i))
-    for i in order[: max(0, target - sum(floors))]:
-        floors[i] += 1
-    return floors
+def _rounded(units: Sequence[int], scale: int) -> list[int]:
+    """``units`` as whole multiples of ``_UNITS / scale`` adding up to their rounded total
+    (``sync.attribution.allocation.largest_remainder``, the rule the credits were made by)."""
+    if sum(units) <= 0:
+        return [0] * len(units)
+    return largest_remainder(round(sum(units) * scale / _UNITS), units)
 
 
 def campaign_shares(inputs: Iterable[Share]) -> dict[str, list[Share]]:
@@ -184,9 +182,7 @@ def influence_rows(shares: Iterable[Share]) -> tuple[list[Any], dict[str, int]]:
         lost = sum(s.units for s in members if not (s.known and s.campaign is not None))
         if lost:
             left_out[opportunity] = lost
-        hundredths = _largest_remainder(
-            [s.units for s in known], sum(s.units for s in known), 10_000
-        )
+        hundredths = _rounded([s.units for s in known], 10_000)
         for share, value in zip(known, hundredths, strict=True):
             if value > 0:
                 assert share.campaign is not None
@@ -225,7 +221,7 @@ def deal_summaries(
             label = names.get(share.campaign or "", share.campaign) or "(no campaign)"
             per_campaign[label] += share.units
         ranked = sorted(per_campaign.items(), key=lambda kv: (-kv[1], kv[0]))
-        percents = _largest_remainder([u for _, u in ranked], sum(u for _, u in ranked), 100)
+        percents = _rounded([u for _, u in ranked], 100)
         parts = [(name, pct, units) for (name, units), pct in zip(ranked, percents, strict=True)]
         top = ranked[0][0] if ranked else ""
         out[opportunity] = DealSummary(summary_text(parts, limit), top)
