@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from connectors.errors import RecordRejected
 
@@ -35,6 +35,9 @@ __all__ = [
     "Cursor",
     "DeliveryResult",
     "ListChange",
+    "MemberAction",
+    "MemberItem",
+    "MemberResult",
     "Opportunity",
     "Page",
     "Person",
@@ -260,6 +263,36 @@ class Page(Generic[T]):
 
     records: Sequence[T]
     cursor: Cursor
+
+
+MemberAction = Literal["created", "updated", "unchanged"]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberItem:
+    """One delivered touch's claim: ``person_id`` is a member of ``campaign`` with ``status``.
+
+    ``campaign`` is a Campaign Id when ``by_id``, else a Campaign Name. ``key`` (the touch key)
+    names the result.
+    """
+
+    key: str
+    campaign: str
+    person_id: str
+    status: str
+    by_id: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MemberResult:
+    """The outcome for one item: the member's id and what was done, or Salesforce's refusal."""
+
+    key: str
+    ok: bool
+    member_id: str | None = None
+    action: MemberAction | None = None
+    error_code: str | None = None
+    error_message: str | None = None
 
 
 @dataclass(frozen=True)

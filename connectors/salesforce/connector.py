@@ -45,6 +45,9 @@ from connectors.base import (
     CheckResult,
     Cursor,
     DeliveryResult,
+    MemberAction,
+    MemberItem,
+    MemberResult,
     Page,
     Person,
     PersonKind,
@@ -68,9 +71,6 @@ from connectors.salesforce.identity import (
 )
 from connectors.salesforce.members import (
     CAMPAIGN_LOOKUP,
-    Action,
-    MemberItem,
-    MemberResult,
     Membership,
     member_queries,
     person_field,
@@ -137,7 +137,7 @@ def _wire(value: Any) -> Any:
 
 
 # What became of one membership: (action, member id, (code, message) when refused).
-_Outcome = tuple[Action, str | None, tuple[str, str] | None]
+_Outcome = tuple[MemberAction, str | None, tuple[str, str] | None]
 
 
 def _no_campaign(name: str, ids: Sequence[str]) -> tuple[str, str]:
@@ -640,7 +640,7 @@ class SalesforceConnector:
             for (verb, chunk), answer in zip(batch, self.client.composite(subs), strict=True):
                 for member, saved in zip(chunk, save_results(answer, len(chunk)), strict=True):
                     if saved.get("success"):
-                        action: Action = "created" if verb == "create" else "updated"
+                        action: MemberAction = "created" if verb == "create" else "updated"
                         member_id = str(saved.get("id") or member.member_id)
                         outcomes[id(member)] = (action, member_id, None)
                         continue

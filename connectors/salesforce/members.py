@@ -1,8 +1,9 @@
 """Campaign membership in Salesforce: who is in which Campaign, with a status that only rises.
 
-The record types of ``SalesforceConnector.sync_campaign_members`` and the pure parts of it:
-the SOQL that reads existing memberships, and the plan that decides, per Campaign and person,
-whether to create a member, raise its status, or leave it alone.
+The pure parts of ``SalesforceConnector.sync_campaign_members`` (whose item and result types,
+``MemberItem`` and ``MemberResult``, are in ``connectors.base`` so the engine needs no vendor
+module): the SOQL that reads existing memberships, and the plan that decides, per Campaign and
+person, whether to create a member, raise its status, or leave it alone.
 
 Salesforce allows one CampaignMember per Campaign and Lead/Contact (a second create is
 ``DUPLICATE_VALUE`` "Already a campaign member"), so membership is keyed by (Campaign, person):
@@ -21,8 +22,6 @@ from connectors.salesforce.identity import in_list_queries
 
 __all__ = [
     "CAMPAIGN_LOOKUP",
-    "MemberItem",
-    "MemberResult",
     "Membership",
     "member_queries",
     "person_field",
@@ -35,35 +34,6 @@ CAMPAIGN_LOOKUP = "SELECT Id, Name FROM Campaign WHERE Name IN ("
 _MEMBER_FIELDS = "SELECT Id, CampaignId, LeadId, ContactId, Status FROM CampaignMember WHERE "
 # Record key prefixes of the two kinds of person a CampaignMember can hold.
 _PERSON_FIELDS = {"00Q": "LeadId", "003": "ContactId"}
-
-Action = Literal["created", "updated", "unchanged"]
-
-
-@dataclass(frozen=True, slots=True)
-class MemberItem:
-    """One delivered touch's claim: ``person_id`` is a member of ``campaign`` with ``status``.
-
-    ``campaign`` is a Campaign Id when ``by_id``, else a Campaign Name. ``key`` (the touch key)
-    names the result.
-    """
-
-    key: str
-    campaign: str
-    person_id: str
-    status: str
-    by_id: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class MemberResult:
-    """The outcome for one item: the member's id and what was done, or Salesforce's refusal."""
-
-    key: str
-    ok: bool
-    member_id: str | None = None
-    action: Action | None = None
-    error_code: str | None = None
-    error_message: str | None = None
 
 
 @dataclass

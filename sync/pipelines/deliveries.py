@@ -54,6 +54,8 @@ from tenacity import (
 from connectors.base import (
     Crm,
     DeliveryResult,
+    MemberItem,
+    MemberResult,
     Person,
     PersonKind,
     RenderedTouch,
@@ -73,7 +75,6 @@ from sync.ledger.types import utcnow
 from sync.mapping.digest import is_digest
 
 if TYPE_CHECKING:
-    from connectors.salesforce.members import MemberResult
     from sync.mapping import CompiledMapping
     from sync.mapping.members import CampaignRef
     from sync.pipelines.runner import RunContext
@@ -685,8 +686,6 @@ class Deliverer:
                 f"connection {self.sink!r} cannot add campaign members: the mapping's "
                 "campaign_members section needs a Salesforce sink"
             )
-        from connectors.salesforce.members import MemberItem
-
         items = [
             MemberItem(c.touch.key, c.campaign.value, c.person_id, c.status, c.campaign.by_id)
             for c in claims

@@ -7,8 +7,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from connectors.base import MemberItem
 from connectors.salesforce.connector import SalesforceConnector
-from connectors.salesforce.members import MemberItem
 from connectors.sandbox.server import SandboxServer
 from tests.connectors.salesforce.conftest import known_people, live
 
