@@ -137,6 +137,8 @@ def _wire(value: Any) -> Any:
 
 
 # What became of one membership: (action, member id, (code, message) when refused).
+# A pulled row with its stamp parsed once: (cursor text, epoch ms, id, object spec, row).
+_Row = tuple[str, int, str, ObjectSpec, Mapping[str, Any]]
 _Outcome = tuple[MemberAction, str | None, tuple[str, str] | None]
 
 
@@ -707,29 +709,28 @@ class SalesforceConnector:
         )
         return dict(page) if isinstance(page, Mapping) else {}
 
-    def _rest_rows(
-        self, obj: ObjectSpec, page: dict[str, Any]
-    ) -> Iterator[tuple[str, str, ObjectSpec, Mapping[str, Any]]]:
+    def _rest_rows(self, obj: ObjectSpec, page: dict[str, Any]) -> Iterator[_Row]:
+        """(stamp as the cursor writes it, stamp in epoch ms, id, object, row) per record."""
         while True:
             for row in page.get("records") or []:
                 stamp = parse_sf_datetime(row.get(REPLICATION_KEY))
                 assert stamp is not None
-                yield sf_datetime(stamp), str(row["Id"]), obj, row
+                yield sf_datetime(stamp), _epoch_ms(stamp), str(row["Id"]), obj, row
             if page.get("done", True) or not page.get("nextRecordsUrl"):
                 return
             page = self.client.call("GET", self.client.relative(str(page["nextRecordsUrl"])))
 
     def _pages(
         self,
-        rows: Iterator[tuple[str, str, ObjectSpec, Mapping[str, Any]]],
+        rows: Iterator[_Row],
         cursor: Cursor,
         seen: SeenVersions,
     ) -> Iterator[Page[Any]]:
         """Pages of records in SystemModstamp order, each with the cursor after its last one."""
         newest = cursor.value
         batch: list[Any] = []
-        for stamp, record_id, obj, row in rows:
-            if not seen.first_sight(record_id, _stamp_ms(stamp)):
+        for stamp, ms, record_id, obj, row in rows:
+            if not seen.first_sight(record_id, ms):
                 continue
             batch.append(obj.build(self.name, row))
             if newest is None or stamp > newest:
