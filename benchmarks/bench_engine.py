@@ -27,7 +27,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from connectors.sandbox.server import SandboxServer
+from sandbox.server import SandboxServer
 
 SIZES_FOR_RSS = (20_000, 100_000)
 THROUGHPUT_TOUCHES = 20_000

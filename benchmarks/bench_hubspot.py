@@ -24,9 +24,9 @@ from connectors.hubspot import changes
 from connectors.hubspot.connector import HubSpotConnector
 from connectors.hubspot.settings import HubSpotSettings
 from connectors.ratelimit import ManualClock
-from connectors.sandbox import credentials
-from connectors.sandbox.hubspot import HubSpotStore
-from connectors.sandbox.server import SandboxServer
+from sandbox import credentials
+from sandbox.hubspot import HubSpotStore
+from sandbox.server import SandboxServer
 
 TOUCHES = 10_000
 CONTACTS = 50_000

@@ -38,7 +38,7 @@ analytics:
 
 def _ledger(folder: Path) -> tuple[Path, dict[str, int], float | None]:
     """The cached ledger (built now if missing): path, row counts, build seconds or None."""
-    from connectors.sandbox.seed import generate
+    from sandbox.seed import generate
     from sync.analytics.sample import fill_from_world
     from sync.ledger import open_ledger
 
@@ -62,7 +62,7 @@ def _ledger(folder: Path) -> tuple[Path, dict[str, int], float | None]:
 
 def run() -> list[str]:
     """Build (or reuse) the ledger, then time one HTML report over it against the target."""
-    from connectors.sandbox.seed import DEFAULT_NOW
+    from sandbox.seed import DEFAULT_NOW
     from sync.config import load_config
     from sync.ledger import open_ledger
     from sync.report import write_report

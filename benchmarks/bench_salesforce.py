@@ -19,8 +19,8 @@ from typing import Any
 from connectors.base import Cursor, Person, PersonKind, RenderedTouch
 from connectors.salesforce.connector import SalesforceConnector
 from connectors.salesforce.settings import SalesforceSettings
-from connectors.sandbox import credentials
-from connectors.sandbox.server import SandboxServer
+from sandbox import credentials
+from sandbox.server import SandboxServer
 
 TOUCHES = 10_000
 EMAILS = 10_000

@@ -39,8 +39,8 @@ from typing import Any
 
 import httpx
 
-from connectors.sandbox import credentials
-from connectors.sandbox.server import SandboxServer
+from sandbox import credentials
+from sandbox.server import SandboxServer
 
 TARGET = 20_000
 REPEATS = 3

@@ -141,7 +141,7 @@ def _percentile(values: list[float], share: float) -> float:
 
 def run() -> list[str]:
     """Serve, warm up, then measure; lines report throughput and latency against the target."""
-    from connectors.sandbox.core import free_port
+    from sandbox.core import free_port
 
     with tempfile.TemporaryDirectory(prefix="closedloop-bench-webhook-") as folder:
         url = f"sqlite:///{Path(folder) / 'ledger.db'}"

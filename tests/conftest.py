@@ -27,7 +27,7 @@ from psycopg import sql
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL, make_url
 
-pytest_plugins = ["connectors.sandbox.pytest_plugin"]
+pytest_plugins = ["sandbox.pytest_plugin"]
 
 POSTGRES_URL_ENV = "CLOSEDLOOP_TEST_POSTGRES_URL"
 REQUIRE_POSTGRES_ENV = "CLOSEDLOOP_REQUIRE_POSTGRES"

@@ -1,7 +1,7 @@
 """A ledger filled straight from the sandbox's seed world: for previews, tests and benchmarks.
 
 ``fill_from_world`` writes what the sync pipelines would have written after syncing the seed
-company (``connectors.sandbox.seed``) into an empty, migrated ledger, with bulk Core inserts
+company (``sandbox.seed``) into an empty, migrated ledger, with bulk Core inserts
 (a million touches in seconds, not minutes). It is not a pipeline: no CRM is called and no
 cursor moves. Vocabulary:
 
@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Engine, insert
 
-from connectors.sandbox.world import World
+from sandbox.world import World
 from sync.analytics.load import ledger_table
 from sync.ledger.models import (
     CampaignRow,

@@ -38,6 +38,7 @@ def _root(
 
 
 def _mount() -> None:
+    from sandbox import cli as sandbox_cmd
     from sync.cli import (
         attribution_cmd,
         check_cmd,
@@ -50,7 +51,6 @@ def _mount() -> None:
         mappings_cmd,
         matches_cmd,
         report_cmd,
-        sandbox_cmd,
         serve_cmd,
         sla_cmd,
         sync_cmd,

@@ -73,7 +73,7 @@ def show(config: ConfigOption = None) -> None:
 
 SECRETS_DIR = Path(".closedloop") / "secrets"
 
-# Fixed, fake credentials of the local sandbox (connectors/sandbox/credentials.py).
+# Fixed, fake credentials of the local sandbox (sandbox/credentials.py).
 _SANDBOX_SECRETS = {
     "salesforce-session-id": "00Dsandbox!closedloop-session",
     "hubspot-access-token": "pat-sandbox-closedloop",

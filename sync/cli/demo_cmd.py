@@ -28,7 +28,7 @@ from rich.table import Table
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from connectors.sandbox.server import SandboxServer
+    from sandbox.server import SandboxServer
     from sync.config import Config
     from sync.pipelines.runner import RunSummary
 
@@ -223,7 +223,7 @@ def _prepare_crms(loaded: Config, connections: Any, say: Callable[..., None]) ->
 
 def run_demo(folder: Path, *, console: Console | None = None) -> DemoResult:
     """Run the demo in ``folder`` (its ledger is recreated) and return what it did."""
-    from connectors.sandbox.server import SandboxServer
+    from sandbox.server import SandboxServer
     from sync.cli.import_cmd import import_file
     from sync.config import load_config
     from sync.connections import Connections

@@ -4,7 +4,7 @@ A ``FieldCatalogue`` maps CRM -> object -> field -> ``FieldInfo`` (type, length,
 values, required on create). ``validate`` uses it for "did you mean" on CRM field names and
 picklist values; ``compile`` uses the lengths to cut text that would be rejected.
 
-``default_catalogue()`` prefers the sandbox emulators' schemas (``connectors.sandbox.
+``default_catalogue()`` prefers the sandbox emulators' schemas (``sandbox.
 salesforce_schema`` / ``hubspot_schema``, which mirror the real describe output) and falls back
 to the standard fields below, which cover everything the shipped mappings use. A live CRM
 describe can be turned into a catalogue with ``FieldCatalogue.from_describe``.
@@ -385,7 +385,7 @@ def default_catalogue() -> FieldCatalogue:
 
 
 def _salesforce_sandbox() -> FieldCatalogue:
-    from connectors.sandbox.salesforce_schema import OBJECTS
+    from sandbox.salesforce_schema import OBJECTS
 
     objects: dict[str, dict[str, FieldInfo]] = {}
     for name, obj in OBJECTS.items():
@@ -398,7 +398,7 @@ def _salesforce_sandbox() -> FieldCatalogue:
 
 
 def _hubspot_sandbox() -> FieldCatalogue:
-    from connectors.sandbox.hubspot_schema import (
+    from sandbox.hubspot_schema import (
         OBJECT_TYPES,
         READ_ONLY_PROPERTIES,
         REQUIRED_ON_CREATE,

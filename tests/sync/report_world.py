@@ -6,8 +6,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from connectors.sandbox.seed import generate
-from connectors.sandbox.world import World
+from sandbox.seed import generate
+from sandbox.world import World
 from sync.analytics.sample import fill_from_world
 from sync.config import Config, load_config
 from sync.ledger import open_ledger

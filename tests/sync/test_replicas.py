@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select, text
 
-from connectors.sandbox.server import SandboxServer
+from sandbox.server import SandboxServer
 from sync.ledger import SyncRunRow, make_engine
 from tests.sync.test_serve import Serve, start_serve, wait_until, write_config
 

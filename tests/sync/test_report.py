@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from connectors.errors import ConfigError
-from connectors.sandbox.world import World
+from sandbox.world import World
 from sync.cli import report_cmd, sla_cmd
 from sync.config import Config, load_config
 from sync.report import report_data, write_report

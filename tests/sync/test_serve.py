@@ -17,9 +17,9 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select
 
-from connectors.sandbox.core import free_port
-from connectors.sandbox.credentials import SALESFORCE_SESSION_ID
-from connectors.sandbox.server import SandboxServer
+from sandbox.core import free_port
+from sandbox.credentials import SALESFORCE_SESSION_ID
+from sandbox.server import SandboxServer
 from sync.cli.serve_cmd import build_service_app, metrics_route
 from sync.leases import TICK_STREAM
 from sync.ledger import (

@@ -10,9 +10,9 @@ import pytest
 from connectors.hubspot.connector import HubSpotConnector
 from connectors.hubspot.settings import HubSpotSettings
 from connectors.ratelimit import ManualClock
-from connectors.sandbox import credentials
-from connectors.sandbox.hubspot import HubSpotStore
-from connectors.sandbox.server import SandboxServer
+from sandbox import credentials
+from sandbox.hubspot import HubSpotStore
+from sandbox.server import SandboxServer
 
 KEY = "closedloop_touch_key"
 ENGAGEMENTS = ("notes", "tasks", "emails", "meetings", "calls")

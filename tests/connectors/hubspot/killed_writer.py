@@ -18,7 +18,7 @@ from typing import Any
 from connectors.base import RenderedTouch
 from connectors.hubspot.connector import HubSpotConnector
 from connectors.hubspot.settings import HubSpotSettings
-from connectors.sandbox import credentials
+from sandbox import credentials
 
 
 def main(host: str, touches_file: str, ledger_file: str, mode: str) -> None:

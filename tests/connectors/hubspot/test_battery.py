@@ -11,8 +11,8 @@ import pytest
 from connectors.base import Person, PersonKind, RenderedTouch, Touch, TouchKind
 from connectors.hubspot.connector import HubSpotConnector
 from connectors.ratelimit import ManualClock
-from connectors.sandbox.server import SandboxServer
 from connectors.testing import KitSpec, connector_battery
+from sandbox.server import SandboxServer
 from sync.mapping import load_mapping
 from tests.connectors.hubspot.conftest import keys_in_portal, known_contacts, settings_for
 

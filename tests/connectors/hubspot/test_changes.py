@@ -15,8 +15,8 @@ from connectors.hubspot import changes
 from connectors.hubspot.changes import Owner
 from connectors.hubspot.connector import HubSpotConnector
 from connectors.lagwindow import version_key
-from connectors.sandbox.hubspot import HubSpotStore
-from connectors.sandbox.server import SandboxServer
+from sandbox.hubspot import HubSpotStore
+from sandbox.server import SandboxServer
 
 Connect = Callable[..., HubSpotConnector]
 

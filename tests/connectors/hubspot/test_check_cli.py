@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
-from connectors.sandbox import credentials
-from connectors.sandbox.server import SandboxServer
+from sandbox import credentials
+from sandbox.server import SandboxServer
 from sync.cli.check_cmd import app
 
 

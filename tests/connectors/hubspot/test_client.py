@@ -9,10 +9,10 @@ import pytest
 from connectors.errors import AuthError, RateLimited, Transient
 from connectors.hubspot.connector import HubSpotConnector
 from connectors.ratelimit import ManualClock
-from connectors.sandbox import credentials
-from connectors.sandbox.core import free_port
-from connectors.sandbox.hubspot import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, HubSpotStore
-from connectors.sandbox.server import SandboxServer
+from sandbox import credentials
+from sandbox.core import free_port
+from sandbox.hubspot import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, HubSpotStore
+from sandbox.server import SandboxServer
 from tests.connectors.hubspot.conftest import known_contacts, settings_for
 
 Connect = Callable[..., HubSpotConnector]

@@ -16,8 +16,8 @@ from connectors.errors import ConfigError
 from connectors.hubspot.check import check_event_sinks
 from connectors.hubspot.connector import HubSpotConnector
 from connectors.hubspot.events import event_id
-from connectors.sandbox.hubspot import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, HubSpotStore
-from connectors.sandbox.server import SandboxServer
+from sandbox.hubspot import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, HubSpotStore
+from sandbox.server import SandboxServer
 from tests.connectors.hubspot.conftest import known_contacts
 
 Connect = Callable[..., HubSpotConnector]

@@ -17,8 +17,8 @@ import urllib3
 from connectors.base import RenderedTouch
 from connectors.errors import ConfigError
 from connectors.hubspot.connector import HubSpotConnector
-from connectors.sandbox.hubspot import HubSpotStore
-from connectors.sandbox.server import SandboxServer
+from sandbox.hubspot import HubSpotStore
+from sandbox.server import SandboxServer
 from tests.connectors.hubspot.conftest import KEY, keys_in_portal, known_contacts
 
 WRITER = Path(__file__).with_name("killed_writer.py")

@@ -11,8 +11,8 @@ from hubspot.crm.objects.exceptions import ApiException
 
 from connectors.base import Cursor, StatusChange
 from connectors.hubspot.connector import HubSpotConnector
-from connectors.sandbox.hubspot import HubSpotStore
-from connectors.sandbox.server import SandboxServer
+from sandbox.hubspot import HubSpotStore
+from sandbox.server import SandboxServer
 
 Connect = Callable[..., HubSpotConnector]
 

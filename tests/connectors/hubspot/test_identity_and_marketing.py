@@ -7,9 +7,9 @@ from pathlib import Path
 
 from connectors.base import Cursor, Person, PersonKind, TouchKind
 from connectors.hubspot.connector import HubSpotConnector
-from connectors.sandbox.hubspot import HubSpotStore
-from connectors.sandbox.server import SandboxServer
 from connectors.testing import drain_touches
+from sandbox.hubspot import HubSpotStore
+from sandbox.server import SandboxServer
 from sync.mapping import load_mapping
 from sync.recycle import HubSpotNurture
 from tests.connectors.hubspot.conftest import known_contacts

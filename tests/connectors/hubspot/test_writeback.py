@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from connectors.hubspot.check import check_properties, writeback_properties
 from connectors.hubspot.connector import HubSpotConnector
 from connectors.hubspot.writeback import PropertyWriter
-from connectors.sandbox.hubspot import HubSpotStore
-from connectors.sandbox.server import SandboxServer
+from sandbox.hubspot import HubSpotStore
+from sandbox.server import SandboxServer
 
 Connect = Callable[..., HubSpotConnector]
 SUMMARY, TOP = "closedloop_attribution", "closedloop_top_campaign"

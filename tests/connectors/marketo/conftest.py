@@ -14,8 +14,8 @@ from starlette.applications import Starlette
 from connectors.marketo.settings import MarketoSettings
 from connectors.marketo.source import MarketoSource
 from connectors.ratelimit import ManualClock
-from connectors.sandbox.pytest_plugin import DEMO_SEED
-from connectors.sandbox.server import SandboxServer
+from sandbox.pytest_plugin import DEMO_SEED
+from sandbox.server import SandboxServer
 
 BASE = "https://123-abc-456.mktorest.com"
 SECRET = "very-secret-client-secret"
@@ -135,7 +135,7 @@ def marketo_sandbox_session(
     The other two vendors get empty apps: resetting then reloads the Marketo store alone,
     several times faster than a full sandbox reset, which keeps the end-to-end tests quick.
     """
-    from connectors.sandbox.marketo import build_app
+    from sandbox.marketo import build_app
 
     builders = {
         "marketo": build_app,

@@ -28,9 +28,9 @@ from connectors.errors import RateLimited
 from connectors.marketo.settings import MarketoSettings
 from connectors.marketo.source import MarketoSource
 from connectors.ratelimit import ManualClock
-from connectors.sandbox import credentials
-from connectors.sandbox.server import SandboxServer
 from connectors.testing import KitSpec, connector_battery, drain_touches
+from sandbox import credentials
+from sandbox.server import SandboxServer
 
 SIX_MONTHS = timedelta(days=183)
 

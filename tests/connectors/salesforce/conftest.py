@@ -10,9 +10,9 @@ import pytest
 from connectors.base import RenderedTouch
 from connectors.salesforce.connector import SalesforceConnector
 from connectors.salesforce.settings import SalesforceSettings
-from connectors.sandbox import credentials
-from connectors.sandbox.salesforce_store import DEFAULT_DAILY_LIMIT
-from connectors.sandbox.server import SandboxServer
+from sandbox import credentials
+from sandbox.salesforce_store import DEFAULT_DAILY_LIMIT
+from sandbox.server import SandboxServer
 
 SESSION_AUTH = {"method": "session", "session_id": credentials.SALESFORCE_SESSION_ID}
 

@@ -8,9 +8,9 @@ import pytest
 
 from connectors.base import RenderedTouch
 from connectors.salesforce.connector import SalesforceConnector
-from connectors.sandbox import credentials
-from connectors.sandbox.server import SandboxServer
 from connectors.testing import KitSpec, connector_battery
+from sandbox import credentials
+from sandbox.server import SandboxServer
 from tests.connectors.salesforce.conftest import known_people, live, settings_for, task
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from connectors.base import MemberItem
 from connectors.salesforce.connector import SalesforceConnector
-from connectors.sandbox.server import SandboxServer
+from sandbox.server import SandboxServer
 from tests.connectors.salesforce.conftest import known_people, live
 
 Make = Callable[..., SalesforceConnector]

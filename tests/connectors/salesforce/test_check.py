@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from connectors.errors import AuthError
 from connectors.salesforce.connector import SalesforceConnector
-from connectors.sandbox import credentials
-from connectors.sandbox.server import SandboxServer
+from sandbox import credentials
+from sandbox.server import SandboxServer
 from sync.cli import check_cmd
 from tests.connectors.salesforce.conftest import password_auth
 

@@ -10,9 +10,9 @@ import pytest
 
 from connectors.salesforce.connector import SalesforceConnector
 from connectors.salesforce.flags import FlagWriter, check_flag_fields
-from connectors.sandbox import salesforce_schema, salesforce_store
-from connectors.sandbox.salesforce_schema import OBJECTS, FieldDef
-from connectors.sandbox.server import SandboxServer
+from sandbox import salesforce_schema, salesforce_store
+from sandbox.salesforce_schema import OBJECTS, FieldDef
+from sandbox.server import SandboxServer
 from tests.connectors.salesforce.conftest import live
 
 Make = Callable[..., SalesforceConnector]

@@ -12,8 +12,8 @@ from connectors.base import Cursor, StatusChange
 from connectors.errors import ClosedloopError
 from connectors.salesforce.connector import SalesforceConnector
 from connectors.salesforce.history import HISTORY_STREAM
-from connectors.sandbox.salesforce_store import SalesforceStore
-from connectors.sandbox.server import SandboxServer
+from sandbox.salesforce_store import SalesforceStore
+from sandbox.server import SandboxServer
 
 Make = Callable[..., SalesforceConnector]
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from connectors.base import Person, PersonKind
 from connectors.salesforce.connector import SalesforceConnector
 from connectors.salesforce.identity import Candidate, choose, in_list_queries, soql_string
-from connectors.sandbox.server import SandboxServer
+from sandbox.server import SandboxServer
 from tests.connectors.salesforce.conftest import data_calls, live
 
 Make = Callable[..., SalesforceConnector]

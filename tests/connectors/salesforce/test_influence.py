@@ -14,7 +14,7 @@ from connectors.salesforce.influence import (
     check_influence,
     plan_influence,
 )
-from connectors.sandbox.server import SandboxServer
+from sandbox.server import SandboxServer
 from tests.connectors.salesforce.conftest import live
 
 Make = Callable[..., SalesforceConnector]

@@ -13,7 +13,7 @@ from connectors.base import Cursor, Opportunity, Person, PersonKind
 from connectors.errors import ConfigError
 from connectors.salesforce.connector import SalesforceConnector
 from connectors.salesforce.streams import CampaignMembership, parse_sf_datetime
-from connectors.sandbox.server import SandboxServer
+from sandbox.server import SandboxServer
 from tests.connectors.salesforce.conftest import live
 
 Make = Callable[..., SalesforceConnector]

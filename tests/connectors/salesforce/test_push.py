@@ -9,7 +9,7 @@ import pytest
 
 from connectors.errors import AuthError, ConfigError, RateLimited
 from connectors.salesforce.connector import SalesforceConnector, rejections
-from connectors.sandbox.server import SandboxServer
+from sandbox.server import SandboxServer
 from tests.connectors.salesforce.conftest import (
     data_calls,
     known_people,

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from sqlalchemy import Engine, select
 
-from connectors.sandbox.server import SandboxServer
+from sandbox.server import SandboxServer
 from sync.cli.demo_cmd import write_sandbox_config
 from sync.cli.import_cmd import import_file
 from sync.config import Config, load_config

@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from connectors.sandbox.seed import LEAD_MQL, LEAD_OPEN, LEAD_WORKING
-from connectors.sandbox.world import WorldPerson
+from sandbox.seed import LEAD_MQL, LEAD_OPEN, LEAD_WORKING
+from sandbox.world import WorldPerson
 from sync.analytics.funnel import funnel_rows, reached_by_person
 from sync.analytics.lifecycle import build_histories
 from sync.analytics.load import load_dataset

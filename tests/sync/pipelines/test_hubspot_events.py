@@ -14,8 +14,8 @@ import yaml
 
 from connectors.hubspot.connector import HubSpotConnector
 from connectors.hubspot.events import event_id
-from connectors.sandbox.hubspot import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, HubSpotStore
-from connectors.sandbox.server import SandboxServer
+from sandbox.hubspot import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, HubSpotStore
+from sandbox.server import SandboxServer
 from sync.pipelines import run_pipeline
 from tests.sync.pipelines.conftest import BADGES, CAMPAIGN, Workspace, badge_rows, known_emails
 

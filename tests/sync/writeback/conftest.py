@@ -11,7 +11,7 @@ import pytest
 import yaml
 from sqlalchemy import Engine
 
-from connectors.sandbox.server import SandboxServer
+from sandbox.server import SandboxServer
 from sync.cli.demo_cmd import write_sandbox_config
 from sync.config import Config, load_config
 from sync.ledger import open_ledger

@@ -14,8 +14,8 @@ import io
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.sandbox.salesforce_soql import CompiledQuery, format_datetime
-from connectors.sandbox.salesforce_store import (
+from sandbox.salesforce_soql import CompiledQuery, format_datetime
+from sandbox.salesforce_store import (
     ApiError,
     DmlError,
     FieldTypeError,
@@ -255,7 +255,7 @@ def ingest_results_csv(job: BulkJob, which: str) -> str:
 
 def create_query_job(store: SalesforceStore, body: Any, version: str) -> BulkJob:
     """Validate a POST jobs/query body, run the query and keep its snapshot."""
-    from connectors.sandbox.salesforce_soql import SoqlError
+    from sandbox.salesforce_soql import SoqlError
 
     if not isinstance(body, dict) or body.get("operation") not in ("query", "queryAll"):
         raise ApiError(400, "INVALIDJOB", "Invalid operation: expected query or queryAll")

@@ -19,8 +19,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from connectors.sandbox import credentials
-from connectors.sandbox.salesforce_schema import (
+from sandbox import credentials
+from sandbox.salesforce_schema import (
     CLOSED_TASK_STATUSES,
     HISTORY_OBJECTS,
     HISTORY_TRACKED,
@@ -31,7 +31,7 @@ from connectors.sandbox.salesforce_schema import (
     ObjectDef,
     object_for_prefix,
 )
-from connectors.sandbox.salesforce_soql import (
+from sandbox.salesforce_soql import (
     CompiledQuery,
     compile_query,
     format_datetime,
@@ -40,7 +40,7 @@ from connectors.sandbox.salesforce_soql import (
     parse,
     parse_datetime,
 )
-from connectors.sandbox.world import World
+from sandbox.world import World
 
 __all__ = [
     "DEFAULT_DAILY_LIMIT",

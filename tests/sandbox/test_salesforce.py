@@ -17,11 +17,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceExpiredSession, SalesforceMalformedRequest
 
-from connectors.sandbox import credentials
-from connectors.sandbox.core import FaultRule, LoopbackServer, SandboxState, make_tls_files
-from connectors.sandbox.salesforce import build_app
-from connectors.sandbox.salesforce_store import SalesforceStore
-from connectors.sandbox.seed import generate
+from sandbox import credentials
+from sandbox.core import FaultRule, LoopbackServer, SandboxState, make_tls_files
+from sandbox.salesforce import build_app
+from sandbox.salesforce_store import SalesforceStore
+from sandbox.seed import generate
 
 VERSION = credentials.SALESFORCE_API_VERSION
 BASE = f"/services/data/v{VERSION}"

@@ -11,7 +11,7 @@ import pytest
 
 from connectors.base import TouchKind
 from connectors.errors import ConfigError
-from connectors.sandbox.seed import (
+from sandbox.seed import (
     CAMPAIGN_CHANNELS,
     DEFAULT_NOW,
     DISQUALIFY_REASONS,
@@ -23,7 +23,7 @@ from connectors.sandbox.seed import (
     RECYCLE_REASONS,
     generate,
 )
-from connectors.sandbox.world import World
+from sandbox.world import World
 
 
 @pytest.fixture(scope="module")

@@ -35,11 +35,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from connectors.sandbox import credentials
-from connectors.sandbox.core import SandboxState
-from connectors.sandbox.hubspot_clock import StoreClock, to_ms
-from connectors.sandbox.marketo_schema import ACTIVITY_TYPES, KIND_TO_TYPE, LEAD_FIELDS
-from connectors.sandbox.world import World
+from sandbox import credentials
+from sandbox.core import SandboxState
+from sandbox.hubspot_clock import StoreClock, to_ms
+from sandbox.marketo_schema import ACTIVITY_TYPES, KIND_TO_TYPE, LEAD_FIELDS
+from sandbox.world import World
 
 __all__ = ["MarketoError", "MarketoStore", "build_app"]
 

@@ -3,12 +3,12 @@
 The public surface: ``SandboxServer`` (the three emulators on loopback, with a control API),
 ``SandboxControl`` (its HTTP client), ``generate`` (the seed world) and the shared machinery of
 ``core``. The vendor apps live in ``salesforce``, ``hubspot`` and ``marketo``; pytest fixtures in
-``connectors.sandbox.pytest_plugin``.
+``sandbox.pytest_plugin``.
 """
 
 from __future__ import annotations
 
-from connectors.sandbox.core import (
+from sandbox.core import (
     APIS,
     FAULT_KINDS,
     FaultRule,
@@ -19,9 +19,9 @@ from connectors.sandbox.core import (
     make_tls_files,
     parse_faults,
 )
-from connectors.sandbox.seed import generate
-from connectors.sandbox.server import SandboxControl, SandboxServer, world_summary
-from connectors.sandbox.world import World
+from sandbox.seed import generate
+from sandbox.server import SandboxControl, SandboxServer, world_summary
+from sandbox.world import World
 
 __all__ = [
     "APIS",

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from connectors.sandbox.server import SandboxServer
+from sandbox.server import SandboxServer
 
 __all__ = ["DEMO_SEED", "sandbox", "sandbox_factory", "sandbox_readonly", "sandbox_session"]
 

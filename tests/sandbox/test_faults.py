@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from connectors.sandbox import credentials
-from connectors.sandbox.server import SandboxControl, SandboxServer
+from sandbox import credentials
+from sandbox.server import SandboxControl, SandboxServer
 
 SF_DATA = f"/services/data/v{credentials.SALESFORCE_API_VERSION}"
 

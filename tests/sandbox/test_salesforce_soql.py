@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from connectors.sandbox.salesforce_soql import SoqlError, normalize_id, parse
-from connectors.sandbox.salesforce_store import DmlError, SalesforceStore
+from sandbox.salesforce_soql import SoqlError, normalize_id, parse
+from sandbox.salesforce_store import DmlError, SalesforceStore
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import httpx
 
-from connectors.sandbox import credentials
-from connectors.sandbox.server import SandboxServer
+from sandbox import credentials
+from sandbox.server import SandboxServer
 
 
 def _create_contact(server: SandboxServer, email: str) -> httpx.Response:

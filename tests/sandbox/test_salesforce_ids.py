@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.sandbox.salesforce_soql import id_with_checksum, normalize_id
-from connectors.sandbox.salesforce_store import SalesforceStore
+from sandbox.salesforce_soql import id_with_checksum, normalize_id
+from sandbox.salesforce_store import SalesforceStore
 
 
 def test_fifteen_character_id_gets_salesforce_checksum_suffix() -> None:

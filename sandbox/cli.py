@@ -18,8 +18,8 @@ from typing import Annotated
 import typer
 
 from connectors.errors import ClosedloopError, ConfigError
-from connectors.sandbox import credentials
-from connectors.sandbox.server import CONTROL_PREFIX, SandboxServer
+from sandbox import credentials
+from sandbox.server import CONTROL_PREFIX, SandboxServer
 
 __all__ = ["app", "main", "parse_seed"]
 
@@ -154,7 +154,7 @@ def _print_banner(server: SandboxServer, ca_path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run this group alone (``python -m sync.cli.sandbox_cmd serve``); errors as in the CLI."""
+    """Run this group alone (``python -m sandbox.cli serve``); errors as in the CLI."""
     try:
         app(args=argv, prog_name="closedloop sandbox")
     except ClosedloopError as exc:

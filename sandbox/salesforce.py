@@ -28,9 +28,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from connectors.sandbox import credentials
-from connectors.sandbox.core import SandboxState
-from connectors.sandbox.salesforce_bulk import (
+from sandbox import credentials
+from sandbox.core import SandboxState
+from sandbox.salesforce_bulk import (
     BulkJob,
     create_ingest_job,
     create_query_job,
@@ -39,9 +39,9 @@ from connectors.sandbox.salesforce_bulk import (
     process_ingest,
     query_page,
 )
-from connectors.sandbox.salesforce_schema import OBJECTS, FieldDef, ObjectDef
-from connectors.sandbox.salesforce_soql import SoqlError, normalize_id
-from connectors.sandbox.salesforce_store import (
+from sandbox.salesforce_schema import OBJECTS, FieldDef, ObjectDef
+from sandbox.salesforce_soql import SoqlError, normalize_id
+from sandbox.salesforce_store import (
     ApiError,
     DmlError,
     FieldTypeError,

@@ -20,11 +20,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-import connectors.sandbox
+import sandbox
 from connectors.errors import ConfigError
-from connectors.sandbox.core import APIS, SandboxState
-from connectors.sandbox.server import SandboxControl, SandboxServer, world_summary
-from connectors.sandbox.world import World
+from sandbox.core import APIS, SandboxState
+from sandbox.server import SandboxControl, SandboxServer, world_summary
+from sandbox.world import World
 
 
 class StandInStore:
@@ -248,7 +248,7 @@ def test_an_unseeded_server_starts_with_empty_stores(tmp_path: Path) -> None:
 
 
 def test_fixed_ports_are_honoured(tmp_path: Path) -> None:
-    from connectors.sandbox.core import free_port
+    from sandbox.core import free_port
 
     port = free_port()
     with SandboxServer(builders=BUILDERS, tls_dir=tmp_path, ports={"hubspot": port}) as fixed:
@@ -287,7 +287,7 @@ def test_the_package_exports_exactly_its_public_names() -> None:
 
     public = {
         name
-        for name, value in vars(connectors.sandbox).items()
+        for name, value in vars(sandbox).items()
         if not name.startswith("_") and not isinstance(value, types.ModuleType)
     }
-    assert set(connectors.sandbox.__all__) == public - {"annotations"}
+    assert set(sandbox.__all__) == public - {"annotations"}

@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from connectors.sandbox.salesforce_schema import OBJECTS, STRING_TYPES, FieldDef, ObjectDef
+from sandbox.salesforce_schema import OBJECTS, STRING_TYPES, FieldDef, ObjectDef
 
 __all__ = [
     "MAX_OFFSET",

@@ -40,7 +40,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from connectors.errors import ConfigError
-from connectors.sandbox.core import (
+from sandbox.core import (
     APIS,
     FaultRule,
     Faults,
@@ -50,8 +50,8 @@ from connectors.sandbox.core import (
     make_tls_files,
     parse_faults,
 )
-from connectors.sandbox.seed import generate
-from connectors.sandbox.world import World
+from sandbox.seed import generate
+from sandbox.world import World
 
 __all__ = [
     "CONTROL_PREFIX",
@@ -67,9 +67,9 @@ CONTROL_PREFIX = "/__sandbox/"
 AppBuilder = Callable[[SandboxState], ASGIApp]
 
 _VENDOR_MODULES = {
-    "salesforce": "connectors.sandbox.salesforce",
-    "hubspot": "connectors.sandbox.hubspot",
-    "marketo": "connectors.sandbox.marketo",
+    "salesforce": "sandbox.salesforce",
+    "hubspot": "sandbox.hubspot",
+    "marketo": "sandbox.marketo",
 }
 
 

@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.sandbox.hubspot_clock import StoreClock, format_iso_ms, iso_ms, to_ms
-from connectors.sandbox.hubspot_schema import (
+from sandbox.hubspot_clock import StoreClock, format_iso_ms, iso_ms, to_ms
+from sandbox.hubspot_schema import (
     ASSOCIATION_TYPES,
     DEFAULT_PROPERTIES,
     ENGAGEMENT_TYPES,
@@ -38,7 +38,7 @@ from connectors.sandbox.hubspot_schema import (
     base_properties,
     singular,
 )
-from connectors.sandbox.hubspot_search import (
+from sandbox.hubspot_search import (
     SearchInputError,
     compile_filter_groups,
     parse_datetime_ms,

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from connectors.sandbox import credentials
-from sync.cli.sandbox_cmd import main, parse_seed
+from sandbox import credentials
+from sandbox.cli import main, parse_seed
 
 
 def _read_banner(process: subprocess.Popen[str], deadline_s: float = 60.0) -> list[str]:
@@ -36,7 +36,7 @@ def test_serve_prints_urls_and_credentials_answers_and_exits_0_on_sigterm(tmp_pa
     ca_file = tmp_path / "certs" / "sandbox-ca.pem"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     command = [
-        sys.executable, "-m", "sync.cli.sandbox_cmd", "serve", "--seed", "7", "--size", "60",
+        sys.executable, "-m", "sandbox.cli", "serve", "--seed", "7", "--size", "60",
         "--port-salesforce", "0", "--port-hubspot", "0", "--port-marketo", "0",
         "--ca-file", str(ca_file), "--latency-ms", "1",
     ]  # fmt: skip

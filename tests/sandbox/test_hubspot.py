@@ -22,16 +22,16 @@ from hubspot.crm.properties import PropertyCreate
 from hubspot.events.send import BatchedBehavioralEventHttpCompletionRequest
 from hubspot.events.send.exceptions import ApiException as EventsApiException
 
-from connectors.sandbox import credentials
-from connectors.sandbox.core import FaultRule, LoopbackServer, SandboxState
-from connectors.sandbox.hubspot import (
+from sandbox import credentials
+from sandbox.core import FaultRule, LoopbackServer, SandboxState
+from sandbox.hubspot import (
     CLIENT_ID,
     CLIENT_SECRET,
     REFRESH_TOKEN,
     HubSpotStore,
     build_app,
 )
-from connectors.sandbox.seed import generate
+from sandbox.seed import generate
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -29,12 +29,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from connectors.sandbox import credentials
-from connectors.sandbox.core import SandboxState
-from connectors.sandbox.hubspot_clock import StoreClock, to_ms
-from connectors.sandbox.hubspot_schema import ASSOCIATION_TYPES, OBJECT_TYPE_IDS
-from connectors.sandbox.hubspot_store import HubSpotApiError, PortalData
-from connectors.sandbox.world import World
+from sandbox import credentials
+from sandbox.core import SandboxState
+from sandbox.hubspot_clock import StoreClock, to_ms
+from sandbox.hubspot_schema import ASSOCIATION_TYPES, OBJECT_TYPE_IDS
+from sandbox.hubspot_store import HubSpotApiError, PortalData
+from sandbox.world import World
 
 __all__ = [
     "CLIENT_ID",

@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.sandbox import credentials
-from connectors.sandbox.core import FaultRule, LoopbackServer, SandboxState
-from connectors.sandbox.marketo import MarketoStore, build_app
-from connectors.sandbox.seed import generate
+from sandbox import credentials
+from sandbox.core import FaultRule, LoopbackServer, SandboxState
+from sandbox.marketo import MarketoStore, build_app
+from sandbox.seed import generate
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 EMAIL_TYPES = "6,7,10,11"

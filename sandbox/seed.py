@@ -41,7 +41,7 @@ from decimal import Decimal
 
 from connectors.base import TouchKind
 from connectors.errors import ConfigError
-from connectors.sandbox.world import (
+from sandbox.world import (
     World,
     WorldAccount,
     WorldActivity,
