@@ -12,7 +12,7 @@ the emulator's), and every answer is checked record by record:
   multi-line Description, WhoId);
 - HubSpot: batch create of notes (100 per call) as the ``marketo-hubspot`` mapping writes them:
   epoch-ms ``hs_timestamp``, an HTML body, the closedloop custom properties (created first, as
-  ``closedloop check hubspot --fix`` does), the unique ``closedloop_touch_key`` and an inline
+  ``closedloop check hubspot --fix`` does), the ``closedloop_touch_key`` and an inline
   contact association;
 - Marketo: paging through every activity (300 per page) with a paging token; one stream, since
   each page needs the token of the one before.
@@ -232,7 +232,6 @@ def _hubspot(sandbox: _Sandbox) -> Scenario:
                 "type": "string",
                 "fieldType": "text",
                 "groupName": "noteinformation",
-                "hasUniqueValue": name == _TOUCH_KEY,
             },
         ).raise_for_status()
     for client in clients:

@@ -34,6 +34,8 @@ __all__ = [
     "Crm",
     "Cursor",
     "DeliveryResult",
+    "KeyedRecord",
+    "KeyedSink",
     "ListChange",
     "MemberAction",
     "MemberItem",
@@ -216,7 +218,15 @@ class StatusChange:
 
 @dataclass(frozen=True, slots=True)
 class RenderedTouch:
-    """A touch after mapping: the exact CRM payload to write, keyed by the touch key."""
+    """A touch after mapping: the exact CRM payload to write, keyed by the touch key.
+
+    ``crm_id`` and ``attempted_at`` say what the ledger knows of this key at the sink, for CRMs
+    whose creates are not idempotent (HubSpot engagements): ``crm_id`` is the record the key
+    already has (a digest rolled up again: update it, do not create another);
+    ``attempted_at`` is when an earlier write of the key was sent with no answer recorded (a
+    crash or lost answer: look for the record before creating). Neither set: the ledger vouches
+    that the key was never sent, so a create is safe. CRMs that upsert on the key ignore both.
+    """
 
     key: str
     target: str
@@ -224,6 +234,8 @@ class RenderedTouch:
     person_id: str | None = None
     account_id: str | None = None
     opportunity_id: str | None = None
+    crm_id: str | None = None
+    attempted_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +275,15 @@ class Page(Generic[T]):
 
     records: Sequence[T]
     cursor: Cursor
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedRecord:
+    """A CRM record that carries a touch key, as ``KeyedSink`` lists them."""
+
+    key: str
+    crm_id: str
+    target: str
 
 
 MemberAction = Literal["created", "updated", "unchanged"]
@@ -350,9 +371,29 @@ class Crm(Protocol):
         ...
 
     def push_touches(self, touches: Sequence[RenderedTouch]) -> list[DeliveryResult]:
-        """Write rendered touches; writing the same key twice must not create a second record."""
+        """Write rendered touches. A key sent again never makes a second record when the touch
+        says what the ledger knows (``attempted_at``: an earlier send got no answer; ``crm_id``:
+        the record the key has); a CRM that upserts on the key may ignore both."""
         ...
 
     def pull_changes(self, stream: str, cursor: Cursor, until: datetime) -> Iterator[Page[Any]]:
         """Yield records of ``stream`` (e.g. "people", "opportunities") changed since ``cursor``."""
+        ...
+
+
+@runtime_checkable
+class KeyedSink(Protocol):
+    """A CRM whose creates are not idempotent: the records it holds per touch key can be listed.
+
+    The engine reads them newest first to tell whether the ledger still knows every keyed record
+    of the sink and, when it does not (a lost or restored ledger, another writer), to learn the
+    ones it lacks before creating anything; see ``sync.pipelines.keyaudit``.
+    """
+
+    def keyed_targets(self, targets: Iterable[str]) -> list[str]:
+        """The mapping targets among ``targets`` that are written as keyed records."""
+        ...
+
+    def scan_keyed(self, target: str) -> Iterator[list[KeyedRecord]]:
+        """The records of ``target`` carrying a touch key, newest first, a page at a time."""
         ...

@@ -18,7 +18,7 @@ Tests that do not apply to a connector's roles are skipped with the reason.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -132,15 +132,30 @@ def connector_battery() -> type:
             assert keys == [t.key for t in second], "keys differ between two pulls of the same data"
             assert all(t.occurred_at.tzinfo is not None for t in first), "naive timestamps"
 
-        def test_pushing_the_same_touches_twice_writes_each_once(self, kit: KitSpec) -> None:
+        def test_a_resend_after_a_lost_answer_writes_each_touch_once(self, kit: KitSpec) -> None:
             crm = self._crm(kit)
             if kit.touches_to_push is None or kit.count_written is None:
                 pytest.skip("the kit gives no touches to push")
             touches = list(kit.touches_to_push())
             assert touches, "the kit gave an empty batch"
-            for _ in range(2):
-                results = crm.push_touches(touches)
-                assert [r.key for r in results if r.ok] == [t.key for t in touches]
+            sent = datetime.now(UTC)
+            crm.push_touches(touches)  # its answer is lost: the ledger knows only when it went
+            again = [replace(t, attempted_at=sent) for t in touches]
+            results = crm.push_touches(again)
+            assert [r.key for r in results if r.ok] == [t.key for t in touches]
+            counts = kit.count_written([t.key for t in touches])
+            assert counts == {t.key: 1 for t in touches}
+
+        def test_a_touch_sent_with_its_record_id_rewrites_that_record(self, kit: KitSpec) -> None:
+            crm = self._crm(kit)
+            if kit.touches_to_push is None or kit.count_written is None:
+                pytest.skip("the kit gives no touches to push")
+            touches = list(kit.touches_to_push())
+            first = {r.key: r.crm_id for r in crm.push_touches(touches) if r.ok}
+            assert set(first) == {t.key for t in touches}
+            again = [replace(t, crm_id=first[t.key]) for t in touches]
+            results = crm.push_touches(again)
+            assert {r.key: r.crm_id for r in results if r.ok} == first
             counts = kit.count_written([t.key for t in touches])
             assert counts == {t.key: 1 for t in touches}
 

@@ -9,9 +9,18 @@ bytes. Callers hold ``lock`` around every call. Strictness mirrors the real API:
   bad numbers/dates/e-mails and missing required properties (hs_timestamp on engagements);
 - batches above 100 inputs are a 400 VALIDATION_ERROR;
 - batch create is all-or-nothing (one bad record fails the call: 400, or 409 CONFLICT for an
-  e-mail or unique value already used, "Existing ID: N"), while batch read/update/upsert report
-  per-record failures in a 207 multi-status body with ``errors`` and ``numErrors``;
-- search pages stop at 10,000 results (``after`` >= 10000 is a 400).
+  e-mail or unique value already used, "Existing ID: N") unless every input carries its own
+  ``objectWriteTraceId``: then the valid inputs are created and the invalid ones come back in a
+  207 multi-status body, each error naming its input's trace id in ``context``
+  (developers.hubspot.com/docs/api-reference/error-handling, "Multi-status errors"); batch
+  read/update/upsert report per-record failures in a 207 body with ``errors`` and ``numErrors``;
+- unique-value properties (``hasUniqueValue``) exist for contacts, companies, deals, tickets and
+  custom objects, never for activities (calls, emails, meetings, notes, tasks): creating one on
+  an activity is a 400 (developers.hubspot.com/changelog/unique-properties-for-contacts), so
+  nothing ever deduplicates activities here, as in HubSpot;
+- search pages stop at 10,000 results (``after`` >= 10000 is a 400), and a record is found by
+  search only ``search_index_lag_s`` after it was created: HubSpot's search index trails writes
+  by seconds (third-party reports; 0 by default, tests of recovery raise it).
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -106,13 +116,15 @@ History = list[tuple[str, datetime, str]]
 
 
 class _Record:
-    __slots__ = ("created", "history", "id", "properties", "updated")
+    __slots__ = ("created", "history", "id", "indexed_at", "properties", "updated")
 
     def __init__(self, record_id: str, properties: dict[str, str], moment: datetime) -> None:
         self.id = record_id
         self.properties = properties
         self.created = moment
         self.updated = moment
+        # When search can find the record (monotonic seconds; set by the store on create).
+        self.indexed_at = 0.0
         # Kept from a property's first change on: until then its one value dates from creation.
         self.history: dict[str, History] | None = None
 
@@ -175,8 +187,10 @@ class PortalData:
         self.clear()
 
     def clear(self) -> None:
-        """Forget every record, custom property, list and event."""
+        """Forget every record, custom property, list and event; the index lag goes back to 0."""
         self._next_id = 1001
+        # Seconds a new record stays invisible to search (HubSpot's index trails its writes).
+        self.search_index_lag_s = 0.0
         self.objects: dict[str, dict[str, _Record]] = {t: {} for t in OBJECT_TYPES}
         self.archived: dict[str, dict[str, _Record]] = {t: {} for t in OBJECT_TYPES}
         self.properties: dict[str, dict[str, dict[str, Any]]] = {
@@ -346,6 +360,7 @@ class PortalData:
         record_id = self.mint_id()
         properties = {k: v for k, v in clean.items() if v != ""}
         record = _Record(record_id, properties, moment)
+        record.indexed_at = time.monotonic() + self.search_index_lag_s
         self._stamp(object_type, record, created=True)
         self.objects[object_type][record_id] = record
         self._index(object_type, record)
@@ -512,33 +527,34 @@ class PortalData:
         self, object_type: str, inputs: list[dict[str, Any]]
     ) -> list[list[tuple[str, str, int]]]:
         """Validate inline ``associations`` of create inputs; (to type, to id, typeId) per input."""
-        planned: list[list[tuple[str, str, int]]] = []
-        for item in inputs:
-            links: list[tuple[str, str, int]] = []
-            for association in item.get("associations") or []:
-                to_id = str((association.get("to") or {}).get("id", ""))
-                for spec in association.get("types") or []:
-                    type_id = spec.get("associationTypeId")
-                    category = spec.get("associationCategory")
-                    pair = _TYPE_PAIRS.get(type_id) if isinstance(type_id, int) else None
-                    if category != "HUBSPOT_DEFINED" or pair is None or pair[0] != object_type:
-                        raise HubSpotApiError(
-                            400,
-                            "VALIDATION_ERROR",
-                            f"{category} {type_id} is not a valid association type from "
-                            f"{singular(object_type)}.",
-                        )
-                    if to_id not in self.objects[pair[1]]:
-                        raise HubSpotApiError(
-                            400,
-                            "VALIDATION_ERROR",
-                            f"One or more associations are invalid: {singular(pair[1])} {to_id} "
-                            "does not exist.",
-                            context={"ids": [to_id]},
-                        )
-                    links.append((pair[1], to_id, type_id))
-            planned.append(links)
-        return planned
+        return [self._links_of(object_type, item) for item in inputs]
+
+    def _links_of(self, object_type: str, item: dict[str, Any]) -> list[tuple[str, str, int]]:
+        """One create input's inline associations, or the 400 HubSpot answers for them."""
+        links: list[tuple[str, str, int]] = []
+        for association in item.get("associations") or []:
+            to_id = str((association.get("to") or {}).get("id", ""))
+            for spec in association.get("types") or []:
+                type_id = spec.get("associationTypeId")
+                category = spec.get("associationCategory")
+                pair = _TYPE_PAIRS.get(type_id) if isinstance(type_id, int) else None
+                if category != "HUBSPOT_DEFINED" or pair is None or pair[0] != object_type:
+                    raise HubSpotApiError(
+                        400,
+                        "VALIDATION_ERROR",
+                        f"{category} {type_id} is not a valid association type from "
+                        f"{singular(object_type)}.",
+                    )
+                if to_id not in self.objects[pair[1]]:
+                    raise HubSpotApiError(
+                        400,
+                        "VALIDATION_ERROR",
+                        f"One or more associations are invalid: {singular(pair[1])} {to_id} "
+                        "does not exist.",
+                        context={"ids": [to_id]},
+                    )
+                links.append((pair[1], to_id, type_id))
+        return links
 
     def association_types(
         self, from_type: str, from_id: str, to_type: str
@@ -553,10 +569,18 @@ class PortalData:
         return dict(answer["results"][0])
 
     def batch_create(self, object_type: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """All-or-nothing batch create (400 on any invalid record, 409 on a used unique value)."""
+        """Batch create: all-or-nothing (400 on any invalid record, 409 on a used unique value),
+        or per record (207) when every input carries its own ``objectWriteTraceId``."""
         self._check_type(object_type)
         started = self.clock.now()
         inputs = self._check_batch(body.get("inputs"))
+        traces = [item.get("objectWriteTraceId") for item in inputs]
+        if inputs and all(isinstance(t, str) and t for t in traces):
+            if len(set(traces)) != len(traces):
+                raise HubSpotApiError(
+                    400, "VALIDATION_ERROR", "objectWriteTraceId values must be unique in a batch."
+                )
+            return self._traced_create(object_type, inputs, started)
         cleaned: list[dict[str, str]] = []
         problems: list[dict[str, Any]] = []
         for item in inputs:
@@ -588,11 +612,58 @@ class PortalData:
         results = []
         moment = self.clock.now()
         for clean, planned in zip(cleaned, links, strict=True):
-            record = self._store(object_type, clean, moment)
-            for to_type, to_id, type_id in planned:
-                self.associate(object_type, record.id, to_type, to_id, type_id)
-            results.append(self._render_written(object_type, record))
+            results.append(self._create_linked(object_type, clean, planned, moment))
         return self._batch_answer(results, [], started, 201)
+
+    def _traced_create(
+        self, object_type: str, inputs: list[dict[str, Any]], started: datetime
+    ) -> tuple[int, dict[str, Any]]:
+        """Create each valid input; each invalid one is an error naming its trace id (207)."""
+        results: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        moment = self.clock.now()
+        for item in inputs:
+            trace = str(item["objectWriteTraceId"])
+            clean, problems = self._validate(object_type, item.get("properties"), creating=True)
+            failure: HubSpotApiError | None = None
+            if problems:
+                failure = HubSpotApiError(400, "VALIDATION_ERROR", self._invalid_message(problems))
+            elif (existing := self._conflict(object_type, clean, None)) is not None:
+                failure = HubSpotApiError(
+                    409, "CONFLICT", self._conflict_message(object_type, existing)
+                )
+            else:
+                try:
+                    links = self._links_of(object_type, item)
+                except HubSpotApiError as exc:
+                    failure = exc
+            if failure is not None:
+                errors.append(
+                    {
+                        "status": "error",
+                        "category": failure.category,
+                        "message": failure.message,
+                        "context": {"objectWriteTraceId": [trace]},
+                        "links": {},
+                        "errors": [],
+                    }
+                )
+                continue
+            written = self._create_linked(object_type, clean, links, moment)
+            results.append({**written, "objectWriteTraceId": trace})
+        return self._batch_answer(results, errors, started, 201)
+
+    def _create_linked(
+        self,
+        object_type: str,
+        clean: dict[str, str],
+        links: list[tuple[str, str, int]],
+        moment: datetime,
+    ) -> dict[str, Any]:
+        record = self._store(object_type, clean, moment)
+        for to_type, to_id, type_id in links:
+            self.associate(object_type, record.id, to_type, to_id, type_id)
+        return self._render_written(object_type, record)
 
     def batch_read(
         self, object_type: str, body: dict[str, Any], archived: bool
@@ -853,10 +924,12 @@ class PortalData:
         except SearchInputError as exc:
             raise HubSpotApiError(400, "VALIDATION_ERROR", str(exc)) from None
         query = str(body.get("query") or "").lower()
+        indexed = time.monotonic()
         hits = [
             r
             for r in self.objects[object_type].values()
-            if matches(r.properties)
+            if r.indexed_at <= indexed
+            and matches(r.properties)
             and (not query or any(query in v.lower() for v in r.properties.values()))
         ]
         sorts = body.get("sorts") or []
@@ -890,7 +963,7 @@ class PortalData:
 
     # --------------------------------------------------------------- properties
     def create_property(self, object_type: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST /crm/v3/properties/{type}: a custom property, e.g. a unique touch key."""
+        """POST /crm/v3/properties/{type}: a custom property, e.g. the touch key on notes."""
         self._check_type(object_type)
         name = body.get("name")
         if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
@@ -910,6 +983,15 @@ class PortalData:
         if kind not in ("string", "number", "date", "datetime", "enumeration", "bool"):
             raise HubSpotApiError(400, "VALIDATION_ERROR", f"Invalid property type {kind!r}.")
         unique = bool(body.get("hasUniqueValue"))
+        if unique and object_type in ENGAGEMENT_TYPES:
+            # HubSpot offers unique values for contacts, companies, deals, tickets and custom
+            # objects only (developers.hubspot.com/changelog/unique-properties-for-contacts).
+            raise HubSpotApiError(
+                400,
+                "VALIDATION_ERROR",
+                f"Unique value properties are not supported for {object_type}: only contacts, "
+                "companies, deals, tickets and custom objects can have them.",
+            )
         if unique and kind not in ("string", "number"):
             raise HubSpotApiError(
                 400, "VALIDATION_ERROR", "Only string and number properties can have unique values."

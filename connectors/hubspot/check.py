@@ -1,8 +1,8 @@
 """``closedloop check hubspot``: token, scopes, and the custom properties closedloop writes.
 
 Each check is a ``CheckResult`` with a remedy; none raises. With ``fix=True`` missing custom
-properties are created (the touch key with ``hasUniqueValue``, which HubSpot cannot add to an
-existing property afterwards: a key property without it has to be replaced by hand).
+properties are created. The touch key is a plain text property: HubSpot allows no unique values
+on activities, so exactly-once comes from the ledger and CRM search (``engagements``).
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def run_checks(client: HubSpotClient, key_property: str, *, fix: bool = False) -
         names = {name: PropertySpec(label) for name, label in wanted.items()}
         if object_type in ENGAGEMENT_TYPES.values():
             names[key_property] = PropertySpec("closedloop touch key")
-        results.extend(_properties(client, object_type, names, key_property, fix))
+        results.extend(_properties(client, object_type, names, fix))
     results.append(_marketing(client))
     return results
 
@@ -129,7 +129,7 @@ def check_properties(
     """More properties by object type (``writeback_properties``); ``fix`` creates missing ones."""
     results: list[CheckResult] = []
     for object_type, specs in wanted.items():
-        results.extend(_properties(client, object_type, specs, "", fix, check="writeback"))
+        results.extend(_properties(client, object_type, specs, fix, check="writeback"))
     return results
 
 
@@ -196,7 +196,6 @@ def _properties(
     client: HubSpotClient,
     object_type: str,
     names: Mapping[str, PropertySpec],
-    key_property: str,
     fix: bool,
     *,
     check: str = "properties",
@@ -227,7 +226,7 @@ def _properties(
                     f"{object_type} property create",
                     api.create,
                     object_type,
-                    _definition(object_type, name, names[name], unique=name == key_property),
+                    _definition(object_type, name, names[name]),
                     idempotent=False,
                     raw_failures=True,
                 )
@@ -266,18 +265,6 @@ def _properties(
                 "or name other properties in closedloop.yaml",
             )
         )
-    key = existing.get(key_property)
-    if key is not None and not key.get("hasUniqueValue"):
-        results.append(
-            CheckResult(
-                f"hubspot.touch_key.{object_type}",
-                False,
-                f"{key_property} exists without unique values: replays could duplicate engagements",
-                f"HubSpot cannot make an existing property unique: archive {key_property} on "
-                f"{object_type} and run `closedloop check hubspot --fix`, or set "
-                "touch_key_property to a new name",
-            )
-        )
     return results
 
 
@@ -295,7 +282,7 @@ def _type_fits(existing: Mapping[str, Any], spec: PropertySpec) -> bool:
     return kind == spec.type
 
 
-def _definition(object_type: str, name: str, spec: PropertySpec, *, unique: bool) -> dict[str, Any]:
+def _definition(object_type: str, name: str, spec: PropertySpec) -> dict[str, Any]:
     return {
         "name": name,
         "label": spec.label,
@@ -303,7 +290,6 @@ def _definition(object_type: str, name: str, spec: PropertySpec, *, unique: bool
         "fieldType": spec.field_type,
         "groupName": f"{_SINGULAR[object_type]}information",
         "description": spec.description,
-        "hasUniqueValue": unique,
         "formField": False,
     }
 

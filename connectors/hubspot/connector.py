@@ -17,7 +17,7 @@ error in ``HubSpotClient.call``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ from connectors.base import (
     CheckResult,
     Cursor,
     DeliveryResult,
+    KeyedRecord,
     ListChange,
     Page,
     Person,
@@ -35,7 +36,7 @@ from connectors.errors import RecordRejected
 from connectors.hubspot.changes import STREAMS, ChangePuller
 from connectors.hubspot.check import run_checks
 from connectors.hubspot.client import HubSpotClient
-from connectors.hubspot.engagements import EngagementWriter
+from connectors.hubspot.engagements import ENGAGEMENT_TYPES, EngagementWriter
 from connectors.hubspot.events import (
     BEHAVIORAL_EVENT,
     TIMELINE_EVENT,
@@ -74,7 +75,10 @@ class HubSpotConnector:
         self.settings = settings
         self.client = HubSpotClient(settings, clock=clock)
         self.engagements = EngagementWriter(
-            self.client, connection_name, settings.touch_key_property
+            self.client,
+            connection_name,
+            settings.touch_key_property,
+            settings.search_settle_seconds,
         )
         self.timeline = TimelineEventWriter(self.client, connection_name)
         self.behavioral = BehavioralEventWriter(self.client, connection_name)
@@ -104,7 +108,7 @@ class HubSpotConnector:
     # -- checks -------------------------------------------------------------------------------
 
     def check(self) -> list[CheckResult]:
-        """Token, scopes and the custom properties (touch key unique); never raises."""
+        """Token, scopes and the custom properties (the touch key among them); never raises."""
         return run_checks(self.client, self.settings.touch_key_property)
 
     def check_and_fix(self) -> list[CheckResult]:
@@ -140,6 +144,18 @@ class HubSpotConnector:
                 by_key.update((r.key, r) for r in push(groups[sink]))
         order = dict.fromkeys(t.key for t in touches)
         return [by_key[key] for key in order if key in by_key]
+
+    # -- KeyedSink: what the portal holds per touch key ----------------------------------------
+
+    def keyed_targets(self, targets: Iterable[str]) -> list[str]:
+        """The targets written as engagements (timeline and behavioral events carry no key)."""
+        return sorted({t for t in targets if t.lower() in ENGAGEMENT_TYPES})
+
+    def scan_keyed(self, target: str) -> Iterator[list[KeyedRecord]]:
+        """Engagements of ``target`` carrying a touch key, newest first (200 per search)."""
+        object_type = ENGAGEMENT_TYPES[target.lower()]
+        self.engagements.ensure_key_property(object_type)
+        return self.engagements.scan(object_type, target)
 
     def pull_changes(self, stream: str, cursor: Cursor, until: datetime) -> Iterator[Page[Any]]:
         """Records of ``stream`` (people, accounts, opportunities, contact_roles, owners,

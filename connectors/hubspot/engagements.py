@@ -1,47 +1,72 @@
 """Touches onto HubSpot timelines as engagements, exactly once.
 
-HubSpot does not de-duplicate engagements, and its batch create is neither idempotent nor
-retried by the SDK. closedloop makes each write land once with two things:
+HubSpot does not de-duplicate engagements, its batch create is neither idempotent nor retried by
+the SDK, and it offers unique-value properties only for contacts, companies, deals, tickets and
+custom objects, never for activities (developers.hubspot.com/changelog/
+unique-properties-for-contacts). So HubSpot cannot refuse a second engagement with the same key:
+exactly-once rests on the ledger, which knows what it sent, and on a key HubSpot can search for.
 
-1. **A unique property holding the touch key.** Every engagement carries the touch key in
-   ``touch_key_property`` (``closedloop_touch_key``), a custom property created with
-   ``hasUniqueValue: true`` by ``closedloop check hubspot --fix``. HubSpot itself then refuses a
-   second engagement with the same key: a batch create containing a key that already exists fails
-   whole with ``409 CONFLICT`` and applies nothing. Before the first write of each engagement
-   type the writer reads the property definition once and stops with a ``ConfigError`` if it is
-   missing or not unique, because without it nothing below is safe.
-2. **Read before any re-send whose outcome is unknown.** A batch create (100 engagements, with
-   inline associations to the contact and, when known, the company and deal) ends in one of:
+1. **A searchable property holding the touch key.** Every engagement carries its touch key in
+   ``touch_key_property`` (``closedloop_touch_key``), a custom text property on each engagement
+   type, created by ``closedloop check hubspot --fix``. CRM search filters on it (``IN``, 100 keys
+   per search). Before the first write of each engagement type the writer reads the property
+   definition once and stops with a ``ConfigError`` if it is missing.
+2. **What the ledger knows decides the call** (``RenderedTouch.crm_id`` / ``attempted_at``,
+   set by ``sync.pipelines.deliveries``):
 
-   - ``201``: every input was created; the answer maps keys to ids (created=True);
-   - ``409``: one key already exists (a replay, or a crash between the call and the ledger
-     commit). Nothing was applied. The writer batch-reads the chunk by
-     ``idProperty=<touch key property>``, reports the found ones as delivered (created=False)
-     and creates only the missing ones;
-   - ``400``: a record is invalid. Nothing was applied; the chunk is split in halves until
-     the invalid records stand alone and are reported as failed (dead-lettered), the rest written;
-   - ``429``: nothing was applied: the client waits for the interval and sends it again;
-   - 5xx, a read timeout or a connection dropped after sending: the outcome is unknown. The
-     writer never re-sends blindly: it batch-reads the chunk's keys (an idempotent call the
-     client may retry), reports what exists as delivered, and creates only what is missing.
+   - neither: the ledger vouches that the key was never sent, so it is created (batch create,
+     100 per call) without a look first;
+   - ``attempted_at``: an earlier write of the key got no recorded answer (a crash between intent
+     and confirm, a lost answer). Search finds only what its index has caught up with, and the
+     index trails writes by seconds, so the writer first waits until ``search_settle_seconds``
+     have passed since that attempt, then searches the keys, reports the records found
+     (``created=False``) and creates only the missing ones;
+   - ``crm_id``: the key already has that record (a digest rolled up again, a record the engine
+     learned from the portal): it is updated in place (batch update by id, 100 per call); if
+     HubSpot no longer has it, it is created again.
+3. **Per-record answers.** Each create input carries ``objectWriteTraceId`` = its touch key, so
+   HubSpot answers per record (developers.hubspot.com/docs/api-reference/error-handling,
+   "Multi-status errors"): ``201`` every input created; ``207`` the valid inputs created and each
+   refused one named in ``errors[].context.objectWriteTraceId`` (it fails alone: a dead letter
+   with HubSpot's category and message, while the rest are confirmed). A ``400`` for the whole
+   call (a malformed batch) is split in halves until the bad input stands alone. A ``429`` applied
+   nothing: the client waits and repeats. A 5xx, a read timeout or a connection dropped after
+   sending leaves the outcome unknown: the writer never re-sends blindly; once the settle time has
+   passed it searches the chunk's keys and creates only what is missing.
 
-   A replay of touches already written therefore costs two calls per 100 (the create that
-   conflicts and the read) and never writes a second engagement; a fresh write costs one call per
-   100 (plus one property check per engagement type and connector).
+Costs: a first push is one call per 100 touches, plus one property read per engagement type and
+connector; a replay of unknown outcomes is one search per 100 keys plus the creates of what is
+missing. What the ledger cannot know (it was lost, restored from a backup, or another writer
+uses the same keys) is found by ``sync.pipelines.keyaudit`` through ``scan`` (newest first)
+before anything is created.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
-from connectors.base import DeliveryResult, RenderedTouch
-from connectors.errors import ConfigError, Transient
+from connectors.base import DeliveryResult, KeyedRecord, RenderedTouch
+from connectors.errors import ConfigError
 from connectors.hubspot.client import CallError, HubSpotClient
 
-__all__ = ["ASSOCIATION_TYPE_IDS", "BATCH_LIMIT", "ENGAGEMENT_TYPES", "EngagementWriter"]
+__all__ = [
+    "ASSOCIATION_TYPE_IDS",
+    "BATCH_LIMIT",
+    "ENGAGEMENT_TYPES",
+    "SEARCH_KEYS",
+    "EngagementWriter",
+]
 
 BATCH_LIMIT = 100
+# Keys per IN filter of one search. HubSpot documents no cap on IN values; 100 keeps every
+# search's matches within one 200-record page even when an old duplicate exists (assumed).
+SEARCH_KEYS = 100
+# Records per search page, and results one query can page through
+# (developers.hubspot.com/docs/api/crm/search: limit up to 200; 10,000 results per query).
+SEARCH_PAGE = 200
+SEARCH_CAP = 10_000
 # Mapping targets -> HubSpot object types.
 ENGAGEMENT_TYPES: dict[str, str] = {
     "note": "notes",
@@ -58,9 +83,6 @@ ASSOCIATION_TYPE_IDS: dict[str, tuple[int, int, int]] = {
     "meetings": (200, 188, 212),
     "calls": (194, 182, 206),
 }
-# How many create/recover rounds one chunk may take before the writer gives up for this run
-# (each round either writes or learns that a key exists; more means someone races us).
-_MAX_ROUNDS = 4
 _FIX = "run `closedloop check hubspot --fix` to create it"
 
 
@@ -72,14 +94,18 @@ def chunks(items: Sequence[RenderedTouch], size: int) -> Iterator[list[RenderedT
 class EngagementWriter:
     """Writes rendered touches as engagements of their target type, keyed by the touch key."""
 
-    def __init__(self, client: HubSpotClient, sink: str, key_property: str) -> None:
+    def __init__(
+        self, client: HubSpotClient, sink: str, key_property: str, settle_seconds: float
+    ) -> None:
         self.client = client
         self.sink = sink
         self.key_property = key_property
+        self.settle_seconds = settle_seconds
         self._checked: set[str] = set()
 
     def push(self, touches: Sequence[RenderedTouch]) -> list[DeliveryResult]:
-        """Write ``touches`` (first of each key wins); one result per distinct key, in order."""
+        """Write ``touches`` (first of each key wins): one result per distinct key, in order, but
+        none for a key whose outcome stayed unknown (the engine retries it on the next run)."""
         unique: dict[str, RenderedTouch] = {}
         for touch in touches:
             unique.setdefault(touch.key, touch)
@@ -98,19 +124,40 @@ class EngagementWriter:
             by_type.setdefault(object_type, []).append(touch)
         for object_type, group in by_type.items():
             self.ensure_key_property(object_type)
-            for chunk in chunks(group, BATCH_LIMIT):
-                self._deliver(object_type, chunk, results)
-        return [results[key] for key in unique]
+            self._write(object_type, group, results)
+        return [results[key] for key in unique if key in results]
+
+    def _write(
+        self, object_type: str, group: list[RenderedTouch], results: dict[str, DeliveryResult]
+    ) -> None:
+        """Update known records, look up unknown outcomes, create the rest."""
+        known = [t for t in group if t.crm_id]
+        unsure = [t for t in group if not t.crm_id and t.attempted_at is not None]
+        fresh = [t for t in group if not t.crm_id and t.attempted_at is None]
+        gone = self._update(object_type, known, results)
+        missing = self._recover(object_type, unsure, results, attempted=_latest(unsure))
+        unknown: list[RenderedTouch] = []
+        for chunk in chunks([*fresh, *gone, *missing], BATCH_LIMIT):
+            unknown.extend(self._create(object_type, chunk, results))
+        if unknown:
+            # The outcome of these creates is unknown: look, after the index caught up, then
+            # create what is still missing (a second unknown outcome is left to the next run).
+            self.client.clock.sleep(self.settle_seconds)
+            still = self._recover(object_type, unknown, results, attempted=None)
+            for chunk in chunks(still, BATCH_LIMIT):
+                # Lost twice: no result, so the engine keeps the delivery pending and the next
+                # run looks for the engagement before sending it again.
+                self._create(object_type, chunk, results)
 
     # -- the key property ---------------------------------------------------------------------
 
     def ensure_key_property(self, object_type: str) -> None:
-        """Stop with a ConfigError unless ``object_type`` has the unique touch-key property."""
+        """Stop with a ConfigError unless ``object_type`` has the touch-key property."""
         if object_type in self._checked:
             return
         api = self.client.api("properties")
         try:
-            definition = self.client.call(
+            self.client.call(
                 f"{object_type} property get",
                 api.get_by_name,
                 object_type,
@@ -125,13 +172,6 @@ class EngagementWriter:
                     f"the touch key that keeps writes exactly-once: {_FIX}"
                 ) from None
             raise exc.error from None
-        if not definition.get("hasUniqueValue"):
-            raise ConfigError(
-                f"HubSpot {object_type} property {self.key_property!r} does not require unique "
-                "values, so a replay could write a second engagement: HubSpot cannot change this "
-                "on an existing property; delete it and run `closedloop check hubspot --fix`, or "
-                "set touch_key_property to a new name"
-            )
         self._checked.add(object_type)
 
     # -- writing ------------------------------------------------------------------------------
@@ -155,32 +195,20 @@ class EngagementWriter:
                         ],
                     }
                 )
-        item: dict[str, Any] = {"properties": properties}
-        if associations:
-            item["associations"] = associations
-        return item
+        return {
+            "properties": properties,
+            "associations": associations,
+            "objectWriteTraceId": touch.key,
+        }
 
-    def _deliver(
+    def _create(
         self, object_type: str, chunk: list[RenderedTouch], results: dict[str, DeliveryResult]
-    ) -> None:
-        pending = chunk
-        for _ in range(_MAX_ROUNDS):
-            if not pending:
-                return
-            pending = self._round(object_type, pending, results)
-        if pending:
-            raise Transient(
-                f"HubSpot {object_type}: {len(pending)} engagements still conflicted after "
-                f"{_MAX_ROUNDS} rounds of create and read; another writer may be using the same "
-                "touch keys. The next run retries them safely."
-            )
-
-    def _round(
-        self, object_type: str, pending: list[RenderedTouch], results: dict[str, DeliveryResult]
     ) -> list[RenderedTouch]:
-        """One batch create; returns the touches still to write."""
+        """One batch create; returns the touches whose outcome is unknown."""
+        if not chunk:
+            return []
         api = self.client.api("objects_batch")
-        body = {"inputs": [self._input(object_type, t) for t in pending]}
+        body = {"inputs": [self._input(object_type, t) for t in chunk]}
         try:
             answer = self.client.call(
                 f"{object_type} batch create",
@@ -192,71 +220,200 @@ class EngagementWriter:
             )
         except CallError as exc:
             failure = exc.failure
-            if failure.status == 409 or failure.applied_unknown:
-                # Nothing applied (409), or we cannot know: look before writing again.
-                found = self.read_existing(object_type, [t.key for t in pending])
-                created = False if failure.status == 409 else None
-                for touch in pending:
-                    if touch.key in found:
-                        results[touch.key] = self._ok(touch.key, found[touch.key], created)
-                return [t for t in pending if t.key not in found]
+            if failure.applied_unknown:
+                return chunk
             if failure.status == 400:
-                self._reject(object_type, pending, failure.category, failure.message, results)
-                return []
+                return self._split(object_type, chunk, failure.category, failure.message, results)
             raise exc.error from None
-        by_key = {
-            str((r.get("properties") or {}).get(self.key_property)): str(r.get("id"))
-            for r in answer.get("results") or []
-        }
-        for touch in pending:
-            if touch.key in by_key:
-                results[touch.key] = self._ok(touch.key, by_key[touch.key], True)
-        return [t for t in pending if t.key not in by_key]
+        by_key = {t.key: t for t in chunk}
+        for record in answer.get("results") or []:
+            key = str(record.get("objectWriteTraceId") or "")
+            if key in by_key:
+                results[key] = self._ok(key, str(record.get("id")), True)
+        for error in answer.get("errors") or []:
+            for key in (error.get("context") or {}).get("objectWriteTraceId") or []:
+                if key in by_key and key not in results:
+                    category = str(error.get("category") or "VALIDATION_ERROR")
+                    message = str(error.get("message") or "")
+                    self._refuse_key_property(object_type, message)
+                    results[key] = self._failed(key, category, message)
+        # An input HubSpot neither created nor refused: its outcome is unknown.
+        return [t for t in chunk if t.key not in results]
 
-    def _reject(
+    def _split(
         self,
         object_type: str,
-        pending: list[RenderedTouch],
+        chunk: list[RenderedTouch],
         category: str,
         message: str,
         results: dict[str, DeliveryResult],
-    ) -> None:
-        if "PROPERTY_DOESNT_EXIST" in message and f'"{self.key_property}"' in message:
-            raise ConfigError(f"HubSpot {object_type} lack {self.key_property!r}: {_FIX}")
-        if len(pending) == 1:
-            touch = pending[0]
+    ) -> list[RenderedTouch]:
+        """A 400 for the whole batch: halve until the bad input stands alone."""
+        self._refuse_key_property(object_type, message)
+        if len(chunk) == 1:
+            touch = chunk[0]
             results[touch.key] = self._failed(touch.key, category or "VALIDATION_ERROR", message)
-            return
-        # A 400 fails the whole batch without naming the record: halve until it stands alone.
-        middle = len(pending) // 2
-        for half in (pending[:middle], pending[middle:]):
-            self._deliver(object_type, half, results)
+            return []
+        middle = len(chunk) // 2
+        unknown: list[RenderedTouch] = []
+        for half in (chunk[:middle], chunk[middle:]):
+            unknown.extend(self._create(object_type, half, results))
+        return unknown
 
-    def read_existing(self, object_type: str, keys: Sequence[str]) -> dict[str, str]:
-        """The ids of the engagements that already carry ``keys`` (batch read on the key)."""
+    def _refuse_key_property(self, object_type: str, message: str) -> None:
+        if "PROPERTY_DOESNT_EXIST" in message and f'"{self.key_property}"' in message:
+            self._checked.discard(object_type)
+            raise ConfigError(f"HubSpot {object_type} lack {self.key_property!r}: {_FIX}")
+
+    def _update(
+        self, object_type: str, known: list[RenderedTouch], results: dict[str, DeliveryResult]
+    ) -> list[RenderedTouch]:
+        """Rewrite records the key already has; returns those HubSpot no longer has."""
         api = self.client.api("objects_batch")
-        found: dict[str, str] = {}
-        for start in range(0, len(keys), BATCH_LIMIT):
-            chunk = list(keys[start : start + BATCH_LIMIT])
+        gone: list[RenderedTouch] = []
+        for chunk in chunks(known, BATCH_LIMIT):
+            by_id = {str(t.crm_id): t for t in chunk}
+            inputs = [
+                {"id": crm_id, "properties": self._input(object_type, t)["properties"]}
+                for crm_id, t in by_id.items()
+            ]
             answer = self.client.call(
-                f"{object_type} batch read",
-                api.read,
+                f"{object_type} batch update",
+                api.update,
                 object_type,
-                {
-                    "idProperty": self.key_property,
-                    "inputs": [{"id": key} for key in chunk],
-                    "properties": [self.key_property],
-                },
+                {"inputs": inputs},
                 idempotent=True,
             )
             for record in answer.get("results") or []:
-                key = (record.get("properties") or {}).get(self.key_property)
-                if key is not None:
-                    found[str(key)] = str(record.get("id"))
+                touch = by_id.get(str(record.get("id")))
+                if touch is not None:
+                    results[touch.key] = self._ok(touch.key, str(record.get("id")), False)
+            for error in answer.get("errors") or []:
+                ids = [str(i) for i in (error.get("context") or {}).get("ids") or []]
+                for crm_id in ids:
+                    touch = by_id.get(crm_id)
+                    if touch is None or touch.key in results:
+                        continue
+                    if error.get("category") == "OBJECT_NOT_FOUND":
+                        gone.append(touch)
+                    else:
+                        category = str(error.get("category") or "VALIDATION_ERROR")
+                        results[touch.key] = self._failed(
+                            touch.key, category, str(error.get("message") or "")
+                        )
+        return gone
+
+    def _recover(
+        self,
+        object_type: str,
+        unsure: list[RenderedTouch],
+        results: dict[str, DeliveryResult],
+        *,
+        attempted: datetime | None,
+    ) -> list[RenderedTouch]:
+        """Report the records that already carry these keys; returns the touches still missing."""
+        if not unsure:
+            return []
+        if attempted is not None:
+            wait = self.settle_seconds - (self.client.clock.now() - attempted).total_seconds()
+            if wait > 0:
+                self.client.clock.sleep(wait)
+        found = self.find(object_type, [t.key for t in unsure])
+        for touch in unsure:
+            if touch.key in found:
+                results[touch.key] = self._ok(touch.key, found[touch.key], False)
+        return [t for t in unsure if t.key not in found]
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def find(self, object_type: str, keys: Sequence[str]) -> dict[str, str]:
+        """The ids of the engagements carrying ``keys`` (the oldest one per key)."""
+        found: dict[str, str] = {}
+        wanted = list(dict.fromkeys(keys))
+        for start in range(0, len(wanted), SEARCH_KEYS):
+            chunk = wanted[start : start + SEARCH_KEYS]
+            in_filter = {"propertyName": self.key_property, "operator": "IN", "values": chunk}
+            for record in self._search(object_type, [in_filter], sort="hs_object_id"):
+                if record.key in chunk:
+                    found.setdefault(record.key, record.crm_id)
         return found
+
+    def scan(self, object_type: str, target: str) -> Iterator[list[KeyedRecord]]:
+        """Engagements of ``object_type`` carrying a touch key, newest first, 200 per search
+        (windowed on the record id, since one query pages through at most 10,000 results)."""
+        has_key = {"propertyName": self.key_property, "operator": "HAS_PROPERTY"}
+        below: int | None = None
+        while True:
+            window: list[dict[str, Any]] = [has_key]
+            if below is not None:
+                window.append({"propertyName": "hs_object_id", "operator": "LT",
+                               "value": str(below)})  # fmt: skip
+            read = 0
+            for page in self._pages(object_type, window, target, sort="-hs_object_id"):
+                read += len(page)
+                if page:
+                    below = min(int(r.crm_id) for r in page)
+                yield [r for r in page if r.key]
+            if read < SEARCH_CAP:
+                return
+
+    def _search(
+        self, object_type: str, filters: list[dict[str, Any]], *, sort: str
+    ) -> Iterator[KeyedRecord]:
+        for page in self._pages(object_type, filters, "", sort=sort):
+            yield from page
+
+    def _pages(
+        self, object_type: str, filters: list[dict[str, Any]], target: str, *, sort: str
+    ) -> Iterator[list[KeyedRecord]]:
+        """Search pages (up to 10,000 results, the cap HubSpot sets on one query)."""
+        after: str | None = None
+        read = 0
+        while True:
+            body = self._body(filters, sort=sort, limit=SEARCH_PAGE)
+            if after is not None:
+                body["after"] = after
+            answer = self._call_search(object_type, body)
+            page = self._records(answer, target)
+            read += len(page)
+            yield page
+            after = ((answer.get("paging") or {}).get("next") or {}).get("after")
+            if not after or read >= SEARCH_CAP:
+                return
+
+    def _body(self, filters: list[dict[str, Any]], *, sort: str, limit: int) -> dict[str, Any]:
+        direction = "DESCENDING" if sort.startswith("-") else "ASCENDING"
+        return {
+            "filterGroups": [{"filters": filters}],
+            "properties": [self.key_property],
+            "sorts": [{"propertyName": sort.lstrip("-"), "direction": direction}],
+            "limit": limit,
+        }
+
+    def _call_search(self, object_type: str, body: dict[str, Any]) -> dict[str, Any]:
+        api = self.client.api("objects_search")
+        return self.client.call(
+            f"{object_type} search", api.do_search, object_type, body,
+            idempotent=True, search=True,
+        )  # fmt: skip
+
+    def _records(self, answer: dict[str, Any], target: str) -> list[KeyedRecord]:
+        return [
+            KeyedRecord(
+                str((r.get("properties") or {}).get(self.key_property) or ""),
+                str(r.get("id")),
+                target,
+            )
+            for r in answer.get("results") or []
+        ]
 
     def _ok(self, key: str, crm_id: str, created: bool | None) -> DeliveryResult:
         return DeliveryResult(key, self.sink, True, crm_id=crm_id, created=created)
 
     def _failed(self, key: str, code: str, message: str) -> DeliveryResult:
         return DeliveryResult(key, self.sink, False, error_code=code, error_message=message)
+
+
+def _latest(touches: Sequence[RenderedTouch]) -> datetime | None:
+    times = [t.attempted_at for t in touches if t.attempted_at is not None]
+    return max(times) if times else None

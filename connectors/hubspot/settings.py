@@ -61,8 +61,13 @@ class HubSpotSettings(_Strict):
 
     host: Annotated[str, AfterValidator(_http_url)] = "https://api.hubapi.com"
     auth: HubSpotAuth
-    # A unique engagement property holding the touch key: HubSpot does not deduplicate for us.
+    # The engagement property holding the touch key (searchable; HubSpot does not deduplicate
+    # engagements and allows no unique values on activities: see connectors.hubspot.engagements).
     touch_key_property: str = Field(default="closedloop_touch_key", pattern=r"^[a-z][a-z0-9_]*$")
+    # How long after a write its record can be relied on to show in CRM search: HubSpot's index
+    # trails writes by seconds (third-party reports; HubSpot documents no figure). A write whose
+    # answer was lost is looked for only this long after it was sent.
+    search_settle_seconds: float = Field(default=30.0, ge=0, le=600)
     daily_budget_share: float = Field(default=0.5, gt=0, le=1)
     # Private apps get 100 (Starter) or 190 (Pro/Enterprise) requests per 10 s.
     burst_limit_per_10s: int = Field(default=100, gt=0)

@@ -179,7 +179,7 @@ def hubspot(
         bool,
         typer.Option(
             "--fix",
-            help="Create the missing custom properties (the touch key with unique values).",
+            help="Create the missing custom properties (the touch key on each engagement type).",
         ),
     ] = False,
 ) -> None:

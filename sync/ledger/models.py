@@ -6,7 +6,8 @@ convention gives every constraint and index a stable name (SQLite migrations can
 what has a name).
 
 - Touches: ``touch`` (one per source activity, unique on ``source + source_id`` and on the
-  touch key) and ``delivery`` (one per touch and sink: intended -> confirmed / failed / dead).
+  touch key) and ``delivery`` (one per touch and sink: intended -> confirmed / failed / dead);
+  ``known_key`` (revision 0003): records a sink holds for touch keys the ledger had not recorded.
 - The CRM graph: ``person``, ``account``, ``opportunity``, ``contact_role``, ``campaign``,
   ``campaign_cost``. Each is unique on ``(crm, external_id)`` where ``crm`` is the connection
   name, and rows point at each other by external id strings, not foreign keys, because CRM
@@ -59,6 +60,7 @@ __all__ = [
     "DeliveryRow",
     "DeliveryState",
     "DispositionRow",
+    "KnownKeyRow",
     "LeaseRow",
     "LedgerModel",
     "MatchStatus",
@@ -182,6 +184,7 @@ class DeliveryRow(LedgerModel, table=True):
     __table_args__ = (
         UniqueConstraint("touch_id", "sink"),
         Index(None, "sink", "state"),
+        Index(None, "sink", "crm_id"),  # "does the ledger know this CRM record?" (key audit)
         CheckConstraint(_in("state", DeliveryState), name="state"),
     )
 
@@ -200,6 +203,26 @@ class DeliveryRow(LedgerModel, table=True):
     )
     confirmed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     run_id: int | None = None
+
+
+class KnownKeyRow(LedgerModel, table=True):
+    """A record a sink holds for a touch key that no delivery of the ledger accounts for.
+
+    Learned by a key audit (``sync.pipelines.keyaudit``) when the ledger was lost or restored,
+    or another writer uses the same keys; its touch is then confirmed without a second write.
+    """
+
+    __tablename__ = "known_key"
+    __table_args__ = (UniqueConstraint("sink", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    sink: str
+    key: str = Field(sa_type=Text)
+    crm_id: str
+    target: str
+    found_at: datetime = Field(
+        default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
+    )
 
 
 # --- the CRM graph ----------------------------------------------------------------------------

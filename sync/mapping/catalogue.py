@@ -349,7 +349,7 @@ PERSON_OBJECTS: dict[str, tuple[str, ...]] = {
 }
 
 
-# Custom properties closedloop's HubSpot connector creates (the touch key must be unique: it is
+# Custom properties closedloop's HubSpot connector creates (the touch key is searched: it is
 # how a re-send whose outcome is unknown finds the engagement already written).
 CLOSEDLOOP_HUBSPOT_PROPERTIES: dict[str, tuple[FieldInfo, ...]] = {
     **dict.fromkeys(

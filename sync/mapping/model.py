@@ -368,7 +368,10 @@ class TouchRules(_Strict):
         description="Salesforce object (Task, custom__c), HubSpot engagement type, or HubSpot "
         "timeline_event / behavioral_event"
     )
-    key_field: str = Field(description="the unique external-id field that holds the touch key")
+    key_field: str = Field(
+        description="the field holding the touch key (Salesforce: a unique external id; HubSpot: a "
+        "searchable property)"
+    )
     person_field: str | None = Field(default=None, description="field linking the person (WhoId)")
     account_field: str | None = Field(
         default=None, description="field linking the account, for contacts only (WhatId)"

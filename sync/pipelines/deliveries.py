@@ -36,14 +36,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import Connection, and_, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from tenacity import (
     Retrying,
     retry_if_exception_type,
@@ -54,6 +53,7 @@ from tenacity import (
 from connectors.base import (
     Crm,
     DeliveryResult,
+    KeyedSink,
     MemberItem,
     MemberResult,
     Person,
@@ -64,6 +64,7 @@ from connectors.base import (
 )
 from connectors.errors import ConfigError, MappingError, RecordRejected, Transient
 from sync.ingest import insert_rejects
+from sync.ledger.dialect import dialect_insert
 from sync.ledger.models import (
     DeadLetterStage,
     DeliveryRow,
@@ -73,6 +74,7 @@ from sync.ledger.models import (
 )
 from sync.ledger.types import utcnow
 from sync.mapping.digest import is_digest
+from sync.pipelines.keyaudit import KeyAudit
 
 if TYPE_CHECKING:
     from sync.mapping import CompiledMapping
@@ -145,6 +147,10 @@ class Prepared:
     rendered: list[RenderedTouch] = field(default_factory=list)
     members: dict[str, list[int]] = field(default_factory=dict)  # rendered key -> touch ids
     campaign_members: list[MemberClaim] = field(default_factory=list)
+    # Rendered keys the sink already holds records for (learned by a key audit): confirmed
+    # with that record's id instead of being written again.
+    found: dict[str, str] = field(default_factory=dict)
+    digests: set[str] = field(default_factory=set)  # rendered keys that are digests
 
 
 def touch_from_row(row: Any) -> Touch:
@@ -243,18 +249,12 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _dialect_insert(conn: Connection, table: Any) -> Any:
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
 def upsert_people(conn: Connection, crm: str, people: Iterable[Person]) -> int:
     """Insert or refresh ``person`` rows keyed by (crm, external_id); returns rows written."""
     rows = {p.external_id: person_values(crm, p) for p in people if p.external_id}
     if not rows:
         return 0
-    statement = _dialect_insert(conn, _PERSON)
+    statement = dialect_insert(conn, _PERSON)
     refreshed = {
         name: statement.excluded[name]
         for name in next(iter(rows.values()))
@@ -295,6 +295,8 @@ class Deliverer:
         self._campaign_ids: dict[str, str] = {}
         # Touch keys whose campaign membership was refused in this run (for dead-letter replay).
         self.member_failures: set[str] = set()
+        # Sinks whose creates are not idempotent: the ledger vouches for each key it sends.
+        self.audit = KeyAudit(ctx, crm, sink) if isinstance(crm, KeyedSink) else None
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -430,8 +432,10 @@ class Deliverer:
 
     # -- prepare -------------------------------------------------------------------------------
 
-    def _digest_members(self, batch: Sequence[Pending]) -> list[Touch]:
-        """Touches already delivered that share a digest window with this batch's touches."""
+    def _digest_members(self, work: _Batch) -> list[Touch]:
+        """Touches already delivered that share a digest window with this batch's touches (their
+        CRM record ids go to ``work.delivered_ids``)."""
+        batch = work.batch
         kinds = set(self.mapping.digests)
         candidates = [p.touch for p in batch if p.touch.kind in kinds and p.touch.email]
         if not candidates:
@@ -444,7 +448,7 @@ class Deliverer:
         with self.ctx.engine.connect() as conn:
             for start in range(0, len(emails), _LOOKUP_CHUNK):
                 rows = conn.execute(
-                    select(_TOUCH)
+                    select(_TOUCH, _DELIVERY.c.crm_id.label("delivered_crm_id"))
                     .join(
                         _DELIVERY,
                         and_(_DELIVERY.c.touch_id == _TOUCH.c.id, _DELIVERY.c.sink == self.sink),
@@ -457,7 +461,13 @@ class Deliverer:
                         _DELIVERY.c.state == DeliveryState.CONFIRMED.value,
                     )
                 )
-                out.extend(touch_from_row(r) for r in rows if r.id not in ids)
+                for row in rows:
+                    if row.id in ids:
+                        continue
+                    touch = touch_from_row(row)
+                    out.append(touch)
+                    if row.delivered_crm_id:
+                        work.delivered_ids[touch.key] = row.delivered_crm_id
         return out
 
     def prepare(self, batch: Sequence[Pending]) -> Prepared:
@@ -466,14 +476,88 @@ class Deliverer:
         ready, held_ids = self._identify(work)
         self.ctx.add("held", len(held_ids))
         prepared = self._render(work, ready)
-        intended = [tid for ids in prepared.members.values() for tid in ids]
+        if self.audit is not None:
+            self._vouch(prepared, self.audit)
+        found: list[dict[str, Any]] = [
+            {"tid": tid, "crm_id": crm_id}
+            for key, crm_id in prepared.found.items()
+            for tid in prepared.members[key]
+        ]
+        intended = [tid for r in prepared.rendered for tid in prepared.members[r.key]]
         with self.ctx.transaction() as conn:
             self._mark(conn, intended, DeliveryState.INTENDED, bump=True)
+            if found:
+                self._mark(conn, [f["tid"] for f in found], DeliveryState.INTENDED)
+                self._confirm(conn, found)
+                assert self.audit is not None
+                self.audit.forget(conn, prepared.found)
+                self.ctx.add("found_in_crm", len(found))
             self._mark(conn, held_ids, DeliveryState.FAILED, error=HELD)
             self._dead_letter(conn, work.rejects)
             self.after_prepare(conn, batch)
         self.ctx.progress("map", len(batch))
         return prepared
+
+    def _vouch(self, prepared: Prepared, audit: KeyAudit) -> None:
+        """Tell the sink what the ledger knows of each key (``RenderedTouch.crm_id`` and
+        ``attempted_at``), and set aside the keys whose records the key audit found."""
+        audit.ensure({r.target for r in prepared.rendered})
+        priors = self._priors([tid for ids in prepared.members.values() for tid in ids])
+        learned = audit.keys_for([r.key for r in prepared.rendered])
+        kept: list[RenderedTouch] = []
+        for rendered in prepared.rendered:
+            ids = prepared.members[rendered.key]
+            crm_id = learned.get(rendered.key) or rendered.crm_id
+            attempted: datetime | None = None
+            for tid in ids:
+                prior = priors.get(tid)
+                if prior is None or not prior.attempts:
+                    continue
+                if prior.crm_id:
+                    crm_id = crm_id or prior.crm_id
+                else:
+                    attempted = max(attempted or prior.intended_at, prior.intended_at)
+            if rendered.key in learned and rendered.key not in prepared.digests:
+                # The record exists with this very content: confirm it, write nothing.
+                prepared.found[rendered.key] = learned[rendered.key]
+                continue
+            kept.append(replace(rendered, crm_id=crm_id, attempted_at=attempted))
+        prepared.rendered = kept
+
+    def _priors(self, touch_ids: Sequence[int]) -> dict[int, Any]:
+        """The delivery rows of ``touch_ids`` to this sink as they stand before this attempt."""
+        found: dict[int, Any] = {}
+        with self.ctx.engine.connect() as conn:
+            for start in range(0, len(touch_ids), _LOOKUP_CHUNK):
+                rows = conn.execute(
+                    select(
+                        _DELIVERY.c.touch_id,
+                        _DELIVERY.c.attempts,
+                        _DELIVERY.c.intended_at,
+                        _DELIVERY.c.crm_id,
+                    ).where(
+                        _DELIVERY.c.sink == self.sink,
+                        _DELIVERY.c.touch_id.in_(touch_ids[start : start + _LOOKUP_CHUNK]),
+                    )
+                )
+                found.update((row.touch_id, row) for row in rows)
+        return found
+
+    def _confirm(self, conn: Connection, confirmed: Sequence[Mapping[str, Any]]) -> None:
+        """Mark deliveries confirmed with their CRM ids (``tid``/``crm_id`` dicts)."""
+        if not confirmed:
+            return
+        conn.execute(
+            update(_DELIVERY)
+            .where(_DELIVERY.c.touch_id == bindparam("tid"), _DELIVERY.c.sink == self.sink)
+            .values(
+                state=DeliveryState.CONFIRMED.value,
+                crm_id=bindparam("crm_id"),
+                confirmed_at=utcnow(),
+                last_error=None,
+            ),
+            list(confirmed),
+        )
 
     def _identify(self, work: _Batch) -> tuple[list[Touch], list[int]]:
         """Find or create the person of every touch: (touches ready to map, held touch ids)."""
@@ -521,11 +605,15 @@ class Deliverer:
         """Digest and render the ready touches; records the mapping refuses are dead-lettered."""
         prepared = Prepared()
         filtered = 0
-        for touch in self.mapping.digest([*ready, *self._digest_members(work.batch)]):
+        for touch in self.mapping.digest([*ready, *self._digest_members(work)]):
             member_keys = list(touch.raw.get("touch_keys", [])) if is_digest(touch) else [touch.key]
             members = [work.by_key[k] for k in member_keys if k in work.by_key]
             if not members:
                 continue  # a digest made only of touches delivered before
+            # A digest rolled up again: the record its earlier members went to is rewritten.
+            record = next(
+                (work.delivered_ids[k] for k in member_keys if k in work.delivered_ids), None
+            )
             try:
                 rendered = self.mapping.render(touch, work.people.get(_email(touch)))
             except MappingError as exc:
@@ -540,6 +628,10 @@ class Deliverer:
             if rendered is None:
                 filtered += len(members)
                 continue
+            if record is not None:
+                rendered = replace(rendered, crm_id=record)
+            if is_digest(touch):
+                prepared.digests.add(rendered.key)
             prepared.rendered.append(rendered)
             prepared.members[rendered.key] = [p.touch_id for p in members]
             self._claim_members(prepared, rendered, members)
@@ -589,7 +681,7 @@ class Deliverer:
         if not touch_ids:
             return
         now = utcnow()
-        statement = _dialect_insert(conn, _DELIVERY)
+        statement = dialect_insert(conn, _DELIVERY)
         attempts = _DELIVERY.c.attempts + 1 if bump else _DELIVERY.c.attempts
         conn.execute(
             statement.on_conflict_do_update(
@@ -649,18 +741,9 @@ class Deliverer:
                     for tid in ids
                 )  # fmt: skip
         with self.ctx.transaction() as conn:
-            if confirmed:
-                conn.execute(
-                    update(_DELIVERY)
-                    .where(_DELIVERY.c.touch_id == bindparam("tid"), _DELIVERY.c.sink == self.sink)
-                    .values(
-                        state=DeliveryState.CONFIRMED.value,
-                        crm_id=bindparam("crm_id"),
-                        confirmed_at=utcnow(),
-                        last_error=None,
-                    ),
-                    confirmed,
-                )
+            self._confirm(conn, confirmed)
+            if self.audit is not None:
+                self.audit.forget(conn, {r.key: r.crm_id or "" for r in results if r.ok})
             self._dead_letter(conn, rejects)
             if member_rejects:
                 insert_rejects(conn, self.ctx.name, DeadLetterStage.PUSH.value, member_rejects)
@@ -758,6 +841,8 @@ class _Batch:
         self.people: dict[str, Person] = {}
         self.rejects: list[tuple[int, Rejection, str]] = []
         self.rejected: set[str] = set()
+        # Touch key -> CRM record id of touches delivered before and rolled into a digest again.
+        self.delivered_ids: dict[str, str] = {}
 
     def reject(self, pending: Pending, code: str, reason: str, stage: DeadLetterStage) -> None:
         """Set one touch aside as a dead letter of ``stage``."""

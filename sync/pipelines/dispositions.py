@@ -30,10 +30,11 @@ from sqlalchemy import Connection, Table, select
 
 from connectors.base import Opportunity, Person, StatusChange
 from connectors.errors import ConfigError
+from sync.ledger.dialect import dialect_insert
 from sync.ledger.models import DispositionRow, OpportunityRow
 from sync.ledger.types import utcnow
 from sync.mapping import CompiledLifecycle
-from sync.pipelines.deliveries import _dialect_insert, upsert_people
+from sync.pipelines.deliveries import upsert_people
 from sync.pipelines.reconcile import opportunity_values, pull_stream, upsert_rows
 
 if TYPE_CHECKING:
@@ -227,7 +228,7 @@ def record_changes(
         )
     if not changes:
         return 0
-    statement = _dialect_insert(conn, _DISPOSITION).on_conflict_do_nothing()
+    statement = dialect_insert(conn, _DISPOSITION).on_conflict_do_nothing()
     result = conn.execute(
         statement.returning(_DISPOSITION.c.id), [_row(crm, run_id, c, lifecycle) for c in changes]
     )

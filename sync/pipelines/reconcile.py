@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Table
 
 from connectors.base import Account, Campaign, ContactRole, Cursor, Opportunity, Person
 from connectors.errors import ConfigError
+from sync.ledger.dialect import dialect_insert
 from sync.ledger.models import (
     AccountRow,
     CampaignCostRow,
@@ -27,7 +28,7 @@ from sync.ledger.models import (
     OpportunityRow,
 )
 from sync.ledger.types import utcnow
-from sync.pipelines.deliveries import _dialect_insert, upsert_people
+from sync.pipelines.deliveries import upsert_people
 from sync.pipelines.touches import cursor_value
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ def upsert_rows(
     """Insert ``rows`` into ``table`` or update the row with the same ``keys``."""
     if not rows:
         return 0
-    statement = _dialect_insert(conn, table)
+    statement = dialect_insert(conn, table)
     refreshed = {name: statement.excluded[name] for name in rows[0] if name not in keys}
     conn.execute(
         statement.on_conflict_do_update(index_elements=list(keys), set_=refreshed),

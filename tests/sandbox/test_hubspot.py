@@ -17,8 +17,10 @@ from hubspot.crm.contacts import (
 )
 from hubspot.crm.contacts.exceptions import ApiException as ContactsApiException
 from hubspot.crm.objects.notes import BatchInputSimplePublicObjectBatchInputForCreate
+from hubspot.crm.objects.notes import PublicObjectSearchRequest as NotesSearchRequest
 from hubspot.crm.objects.notes.exceptions import ApiException as NotesApiException
 from hubspot.crm.properties import PropertyCreate
+from hubspot.crm.properties.exceptions import ApiException as PropertiesApiException
 from hubspot.events.send import BatchedBehavioralEventHttpCompletionRequest
 from hubspot.events.send.exceptions import ApiException as EventsApiException
 
@@ -271,34 +273,106 @@ def test_engagement_without_hs_timestamp_fails_the_whole_batch(
     assert hub[0].dump()["objects"]["notes"] == {}
 
 
-def test_unique_touch_key_property_rejects_a_replayed_note(client: HubSpot) -> None:
-    created = client.crm.properties.core_api.create(
+@pytest.mark.parametrize("object_type", ["notes", "tasks", "calls", "emails", "meetings"])
+def test_activities_refuse_unique_value_properties(client: HubSpot, object_type: str) -> None:
+    spec = PropertyCreate(
+        name="closedloop_touch_key", label="closedloop touch key", type="string",
+        field_type="text", group_name="activityinformation", has_unique_value=True,
+    )  # fmt: skip
+    with pytest.raises(PropertiesApiException) as raised:
+        client.crm.properties.core_api.create(object_type, spec)
+    assert raised.value.status == 400
+    assert "Unique value properties are not supported" in raised.value.body
+
+
+def test_companies_take_a_unique_value_property(client: HubSpot) -> None:
+    spec = PropertyCreate(
+        name="erp_id", label="ERP id", type="string", field_type="text",
+        group_name="companyinformation", has_unique_value=True,
+    )  # fmt: skip
+    assert client.crm.properties.core_api.create("companies", spec).has_unique_value is True
+
+
+def test_the_same_note_created_twice_is_stored_twice(client: HubSpot) -> None:
+    client.crm.properties.core_api.create(
         "notes",
         PropertyCreate(
-            name="closedloop_touch_key",
-            label="closedloop touch key",
-            type="string",
-            field_type="text",
-            group_name="noteinformation",
-            has_unique_value=True,
+            name="closedloop_touch_key", label="closedloop touch key", type="string",
+            field_type="text", group_name="noteinformation",
         ),
-    )
-    assert created.has_unique_value is True
+    )  # fmt: skip
     note = {
         "properties": {"hs_timestamp": "2026-10-31T10:00:00Z", "closedloop_touch_key": "marketo:1"},
         "associations": [],
     }
-    client.crm.objects.notes.batch_api.create(
-        BatchInputSimplePublicObjectBatchInputForCreate(inputs=[note])
-    )
-    with pytest.raises(NotesApiException) as raised:
+    for _ in range(2):
         client.crm.objects.notes.batch_api.create(
             BatchInputSimplePublicObjectBatchInputForCreate(inputs=[note])
         )
-    assert raised.value.status == 409
-    assert "CONFLICT" in raised.value.body
-    fetched = client.crm.properties.core_api.get_by_name("notes", "closedloop_touch_key")
-    assert fetched.has_unique_value is True
+    found = client.crm.objects.notes.search_api.do_search(
+        NotesSearchRequest(
+            filter_groups=[{"filters": [{"propertyName": "closedloop_touch_key",
+                                         "operator": "IN", "values": ["marketo:1"]}]}],
+            limit=10,
+        )
+    )  # fmt: skip
+    assert found.total == 2
+
+
+def _post(url: str, path: str, body: object) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {credentials.HUBSPOT_TOKEN}"}
+    return httpx.post(f"{url}{path}", json=body, headers=headers)
+
+
+def test_traced_batch_create_answers_per_record_with_207(
+    hub: tuple[HubSpotStore, str, SandboxState],
+) -> None:
+    good = {"properties": {"hs_timestamp": "2026-10-31T10:00:00Z"}, "associations": []}
+    bad = {"properties": {"hs_note_body": "no timestamp"}, "associations": []}
+    inputs = [
+        {**good, "objectWriteTraceId": "a"},
+        {**bad, "objectWriteTraceId": "b"},
+        {**good, "objectWriteTraceId": "c"},
+    ]
+    answer = _post(hub[1], "/crm/v3/objects/notes/batch/create", {"inputs": inputs})
+    assert answer.status_code == 207
+    body = answer.json()
+    assert sorted(r["objectWriteTraceId"] for r in body["results"]) == ["a", "c"]
+    assert body["numErrors"] == 1
+    [error] = body["errors"]
+    assert error["context"] == {"objectWriteTraceId": ["b"]}
+    assert "hs_timestamp" in error["message"]
+    assert len(hub[0].dump()["objects"]["notes"]) == 2
+
+
+def test_untraced_batch_create_stays_all_or_nothing(
+    hub: tuple[HubSpotStore, str, SandboxState],
+) -> None:
+    inputs = [
+        {"properties": {"hs_timestamp": "2026-10-31T10:00:00Z"}, "associations": [],
+         "objectWriteTraceId": "a"},
+        {"properties": {"hs_note_body": "no timestamp"}, "associations": []},
+    ]  # fmt: skip
+    answer = _post(hub[1], "/crm/v3/objects/notes/batch/create", {"inputs": inputs})
+    assert answer.status_code == 400
+    assert hub[0].dump()["objects"]["notes"] == {}
+
+
+def test_search_finds_a_new_record_only_after_the_index_lag(
+    client: HubSpot, hub: tuple[HubSpotStore, str, SandboxState]
+) -> None:
+    hub[0].data.search_index_lag_s = 0.3
+    note = {"properties": {"hs_timestamp": "2026-10-31T10:00:00Z"}, "associations": []}
+    client.crm.objects.notes.batch_api.create(
+        BatchInputSimplePublicObjectBatchInputForCreate(inputs=[note])
+    )
+
+    def total() -> int:
+        return int(client.crm.objects.notes.search_api.do_search(NotesSearchRequest(limit=1)).total)
+
+    assert total() == 0
+    time.sleep(0.4)
+    assert total() == 1
 
 
 def test_ten_second_window_answers_429_with_policy_and_headers(

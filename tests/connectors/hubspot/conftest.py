@@ -46,7 +46,6 @@ def add_closedloop_properties(store: HubSpotStore) -> None:
                         "type": "string",
                         "fieldType": "text",
                         "groupName": "closedloop",
-                        "hasUniqueValue": name == KEY,
                     },
                 )
         for name in ("closedloop_lead_source", "closedloop_disqualified_reason"):

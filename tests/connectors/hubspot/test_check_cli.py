@@ -42,8 +42,10 @@ def test_check_lists_missing_properties_and_fix_creates_them(
     assert "--fix" in before.output
     fixed = runner.invoke(_app(), ["hubspot", "-c", str(config), "--fix"])
     assert fixed.exit_code == 0, fixed.output
+    # A plain searchable text property: HubSpot allows no unique values on activities.
     notes = sandbox.store("hubspot").data.properties["notes"]
-    assert notes["closedloop_touch_key"]["hasUniqueValue"] is True
+    assert notes["closedloop_touch_key"]["type"] == "string"
+    assert notes["closedloop_touch_key"]["hasUniqueValue"] is False
     assert notes["closedloop_source"]["hasUniqueValue"] is False
     assert "closedloop_lead_source" in sandbox.store("hubspot").data.properties["contacts"]
     after = runner.invoke(_app(), ["hubspot", "-c", str(config)])
