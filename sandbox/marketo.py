@@ -835,6 +835,12 @@ def _list_id(request: Request) -> int:
     return int(raw)
 
 
+def _params(request: Request) -> dict[str, str]:
+    """Query parameters; a repeated one (``activityTypeIds=1&activityTypeIds=12``, as Marketo's
+    docs write them) joins into one comma-separated value, as a comma-separated one is sent."""
+    return {key: ",".join(request.query_params.getlist(key)) for key in request.query_params}
+
+
 async def _usage(_request: Request, store: MarketoStore) -> dict[str, Any]:
     return store.usage()
 
@@ -852,27 +858,27 @@ async def _paging_token(request: Request, _marketo: MarketoStore) -> dict[str, A
 
 async def _activities(request: Request, store: MarketoStore) -> dict[str, Any]:
     with store.lock:
-        return store.activities_page(dict(request.query_params))
+        return store.activities_page(_params(request))
 
 
 async def _leads(request: Request, store: MarketoStore) -> dict[str, Any]:
     with store.lock:
-        return store.leads_by_filter(dict(request.query_params))
+        return store.leads_by_filter(_params(request))
 
 
 async def _lists(request: Request, store: MarketoStore) -> dict[str, Any]:
     with store.lock:
-        return store.lists_page(dict(request.query_params))
+        return store.lists_page(_params(request))
 
 
 async def _list_leads(request: Request, store: MarketoStore) -> dict[str, Any]:
     list_id = _list_id(request)
     if request.method == "GET":
         with store.lock:
-            return store.list_members(list_id, dict(request.query_params))
+            return store.list_members(list_id, _params(request))
     body = await _json_body(request)
     ids = [int(i["id"]) for i in body.get("input", []) if isinstance(i, dict) and "id" in i]
-    ids += _ids(request.query_params.get("id"), "id")
+    ids += _ids(_params(request).get("id"), "id")
     with store.lock:
         return store.change_list(list_id, ids, add=request.method == "POST")
 

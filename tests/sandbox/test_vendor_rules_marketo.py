@@ -176,6 +176,28 @@ def test_activities_take_at_most_30_lead_ids_and_300_per_page(
     assert _code(_activities(http, batchSize=301)) == "1003"
 
 
+def test_repeated_query_parameters_count_like_a_comma_separated_list(
+    mkto: tuple[MarketoStore, httpx.Client, str],
+) -> None:
+    store, http, _ = mkto
+    first, second = _leads(store, 2)
+    store.add_activity(first, 10, NOW - timedelta(days=3))
+    store.add_activity(first, 11, NOW - timedelta(days=3))
+    token = http.get(
+        "/rest/v1/activities/pagingtoken.json", params={"sinceDatetime": "2026-10-28T00:00:00Z"}
+    ).json()["nextPageToken"]
+    body = http.get(
+        "/rest/v1/activities.json",
+        params=[("nextPageToken", token), ("activityTypeIds", "10"), ("activityTypeIds", "11")],
+    ).json()
+    assert sorted(a["activityTypeId"] for a in body["result"]) == [10, 11]
+    list_id = store.add_list("Nurture")
+    added = http.post(
+        f"/rest/v1/lists/{list_id}/leads.json", params=[("id", first), ("id", second)]
+    ).json()
+    assert [r["status"] for r in added["result"]] == ["added", "added"]
+
+
 def test_blank_required_activity_parameters_are_701(
     mkto: tuple[MarketoStore, httpx.Client, str],
 ) -> None:
