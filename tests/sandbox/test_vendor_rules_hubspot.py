@@ -255,6 +255,18 @@ def test_association_batch_read_takes_at_most_1000_ids(hub: tuple[HubSpotStore, 
     assert answer.json()["category"] == "VALIDATION_ERROR"
 
 
+def test_association_batch_create_takes_at_most_2000_inputs(hub: tuple[HubSpotStore, str]) -> None:
+    link = {"from": {"id": "1"}, "to": {"id": "2"}, "types": []}
+    answer = _call(
+        hub,
+        "POST",
+        "/crm/v4/associations/contacts/companies/batch/create",
+        json={"inputs": [link] * 2001},
+    )
+    assert answer.status_code == 400
+    assert answer.json()["category"] == "VALIDATION_ERROR"
+
+
 def test_form_submissions_come_newest_first_50_a_page_at_most(
     hub: tuple[HubSpotStore, str],
 ) -> None:
