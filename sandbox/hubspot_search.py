@@ -2,7 +2,8 @@
 
 ``filterGroups`` are ORed, the filters inside a group ANDed. Values compare by the property's
 type: numbers as numbers, datetimes as epoch milliseconds (filters may send either ms or
-ISO-8601), everything else as case-insensitive text, as HubSpot does.
+ISO-8601), everything else as case-insensitive text, as HubSpot does. A request holds at most
+``MAX_FILTER_GROUPS`` groups of ``MAX_FILTERS_PER_GROUP`` filters, ``MAX_FILTERS_TOTAL`` in all.
 """
 
 from __future__ import annotations
@@ -42,9 +43,11 @@ OPERATORS = frozenset(
         "NOT_CONTAINS_TOKEN",
     }
 )
+# Since 26 Aug 2024: 5 filter groups, 10 filters per group, 25 filters in all. Source:
+# https://developers.hubspot.com/changelog/breaking-change-expanded-filtering-capabilities-and-error-messaging-in-hubspots-search-api
 MAX_FILTER_GROUPS = 5
-MAX_FILTERS_PER_GROUP = 6
-MAX_FILTERS_TOTAL = 18
+MAX_FILTERS_PER_GROUP = 10
+MAX_FILTERS_TOTAL = 25
 
 _TOKEN_SPLIT = re.compile(r"[^0-9a-z@._*-]+")
 

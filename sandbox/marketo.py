@@ -2,10 +2,20 @@
 
 Paths, parameters and response fields follow Adobe's Swagger description of the API
 (identity, lead database activities and paging tokens, leads, static lists, bulk activity
-export). As in Marketo, errors are HTTP 200 with ``success: false`` and string codes: 600/601/602
-(token missing/invalid/expired), 606 (more than ``rate_max`` calls in a rolling
-``rate_window_s``), 607 (daily quota), 615 (more than ``max_concurrent`` calls in flight), 1003
-(invalid parameter values), 1006 (unknown field), 1013 (unknown list), 1029 (export queue full).
+export, daily usage). As in Marketo, errors are HTTP 200 with ``success: false`` and string
+codes: 600/601/602 (token missing/invalid/expired; the token travels only in the Authorization
+header since the ``access_token`` query parameter was removed on 31 August 2026), 606 (more than
+``rate_max`` calls in a rolling ``rate_window_s``), 607 (daily quota), 615 (more than
+``max_concurrent`` calls in flight), 1003 (invalid parameter values, too many matching leads),
+1006 (unknown field), 1011 (a field that cannot be a filterType), 1013 (unknown list), 1029
+(export queue full, job already queued, daily export quota spent). A call answered with an
+error does not count against the rate limit or the daily quota. Only two HTTP errors come from
+the API itself: 413 (a body over 1 MB) and 414 (a URI over 8 KB); an export file that is not
+ready is a plain-text 404.
+
+Bulk exports follow Marketo's queue: at most ``export_queue_limit`` jobs queued or processing,
+at most ``export_max_processing`` processing at once, and ``export_daily_bytes`` of files a day
+(Central time) before create and enqueue answer 1029.
 
 Activity pages are cut on fixed time slices (``page_slice``) so that, as in Marketo, a page may
 be empty while ``moreResult`` is true; the client must keep paging until it is false. An empty
@@ -29,6 +39,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -41,12 +52,28 @@ from sandbox.hubspot_clock import StoreClock, to_ms
 from sandbox.marketo_schema import ACTIVITY_TYPES, KIND_TO_TYPE, LEAD_FIELDS
 from sandbox.world import World
 
-__all__ = ["MarketoError", "MarketoStore", "build_app"]
+__all__ = ["HttpError", "MarketoError", "MarketoStore", "build_app"]
 
 API = "marketo"
+SCOPE = "closedloop-sandbox@example.com"  # the API-only user owning the custom service
+# Limits below: Adobe's Marketo Engage developer docs and Swagger (docs/vendor-behaviour.md).
+# https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/activities
 MAX_TYPES_PER_CALL = 10
 MAX_PAGE = 300
 MAX_LEAD_IDS = 30
+# https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/leads
+MAX_FILTER_MATCHES = 1000
+# Get Leads by Filter Type: the standard fields that may be a filterType (plus custom string,
+# email and integer fields, of which the sandbox has none); other known fields are 1011.
+FILTER_TYPES = frozenset({"email", "id", "sfdcLeadId"})
+# https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/error-codes
+MAX_BODY_BYTES = 1024 * 1024
+MAX_URI_BYTES = 8 * 1024
+# From 2026-12-30, activities filtered by a static list of 10,000+ leads fail with 1003.
+LIST_FILTER_MAX_LEADS = 10_000
+LIST_FILTER_LIMIT_FROM = datetime(2026, 12, 30, tzinfo=UTC)
+# The bulk extract day (and the API quota day) ends at midnight US Central time.
+MARKETO_TZ = ZoneInfo("America/Chicago")
 EXPORT_COLUMNS = (
     "marketoGUID",
     "leadId",
@@ -66,6 +93,15 @@ class MarketoError(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+class HttpError(Exception):
+    """One of the few HTTP-level errors Marketo answers (413, 414, a missing export file)."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(f"HTTP {status}: {text}")
+        self.status = status
+        self.text = text
 
 
 def _iso(moment: datetime) -> str:
@@ -110,11 +146,24 @@ def _batch_size(params: dict[str, str]) -> int:
     return int(raw)
 
 
+def _page(items: list[Any], params: dict[str, str]) -> tuple[list[Any], dict[str, Any]]:
+    """One page of a position-paged result (``batchSize`` at most 300, ``nextPageToken``)."""
+    start = _decode_token(params["nextPageToken"])[1] if params.get("nextPageToken") else 0
+    batch = min(_batch_size(params), MAX_PAGE)
+    body: dict[str, Any] = {}
+    if start + batch < len(items):
+        body["moreResult"] = True
+        body["nextPageToken"] = _encode_token(0, start + batch)
+    return items[start : start + batch], body
+
+
 class MarketoStore:
     """One emulated Marketo instance: leads, activities, static lists, exports, tokens, limits.
 
     Tests may change ``rate_max``/``rate_window_s`` (606), ``daily_quota`` (607),
-    ``max_concurrent`` (615), ``token_lifetime_s`` (602) and ``page_slice`` (activity pages).
+    ``max_concurrent`` (615), ``token_lifetime_s`` (602), ``page_slice`` (activity pages) and
+    the bulk export limits (``export_queue_limit``, ``export_max_processing``,
+    ``export_daily_bytes``).
     """
 
     def __init__(self) -> None:
@@ -127,6 +176,8 @@ class MarketoStore:
         self.max_concurrent = 10
         self.page_slice = timedelta(days=7)
         self.export_queue_limit = 10
+        self.export_max_processing = 2
+        self.export_daily_bytes = 500 * 1024 * 1024
         self._guard = threading.Lock()
         self._tokens: dict[str, float] = {}
         self._current: str | None = None
@@ -146,6 +197,7 @@ class MarketoStore:
             self.lists: dict[int, dict[str, Any]] = {}
             self.members: dict[int, set[int]] = {}
             self.exports: dict[str, dict[str, Any]] = {}
+            self._exported: dict[str, int] = {}  # Central-time day -> bytes of files finished
             self.lead_ids: dict[str, int] = {}
             self.program_ids: dict[str, int] = {}
             self._next_lead = 1000
@@ -201,6 +253,21 @@ class MarketoStore:
                 )
             self._calls.append(now)
             self._daily += 1
+
+    def refund(self) -> None:
+        """Give back the last call taken: Marketo does not count calls answered with an error."""
+        with self._guard:
+            if self._calls:
+                self._calls.pop()
+            self._daily = max(0, self._daily - 1)
+
+    def usage(self) -> dict[str, Any]:
+        """GET /rest/v1/stats/usage.json: today's calls (the API user is the only caller)."""
+        with self._guard:
+            total = self._daily
+        day = self.clock.now().astimezone(MARKETO_TZ).date().isoformat()
+        users = [{"userId": SCOPE, "count": total}] if total else []
+        return {"result": [{"date": day, "total": total, "users": users}]}
 
     def enter(self) -> bool:
         """Mark one request in flight; False when that exceeds ``max_concurrent`` (615)."""
@@ -427,6 +494,12 @@ class MarketoStore:
             if list_id not in self.lists:
                 raise MarketoError("1013", "Static list not found")
             members = self.members[list_id]
+            if len(members) >= LIST_FILTER_MAX_LEADS and self.clock.now() >= LIST_FILTER_LIMIT_FROM:
+                raise MarketoError(
+                    "1003",
+                    f"Static list {list_id} has {LIST_FILTER_MAX_LEADS} or more leads; "
+                    "scope the call with leadIds instead of listId",
+                )
         return set(type_ids), lead_ids, members, batch
 
     def leads_by_filter(self, params: dict[str, str]) -> dict[str, Any]:
@@ -448,18 +521,19 @@ class MarketoStore:
             ids = [i for v in values for i in self._by_email.get(v.lower(), [])]
         elif filter_type == "id":
             ids = [int(v) for v in values if v.isdigit() and int(v) in self.leads]
-        elif filter_type in LEAD_FIELDS:
+        elif filter_type in FILTER_TYPES:
             wanted = set(values)
             ids = [i for i, lead in self.leads.items() if str(lead.get(filter_type)) in wanted]
+        elif filter_type in LEAD_FIELDS:
+            raise MarketoError("1011", f"Field '{filter_type}' not supported")
         else:
             raise MarketoError("1003", f"Invalid filterType '{filter_type}'")
-        start = _decode_token(params["nextPageToken"])[1] if params.get("nextPageToken") else 0
-        batch = min(_batch_size(params), MAX_PAGE)
-        page = ids[start : start + batch]
-        result = [{"id": i, **{f: self.leads[i].get(f) for f in fields if f != "id"}} for i in page]
-        body: dict[str, Any] = {"result": result}
-        if start + batch < len(ids):
-            body["nextPageToken"] = _encode_token(0, start + batch)
+        if len(ids) > MAX_FILTER_MATCHES:
+            raise MarketoError("1003", "Too many results match the filter")
+        page, body = _page(ids, params)
+        body["result"] = [
+            {"id": i, **{f: self.leads[i].get(f) for f in fields if f != "id"}} for i in page
+        ]
         return body
 
     def lists_page(self, params: dict[str, str]) -> dict[str, Any]:
@@ -471,7 +545,9 @@ class MarketoStore:
             for list_id, meta in sorted(self.lists.items())
             if (not ids or list_id in ids) and (not names or meta["name"] in names)
         ]
-        return {"result": result[:MAX_PAGE]}
+        page, body = _page(result, params)
+        body["result"] = page
+        return body
 
     def change_list(self, list_id: int, lead_ids: list[int], *, add: bool) -> dict[str, Any]:
         """Add or remove leads (at most 300) on a static list; per-lead status and reasons."""
@@ -500,12 +576,13 @@ class MarketoStore:
     def _skipped(lead_id: int, code: str, message: str) -> dict[str, Any]:
         return {"id": lead_id, "status": "skipped", "reasons": [{"code": code, "message": message}]}
 
-    def list_members(self, list_id: int) -> dict[str, Any]:
-        """GET /rest/v1/lists/{id}/leads.json (first 300 members)."""
+    def list_members(self, list_id: int, params: dict[str, str]) -> dict[str, Any]:
+        """GET /rest/v1/lists/{id}/leads.json: members in id order, 300 a page at most."""
         if list_id not in self.lists:
             raise MarketoError("1013", "Static list not found")
-        ids = sorted(self.members[list_id])[:MAX_PAGE]
-        return {"result": [{"id": i, "email": self.leads[i].get("email")} for i in ids]}
+        page, body = _page(sorted(self.members[list_id]), params)
+        body["result"] = [{"id": i, "email": self.leads[i].get("email")} for i in page]
+        return body
 
     # ------------------------------------------------------------------ exports
     def create_export(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -530,6 +607,7 @@ class MarketoStore:
         fmt = body.get("format", "CSV")
         if fmt not in ("CSV", "TSV", "SSV"):
             raise MarketoError("1003", f"Invalid format '{fmt}'")
+        self._check_export_quota()
         export_id = str(uuid.uuid4())
         job = {
             "exportId": export_id,
@@ -554,31 +632,50 @@ class MarketoStore:
             raise MarketoError("1003", f"Export id {export_id} not found")
         return job
 
+    def _exported_today(self) -> int:
+        return self._exported.get(self._export_day(), 0)
+
+    def _export_day(self) -> str:
+        return self.clock.now().astimezone(MARKETO_TZ).date().isoformat()
+
+    def _check_export_quota(self) -> None:
+        if self._exported_today() >= self.export_daily_bytes:
+            raise MarketoError("1029", "Export daily quota exceeded")
+
+    def _count(self, *statuses: str) -> int:
+        return sum(1 for j in self.exports.values() if j["status"] in statuses)
+
     def enqueue_export(self, export_id: str) -> dict[str, Any]:
-        """POST .../{exportId}/enqueue.json: only a Created job; at most 10 queued."""
+        """POST .../{exportId}/enqueue.json: a Created job joins a queue of at most 10."""
         job = self._find_job(export_id)
+        if job["status"] in ("Queued", "Processing"):
+            raise MarketoError("1029", "Job already queued")
         if job["status"] != "Created":
             raise MarketoError("1003", f"Job is in {job['status']} state and cannot be enqueued")
-        queued = sum(1 for j in self.exports.values() if j["status"] in ("Queued", "Processing"))
-        if queued >= self.export_queue_limit:
-            raise MarketoError("1029", f"Too many jobs ({self.export_queue_limit}) in queue")
+        self._check_export_quota()
+        if self._count("Queued", "Processing") >= self.export_queue_limit:
+            raise MarketoError("1029", "Too many jobs in queue")
         job["status"] = "Queued"
         job["queuedAt"] = _iso(self.clock.now())
         return self._job(job)
 
     def export_status(self, export_id: str) -> dict[str, Any]:
-        """GET .../{exportId}/status.json: each poll moves Queued -> Processing -> Completed."""
+        """GET .../{exportId}/status.json: each poll moves Queued -> Processing (when fewer
+        than ``export_max_processing`` jobs process) -> Completed."""
         job = self._find_job(export_id)
         if job["status"] == "Queued":
-            job["status"] = "Processing"
-            job["startedAt"] = _iso(self.clock.now())
+            if self._count("Processing") < self.export_max_processing:
+                job["status"] = "Processing"
+                job["startedAt"] = _iso(self.clock.now())
         elif job["status"] == "Processing":
             content = self._render_file(job)
             job["status"] = "Completed"
             job["finishedAt"] = _iso(self.clock.now())
             job["fileSize"] = len(content)
-            job["fileChecksum"] = hashlib.sha256(content).hexdigest()
+            job["fileChecksum"] = "sha256:" + hashlib.sha256(content).hexdigest()
             job["_file"] = content
+            day = self._export_day()
+            self._exported[day] = self._exported.get(day, 0) + len(content)
         return self._job(job)
 
     def cancel_export(self, export_id: str) -> dict[str, Any]:
@@ -590,10 +687,10 @@ class MarketoStore:
         return self._job(job)
 
     def export_file(self, export_id: str) -> bytes:
-        """GET .../{exportId}/file.json: the file of a Completed job."""
-        job = self._find_job(export_id)
-        if job["status"] != "Completed":
-            raise MarketoError("1003", f"Job is {job['status']}; the file is not available")
+        """GET .../{exportId}/file.json: the file of a Completed job (else a plain-text 404)."""
+        job = self.exports.get(export_id)
+        if job is None or job["status"] != "Completed":
+            raise HttpError(404, f"Export file {export_id} not found")
         content: bytes = job["_file"]
         return content
 
@@ -644,11 +741,21 @@ def _failure(store: MarketoStore, code: str, message: str) -> Response:
 
 
 def _token_of(request: Request) -> str:
+    # Only the Authorization header: Marketo removed the access_token query parameter on
+    # 31 August 2026 (https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/authentication).
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         return auth[7:].strip()
-    # The deprecated query parameter still works.
-    return request.query_params.get("access_token", "")
+    return ""
+
+
+async def _http_limits(request: Request) -> None:
+    """Raise the HTTP errors Marketo answers before looking at a call: 414 and 413."""
+    uri = request.url.path + ("?" + request.url.query if request.url.query else "")
+    if len(uri.encode()) > MAX_URI_BYTES:
+        raise HttpError(414, "Request-URI Too Long")
+    if len(await request.body()) > MAX_BODY_BYTES:
+        raise HttpError(413, "Request Entity Too Large")
 
 
 async def _fault(state: SandboxState, store: MarketoStore, kind: str, token: str) -> Response:
@@ -686,12 +793,19 @@ def _wrap(
             token = _token_of(request)
             if kind is not None:
                 return await _fault(state, store, kind, token)
+            taken = False
             try:
+                await _http_limits(request)
                 store.check_token(token)
                 store.take_call()
+                taken = True
                 answer = await handler(request, store)
             except MarketoError as exc:
+                if taken:
+                    store.refund()
                 return _failure(store, exc.code, exc.message)
+            except HttpError as exc:
+                return Response(exc.text, status_code=exc.status, media_type="text/plain")
             if isinstance(answer, Response):
                 return answer
             return JSONResponse({"requestId": store.request_id(), "success": True, **answer})
@@ -721,6 +835,16 @@ def _list_id(request: Request) -> int:
     return int(raw)
 
 
+def _params(request: Request) -> dict[str, str]:
+    """Query parameters; a repeated one (``activityTypeIds=1&activityTypeIds=12``, as Marketo's
+    docs write them) joins into one comma-separated value, as a comma-separated one is sent."""
+    return {key: ",".join(request.query_params.getlist(key)) for key in request.query_params}
+
+
+async def _usage(_request: Request, store: MarketoStore) -> dict[str, Any]:
+    return store.usage()
+
+
 async def _activity_types(_request: Request, _marketo: MarketoStore) -> dict[str, Any]:
     return {"result": list(ACTIVITY_TYPES.values())}
 
@@ -734,27 +858,27 @@ async def _paging_token(request: Request, _marketo: MarketoStore) -> dict[str, A
 
 async def _activities(request: Request, store: MarketoStore) -> dict[str, Any]:
     with store.lock:
-        return store.activities_page(dict(request.query_params))
+        return store.activities_page(_params(request))
 
 
 async def _leads(request: Request, store: MarketoStore) -> dict[str, Any]:
     with store.lock:
-        return store.leads_by_filter(dict(request.query_params))
+        return store.leads_by_filter(_params(request))
 
 
 async def _lists(request: Request, store: MarketoStore) -> dict[str, Any]:
     with store.lock:
-        return store.lists_page(dict(request.query_params))
+        return store.lists_page(_params(request))
 
 
 async def _list_leads(request: Request, store: MarketoStore) -> dict[str, Any]:
     list_id = _list_id(request)
     if request.method == "GET":
         with store.lock:
-            return store.list_members(list_id)
+            return store.list_members(list_id, _params(request))
     body = await _json_body(request)
     ids = [int(i["id"]) for i in body.get("input", []) if isinstance(i, dict) and "id" in i]
-    ids += _ids(request.query_params.get("id"), "id")
+    ids += _ids(_params(request).get("id"), "id")
     with store.lock:
         return store.change_list(list_id, ids, add=request.method == "POST")
 
@@ -811,7 +935,7 @@ def _identity(state: SandboxState) -> Callable[[Request], Awaitable[Response]]:
                 "access_token": access,
                 "token_type": "bearer",
                 "expires_in": remaining,
-                "scope": "closedloop-sandbox@example.com",
+                "scope": SCOPE,
             }
         )
 
@@ -837,6 +961,7 @@ def build_app(state: SandboxState) -> Starlette:
         Route("/rest/v1/activities.json", _wrap(state, "activities", _activities), methods=["GET"]),
         Route("/rest/v1/leads.json", _wrap(state, "leads", _leads), methods=["GET"]),
         Route("/rest/v1/lists.json", _wrap(state, "lists", _lists), methods=["GET"]),
+        Route("/rest/v1/stats/usage.json", _wrap(state, "stats.usage", _usage), methods=["GET"]),
         Route(
             "/rest/v1/lists/{list_id}/leads.json",
             _wrap(state, "lists.leads", _list_leads),

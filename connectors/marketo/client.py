@@ -212,6 +212,14 @@ class MarketoClient:
         if rule.action is Action.DAILY_QUOTA:
             self.quota.exhaust()
             raise self.quota.rate_limited()
+        if rule.action is Action.BUSY and "quota" in message.lower():
+            # 1029 "Export daily quota exceeded": nothing exports again before midnight Central.
+            wait = (self.quota.resets_at() - self.clock.now()).total_seconds()
+            raise RateLimited(
+                f"Marketo {what} failed: {code} {message} (the 500 MB daily bulk export "
+                "allocation is spent until midnight US Central)",
+                retry_after=max(1.0, wait),
+            )
         raise exception_for(rule, what, f"{code} {message}")
 
     def _wait(self, rule: Rule) -> bool:

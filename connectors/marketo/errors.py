@@ -57,6 +57,7 @@ class Rule:
     remedy: str = ""
 
 
+# Codes and meanings: https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/error-codes
 ERROR_ACTIONS: dict[str, Rule] = {
     "601": Rule(Action.REFRESH_TOKEN, "the access token was invalid; it is renewed automatically"),
     "602": Rule(Action.REFRESH_TOKEN, "the access token expired; it is renewed automatically"),
@@ -85,6 +86,7 @@ ERROR_ACTIONS: dict[str, Rule] = {
     "709": Rule(Action.REJECT, "Marketo business rule violation"),
     "710": Rule(Action.CONFIG, "parent folder not found"),
     "711": Rule(Action.CONFIG, "incompatible folder type"),
+    "713": Rule(Action.RETRY, "a Marketo resource was temporarily unavailable"),
     "1001": Rule(Action.REJECT, "invalid value"),
     "1002": Rule(Action.REJECT, "a required parameter is missing"),
     # 1003 means "this request is not allowed as asked": too many activity types, a smart list
@@ -95,7 +97,10 @@ ERROR_ACTIONS: dict[str, Rule] = {
     "1006": Rule(Action.CONFIG, "field not found: check the field's REST API name"),
     "1007": Rule(Action.REJECT, "several leads match"),
     "1008": Rule(Action.REJECT, "no access to the lead's partition"),
+    "1011": Rule(Action.CONFIG, "that lead field cannot be searched on (filterType)"),
     "1013": Rule(Action.CONFIG, "object not found: check the static list or program id"),
+    # "Too many jobs in queue" and "Job already queued" clear in minutes; "Export daily quota
+    # exceeded" (500 MB a day) only at midnight US Central, which the client waits for.
     "1029": Rule(Action.BUSY, "bulk export queue full or daily export quota (500 MB) used up"),
     "1035": Rule(Action.CONFIG, "unsupported filter type"),
 }

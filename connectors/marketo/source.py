@@ -9,19 +9,22 @@ Incremental pull (``pull_touches``), in as few calls as Marketo allows:
   always advancing the one that is furthest behind, so the cursor can move forward safely;
 - activities carry only a lead id: emails come from ``leads.json?filterType=id`` lookups of
   exactly 300 ids at a time (a touch waits until its lead's batch is full, or the pull ends),
-  cached for the pull.
+  cached for the pull. Lead lookups follow ``nextPageToken`` while ``moreResult`` says there is
+  more (an e-mail address may belong to several leads).
 
 The cursor value is the activity time (ISO, UTC) up to which every activity has been yielded;
 ``boundary_keys`` are the keys yielded at exactly that time (Marketo times have second
 precision, so the next pull re-reads that second and drops them).
 
 Pulls spanning more than ``bulk_backfill_days`` use the bulk activity extract instead: one job
-per 31-day window (Marketo's maximum), created, enqueued, polled until complete, downloaded as
-CSV and parsed into the same touches.
+per 31-day window (Marketo's maximum), created, enqueued, polled until complete (at most once a
+minute by default: the status changes no faster), downloaded as CSV, checked against the job's
+SHA-256 ``fileChecksum`` and parsed into the same touches.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -389,7 +392,8 @@ class MarketoSource:
         self.client.call("POST", f"{base}/enqueue.json")
         waited = 0.0
         while True:
-            status = _export_field(self.client.call("GET", f"{base}/status.json"), "status")
+            answer = self.client.call("GET", f"{base}/status.json")
+            status = _export_field(answer, "status")
             if status == "Completed":
                 break
             if status in ("Failed", "Cancelled", "Canceled"):
@@ -401,7 +405,9 @@ class MarketoSource:
                 )
             self.clock.sleep(self.settings.bulk_poll_interval_s)
             waited += self.settings.bulk_poll_interval_s
-        return list(parse_bulk_csv(self.client.download(f"{base}/file.json")))
+        content = self.client.download(f"{base}/file.json")
+        _check_file(export_id, content, answer["result"][0].get("fileChecksum"))
+        return list(parse_bulk_csv(content))
 
     # -- leads and lists --------------------------------------------------------------------
 
@@ -409,17 +415,13 @@ class MarketoSource:
         """Emails of the leads with ``lead_ids`` (300 per call); unknown leads are omitted."""
         found: dict[int, str | None] = {}
         for chunk in _chunks(list(dict.fromkeys(lead_ids)), MAX_IDS_PER_CALL):
-            body = self.client.call(
-                "GET",
-                "/rest/v1/leads.json",
-                params={
-                    "filterType": "id",
-                    "filterValues": ",".join(str(i) for i in chunk),
-                    "fields": "id,email",
-                    "batchSize": MAX_IDS_PER_CALL,
-                },
-            )
-            for lead in body.get("result") or []:
+            params = {
+                "filterType": "id",
+                "filterValues": ",".join(str(i) for i in chunk),
+                "fields": "id,email",
+                "batchSize": MAX_IDS_PER_CALL,
+            }
+            for lead in self._leads(params):
                 email = lead.get("email")
                 found[int(lead["id"])] = email.strip().lower() if isinstance(email, str) else None
         return found
@@ -429,21 +431,28 @@ class MarketoSource:
         wanted = list(dict.fromkeys(e.strip().lower() for e in emails if e and e.strip()))
         people: dict[str, Person] = {}
         for chunk in _chunks(wanted, MAX_IDS_PER_CALL, _MAX_FILTER_CHARS):
-            body = self.client.call(
-                "GET",
-                "/rest/v1/leads.json",
-                params={
-                    "filterType": "email",
-                    "filterValues": ",".join(chunk),
-                    "fields": _LEAD_FIELDS,
-                    "batchSize": MAX_IDS_PER_CALL,
-                },
-            )
-            for lead in body.get("result") or []:
+            params = {
+                "filterType": "email",
+                "filterValues": ",".join(chunk),
+                "fields": _LEAD_FIELDS,
+                "batchSize": MAX_IDS_PER_CALL,
+            }
+            for lead in self._leads(params):
                 person = _person(self.name, lead)
                 if person.email and person.email not in people:
                     people[person.email] = person
         return people
+
+    def _leads(self, params: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+        """Every lead of a Get Leads by Filter Type query, page after page."""
+        token: str | None = None
+        while True:
+            page = dict(params, nextPageToken=token) if token else dict(params)
+            body = self.client.call("GET", "/rest/v1/leads.json", params=page)
+            yield from body.get("result") or []
+            token = body.get("nextPageToken")
+            if not (isinstance(token, str) and token and body.get("moreResult", True)):
+                return
 
     def add_to_list(self, list_id: int, lead_ids: Sequence[int]) -> ListChange[int]:
         """Add leads to a static list (300 per call); re-adding a member changes nothing."""
@@ -550,6 +559,18 @@ class MarketoSource:
             if ok
             else "other integrations use most of the quota: lower their usage, ask "
             "Adobe for a higher quota, or pull less often",
+        )
+
+
+def _check_file(export_id: str, content: bytes, checksum: Any) -> None:
+    """Transient when the file differs from the job's SHA-256 ``fileChecksum`` (if it has one)."""
+    if not isinstance(checksum, str) or not checksum:
+        return
+    expected = checksum.removeprefix("sha256:").strip().lower()
+    if hashlib.sha256(content).hexdigest() != expected:
+        raise Transient(
+            f"Marketo bulk export {export_id}: the downloaded file does not match its SHA-256 "
+            "checksum (a truncated download?); the next run will fetch it again"
         )
 
 

@@ -119,13 +119,14 @@ def test_token_is_reused_until_it_expires_then_602_and_a_new_one(
     assert _error_code(http.get("/rest/v1/activities/types.json").json()) == "600"
 
 
-def test_deprecated_access_token_query_parameter_still_works(
+def test_the_removed_access_token_query_parameter_no_longer_authenticates(
     mkto: tuple[MarketoStore, httpx.Client, SandboxState],
 ) -> None:
     http = mkto[1]
     token = _token(http)
     body = http.get("/rest/v1/activities/types.json", params={"access_token": token}).json()
-    assert body["success"] is True
+    assert _error_code(body) == "600"
+    body = _get(http, token, "/rest/v1/activities/types.json")
     assert {t["id"] for t in body["result"]} >= {1, 2, 6, 7, 10, 11, 104}
 
 
@@ -407,7 +408,9 @@ def test_bulk_export_moves_through_its_lifecycle_to_a_csv(
     export_id = created["result"][0]["exportId"]
     assert created["result"][0]["status"] == "Created"
     base = f"/bulk/v1/activities/export/{export_id}"
-    assert _error_code(_get(http, token, f"{base}/file.json")) == "1003"
+    not_ready = http.get(f"{base}/file.json", headers=auth)
+    assert not_ready.status_code == 404
+    assert not_ready.headers["content-type"].startswith("text/plain")
     assert http.post(f"{base}/enqueue.json", headers=auth).json()["result"][0]["status"] == "Queued"
     statuses = [_get(http, token, f"{base}/status.json")["result"][0]["status"] for _ in range(3)]
     assert statuses == ["Processing", "Completed", "Completed"]

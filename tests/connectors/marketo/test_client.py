@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 import httpx
@@ -272,3 +273,37 @@ def test_a_failed_bulk_export_is_transient_and_names_the_job(
     )
     with pytest.raises(Transient, match="e2 ended as Failed"):
         source.bulk_export(datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 6, 2, tzinfo=UTC), [1])
+
+
+def _completed_export(api: respx.MockRouter, content: bytes, checksum: str) -> None:
+    base = "/bulk/v1/activities/export/e3"
+    api.post("/bulk/v1/activities/export/create.json").mock(
+        return_value=ok([{"exportId": "e3", "status": "Created"}])
+    )
+    api.post(f"{base}/enqueue.json").mock(return_value=ok([{"exportId": "e3", "status": "Queued"}]))
+    api.get(f"{base}/status.json").mock(
+        return_value=ok([{"exportId": "e3", "status": "Completed", "fileChecksum": checksum}])
+    )
+    api.get(f"{base}/file.json").mock(
+        return_value=httpx.Response(200, content=content, headers={"content-type": "text/csv"})
+    )
+
+
+def test_a_bulk_export_file_that_does_not_match_its_checksum_is_transient(
+    source: MarketoSource, api: respx.MockRouter
+) -> None:
+    content = b"marketoGUID,leadId,activityDate,activityTypeId\ng1,1,2026-06-01T10:00:00Z,10\n"
+    _completed_export(api, content[:-5], "sha256:" + hashlib.sha256(content).hexdigest())
+    with pytest.raises(Transient, match="checksum"):
+        source.bulk_export(datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 6, 2, tzinfo=UTC), [10])
+
+
+def test_a_bulk_export_file_matching_its_checksum_is_parsed(
+    source: MarketoSource, api: respx.MockRouter
+) -> None:
+    content = b"marketoGUID,leadId,activityDate,activityTypeId\ng1,1,2026-06-01T10:00:00Z,10\n"
+    _completed_export(api, content, "sha256:" + hashlib.sha256(content).hexdigest())
+    rows = source.bulk_export(
+        datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 6, 2, tzinfo=UTC), [10]
+    )
+    assert [(r["marketoGUID"], r["leadId"]) for r in rows] == [("g1", 1)]
