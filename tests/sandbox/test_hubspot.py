@@ -345,6 +345,16 @@ def test_traced_batch_create_answers_per_record_with_207(
     assert len(hub[0].dump()["objects"]["notes"]) == 2
 
 
+def test_a_trace_id_used_twice_in_one_batch_is_refused(
+    hub: tuple[HubSpotStore, str, SandboxState],
+) -> None:
+    note = {"properties": {"hs_timestamp": "2026-10-31T10:00:00Z"}, "associations": []}
+    inputs = [{**note, "objectWriteTraceId": "a"}, {**note, "objectWriteTraceId": "a"}]
+    answer = _post(hub[1], "/crm/v3/objects/notes/batch/create", {"inputs": inputs})
+    assert answer.status_code == 400
+    assert hub[0].dump()["objects"]["notes"] == {}
+
+
 def test_untraced_batch_create_stays_all_or_nothing(
     hub: tuple[HubSpotStore, str, SandboxState],
 ) -> None:
