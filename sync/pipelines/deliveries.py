@@ -8,13 +8,19 @@ The exactly-once protocol for one batch of touches and one sink:
 2. digest and render every touch with the compiled mapping; a record the mapping cannot render
    becomes a dead letter of stage ``map``;
 3. commit a delivery row in state ``intended`` for every touch about to be pushed (fenced);
-4. ``crm.push_touches``: an idempotent upsert keyed by the touch key;
+4. ``crm.push_touches``: a write keyed by the touch key;
 5. commit ``confirmed`` with the CRM id, or ``dead`` plus a dead letter of stage ``push`` with
    the CRM's code and message for a record it refused (fenced).
 
-A crash between 3 and 5 leaves ``intended`` rows, which the next run pushes again: the upsert
-on the touch key turns the replay into an update, never a second record. Held touches get a
-``failed`` row ("held") and are tried again on every run until the person appears.
+A crash between 3 and 5 leaves ``intended`` rows, which the next run pushes again. Where the
+CRM upserts on the touch key (Salesforce Tasks on their external id) the replay is an update,
+never a second record. Where creates are not idempotent (HubSpot engagements: a ``KeyedSink``)
+the ledger says what it knows of each key before step 3: the record a key already has
+(``RenderedTouch.crm_id``: update it), or when an earlier send of it got no answer
+(``attempted_at``: the connector looks before creating); a key with neither was never sent. What
+the ledger cannot know (it was lost or restored) the key audit learns from the CRM before the
+first batch (``keyaudit``); those touches are confirmed with the record found, not sent. Held
+touches get a ``failed`` row ("held") and are tried again on every run until the person appears.
 
 Page-view style digests: a digest's key is stable per person and window, so its members already
 delivered in earlier batches are read back from the ledger and rolled in again; the CRM record
