@@ -92,7 +92,8 @@ class HubSpotStore:
 
     Tests may lower ``rate_limit_max`` (calls per rolling 10 s, default 190),
     ``search_per_second`` (default 5) or ``daily_limit`` to reach the limits quickly, and move
-    ``clock`` to test windowed pulls on ``hs_lastmodifieddate``.
+    ``clock`` to test windowed pulls on the modification time (contacts' ``lastmodifieddate``,
+    the other objects' ``hs_lastmodifieddate``).
     """
 
     def __init__(self) -> None:

@@ -11,7 +11,10 @@ bytes. Callers hold ``lock`` around every call. Strictness mirrors the real API:
 - batch create is all-or-nothing (one bad record fails the call: 400, or 409 CONFLICT for an
   e-mail or unique value already used, "Existing ID: N"), while batch read/update/upsert report
   per-record failures in a 207 multi-status body with ``errors`` and ``numErrors``;
-- search pages stop at 10,000 results (``after`` >= 10000 is a 400).
+- search pages stop at 10,000 results (``after`` >= 10000 is a 400); contacts are found by
+  their modification time on ``lastmodifieddate`` only (``_UNINDEXED``);
+- v4 association batch reads page each record's associations on their own (``paging.next.after``
+  per result row, asked again as the input's ``after``).
 """
 
 from __future__ import annotations
@@ -160,6 +163,40 @@ def _property_error(name: str, code: str, message: str) -> dict[str, Any]:
 
 def _too_long(name: str) -> tuple[str, str]:
     return "INVALID_LENGTH", f"Property {name} exceeds the maximum length of {MAX_STRING_LENGTH}."
+
+
+# Contacts carry ``hs_lastmodifieddate`` (portals list it among their properties) but their
+# modification time in CRM search is ``lastmodifieddate``: the search guide names it as the
+# contacts' default property (https://developers.hubspot.com/docs/api/crm/search), and
+# integrators report that contacts filtered on ``hs_lastmodifieddate`` come back without the
+# ones that changed, with a 200 (amp-labs/connectors#45, citing HubSpot's community forum). The
+# emulator answers such a search as if no contact had a value there.
+_UNINDEXED: dict[str, frozenset[str]] = {"contacts": frozenset({"hs_lastmodifieddate"})}
+# The modification time ``render`` adds to the properties asked for, as it adds the creation time.
+MODIFIED = "hs_lastmodifieddate"
+_MODIFIED = {"contacts": "lastmodifieddate"}
+
+
+def _named_in(body: dict[str, Any]) -> set[str]:
+    """Every property a search body filters or sorts on."""
+    names: set[str] = set()
+    groups = body.get("filterGroups")
+    for group in groups if isinstance(groups, list) else []:
+        filters = group.get("filters") if isinstance(group, dict) else None
+        for spec in filters if isinstance(filters, list) else []:
+            if isinstance(spec, dict):
+                names.add(str(spec.get("propertyName")))
+    sorts = body.get("sorts")
+    for spec in sorts if isinstance(sorts, list) else []:
+        if isinstance(spec, str):
+            names.add(spec.lstrip("-"))
+        elif isinstance(spec, dict):
+            names.add(str(spec.get("propertyName")))
+    return names
+
+
+def _without(props: dict[str, str], hidden: set[str] | frozenset[str]) -> dict[str, str]:
+    return {k: v for k, v in props.items() if k not in hidden}
 
 
 def _sorter(name: str, kind: str) -> Callable[[_Record], tuple[int, Any]]:
@@ -403,7 +440,7 @@ class PortalData:
             names = [*wanted, "hs_object_id"]
             names += [
                 n
-                for n in ("createdate", "hs_createdate", "hs_lastmodifieddate")
+                for n in ("createdate", "hs_createdate", _MODIFIED.get(object_type, MODIFIED))
                 if n in record.properties
             ]
         props = {name: record.properties.get(name) for name in dict.fromkeys(names)}
@@ -853,10 +890,12 @@ class PortalData:
         except SearchInputError as exc:
             raise HubSpotApiError(400, "VALIDATION_ERROR", str(exc)) from None
         query = str(body.get("query") or "").lower()
+        # Properties the search index does not hold for this type: filters see them unset.
+        hidden = _UNINDEXED.get(object_type, frozenset()) & _named_in(body)
         hits = [
             r
             for r in self.objects[object_type].values()
-            if matches(r.properties)
+            if matches(_without(r.properties, hidden) if hidden else r.properties)
             and (not query or any(query in v.lower() for v in r.properties.values()))
         ]
         sorts = body.get("sorts") or []
@@ -874,8 +913,8 @@ class PortalData:
                     400, "VALIDATION_ERROR", f"Unable to sort by unknown property {name}."
                 )
             kind = types[name]
-            present = [r for r in hits if r.properties.get(name)]
-            absent = [r for r in hits if not r.properties.get(name)]
+            present = [r for r in hits if r.properties.get(name) and name not in hidden]
+            absent = [r for r in hits if not r.properties.get(name) or name in hidden]
             present.sort(key=_sorter(name, kind), reverse=descending)
             hits = present + absent
         wanted = body.get("properties") or None

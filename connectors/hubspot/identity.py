@@ -24,6 +24,7 @@ from connectors.base import Person, PersonKind
 from connectors.hubspot.client import HubSpotClient
 
 __all__ = [
+    "CONTACT_MODIFIED",
     "CONTACT_PROPERTIES",
     "LIFECYCLE_STAGES",
     "Lifecycle",
@@ -36,6 +37,9 @@ log = structlog.get_logger(__name__)
 
 BATCH_LIMIT = 100
 ASSOCIATION_READ_LIMIT = 1000
+# Contacts keep their last modification time in ``lastmodifieddate`` (companies, deals and the
+# other objects in ``hs_lastmodifieddate``): https://developers.hubspot.com/docs/api/crm/search
+CONTACT_MODIFIED = "lastmodifieddate"
 CONTACT_PROPERTIES = (
     "email",
     "firstname",
@@ -45,7 +49,7 @@ CONTACT_PROPERTIES = (
     "hs_lead_status",
     "lifecyclestage",
     "createdate",
-    "hs_lastmodifieddate",
+    CONTACT_MODIFIED,
 )
 
 
@@ -122,7 +126,7 @@ def person_from_contact(
         status=props.get("hs_lead_status") or None,
         lifecycle_stage=props.get("lifecyclestage") or None,
         created_at=parse_hubspot_time(props.get("createdate") or record.get("createdAt")),
-        updated_at=parse_hubspot_time(props.get("hs_lastmodifieddate") or record.get("updatedAt")),
+        updated_at=parse_hubspot_time(props.get(CONTACT_MODIFIED) or record.get("updatedAt")),
         deleted=bool(record.get("archived", False)),
         fields={k: v for k, v in props.items() if v is not None},
     )

@@ -166,14 +166,51 @@ def test_search_pages_through_every_match_with_total(client: HubSpot) -> None:
     assert seen == sorted(seen, key=int)
 
 
-def test_search_windows_on_last_modified_date(
+def _modified_since(client: HubSpot, name: str, since: datetime) -> list[str]:
+    page = client.crm.contacts.search_api.do_search(
+        PublicObjectSearchRequest(
+            filter_groups=[
+                {
+                    "filters": [
+                        {
+                            "propertyName": name,
+                            "operator": "GTE",
+                            "value": str(int(since.timestamp() * 1000)),
+                        }
+                    ]
+                }
+            ],
+            properties=["email"],
+        )
+    )
+    return [r.properties["email"] for r in page.results]
+
+
+def test_contacts_are_found_by_modification_time_on_lastmodifieddate(
+    client: HubSpot, hub: tuple[HubSpotStore, str, SandboxState]
+) -> None:
+    store = hub[0]
+    _upsert(client, ["old@example.com", "edited@example.com"])
+    boundary = store.clock.advance(3600)
+    _upsert(client, ["new@example.com"])
+    _upsert(client, ["edited@example.com"], lastname="Later")
+    assert sorted(_modified_since(client, "lastmodifieddate", boundary)) == [
+        "edited@example.com",
+        "new@example.com",
+    ]
+
+
+def test_contacts_searched_on_hs_lastmodifieddate_come_back_without_their_changes(
     client: HubSpot, hub: tuple[HubSpotStore, str, SandboxState]
 ) -> None:
     store = hub[0]
     _upsert(client, ["old@example.com"])
     boundary = store.clock.advance(3600)
     _upsert(client, ["new@example.com"])
-    page = client.crm.contacts.search_api.do_search(
+    assert _modified_since(client, "hs_lastmodifieddate", boundary) == []
+    # Companies (and deals) keep theirs in hs_lastmodifieddate.
+    client.crm.companies.basic_api.create({"properties": {"name": "Changed Ltd"}})
+    page = client.crm.companies.search_api.do_search(
         PublicObjectSearchRequest(
             filter_groups=[
                 {
@@ -186,10 +223,10 @@ def test_search_windows_on_last_modified_date(
                     ]
                 }
             ],
-            properties=["email"],
+            properties=["name"],
         )
     )
-    assert [r.properties["email"] for r in page.results] == ["new@example.com"]
+    assert [r.properties["name"] for r in page.results] == ["Changed Ltd"]
 
 
 def test_search_beyond_ten_thousand_results_is_a_bad_request(client: HubSpot) -> None:

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from connectors.base import Account, ContactRole, Cursor, Opportunity, Person
+from connectors.base import Account, ContactRole, Cursor, Opportunity, Person, StatusChange
 from connectors.errors import ConfigError
 from connectors.hubspot import changes
 from connectors.hubspot.changes import Owner
@@ -99,6 +99,34 @@ def test_the_next_pull_reads_only_what_changed_and_drops_boundary_duplicates(
     assert sorted(p.external_id for p in again if isinstance(p, Person)) == sorted(
         [fresh, edited.external_id]
     )
+
+
+def test_contacts_changed_since_the_cursor_are_pulled_by_their_lastmodifieddate(
+    portal: SandboxServer, connect: Connect
+) -> None:
+    # HubSpot's search finds contacts' changes on lastmodifieddate, not hs_lastmodifieddate.
+    store: HubSpotStore = portal.store("hubspot")
+    since = _world_now(portal) + timedelta(days=1)
+    [created] = _create_contacts(store, since + timedelta(minutes=5), ["new-lead@example.com"])
+    edited_at = since + timedelta(minutes=10)
+    edited = next(iter(store.contact_ids.values()))
+    store.clock.set(edited_at)
+    with store.lock:
+        store.data.update_one(
+            "contacts", edited, None, {"properties": {"hs_lead_status": "UNQUALIFIED"}}
+        )
+    connector = connect()
+    cursor = Cursor(changes.format_cursor_time(int(since.timestamp() * 1000)))
+    until = since + timedelta(hours=1)
+    records, _ = _pull(connector, "people", cursor, until)
+    people = {p.external_id: p for p in records if isinstance(p, Person)}
+    assert set(people) == {created, edited}
+    assert people[edited].updated_at == edited_at
+    assert people[edited].status == "UNQUALIFIED"
+    history, _ = _pull(connector, "people_history", cursor, until)
+    found = [c for c in history if isinstance(c, StatusChange)]
+    assert {c.object_id for c in found} == {edited}
+    assert ("UNQUALIFIED", edited_at) in {(c.new_value, c.changed_at) for c in found}
 
 
 def test_a_change_that_becomes_visible_late_is_read_by_the_next_pull_once(
