@@ -19,6 +19,7 @@ bytes. Callers hold ``lock`` around every call. Strictness mirrors the real API:
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -27,6 +28,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, unquote
 
 from sandbox.hubspot_clock import StoreClock, format_iso_ms, iso_ms, to_ms
 from sandbox.hubspot_schema import (
@@ -64,6 +66,12 @@ HISTORY_BATCH_LIMIT = 50
 # document for it (RudderStack's HubSpot destination), and the sandbox holds callers to it.
 BEHAVIORAL_BATCH_LIMIT = 500
 ASSOCIATION_READ_LIMIT = 1000
+# Associations one result row of a v4 batch read carries before it pages (``paging.next.after``
+# on that row). HubSpot documents per-row paging but no row size: this is **assumed** from the
+# v4 per-record read's documented limit of 500 (associations.json, GET
+# /crm/v4/objects/{objectType}/{objectId}/associations/{toObjectType}). Tests lower it on
+# ``PortalData.association_page``.
+ASSOCIATION_PAGE_LIMIT = 500
 ASSOCIATION_CREATE_LIMIT = 2000
 SEARCH_PAGE_LIMIT = 200
 SEARCH_RESULT_CAP = 10_000
@@ -209,6 +217,7 @@ class PortalData:
     def __init__(self, clock: StoreClock) -> None:
         self.lock = threading.Lock()
         self.clock = clock
+        self.association_page = ASSOCIATION_PAGE_LIMIT
         self.clear()
 
     def clear(self) -> None:
@@ -1134,7 +1143,11 @@ class PortalData:
     def associations_read(
         self, from_type: str, to_type: str, body: dict[str, Any]
     ) -> tuple[int, dict[str, Any]]:
-        """POST /crm/v4/associations/{from}/{to}/batch/read (max 1,000 inputs)."""
+        """POST /crm/v4/associations/{from}/{to}/batch/read (max 1,000 inputs).
+
+        Each row holds at most ``association_page`` associations, in id order; a row with more
+        carries ``paging.next.after``, which the next request gives as that input's ``after``.
+        """
         self._check_type(from_type)
         self._check_type(to_type)
         started = self.clock.now()
@@ -1157,26 +1170,47 @@ class PortalData:
                     }
                 )
                 continue
-            results.append(
-                {
-                    "from": {"id": key},
-                    "to": [
-                        {
-                            "toObjectId": int(to_id),
-                            "associationTypes": [
-                                {
-                                    "category": "HUBSPOT_DEFINED",
-                                    "typeId": t,
-                                    "label": "Primary" if t in (1, 2, 5, 6) else None,
-                                }
-                                for t in sorted(types)
-                            ],
-                        }
-                        for to_id, types in sorted(linked.items(), key=lambda kv: int(kv[0]))
-                    ],
-                }
-            )
+            start = self._association_after(to_type, item.get("after"))
+            ordered = sorted((int(k), v) for k, v in linked.items() if int(k) > start)
+            page = ordered[: self.association_page]
+            row: dict[str, Any] = {
+                "from": {"id": key},
+                "to": [
+                    {
+                        "toObjectId": to_id,
+                        "associationTypes": [
+                            {
+                                "category": "HUBSPOT_DEFINED",
+                                "typeId": t,
+                                "label": "Primary" if t in (1, 2, 5, 6) else None,
+                            }
+                            for t in sorted(types)
+                        ],
+                    }
+                    for to_id, types in page
+                ],
+            }
+            if len(ordered) > len(page):
+                # HubSpot's cursor: base64 of "<toObjectTypeId>-<last toObjectId>", URL-quoted.
+                last = f"{OBJECT_TYPE_IDS[to_type]}-{page[-1][0]}"
+                after = quote(base64.b64encode(last.encode()).decode(), safe="")
+                row["paging"] = {"next": {"after": after}}
+            results.append(row)
         return self._batch_answer(results, errors, started, 200)
+
+    @staticmethod
+    def _association_after(to_type: str, after: Any) -> int:
+        """The last ``toObjectId`` a row's ``after`` cursor stands for (0 without one)."""
+        if after in (None, ""):
+            return 0
+        try:
+            text = base64.b64decode(unquote(str(after)), validate=True).decode()
+            type_id, _, last = text.rpartition("-")
+            if type_id == OBJECT_TYPE_IDS[to_type] and last.isdigit():
+                return int(last)
+        except ValueError:
+            pass
+        raise HubSpotApiError(400, "VALIDATION_ERROR", f"Invalid paging cursor 'after': {after}")
 
     def associations_create(
         self, from_type: str, to_type: str, body: dict[str, Any]

@@ -291,6 +291,43 @@ def test_notes_batch_create_with_associations_lands_on_the_contact(
     assert all(t.association_types[0].type_id == 201 for t in read.results[0].to)
 
 
+def test_association_batch_read_pages_each_records_associations_on_its_own(
+    client: HubSpot, hub: tuple[HubSpotStore, str, SandboxState], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = hub[0]
+    monkeypatch.setattr(store.data, "association_page", 2)
+    with store.lock:
+        _, made = store.data.batch_create(
+            "companies", {"inputs": [{"properties": {"name": f"Co {i}"}} for i in range(5)]}
+        )
+        _, people = store.data.batch_create(
+            "contacts",
+            {"inputs": [{"properties": {"email": e}} for e in ("busy@x.com", "calm@x.com")]},
+        )
+        busy, calm = (r["id"] for r in people["results"])
+        companies = [r["id"] for r in made["results"]]
+        for company in companies:
+            store.data.associate("contacts", busy, "companies", company, 279)
+        store.data.associate("contacts", calm, "companies", companies[0], 279)
+    api = client.crm.associations.v4.batch_api
+    inputs: list[dict[str, str]] = [{"id": busy}, {"id": calm}]
+    seen: dict[str, list[str]] = {}
+    rounds = 0
+    while inputs:
+        rounds += 1
+        read = api.get_page(
+            "contacts", "companies", BatchInputPublicFetchAssociationsBatchRequest(inputs=inputs)
+        )
+        inputs = []
+        for row in read.results:
+            assert len(row.to) <= 2
+            seen.setdefault(row._from.id, []).extend(str(t.to_object_id) for t in row.to)
+            if row.paging is not None:
+                inputs.append({"id": row._from.id, "after": row.paging.next.after})
+    assert seen == {busy: companies, calm: [companies[0]]}
+    assert rounds == 3
+
+
 def test_engagement_without_hs_timestamp_fails_the_whole_batch(
     client: HubSpot, hub: tuple[HubSpotStore, str, SandboxState]
 ) -> None:

@@ -184,6 +184,27 @@ def test_deals_companies_roles_and_owners_are_pulled(
     assert {o.external_id for o in owners if isinstance(o, Owner)} == set(store.owner_ids.values())
 
 
+def test_a_deal_with_more_contacts_than_one_association_page_yields_every_contact_role(
+    portal: SandboxServer, connect: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store: HubSpotStore = portal.store("hubspot")
+    monkeypatch.setattr(store.data, "association_page", 2)  # HubSpot pages rows at 500 or more
+    since = _world_now(portal) + timedelta(days=1)
+    contacts = _create_contacts(store, since, [f"buyer{i}@example.com" for i in range(5)])
+    store.clock.set(since + timedelta(minutes=1))
+    with store.lock:
+        _, made = store.data.batch_create(
+            "deals",
+            {"inputs": [{"properties": {"dealname": "Big", "dealstage": "qualifiedtobuy"}}]},
+        )
+        deal = made["results"][0]["id"]
+        for contact in contacts:
+            store.data.associate("deals", deal, "contacts", contact, 3)
+    cursor = Cursor(changes.format_cursor_time(int(since.timestamp() * 1000)))
+    roles, _ = _pull(connect(), "contact_roles", cursor, since + timedelta(hours=1))
+    assert sorted(r.person_id for r in roles if isinstance(r, ContactRole)) == sorted(contacts)
+
+
 def test_an_unknown_stream_names_the_known_ones(
     portal_readonly: SandboxServer, reader: Connect
 ) -> None:
