@@ -100,9 +100,8 @@ class HubSpotStore:
     Tests may lower ``rate_limit_max`` (the private app's calls per rolling 10 s, default 190),
     ``oauth_rate_limit_max`` (the OAuth app's, default 110), ``search_per_second`` (default 5)
     or ``daily_limit`` (the private app's, default 1,000,000) to reach the limits quickly, read
-    ``refused`` (429 answers by policy name), and move
-    ``clock`` to test windowed pulls on the modification time (contacts' ``lastmodifieddate``,
-    the other objects' ``hs_lastmodifieddate``).
+    ``refused`` (429 answers by policy name), and move ``clock`` to test windowed pulls on the
+    modification time (contacts' ``lastmodifieddate``, the other objects' ``hs_lastmodifieddate``).
     """
 
     def __init__(self) -> None:
@@ -173,30 +172,23 @@ class HubSpotStore:
             breached: str | None = None
             if not oauth and self._daily >= self.daily_limit:
                 breached = "DAILY"
-            elif search:
+            if search:
+                # Its own window per account, no slot of the 10-s one, and no headers at all.
                 seconds = self._search_window
                 while seconds and seconds[0] <= now - 1.0:
                     seconds.popleft()
-                if len(seconds) >= self.search_per_second:
+                if breached is None and len(seconds) >= self.search_per_second:
                     breached = "SECONDLY"
-                else:
-                    seconds.append(now)
+                self._account(breached, oauth, seconds, now)
+                return breached, {}
             # One 10-s window per private app, and one per OAuth app install: its tokens share it.
             limit = self.oauth_rate_limit_max if oauth else self.rate_limit_max
             window = self._windows.setdefault(f"oauth:{CLIENT_ID}" if oauth else token, deque())
             while window and window[0] <= now - TEN_SECONDS:
                 window.popleft()
-            if breached is None and not search and len(window) >= limit:
+            if breached is None and len(window) >= limit:
                 breached = "TEN_SECONDLY_ROLLING"
-            if breached is None:
-                if not search:
-                    window.append(now)
-                if not oauth:
-                    self._daily += 1  # assumed: search counts toward the private daily limit
-            else:
-                self.refused[breached] += 1
-            if search:
-                return breached, {}
+            self._account(breached, oauth, window, now)
             # The window is in time order: count its last second by bisection, not by a scan.
             last_second = len(window) - bisect_right(window, now - 1.0)
             secondly = max(1, limit // 10)
@@ -213,6 +205,15 @@ class HubSpotStore:
                     max(0, self.daily_limit - self._daily)
                 )
             return breached, headers
+
+    def _account(self, breached: str | None, oauth: bool, window: deque[float], now: float) -> None:
+        """Count an admitted call in its window and the private daily total, or the refusal."""
+        if breached is not None:
+            self.refused[breached] += 1
+            return
+        window.append(now)
+        if not oauth:
+            self._daily += 1  # assumed: searches count toward a private app's daily limit too
 
     # ------------------------------------------------------------------- world
     def load_world(self, world: World) -> None:

@@ -2,8 +2,9 @@
 the property history of contacts and deals (``connectors.hubspot.history``).
 
 CRM search is the only way to ask HubSpot "what changed since": it stops at 10,000 results per
-query (``after`` cannot pass 10,000) and has its own low request rate (about 4 per second; the
-client's search window keeps to ``search_per_second``). ``WindowedSearch`` reads a time range
+query (``after`` cannot pass 10,000) and has its own low request rate (5 per second, outside
+the 10-second window; the client's search window keeps to ``search_per_second``).
+``WindowedSearch`` reads a time range
 in windows that each match at most 10,000 records, so the cap is never reached:
 
 1. A window ``[lo, hi]`` on the object's modification time is probed with its first page (200

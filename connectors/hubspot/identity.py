@@ -4,8 +4,8 @@ HubSpot has no Lead object: every person is a contact, with a lifecycle stage an
 status. ``resolve_people`` batch-reads contacts by ``idProperty=email`` (100 per call) and then
 reads their companies through the v4 associations batch read (1,000 per call, each record's
 associations paged on their own: ``read_associations``) so touches can also be associated with
-the company. ``create_people`` upserts by e-mail (100 per call): an
-upsert is idempotent, so a retry after an unknown outcome cannot create a second contact.
+the company. ``create_people`` upserts by e-mail (100 per call): an upsert is idempotent, so a
+retry after an unknown outcome cannot create a second contact.
 
 Lead status and lifecycle stage: a ``Person`` may carry HubSpot's own values, or the shared
 lifecycle stage names (``MQL``, ``SAL``, ...). The latter are translated through the mapping's

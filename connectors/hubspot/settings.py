@@ -75,7 +75,8 @@ class HubSpotSettings(_Strict):
     # CRM search has its own limit, 5 requests per second, and takes no slot of the 10-s window.
     search_per_second: int = Field(default=4, ge=1)
     timeout_s: float = Field(default=30.0, gt=0)
-    # The daily limit resets at midnight in the portal's time zone (Settings > Account defaults).
+    # A private app's daily limit resets at midnight in the portal's time zone (Settings >
+    # Account defaults).
     portal_timezone: Annotated[str, AfterValidator(_zone)] = "UTC"
     # Attempts for a transient failure (5xx, dropped connection) of a call safe to repeat.
     max_attempts: int = Field(default=4, ge=1, le=10)
