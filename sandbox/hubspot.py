@@ -6,8 +6,15 @@ search), properties, owners, lists v3 memberships, associations v4 batch read/cr
 events, custom behavioral events (one or a batch), and the marketing read side (legacy e-mail
 events, forms and form submissions). Data and validation live in ``hubspot_store.PortalData``;
 this module adds what HubSpot does around every call: call counting and injected faults
-(``core.SandboxState``), token checks, the rolling 10-second rate limit with its
-``X-HubSpot-RateLimit-*`` headers, and the lower per-second limit of search.
+(``core.SandboxState``), token checks, and the rate limits by app type
+(https://developers.hubspot.com/docs/guides/apps/api-usage/usage-details):
+
+- the private app (``credentials.HUBSPOT_TOKEN``): ``rate_limit_max`` calls per rolling 10 s
+  and ``daily_limit`` a day for the account, with every ``X-HubSpot-RateLimit-*`` header;
+- the public (OAuth) app: ``oauth_rate_limit_max`` (110) per 10 s per account it is installed
+  in, shared by all its tokens, no daily limit and no ``Daily`` headers;
+- CRM search: ``search_per_second`` (5) per second per account, outside the 10-s window, and
+  its answers carry no rate-limit headers; over the limit it answers 429 ``SECONDLY``.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import threading
 import time
 import uuid
 from bisect import bisect_right
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -90,9 +97,11 @@ _EMAIL_EVENT = {
 class HubSpotStore:
     """One emulated HubSpot portal: data, tokens, rate-limit windows and the store clock.
 
-    Tests may lower ``rate_limit_max`` (calls per rolling 10 s, default 190),
-    ``search_per_second`` (default 5) or ``daily_limit`` to reach the limits quickly, and move
-    ``clock`` to test windowed pulls on ``hs_lastmodifieddate``.
+    Tests may lower ``rate_limit_max`` (the private app's calls per rolling 10 s, default 190),
+    ``oauth_rate_limit_max`` (the OAuth app's, default 110), ``search_per_second`` (default 5)
+    or ``daily_limit`` (the private app's, default 1,000,000) to reach the limits quickly, read
+    ``refused`` (429 answers by policy name), and move ``clock`` to test windowed pulls on the
+    modification time (contacts' ``lastmodifieddate``, the other objects' ``hs_lastmodifieddate``).
     """
 
     def __init__(self) -> None:
@@ -100,12 +109,14 @@ class HubSpotStore:
         self.data = PortalData(self.clock)
         self.lock = self.data.lock
         self.rate_limit_max = 190
+        self.oauth_rate_limit_max = 110
         self.search_per_second = 5
         self.daily_limit = 1_000_000
         self.token_lifetime_s = 1800
+        self.refused: Counter[str] = Counter()
         self._tokens: dict[str, float] = {}
         self._windows: dict[str, deque[float]] = {}
-        self._search_windows: dict[str, deque[float]] = {}
+        self._search_window: deque[float] = deque()
         self._daily = 0
         self._rate_lock = threading.Lock()
         # world ids -> HubSpot ids
@@ -125,8 +136,9 @@ class HubSpotStore:
         with self._rate_lock:
             self._tokens.clear()
             self._windows.clear()
-            self._search_windows.clear()
+            self._search_window.clear()
             self._daily = 0
+            self.refused.clear()
 
     # ------------------------------------------------------------------- tokens
     def mint_token(self) -> str:
@@ -153,41 +165,55 @@ class HubSpotStore:
 
     # --------------------------------------------------------------- rate limit
     def take_call(self, token: str, *, search: bool) -> tuple[str | None, dict[str, str]]:
-        """Account one call: the breached policy (or None) and the rate-limit headers."""
+        """Account one call: the breached policy (or None) and the rate-limit headers to send."""
+        oauth = token != credentials.HUBSPOT_TOKEN
         now = time.monotonic()
         with self._rate_lock:
-            window = self._windows.setdefault(token, deque())
-            while window and window[0] <= now - TEN_SECONDS:
-                window.popleft()
             breached: str | None = None
-            if self._daily >= self.daily_limit:
+            if not oauth and self._daily >= self.daily_limit:
                 breached = "DAILY"
-            elif len(window) >= self.rate_limit_max:
-                breached = "TEN_SECONDLY_ROLLING"
-            elif search:
-                seconds = self._search_windows.setdefault(token, deque())
+            if search:
+                # Its own window per account, no slot of the 10-s one, and no headers at all.
+                seconds = self._search_window
                 while seconds and seconds[0] <= now - 1.0:
                     seconds.popleft()
-                if len(seconds) >= self.search_per_second:
+                if breached is None and len(seconds) >= self.search_per_second:
                     breached = "SECONDLY"
-                else:
-                    seconds.append(now)
-            if breached is None:
-                window.append(now)
-                self._daily += 1
+                self._account(breached, oauth, seconds, now)
+                return breached, {}
+            # One 10-s window per private app, and one per OAuth app install: its tokens share it.
+            limit = self.oauth_rate_limit_max if oauth else self.rate_limit_max
+            window = self._windows.setdefault(f"oauth:{CLIENT_ID}" if oauth else token, deque())
+            while window and window[0] <= now - TEN_SECONDS:
+                window.popleft()
+            if breached is None and len(window) >= limit:
+                breached = "TEN_SECONDLY_ROLLING"
+            self._account(breached, oauth, window, now)
             # The window is in time order: count its last second by bisection, not by a scan.
             last_second = len(window) - bisect_right(window, now - 1.0)
-            secondly = max(1, self.rate_limit_max // 10)
+            secondly = max(1, limit // 10)
             headers = {
-                "X-HubSpot-RateLimit-Daily": str(self.daily_limit),
-                "X-HubSpot-RateLimit-Daily-Remaining": str(max(0, self.daily_limit - self._daily)),
                 "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(TEN_SECONDS * 1000)),
-                "X-HubSpot-RateLimit-Max": str(self.rate_limit_max),
-                "X-HubSpot-RateLimit-Remaining": str(max(0, self.rate_limit_max - len(window))),
+                "X-HubSpot-RateLimit-Max": str(limit),
+                "X-HubSpot-RateLimit-Remaining": str(max(0, limit - len(window))),
                 "X-HubSpot-RateLimit-Secondly": str(secondly),
                 "X-HubSpot-RateLimit-Secondly-Remaining": str(max(0, secondly - last_second)),
             }
+            if not oauth:
+                headers["X-HubSpot-RateLimit-Daily"] = str(self.daily_limit)
+                headers["X-HubSpot-RateLimit-Daily-Remaining"] = str(
+                    max(0, self.daily_limit - self._daily)
+                )
             return breached, headers
+
+    def _account(self, breached: str | None, oauth: bool, window: deque[float], now: float) -> None:
+        """Count an admitted call in its window and the private daily total, or the refusal."""
+        if breached is not None:
+            self.refused[breached] += 1
+            return
+        window.append(now)
+        if not oauth:
+            self._daily += 1  # assumed: searches count toward a private app's daily limit too
 
     # ------------------------------------------------------------------- world
     def load_world(self, world: World) -> None:
@@ -534,13 +560,15 @@ def _wrap(
                 "SECONDLY": "You have reached your secondly limit.",
                 "DAILY": "You have reached your daily limit.",
             }[breached]
+            app = "oauth" if token != credentials.HUBSPOT_TOKEN else "private-app"
             body = {
                 "status": "error",
                 "message": message,
                 "errorType": "RATE_LIMIT",
                 "correlationId": _correlation_id(),
                 "policyName": breached,
-                "groupName": "publicapi:private-app:sandbox",
+                "requestId": _correlation_id(),
+                "groupName": f"publicapi:{'search' if search else app}:sandbox",
             }
             return _json(429, body, headers)
         try:

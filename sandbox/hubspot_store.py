@@ -18,13 +18,17 @@ bytes. Callers hold ``lock`` around every call. Strictness mirrors the real API:
   custom objects, never for activities (calls, emails, meetings, notes, tasks): creating one on
   an activity is a 400 (developers.hubspot.com/changelog/unique-properties-for-contacts), so
   nothing ever deduplicates activities here, as in HubSpot;
-- search pages stop at 10,000 results (``after`` >= 10000 is a 400), and a record is found by
+- search pages stop at 10,000 results (``after`` >= 10000 is a 400); a record is found by
   search only ``search_index_lag_s`` after it was created: HubSpot's search index trails writes
-  by seconds (third-party reports; 0 by default, tests of recovery raise it).
+  by seconds (third-party reports; 0 by default, tests of recovery raise it); contacts are found
+  by their modification time on ``lastmodifieddate`` only (``_UNINDEXED``);
+- v4 association batch reads page each record's associations on their own (``paging.next.after``
+  per result row, asked again as the input's ``after``).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -34,6 +38,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, unquote
 
 from sandbox.hubspot_clock import StoreClock, format_iso_ms, iso_ms, to_ms
 from sandbox.hubspot_schema import (
@@ -71,6 +76,12 @@ HISTORY_BATCH_LIMIT = 50
 # document for it (RudderStack's HubSpot destination), and the sandbox holds callers to it.
 BEHAVIORAL_BATCH_LIMIT = 500
 ASSOCIATION_READ_LIMIT = 1000
+# Associations one result row of a v4 batch read carries before it pages (``paging.next.after``
+# on that row). HubSpot documents per-row paging but no row size: this is **assumed** from the
+# v4 per-record read's documented limit of 500 (associations.json, GET
+# /crm/v4/objects/{objectType}/{objectId}/associations/{toObjectType}). Tests lower it on
+# ``PortalData.association_page``.
+ASSOCIATION_PAGE_LIMIT = 500
 ASSOCIATION_CREATE_LIMIT = 2000
 SEARCH_PAGE_LIMIT = 200
 SEARCH_RESULT_CAP = 10_000
@@ -174,6 +185,40 @@ def _too_long(name: str) -> tuple[str, str]:
     return "INVALID_LENGTH", f"Property {name} exceeds the maximum length of {MAX_STRING_LENGTH}."
 
 
+# Contacts carry ``hs_lastmodifieddate`` (portals list it among their properties) but their
+# modification time in CRM search is ``lastmodifieddate``: the search guide names it as the
+# contacts' default property (https://developers.hubspot.com/docs/api/crm/search), and
+# integrators report that contacts filtered on ``hs_lastmodifieddate`` come back without the
+# ones that changed, with a 200 (amp-labs/connectors#45, citing HubSpot's community forum). The
+# emulator answers such a search as if no contact had a value there.
+_UNINDEXED: dict[str, frozenset[str]] = {"contacts": frozenset({"hs_lastmodifieddate"})}
+# The modification time ``render`` adds to the properties asked for, as it adds the creation time.
+MODIFIED = "hs_lastmodifieddate"
+_MODIFIED = {"contacts": "lastmodifieddate"}
+
+
+def _named_in(body: dict[str, Any]) -> set[str]:
+    """Every property a search body filters or sorts on."""
+    names: set[str] = set()
+    groups = body.get("filterGroups")
+    for group in groups if isinstance(groups, list) else []:
+        filters = group.get("filters") if isinstance(group, dict) else None
+        for spec in filters if isinstance(filters, list) else []:
+            if isinstance(spec, dict):
+                names.add(str(spec.get("propertyName")))
+    sorts = body.get("sorts")
+    for spec in sorts if isinstance(sorts, list) else []:
+        if isinstance(spec, str):
+            names.add(spec.lstrip("-"))
+        elif isinstance(spec, dict):
+            names.add(str(spec.get("propertyName")))
+    return names
+
+
+def _without(props: dict[str, str], hidden: set[str] | frozenset[str]) -> dict[str, str]:
+    return {k: v for k, v in props.items() if k not in hidden}
+
+
 def _sorter(name: str, kind: str) -> Callable[[_Record], tuple[int, Any]]:
     return lambda record: sort_key(kind, record.properties.get(name))
 
@@ -184,6 +229,7 @@ class PortalData:
     def __init__(self, clock: StoreClock) -> None:
         self.lock = threading.Lock()
         self.clock = clock
+        self.association_page = ASSOCIATION_PAGE_LIMIT
         self.clear()
 
     def clear(self) -> None:
@@ -418,7 +464,7 @@ class PortalData:
             names = [*wanted, "hs_object_id"]
             names += [
                 n
-                for n in ("createdate", "hs_createdate", "hs_lastmodifieddate")
+                for n in ("createdate", "hs_createdate", _MODIFIED.get(object_type, MODIFIED))
                 if n in record.properties
             ]
         props = {name: record.properties.get(name) for name in dict.fromkeys(names)}
@@ -924,12 +970,14 @@ class PortalData:
         except SearchInputError as exc:
             raise HubSpotApiError(400, "VALIDATION_ERROR", str(exc)) from None
         query = str(body.get("query") or "").lower()
+        # Properties the search index does not hold for this type: filters see them unset.
+        hidden = _UNINDEXED.get(object_type, frozenset()) & _named_in(body)
         indexed = time.monotonic()
         hits = [
             r
             for r in self.objects[object_type].values()
             if r.indexed_at <= indexed
-            and matches(r.properties)
+            and matches(_without(r.properties, hidden) if hidden else r.properties)
             and (not query or any(query in v.lower() for v in r.properties.values()))
         ]
         sorts = body.get("sorts") or []
@@ -947,8 +995,8 @@ class PortalData:
                     400, "VALIDATION_ERROR", f"Unable to sort by unknown property {name}."
                 )
             kind = types[name]
-            present = [r for r in hits if r.properties.get(name)]
-            absent = [r for r in hits if not r.properties.get(name)]
+            present = [r for r in hits if r.properties.get(name) and name not in hidden]
+            absent = [r for r in hits if not r.properties.get(name) or name in hidden]
             present.sort(key=_sorter(name, kind), reverse=descending)
             hits = present + absent
         wanted = body.get("properties") or None
@@ -1177,7 +1225,11 @@ class PortalData:
     def associations_read(
         self, from_type: str, to_type: str, body: dict[str, Any]
     ) -> tuple[int, dict[str, Any]]:
-        """POST /crm/v4/associations/{from}/{to}/batch/read (max 1,000 inputs)."""
+        """POST /crm/v4/associations/{from}/{to}/batch/read (max 1,000 inputs).
+
+        Each row holds at most ``association_page`` associations, in id order; a row with more
+        carries ``paging.next.after``, which the next request gives as that input's ``after``.
+        """
         self._check_type(from_type)
         self._check_type(to_type)
         started = self.clock.now()
@@ -1200,26 +1252,47 @@ class PortalData:
                     }
                 )
                 continue
-            results.append(
-                {
-                    "from": {"id": key},
-                    "to": [
-                        {
-                            "toObjectId": int(to_id),
-                            "associationTypes": [
-                                {
-                                    "category": "HUBSPOT_DEFINED",
-                                    "typeId": t,
-                                    "label": "Primary" if t in (1, 2, 5, 6) else None,
-                                }
-                                for t in sorted(types)
-                            ],
-                        }
-                        for to_id, types in sorted(linked.items(), key=lambda kv: int(kv[0]))
-                    ],
-                }
-            )
+            start = self._association_after(to_type, item.get("after"))
+            ordered = sorted((int(k), v) for k, v in linked.items() if int(k) > start)
+            page = ordered[: self.association_page]
+            row: dict[str, Any] = {
+                "from": {"id": key},
+                "to": [
+                    {
+                        "toObjectId": to_id,
+                        "associationTypes": [
+                            {
+                                "category": "HUBSPOT_DEFINED",
+                                "typeId": t,
+                                "label": "Primary" if t in (1, 2, 5, 6) else None,
+                            }
+                            for t in sorted(types)
+                        ],
+                    }
+                    for to_id, types in page
+                ],
+            }
+            if len(ordered) > len(page):
+                # HubSpot's cursor: base64 of "<toObjectTypeId>-<last toObjectId>", URL-quoted.
+                last = f"{OBJECT_TYPE_IDS[to_type]}-{page[-1][0]}"
+                after = quote(base64.b64encode(last.encode()).decode(), safe="")
+                row["paging"] = {"next": {"after": after}}
+            results.append(row)
         return self._batch_answer(results, errors, started, 200)
+
+    @staticmethod
+    def _association_after(to_type: str, after: Any) -> int:
+        """The last ``toObjectId`` a row's ``after`` cursor stands for (0 without one)."""
+        if after in (None, ""):
+            return 0
+        try:
+            text = base64.b64decode(unquote(str(after)), validate=True).decode()
+            type_id, _, last = text.rpartition("-")
+            if type_id == OBJECT_TYPE_IDS[to_type] and last.isdigit():
+                return int(last)
+        except ValueError:
+            pass
+        raise HubSpotApiError(400, "VALIDATION_ERROR", f"Invalid paging cursor 'after': {after}")
 
     def associations_create(
         self, from_type: str, to_type: str, body: dict[str, Any]

@@ -2,12 +2,17 @@
 the property history of contacts and deals (``connectors.hubspot.history``).
 
 CRM search is the only way to ask HubSpot "what changed since": it stops at 10,000 results per
-query (``after`` cannot pass 10,000) and has its own low request rate (about 4 per second; the
-client's search window keeps to ``search_per_second``). ``WindowedSearch`` reads a time range
+query (``after`` cannot pass 10,000) and has its own low request rate (5 per second, outside
+the 10-second window; the client's search window keeps to ``search_per_second``).
+``WindowedSearch`` reads a time range
 in windows that each match at most 10,000 records, so the cap is never reached:
 
-1. A window ``[lo, hi]`` on ``hs_lastmodifieddate`` is probed with its first page (200 records,
-   sorted by ``hs_object_id``), whose ``total`` says how many records it holds.
+1. A window ``[lo, hi]`` on the object's modification time is probed with its first page (200
+   records, sorted by ``hs_object_id``), whose ``total`` says how many records it holds. Contacts
+   keep that time in ``lastmodifieddate``; companies, deals and the other objects in
+   ``hs_lastmodifieddate`` (``modified_property``); integrators report that a contacts search
+   filtered on ``hs_lastmodifieddate`` answers 200 without the contacts that changed, so the
+   wrong name would lose changes silently.
 2. Above 10,000 the probe's page is discarded and the range is cut into equal time slices of
    about 5,000 expected records each, each handled the same way; when a single millisecond holds
    more than 10,000 records, that instant is cut on ``hs_object_id`` ranges instead.
@@ -16,7 +21,7 @@ in windows that each match at most 10,000 records, so the cap is never reached:
    of reach. Windows are read in time order, contiguous, to ``until``.
 
 The cursor is the ISO time (UTC, milliseconds) of the end of the last window read completely,
-never beyond ``until``. The search index trails ``hs_lastmodifieddate`` by seconds, so the next
+never beyond ``until``. The search index trails the modification time by seconds, so the next
 pull starts ``reread_lag_seconds`` before the cursor; its ``boundary_keys`` are the versions (id
 and modification time) already yielded inside that lag, which the re-read drops
 (``connectors.lagwindow``). Records changed again since carry a later time and are read normally.
@@ -37,6 +42,7 @@ from connectors.errors import ConfigError
 from connectors.hubspot.client import HubSpotClient
 from connectors.hubspot.history import HISTORY_STREAMS, history_changes, read_history
 from connectors.hubspot.identity import (
+    CONTACT_MODIFIED,
     CONTACT_PROPERTIES,
     parse_hubspot_time,
     person_from_contact,
@@ -53,13 +59,18 @@ __all__ = [
     "WindowStats",
     "WindowedSearch",
     "format_cursor_time",
+    "modified_property",
 ]
 
 SEARCH_RESULT_CAP = 10_000
 SEARCH_PAGE = 200
 # Records a split window aims at: half the cap, so uneven time density rarely overflows it.
 _WINDOW_TARGET = 5_000
+# The modification time of companies, deals and most objects; contacts have their own
+# (``CONTACT_MODIFIED``). Default properties per object in the CRM search guide:
+# https://developers.hubspot.com/docs/api/crm/search
 MODIFIED = "hs_lastmodifieddate"
+_MODIFIED_BY_TYPE = {"contacts": CONTACT_MODIFIED}
 _COMPANY_PROPERTIES = ("name", "domain", "hubspot_owner_id", "createdate", MODIFIED)
 _DEAL_PROPERTIES = (
     "dealname",
@@ -106,6 +117,11 @@ def format_cursor_time(ms: int) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def modified_property(object_type: str) -> str:
+    """The property holding the last modification time of ``object_type``'s records."""
+    return _MODIFIED_BY_TYPE.get(object_type, MODIFIED)
+
+
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
@@ -117,8 +133,8 @@ def _cursor_ms(value: str) -> int:
     return _ms(moment)
 
 
-def _record_ms(record: Mapping[str, Any]) -> int | None:
-    moment = parse_hubspot_time((record.get("properties") or {}).get(MODIFIED))
+def _record_ms(record: Mapping[str, Any], modified: str) -> int | None:
+    moment = parse_hubspot_time((record.get("properties") or {}).get(modified))
     return _ms(moment) if moment else None
 
 
@@ -128,7 +144,8 @@ class WindowedSearch:
     def __init__(self, client: HubSpotClient, object_type: str, properties: Sequence[str]) -> None:
         self.client = client
         self.object_type = object_type
-        self.properties = list(dict.fromkeys([*properties, MODIFIED]))
+        self.modified = modified_property(object_type)
+        self.properties = list(dict.fromkeys([*properties, self.modified]))
         self.stats = WindowStats()
 
     def pages(
@@ -139,7 +156,9 @@ class WindowedSearch:
         at = _cursor_ms(cursor.value) if cursor.value else None
         if at is not None and at > hi:
             return
-        progress = _Progress(cursor, at, self.client.settings.reread_lag_seconds * 1000)
+        progress = _Progress(
+            cursor, at, self.client.settings.reread_lag_seconds * 1000, self.modified
+        )
         lo = progress.seen.start(at) if at is not None else 0
         yield from self._window(lo, hi, None, progress)
 
@@ -147,8 +166,8 @@ class WindowedSearch:
         self, lo: int, hi: int, after_id: int, ids: tuple[int, int] | None, limit: int
     ) -> dict[str, Any]:
         filters: list[dict[str, Any]] = [
-            {"propertyName": MODIFIED, "operator": "GTE", "value": str(lo)},
-            {"propertyName": MODIFIED, "operator": "LTE", "value": str(hi)},
+            {"propertyName": self.modified, "operator": "GTE", "value": str(lo)},
+            {"propertyName": self.modified, "operator": "LTE", "value": str(hi)},
         ]
         if after_id:
             filters.append(
@@ -180,8 +199,8 @@ class WindowedSearch:
         """The smallest or largest ``name`` (a time or an id) among the window's records."""
         api = self.client.api("objects_search")
         filters: list[dict[str, Any]] = [
-            {"propertyName": MODIFIED, "operator": "GTE", "value": str(lo)},
-            {"propertyName": MODIFIED, "operator": "LTE", "value": str(hi)},
+            {"propertyName": self.modified, "operator": "GTE", "value": str(lo)},
+            {"propertyName": self.modified, "operator": "LTE", "value": str(hi)},
         ]
         if ids is not None:
             filters.append(
@@ -203,9 +222,9 @@ class WindowedSearch:
         )  # fmt: skip
         results = answer.get("results") or []
         if not results:
-            return lo if name == MODIFIED else 0
-        if name == MODIFIED:
-            found = _record_ms(results[0])
+            return lo if name == self.modified else 0
+        if name == self.modified:
+            found = _record_ms(results[0], self.modified)
             return found if found is not None else lo
         return int(results[0]["id"])
 
@@ -228,8 +247,8 @@ class WindowedSearch:
             if hi > lo:
                 # Narrow to the times records really have (two 1-record searches): a burst in
                 # one millisecond is then found at once, not after many halvings.
-                first_ms = self._edge(lo, hi, ids, MODIFIED, "ASCENDING")
-                last_ms = self._edge(lo, hi, ids, MODIFIED, "DESCENDING")
+                first_ms = self._edge(lo, hi, ids, self.modified, "ASCENDING")
+                last_ms = self._edge(lo, hi, ids, self.modified, "DESCENDING")
                 if first_ms > lo:
                     yield from self._empty(lo, first_ms - 1, state)
                 if last_ms > first_ms:
@@ -278,12 +297,13 @@ class WindowedSearch:
 class _Progress:
     """The cursor of a windowed read: window ends reached, and the versions seen in the lag."""
 
-    def __init__(self, cursor: Cursor, cursor_ms: int | None, lag_ms: int) -> None:
+    def __init__(self, cursor: Cursor, cursor_ms: int | None, lag_ms: int, modified: str) -> None:
         self.cursor = cursor
+        self.modified = modified
         self.seen = SeenVersions(cursor.boundary_keys, cursor_ms, lag_ms)
 
     def keep(self, record: Mapping[str, Any]) -> bool:
-        moment = _record_ms(record)
+        moment = _record_ms(record, self.modified)
         return moment is None or self.seen.first_sight(str(record.get("id")), moment)
 
     def window_done(self, hi: int) -> None:
@@ -338,7 +358,7 @@ class ChangePuller:
         object_type, kind, properties = HISTORY_STREAMS[stream]
 
         def pull(cursor: Cursor, until: datetime) -> Iterator[Page[Any]]:
-            search = self._search(object_type, (*properties, MODIFIED))
+            search = self._search(object_type, tuple(properties))
             for records, at in _batched(search.pages(cursor, until), 1000, cursor):
                 ids = [str(r["id"]) for r in records]
                 found = read_history(self.client, object_type, ids, properties) if ids else []

@@ -8,13 +8,24 @@ passes through, whatever SDK package sent it:
 - it reads the ``X-HubSpot-RateLimit-*`` headers of every response (429s included) and feeds them
   to the limiters: the burst window adopts the portal's ``Max``, an exhausted ``Remaining`` holds
   every caller until the window frees, ``Daily``/``Daily-Remaining`` size and spend the daily
-  budget share;
+  budget share (CRM search answers carry none of these headers);
 - it applies closedloop's timeouts (the SDK sets none) and turns urllib3's own retries off, so
   a connection failure reaches ``classify`` raw and is retried only here, only when safe.
 
-``call`` runs one SDK method under the limits: the daily budget share (``RateLimited`` once
-spent), the burst window (and the search window for CRM search), then the call with
-``_preload_content=False`` (raw JSON, no model deserialization). On failure it follows
+HubSpot's limits depend on the app type
+(https://developers.hubspot.com/docs/guides/apps/api-usage/usage-details):
+
+- a private app may make 100 (Free/Starter), 190 (Professional/Enterprise) or 250 (API limit
+  increase) calls per rolling 10 s, and the account 250,000 to 1,000,000 a day: closedloop keeps
+  to ``daily_budget_share`` of that day (``DailyQuota``, sized by the ``Daily`` header);
+- a public (OAuth) app may make 110 calls per 10 s per account it is installed in and has no
+  daily limit: HubSpot sends it no ``Daily`` headers, and closedloop keeps no daily budget;
+- CRM search has its own limit of 5 requests per second and takes no slot of the 10-s window:
+  a search waits only for the search window (``search_per_second``).
+
+``call`` runs one SDK method under the limits: the daily budget share of a private app
+(``RateLimited`` once spent), the burst window or, for CRM search, the search window, then the
+call with ``_preload_content=False`` (raw JSON, no model deserialization). On failure it follows
 ``connectors.hubspot.errors``: 429 waits for the interval and repeats (a 429 guarantees nothing
 was applied, so even a batch create may repeat), 401 refreshes an OAuth token and repeats once,
 transient failures repeat with backoff only when the caller says the call is idempotent. The
@@ -42,7 +53,8 @@ from connectors.ratelimit import Clock, DailyQuota, RollingWindowLimiter, System
 __all__ = ["USER_AGENT", "CallError", "HubSpotClient"]
 
 USER_AGENT = "closedloop/0.1 (+hubspot-api-client)"
-# Before the first response tells us the portal's daily limit, assume the smallest (Starter).
+# Before the first response tells a private app the account's daily limit, assume the smallest
+# (Free/Starter): https://developers.hubspot.com/docs/guides/apps/api-usage/usage-details
 _DEFAULT_DAILY_LIMIT = 250_000
 # Refresh an OAuth token this long before HubSpot says it expires.
 _TOKEN_MARGIN_S = 60.0
@@ -95,11 +107,16 @@ class HubSpotClient:
         self.clock: Clock = clock or SystemClock()
         self.window = RollingWindowLimiter(settings.burst_limit_per_10s, 10.0, self.clock)
         self.search_window = RollingWindowLimiter(settings.search_per_second, 1.0, self.clock)
-        self.quota = DailyQuota(
-            max(1, int(_DEFAULT_DAILY_LIMIT * settings.daily_budget_share)),
-            ZoneInfo(settings.portal_timezone),
-            self.clock,
-            name="closedloop's share of the HubSpot daily API limit",
+        # Only private apps have a daily limit; OAuth apps have none (see the module docstring).
+        self.quota: DailyQuota | None = (
+            None
+            if isinstance(settings.auth, OAuthAuth)
+            else DailyQuota(
+                max(1, int(_DEFAULT_DAILY_LIMIT * settings.daily_budget_share)),
+                ZoneInfo(settings.portal_timezone),
+                self.clock,
+                name="closedloop's share of the HubSpot daily API limit",
+            )
         )
         self.calls = 0
         self.calls_by: Counter[str] = Counter()
@@ -163,6 +180,8 @@ class HubSpotClient:
         if remaining is not None and remaining <= 0:
             # Other integrations share the portal's window: wait until our oldest call leaves.
             self.window.hold(self.window.time_until_free())
+        if self.quota is None:
+            return
         daily = _int_header(headers, "X-HubSpot-RateLimit-Daily")
         if daily is not None and daily > 0:
             self.quota.limit = max(1, int(daily * self.settings.daily_budget_share))
@@ -263,6 +282,8 @@ class HubSpotClient:
                     raise
                 if failure.action is Action.WAIT:
                     if failure.policy == "DAILY":
+                        if self.quota is None:
+                            raise to_error(failure, what) from None
                         self.quota.exhaust()
                         raise self.quota.rate_limited() from None
                     rate_waits += 1
@@ -295,10 +316,10 @@ class HubSpotClient:
             return _decode(response, what)
 
     def _admit(self, what: str, search: bool) -> None:
-        self.quota.spend()
-        self.window.acquire()
-        if search:
-            self.search_window.acquire()
+        if self.quota is not None:
+            self.quota.spend()
+        # Search has its own per-second limit and no slot in the 10-second window.
+        (self.search_window if search else self.window).acquire()
         with self._lock:
             self.calls += 1
             self.calls_by[what.split(" [", 1)[0]] += 1

@@ -2,9 +2,10 @@
 
 HubSpot has no Lead object: every person is a contact, with a lifecycle stage and a lead
 status. ``resolve_people`` batch-reads contacts by ``idProperty=email`` (100 per call) and then
-reads their companies through the v4 associations batch read (1,000 per call) so touches can
-also be associated with the company. ``create_people`` upserts by e-mail (100 per call): an
-upsert is idempotent, so a retry after an unknown outcome cannot create a second contact.
+reads their companies through the v4 associations batch read (1,000 per call, each record's
+associations paged on their own: ``read_associations``) so touches can also be associated with
+the company. ``create_people`` upserts by e-mail (100 per call): an upsert is idempotent, so a
+retry after an unknown outcome cannot create a second contact.
 
 Lead status and lifecycle stage: a ``Person`` may carry HubSpot's own values, or the shared
 lifecycle stage names (``MQL``, ``SAL``, ...). The latter are translated through the mapping's
@@ -24,6 +25,7 @@ from connectors.base import Person, PersonKind
 from connectors.hubspot.client import HubSpotClient
 
 __all__ = [
+    "CONTACT_MODIFIED",
     "CONTACT_PROPERTIES",
     "LIFECYCLE_STAGES",
     "Lifecycle",
@@ -36,6 +38,9 @@ log = structlog.get_logger(__name__)
 
 BATCH_LIMIT = 100
 ASSOCIATION_READ_LIMIT = 1000
+# Contacts keep their last modification time in ``lastmodifieddate`` (companies, deals and the
+# other objects in ``hs_lastmodifieddate``): https://developers.hubspot.com/docs/api/crm/search
+CONTACT_MODIFIED = "lastmodifieddate"
 CONTACT_PROPERTIES = (
     "email",
     "firstname",
@@ -45,7 +50,7 @@ CONTACT_PROPERTIES = (
     "hs_lead_status",
     "lifecyclestage",
     "createdate",
-    "hs_lastmodifieddate",
+    CONTACT_MODIFIED,
 )
 
 
@@ -122,7 +127,7 @@ def person_from_contact(
         status=props.get("hs_lead_status") or None,
         lifecycle_stage=props.get("lifecyclestage") or None,
         created_at=parse_hubspot_time(props.get("createdate") or record.get("createdAt")),
-        updated_at=parse_hubspot_time(props.get("hs_lastmodifieddate") or record.get("updatedAt")),
+        updated_at=parse_hubspot_time(props.get(CONTACT_MODIFIED) or record.get("updatedAt")),
         deleted=bool(record.get("archived", False)),
         fields={k: v for k, v in props.items() if v is not None},
     )
@@ -273,28 +278,38 @@ def primary_targets(
 def read_associations(
     client: HubSpotClient, from_type: str, to_type: str, ids: Sequence[str]
 ) -> dict[str, list[tuple[str, set[int]]]]:
-    """v4 batch read (1,000 ids per call): each id's associated records with their type ids."""
+    """v4 batch read (1,000 ids per call): each id's associated records with their type ids.
+
+    Each result row pages on its own: a record with more associations than one row holds
+    carries ``paging.next.after``, and is asked again with that ``after`` next to its id
+    (https://developers.hubspot.com/changelog/bug-fix-batch-read-limit-for-hubspot-associations-api,
+    and the batch/read description in HubSpot's v4 associations OpenAPI spec).
+    """
     api = client.api("associations")
-    unique = list(dict.fromkeys(ids))
+    pending: list[dict[str, str]] = [{"id": i} for i in dict.fromkeys(ids)]
+    asked: set[tuple[str, str]] = set()
     found: dict[str, list[tuple[str, set[int]]]] = {}
-    for start in range(0, len(unique), ASSOCIATION_READ_LIMIT):
-        chunk = unique[start : start + ASSOCIATION_READ_LIMIT]
+    while pending:
+        chunk, pending = pending[:ASSOCIATION_READ_LIMIT], pending[ASSOCIATION_READ_LIMIT:]
         answer = client.call(
             f"{from_type}-{to_type} associations batch read",
             api.get_page,
             from_type,
             to_type,
-            {"inputs": [{"id": i} for i in chunk]},
+            {"inputs": chunk},
             idempotent=True,
         )
         for row in answer.get("results") or []:
             from_id = str((row.get("from") or {}).get("id"))
-            targets = [
+            found.setdefault(from_id, []).extend(
                 (
                     str(target.get("toObjectId")),
                     {int(t.get("typeId", 0)) for t in target.get("associationTypes") or []},
                 )
                 for target in row.get("to") or []
-            ]
-            found[from_id] = targets
+            )
+            after = ((row.get("paging") or {}).get("next") or {}).get("after")
+            if after and (from_id, str(after)) not in asked:
+                asked.add((from_id, str(after)))
+                pending.append({"id": from_id, "after": str(after)})
     return found

@@ -68,13 +68,20 @@ class HubSpotSettings(_Strict):
     # trails writes by seconds (third-party reports; HubSpot documents no figure). A write whose
     # answer was lost is looked for only this long after it was sent.
     search_settle_seconds: float = Field(default=30.0, ge=0, le=600)
+    # HubSpot's limits by app type: https://developers.hubspot.com/docs/guides/apps/api-usage/usage-details
+    # Private apps only: the share of the account's daily limit (250,000 Free/Starter, 625,000
+    # Professional, 1,000,000 Enterprise) closedloop may use. OAuth apps have no daily limit,
+    # so it does not apply to them.
     daily_budget_share: float = Field(default=0.5, gt=0, le=1)
-    # Private apps get 100 (Starter) or 190 (Pro/Enterprise) requests per 10 s.
+    # Calls per rolling 10 s at most; the portal's X-HubSpot-RateLimit-Max lowers it. Private
+    # apps may make 100 (Free/Starter), 190 (Professional/Enterprise) or 250 (API limit
+    # increase), OAuth apps 110 per account they are installed in: 100 fits every app type.
     burst_limit_per_10s: int = Field(default=100, gt=0)
-    # CRM search has its own, lower limit (about 4-5 requests per second per portal).
+    # CRM search has its own limit, 5 requests per second, and takes no slot of the 10-s window.
     search_per_second: int = Field(default=4, ge=1)
     timeout_s: float = Field(default=30.0, gt=0)
-    # The daily limit resets at midnight in the portal's time zone (Settings > Account defaults).
+    # A private app's daily limit resets at midnight in the portal's time zone (Settings >
+    # Account defaults).
     portal_timezone: Annotated[str, AfterValidator(_zone)] = "UTC"
     # Attempts for a transient failure (5xx, dropped connection) of a call safe to repeat.
     max_attempts: int = Field(default=4, ge=1, le=10)

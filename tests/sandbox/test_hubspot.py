@@ -52,8 +52,9 @@ def hub(served: tuple[SandboxState, str]) -> tuple[HubSpotStore, str, SandboxSta
     state, url = served
     state.reset()
     store: HubSpotStore = state.vendors["hubspot"]
-    store.rate_limit_max = 190
-    store.search_per_second = 5
+    fresh = HubSpotStore()  # the limits a test changed go back to HubSpot's
+    for name in ("rate_limit_max", "oauth_rate_limit_max", "search_per_second", "daily_limit"):
+        setattr(store, name, getattr(fresh, name))
     store.clock.rebase(NOW, frozen=True)
     return store, url, state
 
@@ -168,14 +169,51 @@ def test_search_pages_through_every_match_with_total(client: HubSpot) -> None:
     assert seen == sorted(seen, key=int)
 
 
-def test_search_windows_on_last_modified_date(
+def _modified_since(client: HubSpot, name: str, since: datetime) -> list[str]:
+    page = client.crm.contacts.search_api.do_search(
+        PublicObjectSearchRequest(
+            filter_groups=[
+                {
+                    "filters": [
+                        {
+                            "propertyName": name,
+                            "operator": "GTE",
+                            "value": str(int(since.timestamp() * 1000)),
+                        }
+                    ]
+                }
+            ],
+            properties=["email"],
+        )
+    )
+    return [r.properties["email"] for r in page.results]
+
+
+def test_contacts_are_found_by_modification_time_on_lastmodifieddate(
+    client: HubSpot, hub: tuple[HubSpotStore, str, SandboxState]
+) -> None:
+    store = hub[0]
+    _upsert(client, ["old@example.com", "edited@example.com"])
+    boundary = store.clock.advance(3600)
+    _upsert(client, ["new@example.com"])
+    _upsert(client, ["edited@example.com"], lastname="Later")
+    assert sorted(_modified_since(client, "lastmodifieddate", boundary)) == [
+        "edited@example.com",
+        "new@example.com",
+    ]
+
+
+def test_contacts_searched_on_hs_lastmodifieddate_come_back_without_their_changes(
     client: HubSpot, hub: tuple[HubSpotStore, str, SandboxState]
 ) -> None:
     store = hub[0]
     _upsert(client, ["old@example.com"])
     boundary = store.clock.advance(3600)
     _upsert(client, ["new@example.com"])
-    page = client.crm.contacts.search_api.do_search(
+    assert _modified_since(client, "hs_lastmodifieddate", boundary) == []
+    # Companies (and deals) keep theirs in hs_lastmodifieddate.
+    client.crm.companies.basic_api.create({"properties": {"name": "Changed Ltd"}})
+    page = client.crm.companies.search_api.do_search(
         PublicObjectSearchRequest(
             filter_groups=[
                 {
@@ -188,10 +226,10 @@ def test_search_windows_on_last_modified_date(
                     ]
                 }
             ],
-            properties=["email"],
+            properties=["name"],
         )
     )
-    assert [r.properties["email"] for r in page.results] == ["new@example.com"]
+    assert [r.properties["name"] for r in page.results] == ["Changed Ltd"]
 
 
 def test_search_beyond_ten_thousand_results_is_a_bad_request(client: HubSpot) -> None:
@@ -217,6 +255,8 @@ def test_search_has_its_own_per_second_limit(
         client.crm.contacts.search_api.do_search(request)
     assert raised.value.status == 429
     assert '"policyName":"SECONDLY"' in raised.value.body
+    assert not any(h.lower().startswith("x-hubspot-ratelimit") for h in raised.value.headers)
+    assert hub[0].refused == {"SECONDLY": 1}
 
 
 def test_notes_batch_create_with_associations_lands_on_the_contact(
@@ -254,6 +294,43 @@ def test_notes_batch_create_with_associations_lands_on_the_contact(
     linked = {str(t.to_object_id) for t in read.results[0].to}
     assert linked == note_ids
     assert all(t.association_types[0].type_id == 201 for t in read.results[0].to)
+
+
+def test_association_batch_read_pages_each_records_associations_on_its_own(
+    client: HubSpot, hub: tuple[HubSpotStore, str, SandboxState], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = hub[0]
+    monkeypatch.setattr(store.data, "association_page", 2)
+    with store.lock:
+        _, made = store.data.batch_create(
+            "companies", {"inputs": [{"properties": {"name": f"Co {i}"}} for i in range(5)]}
+        )
+        _, people = store.data.batch_create(
+            "contacts",
+            {"inputs": [{"properties": {"email": e}} for e in ("busy@x.com", "calm@x.com")]},
+        )
+        busy, calm = (r["id"] for r in people["results"])
+        companies = [r["id"] for r in made["results"]]
+        for company in companies:
+            store.data.associate("contacts", busy, "companies", company, 279)
+        store.data.associate("contacts", calm, "companies", companies[0], 279)
+    api = client.crm.associations.v4.batch_api
+    inputs: list[dict[str, str]] = [{"id": busy}, {"id": calm}]
+    seen: dict[str, list[str]] = {}
+    rounds = 0
+    while inputs:
+        rounds += 1
+        read = api.get_page(
+            "contacts", "companies", BatchInputPublicFetchAssociationsBatchRequest(inputs=inputs)
+        )
+        inputs = []
+        for row in read.results:
+            assert len(row.to) <= 2
+            seen.setdefault(row._from.id, []).extend(str(t.to_object_id) for t in row.to)
+            if row.paging is not None:
+                inputs.append({"id": row._from.id, "after": row.paging.next.after})
+    assert seen == {busy: companies, calm: [companies[0]]}
+    assert rounds == 3
 
 
 def test_engagement_without_hs_timestamp_fails_the_whole_batch(
@@ -416,6 +493,79 @@ def test_secondly_headers_count_only_the_calls_of_the_last_second(
     # The two earlier calls left the secondly window but are still in the ten-second one.
     assert later.headers["X-HubSpot-RateLimit-Secondly-Remaining"] == "4"
     assert later.headers["X-HubSpot-RateLimit-Remaining"] == "47"
+
+
+def _mint(http: httpx.Client) -> str:
+    answer = http.post(
+        "/oauth/v1/token",
+        data={
+            "grant_type": "refresh_token",
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "refresh_token": REFRESH_TOKEN,
+        },
+    )
+    token: str = answer.json()["access_token"]
+    return token
+
+
+def test_oauth_calls_get_no_daily_limit_and_no_daily_headers(
+    hub: tuple[HubSpotStore, str, SandboxState],
+) -> None:
+    store, url, _ = hub
+    store.daily_limit = 1
+    private = {"Authorization": f"Bearer {credentials.HUBSPOT_TOKEN}"}
+    with httpx.Client(base_url=url) as http:
+        oauth = {"Authorization": f"Bearer {_mint(http)}"}
+        first_private = http.get("/crm/v3/owners/", headers=private)
+        spent_private = http.get("/crm/v3/owners/", headers=private)
+        by_oauth = [http.get("/crm/v3/owners/", headers=oauth) for _ in range(3)]
+    assert first_private.headers["X-HubSpot-RateLimit-Daily"] == "1"
+    assert first_private.headers["X-HubSpot-RateLimit-Daily-Remaining"] == "0"
+    assert spent_private.status_code == 429
+    assert spent_private.json()["policyName"] == "DAILY"
+    assert [a.status_code for a in by_oauth] == [200, 200, 200]
+    assert all("X-HubSpot-RateLimit-Daily" not in a.headers for a in by_oauth)
+    assert all("X-HubSpot-RateLimit-Daily-Remaining" not in a.headers for a in by_oauth)
+    assert by_oauth[0].headers["X-HubSpot-RateLimit-Max"] == "110"
+    assert first_private.headers["X-HubSpot-RateLimit-Max"] == "190"
+
+
+def test_an_oauth_apps_tokens_share_its_ten_second_window(
+    hub: tuple[HubSpotStore, str, SandboxState],
+) -> None:
+    store, url, _ = hub
+    store.oauth_rate_limit_max = 2
+    private = {"Authorization": f"Bearer {credentials.HUBSPOT_TOKEN}"}
+    with httpx.Client(base_url=url) as http:
+        first = {"Authorization": f"Bearer {_mint(http)}"}
+        second = {"Authorization": f"Bearer {_mint(http)}"}
+        answers = [http.get("/crm/v3/owners/", headers=h) for h in (first, second, second)]
+        by_private_app = http.get("/crm/v3/owners/", headers=private)
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[2].json()["policyName"] == "TEN_SECONDLY_ROLLING"
+    assert by_private_app.status_code == 200
+    assert store.refused == {"TEN_SECONDLY_ROLLING": 1}
+
+
+def test_search_takes_no_slot_of_the_ten_second_window_and_sends_no_limit_headers(
+    hub: tuple[HubSpotStore, str, SandboxState],
+) -> None:
+    store, url, _ = hub
+    store.rate_limit_max = 2
+    store.search_per_second = 100
+    headers = {"Authorization": f"Bearer {credentials.HUBSPOT_TOKEN}"}
+    with httpx.Client(base_url=url, headers=headers) as http:
+        reads = [http.get("/crm/v3/owners/") for _ in range(2)]
+        searches = [
+            http.post("/crm/v3/objects/contacts/search", json={"limit": 1}) for _ in range(4)
+        ]
+        over = http.get("/crm/v3/owners/")
+    assert [a.status_code for a in reads] == [200, 200]
+    assert [a.status_code for a in searches] == [200, 200, 200, 200]
+    assert not any(h.startswith("x-hubspot-ratelimit") for a in searches for h in a.headers)
+    assert over.status_code == 429
+    assert over.json()["policyName"] == "TEN_SECONDLY_ROLLING"
 
 
 def test_a_pair_linked_under_two_labels_reads_back_both_labels_each_way(

@@ -61,10 +61,12 @@ def add_closedloop_properties(store: HubSpotStore) -> None:
 def _portal(sandbox: SandboxServer) -> Iterator[SandboxServer]:
     store: HubSpotStore = sandbox.store("hubspot")
     add_closedloop_properties(store)
-    saved = (store.rate_limit_max, store.search_per_second, store.daily_limit)
-    store.rate_limit_max, store.search_per_second = 100_000, 100_000
+    names = ("rate_limit_max", "oauth_rate_limit_max", "search_per_second", "daily_limit")
+    saved = {name: getattr(store, name) for name in names}
+    store.rate_limit_max = store.oauth_rate_limit_max = store.search_per_second = 100_000
     yield sandbox
-    store.rate_limit_max, store.search_per_second, store.daily_limit = saved
+    for name, value in saved.items():
+        setattr(store, name, value)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from connectors.base import Account, ContactRole, Cursor, Opportunity, Person
+from connectors.base import Account, ContactRole, Cursor, Opportunity, Person, StatusChange
 from connectors.errors import ConfigError
 from connectors.hubspot import changes
 from connectors.hubspot.changes import Owner
@@ -101,6 +101,34 @@ def test_the_next_pull_reads_only_what_changed_and_drops_boundary_duplicates(
     )
 
 
+def test_contacts_changed_since_the_cursor_are_pulled_by_their_lastmodifieddate(
+    portal: SandboxServer, connect: Connect
+) -> None:
+    # HubSpot's search finds contacts' changes on lastmodifieddate, not hs_lastmodifieddate.
+    store: HubSpotStore = portal.store("hubspot")
+    since = _world_now(portal) + timedelta(days=1)
+    [created] = _create_contacts(store, since + timedelta(minutes=5), ["new-lead@example.com"])
+    edited_at = since + timedelta(minutes=10)
+    edited = next(iter(store.contact_ids.values()))
+    store.clock.set(edited_at)
+    with store.lock:
+        store.data.update_one(
+            "contacts", edited, None, {"properties": {"hs_lead_status": "UNQUALIFIED"}}
+        )
+    connector = connect()
+    cursor = Cursor(changes.format_cursor_time(int(since.timestamp() * 1000)))
+    until = since + timedelta(hours=1)
+    records, _ = _pull(connector, "people", cursor, until)
+    people = {p.external_id: p for p in records if isinstance(p, Person)}
+    assert set(people) == {created, edited}
+    assert people[edited].updated_at == edited_at
+    assert people[edited].status == "UNQUALIFIED"
+    history, _ = _pull(connector, "people_history", cursor, until)
+    found = [c for c in history if isinstance(c, StatusChange)]
+    assert {c.object_id for c in found} == {edited}
+    assert ("UNQUALIFIED", edited_at) in {(c.new_value, c.changed_at) for c in found}
+
+
 def test_a_change_that_becomes_visible_late_is_read_by_the_next_pull_once(
     portal: SandboxServer, connect: Connect
 ) -> None:
@@ -154,6 +182,27 @@ def test_deals_companies_roles_and_owners_are_pulled(
     assert all(isinstance(r, ContactRole) and r.person_id in contacts for r in roles)
     owners, _ = _pull(connector, "owners", Cursor(), until)
     assert {o.external_id for o in owners if isinstance(o, Owner)} == set(store.owner_ids.values())
+
+
+def test_a_deal_with_more_contacts_than_one_association_page_yields_every_contact_role(
+    portal: SandboxServer, connect: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store: HubSpotStore = portal.store("hubspot")
+    monkeypatch.setattr(store.data, "association_page", 2)  # HubSpot pages rows at 500 or more
+    since = _world_now(portal) + timedelta(days=1)
+    contacts = _create_contacts(store, since, [f"buyer{i}@example.com" for i in range(5)])
+    store.clock.set(since + timedelta(minutes=1))
+    with store.lock:
+        _, made = store.data.batch_create(
+            "deals",
+            {"inputs": [{"properties": {"dealname": "Big", "dealstage": "qualifiedtobuy"}}]},
+        )
+        deal = made["results"][0]["id"]
+        for contact in contacts:
+            store.data.associate("deals", deal, "contacts", contact, 3)
+    cursor = Cursor(changes.format_cursor_time(int(since.timestamp() * 1000)))
+    roles, _ = _pull(connect(), "contact_roles", cursor, since + timedelta(hours=1))
+    assert sorted(r.person_id for r in roles if isinstance(r, ContactRole)) == sorted(contacts)
 
 
 def test_an_unknown_stream_names_the_known_ones(

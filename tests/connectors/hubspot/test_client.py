@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
+from connectors.base import Cursor
 from connectors.errors import AuthError, RateLimited, Transient
 from connectors.hubspot.connector import HubSpotConnector
 from connectors.ratelimit import ManualClock
@@ -13,6 +14,7 @@ from sandbox import credentials
 from sandbox.core import free_port
 from sandbox.hubspot import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, HubSpotStore
 from sandbox.server import SandboxServer
+from sync.metrics import budget_remaining_of
 from tests.connectors.hubspot.conftest import known_contacts, settings_for
 
 Connect = Callable[..., HubSpotConnector]
@@ -59,7 +61,7 @@ def test_a_429_waits_the_interval_and_repeats_the_call(
     assert sum(clock.sleeps) >= 30.0
 
 
-def test_the_daily_budget_share_stops_calls_with_rate_limited(
+def test_a_private_apps_daily_budget_share_stops_calls_with_rate_limited(
     portal: SandboxServer, connect: Connect
 ) -> None:
     portal.store("hubspot").daily_limit = 100
@@ -73,6 +75,41 @@ def test_the_daily_budget_share_stops_calls_with_rate_limited(
         resolve_one_by_one()
     assert caught.value.resume_at is not None
     assert portal.state.total_calls("hubspot") == 5
+
+
+def test_an_oauth_connection_never_stops_for_a_daily_budget(
+    portal: SandboxServer, connect: Connect
+) -> None:
+    # Public (OAuth) apps have no daily limit: no share of one can stop them.
+    store: HubSpotStore = portal.store("hubspot")
+    store.daily_limit = 2  # the private app's; it must not touch the OAuth app
+    connector = connect(auth=OAUTH, daily_budget_share=0.00002)  # 5 of a Starter's 250,000
+    emails = _emails(portal, 10)
+    for email in emails:
+        assert connector.resolve_people([email])
+    assert portal.state.counts("hubspot")["contacts.batch_read"] == len(emails)
+    assert store.refused == {}
+    assert budget_remaining_of(connector) is None
+
+
+def test_searches_take_no_slot_of_the_burst_window(
+    portal: SandboxServer, connect: Connect, clock: ManualClock
+) -> None:
+    store: HubSpotStore = portal.store("hubspot")
+    store.rate_limit_max = 4
+    connector = connect(burst_limit_per_10s=4, search_per_second=100)
+    assert portal.world is not None
+    until = portal.world.now
+    connector.resolve_people(_emails(portal, 1))  # a contacts read and an associations read
+    connector.resolve_people(_emails(portal, 2)[1:])  # the 10-second window is now full
+    for _ in range(3):
+        for _page in connector.pull_changes("accounts", Cursor(), until):
+            pass
+    counts = portal.state.counts("hubspot")
+    assert counts["companies.search"] >= 3
+    assert store.refused == {}
+    assert clock.sleeps == []
+    assert connector.client.rate_waits == 0
 
 
 def test_the_portals_daily_limit_surfaces_as_rate_limited(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from connectors.base import Cursor, Person, PersonKind, TouchKind
 from connectors.hubspot.connector import HubSpotConnector
 from connectors.testing import drain_touches
@@ -38,6 +40,27 @@ def test_unknown_emails_are_omitted_and_known_ones_carry_their_company(
     assert all(p.kind is PersonKind.CONTACT for p in found.values())
     companies = set(store.company_ids.values())
     assert any(p.account_id in companies for p in found.values())
+
+
+def test_a_primary_company_beyond_the_first_association_page_is_the_persons_account(
+    portal: SandboxServer, connect: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store: HubSpotStore = portal.store("hubspot")
+    monkeypatch.setattr(store.data, "association_page", 1)  # HubSpot pages rows at 500 or more
+    with store.lock:
+        _, made = store.data.batch_create(
+            "companies", {"inputs": [{"properties": {"name": f"Co {i}"}} for i in range(3)]}
+        )
+        _, people = store.data.batch_create(
+            "contacts", {"inputs": [{"properties": {"email": "many-hats@example.com"}}]}
+        )
+        contact = people["results"][0]["id"]
+        companies = [r["id"] for r in made["results"]]
+        for company in companies:
+            store.data.associate("contacts", contact, "companies", company, 279)
+        store.data.associate("contacts", contact, "companies", companies[-1], 1)  # primary
+    found = connect().resolve_people(["many-hats@example.com"])
+    assert found["many-hats@example.com"].account_id == companies[-1]
 
 
 def test_people_are_created_once_with_the_mappings_lifecycle_values(
