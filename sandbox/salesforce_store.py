@@ -366,6 +366,14 @@ class SalesforceStore:
     # sObject -> {tracked field: the name history rows give it}; a test turns tracking off by
     # removing entries (Setup > Object Manager > <object> > Set History Tracking).
     history_tracked: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Setup > OAuth and OpenID Connect Settings > Allow OAuth Username-Password Flows. Orgs
+    # created in Summer '23 or later start with it off; the demo org allows the flow.
+    password_flow_allowed: bool = True
+    # PEM certificates (or public keys) uploaded to the connected app under "Use digital
+    # signatures": a JWT bearer assertion must be signed by the key of one of them.
+    jwt_certificates: list[str] = field(default_factory=list)
+    # Experience Cloud site URLs, valid JWT audiences besides login/test.salesforce.com.
+    experience_sites: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.reset()
@@ -394,6 +402,9 @@ class SalesforceStore:
             self.bulk_jobs = {}
             self.world_ids = {}
             self.api_used = 0
+            self.password_flow_allowed = True
+            self.jwt_certificates = []
+            self.experience_sites = set()
             self._seq = 0
             self._journal = None
             self._tx_depth = 0

@@ -212,7 +212,7 @@ class SalesforceConnector:
         try:
             versions = self.client.versions(budgeted=False)
         except AuthError as exc:
-            return [CheckResult("credentials", False, str(exc), remedy_for(settings))]
+            return [self._refused(exc)]
         except ClosedloopError as exc:
             return [CheckResult("connection", False, str(exc), connection_remedy)]
         if settings.api_version not in versions:
@@ -228,7 +228,7 @@ class SalesforceConnector:
         try:
             limits = self.client.call("GET", "limits", budgeted=False)
         except AuthError as exc:
-            return [CheckResult("credentials", False, str(exc), remedy_for(settings))]
+            return [self._refused(exc)]
         except ClosedloopError as exc:
             return [CheckResult("connection", False, str(exc), connection_remedy)]
         results = [
@@ -240,6 +240,11 @@ class SalesforceConnector:
         results.append(check_history(self.client))
         results.append(self._check_budget(limits))
         return results
+
+    def _refused(self, exc: AuthError) -> CheckResult:
+        """The failed credentials check: Salesforce's answer, and the remedy (once)."""
+        remedy = remedy_for(self.settings)
+        return CheckResult("credentials", False, str(exc).removesuffix(f"; {remedy}"), remedy)
 
     def _check_objects(self, *, campaign_members: bool) -> list[CheckResult]:
         try:
