@@ -6,6 +6,13 @@ holds), may suffer an injected fault, needs a bearer token, spends one unit of t
 allowance and carries ``Sforce-Limit-Info``. Handlers are plain functions from a ``Call`` to a
 ``Reply`` so composite subrequests run through exactly the same code. The org itself (records,
 validation, clock) is ``salesforce_store.SalesforceStore``; SOQL is ``salesforce_soql``.
+
+A record of an sObject Collections save may be refused with UNABLE_TO_LOCK_ROW while the call
+succeeds: drawn by the ``unable_to_lock_row`` fault, or because the store holds a record it
+needs locked (``SalesforceStore.hold_locks``). The token endpoint checks each grant as
+Salesforce does: the username-password flow can be blocked for the org, and a JWT bearer
+assertion needs the connected app's issuer, its certificate's signature, an authorization
+server (or Experience Cloud site) audience, an unexpired exp and a known user.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sandbox import credentials
-from sandbox.core import SandboxState
+from sandbox.core import Faults, SandboxState
 from sandbox.salesforce_bulk import (
     BulkJob,
     create_ingest_job,
@@ -89,6 +96,8 @@ class Call:
     version: str
     # A composite subrequest's body, already parsed (saves a JSON round trip per subrequest).
     parsed: Any = None
+    # The sandbox's injected faults (record-level kinds are drawn per saved record).
+    faults: Faults | None = None
 
     @property
     def base(self) -> str:
@@ -548,6 +557,22 @@ def _typed_records(
     return typed
 
 
+def _lock_error(call: Call, item: Any, size: int) -> DmlError | None:
+    """UNABLE_TO_LOCK_ROW for a record whose row (or a parent it refers to) another
+    transaction holds, or that an ``unable_to_lock_row`` fault picks; else None.
+
+    Salesforce waits up to 10 s for a lock and then refuses the record; the other records of
+    an allOrNone=false collection are saved. The message names the records the save needed.
+    https://help.salesforce.com/apex/HTViewSolution?id=000229525
+    """
+    values = {"Id": item} if isinstance(item, str) else item[1]
+    faulted = call.faults is not None and call.faults.draw_record(API, "unable_to_lock_row")
+    if not (faulted or call.store.locked(values)):
+        return None
+    message = f"unable to obtain exclusive access to this record or {size} records"
+    return DmlError([{"statusCode": "UNABLE_TO_LOCK_ROW", "message": message, "fields": []}])
+
+
 def _run_collection(
     call: Call, all_or_none: bool, items: list[Any], apply: Callable[[Any], dict[str, Any]]
 ) -> Reply:
@@ -557,6 +582,9 @@ def _run_collection(
     failed = False
     for item in items:
         try:
+            locked = _lock_error(call, item, len(items))
+            if locked is not None:
+                raise locked
             results.append(apply(item))
         except DmlError as exc:
             failed = True
@@ -793,6 +821,7 @@ def _run_subrequest(call: Call, sub: dict[str, Any], results: dict[str, Any]) ->
         body=b"",
         version=call.version,
         parsed=sub_body,
+        faults=call.faults,
     )
     endpoint, handler = route(sub_call.method, parts)
     if endpoint in ("composite", "versions") or endpoint.startswith("bulk2"):
@@ -1331,6 +1360,7 @@ def build_app(state: SandboxState) -> Starlette:
                 headers={k.lower(): v for k, v in request.headers.items()},
                 body=body,
                 version=version,
+                faults=state.faults,
             )
             reply = dispatch(handler, call)
             headers = {

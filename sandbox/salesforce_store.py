@@ -374,6 +374,9 @@ class SalesforceStore:
     jwt_certificates: list[str] = field(default_factory=list)
     # Experience Cloud site URLs, valid JWT audiences besides login/test.salesforce.com.
     experience_sites: set[str] = field(default_factory=set)
+    # Record ids another transaction holds locked: a collection save touching one of them (its
+    # Id or a lookup to it, like a Task's WhoId) fails with UNABLE_TO_LOCK_ROW until released.
+    held_locks: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.reset()
@@ -405,6 +408,7 @@ class SalesforceStore:
             self.password_flow_allowed = True
             self.jwt_certificates = []
             self.experience_sites = set()
+            self.held_locks = set()
             self._seq = 0
             self._journal = None
             self._tx_depth = 0
@@ -417,6 +421,26 @@ class SalesforceStore:
                     "Username": credentials.SALESFORCE_USERNAME,
                 },
             )
+
+    def hold_locks(self, record_ids: Iterable[str]) -> None:
+        """Let "another transaction" hold these records locked (see ``held_locks``)."""
+        with self.lock:
+            self.held_locks.update(normalize_id(i) or i for i in record_ids)
+
+    def release_locks(self) -> None:
+        """End every lock ``hold_locks`` took."""
+        with self.lock:
+            self.held_locks.clear()
+
+    def locked(self, values: Mapping[str, Any]) -> bool:
+        """Whether saving ``values`` needs a record another transaction holds locked: its own
+        Id or a lookup (Salesforce locks the parent records a save refers to)."""
+        if not self.held_locks:
+            return False
+        return any(
+            isinstance(v, str) and len(v) in (15, 18) and normalize_id(v) in self.held_locks
+            for v in values.values()
+        )
 
     def new_id(self, sobject: str) -> str:
         """A fresh 18-character id with the object's key prefix."""

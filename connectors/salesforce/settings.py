@@ -168,3 +168,9 @@ class SalesforceSettings(_Strict):
     # Attempts of a call that failed transiently (5xx, timeouts); only safe-to-repeat calls.
     max_attempts: int = Field(default=3, ge=1, le=10)
     retry_backoff_s: float = Field(default=1.0, ge=0)
+    # Records a collection save refused for a row lock (UNABLE_TO_LOCK_ROW: another transaction
+    # held the record or its parent) are sent again this many times within the call, waiting
+    # lock_retry_backoff_s, then twice that, ... (defaults: 1 + 2 + 4 s); records still locked
+    # after that stay pending for the next run, never dead letters.
+    lock_retries: int = Field(default=3, ge=0, le=6)
+    lock_retry_backoff_s: float = Field(default=1.0, ge=0, le=10)

@@ -981,3 +981,73 @@ def test_token_endpoint_ignores_faults_other_than_server_errors(org: Org) -> Non
     org.state.faults.configure([FaultRule("salesforce", "500", 1.0)])
     assert org.http.post(org.server.url + "/services/oauth2/token", data=data).status_code == 500
     assert org.state.counts("salesforce") == {"oauth_token": 2}
+
+
+# ------------------------------------------------------------------------------ row locks
+
+
+def test_an_unable_to_lock_row_fault_refuses_single_records_inside_a_successful_collection(
+    org: Org,
+) -> None:
+    org.state.faults.configure([FaultRule("salesforce", "unable_to_lock_row", 0.25)], seed=3)
+    records = _tasks(200, prefix="lock")
+
+    response = org.call(
+        "PATCH",
+        f"{BASE}/composite/sobjects/Task/Closedloop_Key__c",
+        json={"allOrNone": False, "records": records},
+    )
+
+    assert response.status_code == 200
+    results = response.json()
+    locked = [r for r in results if not r["success"]]
+    assert 25 <= len(locked) <= 75
+    assert all(r["errors"] == [] for r in results if r["success"])
+    assert {r["id"] for r in locked} == {None}
+    assert locked[0]["errors"] == [
+        {
+            "statusCode": "UNABLE_TO_LOCK_ROW",
+            "message": "unable to obtain exclusive access to this record or 200 records",
+            "fields": [],
+        }
+    ]
+    saved = {t["Closedloop_Key__c"] for t in org.store.dump()["records"]["Task"]}
+    assert len(saved) == 200 - len(locked)
+    assert org.state.counts("salesforce") == {"collections_upsert": 1}
+
+
+def test_a_record_fault_leaves_the_call_level_fault_sequence_as_it_was(org: Org) -> None:
+    def statuses(spec: list[FaultRule]) -> list[int]:
+        org.state.faults.configure(spec, seed=9)
+        return [org.call("GET", f"{BASE}/limits").status_code for _ in range(60)]
+
+    plain = statuses([FaultRule("salesforce", "503", 0.2)])
+    mixed = statuses(
+        [FaultRule("salesforce", "503", 0.2), FaultRule("salesforce", "unable_to_lock_row", 0.5)]
+    )
+
+    assert 503 in plain
+    assert mixed == plain
+
+
+def test_a_save_touching_a_record_another_transaction_holds_fails_until_the_lock_is_released(
+    org: Org,
+) -> None:
+    """Salesforce locks the parent a record refers to (a Task locks its Lead) and waits at most
+    10 s for another transaction's lock before refusing that record."""
+    busy, free = _lead(org), _lead(org)
+    records = [
+        {**_tasks(1, prefix="busy")[0], "WhoId": busy},
+        {**_tasks(1, prefix="free")[0], "WhoId": free},
+    ]
+    url = f"{BASE}/composite/sobjects/Task/Closedloop_Key__c"
+    org.store.hold_locks([busy[:15]])
+
+    first = org.call("PATCH", url, json={"allOrNone": False, "records": records}).json()
+
+    assert [r["success"] for r in first] == [False, True]
+    assert first[0]["errors"][0]["statusCode"] == "UNABLE_TO_LOCK_ROW"
+    org.store.release_locks()
+    again = org.call("PATCH", url, json={"allOrNone": False, "records": records}).json()
+    assert [r["success"] for r in again] == [True, True]
+    assert [r["created"] for r in again] == [True, False]
