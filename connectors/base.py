@@ -240,7 +240,11 @@ class RenderedTouch:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryResult:
-    """The outcome of writing one touch to one sink."""
+    """The outcome of writing one touch to one sink.
+
+    A refusal with ``retryable`` (the CRM said "not now", e.g. a record lock, and the connector's
+    own retries did not get past it) is left pending for the next run, never dead-lettered.
+    """
 
     key: str
     sink: str
@@ -249,6 +253,7 @@ class DeliveryResult:
     created: bool | None = None
     error_code: str | None = None
     error_message: str | None = None
+    retryable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +319,7 @@ class MemberResult:
     action: MemberAction | None = None
     error_code: str | None = None
     error_message: str | None = None
+    retryable: bool = False  # "not now" (a record lock): settle it again on the next run
 
 
 @dataclass(frozen=True)

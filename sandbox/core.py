@@ -10,11 +10,16 @@ Fault spec grammar (``--faults``)::
     SPEC  := RULE ("," RULE)*
     RULE  := API ":" KIND "=" RATE          e.g. salesforce:expired_token=0.01
     API   := salesforce | hubspot | marketo | *
-    KIND  := 429 | 403 | 500 | 503 | timeout | expired_token
+    KIND  := 429 | 403 | 500 | 503 | timeout | expired_token | unable_to_lock_row
     RATE  := a probability in [0, 1]
 
 Each vendor app turns a drawn fault into its own error shape (Salesforce 403
 REQUEST_LIMIT_EXCEEDED, HubSpot 429 with policyName, Marketo HTTP 200 with code 606, ...).
+
+Most kinds fail a whole call (one draw per call). ``RECORD_FAULT_KINDS`` fail single records
+inside a call that succeeds (one draw per record, from a generator of their own, so adding one
+leaves the call-level sequence unchanged): ``unable_to_lock_row`` is a Salesforce save result
+refused because another transaction held the row (Salesforce only).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from connectors.errors import ConfigError
 __all__ = [
     "APIS",
     "FAULT_KINDS",
+    "RECORD_FAULT_KINDS",
     "FaultRule",
     "Faults",
     "LoopbackServer",
@@ -44,7 +50,9 @@ __all__ = [
 ]
 
 APIS = ("salesforce", "hubspot", "marketo")
-FAULT_KINDS = ("429", "403", "500", "503", "timeout", "expired_token")
+FAULT_KINDS = ("429", "403", "500", "503", "timeout", "expired_token", "unable_to_lock_row")
+# Kinds drawn per record inside a call (``Faults.draw_record``), and the APIs that know them.
+RECORD_FAULT_KINDS = {"unable_to_lock_row": "salesforce"}
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,9 @@ def parse_faults(spec: str | None) -> list[FaultRule]:
         if kind not in FAULT_KINDS:
             kinds = ", ".join(FAULT_KINDS)
             raise ConfigError(f"bad fault rule {text!r}: KIND must be one of {kinds}")
+        owner = RECORD_FAULT_KINDS.get(kind)
+        if owner is not None and api not in (owner, "*"):
+            raise ConfigError(f"bad fault rule {text!r}: {kind} is a {owner} fault")
         if not 0.0 <= rate <= 1.0:
             raise ConfigError(f"bad fault rule {text!r}: RATE must be between 0 and 1")
         rules.append(FaultRule(api, kind, rate))
@@ -92,6 +103,7 @@ class Faults:
         self.seed = seed
         self.rules: list[FaultRule] = list(rules or [])
         self._rngs = {api: random.Random(f"{seed}:{api}") for api in APIS}
+        self._record_rngs: dict[tuple[str, str], random.Random] = {}
 
     def configure(self, rules: list[FaultRule], seed: int | None = None) -> None:
         """Replace the rules (and optionally the seed), restarting the random sequences."""
@@ -100,11 +112,14 @@ class Faults:
             if seed is not None:
                 self.seed = seed
             self._rngs = {api: random.Random(f"{self.seed}:{api}") for api in APIS}
+            self._record_rngs = {}
 
     def draw(self, api: str) -> str | None:
         """The fault kind this call to ``api`` should suffer, or None (one draw per call)."""
         with self._lock:
-            rules = [r for r in self.rules if r.api in (api, "*")]
+            rules = [
+                r for r in self.rules if r.api in (api, "*") and r.kind not in RECORD_FAULT_KINDS
+            ]
             if not rules:
                 return None
             roll = self._rngs[api].random()
@@ -114,6 +129,17 @@ class Faults:
                 if roll < cumulative:
                     return rule.kind
             return None
+
+    def draw_record(self, api: str, kind: str) -> bool:
+        """Whether this one record inside a call to ``api`` suffers the record fault ``kind``."""
+        with self._lock:
+            rate = sum(r.rate for r in self.rules if r.kind == kind and r.api in (api, "*"))
+            if rate <= 0:
+                return False
+            rng = self._record_rngs.get((api, kind))
+            if rng is None:
+                rng = self._record_rngs[(api, kind)] = random.Random(f"{self.seed}:{api}:{kind}")
+            return rng.random() < rate
 
 
 @dataclass

@@ -6,6 +6,13 @@ holds), may suffer an injected fault, needs a bearer token, spends one unit of t
 allowance and carries ``Sforce-Limit-Info``. Handlers are plain functions from a ``Call`` to a
 ``Reply`` so composite subrequests run through exactly the same code. The org itself (records,
 validation, clock) is ``salesforce_store.SalesforceStore``; SOQL is ``salesforce_soql``.
+
+A record of an sObject Collections save may be refused with UNABLE_TO_LOCK_ROW while the call
+succeeds: drawn by the ``unable_to_lock_row`` fault, or because the store holds a record it
+needs locked (``SalesforceStore.hold_locks``). The token endpoint checks each grant as
+Salesforce does: the username-password flow can be blocked for the org, and a JWT bearer
+assertion needs the connected app's issuer, its certificate's signature, an authorization
+server (or Experience Cloud site) audience, an unexpired exp and a known user.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sandbox import credentials
-from sandbox.core import SandboxState
+from sandbox.core import Faults, SandboxState
 from sandbox.salesforce_bulk import (
     BulkJob,
     create_ingest_job,
@@ -89,6 +96,8 @@ class Call:
     version: str
     # A composite subrequest's body, already parsed (saves a JSON round trip per subrequest).
     parsed: Any = None
+    # The sandbox's injected faults (record-level kinds are drawn per saved record).
+    faults: Faults | None = None
 
     @property
     def base(self) -> str:
@@ -548,6 +557,22 @@ def _typed_records(
     return typed
 
 
+def _lock_error(call: Call, item: Any, size: int) -> DmlError | None:
+    """UNABLE_TO_LOCK_ROW for a record whose row (or a parent it refers to) another
+    transaction holds, or that an ``unable_to_lock_row`` fault picks; else None.
+
+    Salesforce waits up to 10 s for a lock and then refuses the record; the other records of
+    an allOrNone=false collection are saved. The message names the records the save needed.
+    https://help.salesforce.com/apex/HTViewSolution?id=000229525
+    """
+    values = {"Id": item} if isinstance(item, str) else item[1]
+    faulted = call.faults is not None and call.faults.draw_record(API, "unable_to_lock_row")
+    if not (faulted or call.store.locked(values)):
+        return None
+    message = f"unable to obtain exclusive access to this record or {size} records"
+    return DmlError([{"statusCode": "UNABLE_TO_LOCK_ROW", "message": message, "fields": []}])
+
+
 def _run_collection(
     call: Call, all_or_none: bool, items: list[Any], apply: Callable[[Any], dict[str, Any]]
 ) -> Reply:
@@ -557,6 +582,9 @@ def _run_collection(
     failed = False
     for item in items:
         try:
+            locked = _lock_error(call, item, len(items))
+            if locked is not None:
+                raise locked
             results.append(apply(item))
         except DmlError as exc:
             failed = True
@@ -793,6 +821,7 @@ def _run_subrequest(call: Call, sub: dict[str, Any], results: dict[str, Any]) ->
         body=b"",
         version=call.version,
         parsed=sub_body,
+        faults=call.faults,
     )
     endpoint, handler = route(sub_call.method, parts)
     if endpoint in ("composite", "versions") or endpoint.startswith("bulk2"):
@@ -1152,65 +1181,106 @@ def _mint(store: SalesforceStore, instance_url: str) -> dict[str, Any]:
     }
 
 
-def _check_grant(form: dict[str, str], audiences: set[str]) -> tuple[int, dict[str, str]] | None:
+# Token endpoint answers, as Salesforce gives them (400 with an OAuth error body).
+_AUTH_FAILURE = (400, {"error": "invalid_grant", "error_description": "authentication failure"})
+_INVALID_ASSERTION = (400, {"error": "invalid_grant", "error_description": "invalid assertion"})
+_BAD_AUDIENCE = (400, {"error": "invalid_grant", "error_description": "audience is invalid"})
+_BAD_CLIENT_ID = (
+    400,
+    {"error": "invalid_client_id", "error_description": "client identifier invalid"},
+)
+_BAD_CLIENT = (400, {"error": "invalid_client", "error_description": "invalid client credentials"})
+# The authorization servers a JWT bearer assertion may name (plus the org's Experience Cloud
+# sites): https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_oauth_jwt_flow.htm
+JWT_AUDIENCES = frozenset({"https://login.salesforce.com", "https://test.salesforce.com"})
+JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+
+def _check_password(store: SalesforceStore, form: dict[str, str]) -> tuple[int, Any] | None:
+    if form.get("client_id") != credentials.SALESFORCE_CLIENT_ID:
+        return _BAD_CLIENT_ID
+    if form.get("client_secret") != credentials.SALESFORCE_CLIENT_SECRET:
+        return _BAD_CLIENT
+    expected = credentials.SALESFORCE_PASSWORD + credentials.SALESFORCE_SECURITY_TOKEN
+    if form.get("username") != credentials.SALESFORCE_USERNAME or not hmac.compare_digest(
+        form.get("password", ""), expected
+    ):
+        return _AUTH_FAILURE
+    if not store.password_flow_allowed:
+        # Blocked by default in orgs created in Summer '23 or later; Salesforce answers as for
+        # a wrong password (Login History says "Username-Password Flow Disabled").
+        return _AUTH_FAILURE
+    return None
+
+
+def _signed_by(store: SalesforceStore, assertion: str) -> bool:
+    """Whether the assertion's RS256 signature verifies with a registered certificate."""
+    import jwt
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    for pem in store.jwt_certificates:
+        data = pem.encode()
+        try:
+            key = (
+                x509.load_pem_x509_certificate(data).public_key()
+                if b"CERTIFICATE" in data
+                else load_pem_public_key(data)
+            )
+            jwt.decode(
+                assertion,
+                key,  # type: ignore[arg-type]
+                algorithms=["RS256"],
+                options={"verify_exp": False, "verify_aud": False},
+            )
+        except (ValueError, TypeError, jwt.PyJWTError):
+            continue
+        return True
+    return False
+
+
+def _check_jwt(store: SalesforceStore, form: dict[str, str]) -> tuple[int, Any] | None:
+    """The claims Salesforce checks: iss = the connected app's consumer key, a signature by the
+    app's certificate, aud = an authorization server, exp not passed, sub = a user."""
+    import jwt
+
+    assertion = form.get("assertion", "")
+    try:
+        header = jwt.get_unverified_header(assertion)
+        claims = jwt.decode(assertion, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return _INVALID_ASSERTION
+    if header.get("alg") != "RS256":
+        return _INVALID_ASSERTION
+    if claims.get("iss") != credentials.SALESFORCE_CLIENT_ID:
+        return _BAD_CLIENT_ID
+    if not _signed_by(store, assertion):
+        return _INVALID_ASSERTION
+    if claims.get("aud") not in JWT_AUDIENCES | store.experience_sites:
+        return _BAD_AUDIENCE
+    exp = claims.get("exp")
+    if not isinstance(exp, int | float) or exp <= time.time():
+        return 400, {"error": "invalid_grant", "error_description": "expired authorization code"}
+    if claims.get("sub") != credentials.SALESFORCE_USERNAME:
+        return 400, {
+            "error": "invalid_grant",
+            "error_description": "user hasn't approved this consumer",
+        }
+    return None
+
+
+def _check_grant(store: SalesforceStore, form: dict[str, str]) -> tuple[int, Any] | None:
     grant = form.get("grant_type", "")
-    auth_failure = (400, {"error": "invalid_grant", "error_description": "authentication failure"})
     if grant == "password":
-        if form.get("client_id") != credentials.SALESFORCE_CLIENT_ID:
-            return 400, {
-                "error": "invalid_client_id",
-                "error_description": "client identifier invalid",
-            }
-        if form.get("client_secret") != credentials.SALESFORCE_CLIENT_SECRET:
-            return 400, {
-                "error": "invalid_client",
-                "error_description": "invalid client credentials",
-            }
-        expected = credentials.SALESFORCE_PASSWORD + credentials.SALESFORCE_SECURITY_TOKEN
-        if form.get("username") != credentials.SALESFORCE_USERNAME or not hmac.compare_digest(
-            form.get("password", ""), expected
-        ):
-            return auth_failure
-        return None
+        return _check_password(store, form)
     if grant == "client_credentials":
         if form.get("client_id") != credentials.SALESFORCE_CLIENT_ID or not hmac.compare_digest(
             form.get("client_secret", ""), credentials.SALESFORCE_CLIENT_SECRET
         ):
-            return 400, {
-                "error": "invalid_client",
-                "error_description": "invalid client credentials",
-            }
+            return _BAD_CLIENT
         return None
-    if grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
-        import jwt
-
-        assertion = form.get("assertion", "")
-        try:
-            header = jwt.get_unverified_header(assertion)
-            # No connected-app certificate exists in the sandbox, so any RSA key is accepted:
-            # we check the algorithm and the claims, not the signature.
-            claims = jwt.decode(assertion, options={"verify_signature": False})
-        except jwt.PyJWTError:
-            return 400, {"error": "invalid_grant", "error_description": "invalid assertion"}
-        if header.get("alg") != "RS256":
-            return 400, {"error": "invalid_grant", "error_description": "invalid assertion"}
-        exp = claims.get("exp")
-        if not isinstance(exp, int | float) or exp <= time.time():
-            return 400, {
-                "error": "invalid_grant",
-                "error_description": "expired authorization code",
-            }
-        if claims.get("iss") != credentials.SALESFORCE_CLIENT_ID:
-            return 400, {
-                "error": "invalid_client_id",
-                "error_description": "client identifier invalid",
-            }
-        if (
-            claims.get("sub") != credentials.SALESFORCE_USERNAME
-            or claims.get("aud") not in audiences
-        ):
-            return auth_failure
-        return None
+    if grant == JWT_GRANT:
+        return _check_jwt(store, form)
     return 400, {"error": "unsupported_grant_type", "error_description": "grant type not supported"}
 
 
@@ -1241,9 +1311,8 @@ def build_app(state: SandboxState) -> Starlette:
             return response
         form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
         instance_url = f"{request.url.scheme}://{request.url.netloc}"
-        audiences = {"https://login.salesforce.com", "https://test.salesforce.com", instance_url}
         with store.lock:
-            problem = _check_grant(form, audiences)
+            problem = _check_grant(store, form)
             if problem is not None:
                 return _json_response(problem[0], problem[1])
             return _json_response(200, _mint(store, instance_url))
@@ -1291,6 +1360,7 @@ def build_app(state: SandboxState) -> Starlette:
                 headers={k.lower(): v for k, v in request.headers.items()},
                 body=body,
                 version=version,
+                faults=state.faults,
             )
             reply = dispatch(handler, call)
             headers = {

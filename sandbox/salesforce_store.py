@@ -366,6 +366,17 @@ class SalesforceStore:
     # sObject -> {tracked field: the name history rows give it}; a test turns tracking off by
     # removing entries (Setup > Object Manager > <object> > Set History Tracking).
     history_tracked: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Setup > OAuth and OpenID Connect Settings > Allow OAuth Username-Password Flows. Orgs
+    # created in Summer '23 or later start with it off; the demo org allows the flow.
+    password_flow_allowed: bool = True
+    # PEM certificates (or public keys) uploaded to the connected app under "Use digital
+    # signatures": a JWT bearer assertion must be signed by the key of one of them.
+    jwt_certificates: list[str] = field(default_factory=list)
+    # Experience Cloud site URLs, valid JWT audiences besides login/test.salesforce.com.
+    experience_sites: set[str] = field(default_factory=set)
+    # Record ids another transaction holds locked: a collection save touching one of them (its
+    # Id or a lookup to it, like a Task's WhoId) fails with UNABLE_TO_LOCK_ROW until released.
+    held_locks: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.reset()
@@ -394,6 +405,10 @@ class SalesforceStore:
             self.bulk_jobs = {}
             self.world_ids = {}
             self.api_used = 0
+            self.password_flow_allowed = True
+            self.jwt_certificates = []
+            self.experience_sites = set()
+            self.held_locks = set()
             self._seq = 0
             self._journal = None
             self._tx_depth = 0
@@ -406,6 +421,26 @@ class SalesforceStore:
                     "Username": credentials.SALESFORCE_USERNAME,
                 },
             )
+
+    def hold_locks(self, record_ids: Iterable[str]) -> None:
+        """Let "another transaction" hold these records locked (see ``held_locks``)."""
+        with self.lock:
+            self.held_locks.update(normalize_id(i) or i for i in record_ids)
+
+    def release_locks(self) -> None:
+        """End every lock ``hold_locks`` took."""
+        with self.lock:
+            self.held_locks.clear()
+
+    def locked(self, values: Mapping[str, Any]) -> bool:
+        """Whether saving ``values`` needs a record another transaction holds locked: its own
+        Id or a lookup (Salesforce locks the parent records a save refers to)."""
+        if not self.held_locks:
+            return False
+        return any(
+            isinstance(v, str) and len(v) in (15, 18) and normalize_id(v) in self.held_locks
+            for v in values.values()
+        )
 
     def new_id(self, sobject: str) -> str:
         """A fresh 18-character id with the object's key prefix."""

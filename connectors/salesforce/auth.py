@@ -2,9 +2,11 @@
 
 Every OAuth flow posts to ``{login_url}/services/oauth2/token`` with our own ``requests``
 session (simple-salesforce's login helpers always call salesforce.com, so they could never reach
-a sandbox or a custom login host). ``session`` auth uses the given session id and cannot log in
-again. Failures become ``AuthError`` (rejected credentials, with a remedy) or ``Transient``
-(the login host did not answer); messages never carry a secret value.
+a sandbox or a custom login host). A JWT bearer assertion names the authorization server as its
+audience (``JwtAuth.jwt_audience``), never the URL it is posted to. ``session`` auth uses the
+given session id and cannot log in again. Failures become ``AuthError`` (rejected credentials,
+with a remedy) or ``Transient`` (the login host did not answer); messages never carry a secret
+value.
 """
 
 from __future__ import annotations
@@ -27,16 +29,30 @@ from connectors.salesforce.settings import (
 __all__ = ["Login", "can_relogin", "login", "remedy_for"]
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-# A JWT bearer assertion is valid for at most 3 minutes (Salesforce's own limit).
+# Salesforce asks for an assertion that expires within 3 minutes (the JWT flow help page).
 _JWT_LIFETIME_S = 170
 
 _REMEDIES = {
+    # Orgs created in Summer '23 or later block the username-password flow by default, and a
+    # blocked flow answers like a wrong password (invalid_grant, authentication failure).
+    # https://help.salesforce.com/s/articleView?id=release-notes.rn_security_username-password_flow_blocked_by_default.htm&release=244&type=5
     "password": "check username, password and security_token (reset the token in Salesforce: "
-    "Settings > Reset My Security Token), and the connected app's client_id/client_secret",
+    "Settings > Reset My Security Token) and the connected app's client_id/client_secret. "
+    "Orgs created in Summer '23 or later block the username-password flow by default and then "
+    "refuse even correct credentials this way (Setup > OAuth and OpenID Connect Settings > "
+    "Allow OAuth Username-Password Flows). Better, switch this connection to a server-to-server "
+    "flow in closedloop.yaml: auth: {method: client_credentials, login_url: "
+    "https://<MyDomain>.my.salesforce.com, client_id: <consumer key>, client_secret_file: "
+    "<path>} (enable the Client Credentials Flow with a Run As user on the connected app), or "
+    "auth: {method: jwt, client_id: <consumer key>, username: <integration user>, "
+    "private_key_file: <path>} (upload the key's certificate to the connected app under Use "
+    "digital signatures and pre-authorize the user)",
     "client_credentials": "check client_id/client_secret and that the connected app enables "
     "the Client Credentials Flow with a Run As user",
     "jwt": "check client_id, username, that the connected app holds the certificate of "
-    "private_key_file and that the user is pre-authorized for the app",
+    "private_key_file and that the user is pre-authorized for the app; an 'audience is "
+    "invalid' answer means the audience setting must be https://login.salesforce.com "
+    "(production), https://test.salesforce.com (sandboxes) or your Experience Cloud site URL",
     "session": "the session id is expired or invalid: give a fresh one, or use the password, "
     "client_credentials or jwt method so closedloop can log in again by itself",
 }
@@ -127,7 +143,10 @@ def _jwt_assertion(auth: JwtAuth) -> str:
     claims = {
         "iss": auth.client_id,
         "sub": auth.username,
-        "aud": auth.login_url,
+        # The authorization server, not the URL the assertion is posted to (My Domain works
+        # there, but as aud it is "audience is invalid").
+        # https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_oauth_jwt_flow.htm&type=5
+        "aud": auth.jwt_audience,
         "exp": int(time.time()) + _JWT_LIFETIME_S,
     }
     try:

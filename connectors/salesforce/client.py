@@ -163,6 +163,10 @@ class SalesforceClient:
         """Close the HTTP connection pool."""
         self.session.close()
 
+    def wait(self, seconds: float) -> None:
+        """Pause before trying again (the sleep given to the client: tests pass a fake)."""
+        self._sleep(seconds)
+
     # ------------------------------------------------------------------ budget
 
     def allowed_calls(self) -> int | None:

@@ -1,4 +1,4 @@
-"""Batched reads and writes of existing records, five sObject Collections or queries to a call.
+"""Batched reads and writes of records, five sObject Collections or queries to a call.
 
 Composite takes 25 subrequests of which at most five may be sObject Collections or queries, so
 ``query_rows`` sends five SOQL queries (or next-page reads) per counted call and
@@ -6,13 +6,20 @@ Composite takes 25 subrequests of which at most five may be sObject Collections 
 Per-record refusals come back as ``RecordRejected`` (Salesforce's code and message, the caller's
 key); a whole collection refused for a configuration reason (a missing field or object) is a
 ``ConfigError``. Used by the write-backs in ``influence`` and ``flags``.
+
+Row locks: a save result refused with UNABLE_TO_LOCK_ROW (another transaction held the record
+or a parent it refers to for longer than Salesforce waits, 10 s) saved nothing and says "not
+now", not "not this record". ``save_all``, which every collection write goes through (touch
+upserts, campaign members, people, write-backs), sends just those records again, up to
+``lock_retries`` times with a doubling wait; the ones still locked come back as they are and
+``is_transient`` tells the caller to leave them for the next run instead of dead-lettering them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 from connectors.errors import ConfigError, Fatal, RecordRejected
@@ -24,16 +31,28 @@ __all__ = [
     "WriteOutcome",
     "chunks",
     "errors_text",
+    "is_transient",
     "query_each",
     "query_rows",
+    "save_all",
     "save_results",
     "write_records",
 ]
 
 COLLECTION_SIZE = 200  # records (or ids to delete) per sObject Collections subrequest
 _CONFIG_CODES = ("INVALID_FIELD", "INVALID_TYPE", "NOT_FOUND", "INVALID_FIELD_FOR_INSERT_UPDATE")
+# Per-record codes that mean "try again later": the row (or its parent) was locked by another
+# transaction past Salesforce's 10 s wait; nothing was saved.
+# https://help.salesforce.com/apex/HTViewSolution?id=000229525 (Unable to lock row)
+TRANSIENT_CODES = frozenset({"UNABLE_TO_LOCK_ROW"})
+# A trigger or flow that failed on a lock reports its own code, the lock inside its message
+# (seen in the field: CANNOT_EXECUTE_FLOW_TRIGGER "... UNABLE_TO_LOCK_ROW: unable to obtain
+# exclusive access to this record ...").
+_LOCK_WRAPPERS = frozenset({"CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", "CANNOT_EXECUTE_FLOW_TRIGGER"})
 
 Verb = Literal["create", "update", "delete"]
+K = TypeVar("K")
+T = TypeVar("T")
 
 
 def errors_text(errors: Any) -> tuple[str, str]:
@@ -42,6 +61,56 @@ def errors_text(errors: Any) -> tuple[str, str]:
     code = error_code(items) or "UNKNOWN_ERROR"
     messages = [str(e.get("message")) for e in items if isinstance(e, Mapping) and e.get("message")]
     return code, "; ".join(messages) or code
+
+
+def is_transient(code: str | None, message: str | None = None) -> bool:
+    """Whether a per-record refusal is a row lock a later attempt can get past."""
+    if code in TRANSIENT_CODES:
+        return True
+    return code in _LOCK_WRAPPERS and "UNABLE_TO_LOCK_ROW" in (message or "")
+
+
+def _locked(saved: Mapping[str, Any]) -> bool:
+    return not saved.get("success") and is_transient(*errors_text(saved.get("errors")))
+
+
+def save_all(
+    client: SalesforceClient,
+    groups: Sequence[tuple[K, Sequence[T]]],
+    subrequest: Callable[[K, Sequence[T], str], dict[str, Any]],
+    *,
+    repeatable: bool | Callable[[Sequence[K]], bool] = True,
+    results_of: Callable[[K, Mapping[str, Any], Sequence[T]], Sequence[Mapping[str, Any]]]
+    | None = None,
+) -> list[list[Mapping[str, Any]]]:
+    """The save result of every item of every collection (``groups``: (key, at most 200 items),
+    ``subrequest(key, items, ref)`` builds one), five collections per Composite call; items
+    refused for a row lock are sent again (see the module docstring). ``repeatable`` says
+    whether a Composite call may be repeated after a transient failure (given the keys it
+    holds); ``results_of`` turns a subresponse into per-item results (default
+    ``save_results``) and may raise for a whole collection."""
+    settings = client.settings
+    read = results_of or (lambda _key, answer, items: save_results(answer, len(items)))
+    out: list[list[Mapping[str, Any]]] = [[{}] * len(items) for _, items in groups]
+    todo = [(g, list(range(len(items)))) for g, (_, items) in enumerate(groups) if items]
+    for attempt in range(settings.lock_retries + 1):
+        if attempt:
+            client.wait(settings.lock_retry_backoff_s * 2 ** (attempt - 1))
+        for batch in chunks(todo, MAX_COMPOSITE_HEAVY):
+            keys = [groups[g][0] for g, _ in batch]
+            picked = [[groups[g][1][i] for i in idx] for g, idx in batch]
+            pairs = enumerate(zip(keys, picked, strict=True))
+            subs = [subrequest(key, items, f"s{n}") for n, (key, items) in pairs]
+            again = repeatable(keys) if callable(repeatable) else repeatable
+            answers = client.composite(subs, repeatable=again)
+            for (g, idx), key, items, answer in zip(batch, keys, picked, answers, strict=True):
+                for i, saved in zip(idx, read(key, answer, items), strict=True):
+                    out[g][i] = saved
+        todo = [(g, [i for i in idx if _locked(out[g][i])]) for g, idx in todo]
+        todo = [(g, idx) for g, idx in todo if idx]
+        if not todo:
+            break
+    return out
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -85,21 +154,25 @@ class Write:
 
 @dataclass
 class WriteOutcome:
-    """What ``write_records`` did: records written per verb, refusals, Composite calls made."""
+    """What ``write_records`` did: records written per verb, refusals, records left for the
+    next run (still row-locked after the retries), Composite calls made."""
 
     written: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(("create", "update", "delete"), 0)
     )
     rejected: list[RecordRejected] = field(default_factory=list)
+    deferred: list[RecordRejected] = field(default_factory=list)
     calls: int = 0
 
 
-def _subrequest(client: SalesforceClient, group: Sequence[Write], ref: str) -> dict[str, Any]:
-    verb = group[0].verb
+def _subrequest(
+    client: SalesforceClient, key: tuple[Verb, str], group: Sequence[Write], ref: str
+) -> dict[str, Any]:
+    verb, sobject = key
     if verb == "delete":
         ids = ",".join(str(w.values["Id"]) for w in group)
         return client.subrequest("DELETE", f"composite/sobjects?ids={ids}&allOrNone=false", ref)
-    records = [{"attributes": {"type": w.sobject}, **w.values} for w in group]
+    records = [{"attributes": {"type": sobject}, **w.values} for w in group]
     method = "POST" if verb == "create" else "PATCH"
     return client.subrequest(
         method, "composite/sobjects", ref, {"allOrNone": False, "records": records}
@@ -111,35 +184,40 @@ def write_records(client: SalesforceClient, writes: Sequence[Write]) -> WriteOut
 
     A Composite request holding creates is not repeated after a transient failure (it could
     create twice); the write-backs read before they write, so running them again is the retry.
+    Records refused for a row lock are sent again (``save_all``); still locked, they are
+    ``deferred``, not rejected: the next run writes them.
     """
     outcome = WriteOutcome()
-    groups: list[Sequence[Write]] = []
+    groups: list[tuple[tuple[Verb, str], Sequence[Write]]] = []
     run: list[Write] = []
     for write in writes:
         if run and (run[0].verb, run[0].sobject) != (write.verb, write.sobject):
-            groups.extend(chunks(run, COLLECTION_SIZE))
+            groups.extend(((run[0].verb, run[0].sobject), c) for c in chunks(run, COLLECTION_SIZE))
             run = []
         run.append(write)
-    groups.extend(chunks(run, COLLECTION_SIZE))
-    for batch in chunks(groups, MAX_COMPOSITE_HEAVY):
-        subs = [_subrequest(client, group, f"w{n}") for n, group in enumerate(batch)]
-        repeatable = all(group[0].verb != "create" for group in batch)
-        answers = client.composite(subs, repeatable=repeatable)
-        outcome.calls += 1
-        for group, answer in zip(batch, answers, strict=True):
-            for write, saved in zip(group, _results(answer, group), strict=True):
-                if saved.get("success"):
-                    outcome.written[write.verb] += 1
-                else:
-                    code, message = errors_text(saved.get("errors"))
-                    outcome.rejected.append(
-                        RecordRejected(
-                            f"Salesforce refused to {write.verb} {write.sobject} {write.key}: "
-                            f"{message}",
-                            code=code,
-                            key=write.key,
-                        )
-                    )
+    if run:
+        groups.extend(((run[0].verb, run[0].sobject), c) for c in chunks(run, COLLECTION_SIZE))
+    before = client.api_calls
+    results = save_all(
+        client,
+        groups,
+        lambda key, group, ref: _subrequest(client, key, group, ref),
+        repeatable=lambda keys: all(verb != "create" for verb, _ in keys),
+        results_of=_results,
+    )
+    outcome.calls = client.api_calls - before
+    for (_, group), saves in zip(groups, results, strict=True):
+        for write, saved in zip(group, saves, strict=True):
+            if saved.get("success"):
+                outcome.written[write.verb] += 1
+                continue
+            code, message = errors_text(saved.get("errors"))
+            refusal = RecordRejected(
+                f"Salesforce refused to {write.verb} {write.sobject} {write.key}: {message}",
+                code=code,
+                key=write.key,
+            )
+            (outcome.deferred if is_transient(code, message) else outcome.rejected).append(refusal)
     return outcome
 
 
@@ -152,14 +230,13 @@ def save_results(answer: Mapping[str, Any], size: int) -> list[Mapping[str, Any]
     return [{"success": False, "errors": body if isinstance(body, list) else [body]}] * size
 
 
-def _results(answer: Mapping[str, Any], group: Sequence[Write]) -> list[Mapping[str, Any]]:
+def _results(
+    key: tuple[Verb, str], answer: Mapping[str, Any], group: Sequence[Write]
+) -> list[Mapping[str, Any]]:
     """``save_results``, with a whole group refused for a configuration reason raised."""
     results = save_results(answer, len(group))
     if results is not answer.get("body"):
         code, message = errors_text(answer.get("body"))
         if code in _CONFIG_CODES:
-            raise ConfigError(
-                f"Salesforce refused to {group[0].verb} {group[0].sobject} records: "
-                f"{code}: {message}"
-            )
+            raise ConfigError(f"Salesforce refused to {key[0]} {key[1]} records: {code}: {message}")
     return results

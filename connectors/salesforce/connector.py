@@ -27,9 +27,12 @@ Calls per operation (every one counted in ``api_calls``; ARCHITECTURE.md "Limits
 
 Per-record failures are data, not exceptions: a rejected touch comes back as
 ``DeliveryResult(ok=False, error_code=<Salesforce statusCode>, error_message=<its message>)``
-so the engine dead-letters exactly that record and the batch goes on. Callers that prefer
-exceptions turn those results into ``RecordRejected`` with ``rejections(results)``; people that
-could not be created are in ``last_rejections`` after ``create_people``.
+so the engine dead-letters exactly that record and the batch goes on. A record refused for a row
+lock (UNABLE_TO_LOCK_ROW) is sent again a few times within the call (``collections.save_all``);
+still locked, its result has ``retryable`` set and the engine leaves it pending for the next run.
+Callers that prefer exceptions turn those results into ``RecordRejected`` with
+``rejections(results)``; people that could not be created are in ``last_rejections`` after
+``create_people``.
 """
 
 from __future__ import annotations
@@ -56,8 +59,15 @@ from connectors.base import (
 from connectors.errors import AuthError, ClosedloopError, ConfigError, RecordRejected
 from connectors.lagwindow import SeenVersions
 from connectors.salesforce.auth import remedy_for
-from connectors.salesforce.client import MAX_COMPOSITE_HEAVY, SalesforceClient
-from connectors.salesforce.collections import chunks, errors_text, query_each, save_results
+from connectors.salesforce.client import SalesforceClient
+from connectors.salesforce.collections import (
+    chunks,
+    errors_text,
+    is_transient,
+    query_each,
+    save_all,
+    save_results,
+)
 from connectors.salesforce.history import HISTORY_STREAM, check_history, pull_history
 from connectors.salesforce.identity import (
     CONTACT_LOOKUP,
@@ -212,7 +222,7 @@ class SalesforceConnector:
         try:
             versions = self.client.versions(budgeted=False)
         except AuthError as exc:
-            return [CheckResult("credentials", False, str(exc), remedy_for(settings))]
+            return [self._refused(exc)]
         except ClosedloopError as exc:
             return [CheckResult("connection", False, str(exc), connection_remedy)]
         if settings.api_version not in versions:
@@ -228,7 +238,7 @@ class SalesforceConnector:
         try:
             limits = self.client.call("GET", "limits", budgeted=False)
         except AuthError as exc:
-            return [CheckResult("credentials", False, str(exc), remedy_for(settings))]
+            return [self._refused(exc)]
         except ClosedloopError as exc:
             return [CheckResult("connection", False, str(exc), connection_remedy)]
         results = [
@@ -240,6 +250,11 @@ class SalesforceConnector:
         results.append(check_history(self.client))
         results.append(self._check_budget(limits))
         return results
+
+    def _refused(self, exc: AuthError) -> CheckResult:
+        """The failed credentials check: Salesforce's answer, and the remedy (once)."""
+        remedy = remedy_for(self.settings)
+        return CheckResult("credentials", False, str(exc).removesuffix(f"; {remedy}"), remedy)
 
     def _check_objects(self, *, campaign_members: bool) -> list[CheckResult]:
         try:
@@ -363,39 +378,36 @@ class SalesforceConnector:
         records = [new_person_record(p, self.settings) for p in todo]
         kind = PersonKind.LEAD if self.settings.create_people_as == "lead" else PersonKind.CONTACT
         created: list[Person] = []
-        groups = list(chunks(list(zip(todo, records, strict=True)), COLLECTION_SIZE))
-        for batch in chunks(groups, MAX_COMPOSITE_HEAVY):
-            subs = [
-                self.client.subrequest(
-                    "POST",
-                    "composite/sobjects",
-                    f"c{n}",
-                    {"allOrNone": False, "records": [r for _, r in group]},
-                )
-                for n, group in enumerate(batch)
-            ]
-            answers = self.client.composite(subs, repeatable=False)
-            for group, answer in zip(batch, answers, strict=True):
-                outcomes = save_results(answer, len(group))
-                for (person, record), outcome in zip(group, outcomes, strict=True):
-                    email = normalize_email(person.email)
-                    if outcome.get("success"):
-                        created.append(
-                            Person(
-                                source=self.name,
-                                external_id=str(outcome["id"]),
-                                kind=kind,
-                                email=email,
-                                first_name=record.get("FirstName"),
-                                last_name=record.get("LastName"),
-                                company=record.get("Company"),
-                                account_id=record.get("AccountId"),
-                                lead_source=record.get("LeadSource"),
-                            )
+        pairs = list(zip(todo, records, strict=True))
+        groups = [("create", chunk) for chunk in chunks(pairs, COLLECTION_SIZE)]
+
+        def subrequest(_verb: str, chunk: Sequence[tuple[Person, dict[str, Any]]], ref: str) -> Any:
+            body = {"allOrNone": False, "records": [r for _, r in chunk]}
+            return self.client.subrequest("POST", "composite/sobjects", ref, body)
+
+        # Never repeated after a transient failure (it could create twice); records refused for
+        # a row lock saved nothing, so only those are sent again.
+        saves = save_all(self.client, groups, subrequest, repeatable=False)
+        for (_, chunk), outcomes in zip(groups, saves, strict=True):
+            for (person, record), outcome in zip(chunk, outcomes, strict=True):
+                email = normalize_email(person.email)
+                if outcome.get("success"):
+                    created.append(
+                        Person(
+                            source=self.name,
+                            external_id=str(outcome["id"]),
+                            kind=kind,
+                            email=email,
+                            first_name=record.get("FirstName"),
+                            last_name=record.get("LastName"),
+                            company=record.get("Company"),
+                            account_id=record.get("AccountId"),
+                            lead_source=record.get("LeadSource"),
                         )
-                    else:
-                        code, message = errors_text(outcome.get("errors"))
-                        self.last_rejections.append(RecordRejected(message, code=code, key=email))
+                    )
+                else:
+                    code, message = errors_text(outcome.get("errors"))
+                    self.last_rejections.append(RecordRejected(message, code=code, key=email))
         return created
 
     # ------------------------------------------------------------------------------ touches
@@ -415,38 +427,39 @@ class SalesforceConnector:
         latest: dict[str, RenderedTouch] = {}
         for touch in touches:
             latest[touch.key] = touch
-        groups: dict[tuple[str, str], list[RenderedTouch]] = {}
+        by_target: dict[tuple[str, str], list[RenderedTouch]] = {}
         for touch in latest.values():
-            groups.setdefault((touch.target, self._key_field(touch)), []).append(touch)
-        collections: list[tuple[str, str, Sequence[RenderedTouch]]] = [
-            (target, key_field, chunk)
-            for (target, key_field), members in groups.items()
+            by_target.setdefault((touch.target, self._key_field(touch)), []).append(touch)
+        groups = [
+            (key, chunk)
+            for key, members in by_target.items()
             for chunk in chunks(members, COLLECTION_SIZE)
         ]
+
+        def upsert(key: tuple[str, str], chunk: Sequence[RenderedTouch], ref: str) -> Any:
+            target, key_field = key
+            records = []
+            for touch in chunk:
+                record = {name: _wire(value) for name, value in touch.payload.items()}
+                record[key_field] = touch.key
+                record["attributes"] = {"type": target}
+                records.append(record)
+            body = {"allOrNone": False, "records": records}
+            return self.client.subrequest(
+                "PATCH", f"composite/sobjects/{target}/{key_field}", ref, body
+            )
+
+        def results(
+            key: tuple[str, str], answer: Mapping[str, Any], chunk: Sequence[RenderedTouch]
+        ) -> list[Mapping[str, Any]]:
+            self._raise_for_collection(answer, *key)
+            return save_results(answer, len(chunk))
+
+        saves = save_all(self.client, groups, upsert, results_of=results)
         outcome: dict[str, DeliveryResult] = {}
-        for batch in chunks(collections, MAX_COMPOSITE_HEAVY):
-            subs = []
-            for n, (target, key_field, chunk) in enumerate(batch):
-                records = []
-                for touch in chunk:
-                    record = {name: _wire(value) for name, value in touch.payload.items()}
-                    record[key_field] = touch.key
-                    record["attributes"] = {"type": target}
-                    records.append(record)
-                subs.append(
-                    self.client.subrequest(
-                        "PATCH",
-                        f"composite/sobjects/{target}/{key_field}",
-                        f"t{n}",
-                        {"allOrNone": False, "records": records},
-                    )
-                )
-            for (target, key_field, chunk), answer in zip(
-                batch, self.client.composite(subs), strict=True
-            ):
-                self._raise_for_collection(answer, target, key_field)
-                for touch, saved in zip(chunk, save_results(answer, len(chunk)), strict=True):
-                    outcome[touch.key] = self._delivery(touch.key, saved)
+        for (_, chunk), saved_chunk in zip(groups, saves, strict=True):
+            for touch, saved in zip(chunk, saved_chunk, strict=True):
+                outcome[touch.key] = self._delivery(touch.key, saved)
         return [outcome[t.key] for t in touches]
 
     def _raise_for_collection(self, answer: Mapping[str, Any], target: str, key_field: str) -> None:
@@ -475,7 +488,12 @@ class SalesforceConnector:
             )
         code, message = errors_text(saved.get("errors"))
         return DeliveryResult(
-            key=key, sink=self.name, ok=False, error_code=code, error_message=message
+            key=key,
+            sink=self.name,
+            ok=False,
+            error_code=code,
+            error_message=message,
+            retryable=is_transient(code, message),
         )
 
     # ------------------------------------------------------------------------------ campaigns
@@ -543,7 +561,7 @@ class SalesforceConnector:
                     MemberResult(items[index].key, True, member_id, action)
                     if error is None
                     else MemberResult(items[index].key, False, error_code=error[0],
-                                      error_message=error[1])
+                                      error_message=error[1], retryable=is_transient(*error))
                 )  # fmt: skip
         return [results[index] for index in range(len(items))]
 
@@ -622,35 +640,35 @@ class SalesforceConnector:
             *(("create", chunk) for chunk in chunks(creates, COLLECTION_SIZE)),
             *(("update", chunk) for chunk in chunks(updates, COLLECTION_SIZE)),
         ]
+
+        def subrequest(verb: str, chunk: Sequence[Membership], ref: str) -> Any:
+            records = [
+                {"attributes": {"type": "CampaignMember"}, "CampaignId": m.campaign_id,
+                 person_field(m.person_id) or "LeadId": m.person_id, "Status": m.status}
+                if verb == "create"
+                else {"attributes": {"type": "CampaignMember"}, "Id": m.member_id,
+                      "Status": m.status}
+                for m in chunk
+            ]  # fmt: skip
+            method = "POST" if verb == "create" else "PATCH"
+            body = {"allOrNone": False, "records": records}
+            return self.client.subrequest(method, "composite/sobjects", ref, body)
+
+        # Repeatable: a repeated create meets the one-member rule (DUPLICATE_VALUE, settled
+        # below as a race), a repeated update writes the same status again.
         raced: list[Membership] = []
-        for batch in chunks(work, MAX_COMPOSITE_HEAVY):
-            subs = []
-            for n, (verb, chunk) in enumerate(batch):
-                records = [
-                    {"attributes": {"type": "CampaignMember"}, "CampaignId": m.campaign_id,
-                     person_field(m.person_id) or "LeadId": m.person_id, "Status": m.status}
-                    if verb == "create"
-                    else {"attributes": {"type": "CampaignMember"}, "Id": m.member_id,
-                          "Status": m.status}
-                    for m in chunk
-                ]  # fmt: skip
-                method = "POST" if verb == "create" else "PATCH"
-                body = {"allOrNone": False, "records": records}
-                subs.append(self.client.subrequest(method, "composite/sobjects", f"m{n}", body))
-            # Repeatable: a repeated create meets the one-member rule (DUPLICATE_VALUE, settled
-            # below as a race), a repeated update writes the same status again.
-            for (verb, chunk), answer in zip(batch, self.client.composite(subs), strict=True):
-                for member, saved in zip(chunk, save_results(answer, len(chunk)), strict=True):
-                    if saved.get("success"):
-                        action: MemberAction = "created" if verb == "create" else "updated"
-                        member_id = str(saved.get("id") or member.member_id)
-                        outcomes[id(member)] = (action, member_id, None)
-                        continue
-                    code, message = errors_text(saved.get("errors"))
-                    if verb == "create" and code == "DUPLICATE_VALUE":
-                        raced.append(member)
-                    else:
-                        outcomes[id(member)] = ("unchanged", None, (code, message))
+        for (verb, chunk), saves in zip(work, save_all(self.client, work, subrequest), strict=True):
+            for member, saved in zip(chunk, saves, strict=True):
+                if saved.get("success"):
+                    action: MemberAction = "created" if verb == "create" else "updated"
+                    member_id = str(saved.get("id") or member.member_id)
+                    outcomes[id(member)] = (action, member_id, None)
+                    continue
+                code, message = errors_text(saved.get("errors"))
+                if verb == "create" and code == "DUPLICATE_VALUE":
+                    raced.append(member)
+                else:
+                    outcomes[id(member)] = ("unchanged", None, (code, message))
         return raced
 
     # ------------------------------------------------------------------------------ changes

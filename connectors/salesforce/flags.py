@@ -55,6 +55,8 @@ class FlagSync:
     flagged_before: int = 0
     written: int = 0
     rejected: list[RecordRejected] = field(default_factory=list)
+    # Records still row-locked after the retries: written by the next run, not dead letters.
+    deferred: list[RecordRejected] = field(default_factory=list)
     read_calls: int = 0
     write_calls: int = 0
 
@@ -127,6 +129,7 @@ class FlagWriter:
         outcome = write_records(self.client, writes)
         result.written = outcome.written["update"]
         result.rejected = outcome.rejected
+        result.deferred = outcome.deferred
         result.write_calls = outcome.calls
         return result
 

@@ -86,6 +86,8 @@ class InfluenceSync:
     existing: int = 0
     written: dict[str, int] = field(default_factory=dict)
     rejected: list[RecordRejected] = field(default_factory=list)
+    # Records still row-locked after the retries: written by the next run, not dead letters.
+    deferred: list[RecordRejected] = field(default_factory=list)
     read_calls: int = 0
     write_calls: int = 0
 
@@ -182,6 +184,7 @@ class InfluenceWriter:
         outcome = write_records(self.client, writes)
         result.written = outcome.written
         result.rejected = outcome.rejected
+        result.deferred = outcome.deferred
         result.write_calls = outcome.calls
         return result
 

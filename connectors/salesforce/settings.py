@@ -25,6 +25,11 @@ __all__ = [
 ]
 
 LOGIN_URL = "https://login.salesforce.com"
+# The authorization servers a JWT bearer assertion may name as its audience (aud): production,
+# sandboxes, or an Experience Cloud site URL; never the org's instance or My Domain URL.
+# https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_oauth_jwt_flow.htm&type=5
+TEST_LOGIN_URL = "https://test.salesforce.com"
+_INSTANCE_HOSTS = (".my.salesforce.com", ".lightning.force.com")
 
 
 def _https_url(value: str) -> str:
@@ -64,14 +69,41 @@ class ClientCredentialsAuth(_Strict):
     client_secret: SecretStr
 
 
+def _jwt_audience(value: str) -> str:
+    host = (urlsplit(value).hostname or "").lower()
+    if host.endswith(_INSTANCE_HOSTS):
+        raise ValueError(
+            f"{value} is an instance (My Domain) URL; the JWT audience is the authorization "
+            f"server: {LOGIN_URL} (production), {TEST_LOGIN_URL} (sandboxes) or an Experience "
+            "Cloud site URL. Post the token request to My Domain with login_url instead"
+        )
+    return value
+
+
 class JwtAuth(_Strict):
-    """OAuth 2.0 JWT bearer flow: a connected app's certificate signs a token for ``username``."""
+    """OAuth 2.0 JWT bearer flow: a connected app's certificate signs a token for ``username``.
+
+    The token request is posted to ``login_url`` (login.salesforce.com, test.salesforce.com or
+    the org's My Domain); the assertion names ``audience``, which Salesforce checks separately.
+    """
 
     method: Literal["jwt"]
     login_url: HttpsUrl = LOGIN_URL
     client_id: str = Field(min_length=1)
     username: str = Field(min_length=1)
     private_key_file: FilePath
+    # The assertion's aud claim. Unset: https://test.salesforce.com when login_url is a sandbox
+    # login (test.salesforce.com, *.sandbox.my.salesforce.com), else https://login.salesforce.com.
+    audience: Annotated[HttpsUrl, AfterValidator(_jwt_audience)] | None = None
+
+    @property
+    def jwt_audience(self) -> str:
+        """The aud claim to sign: ``audience``, else the production or sandbox login server."""
+        if self.audience is not None:
+            return self.audience
+        host = (urlsplit(self.login_url).hostname or "").lower()
+        sandbox = host == "test.salesforce.com" or host.endswith(".sandbox.my.salesforce.com")
+        return TEST_LOGIN_URL if sandbox else LOGIN_URL
 
 
 class SessionAuth(_Strict):
@@ -136,3 +168,9 @@ class SalesforceSettings(_Strict):
     # Attempts of a call that failed transiently (5xx, timeouts); only safe-to-repeat calls.
     max_attempts: int = Field(default=3, ge=1, le=10)
     retry_backoff_s: float = Field(default=1.0, ge=0)
+    # Records a collection save refused for a row lock (UNABLE_TO_LOCK_ROW: another transaction
+    # held the record or its parent) are sent again this many times within the call, waiting
+    # lock_retry_backoff_s, then twice that, ... (defaults: 1 + 2 + 4 s); records still locked
+    # after that stay pending for the next run, never dead letters.
+    lock_retries: int = Field(default=3, ge=0, le=6)
+    lock_retry_backoff_s: float = Field(default=1.0, ge=0, le=10)

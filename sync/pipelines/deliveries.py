@@ -10,7 +10,9 @@ The exactly-once protocol for one batch of touches and one sink:
 3. commit a delivery row in state ``intended`` for every touch about to be pushed (fenced);
 4. ``crm.push_touches``: a write keyed by the touch key;
 5. commit ``confirmed`` with the CRM id, or ``dead`` plus a dead letter of stage ``push`` with
-   the CRM's code and message for a record it refused (fenced).
+   the CRM's code and message for a record it refused (fenced); a refusal the connector marks
+   ``retryable`` ("not now": a record lock it could not get past) is ``failed`` instead, with
+   the CRM's code and message as its last error, and is pushed again by the next run.
 
 A crash between 3 and 5 leaves ``intended`` rows, which the next run pushes again. Where the
 CRM upserts on the touch key (Salesforce Tasks on their external id) the replay is an update,
@@ -724,18 +726,25 @@ class Deliverer:
             results = self._push_all(prepared.rendered)
             landed = {r.key for r in results if r.ok}
             claims = [c for c in prepared.campaign_members if c.rendered_key in landed]
-            member_rejects = self._sync_members(claims)
+            member_rejects, member_later = self._sync_members(claims)
         by_key = {r.key: r for r in results}
         confirmed: list[dict[str, Any]] = []
         rejects: list[tuple[int, Rejection, str]] = []
         unanswered: list[int] = []
+        later: dict[str, list[int]] = {}  # "not now" (a record lock): pending, by last_error
         for rendered in prepared.rendered:
             ids = prepared.members[rendered.key]
             result = by_key.get(rendered.key)
             if result is None:
                 unanswered.extend(ids)
-            elif result.ok:
+            elif result.ok and rendered.key not in member_later:
                 confirmed.extend({"tid": tid, "crm_id": result.crm_id} for tid in ids)
+            elif result.ok or result.retryable:
+                error = member_later.get(rendered.key) or (
+                    f"{self.sink} refused the record for now: {result.error_code}: "
+                    f"{result.error_message or ''}; will retry"
+                )
+                later.setdefault(error, []).extend(ids)
             else:
                 code = result.error_code or "REJECTED"
                 reason = f"{self.sink} refused the record: {code}: {result.error_message or ''}"
@@ -758,17 +767,23 @@ class Deliverer:
                     conn, unanswered, DeliveryState.FAILED,
                     error=f"{self.sink} returned no result for this record; will retry",
                 )  # fmt: skip
+            for error, ids in later.items():
+                self._mark(conn, ids, DeliveryState.FAILED, error=error, bump=True)
+        retried = sum(len(ids) for ids in later.values())
         self.pushed_records += len(prepared.rendered)
         self.ctx.add("pushed", len(confirmed))
-        self.ctx.add("failed", len(unanswered))
-        self.ctx.progress("push", len(confirmed) + len(rejects) + len(unanswered))
+        self.ctx.add("failed", len(unanswered) + retried)
+        self.ctx.progress("push", len(confirmed) + len(rejects) + len(unanswered) + retried)
 
-    def _sync_members(self, claims: Sequence[MemberClaim]) -> list[Rejection]:
-        """Settle the campaign memberships of delivered touches; the refused ones as rejections
-        (the touches' deliveries stand)."""
+    def _sync_members(
+        self, claims: Sequence[MemberClaim]
+    ) -> tuple[list[Rejection], dict[str, str]]:
+        """Settle the campaign memberships of delivered touches: the refused ones as rejections
+        (the touches' deliveries stand), and the ones refused "not now" (a record lock) by
+        rendered key with the reason (those touches stay pending and are pushed again)."""
         plan = self.mapping.campaign_members
         if plan is None or not claims:
-            return []
+            return [], {}
         sync = getattr(self.crm, "sync_campaign_members", None)
         if sync is None:
             raise ConfigError(
@@ -783,6 +798,8 @@ class Deliverer:
             lambda: sync(items, plan.status_order, self._campaign_ids)
         )
         rejects: list[Rejection] = []
+        later: dict[str, str] = {}
+        pending = 0
         done: dict[str, set[str]] = {"created": set(), "updated": set()}
         for claim, result in zip(claims, results, strict=True):
             if result.ok:
@@ -790,6 +807,13 @@ class Deliverer:
                     done[result.action].add(result.member_id)
                 continue
             code = result.error_code or "REJECTED"
+            if result.retryable:
+                later[claim.rendered_key] = (
+                    f"{self.sink} could not settle the campaign member ({claim.campaign.value!r}, "
+                    f"{claim.status!r}) for now: {code}: {result.error_message or ''}; will retry"
+                )
+                pending += 1
+                continue
             reason = (
                 f"{self.sink} refused the campaign member ({claim.campaign.value!r}, "
                 f"{claim.status!r}): {code}: {result.error_message or ''}"
@@ -805,11 +829,11 @@ class Deliverer:
             }
             rejects.append(Rejection(claim.touch.key, code, reason.strip(), payload))
             self.member_failures.add(claim.touch.key)
-        self.ctx.add("campaign_members", len(claims) - len(rejects))
+        self.ctx.add("campaign_members", len(claims) - len(rejects) - pending)
         self.ctx.add("campaign_members_created", len(done["created"]))
         self.ctx.add("campaign_members_updated", len(done["updated"]))
         self.ctx.add("campaign_members_refused", len(rejects))
-        return rejects
+        return rejects, later
 
     def _push_all(self, rendered: list[RenderedTouch]) -> list[DeliveryResult]:
         """``push_touches`` with retries; a record raised as RecordRejected is set aside."""

@@ -281,7 +281,7 @@ def writeback_attribution(
         0, f"run {run_id}, model {model}, {len(inputs.opportunities):,} opportunities"
     )
     if not dry_run:
-        dead_letter(engine, PIPELINE, report.rejected, payload)
+        dead_letter(engine, PIPELINE, report.rejected, payload, deferred=report.deferred)
     return report
 
 
@@ -299,6 +299,7 @@ def _to_salesforce(
     counts = {"created": len(plan.create), "updated": len(plan.update), "deleted": len(plan.delete)}
     report.counts = {**counts, "unchanged": plan.unchanged}
     report.rejected = done.rejected
+    report.deferred = done.deferred
     report.read_calls, report.write_calls = done.read_calls, done.write_calls
     if left_out:
         share = sum(left_out.values()) / _UNITS * 100

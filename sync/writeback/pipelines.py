@@ -10,7 +10,8 @@ one when its inputs are unchanged (``sync.attribution.ledger.run_attribution``);
 
 Both are idempotent (a run that finds nothing new writes nothing), so the runner's usual
 at-least-once retry after a crash is safe. Refused records become dead letters as the commands'
-do; the run's counts say what was written.
+do; records another process held locked are counted as deferred and written by the next run;
+the run's counts say what was written.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def _count(ctx: RunContext, report: WritebackReport) -> None:
     for name, amount in report.counts.items():
         ctx.add(f"writeback_{name}", amount)
     ctx.add("writeback_refused", len(report.rejected))
+    ctx.add("writeback_deferred", len(report.deferred))
     ctx.notes.append(report.line())
 
 

@@ -27,6 +27,9 @@ class WritebackReport:
     records: int = 0  # opportunities / people the write-back speaks for
     counts: dict[str, int] = field(default_factory=dict)  # created, updated, deleted, ...
     rejected: list[RecordRejected] = field(default_factory=list)
+    # Refused "not now" (a record lock the connector's retries did not get past): the next
+    # run writes them; never dead letters.
+    deferred: list[RecordRejected] = field(default_factory=list)
     read_calls: int = 0
     write_calls: int = 0
     notes: list[str] = field(default_factory=list)
@@ -41,6 +44,8 @@ class WritebackReport:
         verb = "would change" if self.dry_run else "changed"
         parts = [f"{name} {n:,}" for name, n in self.counts.items()]
         refused = f", {len(self.rejected):,} refused" if self.rejected else ""
+        if self.deferred:
+            refused += f", {len(self.deferred):,} locked by another process (next run)"
         return (
             f"{self.crm}: {self.target}: {verb} {self.changes:,} record(s) "
             f"({', '.join(parts) or 'nothing to do'}){refused}; "
@@ -53,6 +58,8 @@ def dead_letter(
     pipeline: str,
     rejected: Sequence[RecordRejected],
     payload: Mapping[str, Any],
+    *,
+    deferred: Sequence[RecordRejected] = (),
 ) -> None:
     """Keep the dead letters of one write-back to one CRM (``payload["crm"]``) in step with its
     latest run.
@@ -60,7 +67,9 @@ def dead_letter(
     A write-back writes the whole wanted state every run, so an open letter of that CRM whose
     record was not refused this time has been written since (or is no longer wanted): it is
     marked replayed. A record refused again keeps its one open letter (one more attempt, the
-    newest reason), so a write-back on a schedule does not pile up a letter per run.
+    newest reason), so a write-back on a schedule does not pile up a letter per run. A
+    ``deferred`` record (locked, not written this time) gets no letter and leaves an open one
+    as it is.
     """
     crm = payload.get("crm")
     now = utcnow()
@@ -75,7 +84,7 @@ def dead_letter(
             )
             if isinstance(row.payload, dict) and row.payload.get("crm") == crm
         ]
-        refused_keys = {r.key for r in rejected if r.key is not None}
+        refused_keys = {r.key for r in (*rejected, *deferred) if r.key is not None}
         settled = [row.id for row in mine if row.record_key not in refused_keys]
         if settled:
             conn.execute(

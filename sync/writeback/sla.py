@@ -135,7 +135,7 @@ def writeback_sla(
                 "and hubspot"
             )
         if not dry_run:
-            dead_letter(engine, PIPELINE, report.rejected, {"crm": crm})
+            dead_letter(engine, PIPELINE, report.rejected, {"crm": crm}, deferred=report.deferred)
         reports.append(report)
     return reports
 
@@ -163,6 +163,7 @@ def _to_salesforce(
         "unchanged": plan.unchanged,
     }
     report.rejected = done.rejected
+    report.deferred = done.deferred
     report.read_calls, report.write_calls = done.read_calls, done.write_calls
     return report
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from connectors.errors import ConfigError
 from sandbox import credentials
 from sandbox.server import SandboxControl, SandboxServer
 
@@ -157,3 +158,29 @@ def test_latency_is_applied_to_real_vendor_calls(
     response = hubspot.get("/crm/v3/objects/contacts", params={"limit": 1})
     assert response.status_code == 200
     assert response.elapsed.total_seconds() >= 0.25
+
+
+def test_a_row_lock_fault_set_through_the_control_api_refuses_records_not_calls(
+    salesforce: httpx.Client, control: SandboxControl
+) -> None:
+    control.set_faults("salesforce:unable_to_lock_row=1")
+    records = [
+        {"attributes": {"type": "Task"}, "Closedloop_Key__c": f"faults:lock:{n}", "Subject": "x"}
+        for n in range(3)
+    ]
+
+    assert salesforce.get("/").status_code == 200
+    response = salesforce.patch(
+        "/composite/sobjects/Task/Closedloop_Key__c",
+        json={"allOrNone": False, "records": records},
+    )
+
+    assert response.status_code == 200
+    assert [r["errors"][0]["statusCode"] for r in response.json()] == ["UNABLE_TO_LOCK_ROW"] * 3
+
+
+def test_a_row_lock_fault_is_refused_for_apis_other_than_salesforce(
+    control: SandboxControl,
+) -> None:
+    with pytest.raises(ConfigError, match="unable_to_lock_row is a salesforce fault"):
+        control.set_faults("hubspot:unable_to_lock_row=0.1")

@@ -12,8 +12,10 @@ from typing import Any
 import jwt
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceExpiredSession, SalesforceMalformedRequest
 
@@ -438,25 +440,112 @@ def _private_key_pem() -> bytes:
     )
 
 
-def _assertion(org: Org, expires_in: int) -> str:
-    pem = _private_key_pem()
+@functools.cache
+def _certificate_pem() -> str:
+    """The self-signed certificate of ``_private_key_pem``, as uploaded to a connected app."""
+    key = serialization.load_pem_private_key(_private_key_pem(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "closedloop")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _assertion(
+    expires_in: int, *, aud: str = "https://login.salesforce.com", key: bytes | None = None
+) -> str:
     claims = {
         "iss": credentials.SALESFORCE_CLIENT_ID,
         "sub": credentials.SALESFORCE_USERNAME,
-        "aud": "https://login.salesforce.com",
+        "aud": aud,
         "exp": int(time.time()) + expires_in,
     }
-    return jwt.encode(claims, pem, algorithm="RS256")
+    return jwt.encode(claims, key or _private_key_pem(), algorithm="RS256")
+
+
+def _jwt_login(org: Org, assertion: str) -> requests.Response:
+    grant = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    url = org.server.url + "/services/oauth2/token"
+    return org.http.post(url, data={"grant_type": grant, "assertion": assertion})
 
 
 def test_jwt_bearer_grant_accepts_a_fresh_assertion_and_refuses_an_expired_one(org: Org) -> None:
-    url = org.server.url + "/services/oauth2/token"
-    grant = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-    fresh = org.http.post(url, data={"grant_type": grant, "assertion": _assertion(org, 300)})
-    expired = org.http.post(url, data={"grant_type": grant, "assertion": _assertion(org, -60)})
+    org.store.jwt_certificates.append(_certificate_pem())
+    fresh = _jwt_login(org, _assertion(170))
+    expired = _jwt_login(org, _assertion(-60))
     assert fresh.status_code == 200
     assert expired.status_code == 400
-    assert expired.json()["error"] == "invalid_grant"
+    assert expired.json() == {
+        "error": "invalid_grant",
+        "error_description": "expired authorization code",
+    }
+
+
+def test_a_jwt_audience_naming_the_instance_url_is_refused_as_audience_is_invalid(
+    org: Org,
+) -> None:
+    """Salesforce takes the assertion at My Domain, but its aud must be the authorization
+    server (login/test.salesforce.com or an Experience Cloud site), never the instance URL."""
+    org.store.jwt_certificates.append(_certificate_pem())
+
+    for aud in (org.server.url, "https://acme.my.salesforce.com"):
+        refused = _jwt_login(org, _assertion(170, aud=aud))
+        assert refused.status_code == 400
+        assert refused.json() == {
+            "error": "invalid_grant",
+            "error_description": "audience is invalid",
+        }
+    assert _jwt_login(org, _assertion(170, aud="https://test.salesforce.com")).status_code == 200
+    site = "https://acme.my.site.com/partners"
+    assert _jwt_login(org, _assertion(170, aud=site)).status_code == 400
+    org.store.experience_sites.add(site)
+    assert _jwt_login(org, _assertion(170, aud=site)).status_code == 200
+
+
+def test_a_jwt_assertion_not_signed_by_the_connected_apps_certificate_is_refused(
+    org: Org,
+) -> None:
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    invalid = {"error": "invalid_grant", "error_description": "invalid assertion"}
+
+    assert _jwt_login(org, _assertion(170)).json() == invalid  # no certificate uploaded yet
+    org.store.jwt_certificates.append(_certificate_pem())
+    assert _jwt_login(org, _assertion(170, key=other)).json() == invalid
+    assert _jwt_login(org, _assertion(170)).status_code == 200
+
+
+def test_an_org_that_blocks_the_username_password_flow_refuses_even_correct_credentials(
+    org: Org,
+) -> None:
+    form = {
+        "grant_type": "password",
+        "client_id": credentials.SALESFORCE_CLIENT_ID,
+        "client_secret": credentials.SALESFORCE_CLIENT_SECRET,
+        "username": credentials.SALESFORCE_USERNAME,
+        "password": credentials.SALESFORCE_PASSWORD + credentials.SALESFORCE_SECURITY_TOKEN,
+    }
+    url = org.server.url + "/services/oauth2/token"
+    assert org.http.post(url, data=form).status_code == 200
+
+    org.store.password_flow_allowed = False  # a new org: Allow OAuth Username-Password Flows off
+    blocked = org.http.post(url, data=form)
+
+    assert blocked.status_code == 400
+    assert blocked.json() == {
+        "error": "invalid_grant",
+        "error_description": "authentication failure",
+    }
 
 
 # ------------------------------------------------------------------------------- strictness
@@ -892,3 +981,73 @@ def test_token_endpoint_ignores_faults_other_than_server_errors(org: Org) -> Non
     org.state.faults.configure([FaultRule("salesforce", "500", 1.0)])
     assert org.http.post(org.server.url + "/services/oauth2/token", data=data).status_code == 500
     assert org.state.counts("salesforce") == {"oauth_token": 2}
+
+
+# ------------------------------------------------------------------------------ row locks
+
+
+def test_an_unable_to_lock_row_fault_refuses_single_records_inside_a_successful_collection(
+    org: Org,
+) -> None:
+    org.state.faults.configure([FaultRule("salesforce", "unable_to_lock_row", 0.25)], seed=3)
+    records = _tasks(200, prefix="lock")
+
+    response = org.call(
+        "PATCH",
+        f"{BASE}/composite/sobjects/Task/Closedloop_Key__c",
+        json={"allOrNone": False, "records": records},
+    )
+
+    assert response.status_code == 200
+    results = response.json()
+    locked = [r for r in results if not r["success"]]
+    assert 25 <= len(locked) <= 75
+    assert all(r["errors"] == [] for r in results if r["success"])
+    assert {r["id"] for r in locked} == {None}
+    assert locked[0]["errors"] == [
+        {
+            "statusCode": "UNABLE_TO_LOCK_ROW",
+            "message": "unable to obtain exclusive access to this record or 200 records",
+            "fields": [],
+        }
+    ]
+    saved = {t["Closedloop_Key__c"] for t in org.store.dump()["records"]["Task"]}
+    assert len(saved) == 200 - len(locked)
+    assert org.state.counts("salesforce") == {"collections_upsert": 1}
+
+
+def test_a_record_fault_leaves_the_call_level_fault_sequence_as_it_was(org: Org) -> None:
+    def statuses(spec: list[FaultRule]) -> list[int]:
+        org.state.faults.configure(spec, seed=9)
+        return [org.call("GET", f"{BASE}/limits").status_code for _ in range(60)]
+
+    plain = statuses([FaultRule("salesforce", "503", 0.2)])
+    mixed = statuses(
+        [FaultRule("salesforce", "503", 0.2), FaultRule("salesforce", "unable_to_lock_row", 0.5)]
+    )
+
+    assert 503 in plain
+    assert mixed == plain
+
+
+def test_a_save_touching_a_record_another_transaction_holds_fails_until_the_lock_is_released(
+    org: Org,
+) -> None:
+    """Salesforce locks the parent a record refers to (a Task locks its Lead) and waits at most
+    10 s for another transaction's lock before refusing that record."""
+    busy, free = _lead(org), _lead(org)
+    records = [
+        {**_tasks(1, prefix="busy")[0], "WhoId": busy},
+        {**_tasks(1, prefix="free")[0], "WhoId": free},
+    ]
+    url = f"{BASE}/composite/sobjects/Task/Closedloop_Key__c"
+    org.store.hold_locks([busy[:15]])
+
+    first = org.call("PATCH", url, json={"allOrNone": False, "records": records}).json()
+
+    assert [r["success"] for r in first] == [False, True]
+    assert first[0]["errors"][0]["statusCode"] == "UNABLE_TO_LOCK_ROW"
+    org.store.release_locks()
+    again = org.call("PATCH", url, json={"allOrNone": False, "records": records}).json()
+    assert [r["success"] for r in again] == [True, True]
+    assert [r["created"] for r in again] == [True, False]

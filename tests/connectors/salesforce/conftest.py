@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
 from connectors.base import RenderedTouch
 from connectors.salesforce.connector import SalesforceConnector
@@ -27,6 +33,43 @@ def password_auth(sandbox: SandboxServer, **overrides: Any) -> dict[str, Any]:
         "client_id": credentials.SALESFORCE_CLIENT_ID,
         "client_secret": credentials.SALESFORCE_CLIENT_SECRET,
         "login_url": sandbox.salesforce_url,
+        **overrides,
+    }
+
+
+def jwt_auth(sandbox: SandboxServer, folder: Path, **overrides: Any) -> dict[str, Any]:
+    """JWT bearer login against the sandbox: a new key in ``folder`` whose self-signed
+    certificate is uploaded to the sandbox's connected app ("Use digital signatures")."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = folder / "connected-app.key"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "closedloop")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    store = sandbox.store("salesforce")
+    with store.lock:
+        store.jwt_certificates.append(cert.public_bytes(serialization.Encoding.PEM).decode())
+    return {
+        "method": "jwt",
+        "login_url": sandbox.salesforce_url,
+        "client_id": credentials.SALESFORCE_CLIENT_ID,
+        "username": credentials.SALESFORCE_USERNAME,
+        "private_key_file": str(path),
         **overrides,
     }
 

@@ -8,31 +8,18 @@ from typing import Any
 
 import pytest
 import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from connectors.errors import AuthError
 from connectors.salesforce.connector import SalesforceConnector
+from connectors.salesforce.settings import JwtAuth
 from sandbox import credentials
 from sandbox.server import SandboxServer
 from sync.cli import check_cmd
-from tests.connectors.salesforce.conftest import password_auth
+from tests.connectors.salesforce.conftest import jwt_auth, password_auth
 
 Make = Callable[..., SalesforceConnector]
-
-
-def rsa_key_file(folder: Path) -> Path:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path = folder / "connected-app.key"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return path
 
 
 def auth_for(method: str, sandbox: SandboxServer, tmp_path: Path) -> dict[str, Any]:
@@ -45,13 +32,7 @@ def auth_for(method: str, sandbox: SandboxServer, tmp_path: Path) -> dict[str, A
             "client_id": credentials.SALESFORCE_CLIENT_ID,
             "client_secret": credentials.SALESFORCE_CLIENT_SECRET,
         }
-    return {
-        "method": "jwt",
-        "login_url": sandbox.salesforce_url,
-        "client_id": credentials.SALESFORCE_CLIENT_ID,
-        "username": credentials.SALESFORCE_USERNAME,
-        "private_key_file": str(rsa_key_file(tmp_path)),
-    }
+    return jwt_auth(sandbox, tmp_path)
 
 
 @pytest.mark.parametrize("method", ["password", "client_credentials", "jwt"])
@@ -171,3 +152,108 @@ def test_the_check_command_with_bad_credentials_exits_1_with_a_remedy(
     assert "credentials" in result.output
     assert "credentials: the session id is expired or invalid: give a fresh one" in result.output
     assert "00Dexpired!x" not in result.output
+
+
+def test_a_jwt_login_posted_to_the_org_signs_login_salesforce_com_as_its_audience(
+    sandbox_readonly: SandboxServer, make_connector: Make, tmp_path: Path
+) -> None:
+    """The token request goes to login_url (here the org itself, like a My Domain URL), but the
+    assertion's aud must be the authorization server: the org's URL is "audience is invalid"."""
+    connector = make_connector(auth=jwt_auth(sandbox_readonly, tmp_path))
+
+    results = {r.name: r for r in connector.check()}
+
+    assert results["credentials"].ok, results["credentials"].detail
+    assert connector.settings.auth.jwt_audience == "https://login.salesforce.com"  # type: ignore[union-attr]
+
+
+def test_a_configured_jwt_audience_is_the_one_the_assertion_names(
+    sandbox_readonly: SandboxServer, make_connector: Make, tmp_path: Path
+) -> None:
+    site = "https://closedloop-partners.my.site.com/partners"
+    connector = make_connector(auth=jwt_auth(sandbox_readonly, tmp_path, audience=site))
+
+    with pytest.raises(AuthError) as refused:
+        connector.resolve_people(["nobody@example.com"])
+
+    assert "invalid_grant: audience is invalid" in str(refused.value)
+    assert "https://login.salesforce.com (production)" in str(refused.value)
+    store = sandbox_readonly.store("salesforce")
+    store.experience_sites.add(site)  # the org has this Experience Cloud site
+    try:
+        assert (
+            make_connector(auth=jwt_auth(sandbox_readonly, tmp_path, audience=site)).check()[0].ok
+        )
+    finally:
+        store.experience_sites.discard(site)
+
+
+def test_a_jwt_audience_that_is_an_instance_url_is_refused_by_the_settings(
+    tmp_path: Path,
+) -> None:
+    key = tmp_path / "app.key"
+    key.write_text("not read by the settings")
+    auth = {
+        "method": "jwt",
+        "client_id": "app",
+        "username": "integration@example.com",
+        "private_key_file": str(key),
+        "audience": "https://acme.my.salesforce.com",
+    }
+
+    with pytest.raises(ValidationError) as caught:
+        JwtAuth.model_validate(auth)
+
+    assert "is an instance (My Domain) URL" in str(caught.value)
+    assert "https://test.salesforce.com (sandboxes)" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("login_url", "audience"),
+    [
+        ("https://login.salesforce.com", "https://login.salesforce.com"),
+        ("https://acme.my.salesforce.com", "https://login.salesforce.com"),
+        ("https://test.salesforce.com", "https://test.salesforce.com"),
+        ("https://acme--uat.sandbox.my.salesforce.com", "https://test.salesforce.com"),
+    ],
+)
+def test_the_default_jwt_audience_is_the_production_or_sandbox_login_server(
+    tmp_path: Path, login_url: str, audience: str
+) -> None:
+    key = tmp_path / "app.key"
+    key.write_text("not read by the settings")
+    auth = JwtAuth.model_validate(
+        {
+            "method": "jwt",
+            "login_url": login_url,
+            "client_id": "app",
+            "username": "integration@example.com",
+            "private_key_file": str(key),
+        }
+    )
+
+    assert auth.jwt_audience == audience
+
+
+def test_the_check_command_on_an_org_that_blocks_the_password_flow_says_to_switch_flows(
+    sandbox_readonly: SandboxServer, tmp_path: Path
+) -> None:
+    """Orgs created in Summer '23 or later block the username-password flow by default and
+    answer a correct login like a wrong password."""
+    config = write_config(tmp_path, sandbox_readonly, auth=password_auth(sandbox_readonly))
+    store = sandbox_readonly.store("salesforce")
+    store.password_flow_allowed = False
+    try:
+        result = CliRunner().invoke(check_cmd.app, ["salesforce", "--config", str(config)])
+    finally:
+        store.password_flow_allowed = True
+
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())
+    assert "invalid_grant: authentication failure" in output
+    assert "credentials: check username, password and security_token" in output
+    assert "Orgs created in Summer '23 or later block the username-password flow" in output
+    assert "Allow OAuth Username-Password Flows" in output
+    assert "auth: {method: client_credentials, login_url:" in output
+    assert "auth: {method: jwt, client_id:" in output
+    assert credentials.SALESFORCE_PASSWORD not in output

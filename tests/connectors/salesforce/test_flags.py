@@ -111,3 +111,26 @@ def test_a_flag_salesforce_refuses_is_reported_with_its_message(
     assert result.written == 1
     assert [r.key for r in result.rejected] == ["00Q000000000000AAA"]
     assert result.rejected[0].code == "INVALID_CROSS_REFERENCE_KEY"
+
+
+def test_a_flag_on_a_lead_another_process_keeps_locked_is_deferred_then_written_next_run(
+    sandbox: SandboxServer, make_connector: Make, flag_fields: None
+) -> None:
+    leads, _ = _people(sandbox)
+    store = sandbox.store("salesforce")
+    writer = FlagWriter(make_connector(lock_retry_backoff_s=0).client, FLAG, AT)
+    wanted = {("Lead", i): T0 for i in leads[:3]}
+    store.hold_locks([leads[1]])
+
+    first = writer.sync(wanted)
+
+    assert (first.written, first.rejected) == (2, [])
+    assert [(r.key, r.code) for r in first.deferred] == [(leads[1], "UNABLE_TO_LOCK_ROW")]
+    assert "unable to obtain exclusive access to this record" in str(first.deferred[0])
+    assert sorted(_flagged(sandbox)) == [leads[0], leads[2]]
+    store.release_locks()
+
+    second = writer.sync(wanted)
+
+    assert (second.written, second.rejected, second.deferred) == (1, [], [])
+    assert sorted(_flagged(sandbox)) == sorted(leads[:3])

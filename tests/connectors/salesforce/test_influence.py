@@ -169,3 +169,20 @@ def test_check_reports_a_missing_model_id_with_what_to_set_up(
     assert not missing.ok
     assert "CampaignInfluenceModel" in missing.remedy
     assert check_influence(client, MODEL).ok
+
+
+def test_rows_refused_for_a_row_lock_are_created_again_and_exist_once(
+    sandbox: SandboxServer, make_connector: Make
+) -> None:
+    opportunities, campaigns, contacts = _org(sandbox)
+    wanted = _rows(opportunities[:20], campaigns, contacts)
+    writer = InfluenceWriter(make_connector(lock_retry_backoff_s=0).client, MODEL)
+    sandbox.set_faults("salesforce:unable_to_lock_row=0.2", seed=2)
+
+    result = writer.sync(opportunities[:20], wanted)
+
+    assert (result.written["create"], result.rejected, result.deferred) == (len(wanted), [], [])
+    in_org = _influence_in_org(sandbox)
+    assert sum(len(rows) for rows in in_org.values()) == len(wanted)
+    sandbox.set_faults(None)
+    assert writer.sync(opportunities[:20], wanted).plan.changes == 0

@@ -15,6 +15,7 @@ from tests.connectors.salesforce.conftest import (
     known_people,
     live,
     password_auth,
+    settings_for,
     task,
 )
 
@@ -189,3 +190,56 @@ def test_server_errors_are_retried_for_upserts(
 
     assert all(r.ok for r in results)
     assert len(live(sandbox.store("salesforce"), "Task")) == 1_500
+
+
+def test_tasks_refused_for_a_row_lock_are_sent_again_and_each_lands_once(
+    sandbox: SandboxServer,
+) -> None:
+    people = known_people(sandbox.store("salesforce"))
+    touches = [task(f"marketo:{n}", people[n % len(people)]["Id"]) for n in range(1_000)]
+    waits: list[float] = []
+    connector = SalesforceConnector(
+        "crm", settings_for(sandbox, lock_retry_backoff_s=1.0), sleep=waits.append
+    )
+    sandbox.set_faults("salesforce:unable_to_lock_row=0.1", seed=SEED)
+    try:
+        results = connector.push_touches(touches)
+    finally:
+        connector.close()
+
+    assert [r.key for r in results if not r.ok] == []
+    tasks = live(sandbox.store("salesforce"), "Task")
+    assert sorted(t["Closedloop_Key__c"] for t in tasks) == sorted(t.key for t in touches)
+    assert waits, "no record was locked: the seed injects none"
+    assert waits == [1.0, 2.0, 4.0][: len(waits)]
+    # The first call carries all 1,000; each retry only the records still locked.
+    assert sandbox.state.counts("salesforce") == {"composite": 1 + len(waits)}
+
+
+def test_tasks_whose_person_stays_locked_come_back_retryable_with_salesforce_code(
+    sandbox: SandboxServer,
+) -> None:
+    store = sandbox.store("salesforce")
+    busy, *others = [p["Id"] for p in known_people(store)[:4]]
+    touches = [task(f"marketo:{n}", busy if n % 3 == 0 else others[n % 3]) for n in range(9)]
+    waits: list[float] = []
+    connector = SalesforceConnector(
+        "crm", settings_for(sandbox, lock_retry_backoff_s=0.5), sleep=waits.append
+    )
+    store.hold_locks([busy])  # another integration holds the Lead past Salesforce's 10 s wait
+    try:
+        results = connector.push_touches(touches)
+    finally:
+        connector.close()
+
+    locked = [r for r in results if not r.ok]
+    assert [r.key for r in locked] == ["marketo:0", "marketo:3", "marketo:6"]
+    assert all(r.retryable for r in locked)
+    assert {(r.error_code, r.error_message) for r in locked} == {
+        ("UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record or 3 records")
+    }
+    assert not any(r.retryable for r in results if r.ok)
+    assert waits == [0.5, 1.0, 2.0]  # lock_retries (3) more tries over seconds, then give up
+    assert sorted(t["Closedloop_Key__c"] for t in live(store, "Task")) == [
+        f"marketo:{n}" for n in (1, 2, 4, 5, 7, 8)
+    ]

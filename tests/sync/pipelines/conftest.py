@@ -144,3 +144,11 @@ def workspace_factory(
     yield make
     for engine in engines:
         engine.dispose()
+
+
+def with_salesforce_settings(ws: Workspace, **values: Any) -> Workspace:
+    """``ws`` with its salesforce connection's settings changed in closedloop.yaml (reloaded)."""
+    data = yaml.safe_load(ws.config_path.read_text(encoding="utf-8"))
+    data["connections"]["salesforce"].update(values)
+    ws.config_path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return Workspace(ws.folder, load_config(ws.config_path), ws.engine, ws.sandbox)

@@ -16,7 +16,13 @@ from sync.connections import Connections
 from sync.ledger import DeadLetterRow
 from sync.pipelines import run_pipeline
 from sync.pipelines.replay import replay_dead_letters
-from tests.sync.pipelines.conftest import BADGES, Workspace, badge_pipeline, known_emails
+from tests.sync.pipelines.conftest import (
+    BADGES,
+    Workspace,
+    badge_pipeline,
+    known_emails,
+    with_salesforce_settings,
+)
 
 PIPELINE = "badges-to-salesforce"
 EXPO = "Pipeline Expo"
@@ -161,4 +167,33 @@ def test_a_crash_after_the_task_push_loses_no_membership(
     assert after.state == "succeeded", after.error
     assert _members(ws, EXPO) == {e.lower(): "Attended" for e in emails}
     assert set(ws.tasks_by_key().values()) == {1}
+    assert {state for state, _ in ws.deliveries().values()} == {"confirmed"}
+
+
+def test_a_membership_refused_for_a_row_lock_stays_pending_and_is_settled_by_a_later_run(
+    workspace_factory: Any,
+) -> None:
+    ws = with_salesforce_settings(_workspace(workspace_factory), lock_retry_backoff_s=0)
+    emails = known_emails(ws.sandbox, 3)
+    _import(ws, [(e, EXPO) for e in emails])
+    store = ws.sandbox.store("salesforce")
+    with store.lock:
+        expo = next(r["Id"] for r in store.records["Campaign"].values() if r["Name"] == EXPO)
+    store.hold_locks([expo])  # a mass update of the Campaign holds it past the 10 s wait
+
+    first = run_pipeline(ws.config, PIPELINE, ws.engine)
+
+    assert first.state == "succeeded", first.error
+    assert (first.count("pushed"), first.count("failed")) == (0, 3)
+    assert first.count("campaign_members_refused") == 0
+    assert _open_letters(ws) == []
+    assert _members(ws, EXPO) == {}
+    assert {state for state, _ in ws.deliveries().values()} == {"failed"}
+
+    store.release_locks()
+    second = run_pipeline(ws.config, PIPELINE, ws.engine)
+
+    assert (second.count("pushed"), second.count("campaign_members_created")) == (3, 3)
+    assert _members(ws, EXPO) == {e.lower(): "Attended" for e in emails}
+    assert sum(ws.tasks_by_key().values()) == 3  # the Tasks written twice, once each
     assert {state for state, _ in ws.deliveries().values()} == {"confirmed"}

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from sync.connections import Connections
-from sync.ledger import DeadLetterRow, LeaseRow, SyncRunRow, utcnow
+from sync.ledger import DeadLetterRow, DeliveryRow, LeaseRow, SyncRunRow, TouchRow, utcnow
 from sync.pipelines import Fence, FenceLost, run_pipeline
 from sync.pipelines.replay import replay_dead_letters
 from tests.sync.pipelines.conftest import (
@@ -18,6 +18,7 @@ from tests.sync.pipelines.conftest import (
     badge_rows,
     files_mapping,
     known_emails,
+    with_salesforce_settings,
 )
 
 PIPELINE = "badges-to-salesforce"
@@ -217,3 +218,71 @@ def test_a_stop_request_ends_the_run_as_interrupted_after_committing_its_batch(
     table = DeadLetterRow.__table__  # type: ignore[attr-defined]
     with ws.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(table)).scalar_one() == 0
+
+
+def test_touches_refused_for_a_row_lock_are_retried_within_the_run_and_land_once(
+    workspace_factory: Any,
+) -> None:
+    ws = with_salesforce_settings(
+        workspace_factory({PIPELINE: badge_pipeline()}), lock_retry_backoff_s=0
+    )
+    ws.import_badges(badge_rows(known_emails(ws.sandbox, 60)))
+    ws.sandbox.set_faults("salesforce:unable_to_lock_row=0.2", seed=5)
+
+    summary = run_pipeline(ws.config, PIPELINE, ws.engine)
+
+    assert summary.state == "succeeded", summary.error
+    assert (summary.count("pushed"), summary.count("failed")) == (60, 0)
+    assert summary.count("dead_lettered") == 0
+    assert ws.tasks_by_key() == dict.fromkeys((f"{BADGES}:B{n}" for n in range(60)), 1)
+    assert {state for state, _ in ws.deliveries().values()} == {"confirmed"}
+
+
+def test_touches_of_a_person_another_process_keeps_locked_stay_pending_and_land_later(
+    workspace_factory: Any,
+) -> None:
+    ws = with_salesforce_settings(
+        workspace_factory({PIPELINE: badge_pipeline()}), lock_retry_backoff_s=0
+    )
+    emails = known_emails(ws.sandbox, 5)
+    ws.import_badges(badge_rows([*emails, emails[1]]))
+    store = ws.sandbox.store("salesforce")
+    busy = [
+        r["Id"]
+        for sobject in ("Lead", "Contact")
+        for r in store.records[sobject].values()
+        if (r.get("Email") or "").lower() == emails[1].lower()
+    ]
+    store.hold_locks(busy)  # another integration holds the person past Salesforce's 10 s wait
+
+    first = run_pipeline(ws.config, PIPELINE, ws.engine)
+
+    assert first.state == "succeeded", first.error
+    assert (first.count("pushed"), first.count("failed")) == (4, 2)
+    assert first.count("dead_lettered") == 0
+    assert _dead_letters(ws.engine) == []
+    locked = {f"{BADGES}:B1", f"{BADGES}:B5"}
+    assert {k: ws.deliveries()[k][0] for k in locked} == dict.fromkeys(locked, "failed")
+    assert _last_errors(ws.engine, locked) == {
+        "salesforce refused the record for now: UNABLE_TO_LOCK_ROW: unable to obtain exclusive "
+        "access to this record or 2 records; will retry"
+    }
+    assert locked.isdisjoint(ws.tasks_by_key())
+
+    store.release_locks()
+    second = run_pipeline(ws.config, PIPELINE, ws.engine)
+
+    assert (second.count("pushed"), second.count("failed")) == (2, 0)
+    assert ws.tasks_by_key() == dict.fromkeys((f"{BADGES}:B{n}" for n in range(6)), 1)
+    assert {state for state, _ in ws.deliveries().values()} == {"confirmed"}
+
+
+def _last_errors(engine: Any, keys: set[str]) -> set[str]:
+    touch, delivery = TouchRow.__table__, DeliveryRow.__table__  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(delivery.c.last_error)
+            .join(touch, touch.c.id == delivery.c.touch_id)
+            .where(touch.c.key.in_(keys))
+        ).all()
+    return {r.last_error for r in rows}

@@ -50,3 +50,14 @@ def test_a_clean_run_settles_every_open_letter_of_its_crm(engine: Engine) -> Non
     dead_letter(engine, "attribution-writeback", _refused("006A"), {"crm": "sf", "run": 1})
     dead_letter(engine, "attribution-writeback", [], {"crm": "sf", "run": 2})
     assert _letters(engine) == [("006A", "sf", "replayed", 0)]
+
+
+def test_a_record_deferred_for_a_lock_gets_no_letter_and_leaves_its_open_letter_open(
+    engine: Engine,
+) -> None:
+    dead_letter(engine, "sla-writeback", _refused("00Q1"), {"crm": "sf"})
+    locked = _refused("00Q1", "00Q2", why="UNABLE_TO_LOCK_ROW")
+
+    dead_letter(engine, "sla-writeback", [], {"crm": "sf"}, deferred=locked)
+
+    assert _letters(engine) == [("00Q1", "sf", "open", 0)]

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import yaml
 from sqlmodel import select
 from typer.testing import CliRunner
 
 from sync.analytics.sla import SlaCase, SlaStatus
 from sync.cli import check_cmd, sla_cmd
-from sync.ledger import DispositionRow, ledger_session
+from sync.ledger import DeadLetterRow, DispositionRow, ledger_session
 from sync.ledger.models import PersonRow
 from sync.ledger.types import utcnow
 from sync.pipelines.runner import run_pipeline
@@ -138,3 +139,29 @@ def test_sla_writeback_without_its_section_stops_with_what_to_add(workspace: Mak
     result = CliRunner().invoke(sla_cmd.app, ["writeback", "--config", str(ws.config.path)])
     assert result.exit_code != 0
     assert "analytics.writeback" in str(result.exception)
+
+
+def test_a_flag_on_a_lead_another_process_keeps_locked_is_written_by_the_next_run_not_dead(
+    workspace: Make,
+    flag_fields: None,  # noqa: F811 - the fixture
+) -> None:
+    ws = workspace(analytics={"crms": ["salesforce"], "sla": {"default": "4h"}, "writeback": {}})
+    data = yaml.safe_load(ws.config.path.read_text(encoding="utf-8"))
+    data["connections"]["salesforce"]["lock_retry_backoff_s"] = 0
+    ws.config.path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    assert run_pipeline(ws.config, "salesforce-reconcile", ws.engine).ok
+    lead, other = [p for p in _people(ws, "salesforce", "lead", 400) if not p.converted][:2]
+    for person in (lead, other):
+        _handoff(ws, "salesforce", person.external_id, utcnow() - 30 * HOUR, None)
+    store = ws.sandbox.store("salesforce")
+    store.hold_locks([lead.external_id])
+
+    first = " ".join(_run(ws).split())
+
+    assert "(flagged 2, retimed 0, cleared 0, unchanged 0), 1 locked by another process" in first
+    assert store.records["Lead"][other.external_id][FLAG] is True
+    with ledger_session(ws.engine) as session:
+        assert session.exec(select(DeadLetterRow)).all() == []
+    store.release_locks()
+    assert "changed 1 record(s) (flagged 1, retimed 0, cleared 0, unchanged 1);" in _run(ws)
+    assert store.records["Lead"][lead.external_id][FLAG] is True
