@@ -104,8 +104,7 @@ class EngagementWriter:
         self._checked: set[str] = set()
 
     def push(self, touches: Sequence[RenderedTouch]) -> list[DeliveryResult]:
-        """Write ``touches`` (first of each key wins): one result per distinct key, in order, but
-        none for a key whose outcome stayed unknown (the engine retries it on the next run)."""
+        """Write ``touches`` (first of each key wins); one result per distinct key, in order."""
         unique: dict[str, RenderedTouch] = {}
         for touch in touches:
             unique.setdefault(touch.key, touch)
@@ -125,7 +124,7 @@ class EngagementWriter:
         for object_type, group in by_type.items():
             self.ensure_key_property(object_type)
             self._write(object_type, group, results)
-        return [results[key] for key in unique if key in results]
+        return [results[key] for key in unique]
 
     def _write(
         self, object_type: str, group: list[RenderedTouch], results: dict[str, DeliveryResult]
@@ -145,9 +144,13 @@ class EngagementWriter:
             self.client.clock.sleep(self.settle_seconds)
             still = self._recover(object_type, unknown, results, attempted=None)
             for chunk in chunks(still, BATCH_LIMIT):
-                # Lost twice: no result, so the engine keeps the delivery pending and the next
-                # run looks for the engagement before sending it again.
-                self._create(object_type, chunk, results)
+                for touch in self._create(object_type, chunk, results):
+                    # Lost twice: pending, and the next run looks before sending it again.
+                    results[touch.key] = DeliveryResult(
+                        touch.key, self.sink, False, error_code="OUTCOME_UNKNOWN",
+                        error_message="HubSpot's answer to the create was lost twice",
+                        retryable=True,
+                    )  # fmt: skip
 
     # -- the key property ---------------------------------------------------------------------
 

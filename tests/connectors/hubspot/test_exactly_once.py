@@ -188,6 +188,32 @@ def test_a_lost_create_answer_is_recovered_by_searching_after_the_index_caught_u
     assert Counter(keys_in_portal(portal)) == {t.key: 1 for t in touches}
 
 
+def test_a_create_lost_twice_stays_pending_and_the_next_push_writes_it_once(
+    portal: SandboxServer, connect: Connect
+) -> None:
+    connector = connect()
+    pool = connector.client._pool
+    original = pool.urlopen
+
+    def lose_every_create(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if url.endswith("/batch/create"):
+            raise urllib3.exceptions.ProtocolError("Connection aborted.")
+        return original(method, url, *args, **kwargs)
+
+    pool.urlopen = lose_every_create  # type: ignore[method-assign]
+    touches = notes(portal, 20)
+    sent = datetime.now(UTC)
+    results = connector.push_touches(touches)
+    assert {(r.ok, r.retryable, r.error_code) for r in results} == {
+        (False, True, "OUTCOME_UNKNOWN")
+    }
+    assert keys_in_portal(portal) == []
+
+    again = connect().push_touches(resent(touches, sent))
+    assert all(r.ok and r.created for r in again)
+    assert Counter(keys_in_portal(portal)) == {t.key: 1 for t in touches}
+
+
 def test_a_resend_soon_after_the_lost_answer_waits_for_the_index_before_searching(
     portal: SandboxServer,
 ) -> None:
