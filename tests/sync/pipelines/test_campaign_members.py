@@ -16,7 +16,13 @@ from sync.connections import Connections
 from sync.ledger import DeadLetterRow
 from sync.pipelines import run_pipeline
 from sync.pipelines.replay import replay_dead_letters
-from tests.sync.pipelines.conftest import BADGES, Workspace, badge_pipeline, known_emails
+from tests.sync.pipelines.conftest import (
+    BADGES,
+    SCAN_DAY,
+    Workspace,
+    badge_pipeline,
+    known_emails,
+)
 
 PIPELINE = "badges-to-salesforce"
 EXPO = "Pipeline Expo"
@@ -58,7 +64,7 @@ def _import(ws: Workspace, scans: Sequence[tuple[str, str]]) -> None:
         writer = csv.writer(handle)
         writer.writerow(["Badge", "Email", "Scanned", "Booth"])
         for n, (email, booth) in enumerate(scans):
-            writer.writerow([f"B{n}", email, f"2026-05-14T10:{n:02d}:00Z", booth])
+            writer.writerow([f"B{n}", email, f"{SCAN_DAY:%Y-%m-%d}T10:{n:02d}:00Z", booth])
     settings = ws.config.connections[BADGES].settings
     assert import_file(ws.engine, path, BADGES, settings).imported == len(scans)  # type: ignore[arg-type]
 
