@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from connectors.errors import ConfigError
 from sandbox.seed import generate
-from sync.cli.demo_cmd import DEMO_SEED, DemoResult, run_demo
+from sync.cli.demo_cmd import DEMO_SEED, DemoResult, parse_now, run_demo
 from sync.cli.sync_cmd import _standalone
 from sync.report import report_data
 from sync.report.export import to_json
@@ -124,3 +125,20 @@ def test_the_demo_pulls_pushes_and_reports_the_same_whatever_day_it_is(
     assert seen == seen_today
     pulled = seen["runs"]["marketo-to-salesforce"][1]["pulled"]
     assert pulled == len(generate(DEMO_SEED, now=as_of).activities)  # every seeded activity
+
+
+def test_an_unreadable_now_is_refused_before_the_demo_starts(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    result = CliRunner().invoke(
+        _standalone(), ["demo", "--dir", str(folder)], env={"CLOSEDLOOP_DEMO_NOW": "next friday"}
+    )
+
+    assert isinstance(result.exception, ConfigError)
+    assert "'next friday' is neither a date (2027-06-01) nor an ISO time" in str(result.exception)
+    assert not folder.exists()
+
+
+def test_now_takes_a_date_or_an_iso_time_read_as_utc() -> None:
+    assert parse_now("2027-06-01") == datetime(2027, 6, 1, tzinfo=UTC)
+    assert parse_now("2027-06-01T09:30:00") == datetime(2027, 6, 1, 9, 30, tzinfo=UTC)
+    assert parse_now("2027-06-01T09:30:00+02:00") == datetime(2027, 6, 1, 7, 30, tzinfo=UTC)
