@@ -65,8 +65,9 @@ def _seen(result: DemoResult) -> dict[str, Any]:
     """What a user sees of a demo run, with every time told relative to the world's now.
 
     Left out, because they follow the calendar rather than the world: the report's per-month
-    rows, and how many records the mappings' page-view digests wrote ("rendered"): digests
-    group by local day in zones with daylight saving, whose changes fall on calendar dates.
+    rows, and how many records the mappings' page-view digests wrote ("rendered") with the API
+    calls that carry them: digests group by local day in zones with daylight saving, whose
+    changes fall on calendar dates.
     """
     assert result.engine is not None
     assert result.as_of is not None
@@ -98,6 +99,7 @@ def today(tmp_path_factory: pytest.TempPathFactory) -> tuple[datetime, dict[str,
 
 
 def _next_month(day: datetime) -> datetime:
+    """Midnight (UTC) on the first of the month after ``day``'s."""
     return datetime(day.year + day.month // 12, day.month % 12 + 1, 1, tzinfo=UTC)
 
 
@@ -105,10 +107,10 @@ def _next_month(day: datetime) -> datetime:
     "later",
     [
         lambda now: now + timedelta(days=365),
-        lambda now: _next_month(now) - timedelta(minutes=30),
-        lambda now: _next_month(now) + timedelta(minutes=30),
+        lambda now: _next_month(_next_month(now)) - timedelta(minutes=30),
+        lambda now: _next_month(_next_month(now)) + timedelta(minutes=30),
     ],
-    ids=["a-year-ahead", "the-last-half-hour-of-this-month", "an-hour-later-in-the-next-month"],
+    ids=["a-year-ahead", "the-last-half-hour-of-next-month", "an-hour-later-in-the-month-after"],
 )
 def test_the_demo_pulls_pushes_and_reports_the_same_whatever_day_it_is(
     tmp_path: Path,
