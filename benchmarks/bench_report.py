@@ -13,6 +13,7 @@ import json
 import math
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 TARGET_S = 30.0
@@ -20,6 +21,8 @@ TOUCHES = 1_000_000
 SEED = 11
 PEOPLE = 8_000
 LAYOUT = "v1"  # bump when the ledger written here changes shape
+# The world's now is pinned so that a cached ledger and the report's as-of time always agree.
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
 CONFIG = """\
 version: 1
@@ -49,7 +52,7 @@ def _ledger(folder: Path) -> tuple[Path, dict[str, int], float | None]:
     for stale in (db, marker, Path(f"{db}-wal"), Path(f"{db}-shm")):
         stale.unlink(missing_ok=True)
     started = time.perf_counter()
-    world = generate(SEED, size=PEOPLE)
+    world = generate(SEED, size=PEOPLE, now=NOW)
     copies = math.ceil(TOUCHES / max(1, len(world.activities)))
     engine = open_ledger(f"sqlite:///{db}")
     try:
@@ -62,7 +65,6 @@ def _ledger(folder: Path) -> tuple[Path, dict[str, int], float | None]:
 
 def run() -> list[str]:
     """Build (or reuse) the ledger, then time one HTML report over it against the target."""
-    from sandbox.seed import DEFAULT_NOW
     from sync.config import load_config
     from sync.ledger import open_ledger
     from sync.report import write_report
@@ -81,7 +83,7 @@ def run() -> list[str]:
     engine = open_ledger(f"sqlite:///{db}")
     try:
         started = time.perf_counter()
-        out = write_report(engine, config, folder / "report.html", now=DEFAULT_NOW)
+        out = write_report(engine, config, folder / "report.html", now=NOW)
         elapsed = time.perf_counter() - started
     finally:
         engine.dispose()

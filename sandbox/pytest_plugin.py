@@ -1,7 +1,9 @@
 """pytest fixtures that give any test a running sandbox (enable with ``pytest_plugins``).
 
 - ``sandbox_session``: one started ``SandboxServer`` with the demo world (seed 42) per test
-  session (per xdist worker); its ports are free ports chosen at start.
+  session (per xdist worker); its ports are free ports chosen at start. The world ends at the
+  start of the day the session started (UTC, ``world.now``): tests compute dates from it, or
+  build a world of their own with ``now`` pinned when their hand-computed figures need one.
 - ``sandbox``: that same server, reset before the test (counters zeroed, no faults or latency,
   demo world reloaded), so each test starts from the same state without paying for a start.
 - ``sandbox_readonly``: the same server with counters, faults and latency reset but the stores

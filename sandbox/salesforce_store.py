@@ -116,15 +116,17 @@ def _dml(code: str, message: str, fields: list[str] | None = None) -> dict[str, 
 
 
 class StoreClock:
-    """The org's clock: wall time unless frozen by a test, and it never goes backwards."""
+    """The org's clock: wall time (shifted by ``rebase``) unless frozen by a test; it never goes
+    backwards except on ``rebase``."""
 
     def __init__(self) -> None:
         self._frozen: datetime | None = None
         self._last: datetime | None = None
+        self._offset = timedelta(0)
 
     def now(self) -> datetime:
         """The current org time (UTC), never earlier than any time returned before."""
-        current = self._frozen or datetime.now(UTC)
+        current = self._frozen or datetime.now(UTC) + self._offset
         if self._last is not None and current < self._last:
             current = self._last
         self._last = current
@@ -145,16 +147,16 @@ class StoreClock:
         return target
 
     def release(self) -> None:
-        """Follow wall time again (still never going backwards)."""
+        """Run on again (still never going backwards)."""
         self._frozen = None
 
-    def floor(self, moment: datetime) -> None:
-        """Make sure later times are not earlier than ``moment`` (after loading seed data)."""
+    def rebase(self, moment: datetime) -> None:
+        """Restart the clock at ``moment``, even in the past, running on from there (a world
+        load: the org's present is the world's ``now``)."""
         moment = moment.astimezone(UTC)
-        if self._last is None or moment > self._last:
-            self._last = moment
-        if self._frozen is not None and self._frozen < moment:
-            self._frozen = moment
+        self._offset = moment - datetime.now(UTC)
+        self._frozen = None
+        self._last = moment
 
 
 class FieldTypeError(Exception):
@@ -992,8 +994,10 @@ class SalesforceStore:
     # ---------------------------------------------------------------- world
 
     def load_world(self, world: World) -> None:
-        """Project the seed world into Users, Accounts, Leads/Contacts, Opportunities, ..."""
+        """Project the seed world into Users, Accounts, Leads/Contacts, Opportunities, ...; the
+        org clock restarts at the world's ``now``."""
         with self.lock:
+            self.clock.rebase(world.now)
             ids = self.world_ids
             for owner_id, name, email in world.owners:
                 first, _, last = name.partition(" ")
@@ -1075,7 +1079,6 @@ class SalesforceStore:
                 )
             self._load_members(world, ids)
             self._load_history(world, ids)
-            self.clock.floor(world.now)
 
     def _load_person(self, person: Any, ids: dict[str, str]) -> None:
         owner = ids.get(person.owner_id, self.user_id)

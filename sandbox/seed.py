@@ -1,7 +1,25 @@
 """The seed generator: one integer seed -> one believable B2B company (a ``World``).
 
 The same seed (and size and ``now``) always yields an identical world: every draw comes from one
-``random.Random(seed)`` and nothing reads the clock. What the world holds, and why:
+``random.Random(seed)`` and, given ``now``, nothing reads the clock.
+
+Time: a world is built backwards from its ``now``. Every timestamp is ``now`` minus an offset that
+only the seed decides, and nothing depends on the calendar (an e-mail's name counts 30-day issues
+from its campaign's start, not calendar months). So a world has exactly the same content
+relative to its ``now`` whatever day ``now`` is: the same people, touches, MQLs and deals, and the
+same counts inside any window measured from ``now``. ``now=None`` means today: ``world_now()``,
+the start of the current UTC day. Midnight rather than the current second because the CRMs keep
+some values as dates (Opportunity CloseDate, Campaign StartDate/EndDate, Lead ConvertedDate):
+with ``now`` on midnight those dates sit on the same days relative to ``now`` and compare with the
+timestamps around them the same way every day (attribution counts the touches before a deal's
+CloseDate, for one). The emulators' store clocks start at ``world.now`` when a world is loaded
+and run forward from there, so whatever clients write is stamped after every seeded record and
+never after the wall clock. A pull whose window is measured back from the wall clock (up to a day
+past ``world.now``) must reach ``HISTORY`` plus a day to see every activity: the starter config
+of ``closedloop init``, which the demo uses too, sets ``initial_lookback_days: 200``.
+``SandboxServer(now=...)`` moves the whole sandbox to another day and ``closedloop demo --now``
+moves the demo with it (world, pipeline runs and report); tests that need a fixed date pass
+``now`` explicitly. What the world holds, and why:
 
 - 8 sales reps (owners), each with their own follow-up speed, so SLA reports differ per rep.
 - Accounts with domains, industries and sizes; people at those accounts, ~15% of them on
@@ -36,7 +54,7 @@ import itertools
 import math
 import random
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 from connectors.base import TouchKind
@@ -54,10 +72,10 @@ from sandbox.world import (
 
 __all__ = [
     "CAMPAIGN_CHANNELS",
-    "DEFAULT_NOW",
     "DEMO_PEOPLE",
     "DISQUALIFY_REASONS",
     "FREE_MAIL_DOMAINS",
+    "HISTORY",
     "LEAD_STATUSES",
     "LIFECYCLE_STAGES",
     "MQL_THRESHOLD",
@@ -65,12 +83,15 @@ __all__ = [
     "RECYCLE_REASONS",
     "generate",
     "people_for_size",
+    "world_now",
 ]
 
-DEFAULT_NOW = datetime(2026, 11, 1, tzinfo=UTC)
 DEMO_PEOPLE = 600
 MQL_THRESHOLD = 100
+# How far back the activities reach from ``now``.
 HISTORY = timedelta(days=182)
+# E-mail campaigns send numbered issues, one per this many days from the campaign's start.
+EMAIL_ISSUE_DAYS = 30
 
 LEAD_OPEN = "Open - Not Contacted"
 LEAD_MQL = "Marketing Qualified"
@@ -291,10 +312,19 @@ def people_for_size(size: str | int) -> int:
     return size
 
 
+def world_now(moment: datetime | None = None) -> datetime:
+    """The ``now`` of a world built at ``moment`` (default: the wall clock): its UTC midnight."""
+    current = moment if moment is not None else datetime.now(UTC)
+    if current.tzinfo is None:
+        raise ConfigError("the sandbox's 'now' must be timezone-aware (UTC)")
+    return datetime.combine(current.astimezone(UTC).date(), time(0), tzinfo=UTC)
+
+
 def generate(seed: int, size: str | int = "demo", now: datetime | None = None) -> World:
-    """Build the seed company for ``seed``; identical inputs always give an identical World."""
+    """Build the seed company for ``seed`` up to ``now`` (default: today, ``world_now()``);
+    identical inputs always give an identical World."""
     n_people = people_for_size(size)
-    moment = now or DEFAULT_NOW
+    moment = now if now is not None else world_now()
     if moment.tzinfo is None:
         raise ConfigError("the seed generator's 'now' must be timezone-aware (UTC)")
     return _Builder(seed, n_people, moment.astimezone(UTC)).build()
@@ -633,7 +663,8 @@ class _Builder:
             return
         channel = cplan.channel
         if channel == "email":
-            email_name = f"{cplan.asset} {at:%Y-%m}"
+            issue = (at - campaign.start_date).days // EMAIL_ISSUE_DAYS + 1
+            email_name = f"{cplan.asset} #{issue}"
             self._add(plan, TouchKind.EMAIL_SENT, at, campaign, email_name)
             if rng.random() < 0.03:
                 self._add(

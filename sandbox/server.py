@@ -27,6 +27,7 @@ import ssl
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -50,7 +51,7 @@ from sandbox.core import (
     make_tls_files,
     parse_faults,
 )
-from sandbox.seed import generate
+from sandbox.seed import generate, world_now
 from sandbox.world import World
 
 __all__ = [
@@ -216,10 +217,12 @@ class _SandboxApp:
 class SandboxServer:
     """The three emulators, seeded and served on loopback; use as a context manager.
 
-    ``seed=None`` starts empty stores; ``ports`` maps an API name to a port (absent or 0: a free
-    port); ``tls_dir`` is where the test CA and server certificate go (a temporary directory,
-    removed on stop, when omitted). ``builders`` replaces the vendor apps (tests of the
-    composition itself use small stand-ins).
+    ``seed=None`` starts empty stores; ``now`` says what day it is (default: today): the world
+    ends at that day's UTC midnight (``sandbox.seed.world_now``) and the store clocks start there
+    whenever the world is loaded (start, reset) and run on in real time; ``ports`` maps an API
+    name to a port (absent or 0: a free port); ``tls_dir`` is where the test CA and server
+    certificate go (a temporary directory, removed on stop, when omitted). ``builders`` replaces
+    the vendor apps (tests of the composition itself use small stand-ins).
     """
 
     def __init__(
@@ -227,6 +230,7 @@ class SandboxServer:
         seed: int | None = None,
         size: str | int = "demo",
         *,
+        now: datetime | None = None,
         faults: str | None = None,
         latency_ms: int = 0,
         fault_seed: int = 0,
@@ -245,7 +249,7 @@ class SandboxServer:
         self._state = SandboxState(faults=Faults(self._initial_rules, fault_seed))
         self._state.latency_ms = latency_ms
         self._initial_timeout_hold_s = self._state.timeout_hold_s
-        self._world = generate(seed, size) if seed is not None else None
+        self._world = generate(seed, size, world_now(now)) if seed is not None else None
         self._ports = dict(ports or {})
         self._tls_dir = tls_dir
         self._builders = dict(builders) if builders is not None else None

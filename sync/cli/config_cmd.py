@@ -121,12 +121,18 @@ connections:
     auth:
       method: private_app
       access_token_file: .closedloop/secrets/hubspot-access-token
+    # How far back a marketing pipeline's first pull reaches (default 180 days). The sandbox's
+    # world holds six months (182 days) ending at the start of today (UTC): 200 reads all of it.
+    initial_lookback_days: 200
 
   marketo:
     type: marketo
     base_url: http://127.0.0.1:8082       # a real instance: https://123-ABC-456.mktorest.com
     client_id: sandbox-marketo-id
     client_secret_file: .closedloop/secrets/marketo-client-secret
+    # How far back the first pull reaches (default 180 days). The sandbox's world holds six
+    # months (182 days) of activity ending at the start of today (UTC): 200 reads all of it.
+    initial_lookback_days: 200
 
 # Pipelines: touches (activity source -> CRM timelines), dispositions (CRM status changes ->
 # ledger), reconcile (CRM accounts, opportunities, contact roles -> ledger), recycle (ledger ->

@@ -8,6 +8,18 @@ reconcile from both CRMs), writes the closed-loop HTML report, prints what happe
 to look next, and exits 0.
 
 Pipelines whose connector is not installed in this build are skipped with a visible note.
+
+The demo is the same whatever day it runs. Its sandbox's world ends at the start of today (UTC)
+and holds the same company relative to that moment every day (``sandbox.seed`` says why
+midnight), and the demo plays out from there on one clock that starts at that midnight and runs
+in real time: the badge scans are dated relative to it, every pipeline run is dated by it (so
+each pull's ``until`` sits seconds after the world's end, wherever in the day the wall clock
+is), and the report is measured at the world's ``now``. The first Marketo pull reaches back
+further than the whole world (the starter config's ``initial_lookback_days``), so it reads every
+activity. ``--now`` (or ``CLOSEDLOOP_DEMO_NOW``) says what day it is instead, which moves all of
+the above together. Only what follows the calendar itself can differ: the report's per-month
+rows, and the page-view digests of the mappings, which group by local day in zones with
+daylight saving (how many roll-up records carry the same touches may differ by one or two).
 """
 
 from __future__ import annotations
@@ -16,7 +28,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -36,6 +48,7 @@ __all__ = [
     "NEXT_STEPS",
     "DemoResult",
     "demo_command",
+    "parse_now",
     "run_demo",
     "write_sandbox_config",
 ]
@@ -43,7 +56,10 @@ __all__ = [
 DEMO_SEED = 42
 DEFAULT_FOLDER = Path(".closedloop") / "demo"
 BADGE_SOURCE = "badge_scans"
-BADGE_CAMPAIGN = "Demo Expo 2026"
+BADGE_CAMPAIGN = "Demo Expo"
+# How long before the world's now the trade show of the badge-scan CSV was (its scans from 10:00).
+BADGE_SCAN_AGE = timedelta(days=171)
+NOW_ENV = "CLOSEDLOOP_DEMO_NOW"
 
 NEXT_STEPS: list[str] = [
     "the ledger (SQLite): {ledger}",
@@ -180,12 +196,17 @@ def _badge_csv(folder: Path, sandbox: SandboxServer) -> Path:
     """A small trade-show badge-scan export: known people, new people and one unreadable row."""
     world = sandbox.world
     people = [p for p in (world.people if world else []) if getattr(p, "email", None)]
+    opened = (world.now if world else datetime.now(UTC)) - BADGE_SCAN_AGE + timedelta(hours=10)
+
+    def at(minutes: int) -> str:
+        return (opened + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
     rows = ["Badge,Email,Scanned"]
     for n, person in enumerate(people[:: max(1, len(people) // 12)][:12]):
-        rows.append(f"B{1000 + n},{person.email},2026-05-14T10:{n:02d}:00Z")
+        rows.append(f"B{1000 + n},{person.email},{at(n)}")
     for n in range(4):
-        rows.append(f"B{2000 + n},visitor{n}@expo-guests.example,2026-05-14T11:{n:02d}:00Z")
-    rows.append("B3000,not-an-email,2026-05-14T12:00:00Z")
+        rows.append(f"B{2000 + n},visitor{n}@expo-guests.example,{at(60 + n)}")
+    rows.append(f"B3000,not-an-email,{at(120)}")
     path = folder / "badge-scans.csv"
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return path
@@ -221,8 +242,34 @@ def _prepare_crms(loaded: Config, connections: Any, say: Callable[..., None]) ->
                 say(f"[yellow]{name}: {check.name}: {check.detail} {check.remedy}[/]")
 
 
-def run_demo(folder: Path, *, console: Console | None = None) -> DemoResult:
-    """Run the demo in ``folder`` (its ledger is recreated) and return what it did."""
+def _running_clock(start: datetime) -> Callable[[], datetime]:
+    """A clock that reads ``start`` now and runs on in real time."""
+    began = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - began)
+
+
+def parse_now(text: str) -> datetime:
+    """``--now``: a date (2027-06-01) or an ISO time; a time without a zone is UTC."""
+    from connectors.errors import ConfigError
+
+    value = text.strip()
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(
+            f"--now: {text!r} is neither a date (2027-06-01) nor an ISO time (2027-06-01T09:30:00Z)"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def run_demo(
+    folder: Path, *, console: Console | None = None, now: datetime | None = None
+) -> DemoResult:
+    """Run the demo in ``folder`` (its ledger is recreated) and return what it did; ``now``
+    says what day it is (default: today), see the module docstring."""
+    from sandbox.seed import world_now
     from sandbox.server import SandboxServer
     from sync.cli.import_cmd import import_file
     from sync.config import load_config
@@ -231,12 +278,13 @@ def run_demo(folder: Path, *, console: Console | None = None) -> DemoResult:
     from sync.pipelines.runner import run_pipeline
 
     began = time.monotonic()
+    clock = _running_clock(world_now(now))  # from where the world ends; see the module doc
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("closedloop.db*"):
         stale.unlink()
     say = console.print if console is not None else (lambda *_a, **_k: None)
     say(f"starting the sandbox (seed {DEMO_SEED}: a demo company with a few months of activity)")
-    with SandboxServer(seed=DEMO_SEED) as sandbox:
+    with SandboxServer(seed=DEMO_SEED, now=clock()) as sandbox:
         config_path = write_sandbox_config(folder, sandbox)
         csv_path = _badge_csv(folder, sandbox)
         loaded = load_config(config_path)
@@ -244,7 +292,13 @@ def run_demo(folder: Path, *, console: Console | None = None) -> DemoResult:
         engine = open_ledger(url)
         result = DemoResult(folder, config_path, url, config=loaded, engine=engine)
         badge = loaded.connections[BADGE_SOURCE].settings
-        report = import_file(engine, csv_path, BADGE_SOURCE, badge)  # type: ignore[arg-type]
+        report = import_file(
+            engine,
+            csv_path,
+            BADGE_SOURCE,
+            badge,  # type: ignore[arg-type]
+            now=clock(),
+        )
         result.imported, result.import_rejects = report.imported, report.rejected
         say(f"imported {csv_path.name}: {report.imported} badge scans, {report.rejected} refused")
         with Connections(loaded) as connections:
@@ -255,7 +309,9 @@ def run_demo(folder: Path, *, console: Console | None = None) -> DemoResult:
                     say(f"[yellow]skipping {name}: {result.skipped[name]}[/]")
                     continue
                 say(f"running {name} ...")
-                result.summaries.append(run_pipeline(loaded, name, engine, connections=connections))
+                result.summaries.append(
+                    run_pipeline(loaded, name, engine, connections=connections, clock=clock)
+                )
         result.as_of = sandbox.world.now if sandbox.world is not None else None
         result.sandbox_calls = {
             api: sandbox.state.total_calls(api) for api in ("salesforce", "hubspot", "marketo")
@@ -310,12 +366,23 @@ def demo_command(
     keep: Annotated[
         bool, typer.Option("--keep/--clean", help="Keep the working folder afterwards.")
     ] = True,
+    now: Annotated[
+        str | None,
+        typer.Option(
+            "--now",
+            envvar=NOW_ENV,
+            help="Pretend today is this day (2027-06-01, or an ISO time in it): the sandbox's "
+            "world, the pipeline runs and the report move with it [default: today].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the whole loop once against the built-in sandbox and show what happened."""
     from sync.cli.sync_cmd import output_console, summary_table
 
+    moment = parse_now(now) if now is not None else None
     console = output_console()
-    result = run_demo(folder, console=console)
+    result = run_demo(folder, console=console, now=moment)
     console.print(summary_table(result.summaries, "Pipeline runs"))
     for s in result.summaries:
         for note in s.notes:

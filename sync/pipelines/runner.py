@@ -314,9 +314,11 @@ def _recycle(ctx: RunContext) -> None:
         ctx.add(key, value)
 
 
-def start_run(engine: Engine, name: str, fence: Fence | None) -> tuple[int, datetime]:
+def start_run(
+    engine: Engine, name: str, fence: Fence | None, *, clock: Callable[[], datetime] = utcnow
+) -> tuple[int, datetime]:
     """Insert the ``sync_run`` row of a new run of ``name``; returns its id and start time."""
-    started = utcnow()
+    started = clock()
     with engine.begin() as conn:
         run_id = int(
             conn.execute(
@@ -379,15 +381,19 @@ def run_pipeline(
     progress: Progress | None = None,
     connections: Connections | None = None,
     since: datetime | None = None,
+    clock: Callable[[], datetime] = utcnow,
 ) -> RunSummary:
-    """Run pipeline ``name`` once, batch by batch, and record the run; see the module doc."""
+    """Run pipeline ``name`` once, batch by batch, and record the run; see the module doc.
+
+    ``clock`` dates the run; its start is the ``until`` of every pull (the demo passes the
+    clock of its sandbox's world)."""
     from sync.connections import Connections
 
     pipeline = config.pipelines.get(name)
     if pipeline is None:
         known = ", ".join(sorted(config.pipelines)) or "(none)"
         raise ConfigError(f"no pipeline named {name!r}; configured pipelines: {known}")
-    run_id, started = start_run(engine, name, fence)
+    run_id, started = start_run(engine, name, fence, clock=clock)
     own_connections = connections is None
     conns = connections if connections is not None else Connections(config)
     calls_before = conns.api_calls()
@@ -412,7 +418,7 @@ def run_pipeline(
         calls_after = conns.api_calls()
         if own_connections:
             conns.close()
-    summary.finished_at = utcnow()
+    summary.finished_at = clock()
     summary.counts = dict(ctx.counts)
     summary.api_calls = {
         conn_name: calls_after[conn_name] - calls_before.get(conn_name, 0)

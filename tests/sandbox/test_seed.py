@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections import Counter, defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -13,7 +15,6 @@ from connectors.base import TouchKind
 from connectors.errors import ConfigError
 from sandbox.seed import (
     CAMPAIGN_CHANNELS,
-    DEFAULT_NOW,
     DISQUALIFY_REASONS,
     FREE_MAIL_DOMAINS,
     LEAD_STATUSES,
@@ -22,6 +23,7 @@ from sandbox.seed import (
     OPPORTUNITY_STAGES,
     RECYCLE_REASONS,
     generate,
+    world_now,
 )
 from sandbox.world import World
 
@@ -36,8 +38,43 @@ def _per_person(world: World) -> list[int]:
     return sorted((counts.get(p.id, 0) for p in world.people), reverse=True)
 
 
+def _relative(value: Any, now: datetime) -> Any:
+    """``value`` with every datetime replaced by its distance from ``now``."""
+    if isinstance(value, datetime):
+        return value - now
+    if isinstance(value, dict):
+        return {key: _relative(item, now) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_relative(item, now) for item in value]
+    return value
+
+
 def test_same_seed_builds_an_identical_world(world: World) -> None:
-    assert generate(42) == world
+    assert generate(42, now=world.now) == world
+
+
+def test_a_world_without_a_now_ends_at_the_start_of_today_utc() -> None:
+    before = world_now()
+    built = generate(1, size=20)
+    assert built.now in (before, world_now())  # the day may turn during the test
+    assert built.now.time() == time(0)
+    assert built.now.tzinfo == UTC
+    late = datetime(2027, 2, 28, 23, 30, 5, tzinfo=UTC)
+    assert world_now(late) == datetime(2027, 2, 28, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "later",
+    [timedelta(days=1), timedelta(days=365), timedelta(days=3 * 365 + 77)],
+    ids=["a-day-later", "a-year-later", "years-and-a-leap-day-later"],
+)
+def test_a_world_holds_the_same_company_relative_to_its_now_on_any_day(later: timedelta) -> None:
+    today = generate(42, now=world_now())
+    other = generate(42, now=today.now + later)
+    assert other.now == today.now + later
+    assert _relative(dataclasses.asdict(other), other.now) == _relative(
+        dataclasses.asdict(today), today.now
+    )
 
 
 def test_different_seeds_build_different_companies(world: World) -> None:
@@ -61,7 +98,6 @@ def test_demo_size_is_a_small_company(world: World) -> None:
     assert 550 <= len(world.people) <= 700
     assert 4_000 <= len(world.activities) <= 9_000
     assert len(world.owners) == 8
-    assert world.now == DEFAULT_NOW
 
 
 def test_an_integer_size_scales_people_and_activities() -> None:

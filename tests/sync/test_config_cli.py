@@ -164,6 +164,7 @@ def marketo_known(monkeypatch: pytest.MonkeyPatch) -> None:
         base_url: str
         client_id: str
         client_secret: SecretStr
+        initial_lookback_days: int = 180
 
     class _EntryPoint:
         def load(self) -> registry.ConnectorInfo:

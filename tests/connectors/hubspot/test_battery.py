@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,8 @@ MAPPING = Path(__file__).parents[3] / "mappings" / "marketo-hubspot.yaml"
 def rendered_touches(server: SandboxServer, count: int) -> list[RenderedTouch]:
     """Touches rendered by the shipped Marketo -> HubSpot mapping for contacts the portal holds."""
     mapping = load_mapping(MAPPING)
-    start = datetime(2026, 10, 1, 9, tzinfo=UTC)
+    assert server.world is not None
+    start = server.world.now - timedelta(days=31) + timedelta(hours=9)  # a month into the past
     touches = []
     contacts = known_contacts(server, 20)
     for i in range(count):

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from connectors.base import Cursor, Person, PersonKind, TouchKind
 from connectors.hubspot.connector import HubSpotConnector
 from connectors.testing import drain_touches
 from sandbox.hubspot import HubSpotStore
 from sandbox.server import SandboxServer
+from sync.cli.config_cmd import SANDBOX_CONFIG
 from sync.mapping import load_mapping
 from sync.recycle import HubSpotNurture
 from tests.connectors.hubspot.conftest import known_contacts
@@ -177,3 +180,18 @@ def test_a_shared_stage_is_written_as_the_mappings_first_lifecycle_stage_value(
     props = _contact(store, "sub@example.com")
     assert props["hs_lead_status"] == "NEW"
     assert props["lifecyclestage"] == "subscriber"
+
+
+def test_a_first_pull_with_the_starter_configs_lookback_reads_every_event_late_in_its_day(
+    portal_readonly: SandboxServer, reader: Connect
+) -> None:
+    # The world ends at midnight (UTC); a pull measured from the wall clock may start as late as
+    # the last second of that day and must still reach back to the world's first event.
+    assert portal_readonly.world is not None
+    starter = yaml.safe_load(SANDBOX_CONFIG)["connections"]["hubspot"]
+    last_second = portal_readonly.world.now + timedelta(days=1, seconds=-1)
+    lookback = starter["initial_lookback_days"]
+    touches, _ = drain_touches(reader(initial_lookback_days=lookback), Cursor(), last_second)
+    everything, _ = drain_touches(reader(initial_lookback_days=400), Cursor(), last_second)
+    assert [t.key for t in touches] == [t.key for t in everything]
+    assert min(t.occurred_at for t in touches) < last_second - timedelta(days=180)

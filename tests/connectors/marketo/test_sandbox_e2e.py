@@ -22,6 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
 from connectors.base import Cursor, Touch
 from connectors.errors import RateLimited
@@ -31,6 +32,7 @@ from connectors.ratelimit import ManualClock
 from connectors.testing import KitSpec, connector_battery, drain_touches
 from sandbox import credentials
 from sandbox.server import SandboxServer
+from sync.cli.config_cmd import SANDBOX_CONFIG
 
 SIX_MONTHS = timedelta(days=183)
 
@@ -241,3 +243,20 @@ def kit(sandbox: SandboxServer, store: Any) -> Iterator[KitSpec]:
 
 
 TestMarketoBattery = connector_battery()
+
+
+def test_a_first_pull_with_the_starter_configs_lookback_reads_the_whole_world_late_in_its_day(
+    sandbox: SandboxServer, store: Any
+) -> None:
+    # The world ends at midnight (UTC); a pull measured from the wall clock may start as late as
+    # the last second of that day and must still reach back to the world's first activity.
+    assert sandbox.world is not None
+    starter = yaml.safe_load(SANDBOX_CONFIG)["connections"]["marketo"]
+    store.page_slice = timedelta(days=3650)
+    last_second = sandbox.world.now + timedelta(days=1, seconds=-1)
+    settings = settings_for(sandbox, initial_lookback_days=starter["initial_lookback_days"])
+    with MarketoSource("marketo", settings) as source:
+        touches, _ = drain_touches(source, Cursor(), last_second)
+    assert len(touches) == len(sandbox.world.activities)
+    assert {t.key for t in touches} == {f"marketo:{a['marketoGUID']}" for a in store.activities}
+    assert min(t.occurred_at for t in touches) < last_second - timedelta(days=180)

@@ -6,6 +6,7 @@ import csv
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 import yaml
 from sqlalchemy import Engine, select
 
+from sandbox.seed import world_now
 from sandbox.server import SandboxServer
 from sync.cli.demo_cmd import write_sandbox_config
 from sync.cli.import_cmd import import_file
@@ -21,6 +23,9 @@ from sync.ledger import DeliveryRow, TouchRow, open_ledger
 
 BADGES = "badge_scans"
 CAMPAIGN = "Pipeline Expo"
+# The trade show of the badge scans: a day inside the history of the sandbox's world (which ends
+# at the start of today, UTC).
+SCAN_DAY = world_now() - timedelta(days=171)
 
 
 @dataclass
@@ -85,7 +90,7 @@ def badge_rows(emails: Sequence[str], start: int = 0, **extra: str) -> list[dict
         {
             "Badge": f"B{start + n}",
             "Email": email,
-            "Scanned": f"2026-05-14T{9 + (n // 60) % 10:02d}:{n % 60:02d}:00Z",
+            "Scanned": f"{SCAN_DAY:%Y-%m-%d}T{9 + (n // 60) % 10:02d}:{n % 60:02d}:00Z",
             **extra,
         }
         for n, email in enumerate(emails)

@@ -18,6 +18,7 @@ from sync.pipelines import run_pipeline
 from sync.pipelines.replay import replay_dead_letters
 from tests.sync.pipelines.conftest import (
     BADGES,
+    SCAN_DAY,
     Workspace,
     badge_pipeline,
     known_emails,
@@ -64,7 +65,7 @@ def _import(ws: Workspace, scans: Sequence[tuple[str, str]]) -> None:
         writer = csv.writer(handle)
         writer.writerow(["Badge", "Email", "Scanned", "Booth"])
         for n, (email, booth) in enumerate(scans):
-            writer.writerow([f"B{n}", email, f"2026-05-14T10:{n:02d}:00Z", booth])
+            writer.writerow([f"B{n}", email, f"{SCAN_DAY:%Y-%m-%d}T10:{n:02d}:00Z", booth])
     settings = ws.config.connections[BADGES].settings
     assert import_file(ws.engine, path, BADGES, settings).imported == len(scans)  # type: ignore[arg-type]
 

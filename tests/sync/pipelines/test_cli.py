@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -10,7 +11,13 @@ from typer.testing import CliRunner
 
 from connectors.errors import ConfigError
 from sync.cli.sync_cmd import _standalone
-from tests.sync.pipelines.conftest import BADGES, badge_pipeline, badge_rows, known_emails
+from tests.sync.pipelines.conftest import (
+    BADGES,
+    SCAN_DAY,
+    badge_pipeline,
+    badge_rows,
+    known_emails,
+)
 
 PIPELINE = "badges-to-salesforce"
 
@@ -89,8 +96,9 @@ def test_backfill_rejects_a_date_it_cannot_read(ws: Any) -> None:
 
 
 def test_backfill_from_a_date_is_idempotent(ws: Any) -> None:
-    first = _cli("backfill", "--since", "2026-01-01", "--config", str(ws.config_path))
-    second = _cli("backfill", "--since", "2026-01-01", "--config", str(ws.config_path))
+    since = f"{SCAN_DAY - timedelta(days=30):%Y-%m-%d}"  # before every scan
+    first = _cli("backfill", "--since", since, "--config", str(ws.config_path))
+    second = _cli("backfill", "--since", since, "--config", str(ws.config_path))
 
     assert first.exit_code == 0
     assert second.exit_code == 0

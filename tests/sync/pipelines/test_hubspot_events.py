@@ -17,7 +17,14 @@ from connectors.hubspot.events import event_id
 from sandbox.hubspot import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, HubSpotStore
 from sandbox.server import SandboxServer
 from sync.pipelines import run_pipeline
-from tests.sync.pipelines.conftest import BADGES, CAMPAIGN, Workspace, badge_rows, known_emails
+from tests.sync.pipelines.conftest import (
+    BADGES,
+    CAMPAIGN,
+    SCAN_DAY,
+    Workspace,
+    badge_rows,
+    known_emails,
+)
 
 PIPELINE = "badges-to-hubspot"
 TEMPLATE = "1001298"
@@ -118,7 +125,7 @@ def test_badge_scans_become_timeline_events_once_over_three_runs_and_a_crash(
     assert first["eventTemplateId"] == TEMPLATE
     assert first["tokens"] == {"event": CAMPAIGN, "notes": "met at the booth"}
     assert first["extraData"] == {"badge": "B0"}
-    assert first["timestamp"].startswith("2026-05-14T09:00:00")
+    assert first["timestamp"].startswith(f"{SCAN_DAY:%Y-%m-%d}T09:00:00")
 
 
 def test_behavioral_events_are_not_repeated_by_runs_after_the_ledger_confirmed_them(
