@@ -43,7 +43,7 @@ from sandbox import credentials
 from sandbox.core import SandboxState
 from sandbox.hubspot_clock import StoreClock, to_ms
 from sandbox.hubspot_schema import ASSOCIATION_TYPES, OBJECT_TYPE_IDS
-from sandbox.hubspot_store import HubSpotApiError, PortalData
+from sandbox.hubspot_store import TIMELINE_BATCH_LIMIT, HubSpotApiError, PortalData
 from sandbox.world import World
 
 __all__ = [
@@ -815,7 +815,7 @@ async def _timeline_one(request: Request, store: HubSpotStore) -> tuple[int, Any
 
 async def _timeline_batch(request: Request, store: HubSpotStore) -> tuple[int, Any]:
     body = _object_body(await _body(request))
-    inputs = store.data._check_batch(body.get("inputs"), 500)
+    inputs = store.data._check_batch(body.get("inputs"), TIMELINE_BATCH_LIMIT)
     started = store.clock.now()
     with store.lock:
         results = [store.data.timeline_event(item) for item in inputs]

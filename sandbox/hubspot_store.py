@@ -18,12 +18,14 @@ bytes. Callers hold ``lock`` around every call. Strictness mirrors the real API:
   custom objects, never for activities (calls, emails, meetings, notes, tasks): creating one on
   an activity is a 400 (developers.hubspot.com/changelog/unique-properties-for-contacts), so
   nothing ever deduplicates activities here, as in HubSpot;
-- search pages stop at 10,000 results (``after`` >= 10000 is a 400); a record is found by
-  search only ``search_index_lag_s`` after it was created: HubSpot's search index trails writes
-  by seconds (third-party reports; 0 by default, tests of recovery raise it); contacts are found
-  by their modification time on ``lastmodifieddate`` only (``_UNINDEXED``);
+- search pages stop at 10,000 results (``after`` >= 10000 is a 400) and a ``query`` holds at
+  most 3,000 characters; a record is found by search only ``search_index_lag_s`` after it was
+  created: HubSpot's search index trails writes by seconds (third-party reports; 0 by default,
+  tests of recovery raise it); contacts are found by their modification time on
+  ``lastmodifieddate`` only (``_UNINDEXED``);
 - v4 association batch reads page each record's associations on their own (``paging.next.after``
-  per result row, asked again as the input's ``after``).
+  per result row, asked again as the input's ``after``);
+- timeline event batches take at most 100 events.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ __all__ = [
     "BEHAVIORAL_BATCH_LIMIT",
     "HISTORY_BATCH_LIMIT",
     "SEARCH_RESULT_CAP",
+    "TIMELINE_BATCH_LIMIT",
     "HubSpotApiError",
     "PortalData",
 ]
@@ -75,6 +78,10 @@ HISTORY_BATCH_LIMIT = 50
 # POST /events/v3/send/batch: HubSpot's reference names no size; 500 is the limit integrators
 # document for it (RudderStack's HubSpot destination), and the sandbox holds callers to it.
 BEHAVIORAL_BATCH_LIMIT = 500
+# Timeline events batch create (v3): the v3 reference names no size; v1's batch took 100 events
+# at most (https://developers.hubspot.com/docs/methods/timeline/batch-create-or-update-events),
+# as every CRM batch does. Assumed to hold for v3 too: the sandbox refuses more.
+TIMELINE_BATCH_LIMIT = 100
 ASSOCIATION_READ_LIMIT = 1000
 # Associations one result row of a v4 batch read carries before it pages (``paging.next.after``
 # on that row). HubSpot documents per-row paging but no row size: this is **assumed** from the
@@ -85,6 +92,9 @@ ASSOCIATION_PAGE_LIMIT = 500
 ASSOCIATION_CREATE_LIMIT = 2000
 SEARCH_PAGE_LIMIT = 200
 SEARCH_RESULT_CAP = 10_000
+# PublicObjectSearchRequest.query holds at most 3,000 characters (OpenAPI,
+# CRM/Contacts/Rollouts/424/v3/contacts.json in HubSpot-public-api-spec-collection)
+SEARCH_QUERY_LIMIT = 3000
 LIST_PAGE_LIMIT = 100
 MAX_STRING_LENGTH = 65_536
 PORTAL_ID = 4_000_001
@@ -970,6 +980,13 @@ class PortalData:
         except SearchInputError as exc:
             raise HubSpotApiError(400, "VALIDATION_ERROR", str(exc)) from None
         query = str(body.get("query") or "").lower()
+        if len(query) > SEARCH_QUERY_LIMIT:
+            raise HubSpotApiError(
+                400,
+                "VALIDATION_ERROR",
+                f"The search query is {len(query)} characters long; it can be at most "
+                f"{SEARCH_QUERY_LIMIT} characters.",
+            )
         # Properties the search index does not hold for this type: filters see them unset.
         hidden = _UNINDEXED.get(object_type, frozenset()) & _named_in(body)
         indexed = time.monotonic()

@@ -304,3 +304,36 @@ def test_email_events_come_1000_a_page_with_offset_and_has_more(
     rest = _call(hub, "GET", "/email/public/v1/events", params={"offset": first["offset"]}).json()
     assert (len(first["events"]), first["hasMore"]) == (1000, True)
     assert (len(rest["events"]), rest["hasMore"]) == (1, False)
+
+
+def test_a_timeline_batch_takes_at_most_100_events(hub: tuple[HubSpotStore, str]) -> None:
+    [contact] = _contacts(hub, 1)
+    events = [
+        {"eventTemplateId": "1001", "objectId": contact, "id": f"e{i}", "tokens": {"n": str(i)}}
+        for i in range(101)
+    ]
+    path = "/crm/v3/timeline/events/batch/create"
+    too_many = _call(hub, "POST", path, json={"inputs": events})
+    assert too_many.status_code == 400
+    assert too_many.json()["category"] == "VALIDATION_ERROR"
+    assert "more than 100 inputs" in too_many.json()["message"]
+    assert not hub[0].data.timeline_events
+    assert _call(hub, "POST", path, json={"inputs": events[:100]}).status_code == 201
+    assert len(hub[0].data.timeline_events) == 100
+
+
+def test_a_search_query_takes_at_most_3000_characters(
+    hub: tuple[HubSpotStore, str], client: HubSpot
+) -> None:
+    _contacts(hub, 1)
+    found = client.crm.contacts.search_api.do_search(
+        PublicObjectSearchRequest(query="p" * 3000, limit=1)
+    )
+    assert found.total == 0
+    with pytest.raises(ContactsApiException) as raised:
+        client.crm.contacts.search_api.do_search(
+            PublicObjectSearchRequest(query="p" * 3001, limit=1)
+        )
+    assert raised.value.status == 400
+    assert '"category":"VALIDATION_ERROR"' in raised.value.body
+    assert "3000 characters" in raised.value.body
