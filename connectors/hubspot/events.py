@@ -343,7 +343,7 @@ class BehavioralEventWriter:
                 "behavioral events batch send",
                 api.send,
                 {"inputs": [self._input(t) for t in chunk]},
-                idempotent=False,  # HubSpot does not de-duplicate occurrences
+                idempotent=False,  # a repeat's fate is not documented (see the module docstring)
                 raw_failures=True,
             )
         except CallError as exc:
