@@ -15,6 +15,9 @@ this module adds what HubSpot does around every call: call counting and injected
   in, shared by all its tokens, no daily limit and no ``Daily`` headers;
 - CRM search: ``search_per_second`` (5) per second per account, outside the 10-s window, and
   its answers carry no rate-limit headers; over the limit it answers 429 ``SECONDLY``.
+
+An injected ``429`` fault answers as that limiter would answer the caller: ``SECONDLY`` without
+headers for a CRM search, else ``TEN_SECONDLY_ROLLING`` with the caller's app's headers.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from sandbox import credentials
 from sandbox.core import SandboxState
 from sandbox.hubspot_clock import StoreClock, to_ms
 from sandbox.hubspot_schema import ASSOCIATION_TYPES, OBJECT_TYPE_IDS
-from sandbox.hubspot_store import HubSpotApiError, PortalData
+from sandbox.hubspot_store import TIMELINE_BATCH_LIMIT, HubSpotApiError, PortalData
 from sandbox.world import World
 
 __all__ = [
@@ -92,6 +95,11 @@ _EMAIL_EVENT = {
     "email_bounce": "BOUNCE",
     "email_unsubscribe": "STATUSCHANGE",
 }
+
+
+def is_oauth(token: str) -> bool:
+    """Whether ``token`` is an OAuth (public app) token: anything but the private app's."""
+    return token != credentials.HUBSPOT_TOKEN
 
 
 class HubSpotStore:
@@ -166,7 +174,7 @@ class HubSpotStore:
     # --------------------------------------------------------------- rate limit
     def take_call(self, token: str, *, search: bool) -> tuple[str | None, dict[str, str]]:
         """Account one call: the breached policy (or None) and the rate-limit headers to send."""
-        oauth = token != credentials.HUBSPOT_TOKEN
+        oauth = is_oauth(token)
         now = time.monotonic()
         with self._rate_lock:
             breached: str | None = None
@@ -181,30 +189,49 @@ class HubSpotStore:
                     breached = "SECONDLY"
                 self._account(breached, oauth, seconds, now)
                 return breached, {}
-            # One 10-s window per private app, and one per OAuth app install: its tokens share it.
-            limit = self.oauth_rate_limit_max if oauth else self.rate_limit_max
-            window = self._windows.setdefault(f"oauth:{CLIENT_ID}" if oauth else token, deque())
-            while window and window[0] <= now - TEN_SECONDS:
-                window.popleft()
+            window, limit = self._window(token, now)
             if breached is None and len(window) >= limit:
                 breached = "TEN_SECONDLY_ROLLING"
             self._account(breached, oauth, window, now)
-            # The window is in time order: count its last second by bisection, not by a scan.
-            last_second = len(window) - bisect_right(window, now - 1.0)
-            secondly = max(1, limit // 10)
-            headers = {
-                "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(TEN_SECONDS * 1000)),
-                "X-HubSpot-RateLimit-Max": str(limit),
-                "X-HubSpot-RateLimit-Remaining": str(max(0, limit - len(window))),
-                "X-HubSpot-RateLimit-Secondly": str(secondly),
-                "X-HubSpot-RateLimit-Secondly-Remaining": str(max(0, secondly - last_second)),
-            }
-            if not oauth:
-                headers["X-HubSpot-RateLimit-Daily"] = str(self.daily_limit)
-                headers["X-HubSpot-RateLimit-Daily-Remaining"] = str(
-                    max(0, self.daily_limit - self._daily)
-                )
-            return breached, headers
+            return breached, self._headers(oauth, window, limit, now)
+
+    def exhausted_headers(self, token: str) -> dict[str, str]:
+        """The headers of a 10-s window ``token``'s app has just used up (an injected 429)."""
+        now = time.monotonic()
+        with self._rate_lock:
+            window, limit = self._window(token, now)
+            headers = self._headers(is_oauth(token), window, limit, now)
+        headers["X-HubSpot-RateLimit-Remaining"] = "0"
+        return headers
+
+    def _window(self, token: str, now: float) -> tuple[deque[float], int]:
+        """The 10-s window of ``token``'s app, pruned to ``now``, and that app's limit."""
+        # One window per private app, and one per OAuth app install: its tokens share it.
+        oauth = is_oauth(token)
+        limit = self.oauth_rate_limit_max if oauth else self.rate_limit_max
+        window = self._windows.setdefault(f"oauth:{CLIENT_ID}" if oauth else token, deque())
+        while window and window[0] <= now - TEN_SECONDS:
+            window.popleft()
+        return window, limit
+
+    def _headers(self, oauth: bool, window: deque[float], limit: int, now: float) -> dict[str, str]:
+        """The ``X-HubSpot-RateLimit-*`` headers of an answer; ``Daily`` ones for private apps."""
+        # The window is in time order: count its last second by bisection, not by a scan.
+        last_second = len(window) - bisect_right(window, now - 1.0)
+        secondly = max(1, limit // 10)
+        headers = {
+            "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(TEN_SECONDS * 1000)),
+            "X-HubSpot-RateLimit-Max": str(limit),
+            "X-HubSpot-RateLimit-Remaining": str(max(0, limit - len(window))),
+            "X-HubSpot-RateLimit-Secondly": str(secondly),
+            "X-HubSpot-RateLimit-Secondly-Remaining": str(max(0, secondly - last_second)),
+        }
+        if not oauth:
+            headers["X-HubSpot-RateLimit-Daily"] = str(self.daily_limit)
+            headers["X-HubSpot-RateLimit-Daily-Remaining"] = str(
+                max(0, self.daily_limit - self._daily)
+            )
+        return headers
 
     def _account(self, breached: str | None, oauth: bool, window: deque[float], now: float) -> None:
         """Count an admitted call in its window and the private daily total, or the refusal."""
@@ -483,27 +510,41 @@ def _error(
     )
 
 
-async def _fault(state: SandboxState, kind: str, store: HubSpotStore, token: str) -> Response:
+_RATE_LIMIT_MESSAGES = {
+    "TEN_SECONDLY_ROLLING": "You have reached your ten_secondly_rolling limit.",
+    "SECONDLY": "You have reached your secondly limit.",
+    "DAILY": "You have reached your daily limit.",
+}
+
+
+def _rate_limited(policy: str, token: str, search: bool, headers: dict[str, str]) -> Response:
+    """A 429 as HubSpot's limiter sends it to ``token``'s app type (or to a CRM search)."""
+    app = "oauth" if is_oauth(token) else "private-app"
+    body = {
+        "status": "error",
+        "message": _RATE_LIMIT_MESSAGES[policy],
+        "errorType": "RATE_LIMIT",
+        "correlationId": _correlation_id(),
+        "policyName": policy,
+        "requestId": _correlation_id(),
+        "groupName": f"publicapi:{'search' if search else app}:sandbox",
+    }
+    return _json(429, body, headers)
+
+
+async def _fault(
+    state: SandboxState, kind: str, store: HubSpotStore, token: str, *, search: bool = False
+) -> Response:
     if kind == "timeout":
         await asyncio.sleep(state.timeout_hold_s)
         return Response("upstream request timeout", status_code=504, media_type="text/plain")
     if kind == "429":
-        return _json(
-            429,
-            {
-                "status": "error",
-                "message": "You have reached your ten_secondly_rolling limit.",
-                "errorType": "RATE_LIMIT",
-                "correlationId": _correlation_id(),
-                "policyName": "TEN_SECONDLY_ROLLING",
-                "groupName": "publicapi:private-app:sandbox",
-            },
-            {
-                "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
-                "X-HubSpot-RateLimit-Max": str(store.rate_limit_max),
-                "X-HubSpot-RateLimit-Remaining": "0",
-            },
-        )
+        # What the real limiter answers this caller: CRM search its per-second policy with no
+        # headers; other calls the 10-s window of the caller's app, used up, with that app's
+        # headers (no Daily ones for an OAuth app).
+        if search:
+            return _rate_limited("SECONDLY", token, True, {})
+        return _rate_limited("TEN_SECONDLY_ROLLING", token, False, store.exhausted_headers(token))
     if kind == "403":
         return _error(
             403,
@@ -540,7 +581,7 @@ def _wrap(
         auth = request.headers.get("authorization", "")
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
         if kind is not None:
-            return await _fault(state, kind, store, token)
+            return await _fault(state, kind, store, token, search=search)
         verdict = store.token_state(token) if token else "missing"
         if verdict == "expired":
             return _error(
@@ -555,22 +596,7 @@ def _wrap(
             )
         breached, headers = store.take_call(token, search=search)
         if breached is not None:
-            message = {
-                "TEN_SECONDLY_ROLLING": "You have reached your ten_secondly_rolling limit.",
-                "SECONDLY": "You have reached your secondly limit.",
-                "DAILY": "You have reached your daily limit.",
-            }[breached]
-            app = "oauth" if token != credentials.HUBSPOT_TOKEN else "private-app"
-            body = {
-                "status": "error",
-                "message": message,
-                "errorType": "RATE_LIMIT",
-                "correlationId": _correlation_id(),
-                "policyName": breached,
-                "requestId": _correlation_id(),
-                "groupName": f"publicapi:{'search' if search else app}:sandbox",
-            }
-            return _json(429, body, headers)
+            return _rate_limited(breached, token, search, headers)
         try:
             status, body = await handler(request, store)
         except HubSpotApiError as exc:
@@ -789,7 +815,7 @@ async def _timeline_one(request: Request, store: HubSpotStore) -> tuple[int, Any
 
 async def _timeline_batch(request: Request, store: HubSpotStore) -> tuple[int, Any]:
     body = _object_body(await _body(request))
-    inputs = store.data._check_batch(body.get("inputs"), 500)
+    inputs = store.data._check_batch(body.get("inputs"), TIMELINE_BATCH_LIMIT)
     started = store.clock.now()
     with store.lock:
         results = [store.data.timeline_event(item) for item in inputs]

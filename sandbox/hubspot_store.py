@@ -18,12 +18,17 @@ bytes. Callers hold ``lock`` around every call. Strictness mirrors the real API:
   custom objects, never for activities (calls, emails, meetings, notes, tasks): creating one on
   an activity is a 400 (developers.hubspot.com/changelog/unique-properties-for-contacts), so
   nothing ever deduplicates activities here, as in HubSpot;
-- search pages stop at 10,000 results (``after`` >= 10000 is a 400); a record is found by
-  search only ``search_index_lag_s`` after it was created: HubSpot's search index trails writes
-  by seconds (third-party reports; 0 by default, tests of recovery raise it); contacts are found
-  by their modification time on ``lastmodifieddate`` only (``_UNINDEXED``);
+- search pages stop at 10,000 results (``after`` >= 10000 is a 400) and a ``query`` holds at
+  most 3,000 characters; a record is found by search only ``search_index_lag_s`` after it was
+  created: HubSpot's search index trails writes by seconds (third-party reports; 0 by default,
+  tests of recovery raise it); contacts are found by their modification time on
+  ``lastmodifieddate`` only (``_UNINDEXED``);
 - v4 association batch reads page each record's associations on their own (``paging.next.after``
-  per result row, asked again as the input's ``after``).
+  per result row, asked again as the input's ``after``);
+- timeline event batches take at most 100 events; custom event occurrences keep HubSpot's
+  documented limits (``pe<HubID>_<name>`` event names, at most 50 properties with lowercase
+  names of up to 50 characters, values of up to 256 characters or 1,024 for url/referrer/link
+  properties, a readable ``occurredAt``), and a batch of them is refused whole for one bad one.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ __all__ = [
     "BEHAVIORAL_BATCH_LIMIT",
     "HISTORY_BATCH_LIMIT",
     "SEARCH_RESULT_CAP",
+    "TIMELINE_BATCH_LIMIT",
     "HubSpotApiError",
     "PortalData",
 ]
@@ -72,9 +78,13 @@ __all__ = [
 BATCH_LIMIT = 100
 # Batch reads asking for propertiesWithHistory take fewer inputs (HubSpot's own error message).
 HISTORY_BATCH_LIMIT = 50
-# POST /events/v3/send/batch: HubSpot's reference names no size; 500 is the limit integrators
-# document for it (RudderStack's HubSpot destination), and the sandbox holds callers to it.
+# POST /events/v3/send/batch takes 500 occurrences a call (the custom events guide, Limits:
+# https://developers.hubspot.com/docs/api-reference/legacy/events/send-event-data/guide).
 BEHAVIORAL_BATCH_LIMIT = 500
+# Timeline events batch create (v3): the v3 reference names no size; v1's batch took 100 events
+# at most (https://developers.hubspot.com/docs/methods/timeline/batch-create-or-update-events),
+# as every CRM batch does. Assumed to hold for v3 too: the sandbox refuses more.
+TIMELINE_BATCH_LIMIT = 100
 ASSOCIATION_READ_LIMIT = 1000
 # Associations one result row of a v4 batch read carries before it pages (``paging.next.after``
 # on that row). HubSpot documents per-row paging but no row size: this is **assumed** from the
@@ -85,6 +95,9 @@ ASSOCIATION_PAGE_LIMIT = 500
 ASSOCIATION_CREATE_LIMIT = 2000
 SEARCH_PAGE_LIMIT = 200
 SEARCH_RESULT_CAP = 10_000
+# PublicObjectSearchRequest.query holds at most 3,000 characters (OpenAPI,
+# CRM/Contacts/Rollouts/424/v3/contacts.json in HubSpot-public-api-spec-collection)
+SEARCH_QUERY_LIMIT = 3000
 LIST_PAGE_LIMIT = 100
 MAX_STRING_LENGTH = 65_536
 PORTAL_ID = 4_000_001
@@ -195,6 +208,67 @@ _UNINDEXED: dict[str, frozenset[str]] = {"contacts": frozenset({"hs_lastmodified
 # The modification time ``render`` adds to the properties asked for, as it adds the creation time.
 MODIFIED = "hs_lastmodifieddate"
 _MODIFIED = {"contacts": "lastmodifieddate"}
+
+
+# Custom event occurrences (POST /events/v3/send and /send/batch): a request over one of the
+# limits HubSpot lists fails
+# (https://developers.hubspot.com/docs/api-reference/legacy/events/send-event-data/guide, section
+# Limits), and names and values follow the rules of event definitions
+# (https://developers.hubspot.com/docs/api-reference/legacy/events/define-events/guide).
+EVENT_PROPERTY_LIMIT = 50  # properties per occurrence
+EVENT_NAME_LENGTH = 50  # an event's or a property's internal name
+EVENT_VALUE_LENGTH = 256  # a property value ...
+EVENT_URL_VALUE_LENGTH = 1024  # ... whose property name has url, referrer or link in it
+_EVENT_PROPERTY_NAME = re.compile(r"[a-z][a-z0-9_]*")
+# The fully qualified name: pe{HubID}_{name}, the name as an event definition's internal name.
+_EVENT_NAME = re.compile(rf"pe[0-9]+_[a-z][a-z0-9_]{{0,{EVENT_NAME_LENGTH - 1}}}")
+
+
+def _occurrence_problem(body: dict[str, Any]) -> str | None:
+    """Why HubSpot refuses this custom event occurrence under its documented limits, or None."""
+    name = str(body["eventName"])
+    if not _EVENT_NAME.fullmatch(name):
+        return (
+            f"Event {name!r} is not a custom event's fully qualified name, "
+            f"pe<HubID>_<name> with a name of at most {EVENT_NAME_LENGTH} lowercase letters, "
+            "digits and underscores."
+        )
+    stamp = body.get("occurredAt")
+    readable = isinstance(stamp, int) or (
+        isinstance(stamp, str) and parse_datetime_ms(stamp) is not None
+    )
+    if stamp is not None and (isinstance(stamp, bool) or not readable):
+        return f"occurredAt {stamp!r} is neither an ISO 8601 datetime nor epoch milliseconds."
+    properties = body.get("properties", {})
+    if not isinstance(properties, dict):
+        return "properties must be an object of property names and values."
+    if len(properties) > EVENT_PROPERTY_LIMIT:
+        return (
+            f"The occurrence has {len(properties)} properties; an event occurrence can have at "
+            f"most {EVENT_PROPERTY_LIMIT} properties."
+        )
+    for prop, value in properties.items():
+        if len(prop) > EVENT_NAME_LENGTH:
+            return (
+                f"Property name {prop!r} has {len(prop)} characters; a property's internal name "
+                f"can have at most {EVENT_NAME_LENGTH} characters."
+            )
+        if not re.match("[A-Za-z]", prop):
+            return f"Property name {prop!r} must start with a letter."
+        if not _EVENT_PROPERTY_NAME.fullmatch(prop):
+            return (
+                f"Property name {prop!r} may hold only lowercase letters a-z, digits and "
+                "underscores."
+            )
+        text = value if isinstance(value, str) else json.dumps(value)
+        url_like = any(word in prop for word in ("url", "referrer", "link"))
+        limit = EVENT_URL_VALUE_LENGTH if url_like else EVENT_VALUE_LENGTH
+        if len(text) > limit:
+            return (
+                f"The value of property {prop!r} is {len(text)} characters long; it can be at "
+                f"most {limit} characters."
+            )
+    return None
 
 
 def _named_in(body: dict[str, Any]) -> set[str]:
@@ -970,6 +1044,13 @@ class PortalData:
         except SearchInputError as exc:
             raise HubSpotApiError(400, "VALIDATION_ERROR", str(exc)) from None
         query = str(body.get("query") or "").lower()
+        if len(query) > SEARCH_QUERY_LIMIT:
+            raise HubSpotApiError(
+                400,
+                "VALIDATION_ERROR",
+                f"The search query is {len(query)} characters long; it can be at most "
+                f"{SEARCH_QUERY_LIMIT} characters.",
+            )
         # Properties the search index does not hold for this type: filters see them unset.
         hidden = _UNINDEXED.get(object_type, frozenset()) & _named_in(body)
         indexed = time.monotonic()
@@ -1407,6 +1488,9 @@ class PortalData:
             raise HubSpotApiError(
                 400, "VALIDATION_ERROR", "One of email, objectId or utk is required."
             )
+        problem = _occurrence_problem(body)
+        if problem is not None:
+            raise HubSpotApiError(400, "VALIDATION_ERROR", problem)
 
     def email_events_page(self, params: dict[str, str]) -> dict[str, Any]:
         """GET /email/public/v1/events: newest first, ``offset``/``hasMore`` paging, filters."""

@@ -178,7 +178,9 @@ class HubSpotClient:
             self.window.calls = min(self.settings.burst_limit_per_10s, burst)
         remaining = _int_header(headers, "X-HubSpot-RateLimit-Remaining")
         if remaining is not None and remaining <= 0:
-            # Other integrations share the portal's window: wait until our oldest call leaves.
+            # HubSpot counts the 10-s window per private app, or per OAuth app per account it is
+            # installed in: only other processes using the same app (another closedloop run, a
+            # script with the same token) spend it beside us. Wait until our oldest call leaves.
             self.window.hold(self.window.time_until_free())
         if self.quota is None:
             return
@@ -291,8 +293,10 @@ class HubSpotClient:
                     if rate_waits > self.settings.max_rate_waits:
                         raise RateLimited(
                             f"HubSpot {what} was still rate limited after "
-                            f"{self.settings.max_rate_waits} waits; other integrations may be "
-                            "using this portal's burst limit",
+                            f"{self.settings.max_rate_waits} waits; another process using the "
+                            "same app (another closedloop run, or a script with this app's "
+                            "token) may be spending its 10-second limit: stop it or lower "
+                            "burst_limit_per_10s",
                             retry_after=failure.retry_after or 10.0,
                         ) from None
                     self._wait(failure, search)
@@ -328,8 +332,9 @@ class HubSpotClient:
         if failure.policy == "SECONDLY" or search:
             self.search_window.hold(failure.retry_after or 1.0)
             return
-        # Our own count may be low when other integrations share the portal: hold every caller
-        # until the oldest call we know of leaves the window (a whole interval if none).
+        # Our own count may be low when other processes use the same app (its window is per app,
+        # not per portal): hold every caller until the oldest call we know of leaves the window
+        # (a whole interval if none).
         interval = failure.retry_after or 10.0
         self.window.hold(min(interval, self.window.time_until_free()))
 

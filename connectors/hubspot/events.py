@@ -27,24 +27,32 @@ re-sending is always safe, and the writer never needs to read before writing:
   repeat can only conflict, never duplicate), and a conflict then settles as above.
 
 **Custom behavioral events** (target ``behavioral_event``, Marketing Hub Enterprise) go through
-``POST /events/v3/send/batch`` (the SDK's ``events.send.batch_api``), 500 occurrences per call:
-HubSpot's reference states no batch size and 500 is the figure integrators document for it. The
-call answers 204 with no body, so it has no per-input results: closedloop takes a 400 as the
+``POST /events/v3/send/batch`` (the SDK's ``events.send.batch_api``), 500 occurrences per call,
+the batch size HubSpot's custom events guide documents. Before sending, each occurrence is held
+to the limits HubSpot's custom event guides document (``occurrence_problem``: the event's fully
+qualified name, at most 50 properties, property names, value lengths): one over them fails
+alone with the limit it breaks and how to fix the mapping, instead of getting its whole batch
+refused. When
+the first ten such failures say the same thing and nothing was accepted (a property or event
+name the mapping gets wrong), the push stops with a ``ConfigError`` before anything is sent.
+The call answers 204 with no body, so it has no per-input results: closedloop takes a 400 as the
 whole batch refused (nothing recorded) and halves it until the invalid occurrences stand alone,
-reported as failed with HubSpot's message, the rest sent. HubSpot does not de-duplicate
-occurrences (the body's ``uuid``, sent as a deterministic id of the touch key, is not documented
-to de-duplicate), so this sink is **at-least-once**: the engine never re-sends a touch the ledger
+reported as failed with HubSpot's message, the rest sent. HubSpot's reference says an occurrence
+whose ``uuid`` the event already took within a year is rejected, but not how (an error for the
+batch, or a silent drop); closedloop sends a deterministic ``uuid`` of the touch key and does
+not rely on that, so this sink is **at-least-once**: the engine never re-sends a touch the ledger
 confirmed, but a crash between a send and the ledger commit, or an answer lost in transit, can
-record a batch twice. A call whose outcome is unknown is not repeated here; its touches are left
+send a batch twice. A call whose outcome is unknown is not repeated here; its touches are left
 without a result, which the engine records as failed and tries again on the next run.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from connectors.base import DeliveryResult, RenderedTouch
@@ -61,6 +69,7 @@ __all__ = [
     "BehavioralEventWriter",
     "TimelineEventWriter",
     "event_id",
+    "occurrence_problem",
 ]
 
 TIMELINE_EVENT = "timeline_event"
@@ -73,6 +82,18 @@ TIMELINE_AUTH_REMEDY = (
     "refresh_token from installing it in this portal (a private app token cannot create them; "
     "the developer API key only manages event templates)"
 )
+# HubSpot's limits on one custom event occurrence; a request over any of them fails. Batch size,
+# property count and value lengths (section Limits):
+# https://developers.hubspot.com/docs/api-reference/legacy/events/send-event-data/guide
+# Event and property names, and the longer values of url/referrer/link properties:
+# https://developers.hubspot.com/docs/api-reference/legacy/events/define-events/guide
+EVENT_PROPERTIES_MAX = 50
+EVENT_NAME_MAX = 50  # the internal name of an event or of one of its properties
+EVENT_VALUE_MAX = 256
+EVENT_URL_VALUE_MAX = 1024  # for a property whose name has url, referrer or link in it
+_URL_WORDS = ("url", "referrer", "link")
+_PROPERTY_NAME = re.compile(rf"[a-z][a-z0-9_]{{0,{EVENT_NAME_MAX - 1}}}")
+_EVENT_NAME = re.compile(rf"pe[0-9]+_[a-z][a-z0-9_]{{0,{EVENT_NAME_MAX - 1}}}")  # pe<HubID>_<name>
 # A fixed namespace: the same touch key gives the same event id in every process and release.
 _NAMESPACE = uuid.UUID("6f1c9a52-3c1e-5e0b-9d43-1c0a7e1b5c2d")
 
@@ -80,6 +101,42 @@ _NAMESPACE = uuid.UUID("6f1c9a52-3c1e-5e0b-9d43-1c0a7e1b5c2d")
 def event_id(key: str) -> str:
     """The event id of the touch ``key``: stable, so a re-send is refused, not duplicated."""
     return f"closedloop-{uuid.uuid5(_NAMESPACE, key)}"
+
+
+def occurrence_problem(payload: Mapping[str, Any]) -> str | None:
+    """Why HubSpot would refuse this custom event occurrence under its documented limits."""
+    name = payload.get("eventName")
+    if isinstance(name, str) and not _EVENT_NAME.fullmatch(name):
+        return (
+            f"event name {name!r} is not a custom event's fully qualified name, pe<HubID>_<name> "
+            f"(the name at most {EVENT_NAME_MAX} lowercase letters, digits and underscores): set "
+            "the mapping's event.name to the event's fullyQualifiedName"
+        )
+    properties = payload.get("properties") or {}
+    if len(properties) > EVENT_PROPERTIES_MAX:
+        return (
+            f"{len(properties)} properties; HubSpot takes at most {EVENT_PROPERTIES_MAX} "
+            "properties per custom event occurrence: map fewer fields in the mapping"
+        )
+    for prop, value in properties.items():
+        if not _PROPERTY_NAME.fullmatch(prop):
+            return (
+                f"property name {prop!r} is not a custom event property's internal name (a "
+                f"lowercase letter, then lowercase letters, digits and underscores, at most "
+                f"{EVENT_NAME_MAX} characters): name the mapping's field after the event "
+                "property's internal name"
+            )
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        longer = any(word in prop for word in _URL_WORDS)
+        limit = EVENT_URL_VALUE_MAX if longer else EVENT_VALUE_MAX
+        if len(text) > limit:
+            return (
+                f"property {prop} holds {len(text)} characters; HubSpot takes at most {limit} "
+                f"characters in a custom event property"
+                + (" whose name has url, referrer or link in it" if longer else "")
+                + ": shorten it in the mapping (a truncate transform)"
+            )
+    return None
 
 
 def _text(value: Any) -> str:
@@ -111,9 +168,9 @@ class _Refusals:
         self.alike[message] += 1
         if not self.accepted and self.alike[message] >= ALL_REFUSED_AFTER:
             raise ConfigError(
-                f"HubSpot refused the first {ALL_REFUSED_AFTER} {self.what} alike and accepted "
-                f"none: {message}; check the mapping's event section (template id or event "
-                "name) against the portal; nothing more was sent"
+                f"HubSpot's rules refused the first {ALL_REFUSED_AFTER} {self.what} alike and "
+                f"none was accepted: {message}; check the mapping's event section (template id "
+                "or event name) and fields against the portal; nothing more was sent"
             )
 
 
@@ -248,7 +305,7 @@ class BehavioralEventWriter:
         """
         unique, results, sendable = _split(self.sink, touches)
         self._refusals = _Refusals("behavioral events")
-        for chunk in chunks(sendable, BEHAVIORAL_BATCH_LIMIT):
+        for chunk in chunks(self._within_limits(sendable, results), BEHAVIORAL_BATCH_LIMIT):
             try:
                 self._send(chunk, results)
             except ClosedloopError:
@@ -256,6 +313,22 @@ class BehavioralEventWriter:
                     raise
                 break
         return [results[key] for key in unique if key in results]
+
+    def _within_limits(
+        self, touches: list[RenderedTouch], results: dict[str, DeliveryResult]
+    ) -> list[RenderedTouch]:
+        """The touches within HubSpot's limits; each other one fails alone, with its reason."""
+        within: list[RenderedTouch] = []
+        for touch in touches:
+            problem = occurrence_problem(touch.payload)
+            if problem is None:
+                within.append(touch)
+                continue
+            self._refusals.refused(problem)
+            results[touch.key] = DeliveryResult(
+                touch.key, self.sink, False, error_code="VALIDATION_ERROR", error_message=problem
+            )
+        return within
 
     def _input(self, touch: RenderedTouch) -> dict[str, Any]:
         body = {k: v for k, v in touch.payload.items() if v is not None}
@@ -270,7 +343,7 @@ class BehavioralEventWriter:
                 "behavioral events batch send",
                 api.send,
                 {"inputs": [self._input(t) for t in chunk]},
-                idempotent=False,  # HubSpot does not de-duplicate occurrences
+                idempotent=False,  # a repeat's fate is not documented (see the module docstring)
                 raw_failures=True,
             )
         except CallError as exc:

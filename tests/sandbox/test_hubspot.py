@@ -756,3 +756,33 @@ def test_injected_429_fault_uses_hubspot_shape(hub: tuple[HubSpotStore, str, San
     state.faults.configure([])
     assert answer.status_code == 429
     assert answer.json()["policyName"] == "TEN_SECONDLY_ROLLING"
+
+
+def test_an_injected_429_answers_as_the_callers_app_type_would_be_limited(
+    hub: tuple[HubSpotStore, str, SandboxState],
+) -> None:
+    store, url, state = hub
+    with httpx.Client(base_url=url) as http:
+        oauth = {"Authorization": f"Bearer {_mint(http)}"}
+        private = {"Authorization": f"Bearer {credentials.HUBSPOT_TOKEN}"}
+        state.faults.configure([FaultRule("hubspot", "429", 1.0)])
+        by_oauth = http.get("/crm/v3/owners/", headers=oauth)
+        by_private_app = http.get("/crm/v3/owners/", headers=private)
+        searched = http.post("/crm/v3/objects/contacts/search", headers=private, json={})
+        state.faults.configure([])
+    assert [a.status_code for a in (by_oauth, by_private_app, searched)] == [429, 429, 429]
+    # An OAuth app: its own 10-s limit (110), no daily limit and so no Daily headers.
+    assert by_oauth.json()["policyName"] == "TEN_SECONDLY_ROLLING"
+    assert by_oauth.json()["groupName"] == "publicapi:oauth:sandbox"
+    assert by_oauth.headers["X-HubSpot-RateLimit-Max"] == str(store.oauth_rate_limit_max)
+    assert by_oauth.headers["X-HubSpot-RateLimit-Remaining"] == "0"
+    assert "X-HubSpot-RateLimit-Daily" not in by_oauth.headers
+    assert "X-HubSpot-RateLimit-Daily-Remaining" not in by_oauth.headers
+    # The private app: its 10-s limit (190) and the account's daily headers, as on every answer.
+    assert by_private_app.json()["groupName"] == "publicapi:private-app:sandbox"
+    assert by_private_app.headers["X-HubSpot-RateLimit-Max"] == str(store.rate_limit_max)
+    assert by_private_app.headers["X-HubSpot-RateLimit-Daily"] == str(store.daily_limit)
+    assert "X-HubSpot-RateLimit-Daily-Remaining" in by_private_app.headers
+    # CRM search: its own per-second policy, and no rate-limit headers at all.
+    assert searched.json()["policyName"] == "SECONDLY"
+    assert not [h for h in searched.headers if h.lower().startswith("x-hubspot-ratelimit")]

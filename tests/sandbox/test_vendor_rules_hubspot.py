@@ -304,3 +304,96 @@ def test_email_events_come_1000_a_page_with_offset_and_has_more(
     rest = _call(hub, "GET", "/email/public/v1/events", params={"offset": first["offset"]}).json()
     assert (len(first["events"]), first["hasMore"]) == (1000, True)
     assert (len(rest["events"]), rest["hasMore"]) == (1, False)
+
+
+def test_a_timeline_batch_takes_at_most_100_events(hub: tuple[HubSpotStore, str]) -> None:
+    [contact] = _contacts(hub, 1)
+    events = [
+        {"eventTemplateId": "1001", "objectId": contact, "id": f"e{i}", "tokens": {"n": str(i)}}
+        for i in range(101)
+    ]
+    path = "/crm/v3/timeline/events/batch/create"
+    too_many = _call(hub, "POST", path, json={"inputs": events})
+    assert too_many.status_code == 400
+    assert too_many.json()["category"] == "VALIDATION_ERROR"
+    assert "more than 100 inputs" in too_many.json()["message"]
+    assert not hub[0].data.timeline_events
+    assert _call(hub, "POST", path, json={"inputs": events[:100]}).status_code == 201
+    assert len(hub[0].data.timeline_events) == 100
+
+
+def _occurrence(**changes: Any) -> dict[str, Any]:
+    return {"eventName": "pe123_content_downloaded", "objectId": "1", "properties": {}} | changes
+
+
+@pytest.mark.parametrize(
+    "accepted",
+    [
+        _occurrence(properties={f"p{i}": "x" for i in range(50)}),
+        _occurrence(properties={"asset_name": "x" * 256}),
+        _occurrence(properties={"hs_page_url": "x" * 1024, "hs_referrer": "x" * 1024}),
+        _occurrence(properties={"download_link": "x" * 1024, "a" * 50: "1", "hs_screen_width": 9}),
+        _occurrence(occurredAt="2026-05-14T10:00:00Z"),
+        _occurrence(occurredAt=1_780_000_000_000),
+        _occurrence(occurredAt="2001-01-01T00:00:00Z"),
+        _occurrence(eventName="pe1_" + "a" * 50),
+    ],
+    ids=["50 properties", "256 characters", "url and referrer 1024", "link 1024, name of 50",
+         "iso occurredAt", "epoch ms occurredAt", "occurredAt years back", "name of 50"],
+)  # fmt: skip
+def test_a_custom_event_within_hubspots_limits_is_recorded(
+    hub: tuple[HubSpotStore, str], accepted: dict[str, Any]
+) -> None:
+    answer = _call(hub, "POST", "/events/v3/send", json=accepted)
+    assert answer.status_code == 204, answer.text
+    assert hub[0].data.behavioral_events == [accepted]
+
+
+@pytest.mark.parametrize(
+    ("refused", "reason"),
+    [
+        (_occurrence(properties={f"p{i}": "x" for i in range(51)}), "at most 50 properties"),
+        (_occurrence(properties={"asset_name": "x" * 257}), "at most 256 characters"),
+        (_occurrence(properties={"hs_page_url": "x" * 1025}), "at most 1024 characters"),
+        (_occurrence(properties={"a" * 51: "1"}), "at most 50 characters"),
+        (_occurrence(properties={"Asset_Name": "x"}), "lowercase letters"),
+        (_occurrence(properties={"1st_asset": "x"}), "start with a letter"),
+        (_occurrence(properties={"asset-name": "x"}), "lowercase letters"),
+        (_occurrence(eventName="content_downloaded"), "pe<HubID>_<name>"),
+        (_occurrence(eventName="pe123_Content"), "pe<HubID>_<name>"),
+        (_occurrence(eventName="pe1_" + "a" * 51), "pe<HubID>_<name>"),
+        (_occurrence(occurredAt="last tuesday"), "occurredAt"),
+        (_occurrence(properties=["asset_name"]), "properties"),
+    ],
+    ids=["51 properties", "257 characters", "url 1025", "name of 51", "uppercase name",
+         "name starting with a digit", "hyphen in name", "no pe prefix", "uppercase event name",
+         "event name of 51", "unreadable occurredAt", "properties not an object"],
+)  # fmt: skip
+def test_a_custom_event_beyond_hubspots_limits_is_refused_and_its_batch_with_it(
+    hub: tuple[HubSpotStore, str], refused: dict[str, Any], reason: str
+) -> None:
+    alone = _call(hub, "POST", "/events/v3/send", json=refused)
+    assert alone.status_code == 400
+    assert alone.json()["category"] == "VALIDATION_ERROR"
+    assert reason in alone.json()["message"]
+    batch = _call(hub, "POST", "/events/v3/send/batch", json={"inputs": [_occurrence(), refused]})
+    assert batch.status_code == 400
+    assert reason in batch.json()["message"]
+    assert hub[0].data.behavioral_events == []
+
+
+def test_a_search_query_takes_at_most_3000_characters(
+    hub: tuple[HubSpotStore, str], client: HubSpot
+) -> None:
+    _contacts(hub, 1)
+    found = client.crm.contacts.search_api.do_search(
+        PublicObjectSearchRequest(query="p" * 3000, limit=1)
+    )
+    assert found.total == 0
+    with pytest.raises(ContactsApiException) as raised:
+        client.crm.contacts.search_api.do_search(
+            PublicObjectSearchRequest(query="p" * 3001, limit=1)
+        )
+    assert raised.value.status == 400
+    assert '"category":"VALIDATION_ERROR"' in raised.value.body
+    assert "3000 characters" in raised.value.body

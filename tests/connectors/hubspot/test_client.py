@@ -61,6 +61,20 @@ def test_a_429_waits_the_interval_and_repeats_the_call(
     assert sum(clock.sleeps) >= 30.0
 
 
+def test_a_burst_limit_that_stays_spent_blames_processes_sharing_the_app_not_the_portal(
+    portal_readonly: SandboxServer, reader: Connect
+) -> None:
+    # HubSpot's 10-s window is per private app (per OAuth app install): other integrations of
+    # the portal, with their own apps, do not spend it; other processes with this app do.
+    portal_readonly.set_faults("hubspot:429=1.0")
+    with pytest.raises(RateLimited) as caught:
+        reader(max_rate_waits=1).resolve_people(_emails(portal_readonly))
+    message = str(caught.value)
+    assert "same app" in message
+    assert "burst_limit_per_10s" in message
+    assert "integrations" not in message
+
+
 def test_a_private_apps_daily_budget_share_stops_calls_with_rate_limited(
     portal: SandboxServer, connect: Connect
 ) -> None:

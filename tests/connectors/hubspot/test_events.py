@@ -1,6 +1,6 @@
 """Timeline events land exactly once (event ids from the touch key); custom behavioral events are
-sent with their properties, 500 per call; bad records are refused one by one with HubSpot's
-message while the rest land."""
+sent with their properties, 500 per call, after a check against HubSpot's documented limits;
+bad records are refused one by one with HubSpot's message (or the limit) while the rest land."""
 
 from __future__ import annotations
 
@@ -221,6 +221,8 @@ def test_a_bad_event_in_a_full_batch_is_isolated_and_the_rest_land_once(
     portal: SandboxServer, store: HubSpotStore, connect: Connect
 ) -> None:
     touches = behavioral(portal, 500)
+    # No event name: a refusal closedloop leaves to HubSpot (a validated mapping always names
+    # the event), standing for one it cannot foresee, such as an event the portal lacks.
     bad = RenderedTouch("marketo:bad", "behavioral_event", {"properties": {}}, touches[0].person_id)
     touches[317] = bad
     connector = connect()
@@ -284,3 +286,65 @@ def test_refusals_after_events_were_accepted_stay_per_record(
     results = connect(auth=OAUTH).push_touches([*good, *bad])
     assert [r.ok for r in results] == [True] * 5 + [False] * 12
     assert events_in(store) == {event_id(t.key): 1 for t in good}
+
+
+def test_an_event_over_hubspots_limits_fails_alone_with_the_reason_and_costs_no_refused_batch(
+    portal: SandboxServer, store: HubSpotStore, connect: Connect
+) -> None:
+    touches = behavioral(portal, 500)
+    contact = touches[0].person_id
+    name = "pe123_content_downloaded"
+
+    def event(key: str, properties: dict[str, Any]) -> RenderedTouch:
+        payload = {"eventName": name, "properties": properties}
+        return RenderedTouch(key, "behavioral_event", payload, contact)
+
+    over = [
+        event("marketo:long", {"asset_name": "x" * 257}),
+        event("marketo:long_url", {"asset_name": "a", "page_url": "x" * 1025}),
+        event("marketo:many", {f"p{i}": "x" for i in range(51)}),
+    ]
+    fits = event("marketo:fits", {"asset_name": "y" * 256, "page_url": "x" * 1024})
+    connector = connect()
+    results = connector.push_touches([*touches[:200], *over, fits, *touches[200:]])
+    failed = {r.key: r for r in results if not r.ok}
+    assert set(failed) == {"marketo:long", "marketo:long_url", "marketo:many"}
+    assert {r.error_code for r in failed.values()} == {"VALIDATION_ERROR"}
+    assert "asset_name" in (failed["marketo:long"].error_message or "")
+    assert "at most 256 characters" in (failed["marketo:long"].error_message or "")
+    assert "at most 1024 characters" in (failed["marketo:long_url"].error_message or "")
+    assert "at most 50 properties" in (failed["marketo:many"].error_message or "")
+    assert all("mapping" in (r.error_message or "") for r in failed.values())
+    # The 501 that fit go in two calls; none was refused by HubSpot, so nothing was halved.
+    assert connector.client.calls_by["behavioral events batch send"] == 2
+    assert occurrences_in(store) == {f"Guide {i}": 1 for i in range(500)} | {"y" * 256: 1}
+
+
+def test_a_property_name_hubspot_cannot_take_stops_the_push_before_anything_is_sent(
+    portal: SandboxServer, store: HubSpotStore, connect: Connect
+) -> None:
+    touches = [
+        RenderedTouch(t.key, t.target, t.payload | {"properties": {"Asset Name": "Guide"}},
+                      t.person_id)
+        for t in behavioral(portal, 30)
+    ]  # fmt: skip
+    connector = connect()
+    with pytest.raises(ConfigError, match=r"first 10 behavioral events alike.*'Asset Name'"):
+        connector.push_touches(touches)
+    assert connector.client.calls_by["behavioral events batch send"] == 0
+    assert occurrences_in(store) == Counter()
+
+
+def test_an_event_name_that_is_no_custom_events_name_stops_the_push_before_anything_is_sent(
+    portal: SandboxServer, store: HubSpotStore, connect: Connect
+) -> None:
+    touches = [
+        RenderedTouch(t.key, t.target, t.payload | {"eventName": "content_downloaded"},
+                      t.person_id)
+        for t in behavioral(portal, 30)
+    ]  # fmt: skip
+    connector = connect()
+    with pytest.raises(ConfigError, match=r"'content_downloaded'.*pe<HubID>_<name>"):
+        connector.push_touches(touches)
+    assert connector.client.calls_by["behavioral events batch send"] == 0
+    assert occurrences_in(store) == Counter()
