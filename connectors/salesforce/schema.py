@@ -12,8 +12,8 @@ that exists in Setup but not here needs FLS for the integration user.
 (https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_calls_describesobjects_describesobjectresult.htm):
 
 - ``picklist``: the ACTIVE picklist values only (``picklistValues[].active``); ``restricted``:
-  ``restrictedPicklist`` (the API refuses a value outside the list, "Users can't load unapproved
-  values through the API": https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/access_for_fields.htm);
+  ``restrictedPicklist``, where the API refuses a value outside the list
+  (https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/access_for_fields.htm);
 - ``required`` on create: not ``nillable``, ``createable`` and not ``defaultedOnCreate``;
 - ``length`` of text fields, ``createable`` / ``updateable`` for the integration user, ``custom``.
 """

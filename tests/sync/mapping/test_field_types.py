@@ -215,3 +215,38 @@ def test_a_lifecycle_is_read_without_any_crm_schema() -> None:
     lifecycle = load_lifecycle(root / "marketo-salesforce.yaml")
 
     assert lifecycle.status_field == "Status"
+
+
+def test_a_hubspot_multiple_checkbox_takes_several_options_joined_by_semicolons(
+    tmp_path: Path,
+) -> None:
+    catalogue = FieldCatalogue.from_rows(
+        "hubspot",
+        {
+            "note": [
+                FieldInfo("hs_timestamp", "datetime", required=True).to_row(),
+                FieldInfo("closedloop_touch_key", "string", 255).to_row(),
+                FieldInfo(
+                    "topics", "enumeration", None, ("pricing", "demo"), restricted=True,
+                    field_type="checkbox",
+                ).to_row(),
+            ]
+        },
+        "against a test portal",
+    )  # fmt: skip
+    path = tmp_path / "hubspot.yaml"
+    path.write_text(
+        "schema_version: 1\nname: t\nsource: marketo\ncrm: hubspot\ntouches:\n  target: note\n"
+        "  key_field: closedloop_touch_key\n  fields:\n"
+        "    hs_timestamp: {source: touch.occurred_at, transforms: [{datetime: epoch_ms}]}\n"
+        "    topics: {source: touch.attributes.topics}\n",
+        encoding="utf-8",
+    )
+    mapping = load_mapping(path, catalogue)
+
+    both = mapping.render(touch(TouchKind.FORM_FILL, attributes={"topics": "pricing;demo"}))
+    with pytest.raises(MappingError, match="'webinar' is not a value of topics"):
+        mapping.render(touch(TouchKind.FORM_FILL, "2", attributes={"topics": "demo;webinar"}))
+
+    assert both is not None
+    assert both.payload["topics"] == "pricing;demo"
