@@ -78,12 +78,22 @@ def print_report(report: ValidationReport, echo: Callable[..., None] = typer.ech
 def validate_files(
     files: Sequence[Path], schema_for: Callable[[Path], SchemaSource]
 ) -> list[ValidationReport]:
-    """Validate each file against the schema source ``schema_for(file)`` names, printing each."""
-    from sync.mapping.validate import validate_file
+    """Validate each file against the schema source ``schema_for(file)`` names, printing each;
+    a file whose schema cannot be had (no connection of its CRM, org unreachable, nothing
+    cached) is reported with the remedy and the others are still checked."""
+    from connectors.errors import ConfigIssue
+    from sync.mapping.validate import ValidationReport, validate_file
 
     reports = []
     for path in files:
-        report = validate_file(path, schema_for(path))
+        try:
+            report = validate_file(path, schema_for(path))
+        except ClosedloopError as exc:
+            typer.echo(f"{path}: {exc}", err=True)
+            reports.append(
+                ValidationReport(str(path), [ConfigIssue(str(path), None, None, "", str(exc))])
+            )
+            continue
         print_report(report)
         reports.append(report)
     return reports
