@@ -217,6 +217,12 @@ pipelines:
 budgets:
   salesforce: {daily_share: 0.5, reserve_calls: 1000}
   hubspot: {daily_share: 0.5}
+
+# Mappings are checked against each CRM's own fields, read through its connection and cached in
+# the ledger; the cache is read again when older than this. After adding a field in the CRM, run
+# `closedloop schema refresh` to see it at once.
+mappings:
+  schema_max_age: 24h
 """
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,8 @@ from sqlalchemy import Engine
 from connectors.errors import ConfigError
 from connectors.salesforce.connector import SalesforceConnector
 from sandbox.server import SandboxServer
-from sync.crm_schema import OrgSchema, age_text, cached_objects
+from sync.config import load_config
+from sync.crm_schema import ConfiguredSchema, OrgSchema, age_text, cached_objects
 from sync.ledger.types import utcnow
 from tests.connectors.salesforce.conftest import settings_for
 
@@ -155,3 +157,32 @@ def test_a_mapping_of_another_crm_is_refused_with_the_remedy(
 )
 def test_ages_read_like_people_say_them(seconds: int, shown: str) -> None:
     assert age_text(timedelta(seconds=seconds)) == shown
+
+
+CONFIG = """version: 1
+connections:
+  salesforce:
+    type: salesforce
+    instance_url: https://127.0.0.1:8443
+    auth: {method: session, session_id: 00Dtest!session}
+mappings:
+  schema_max_age: %s
+"""
+
+
+def test_the_schema_max_age_is_a_setting_of_the_config(
+    tmp_path: Path, ledger_engine: Engine
+) -> None:
+    path = tmp_path / "closedloop.yaml"
+    path.write_text(CONFIG % "2h", encoding="utf-8")
+    config = load_config(path)
+
+    org = ConfiguredSchema(config, ledger_engine).org("salesforce")
+
+    assert config.mappings.max_age == timedelta(hours=2)
+    assert org.max_age == timedelta(hours=2)
+    path.write_text(CONFIG % "soon", encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    [issue] = refused.value.issues
+    assert (issue.line, issue.key_path) == (8, "mappings.schema_max_age")
