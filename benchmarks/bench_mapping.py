@@ -14,13 +14,14 @@ SHIPPED = ("marketo-salesforce", "marketo-hubspot", "hubspot-salesforce", "files
 
 def run() -> list[str]:
     """One line per shipped mapping: median and p95 per touch, against the target."""
+    from sync.mapping.catalogue import offline_catalogue
     from sync.mapping.preview import sample_cases
     from sync.mapping.validate import load_mapping
 
     root = Path(__file__).resolve().parent.parent / "mappings"
     lines = []
     for name in SHIPPED:
-        mapping = load_mapping(root / f"{name}.yaml")
+        mapping = load_mapping(root / f"{name}.yaml", offline_catalogue())
         cases = sample_cases(mapping, TOUCHES, seed=11)
         pairs = [(c.touch, c.crm_person) for c in cases]
         render = mapping.render

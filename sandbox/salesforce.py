@@ -1,5 +1,6 @@
 """The Salesforce REST API emulator: OAuth token endpoint, sObject REST, collections, composite,
-SOQL query/queryAll with paging, limits, and Bulk API 2.0, served by one Starlette app.
+SOQL query/queryAll with paging, limits, Bulk API 2.0 and the Tooling API's CustomField create
+(custom fields), served by one Starlette app.
 
 Every ``/services/data`` call is counted once (a composite request is one call, whatever it
 holds), may suffer an injected fault, needs a bearer token, spends one unit of the org's daily
@@ -46,7 +47,7 @@ from sandbox.salesforce_bulk import (
     process_ingest,
     query_page,
 )
-from sandbox.salesforce_schema import OBJECTS, FieldDef, ObjectDef
+from sandbox.salesforce_schema import CustomFieldError, FieldDef, ObjectDef, describe_field
 from sandbox.salesforce_soql import SoqlError, normalize_id
 from sandbox.salesforce_store import (
     ApiError,
@@ -134,10 +135,9 @@ def _not_found() -> ApiError:
     return ApiError(404, "NOT_FOUND", "The requested resource does not exist")
 
 
-def _sobject(name: str) -> ObjectDef:
-    obj = OBJECTS.get(name) or next(
-        (o for o in OBJECTS.values() if o.name.lower() == name.lower()), None
-    )
+def _sobject(call: Call, name: str) -> ObjectDef:
+    """The sObject ``name`` of this org (its custom fields included), or 404 NOT_FOUND."""
+    obj = call.store.object_def(name)
     if obj is None:
         raise _not_found()
     return obj
@@ -205,7 +205,7 @@ def h_versions(_call: Call) -> Reply:
 
 
 def h_resources(call: Call) -> Reply:
-    names = ("sobjects", "query", "queryAll", "composite", "limits", "jobs")
+    names = ("sobjects", "query", "queryAll", "composite", "limits", "jobs", "tooling")
     return Reply(200, {name: f"{call.base}/{name}" for name in names})
 
 
@@ -247,76 +247,43 @@ def h_sobjects(call: Call) -> Reply:
         {
             "encoding": "UTF-8",
             "maxBatchSize": 200,
-            "sobjects": [_object_summary(call, o) for o in OBJECTS.values()],
+            "sobjects": [_object_summary(call, o) for o in call.store.objects.values()],
         },
     )
 
 
 def h_sobject_info(call: Call) -> Reply:
-    obj = _sobject(call.parts[1])
+    obj = _sobject(call, call.parts[1])
     return Reply(200, {"objectDescribe": _object_summary(call, obj), "recentItems": []})
 
 
-def _describe_field(f: FieldDef) -> dict[str, Any]:
-    soap = {
-        "id": "tns:ID",
-        "reference": "tns:ID",
-        "boolean": "xsd:boolean",
-        "int": "xsd:int",
-        "double": "xsd:double",
-        "currency": "xsd:double",
-        "percent": "xsd:double",
-        "date": "xsd:date",
-        "datetime": "xsd:dateTime",
-        "anyType": "xsd:anyType",
-    }.get(f.type, "xsd:string")
-    return {
-        "name": f.name,
-        "label": f.label,
-        "type": f.type,
-        "soapType": soap,
-        "length": f.length,
-        "byteLength": f.length * 3,
-        "precision": f.precision,
-        "scale": f.scale,
-        "digits": f.precision if f.type == "int" else 0,
-        "nillable": f.nillable,
-        "createable": f.createable,
-        "updateable": f.updateable,
-        "defaultedOnCreate": f.default is not None or f.type == "boolean" or not f.createable,
-        "defaultValue": f.default if f.default != "$user" else None,
-        "externalId": f.external_id,
-        "idLookup": f.id_lookup,
-        "unique": f.unique,
-        "caseSensitive": False,
-        "custom": f.custom,
-        "calculated": False,
-        "filterable": True,
-        "sortable": f.type != "textarea",
-        "restrictedPicklist": f.restricted,
-        "picklistValues": [
-            {
-                "active": True,
-                "defaultValue": value == f.default,
-                "label": value,
-                "validFor": None,
-                "value": value,
-            }
-            for value in f.picklist
-        ],
-        "referenceTo": list(f.reference_to),
-        "relationshipName": f.relationship_name,
-        "polymorphicForeignKey": len(f.reference_to) > 1,
-    }
-
-
 def h_describe(call: Call) -> Reply:
-    obj = _sobject(call.parts[1])
+    obj = _sobject(call, call.parts[1])
     described = _object_summary(call, obj)
-    described["fields"] = [_describe_field(f) for f in obj.fields.values()]
+    described["fields"] = [describe_field(f) for f in obj.fields.values()]
     described["childRelationships"] = []
     described["recordTypeInfos"] = []
     return Reply(200, described)
+
+
+# ------------------------------------------------------------------------------ Tooling API
+
+
+def h_tooling_create(call: Call) -> Reply:
+    """``POST tooling/sobjects/CustomField``: an admin adds a custom field (see
+    ``salesforce_schema.custom_field``); it then shows in describe and takes values at once."""
+    if call.parts[2] != "CustomField":
+        raise ApiError(
+            400, "INVALID_TYPE", f"sObject type '{call.parts[2]}' is not supported by the sandbox"
+        )
+    body = call.json()
+    if not isinstance(body, dict):
+        raise ApiError(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of CustomField")
+    try:
+        field_id = call.store.add_custom_field(body.get("FullName"), body.get("Metadata"))
+    except CustomFieldError as exc:
+        raise ApiError(400, exc.code, exc.message) from None
+    return Reply(201, {"id": field_id, "success": True, "errors": [], "warnings": [], "infos": []})
 
 
 # ------------------------------------------------------------------------------ single records
@@ -328,7 +295,7 @@ def _dml_reply(exc: DmlError) -> Reply:
 
 
 def h_create(call: Call) -> Reply:
-    obj = _sobject(call.parts[1])
+    obj = _sobject(call, call.parts[1])
     values = _record_body(call, obj)
     try:
         record_id = call.store.create(obj.name, values)
@@ -358,13 +325,13 @@ def _live_row(call: Call, obj: ObjectDef, raw_id: str) -> Mapping[str, Any]:
 
 
 def h_get(call: Call) -> Reply:
-    obj = _sobject(call.parts[1])
+    obj = _sobject(call, call.parts[1])
     row = _live_row(call, obj, call.parts[2])
     return Reply(200, _record_json(call, obj, row, _fields_param(obj, call.params.get("fields"))))
 
 
 def h_update(call: Call) -> Reply:
-    obj = _sobject(call.parts[1])
+    obj = _sobject(call, call.parts[1])
     row = _live_row(call, obj, call.parts[2])
     values = _record_body(call, obj)
     try:
@@ -375,7 +342,7 @@ def h_update(call: Call) -> Reply:
 
 
 def h_delete(call: Call) -> Reply:
-    obj = _sobject(call.parts[1])
+    obj = _sobject(call, call.parts[1])
     row = _live_row(call, obj, call.parts[2])
     call.store.delete(row["Id"])
     return Reply(204)
@@ -393,7 +360,7 @@ def _ext_field(obj: ObjectDef, name: str) -> FieldDef:
 
 
 def h_get_by_ext(call: Call) -> Reply:
-    obj = _sobject(call.parts[1])
+    obj = _sobject(call, call.parts[1])
     f = _ext_field(obj, call.parts[2])
     matches = call.store.find(obj.name, f.name, call.parts[3])
     if not matches:
@@ -406,7 +373,7 @@ def h_get_by_ext(call: Call) -> Reply:
 
 
 def h_upsert(call: Call) -> Reply:
-    obj = _sobject(call.parts[1])
+    obj = _sobject(call, call.parts[1])
     f = _ext_field(obj, call.parts[2])
     values = _record_body(call, obj)
     values.pop(f.name, None)
@@ -646,7 +613,7 @@ def h_collection_update(call: Call) -> Reply:
 
 
 def h_collection_upsert(call: Call) -> Reply:
-    obj = _sobject(call.parts[2])
+    obj = _sobject(call, call.parts[2])
     f = obj.field_ci(call.parts[3])
     if f is None or not (f.external_id or f.type == "id"):
         raise ApiError(
@@ -724,7 +691,7 @@ def h_collection_delete(call: Call) -> Reply:
 
 
 def h_collection_retrieve(call: Call) -> Reply:
-    obj = _sobject(call.parts[2])
+    obj = _sobject(call, call.parts[2])
     if call.method == "POST":
         body = call.json() or {}
         ids = list(body.get("ids") or [])
@@ -1013,6 +980,7 @@ _ROUTES: list[tuple[tuple[str, ...], dict[str, tuple[str, Handler]]]] = [
             "PATCH": ("sobject_upsert", h_upsert),
         },
     ),
+    (("tooling", "sobjects", "*"), {"POST": ("tooling_create", h_tooling_create)}),
     (("query",), {"GET": ("query", h_query)}),
     (("query", "*"), {"GET": ("query_more", h_query_more)}),
     (("queryAll",), {"GET": ("query_all", h_query_all)}),

@@ -5,13 +5,25 @@ data only: no store, no HTTP. Field attributes follow the names of the real desc
 (``createable``, ``nillable``, ``externalId``, ``referenceTo``...). The org is a plain Enterprise
 org with the standard fields closedloop touches plus its custom fields (``Closedloop_Key__c`` on
 Task, ``Domain__c`` on Account, ``Disqualified_Reason__c`` on Lead, ``Channel__c`` on Campaign).
+
+``OBJECTS`` is the org as it starts; each ``SalesforceStore`` keeps its own copy, to which an
+admin (or a test) adds custom fields the way a real org gets them: the Tooling API's
+``CustomField`` create, whose ``Metadata`` is the Metadata API's CustomField
+(https://developer.salesforce.com/docs/atlas.en-us.api_tooling.meta/api_tooling/tooling_api_objects_customfield.htm,
+https://developer.salesforce.com/docs/atlas.en-us.api_meta.meta/api_meta/customfield.htm).
+``custom_field`` turns that body into the ``FieldDef`` describe then reports; Task and Event
+custom fields are defined on ``Activity`` and appear on both (Task only here: the sandbox has
+no Event). ``describe_field`` is one field as the describe call answers it.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 __all__ = [
+    "ACTIVITY_OBJECTS",
     "CAMPAIGN_MEMBER_STATUSES",
     "CAMPAIGN_STATUSES",
     "CAMPAIGN_TYPES",
@@ -26,8 +38,11 @@ __all__ = [
     "TASK_PRIORITIES",
     "TASK_STATUSES",
     "TASK_TYPES",
+    "CustomFieldError",
     "FieldDef",
     "ObjectDef",
+    "custom_field",
+    "describe_field",
     "object_for_prefix",
 ]
 
@@ -83,13 +98,21 @@ class ObjectDef:
     custom: bool = False
     # False for objects only the platform writes (field history): no create, update or delete.
     writable: bool = True
+    # Lower-cased API name -> field, filled on first use (each copy of an object has its own).
+    lower: dict[str, FieldDef] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def field_ci(self, name: str) -> FieldDef | None:
         """The field whose API name matches ``name`` case-insensitively (SOQL and JSON allow it)."""
         found = self.fields.get(name)
         if found is not None:
             return found
-        return _lower_index(self).get(name.lower())
+        if not self.lower:
+            self.lower.update((n.lower(), f) for n, f in self.fields.items())
+        return self.lower.get(name.lower())
+
+    def with_field(self, new: FieldDef) -> ObjectDef:
+        """A copy of this object with ``new`` added (custom fields)."""
+        return replace(self, fields={**self.fields, new.name: new})
 
     def relationship_ci(self, name: str) -> FieldDef | None:
         """The reference field whose relationship name matches ``name`` case-insensitively."""
@@ -98,17 +121,6 @@ class ObjectDef:
             if candidate.relationship_name and candidate.relationship_name.lower() == lowered:
                 return candidate
         return None
-
-
-_LOWER_CACHE: dict[str, dict[str, FieldDef]] = {}
-
-
-def _lower_index(obj: ObjectDef) -> dict[str, FieldDef]:
-    cached = _LOWER_CACHE.get(obj.name)
-    if cached is None:
-        cached = {name.lower(): f for name, f in obj.fields.items()}
-        _LOWER_CACHE[obj.name] = cached
-    return cached
 
 
 LEAD_STATUSES = (
@@ -610,3 +622,179 @@ KEY_PREFIXES: dict[str, str] = {o.key_prefix: o.name for o in OBJECTS.values() i
 def object_for_prefix(record_id: str) -> str | None:
     """The sObject an id belongs to, from its 3-character key prefix (None when unknown)."""
     return KEY_PREFIXES.get(record_id[:3])
+
+
+# ------------------------------------------------------------------------------ describe
+
+
+_SOAP_TYPES = {
+    "id": "tns:ID", "reference": "tns:ID", "boolean": "xsd:boolean", "int": "xsd:int",
+    "double": "xsd:double", "currency": "xsd:double", "percent": "xsd:double",
+    "date": "xsd:date", "datetime": "xsd:dateTime", "anyType": "xsd:anyType",
+}  # fmt: skip
+
+
+def describe_field(f: FieldDef) -> dict[str, Any]:
+    """One field as ``GET /sobjects/{Object}/describe`` lists it."""
+    return {
+        "name": f.name,
+        "label": f.label,
+        "type": f.type,
+        "soapType": _SOAP_TYPES.get(f.type, "xsd:string"),
+        "length": f.length,
+        "byteLength": f.length * 3,
+        "precision": f.precision,
+        "scale": f.scale,
+        "digits": f.precision if f.type == "int" else 0,
+        "nillable": f.nillable,
+        "createable": f.createable,
+        "updateable": f.updateable,
+        "defaultedOnCreate": f.default is not None or f.type == "boolean" or not f.createable,
+        "defaultValue": f.default if f.default != "$user" else None,
+        "externalId": f.external_id,
+        "idLookup": f.id_lookup,
+        "unique": f.unique,
+        "caseSensitive": False,
+        "custom": f.custom,
+        "calculated": False,
+        "filterable": True,
+        "sortable": f.type != "textarea",
+        "restrictedPicklist": f.restricted,
+        "picklistValues": [
+            {
+                "active": True,
+                "defaultValue": value == f.default,
+                "label": value,
+                "validFor": None,
+                "value": value,
+            }
+            for value in f.picklist
+        ],
+        "referenceTo": list(f.reference_to),
+        "relationshipName": f.relationship_name,
+        "polymorphicForeignKey": len(f.reference_to) > 1,
+    }
+
+
+# ------------------------------------------------------------------------------ custom fields
+
+# Custom fields of Task and Event are created on Activity, the object both share; Salesforce
+# offers no field creation on Task or Event themselves.
+ACTIVITY_OBJECTS = ("Task",)
+_CUSTOM_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*__c")
+# Metadata API CustomField types the sandbox creates -> (describe type, fixed length or None).
+_CUSTOM_TYPES: dict[str, tuple[str, int | None]] = {
+    "Text": ("string", None), "TextArea": ("textarea", 255), "LongTextArea": ("textarea", None),
+    "Email": ("email", 80), "Phone": ("phone", 40), "Url": ("url", 255),
+    "Number": ("double", 0), "Currency": ("currency", 0), "Percent": ("percent", 0),
+    "Checkbox": ("boolean", 0), "Date": ("date", 0), "DateTime": ("datetime", 0),
+    "Picklist": ("picklist", 255),
+}  # fmt: skip
+_TEXT_MAX = 255
+_LONG_TEXT = (256, 131_072)
+
+
+class CustomFieldError(Exception):
+    """A CustomField create the org refuses: Salesforce's error code and message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def custom_field(
+    objects: dict[str, ObjectDef], full_name: Any, metadata: Any
+) -> tuple[tuple[str, ...], FieldDef]:
+    """(objects that get it, the field) of a Tooling API ``CustomField`` create body.
+
+    ``full_name`` is ``Object.Name__c`` (``Activity.X__c`` for Task/Event); ``metadata`` the
+    Metadata API CustomField (``type``, ``label``, ``length``, ``precision``, ``scale``,
+    ``required``, ``externalId``, ``unique``, ``defaultValue``, ``valueSet``).
+    """
+    if not isinstance(full_name, str) or full_name.count(".") != 1:
+        raise CustomFieldError(
+            "INVALID_FIELD", f"FullName must be Object.Field__c, got {full_name!r}"
+        )
+    if not isinstance(metadata, dict):
+        raise CustomFieldError("JSON_PARSER_ERROR", "Metadata must be a CustomField object")
+    sobject, name = full_name.split(".")
+    targets = ACTIVITY_OBJECTS if sobject == "Activity" else (sobject,)
+    if sobject in ("Task", "Event"):
+        raise CustomFieldError(
+            "FIELD_INTEGRITY_EXCEPTION",
+            f"Custom fields of {sobject} are created on Activity: use Activity.{name}",
+        )
+    if any(t not in objects or not objects[t].writable for t in targets):
+        raise CustomFieldError("INVALID_TYPE", f"No such sObject that accepts fields: {sobject}")
+    if not _CUSTOM_NAME.fullmatch(name):
+        raise CustomFieldError(
+            "FIELD_INTEGRITY_EXCEPTION",
+            f"Field name {name!r}: letters, digits and single underscores, ending in __c",
+        )
+    if any(objects[t].field_ci(name) is not None for t in targets):
+        developer = name.removesuffix("__c")
+        raise CustomFieldError(
+            "DUPLICATE_DEVELOPER_NAME",
+            f"There is already a field named {developer} on {sobject}.",
+        )
+    kind = str(metadata.get("type") or "")
+    if kind not in _CUSTOM_TYPES:
+        raise CustomFieldError(
+            "FIELD_INTEGRITY_EXCEPTION",
+            f"Field type {kind!r} is not one the sandbox creates: {', '.join(_CUSTOM_TYPES)}",
+        )
+    label = metadata.get("label")
+    if not isinstance(label, str) or not label.strip():
+        raise CustomFieldError("REQUIRED_FIELD_MISSING", "Required field is missing: label")
+    describe_type, fixed = _CUSTOM_TYPES[kind]
+    length = fixed if fixed is not None else _length(kind, metadata.get("length"))
+    picklist: tuple[str, ...] = ()
+    restricted = False
+    default: object = None
+    if kind == "Picklist":
+        picklist, restricted, default = _value_set(metadata.get("valueSet"))
+    if kind == "Checkbox":
+        default = str(metadata.get("defaultValue", "false")).lower() == "true"
+    precision, scale = 0, 0
+    if kind in ("Number", "Currency", "Percent"):
+        precision = int(metadata.get("precision") or 18)
+        scale = int(metadata.get("scale") or 0)
+        if not 1 <= precision <= 18 or not 0 <= scale <= precision:
+            raise CustomFieldError(
+                "FIELD_INTEGRITY_EXCEPTION", "Precision must be 1-18 and scale 0-precision"
+            )
+    unique = bool(metadata.get("unique", False))
+    external = bool(metadata.get("externalId", False))
+    required = bool(metadata.get("required", False)) and kind != "Checkbox"
+    created = FieldDef(
+        name, describe_type, label.strip(), length=length,
+        nillable=not required and kind != "Checkbox",
+        external_id=external, id_lookup=external or unique, unique=unique, custom=True,
+        picklist=picklist, restricted=restricted, default=default, precision=precision,
+        scale=scale, indexed=external or unique,
+    )  # fmt: skip
+    return targets, created
+
+
+def _length(kind: str, raw: Any) -> int:
+    low, high = (1, _TEXT_MAX) if kind == "Text" else _LONG_TEXT
+    if isinstance(raw, bool) or not isinstance(raw, int) or not low <= raw <= high:
+        raise CustomFieldError(
+            "FIELD_INTEGRITY_EXCEPTION", f"Length: a {kind} field needs a length of {low}-{high}"
+        )
+    return raw
+
+
+def _value_set(raw: Any) -> tuple[tuple[str, ...], bool, object]:
+    definition = (raw or {}).get("valueSetDefinition") if isinstance(raw, dict) else None
+    values = (definition or {}).get("value") if isinstance(definition, dict) else None
+    if not isinstance(values, list) or not values:
+        raise CustomFieldError(
+            "FIELD_INTEGRITY_EXCEPTION", "A Picklist needs valueSet.valueSetDefinition.value"
+        )
+    names = tuple(str(v.get("fullName")) for v in values if isinstance(v, dict))
+    default = next(
+        (str(v["fullName"]) for v in values if isinstance(v, dict) and v.get("default")), None
+    )
+    return names, bool(raw.get("restricted", False)), default

@@ -626,7 +626,13 @@ def _invalid_field(query: Query, ref: FieldRef, obj: str) -> SoqlError:
     )
 
 
-def _bind_path(query: Query, sobject: ObjectDef, ref: FieldRef, resolver: Resolver) -> _Path:
+def _bind_path(
+    query: Query,
+    sobject: ObjectDef,
+    ref: FieldRef,
+    resolver: Resolver,
+    schema: Mapping[str, ObjectDef] = OBJECTS,
+) -> _Path:
     objects = [sobject]
     hops: list[tuple[str, FieldDef]] = []
     for segment in ref.path[:-1]:
@@ -644,7 +650,7 @@ def _bind_path(query: Query, sobject: ObjectDef, ref: FieldRef, resolver: Resolv
             )
         assert found.relationship_name is not None
         hops.append((found.relationship_name, found))
-        objects = [OBJECTS[name] for name in found.reference_to]
+        objects = [schema[name] for name in found.reference_to]
     fields = [o.field_ci(ref.path[-1]) for o in objects]
     final = fields[0]
     if final is None or any(f is None for f in fields):
@@ -756,9 +762,15 @@ def _like_matcher(pattern: str) -> Callable[[Any], bool]:
 
 
 def _compile_comparison(
-    query: Query, node: Comparison, sobject: ObjectDef, resolver: Resolver, today: date
+    query: Query,
+    node: Comparison,
+    sobject: ObjectDef,
+    resolver: Resolver,
+    today: date,
+    *,
+    schema: Mapping[str, ObjectDef],
 ) -> Callable[[Row], bool]:
-    path = _bind_path(query, sobject, node.field, resolver)
+    path = _bind_path(query, sobject, node.field, resolver, schema)
     f, getter = path.field, path.getter
     fold = f.type in STRING_TYPES
 
@@ -836,15 +848,24 @@ def _compile_comparison(
 
 
 def _compile_condition(
-    query: Query, node: Any, sobject: ObjectDef, resolver: Resolver, today: date
+    query: Query,
+    node: Any,
+    sobject: ObjectDef,
+    resolver: Resolver,
+    today: date,
+    *,
+    schema: Mapping[str, ObjectDef],
 ) -> Callable[[Row], bool]:
     if isinstance(node, Comparison):
-        return _compile_comparison(query, node, sobject, resolver, today)
+        return _compile_comparison(query, node, sobject, resolver, today, schema=schema)
     if isinstance(node, Not):
-        inner = _compile_condition(query, node.item, sobject, resolver, today)
+        inner = _compile_condition(query, node.item, sobject, resolver, today, schema=schema)
         return lambda row: not inner(row)
     assert isinstance(node, BoolOp)
-    parts = [_compile_condition(query, item, sobject, resolver, today) for item in node.items]
+    parts = [
+        _compile_condition(query, item, sobject, resolver, today, schema=schema)
+        for item in node.items
+    ]
     if node.op == "AND":
         return lambda row: all(p(row) for p in parts)
     return lambda row: any(p(row) for p in parts)
@@ -867,9 +888,12 @@ def _index_hint(query: Query, node: Any, sobject: ObjectDef) -> tuple[str, list[
     return None
 
 
-def compile_query(query: Query, resolver: Resolver, today: date) -> CompiledQuery:
-    """Bind a parsed query to the schema; unknown objects or fields raise the real errors."""
-    sobject = next((o for o in OBJECTS.values() if o.name.lower() == query.sobject.lower()), None)
+def compile_query(
+    query: Query, resolver: Resolver, today: date, schema: Mapping[str, ObjectDef] = OBJECTS
+) -> CompiledQuery:
+    """Bind a parsed query to ``schema`` (an org's objects; default the standard ones);
+    unknown objects or fields raise the real errors."""
+    sobject = next((o for o in schema.values() if o.name.lower() == query.sobject.lower()), None)
     if sobject is None:
         raise _error_at(
             query.text,
@@ -887,10 +911,10 @@ def compile_query(query: Query, resolver: Resolver, today: date) -> CompiledQuer
     for item in query.select:
         if isinstance(item, CountExpr):
             if item.field is not None:
-                _bind_path(query, sobject, item.field, resolver)
+                _bind_path(query, sobject, item.field, resolver, schema)
                 count_alias = True
             continue
-        columns.append(_bind_path(query, sobject, item, resolver))
+        columns.append(_bind_path(query, sobject, item, resolver, schema))
     if query.offset is not None and query.offset > MAX_OFFSET:
         raise SoqlError(
             "NUMBER_OUTSIDE_VALID_RANGE", f"Maximum SOQL offset allowed is {MAX_OFFSET}"
@@ -898,10 +922,14 @@ def compile_query(query: Query, resolver: Resolver, today: date) -> CompiledQuer
     predicate: Callable[[Row], bool] = lambda _row: True  # noqa: E731
     hint = None
     if query.where is not None:
-        predicate = _compile_condition(query, query.where, sobject, resolver, today)
+        predicate = _compile_condition(query, query.where, sobject, resolver, today, schema=schema)
         hint = _index_hint(query, query.where, sobject)
     order = [
-        (_bind_path(query, sobject, item.field, resolver).getter, item.descending, item.nulls_first)
+        (
+            _bind_path(query, sobject, item.field, resolver, schema).getter,
+            item.descending,
+            item.nulls_first,
+        )
         for item in query.order
     ]
     return CompiledQuery(

@@ -29,6 +29,7 @@ from sandbox.salesforce_schema import (
     STRING_TYPES,
     FieldDef,
     ObjectDef,
+    custom_field,
     object_for_prefix,
 )
 from sandbox.salesforce_soql import (
@@ -51,6 +52,8 @@ __all__ = [
 ]
 
 DEFAULT_DAILY_LIMIT = 100_000
+# Ids of CustomField (Tooling API) records: the 00N key prefix of custom field definitions.
+CUSTOM_FIELD_PREFIX = "00N"
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 # Field types whose wire value is the JSON string itself.
 _TEXTUAL_TYPES = STRING_TYPES | {"id", "reference"}
@@ -285,47 +288,41 @@ class _ObjectMeta:
     textual: frozenset[str]
 
 
-_METAS: dict[str, _ObjectMeta] = {}
-
-
-def _meta(sobject: str) -> _ObjectMeta:
-    meta = _METAS.get(sobject)
-    if meta is None:
-        fields = list(OBJECTS[sobject].fields.values())
-        template: dict[str, Any] = {}
-        for f in fields:
-            if f.type == "boolean":
-                template[f.name] = f.default if isinstance(f.default, bool) else False
-            elif f.default is not None and f.default != "$user":
-                template[f.name] = f.default
-            else:
-                template[f.name] = None
-        meta = _ObjectMeta(
-            required=tuple(f for f in fields if f.required),
-            unique=tuple(f for f in fields if f.unique),
-            template=template,
-            owner_fields=tuple(f.name for f in fields if f.default == "$user"),
-            not_createable=frozenset(f.name for f in fields if not f.createable) - {"Id"},
-            not_updateable=frozenset(f.name for f in fields if not f.updateable) - {"Id"},
-            id_fields=tuple(f.name for f in fields if f.type in ("reference", "id")),
-            index_keys=tuple(
-                (f.name, f.type in STRING_TYPES)
-                for f in fields
-                if f.indexed or f.unique or f.external_id
-            ),
-            textual=frozenset(f.name for f in fields if f.type in _TEXTUAL_TYPES),
-            rules={
-                f.name: (
-                    f.length if f.type in STRING_TYPES else 0,
-                    f.type == "email",
-                    f.picklist if f.restricted else None,
-                    f.type == "reference",
-                )
-                for f in fields
-            },
-        )
-        _METAS[sobject] = meta
-    return meta
+def _build_meta(obj: ObjectDef) -> _ObjectMeta:
+    """The precomputed write rules of ``obj`` (rebuilt when a custom field is added)."""
+    fields = list(obj.fields.values())
+    template: dict[str, Any] = {}
+    for f in fields:
+        if f.type == "boolean":
+            template[f.name] = f.default if isinstance(f.default, bool) else False
+        elif f.default is not None and f.default != "$user":
+            template[f.name] = f.default
+        else:
+            template[f.name] = None
+    return _ObjectMeta(
+        required=tuple(f for f in fields if f.required),
+        unique=tuple(f for f in fields if f.unique),
+        template=template,
+        owner_fields=tuple(f.name for f in fields if f.default == "$user"),
+        not_createable=frozenset(f.name for f in fields if not f.createable) - {"Id"},
+        not_updateable=frozenset(f.name for f in fields if not f.updateable) - {"Id"},
+        id_fields=tuple(f.name for f in fields if f.type in ("reference", "id")),
+        index_keys=tuple(
+            (f.name, f.type in STRING_TYPES)
+            for f in fields
+            if f.indexed or f.unique or f.external_id
+        ),
+        textual=frozenset(f.name for f in fields if f.type in _TEXTUAL_TYPES),
+        rules={
+            f.name: (
+                f.length if f.type in STRING_TYPES else 0,
+                f.type == "email",
+                f.picklist if f.restricted else None,
+                f.type == "reference",
+            )
+            for f in fields
+        },
+    )
 
 
 def _index_key(f: FieldDef, value: Any) -> Any:
@@ -379,6 +376,9 @@ class SalesforceStore:
     # Record ids another transaction holds locked: a collection save touching one of them (its
     # Id or a lookup to it, like a Task's WhoId) fails with UNABLE_TO_LOCK_ROW until released.
     held_locks: set[str] = field(default_factory=set)
+    # This org's schema: the standard OBJECTS plus the custom fields an admin added.
+    objects: dict[str, ObjectDef] = field(default_factory=dict)
+    _metas: dict[str, _ObjectMeta] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.reset()
@@ -393,6 +393,8 @@ class SalesforceStore:
             self._stamp_cache = (None, "")
             self.daily_limit = DEFAULT_DAILY_LIMIT
             self.bulk_polls_before_complete = 1
+            self.objects = dict(OBJECTS)
+            self._metas = {}
             self.records = {name: {} for name in OBJECTS}
             self.history_tracked = {k: dict(v) for k, v in HISTORY_TRACKED.items()}
             self._by_id = {}
@@ -446,13 +448,51 @@ class SalesforceStore:
 
     def new_id(self, sobject: str) -> str:
         """A fresh 18-character id with the object's key prefix."""
+        return self._new_id(self.objects[sobject].key_prefix)
+
+    def _new_id(self, prefix: str) -> str:
         self._seq += 1
         n = self._seq
         digits = ""
         while n:
             n, rem = divmod(n, 62)
             digits = _BASE62[rem] + digits
-        return id_with_checksum(OBJECTS[sobject].key_prefix + "8c0" + digits.rjust(9, "0"))
+        return id_with_checksum(prefix + "8c0" + digits.rjust(9, "0"))
+
+    # ---------------------------------------------------------------- schema
+
+    def _meta(self, sobject: str) -> _ObjectMeta:
+        meta = self._metas.get(sobject)
+        if meta is None:
+            meta = self._metas[sobject] = _build_meta(self.objects[sobject])
+        return meta
+
+    def reset_schema(self) -> None:
+        """Drop every custom field an admin added (records keep no values of them)."""
+        with self.lock:
+            added = {
+                (name, f) for name, obj in self.objects.items() for f in obj.fields
+                if f not in OBJECTS[name].fields
+            }  # fmt: skip
+            self.objects = dict(OBJECTS)
+            self._metas = {}
+            for name, f in added:
+                self._indexes.pop((name, f), None)
+                for record_id, row in self.records[name].items():
+                    if f in row:
+                        self.records[name][record_id] = {k: v for k, v in row.items() if k != f}
+
+    def add_custom_field(self, full_name: Any, metadata: Any) -> str:
+        """Create a custom field as the Tooling API does (``salesforce_schema.custom_field``)
+        and return its CustomField id (key prefix 00N); CustomFieldError when refused."""
+        with self.lock:
+            targets, created = custom_field(self.objects, full_name, metadata)
+            for sobject in targets:
+                self.objects[sobject] = self.objects[sobject].with_field(created)
+                self._metas.pop(sobject, None)
+                if created.indexed or created.unique or created.external_id:
+                    self._indexes[(sobject, created.name)] = {}
+            return self._new_id(CUSTOM_FIELD_PREFIX)
 
     # ---------------------------------------------------------------- raw row access
 
@@ -470,7 +510,7 @@ class SalesforceStore:
 
     def find(self, sobject: str, field_name: str, value: Any) -> list[str]:
         """Ids of live ``sobject`` records whose indexed ``field_name`` equals ``value``."""
-        f = OBJECTS[sobject].fields[field_name]
+        f = self.objects[sobject].fields[field_name]
         return sorted(self._indexes[(sobject, field_name)].get(_index_key(f, value), ()))
 
     def _put(self, sobject: str, row: dict[str, Any]) -> None:
@@ -486,7 +526,7 @@ class SalesforceStore:
     def _index(self, sobject: str, row: dict[str, Any] | None) -> None:
         if row is None or row.get("IsDeleted"):
             return
-        for name, fold in _meta(sobject).index_keys:
+        for name, fold in self._meta(sobject).index_keys:
             value = row.get(name)
             if value is not None:
                 key = value.casefold() if fold and isinstance(value, str) else value
@@ -499,7 +539,7 @@ class SalesforceStore:
     def _unindex(self, sobject: str, row: dict[str, Any] | None) -> None:
         if row is None or row.get("IsDeleted"):
             return
-        for name, fold in _meta(sobject).index_keys:
+        for name, fold in self._meta(sobject).index_keys:
             value = row.get(name)
             if value is not None:
                 key = value.casefold() if fold and isinstance(value, str) else value
@@ -546,10 +586,10 @@ class SalesforceStore:
 
     def object_def(self, name: str) -> ObjectDef | None:
         """The sObject called ``name`` (case-insensitive), or None."""
-        found = OBJECTS.get(name)
+        found = self.objects.get(name)
         if found is not None:
             return found
-        return next((o for o in OBJECTS.values() if o.name.lower() == name.lower()), None)
+        return next((o for o in self.objects.values() if o.name.lower() == name.lower()), None)
 
     def deserialize(
         self, obj: ObjectDef, body: Mapping[str, Any], *, from_csv: bool = False
@@ -557,7 +597,7 @@ class SalesforceStore:
         """Field values keyed by canonical API name; unknown fields are ApiError INVALID_FIELD."""
         values: dict[str, Any] = {}
         fields = obj.fields
-        textual = _meta(obj.name).textual
+        textual = self._meta(obj.name).textual
         for key, raw in body.items():
             if type(raw) is str and key in textual:
                 values[key] = raw
@@ -584,7 +624,7 @@ class SalesforceStore:
     ) -> list[dict[str, Any]]:
         errors: list[dict[str, Any]] = []
         creating = existing is None
-        meta = _meta(obj.name)
+        meta = self._meta(obj.name)
         if not system:
             if creating and "Id" in values:
                 return [
@@ -684,7 +724,7 @@ class SalesforceStore:
         self, obj: ObjectDef, merged: Mapping[str, Any], existing: Mapping[str, Any] | None
     ) -> list[dict[str, Any]]:
         own_id = existing["Id"] if existing else None
-        for f in _meta(obj.name).unique:
+        for f in self._meta(obj.name).unique:
             value = merged.get(f.name)
             if value is None:
                 continue
@@ -729,14 +769,14 @@ class SalesforceStore:
         return self._stamp_cache[1]
 
     def _normalize_refs(self, obj: ObjectDef, values: dict[str, Any]) -> None:
-        for name in _meta(obj.name).id_fields:
+        for name in self._meta(obj.name).id_fields:
             value = values.get(name)
             if value is not None:
                 values[name] = normalize_id(value) or value
 
     def create(self, sobject: str, values: Mapping[str, Any], *, system: bool = False) -> str:
         """Insert a record from deserialized values; DmlError on any rule it breaks."""
-        obj = OBJECTS[sobject]
+        obj = self.objects[sobject]
         if not obj.writable and not system:
             raise DmlError([_dml("INVALID_TYPE", f"entity type cannot be inserted: {obj.label}")])
         values = dict(values)
@@ -744,7 +784,7 @@ class SalesforceStore:
         if errors:
             raise DmlError(errors)
         self._normalize_refs(obj, values)
-        meta = _meta(sobject)
+        meta = self._meta(sobject)
         row: dict[str, Any] = dict(meta.template)
         for name in meta.owner_fields:
             row[name] = self.user_id or None
@@ -767,7 +807,7 @@ class SalesforceStore:
         self, sobject: str, record_id: str, values: Mapping[str, Any], *, system: bool = False
     ) -> None:
         """Update a live record; DmlError when it is missing, deleted, or a rule is broken."""
-        obj = OBJECTS[sobject]
+        obj = self.objects[sobject]
         if not obj.writable:
             raise DmlError([_dml("INVALID_TYPE", f"entity type cannot be updated: {obj.label}")])
         existing = self.records[sobject].get(record_id)
@@ -825,7 +865,9 @@ class SalesforceStore:
         """Add one field-history row of ``record_id`` (a change at wire time ``created``)."""
         history, parent_field = HISTORY_OBJECTS[sobject]
         if data_type is None:
-            f = OBJECTS[sobject].fields.get("OwnerId" if field_label == "Owner" else field_label)
+            f = self.objects[sobject].fields.get(
+                "OwnerId" if field_label == "Owner" else field_label
+            )
             kind = f.type if f is not None else "string"
             data_type = _HISTORY_TYPES.get(kind, "Text")
         row = {
@@ -846,7 +888,7 @@ class SalesforceStore:
         self, sobject: str, ext_field: str, ext_value: Any, values: Mapping[str, Any]
     ) -> tuple[str, bool]:
         """Create or update by external id; returns (id, created). DmlError for rule breaks."""
-        obj = OBJECTS[sobject]
+        obj = self.objects[sobject]
         f = obj.fields[ext_field]
         if ext_value is None or ext_value == "":
             raise DmlError([_dml("MISSING_ARGUMENT", f"{ext_field} not specified")])
@@ -886,8 +928,8 @@ class SalesforceStore:
         sobject = self._by_id.get(record_id)
         if sobject is None:
             raise DmlError([_dml("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")])
-        if not OBJECTS[sobject].writable:
-            label = OBJECTS[sobject].label
+        if not self.objects[sobject].writable:
+            label = self.objects[sobject].label
             raise DmlError([_dml("INVALID_TYPE", f"entity type cannot be deleted: {label}")])
         row = self.records[sobject][record_id]
         if row.get("IsDeleted"):
@@ -903,13 +945,13 @@ class SalesforceStore:
     def insert(self, sobject: str, values: Mapping[str, Any]) -> str:
         """Insert as the system (audit and read-only fields settable): for seeding and tests."""
         with self.lock:
-            obj = OBJECTS[sobject]
+            obj = self.objects[sobject]
             return self.create(sobject, self.deserialize(obj, values), system=True)
 
     def modify(self, sobject: str, record_id: str, values: Mapping[str, Any]) -> None:
         """Update as the system (read-only fields settable): a rep's change in the CRM UI."""
         with self.lock:
-            obj = OBJECTS[sobject]
+            obj = self.objects[sobject]
             self.update(sobject, record_id, self.deserialize(obj, values), system=True)
 
     def convert_lead(self, lead_id: str, account_id: str | None = None) -> str:
@@ -949,7 +991,7 @@ class SalesforceStore:
 
     def compile(self, text: str) -> CompiledQuery:
         """Parse and bind SOQL against this org (TODAY is the org clock's date)."""
-        return compile_query(parse(text), self.lookup, self.clock.now().date())
+        return compile_query(parse(text), self.lookup, self.clock.now().date(), self.objects)
 
     def select(self, compiled: CompiledQuery, *, include_deleted: bool) -> list[Mapping[str, Any]]:
         """Matching rows in result order (ORDER BY, OFFSET, LIMIT applied)."""

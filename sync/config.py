@@ -72,6 +72,7 @@ __all__ = [
     "Connection",
     "LedgerConfig",
     "LoggingConfig",
+    "MappingsSection",
     "Pipeline",
     "Schedule",
     "config_path",
@@ -273,6 +274,18 @@ class AnalyticsSection(AnalyticsSettings):
     writeback: SlaWriteback | None = None
 
 
+class MappingsSection(_Strict):
+    """The ``mappings:`` section: how long the cached CRM schema mappings are checked against
+    stays fresh before ``sync`` / ``mappings validate`` read it from the org again."""
+
+    schema_max_age: Annotated[str, BeforeValidator(_duration)] = "24h"
+
+    @property
+    def max_age(self) -> timedelta:
+        """``schema_max_age`` as a timedelta."""
+        return parse_duration(self.schema_max_age)
+
+
 class _ConfigFile(_Strict):
     """The top level of closedloop.yaml; sections of named entries are validated entry by entry."""
 
@@ -284,6 +297,7 @@ class _ConfigFile(_Strict):
     budgets: dict[str, Any] = Field(default_factory=dict)
     attribution: AttributionSection = AttributionSection()
     analytics: AnalyticsSection = AnalyticsSection()
+    mappings: MappingsSection = MappingsSection()
 
 
 @dataclass(frozen=True)
@@ -313,6 +327,7 @@ class Config:
     budgets: Mapping[str, Budget]
     attribution: AttributionSection = field(default_factory=AttributionSection)
     analytics: AnalyticsSection = field(default_factory=AnalyticsSection)
+    mappings: MappingsSection = field(default_factory=MappingsSection)
 
     def database_url(self, environ: Mapping[str, str] | None = None) -> str | None:
         """``CLOSEDLOOP_DATABASE_URL``, else ``ledger.url`` (relative SQLite paths from the
@@ -365,6 +380,7 @@ class Config:
             "budgets": {name: b.model_dump(mode="json") for name, b in self.budgets.items()},
             "attribution": self.attribution.model_dump(mode="json"),
             "analytics": self.analytics.model_dump(mode="json"),
+            "mappings": self.mappings.model_dump(mode="json"),
         }
 
 
@@ -520,6 +536,7 @@ class _Loader:
             budgets=budgets,
             attribution=head.attribution,
             analytics=head.analytics,
+            mappings=head.mappings,
         )
 
     # -- preparing raw data: interpolation, *_file secrets, relative paths --

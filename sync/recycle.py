@@ -391,9 +391,9 @@ def run_recycle(ctx: Any) -> dict[str, int]:
     crm, sink = pipeline.source, pipeline.sink
     lifecycle: CompiledLifecycle | None = None
     if pipeline.mapping is not None:
-        from sync.mapping.validate import load_mapping
+        from sync.mapping.validate import load_lifecycle
 
-        lifecycle = load_mapping(pipeline.mapping).lifecycle
+        lifecycle = load_lifecycle(pipeline.mapping)
     else:
         lifecycle = report_inputs(config).lifecycles.get(crm)
     target = nurture_target(config.connections[sink].type, ctx.connections.get(sink), lists[name])

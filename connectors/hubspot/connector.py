@@ -46,6 +46,7 @@ from connectors.hubspot.events import (
 from connectors.hubspot.history import HISTORY_STREAMS
 from connectors.hubspot.identity import Lifecycle, PeopleDirectory
 from connectors.hubspot.marketing import MarketingSource
+from connectors.hubspot.schema import describe_fields
 from connectors.hubspot.settings import HubSpotSettings
 from connectors.ratelimit import Clock
 
@@ -98,6 +99,10 @@ class HubSpotConnector:
     def close(self) -> None:
         """Release the HTTP connections."""
         self.client.close()
+
+    def describe_fields(self, objects: Iterable[str]) -> dict[str, list[dict[str, Any]] | None]:
+        """The portal's own properties of ``objects`` (see ``schema``), for mapping checks."""
+        return describe_fields(self.client, objects)
 
     def __enter__(self) -> HubSpotConnector:
         return self

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -88,6 +88,7 @@ from connectors.salesforce.members import (
     rank_of,
     short_id,
 )
+from connectors.salesforce.schema import describe_fields
 from connectors.salesforce.settings import SalesforceSettings
 from connectors.salesforce.streams import (
     REPLICATION_KEY,
@@ -208,6 +209,10 @@ class SalesforceConnector:
     def close(self) -> None:
         """Release the HTTP connections."""
         self.client.close()
+
+    def describe_fields(self, objects: Iterable[str]) -> dict[str, list[dict[str, Any]] | None]:
+        """The org's own fields of ``objects`` (describe; see ``schema``), for mapping checks."""
+        return describe_fields(self.client, objects)
 
     # ------------------------------------------------------------------------------ check
 

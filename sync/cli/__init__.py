@@ -51,6 +51,7 @@ def _mount() -> None:
         mappings_cmd,
         matches_cmd,
         report_cmd,
+        schema_cmd,
         serve_cmd,
         sla_cmd,
         sync_cmd,
@@ -70,6 +71,7 @@ def _mount() -> None:
     app.add_typer(config_cmd.app, name="config")
     app.add_typer(db_cmd.app, name="db")
     app.add_typer(mappings_cmd.app, name="mappings")
+    app.add_typer(schema_cmd.app, name="schema")
     app.add_typer(connectors_cmd.app, name="connectors")
     app.add_typer(sandbox_cmd.app, name="sandbox")
     app.command("import")(import_cmd.import_command)

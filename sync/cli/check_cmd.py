@@ -7,6 +7,9 @@ scopes and the custom properties closedloop writes (``--fix`` creates them, the 
 unique values). With write-backs configured (``sync.writeback``) both also check what those
 write: Campaign Influence access and the SLA flag fields on Lead and Contact (Salesforce, with
 the exact field to create), the deal and contact properties (HubSpot, created by ``--fix``).
+Both then check every mapping file of the pipelines into or from the connection against the org's
+own schema, read now (describe / the properties API) and cached in the ledger for ``sync`` and
+``mappings validate`` (``sync.crm_schema``).
 Every failure is printed with what to do about it, and the command exits 1 when anything failed
 (2 for a bad config file).
 """
@@ -103,6 +106,7 @@ def salesforce(config: ConfigOption = None, connection: ConnectionOption = None)
     try:
         results = connector.check(campaign_members=_syncs_campaign_members(loaded, name))
         results += _salesforce_writeback_checks(loaded, connector)
+        results += _mapping_checks(loaded, name, connector, results)
     except ClosedloopError as exc:  # check() reports; anything left is a failure to print
         results = [CheckResult("salesforce", False, str(exc), "see the message")]
     finally:
@@ -114,15 +118,70 @@ def salesforce(config: ConfigOption = None, connection: ConnectionOption = None)
 def _mappings_into(config: Config, sink: str) -> Iterator[Any]:
     """The compiled mappings of the pipelines into ``sink``; unreadable ones are skipped (they
     are `mappings validate`'s job)."""
-    from sync.mapping import load_mapping
+    from sync.mapping import UNCHECKED, load_mapping
 
     for pipeline in config.pipelines.values():
         if pipeline.sink != sink or pipeline.mapping is None:
             continue
         try:
-            yield load_mapping(pipeline.mapping)
+            yield load_mapping(pipeline.mapping, UNCHECKED)  # structure only: see _mapping_checks
         except ClosedloopError:
             continue
+
+
+# Checks whose failure means the org could not be reached at all.
+_REACH = frozenset({"credentials", "connection", "api version", "hubspot.token"})
+
+
+def _mapping_checks(
+    config: Config, name: str, connector: Any, done: list[CheckResult]
+) -> list[CheckResult]:
+    """Each mapping file of the pipelines into or from ``name``, against the org's own schema
+    read now (and cached in the ledger for ``sync`` and ``mappings validate``)."""
+    from sync.cli.schema_cmd import open_config_ledger
+    from sync.crm_schema import OrgSchema, pipeline_crm
+    from sync.mapping.validate import validate_file
+
+    files = sorted(
+        {
+            Path(p.mapping)
+            for p in config.pipelines.values()
+            if p.mapping and pipeline_crm(p) == name
+        }
+    )
+    if not files or any(r.name in _REACH and not r.ok for r in done):
+        return []
+    engine = open_config_ledger(config)
+    org = OrgSchema(
+        engine, name, config.connections[name].type, lambda: connector,
+        refresh=True, owns_connector=False,
+    )  # fmt: skip
+    results = []
+    try:
+        for path in files:
+            try:
+                report = validate_file(path, org)
+            except ClosedloopError as exc:
+                results.append(
+                    CheckResult(f"mapping {path.name}", False, str(exc), "see the message")
+                )
+                continue
+            checked = f"checked {report.checked}" if report.checked else ""
+            if report.ok:
+                results.append(CheckResult(f"mapping {path.name}", True, checked))
+                continue
+            problems = "\n".join(str(issue) for issue in report.issues)
+            results.append(
+                CheckResult(
+                    f"mapping {path.name}",
+                    False,
+                    f"{len(report.issues)} problem(s), {checked}:\n{problems}",
+                    f"fix {path} where shown (`closedloop mappings validate {path}` lists them)",
+                )
+            )
+    finally:
+        engine.dispose()
+    return results
 
 
 def _syncs_campaign_members(config: Config, sink: str) -> bool:
@@ -193,6 +252,7 @@ def hubspot(
         if extra and all(r.ok for r in results if r.name == "hubspot.token"):
             results += check_properties(connector.client, extra, fix=fix)
         results += check_event_sinks(connector.client, _hubspot_event_targets(loaded, name))
+        results += _mapping_checks(loaded, name, connector, results)
     except ClosedloopError as exc:  # check() reports; anything left is a failure to print
         results = [CheckResult("hubspot", False, str(exc), "see the message")]
     finally:

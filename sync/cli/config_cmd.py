@@ -1,7 +1,10 @@
 """``closedloop config check|show`` and ``closedloop init`` (a starter config for the sandbox).
 
-``check`` and ``show`` only read: a bad config writes nothing (no ledger, no files) and exits 2
-with every problem on its own line. ``init_command`` is mounted as the top-level ``init``.
+``check`` validates the file, then every mapping file its pipelines use against the CRM org the
+pipeline writes to or reads from (its own schema, read through the connection and cached in the
+ledger; ``--offline``: the sandbox's schema instead). A bad config writes nothing (no ledger, no
+files) and exits 2 with every problem on its own line, as does a mapping problem. ``show`` only
+reads. ``init_command`` is mounted as the top-level ``init``.
 """
 
 from __future__ import annotations
@@ -51,15 +54,59 @@ def _load_or_exit(path: Path) -> Config:
 
 
 @app.command("check")
-def check(config: ConfigOption = None) -> None:
-    """Validate the config file and everything it references; exit 2 listing every problem."""
+def check(
+    config: ConfigOption = None,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline",
+            help="Check mappings against the sandbox's schema instead of your orgs' (no "
+            "connection needed).",
+        ),
+    ] = False,
+) -> None:
+    """Validate the config file and everything it references, mappings against their CRM org's
+    own schema; exit 2 listing every problem."""
     path = config_path(config)
     loaded = _load_or_exit(path)
+    failed = _check_mappings(loaded, offline=offline)
+    if failed:
+        typer.echo(f"{path}: {_plural(failed, 'mapping file')} with errors", err=True)
+        raise typer.Exit(2)
     counts = (
         f"{_plural(len(loaded.connections), 'connection')}, "
         f"{_plural(len(loaded.pipelines), 'pipeline')}"
     )
     typer.echo(f"{path}: OK ({counts})")
+
+
+def _check_mappings(loaded: Config, *, offline: bool) -> int:
+    """Validate each (mapping file, CRM connection) pair of the pipelines; failures counted."""
+    from sync.cli.schema_cmd import open_config_ledger, print_report
+    from sync.crm_schema import ConfiguredSchema, pipeline_crm
+    from sync.mapping.catalogue import offline_catalogue
+    from sync.mapping.validate import validate_file
+
+    pairs = {
+        (Path(p.mapping), crm)
+        for p in loaded.pipelines.values()
+        if p.mapping is not None and (crm := pipeline_crm(p)) is not None
+    }
+    if not pairs:
+        return 0
+    if offline:
+        catalogue = offline_catalogue()
+        return sum(not print_report(validate_file(m, catalogue)) for m, _crm in sorted(pairs))
+    engine = open_config_ledger(loaded)
+    source = ConfiguredSchema(loaded, engine)
+    try:
+        return sum(
+            not print_report(validate_file(mapping, source.for_file(mapping, crm)))
+            for mapping, crm in sorted(pairs)
+        )
+    finally:
+        source.close()
+        engine.dispose()
 
 
 @app.command("show")
@@ -176,6 +223,12 @@ pipelines:
 budgets:
   salesforce: {daily_share: 0.5, reserve_calls: 1000}
   hubspot: {daily_share: 0.5}
+
+# Mappings are checked against each CRM's own fields, read through its connection and cached in
+# the ledger; the cache is read again when older than this. After adding a field in the CRM, run
+# `closedloop schema refresh` to see it at once.
+mappings:
+  schema_max_age: 24h
 """
 
 

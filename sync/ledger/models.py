@@ -19,6 +19,8 @@ what has a name).
   had), ``account_match`` (lead-to-account links and the review queue, with human decisions),
   ``attribution_run`` (versioned runs with an inputs fingerprint), ``attribution_credit`` and
   ``attribution_outcome`` (per opportunity: counted touches, sourcing campaign).
+- CRM schema cache (revision 0004): ``crm_schema`` (per connection and CRM object, the fields
+  the org described and when; mappings are validated against it, see ``sync.crm_schema``).
 
 Times are aware UTC datetimes (``UtcDateTime``), money is ``Numeric(18, 2)``, emails are
 lower-cased on the way in (``EmailAddress``). SQLite keeps NUMERIC values as doubles: amounts
@@ -53,6 +55,7 @@ __all__ = [
     "CampaignRow",
     "ContactRoleRow",
     "CostOrigin",
+    "CrmSchemaRow",
     "CursorRow",
     "DeadLetterRow",
     "DeadLetterStage",
@@ -656,3 +659,22 @@ class AttributionOutcomeRow(LedgerModel, table=True):
         sa_type=JsonDocument,
         sa_column_kwargs={"default": _empty_list},
     )
+
+
+# --- CRM schema cache (revision 0004) ---------------------------------------------------------
+
+
+class CrmSchemaRow(LedgerModel, table=True):
+    """The fields of one object of a connection's CRM as the org last described them."""
+
+    __tablename__ = "crm_schema"
+    __table_args__ = (UniqueConstraint("connection", "object"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    connection: str  # the connection's name in closedloop.yaml
+    crm: str  # its connector type when read (salesforce, hubspot)
+    object: str  # as mappings name it: Task, Lead, note, contact ...
+    # Vendor-neutral field rows (``sync.mapping.catalogue.FieldInfo.to_row``); NULL when the org
+    # has no such object (or the integration user cannot see it).
+    fields: list[dict[str, Any]] | None = Field(default=None, sa_type=JsonDocument)
+    read_at: datetime = Field(sa_type=UtcDateTime)

@@ -2,8 +2,9 @@
 
 A mapping file (``mappings/*.yaml``) says how marketing touches become CRM records, which person
 fields sync in which direction, which touches sync at all, and how the shared lifecycle maps
-onto the CRM's values. ``load_mapping`` validates a file (every issue at file:line:col) and
-compiles it into a ``CompiledMapping``; nothing there does I/O. Modules:
+onto the CRM's values. ``load_mapping(path, schema)`` validates a file against the CRM schema
+the caller names (every issue at file:line:col) and compiles it into a ``CompiledMapping``;
+nothing here does I/O (reading an org's schema is ``sync.crm_schema``). Modules:
 
 - ``model``: the file's shape (pydantic) and its JSON Schema
 - ``validate``: structural and CRM-aware checks, ``load_mapping``
@@ -12,20 +13,28 @@ compiles it into a ``CompiledMapping``; nothing there does I/O. Modules:
 - ``conditions``, ``people``, ``digest``, ``lifecycle``: filters, person-field rules, digests,
   stages / MQL / SLA
 - ``members``: the Salesforce Campaign and member status of a delivered touch
-- ``catalogue``: CRM objects and fields (sandbox schemas, standard fields, or a describe)
+- ``catalogue``: CRM objects and fields (the org's own schema via ``sync.crm_schema``, or the
+  sandbox's offline, or none); ``fieldtypes``: which values a field's type accepts
 - ``migrate``: older schema versions; ``preview``: sample plans before anything is written
 """
 
 from __future__ import annotations
 
-from sync.mapping.catalogue import FieldCatalogue, FieldInfo, default_catalogue
+from sync.mapping.catalogue import (
+    UNCHECKED,
+    FieldCatalogue,
+    FieldInfo,
+    SchemaSource,
+    offline_catalogue,
+)
 from sync.mapping.compile import CompiledMapping, compile_mapping
 from sync.mapping.lifecycle import CompiledLifecycle
 from sync.mapping.model import MappingFile, Stage
 from sync.mapping.people import FieldDecision, PersonPlan
-from sync.mapping.validate import ValidationReport, load_mapping, validate_file
+from sync.mapping.validate import ValidationReport, load_lifecycle, load_mapping, validate_file
 
 __all__ = [
+    "UNCHECKED",
     "CompiledLifecycle",
     "CompiledMapping",
     "FieldCatalogue",
@@ -33,10 +42,12 @@ __all__ = [
     "FieldInfo",
     "MappingFile",
     "PersonPlan",
+    "SchemaSource",
     "Stage",
     "ValidationReport",
     "compile_mapping",
-    "default_catalogue",
+    "load_lifecycle",
     "load_mapping",
+    "offline_catalogue",
     "validate_file",
 ]

@@ -1,57 +1,138 @@
-"""What a CRM's objects and fields look like, for validating mappings and truncating text.
+"""What a CRM's objects and fields look like, for validating mappings and shaping values.
 
 A ``FieldCatalogue`` maps CRM -> object -> field -> ``FieldInfo`` (type, length, picklist
-values, required on create). ``validate`` uses it for "did you mean" on CRM field names and
-picklist values; ``compile`` uses the lengths to cut text that would be rejected.
+values and whether only they are accepted, createable / updateable, required on create).
+``validate`` uses it for "did you mean" on CRM field names, picklist values and value types;
+``compile`` uses lengths to cut text and types to refuse values the CRM would refuse.
 
-``default_catalogue()`` prefers the sandbox emulators' schemas (``sandbox.
-salesforce_schema`` / ``hubspot_schema``, which mirror the real describe output) and falls back
-to the standard fields below, which cover everything the shipped mappings use. A live CRM
-describe can be turned into a catalogue with ``FieldCatalogue.from_describe``.
+Where a catalogue comes from is always explicit, and every message says which one was used:
+
+- the connected org's own schema (``sync.crm_schema.OrgSchema``: Salesforce describe or
+  HubSpot's properties API, cached in the ledger), what ``closedloop mappings validate``,
+  ``config check``, ``check`` and ``sync`` use;
+- ``offline_catalogue()``: the sandbox emulators' schemas (else ``STANDARD``, the standard
+  fields below), only when asked for (``--offline``) and in tests;
+- ``UNCHECKED``: no CRM schema at all, for readers that only need a mapping's lifecycle.
+
+A catalogue is also a ``SchemaSource`` (it answers every request with itself), so functions
+that validate a mapping take either a fixed catalogue or a source that reads the org.
+
+Rows (``FieldInfo.from_row`` / ``to_row``) are the vendor-neutral form the connectors'
+``describe_fields`` return and the ledger caches: ``name``, ``label``, ``type`` (the vendor's
+type name), ``length``, ``picklist`` (values that may be written), ``restricted``,
+``createable``, ``updateable``, ``required`` (on create), ``custom``, ``field_type``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 __all__ = [
     "HUBSPOT_ENGAGEMENTS",
     "PERSON_OBJECTS",
     "STANDARD",
+    "UNCHECKED",
     "FieldCatalogue",
     "FieldInfo",
-    "default_catalogue",
+    "SchemaSource",
+    "offline_catalogue",
 ]
 
 
 @dataclass(frozen=True, slots=True)
 class FieldInfo:
-    """One CRM field: its type, maximum text length, allowed values and whether create needs it."""
+    """One CRM field: its type, maximum text length, allowed values and how it may be written."""
 
     name: str
     type: str = "string"
     length: int | None = None
     picklist: tuple[str, ...] = ()
     required: bool = False
+    # Only the picklist values are accepted (Salesforce restricted picklists, HubSpot
+    # enumerations); an unrestricted Salesforce picklist takes other values too.
+    restricted: bool = False
+    createable: bool = True
+    updateable: bool = True
+    custom: bool = False
+    # HubSpot's fieldType (``checkbox`` enumerations hold several values separated by ";").
+    field_type: str | None = None
+    label: str | None = None
+
+    @property
+    def read_only(self) -> bool:
+        """Neither createable nor updateable for the integration user."""
+        return not (self.createable or self.updateable)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> FieldInfo:
+        """A field from a vendor-neutral row (see the module docstring)."""
+        length = row.get("length")
+        return cls(
+            name=str(row["name"]),
+            type=str(row.get("type") or "string"),
+            length=int(length) if length else None,
+            picklist=tuple(str(v) for v in row.get("picklist") or ()),
+            required=bool(row.get("required", False)),
+            restricted=bool(row.get("restricted", False)),
+            createable=bool(row.get("createable", True)),
+            updateable=bool(row.get("updateable", True)),
+            custom=bool(row.get("custom", False)),
+            field_type=row.get("field_type") or None,
+            label=row.get("label") or None,
+        )
+
+    def to_row(self) -> dict[str, Any]:
+        """The vendor-neutral row of this field (JSON-ready)."""
+        return {
+            "name": self.name, "label": self.label, "type": self.type, "length": self.length,
+            "picklist": list(self.picklist), "restricted": self.restricted,
+            "createable": self.createable, "updateable": self.updateable,
+            "required": self.required, "custom": self.custom, "field_type": self.field_type,
+        }  # fmt: skip
+
+
+class SchemaSource(Protocol):
+    """Gives the catalogue to check a mapping of ``crm`` that uses ``objects`` against."""
+
+    def catalogue(self, crm: str, objects: Collection[str]) -> FieldCatalogue:
+        """The catalogue covering ``objects`` of ``crm`` (reading them if needed)."""
+        ...
 
 
 @dataclass(frozen=True)
 class FieldCatalogue:
-    """CRM -> object -> field name -> FieldInfo. Objects absent here are not checked."""
+    """CRM -> object -> field name -> FieldInfo. Objects absent here are not checked.
+
+    ``origins`` says per CRM what the catalogue was checked against, as a phrase that completes
+    "checked ..." in messages. ``absent`` lists objects the org said it does not have (or the
+    integration user cannot see). ``lists_objects`` is true when ``objects`` names every object
+    of the CRM (the offline catalogues), so an object outside it is unknown; an org catalogue
+    only holds the objects a mapping named.
+    """
 
     objects: Mapping[str, Mapping[str, Mapping[str, FieldInfo]]] = field(default_factory=dict)
-    origin: str = "standard fields"
+    origin: str = "against closedloop's list of standard fields"
     origins: Mapping[str, str] = field(default_factory=dict)
+    absent: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    lists_objects: bool = True
+
+    def catalogue(self, crm: str, objects: Collection[str]) -> FieldCatalogue:  # noqa: ARG002
+        """A fixed catalogue answers every request with itself (see ``SchemaSource``)."""
+        return self
 
     def origin_for(self, crm: str) -> str:
-        """Where the field definitions of ``crm`` come from, for messages."""
+        """What the fields of ``crm`` were checked against: "against the Salesforce org ..."."""
         return self.origins.get(crm, self.origin)
 
     def object_names(self, crm: str) -> list[str]:
         """The objects known for ``crm``."""
         return sorted(self.objects.get(crm, {}))
+
+    def absent_objects(self, crm: str) -> frozenset[str]:
+        """Objects of ``crm`` the org reported missing."""
+        return self.absent.get(crm, frozenset())
 
     def fields(self, crm: str, obj: str) -> Mapping[str, FieldInfo] | None:
         """The fields of ``obj`` in ``crm``, or None when the object is not catalogued."""
@@ -63,49 +144,45 @@ class FieldCatalogue:
         return None if fields is None else fields.get(name)
 
     def merged(self, other: FieldCatalogue) -> FieldCatalogue:
-        """This catalogue with ``other``'s objects added (``other`` wins per object)."""
+        """This catalogue with ``other``'s objects added (``other`` wins per object and origin)."""
         out: dict[str, dict[str, Mapping[str, FieldInfo]]] = {
             crm: dict(objs) for crm, objs in self.objects.items()
         }
         origins = dict(self.origins)
         for crm, objs in other.objects.items():
             out.setdefault(crm, {}).update(objs)
-            origins[crm] = f"{other.origin_for(crm)} + {self.origin_for(crm)}"
-        return FieldCatalogue(out, origin=self.origin, origins=origins)
+            origins[crm] = other.origin_for(crm)
+        absent = {**self.absent, **other.absent}
+        return FieldCatalogue(
+            out, origin=self.origin, origins=origins, absent=absent,
+            lists_objects=self.lists_objects and other.lists_objects,
+        )  # fmt: skip
 
     @classmethod
-    def from_describe(
-        cls, crm: str, describes: Mapping[str, Iterable[Mapping[str, Any]]], origin: str
+    def from_rows(
+        cls,
+        crm: str,
+        described: Mapping[str, Iterable[Mapping[str, Any]] | None],
+        origin: str,
     ) -> FieldCatalogue:
-        """Build from describe-like rows: ``{object: [{name, type, length, picklist, required}]}``.
-
-        Salesforce describe rows carry ``picklistValues`` ([{value: ...}]) and ``nillable``;
-        HubSpot property rows carry ``options`` ([{value: ...}]); both are understood.
-        """
+        """An org catalogue from rows per object (None: the org has no such object)."""
         objects: dict[str, dict[str, FieldInfo]] = {}
-        for obj, rows in describes.items():
-            fields: dict[str, FieldInfo] = {}
-            for row in rows:
-                info = _info_from_row(row)
-                fields[info.name] = info
-            objects[obj] = fields
-        return cls({crm: objects}, origin=origin)
+        absent: set[str] = set()
+        for obj, rows in described.items():
+            if rows is None:
+                absent.add(obj)
+                continue
+            objects[obj] = {info.name: info for info in map(FieldInfo.from_row, rows)}
+        return cls(
+            {crm: objects}, origin=origin, origins={crm: origin},
+            absent={crm: frozenset(absent)}, lists_objects=False,
+        )  # fmt: skip
 
 
-def _info_from_row(row: Mapping[str, Any]) -> FieldInfo:
-    values = row.get("picklist") or row.get("picklistValues") or row.get("options") or ()
-    picklist = tuple(str(v.get("value")) if isinstance(v, Mapping) else str(v) for v in values)
-    length = row.get("length")
-    required = bool(row.get("required", False))
-    if "nillable" in row and "createable" in row and "defaultedOnCreate" in row:
-        required = not row["nillable"] and row["createable"] and not row["defaultedOnCreate"]
-    return FieldInfo(
-        name=str(row["name"]),
-        type=str(row.get("type", "string")),
-        length=int(length) if length else None,
-        picklist=picklist,
-        required=required,
-    )
+# No CRM schema: nothing about CRM objects and fields is checked or known (lifecycle readers).
+UNCHECKED = FieldCatalogue(
+    origin="without a CRM schema (CRM fields not checked)", lists_objects=False
+)
 
 
 def _f(
@@ -114,8 +191,10 @@ def _f(
     length: int | None = None,
     picklist: tuple[str, ...] = (),
     required: bool = False,
+    *,
+    restricted: bool = False,
 ) -> tuple[str, FieldInfo]:
-    return name, FieldInfo(name, type_, length, picklist, required)
+    return name, FieldInfo(name, type_, length, picklist, required, restricted)
 
 
 _LEAD_STATUS = (
@@ -149,8 +228,9 @@ _SALESFORCE: dict[str, dict[str, FieldInfo]] = {
                 "picklist",
                 255,
                 ("Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred"),
+                restricted=True,
             ),
-            _f("Priority", "picklist", 255, ("High", "Normal", "Low")),
+            _f("Priority", "picklist", 255, ("High", "Normal", "Low"), restricted=True),
             _f(
                 "Type",
                 "picklist",
@@ -169,7 +249,7 @@ _SALESFORCE: dict[str, dict[str, FieldInfo]] = {
         (
             *_SF_PERSON_COMMON,
             _f("Company", "string", 255, (), True),
-            _f("Status", "picklist", 255, _LEAD_STATUS, False),
+            _f("Status", "picklist", 255, _LEAD_STATUS, False, restricted=True),
             _f("Industry", "picklist", 255),
             _f("NumberOfEmployees", "int"),
             _f("Website", "url", 255),
@@ -194,7 +274,7 @@ _SALESFORCE: dict[str, dict[str, FieldInfo]] = {
     "Opportunity": dict(
         (
             _f("Name", "string", 120, (), True),
-            _f("StageName", "picklist", 255, _OPPORTUNITY_STAGE, True),
+            _f("StageName", "picklist", 255, _OPPORTUNITY_STAGE, True, restricted=True),
             _f("Amount", "currency"),
             _f("CloseDate", "date", None, (), True),
             _f("AccountId", "reference", 18),
@@ -339,7 +419,23 @@ _HUBSPOT: dict[str, dict[str, FieldInfo]] = {
     ),
 }
 
-STANDARD = FieldCatalogue({"salesforce": _SALESFORCE, "hubspot": _HUBSPOT})
+
+def _enumerations_restricted(
+    objects: dict[str, dict[str, FieldInfo]],
+) -> dict[str, dict[str, FieldInfo]]:
+    # HubSpot refuses an enumeration value outside the property's options (INVALID_OPTION).
+    return {
+        obj: {
+            name: replace(info, restricted=True) if info.picklist else info
+            for name, info in fields.items()
+        }
+        for obj, fields in objects.items()
+    }
+
+
+STANDARD = FieldCatalogue(
+    {"salesforce": _SALESFORCE, "hubspot": _enumerations_restricted(_HUBSPOT)}
+)
 
 HUBSPOT_ENGAGEMENTS: tuple[str, ...] = ("note", "task", "email", "meeting", "call")
 # The CRM objects a person can be, per CRM: person fields are checked against their union.
@@ -349,8 +445,9 @@ PERSON_OBJECTS: dict[str, tuple[str, ...]] = {
 }
 
 
-# Custom properties closedloop's HubSpot connector creates (the touch key is searched: it is
-# how a re-send whose outcome is unknown finds the engagement already written).
+# Custom properties closedloop's HubSpot connector creates (``closedloop check hubspot --fix``;
+# the touch key is searched: it is how a re-send whose outcome is unknown finds the engagement
+# already written). The offline catalogue assumes they exist.
 CLOSEDLOOP_HUBSPOT_PROPERTIES: dict[str, tuple[FieldInfo, ...]] = {
     **dict.fromkeys(
         HUBSPOT_ENGAGEMENTS,
@@ -367,12 +464,15 @@ CLOSEDLOOP_HUBSPOT_PROPERTIES: dict[str, tuple[FieldInfo, ...]] = {
     ),
 }
 
+OFFLINE_ORIGIN = "offline against the sandbox's schema, not your org's"
 
-def default_catalogue() -> FieldCatalogue:
-    """The sandbox org/portal schemas when installed (they mirror real describes), else STANDARD.
+
+def offline_catalogue() -> FieldCatalogue:
+    """The sandbox org/portal schemas when installed, else STANDARD: for ``--offline`` and tests.
 
     Objects the sandbox defines replace the standard ones whole, so a field the sandbox org
-    lacks is reported, as the real org would reject it.
+    lacks is reported, as the sandbox would reject it. Never a stand-in for a real org: the
+    CLI uses it only when asked to, and says so in every message.
     """
     catalogue = STANDARD
     for build in (_salesforce_sandbox, _hubspot_sandbox):
@@ -381,43 +481,37 @@ def default_catalogue() -> FieldCatalogue:
         except ImportError:
             continue
         catalogue = catalogue.merged(built)
-    return catalogue
+    return replace(
+        catalogue, origin=OFFLINE_ORIGIN, origins=dict.fromkeys(catalogue.objects, OFFLINE_ORIGIN)
+    )
 
 
 def _salesforce_sandbox() -> FieldCatalogue:
-    from sandbox.salesforce_schema import OBJECTS
+    # The sandbox org's describe, read the way the connector reads a real one.
+    from connectors.salesforce.schema import field_row
+    from sandbox.salesforce_schema import OBJECTS, describe_field
 
-    objects: dict[str, dict[str, FieldInfo]] = {}
-    for name, obj in OBJECTS.items():
-        objects[name] = {
-            f.name: FieldInfo(f.name, f.type, f.length or None, tuple(f.picklist), f.required)
-            for f in obj.fields.values()
-            if f.createable
+    objects = {
+        name: {
+            f.name: FieldInfo.from_row(field_row(describe_field(f))) for f in obj.fields.values()
         }
-    return FieldCatalogue({"salesforce": objects}, origin="the Salesforce sandbox org")
+        for name, obj in OBJECTS.items()
+    }
+    return FieldCatalogue({"salesforce": objects})
 
 
 def _hubspot_sandbox() -> FieldCatalogue:
-    from sandbox.hubspot_schema import (
-        OBJECT_TYPES,
-        READ_ONLY_PROPERTIES,
-        REQUIRED_ON_CREATE,
-        base_properties,
-        singular,
-    )
+    # The sandbox portal's property definitions, read the way the connector reads a real one.
+    from connectors.hubspot.schema import property_row
+    from sandbox.hubspot_schema import OBJECT_TYPES, base_properties, singular
 
     objects: dict[str, dict[str, FieldInfo]] = {}
     for object_type in OBJECT_TYPES:
-        required = set(REQUIRED_ON_CREATE.get(object_type, ()))
-        fields: dict[str, FieldInfo] = {}
-        for name, prop in base_properties(object_type).items():
-            if name in READ_ONLY_PROPERTIES:
-                continue
-            options = tuple(str(o["value"]) for o in prop.get("options") or ())
-            # HubSpot text properties hold up to 65,536 characters.
-            length = 65536 if prop.get("type") == "string" else None
-            fields[name] = FieldInfo(name, str(prop.get("type")), length, options, name in required)
+        fields = {
+            name: FieldInfo.from_row(property_row(prop, object_type))
+            for name, prop in base_properties(object_type).items()
+        }
         for info in CLOSEDLOOP_HUBSPOT_PROPERTIES.get(singular(object_type), ()):
             fields.setdefault(info.name, info)
         objects[singular(object_type)] = fields
-    return FieldCatalogue({"hubspot": objects}, origin="the HubSpot sandbox portal")
+    return FieldCatalogue({"hubspot": objects})

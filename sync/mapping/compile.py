@@ -7,7 +7,10 @@ one closure per computed field (see ``templates.py`` for how templates avoid Jin
 Rendering rules, in order, per CRM field: the origin (``value`` / ``source`` / ``template``),
 then ``transforms``, then text is cut to the CRM field's length (unless a ``truncate`` transform
 says otherwise), then a blank result (None or "") takes ``default``; a field still blank is left
-out of the payload, or rejects the touch with a ``MappingError`` when ``required``.
+out of the payload, or rejects the touch with a ``MappingError`` when ``required``. A computed
+value the field's type or restricted picklist cannot take (``fieldtypes``: text into a date or
+number field, a value outside a restricted picklist) rejects the touch with a ``MappingError``
+naming the field, so it becomes a dead letter of stage ``map`` instead of a refused push.
 
 HubSpot event targets (``timeline_event``, ``behavioral_event``) render their fields into the
 event's ``tokens`` / ``properties`` and add the template id or event name, the touch time and,
@@ -28,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 from connectors.base import Person, PersonKind, RenderedTouch, Touch, TouchKind
 from connectors.errors import MappingError
-from sync.mapping.catalogue import PERSON_OBJECTS, FieldCatalogue, default_catalogue
+from sync.mapping.catalogue import PERSON_OBJECTS, FieldCatalogue
 from sync.mapping.conditions import (
     Predicate,
     compile_condition,
@@ -36,6 +39,7 @@ from sync.mapping.conditions import (
     compile_path,
 )
 from sync.mapping.digest import DigestPlan, digest_touches, is_digest
+from sync.mapping.fieldtypes import checker
 from sync.mapping.lifecycle import CompiledLifecycle, compile_lifecycle
 from sync.mapping.members import MemberPlan, compile_members
 from sync.mapping.model import (
@@ -214,9 +218,9 @@ class CompiledMapping:
         )  # fmt: skip
 
 
-def compile_mapping(model: MappingFile, catalogue: FieldCatalogue | None = None) -> CompiledMapping:
-    """Compile a validated mapping; ``catalogue`` supplies CRM field lengths for truncation."""
-    catalogue = catalogue or default_catalogue()
+def compile_mapping(model: MappingFile, catalogue: FieldCatalogue) -> CompiledMapping:
+    """Compile a mapping validated against ``catalogue``, whose field lengths cut text and whose
+    field types check computed values."""
     env = make_environment(model.timezone)
     ctx = _Context(model, catalogue, env)
     touches = model.touches
@@ -373,6 +377,9 @@ class _Context:
             textual = any(not isinstance(step, MapTransform) for step in rule.transforms)
             if rule.source is not None and not textual and not _auto_truncated(tf, rule):
                 fn = _json_safe(fn)
+            check = checker(self.model.crm, self.catalogue.field(self.model.crm, target, name))
+            if check is not None:
+                fn = _checked(fn, check, where)
             computed.append((name, fn))
         return KindPlan(target, constants, tuple(computed), event=event)
 
@@ -399,6 +406,19 @@ def _json_safe(get: FieldFn) -> FieldFn:
         return value
 
     return safe
+
+
+def _checked(get: FieldFn, check: Callable[[Any], str | None], where: str) -> FieldFn:
+    # The CRM would refuse the whole value: reject this touch here, naming the field.
+    def checked(touch: Touch, person: Person) -> Any:
+        value = get(touch, person)
+        if value is not None:
+            problem = check(value)
+            if problem is not None:
+                raise MappingError(f"touch {touch.key}: {where}: {problem}")
+        return value
+
+    return checked
 
 
 def _finish(value: Any, rule: FieldRule, where: str, touch: Touch | None) -> Any:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import json
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -259,10 +259,13 @@ class FieldRule(_Strict):
 def _field_shorthand(value: Any) -> Any:
     # `Subject: "Opened {{ touch.asset }}"` is a template, `Priority: Normal` a constant string
     # (a plain string is a template without variables), `IsVisible: true` a constant.
+    # YAML reads an unquoted `ActivityDate: 2024-05-06` as a date: it is that day's ISO text.
     if isinstance(value, str):
         return {"template": value}
     if isinstance(value, bool | int | float):
         return {"value": value}
+    if isinstance(value, date):
+        return {"value": value.isoformat()}
     return value
 
 

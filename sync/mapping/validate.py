@@ -2,14 +2,23 @@
 
 Two passes. The structural pass is the pydantic model (unknown keys get a "did you mean" from
 the model's own field names). The semantic pass checks what the model cannot know alone: CRM
-objects, fields and picklist values against a ``FieldCatalogue``, field paths, templates
-(syntax, variables, fields of touch/person, filters), lifecycle values used twice, the
-fields a CRM requires when closedloop creates records, and campaign member statuses against
-their order. Member statuses are not checked against a picklist: Salesforce keeps them per
-Campaign (CampaignMemberStatus), so a status a Campaign lacks is refused per record at sync time.
+objects and fields against a ``FieldCatalogue`` (did-you-mean from the catalogue's own fields),
+fields the integration user cannot write, values against the fields' types and picklists
+(``fieldtypes``; constants, mapped values, defaults and a transform chain run on a sample
+timestamp), field paths, templates (syntax, variables, fields of touch/person, filters),
+lifecycle values used twice, the fields a CRM requires when closedloop creates records, and
+campaign member statuses against their order. Member statuses are not checked against a
+picklist: Salesforce keeps them per Campaign (CampaignMemberStatus), so a status a Campaign
+lacks is refused per record at sync time.
+
+Which catalogue is always the caller's explicit choice, a ``SchemaSource``: the org's own
+schema (``sync.crm_schema.OrgSchema``), ``offline_catalogue()`` or ``UNCHECKED``. The source is
+asked only after the structural pass, for the objects the mapping names (``needed_objects``),
+so a broken file costs no call to the CRM.
 
 ``load_mapping`` is what the engine and the CLI call: it returns a compiled mapping or raises
-``MappingError`` carrying every issue.
+``MappingError`` carrying every issue. ``load_lifecycle`` reads only the lifecycle section (for
+reports and recycling, which never write to the CRM).
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import types
 import typing
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Union
 
@@ -25,14 +35,19 @@ from pydantic import BaseModel, ValidationError
 
 from connectors.errors import ConfigError, ConfigIssue, MappingError
 from sync.mapping.catalogue import (
+    CLOSEDLOOP_HUBSPOT_PROPERTIES,
     HUBSPOT_ENGAGEMENTS,
     PERSON_OBJECTS,
+    STANDARD,
+    UNCHECKED,
     FieldCatalogue,
     FieldInfo,
-    default_catalogue,
+    SchemaSource,
 )
 from sync.mapping.compile import CompiledMapping, compile_mapping
 from sync.mapping.conditions import check_path
+from sync.mapping.fieldtypes import kind_of, picklist_problem, type_problem
+from sync.mapping.lifecycle import CompiledLifecycle, compile_lifecycle
 from sync.mapping.migrate import detect_version
 from sync.mapping.model import (
     CURRENT_SCHEMA_VERSION,
@@ -47,6 +62,7 @@ from sync.mapping.model import (
     TruncateTransform,
 )
 from sync.mapping.templates import check_template, constant_text, make_environment
+from sync.mapping.transforms import compile_transforms
 from sync.yamlfile import (
     KeyPath,
     LocatedYaml,
@@ -55,9 +71,24 @@ from sync.yamlfile import (
     load_yaml,
 )
 
-__all__ = ["ValidationReport", "load_mapping", "validate_file", "validate_located"]
+__all__ = [
+    "ValidationReport",
+    "load_lifecycle",
+    "load_mapping",
+    "needed_objects",
+    "validate_file",
+    "validate_located",
+]
 
 _DEAL_OBJECTS = {"salesforce": ("Opportunity",), "hubspot": ("deal",)}
+# Sources whose kind of value is known, with a sample: their transform chains are checked
+# against the field's type at validate time (others are checked per touch by ``compile``).
+_SAMPLE_TIME = datetime(2024, 5, 6, 13, 0, tzinfo=UTC)
+_SAMPLES: dict[str, Any] = {
+    "touch.occurred_at": _SAMPLE_TIME, "person.created_at": _SAMPLE_TIME,
+    "person.updated_at": _SAMPLE_TIME, "touch.kind": "form_fill", "person.kind": "lead",
+    "touch.source": "marketo", "person.score": 42.0, "person.converted": False,
+}  # fmt: skip
 _EVENT_NEEDS = {
     "timeline_event": "the eventTemplateId of your public app's timeline event template",
     "behavioral_event": "the custom event's fully qualified name, pe<HubID>_<name>, from "
@@ -72,6 +103,9 @@ class ValidationReport:
     file: str
     issues: list[ConfigIssue] = field(default_factory=list)
     model: MappingFile | None = None
+    # What the CRM fields were checked against ("against the Salesforce org of ..."), once known.
+    checked: str | None = None
+    catalogue: FieldCatalogue | None = None
 
     @property
     def ok(self) -> bool:
@@ -79,27 +113,54 @@ class ValidationReport:
         return not self.issues
 
 
-def load_mapping(path: Path, catalogue: FieldCatalogue | None = None) -> CompiledMapping:
-    """Validate and compile a mapping file; raises MappingError with every issue."""
-    catalogue = catalogue or default_catalogue()
-    report = validate_file(path, catalogue)
+def load_mapping(path: Path, schema: SchemaSource) -> CompiledMapping:
+    """Validate ``path`` against ``schema`` and compile it; raises MappingError with every issue
+    (each carrying what the fields were checked against)."""
+    report = validate_file(path, schema)
+    if report.model is None or report.catalogue is None or report.issues:
+        checked = f" (checked {report.checked})" if report.checked else ""
+        raise MappingError(f"{path}: invalid mapping{checked}", report.issues)
+    return compile_mapping(report.model, report.catalogue)
+
+
+def load_lifecycle(path: Path) -> CompiledLifecycle:
+    """The lifecycle section of a mapping file, for readers that never write to the CRM
+    (reports, recycling): the file is validated without a CRM schema (``UNCHECKED``); its CRM
+    values are checked by ``mappings validate`` and ``sync`` against the org."""
+    report = validate_file(path, UNCHECKED)
     if report.model is None or report.issues:
         raise MappingError(f"{path}: invalid mapping", report.issues)
-    return compile_mapping(report.model, catalogue)
+    return compile_lifecycle(report.model.lifecycle)
 
 
-def validate_file(path: Path, catalogue: FieldCatalogue | None = None) -> ValidationReport:
-    """Every issue of the mapping file at ``path`` (never raises for a bad file)."""
+def validate_file(path: Path, schema: SchemaSource) -> ValidationReport:
+    """Every issue of the mapping file at ``path`` (never raises for a bad file; the schema
+    source may raise when it cannot read the org)."""
     try:
         located = load_yaml(path)
     except ConfigError as exc:
         issues = exc.issues or [ConfigIssue(str(path), None, None, "", str(exc))]
         return ValidationReport(str(path), issues)
-    return validate_located(located, catalogue or default_catalogue())
+    return validate_located(located, schema)
 
 
-def validate_located(located: LocatedYaml, catalogue: FieldCatalogue) -> ValidationReport:
-    """Validate already-parsed YAML (positions kept for messages)."""
+def needed_objects(model: MappingFile) -> list[str]:
+    """The CRM objects whose fields ``model`` writes or reads (what the schema must cover)."""
+    found: dict[str, None] = {}
+    targets = [model.touches.target, *(r.target for r in model.touches.kinds.values() if r.target)]
+    for target in targets:
+        if target not in EVENT_TARGETS:
+            found[target] = None
+    for obj in PERSON_OBJECTS.get(model.crm, ()):
+        found[obj] = None
+    if model.lifecycle is not None and model.lifecycle.stage_field is not None:
+        for obj in _DEAL_OBJECTS.get(model.crm, ()):
+            found[obj] = None
+    return list(found)
+
+
+def validate_located(located: LocatedYaml, schema: SchemaSource) -> ValidationReport:
+    """Validate already-parsed YAML (positions kept for messages) against ``schema``."""
     report = ValidationReport(located.file)
     data = located.data
     if not isinstance(data, dict):
@@ -115,6 +176,9 @@ def validate_located(located: LocatedYaml, catalogue: FieldCatalogue) -> Validat
         allowed = dict(_allowed_keys(MappingFile, data, ()))
         report.issues.extend(issues_from_validation_error(exc, located, allowed_keys=allowed))
         return report
+    catalogue = schema.catalogue(model.crm, needed_objects(model))
+    report.catalogue = catalogue
+    report.checked = catalogue.origin_for(model.crm)
     report.issues.extend(_Semantic(model, located, catalogue).run())
     if not report.issues:
         report.model = model
@@ -223,7 +287,14 @@ class _Semantic:
                 )
             return
         known = self.catalogue.object_names(self.crm)
-        if obj not in known and not obj.endswith("__c"):
+        if obj in self.catalogue.absent_objects(self.crm):
+            names = sorted({*known, *STANDARD.object_names(self.crm)})
+            self.add(
+                path,
+                f"the org has no object {obj!r} the integration user can see"
+                f"{did_you_mean(obj, names)} (checked {self.catalogue.origin_for(self.crm)})",
+            )
+        elif self.catalogue.lists_objects and obj not in known and not obj.endswith("__c"):
             self.add(
                 path,
                 f"unknown Salesforce object {obj!r}{did_you_mean(obj, known)}"
@@ -231,9 +302,19 @@ class _Semantic:
             )
 
     def check_field(
-        self, path: KeyPath, objects: Sequence[str], name: str, *, key: bool = True
+        self,
+        path: KeyPath,
+        objects: Sequence[str],
+        name: str,
+        *,
+        key: bool = True,
+        write: str | None = None,
     ) -> FieldInfo | None:
-        """The field's info when found; an issue when the catalogue knows the objects but not it."""
+        """The field's info when found; an issue when the catalogue knows the objects but not it.
+
+        ``write`` is how closedloop writes the field ("create", "update" or "both"); a field the
+        integration user cannot write that way is reported too.
+        """
         known: list[str] = []
         catalogued = False
         for obj in objects:
@@ -242,28 +323,103 @@ class _Semantic:
                 continue
             catalogued = True
             if name in fields:
-                return fields[name]
+                info = fields[name]
+                if write is not None:
+                    self.check_writable(path, obj, info, write, key=key)
+                return info
             known.extend(fields)
         if catalogued:
             where = " or ".join(o for o in objects if self.fields_of(o) is not None)
             self.add(
                 path,
                 f"{where} has no field {name!r}{did_you_mean(name, sorted(set(known)))}"
-                f" (checked against {self.catalogue.origin_for(self.crm)})",
+                f" (checked {self.catalogue.origin_for(self.crm)}){self.missing_hint(name)}",
                 key=key,
             )
         return None
 
+    def missing_hint(self, name: str) -> str:
+        """What to do when the org lacks a field the mapping names."""
+        if self.crm == "hubspot":
+            own = {i.name for infos in CLOSEDLOOP_HUBSPOT_PROPERTIES.values() for i in infos}
+            if name in own:
+                return "; `closedloop check hubspot --fix` creates closedloop's own properties"
+            return ""
+        if name.endswith("__c"):
+            return (
+                "; a custom field that exists in Setup is missing here when the integration "
+                "user lacks field-level security on it"
+            )
+        return ""
+
+    def check_writable(
+        self, path: KeyPath, obj: str, info: FieldInfo, write: str, *, key: bool
+    ) -> None:
+        """Report a field closedloop writes (``write``: create, update, both) but may not."""
+        needs_create = write in ("create", "both")
+        needs_update = write in ("update", "both")
+        if (needs_create and not info.createable) or (needs_update and not info.updateable):
+            verbs = " and ".join(
+                v for v, need, can in (("created", needs_create, info.createable),
+                                       ("updated", needs_update, info.updateable))
+                if need and not can
+            )  # fmt: skip
+            self.add(
+                path,
+                f"{obj}.{info.name} cannot be {verbs} by the integration user (read-only or no "
+                f"edit access; checked {self.catalogue.origin_for(self.crm)}): remove it here, "
+                "or grant edit access to it",
+                key=key,
+            )
+
     def check_value(self, path: KeyPath, info: FieldInfo | None, value: Any, what: str) -> None:
-        if info is None or not info.picklist or value is None or isinstance(value, bool):
+        """A value known now (constant, mapped value, default) fits the field's type and list."""
+        if info is None or value is None:
             return
-        if str(value) not in info.picklist:
+        problem = type_problem(self.crm, info, value)
+        if problem is not None:
+            self.add(path, f"{what} {value!r} {problem}")
+            return
+        if not info.picklist or isinstance(value, bool) or kind_of(self.crm, info) != "text":
+            return
+        if picklist_problem(self.crm, info, value) is not None or (
+            not info.restricted and str(value) not in info.picklist
+        ):
             hint = did_you_mean(str(value), info.picklist)
+            also = (
+                "" if info.restricted
+                else "; add it to the picklist in Setup if it is meant, Salesforce stores it "
+                "as a value outside the list"
+            )  # fmt: skip
             self.add(
                 path,
                 f"{what} {value!r} is not a value of {info.name}{hint}"
-                f" (values: {', '.join(info.picklist)})",
+                f" (values: {', '.join(info.picklist)}){also}",
             )
+
+    def check_sample(
+        self, path: KeyPath, info: FieldInfo | None, rule: Any, steps: Sequence[Any]
+    ) -> None:
+        """Run a source whose kind is known (a timestamp, the touch kind...) through the
+        transforms and check the result fits the field (``{datetime: epoch_ms}`` into a date)."""
+        if info is None or kind_of(self.crm, info) == "text":
+            return
+        source = getattr(rule, "source", None)
+        if source not in _SAMPLES or any(isinstance(s, MapTransform) for s in steps):
+            return
+        funcs = compile_transforms(
+            steps, timezone=self.model.timezone, marker=self.model.truncation_marker,
+            crm_length=info.length,
+        )  # fmt: skip
+        value: Any = _SAMPLES[source]
+        for fn in funcs:
+            value = fn(value)
+        if isinstance(value, datetime):
+            value = value.isoformat()  # the form a raw timestamp takes in the payload
+        problem = type_problem(self.crm, info, value)
+        if problem is not None:
+            shown = f"{source}" + (" after its transforms" if steps else "")
+            self.add(path, f"{shown} gives values like {value!r}, which {problem}")
 
     # -- touches
 
@@ -281,7 +437,7 @@ class _Semantic:
                 name = getattr(touches, attr)
                 if name is not None:
                     path = (*base, attr) if obj == touches.target else where
-                    self.check_field(path, (obj,), name, key=False)
+                    self.check_field(path, (obj,), name, key=False, write=self.touch_write)
         self.event((*base,), touches.target, touches.event, inherited=False)
         self.field_rules((*base, "fields"), touches.target, touches.fields)
         covered_default = set(touches.fields)
@@ -347,10 +503,15 @@ class _Semantic:
             where = path if self.located.locate(path) != self.located.locate(()) else fallback
             self.add(where, f"{obj} requires {', '.join(missing)}; map it here")
 
+    @property
+    def touch_write(self) -> str:
+        """How touch fields are written: Salesforce upserts (a replay updates), HubSpot creates."""
+        return "both" if self.crm == "salesforce" else "create"
+
     def field_rules(self, base: KeyPath, obj: str, rules: Mapping[str, FieldRule]) -> None:
         for name, rule in rules.items():
             path = (*base, name)
-            info = self.check_field(path, (obj,), name)
+            info = self.check_field(path, (obj,), name, write=self.touch_write)
             self.field_rule(path, info, rule)
 
     def field_rule(self, path: KeyPath, info: FieldInfo | None, rule: FieldRule) -> None:
@@ -372,6 +533,8 @@ class _Semantic:
             self.check_value(where, info, constant, "value")
         if rule.default is not None:
             self.check_value((*path, "default"), info, rule.default, "default")
+        if rule.source is not None:
+            self.check_sample((*path, "source"), info, rule, rule.transforms)
         self.transforms(path, info, rule.transforms)
 
     def transforms(self, path: KeyPath, info: FieldInfo | None, steps: Sequence[Any]) -> None:
@@ -383,10 +546,19 @@ class _Semantic:
                 if step.default is not None:
                     self.check_value((*spath, "default"), info, step.default, "default")
             elif isinstance(step, TruncateTransform) and step.truncate == "crm":
-                if info is None or info.length is None:
+                if info is not None and info.length is None:
                     self.add(
                         (*spath, "truncate"),
-                        "the CRM length of this field is unknown; give a number",
+                        f"the CRM length of this field is unknown ({info.name} is a {info.type} "
+                        "field, not text); give a number or remove the step",
+                    )
+            elif isinstance(step, TruncateTransform) and isinstance(step.truncate, int):
+                if info is not None and info.length is not None and step.truncate > info.length:
+                    self.add(
+                        (*spath, "truncate"),
+                        f"{step.truncate} is longer than {info.name} holds ({info.length} "
+                        f"characters; checked {self.catalogue.origin_for(self.crm)}): the CRM "
+                        "would refuse longer text; use truncate: crm",
                     )
             elif isinstance(step, DatetimeTransform) and "%" not in step.datetime:
                 formats = ("date", "iso", "epoch_ms")
@@ -431,16 +603,21 @@ class _Semantic:
         people = self.model.people
         objects = PERSON_OBJECTS.get(self.crm, ())
         base: KeyPath = ("people",)
+        creates = people.unknown in ("create_lead", "create_contact")
         for name, rule in people.fields.items():
             path = (*base, "fields", name)
-            info = self.check_field(path, objects, name)
+            writes = rule.direction != "from_crm" and rule.rule != "never"
+            write = ("both" if creates else "update") if writes else None
+            info = self.check_field(path, objects, name, write=write)
             problem = check_path(rule.source, roots=("person",))
             if problem:
                 self.add((*path, "source"), problem)
+            if writes:
+                self.check_sample((*path, "source"), info, rule, rule.transforms)
             self.transforms(path, info, rule.transforms)
         for name, value in people.create_defaults.items():
             path = (*base, "create_defaults", name)
-            info = self.check_field(path, objects, name)
+            info = self.check_field(path, objects, name, write="create")
             self.check_value(path, info, value, "value")
         if people.unknown == "create_lead" and self.crm == "hubspot":
             self.add(

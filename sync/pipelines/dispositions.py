@@ -238,9 +238,11 @@ def record_changes(
 def _lifecycle(ctx: RunContext) -> CompiledLifecycle:
     if ctx.pipeline.mapping is None:
         return CompiledLifecycle()
-    from sync.pipelines.touches import load_pipeline_mapping
+    from sync.mapping import load_lifecycle
 
-    return load_pipeline_mapping(ctx).lifecycle
+    # Only the lifecycle is used here, and nothing is written to the CRM; the whole file is
+    # checked against the org by `mappings validate`, `config check` and `check <crm>`.
+    return load_lifecycle(ctx.pipeline.mapping)
 
 
 def history_streams(crm: Any) -> tuple[str, ...]:

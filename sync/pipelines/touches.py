@@ -20,7 +20,6 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, and_, select
@@ -42,7 +41,6 @@ DELIVER_STREAM = "deliver"
 
 _TOUCH = TouchRow.__table__  # type: ignore[attr-defined]
 _DELIVERY = DeliveryRow.__table__  # type: ignore[attr-defined]
-_MAPPINGS: dict[tuple[Path, float], CompiledMapping] = {}
 
 
 def cursor_value(moment: datetime) -> str:
@@ -51,18 +49,18 @@ def cursor_value(moment: datetime) -> str:
 
 
 def load_pipeline_mapping(ctx: RunContext) -> CompiledMapping:
-    """The compiled mapping of the pipeline (cached per file and modification time)."""
+    """The touches pipeline's mapping, checked and compiled against the own schema of the CRM
+    org it writes to (cached in the ledger, ``sync.crm_schema``)."""
+    from sync.crm_schema import pipeline_crm, pipeline_schema
     from sync.mapping import load_mapping
 
     path = ctx.pipeline.mapping
     if path is None:
         raise ConfigError(f"pipeline {ctx.name!r} needs a mapping file")
-    key = (path, path.stat().st_mtime)
-    found = _MAPPINGS.get(key)
-    if found is None:
-        found = load_mapping(path)
-        _MAPPINGS[key] = found
-    return found
+    crm = pipeline_crm(ctx.pipeline, writes_only=True)
+    if crm is None:
+        raise ConfigError(f"pipeline {ctx.name!r} needs its CRM connection")
+    return load_mapping(path, pipeline_schema(ctx, crm))
 
 
 def run_touches(ctx: RunContext) -> None:

@@ -57,7 +57,7 @@ def analytics_settings(config: Any) -> AnalyticsSettings:
 
 def _lifecycles(config: Any) -> dict[str, CompiledLifecycle]:
     """Connection name -> lifecycle, from the mapping files of the config's pipelines."""
-    from sync.mapping.validate import load_mapping
+    from sync.mapping.validate import load_lifecycle
 
     out: dict[str, CompiledLifecycle] = {}
     pipelines = getattr(config, "pipelines", None) or {}
@@ -68,7 +68,7 @@ def _lifecycles(config: Any) -> dict[str, CompiledLifecycle]:
             continue
         if pipeline.mapping is None or crm in out:
             continue
-        lifecycle = load_mapping(Path(pipeline.mapping)).lifecycle
+        lifecycle = load_lifecycle(Path(pipeline.mapping))
         if lifecycle.status_field is not None:
             out[crm] = lifecycle
     return out

@@ -13,7 +13,7 @@ from connectors.hubspot.connector import HubSpotConnector
 from connectors.ratelimit import ManualClock
 from connectors.testing import KitSpec, connector_battery
 from sandbox.server import SandboxServer
-from sync.mapping import load_mapping
+from sync.mapping import load_mapping, offline_catalogue
 from tests.connectors.hubspot.conftest import keys_in_portal, known_contacts, settings_for
 
 MAPPING = Path(__file__).parents[3] / "mappings" / "marketo-hubspot.yaml"
@@ -21,7 +21,7 @@ MAPPING = Path(__file__).parents[3] / "mappings" / "marketo-hubspot.yaml"
 
 def rendered_touches(server: SandboxServer, count: int) -> list[RenderedTouch]:
     """Touches rendered by the shipped Marketo -> HubSpot mapping for contacts the portal holds."""
-    mapping = load_mapping(MAPPING)
+    mapping = load_mapping(MAPPING, offline_catalogue())
     assert server.world is not None
     start = server.world.now - timedelta(days=31) + timedelta(hours=9)  # a month into the past
     touches = []

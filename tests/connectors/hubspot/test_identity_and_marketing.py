@@ -15,7 +15,7 @@ from connectors.testing import drain_touches
 from sandbox.hubspot import HubSpotStore
 from sandbox.server import SandboxServer
 from sync.cli.config_cmd import SANDBOX_CONFIG
-from sync.mapping import load_mapping
+from sync.mapping import load_lifecycle
 from sync.recycle import HubSpotNurture
 from tests.connectors.hubspot.conftest import known_contacts
 
@@ -71,7 +71,7 @@ def test_people_are_created_once_with_the_mappings_lifecycle_values(
 ) -> None:
     store: HubSpotStore = portal.store("hubspot")
     connector = connect()
-    connector.use_lifecycle(load_mapping(MAPPING).lifecycle)
+    connector.use_lifecycle(load_lifecycle(MAPPING))
     person = Person(
         "marketo", "42", PersonKind.LEAD, "New.Person@Example.com", first_name="Nia",
         status="MQL", fields={"closedloop_lead_source": "Webinar"},
@@ -172,7 +172,7 @@ def test_a_shared_stage_is_written_as_the_mappings_first_lifecycle_stage_value(
         text.replace("Inquiry: [lead, subscriber]", "Inquiry: [subscriber]"), encoding="utf-8"
     )
     connector = connect()
-    connector.use_lifecycle(load_mapping(mapping).lifecycle)
+    connector.use_lifecycle(load_lifecycle(mapping))
     person = Person("marketo", "43", PersonKind.LEAD, "sub@example.com", status="Inquiry")
 
     connector.create_people([person])

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from connectors.salesforce.connector import SalesforceConnector
 from connectors.salesforce.flags import FlagWriter, check_flag_fields
-from sandbox import salesforce_schema, salesforce_store
-from sandbox.salesforce_schema import OBJECTS, FieldDef
 from sandbox.server import SandboxServer
 from tests.connectors.salesforce.conftest import live
 
@@ -21,21 +18,19 @@ T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def flag_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+def flag_fields(sandbox_session: SandboxServer) -> Iterator[None]:
     """An org whose admin created the checkbox and the Date/Time field on Lead and Contact
-    (what `closedloop check salesforce` asks for); the sandbox's stock schema has neither."""
+    (what `closedloop check salesforce` asks for; here through the Tooling API's CustomField
+    create); the sandbox's stock schema has neither. Dropped again afterwards."""
+    store = sandbox_session.store("salesforce")
     for sobject in ("Lead", "Contact"):
-        obj = OBJECTS[sobject]
-        fields = {
-            **obj.fields,
-            FLAG: FieldDef(
-                FLAG, "boolean", "SLA Breached", nillable=False, default=False, custom=True
-            ),
-            AT: FieldDef(AT, "datetime", "SLA Breached At", custom=True),
-        }
-        monkeypatch.setitem(OBJECTS, sobject, replace(obj, fields=fields))
-    monkeypatch.setattr(salesforce_store, "_METAS", {})
-    monkeypatch.setattr(salesforce_schema, "_LOWER_CACHE", {})
+        store.add_custom_field(
+            f"{sobject}.{FLAG}",
+            {"type": "Checkbox", "label": "SLA Breached", "defaultValue": "false"},
+        )
+        store.add_custom_field(f"{sobject}.{AT}", {"type": "DateTime", "label": "SLA Breached At"})
+    yield
+    store.reset_schema()
 
 
 def _people(sandbox: SandboxServer) -> tuple[list[str], list[str]]:

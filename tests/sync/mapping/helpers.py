@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.base import Touch, TouchKind
+from sync.mapping.catalogue import offline_catalogue
 from sync.mapping.compile import CompiledMapping
 from sync.mapping.validate import load_mapping
 
@@ -35,7 +36,7 @@ def mapping_from(tmp_path: Path, text: str) -> CompiledMapping:
     """Write ``text`` to a file and load it the way the engine does."""
     path = tmp_path / "mapping.yaml"
     path.write_text(text, encoding="utf-8")
-    return load_mapping(path)
+    return load_mapping(path, offline_catalogue())
 
 
 def touch(kind: TouchKind = TouchKind.EMAIL_OPEN, source_id: str = "1", **kw: Any) -> Touch:

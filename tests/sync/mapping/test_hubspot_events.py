@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from connectors.base import Person, PersonKind, TouchKind
+from sync.mapping.catalogue import offline_catalogue
 from sync.mapping.validate import validate_file
 from tests.sync.mapping.helpers import mapping_from, touch
 
@@ -96,7 +97,9 @@ def test_a_broken_event_section_is_reported_at_its_lines(tmp_path: Path) -> None
     path = tmp_path / "broken.yaml"
     path.write_text(broken, encoding="utf-8")
 
-    issues = {(i.line, i.key_path): i.message for i in validate_file(path).issues}
+    issues = {
+        (i.line, i.key_path): i.message for i in validate_file(path, offline_catalogue()).issues
+    }
 
     assert "needs template_id" in issues[(15, "touches.kinds.webinar_attended.event")]
     assert "for behavioral_event" in issues[(15, "touches.kinds.webinar_attended.event.name")]
@@ -109,7 +112,7 @@ def test_a_template_id_that_is_no_number_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "bad-id.yaml"
     path.write_text(HUBSPOT.replace("template_id: 1001298", "template_id: webinar"), "utf-8")
 
-    [issue] = validate_file(path).issues
+    [issue] = validate_file(path, offline_catalogue()).issues
 
     assert (issue.line, issue.key_path) == (15, "touches.kinds.webinar_attended.event.template_id")
     assert "is a number" in issue.message
@@ -120,7 +123,7 @@ def test_an_event_target_needs_a_hubspot_mapping(tmp_path: Path) -> None:
     path = tmp_path / "sf.yaml"
     path.write_text(text, encoding="utf-8")
 
-    messages = [i.message for i in validate_file(path).issues]
+    messages = [i.message for i in validate_file(path, offline_catalogue()).issues]
 
     assert any("unknown Salesforce object 'timeline_event'" in m for m in messages)
     assert any("event belongs to a HubSpot timeline_event" in m for m in messages)
@@ -142,7 +145,7 @@ def test_the_commented_event_examples_of_the_shipped_mapping_validate(tmp_path: 
     path = tmp_path / "examples.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
-    report = validate_file(path)
+    report = validate_file(path, offline_catalogue())
 
     assert report.ok, report.issues
     assert mapping_from(tmp_path, path.read_text("utf-8")).event_targets == {

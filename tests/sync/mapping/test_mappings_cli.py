@@ -16,13 +16,15 @@ from tests.sync.mapping.test_migrate import V0
 ROOT = Path(__file__).resolve().parents[3]
 BROKEN = Path(__file__).parent / "broken"
 runner = CliRunner()
+OFFLINE = "(checked offline against the sandbox's schema, not your org's)"
 
 
 def test_validate_prints_ok_per_valid_file_and_exits_zero() -> None:
     files = sorted(str(p) for p in (ROOT / "mappings").glob("*.yaml"))
-    result = runner.invoke(app, ["validate", *files])
+    result = runner.invoke(app, ["validate", "--offline", *files])
     assert result.exit_code == 0, result.output
     assert result.output.count("OK ") == len(files)
+    assert result.output.count(OFFLINE) == len(files)
 
 
 def test_validate_defaults_to_every_file_in_the_mappings_folder(
@@ -30,15 +32,15 @@ def test_validate_defaults_to_every_file_in_the_mappings_folder(
 ) -> None:
     shutil.copytree(ROOT / "mappings", tmp_path / "mappings")
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["validate"])
+    result = runner.invoke(app, ["validate", "--offline"])
     assert result.exit_code == 0, result.output
-    assert "OK mappings/marketo-salesforce.yaml" in result.output
+    assert f"OK mappings/marketo-salesforce.yaml {OFFLINE}" in result.output
 
 
 def test_validate_exits_2_and_points_at_file_line_and_key() -> None:
     broken = BROKEN / "unknown_transform_name.yaml"
     good = ROOT / "mappings" / "files-hubspot.yaml"
-    result = runner.invoke(app, ["validate", str(good), str(broken)])
+    result = runner.invoke(app, ["validate", "--offline", str(good), str(broken)])
     assert result.exit_code == 2
     assert f"OK {good}" in result.output
     assert (
@@ -65,12 +67,12 @@ def test_migrate_prints_the_upgraded_file_or_rewrites_it(tmp_path: Path) -> None
     assert "schema_version: 1" in printed.stdout
     assert path.read_text(encoding="utf-8") == V0
     assert runner.invoke(app, ["migrate", str(path), "--write"]).exit_code == 0
-    assert runner.invoke(app, ["validate", str(path)]).exit_code == 0
+    assert runner.invoke(app, ["validate", "--offline", str(path)]).exit_code == 0
 
 
 def test_preview_prints_payloads_and_person_overwrites_without_writing() -> None:
     mapping = ROOT / "mappings" / "marketo-salesforce.yaml"
-    result = runner.invoke(app, ["preview", "--mapping", str(mapping), "--sample", "12"])
+    result = runner.invoke(app, ["preview", "--offline", "--mapping", str(mapping), "-n", "12"])
     assert result.exit_code == 0, result.output
     assert "nothing has been written" in result.output
     assert "UPSERT" in result.output
@@ -90,7 +92,9 @@ def test_preview_reads_touches_from_jsonl_and_prints_json(tmp_path: Path) -> Non
     samples = tmp_path / "touches.jsonl"
     samples.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     mapping = ROOT / "mappings" / "marketo-salesforce.yaml"
-    result = runner.invoke(app, ["preview", "-m", str(mapping), "--from", str(samples), "--json"])
+    result = runner.invoke(
+        app, ["preview", "--offline", "-m", str(mapping), "--from", str(samples), "--json"]
+    )
     assert result.exit_code == 0, result.output
     plan = json.loads(result.stdout)
     upsert = next(t for t in plan["touches"] if t["outcome"] == "upsert")
@@ -100,7 +104,8 @@ def test_preview_reads_touches_from_jsonl_and_prints_json(tmp_path: Path) -> Non
 
 
 def test_preview_of_a_broken_mapping_raises_the_mapping_error() -> None:
-    result = runner.invoke(app, ["preview", "--mapping", str(BROKEN / "unknown_crm_field.yaml")])
+    broken = BROKEN / "unknown_crm_field.yaml"
+    result = runner.invoke(app, ["preview", "--offline", "--mapping", str(broken)])
     assert isinstance(result.exception, MappingError)
     assert result.exception.exit_code == 2
     assert "did you mean 'Subject'?" in str(result.exception)
@@ -138,7 +143,7 @@ pipelines:
     )
     monkeypatch.setenv("SF_SESSION", "00Dtest!session")
     config = str(tmp_path / "closedloop.yaml")
-    result = runner.invoke(app, ["preview", "-p", "hs-to-sf", "-c", config, "-n", "5"])
+    result = runner.invoke(app, ["preview", "--offline", "-p", "hs-to-sf", "-c", config, "-n", "5"])
     assert result.exit_code == 0, result.output
     assert "Preview of mapping hubspot-salesforce" in result.output
     missing = runner.invoke(app, ["preview", "-p", "hs-to-sfdc", "-c", config])

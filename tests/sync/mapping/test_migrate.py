@@ -6,6 +6,7 @@ from pathlib import Path
 
 import yaml
 
+from sync.mapping.catalogue import offline_catalogue
 from sync.mapping.migrate import detect_version, dump_mapping, migrate
 from sync.mapping.validate import validate_file
 
@@ -51,7 +52,7 @@ def test_version_zero_migrates_to_a_file_that_validates(tmp_path: Path) -> None:
     assert notes
     path = tmp_path / "migrated.yaml"
     path.write_text(dump_mapping(data), encoding="utf-8")
-    report = validate_file(path)
+    report = validate_file(path, offline_catalogue())
     assert report.ok, [str(i) for i in report.issues]
     model = report.model
     assert model is not None
@@ -70,6 +71,6 @@ def test_migrated_text_starts_with_the_schema_modeline() -> None:
 def test_loading_a_version_zero_file_asks_for_the_migrate_command(tmp_path: Path) -> None:
     path = tmp_path / "old.yaml"
     path.write_text(V0, encoding="utf-8")
-    report = validate_file(path)
+    report = validate_file(path, offline_catalogue())
     assert not report.ok
     assert "closedloop mappings migrate" in report.issues[0].message

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from connectors.base import Person, PersonKind, TouchKind
-from sync.mapping import load_mapping
+from sync.mapping import load_lifecycle
 from sync.mapping.lifecycle import compile_lifecycle
 from sync.mapping.model import Lifecycle, Stage
 from tests.sync.mapping.helpers import BASE, mapping_from, touch
@@ -152,7 +152,7 @@ def test_stage_for_maps_crm_values_ignoring_case_and_unknowns_to_none(tmp_path: 
 def test_a_hubspot_lifecycle_stage_and_lead_status_each_mean_stages_through_their_own_values() -> (
     None
 ):
-    life = load_mapping(ROOT / "mappings" / "marketo-hubspot.yaml").lifecycle
+    life = load_lifecycle(ROOT / "mappings" / "marketo-hubspot.yaml")
     assert life.stage_for("marketingqualifiedlead", "lifecycle_stage") is Stage.MQL
     assert life.stage_for("marketingqualifiedlead", "lifecyclestage") is Stage.MQL
     assert life.stage_for("Customer", "lifecycle_stage") is Stage.CUSTOMER

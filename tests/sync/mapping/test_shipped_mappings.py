@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from sync.mapping.catalogue import offline_catalogue
 from sync.mapping.model import SCHEMA_FILE_NAME, json_schema_text
 from sync.mapping.preview import build_preview, sample_cases
 from sync.mapping.validate import load_mapping, validate_file
@@ -29,7 +30,7 @@ SHIPPED = [
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_mapping_is_valid_and_starts_with_the_schema_modeline(name: str) -> None:
     path = MAPPINGS / f"{name}.yaml"
-    report = validate_file(path)
+    report = validate_file(path, offline_catalogue())
     assert report.ok, [str(i) for i in report.issues]
     first = path.read_text(encoding="utf-8").splitlines()[0]
     assert first == f"# yaml-language-server: $schema=./{SCHEMA_FILE_NAME}"
@@ -42,7 +43,7 @@ def test_committed_json_schema_equals_the_generated_one() -> None:
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_mapping_renders_samples_as_recorded_in_its_golden_file(name: str) -> None:
-    mapping = load_mapping(MAPPINGS / f"{name}.yaml")
+    mapping = load_mapping(MAPPINGS / f"{name}.yaml", offline_catalogue())
     preview = build_preview(mapping, sample_cases(mapping, 30))
     text = json.dumps(preview.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     golden = GOLDEN / f"{name}.json"
@@ -54,10 +55,8 @@ def test_shipped_mapping_renders_samples_as_recorded_in_its_golden_file(name: st
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_rendered_payload_carries_the_touch_key_and_fits_the_crm_lengths(name: str) -> None:
-    from sync.mapping.catalogue import default_catalogue
-
-    catalogue = default_catalogue()
-    mapping = load_mapping(MAPPINGS / f"{name}.yaml")
+    catalogue = offline_catalogue()
+    mapping = load_mapping(MAPPINGS / f"{name}.yaml", offline_catalogue())
     preview = build_preview(mapping, sample_cases(mapping, 60))
     upserts = [t for t in preview.touches if t["outcome"] == "upsert"]
     assert upserts

@@ -83,6 +83,13 @@ def _workspace(
     pipeline = {"kind": "touches", "source": BADGES, "sink": "hubspot", "mapping": MAPPING}
     _mapping(tmp_path / "ws", rule)  # the workspace's folder, before its config is loaded
     ws: Workspace = workspace_factory({PIPELINE: pipeline}, connections={"hubspot": oauth})
+    # What a user does once per portal (`closedloop check hubspot --fix`): the mapping's other
+    # kinds write notes with closedloop's own properties, which the sync checks the portal has.
+    connector = ws.config.connections["hubspot"].build()
+    try:
+        connector.check_and_fix()
+    finally:
+        connector.close()
     ws.import_badges(badge_rows(known_emails(ws.sandbox, emails), notes="met at the booth"))
     return ws
 

@@ -95,11 +95,10 @@ def test_a_record_the_mapping_cannot_render_is_dead_lettered_and_replayed_after_
     assert ws.deliveries()[f"{BADGES}:B2"][0] == "confirmed"
 
 
-def _long_subjects(mapping: dict[str, Any]) -> None:
-    # Let the subject through uncut so Salesforce itself judges its length (255).
-    mapping["touches"]["kinds"]["event_attended"]["fields"]["Subject"] = {
-        "template": "Met at {{ touch.campaign }}: {{ touch.attributes.notes | default('') }}",
-        "transforms": [{"truncate": 1000}],
+def _notes_as_related_record(mapping: dict[str, Any]) -> None:
+    # A record id only Salesforce can judge: no schema says which ids exist or are well-formed.
+    mapping["touches"]["kinds"]["event_attended"]["fields"]["WhatId"] = {
+        "source": "touch.attributes.notes"
     }
 
 
@@ -108,10 +107,15 @@ def test_a_record_salesforce_rejects_goes_to_dead_letters_while_the_rest_land(
 ) -> None:
     ws = workspace_factory(
         {PIPELINE: badge_pipeline("mappings/test-files-salesforce.yaml")},
-        edit_mapping=_long_subjects,
+        edit_mapping=_notes_as_related_record,
     )
-    rows = badge_rows(known_emails(ws.sandbox, 6), notes="short")
-    rows[3]["notes"] = "x" * 400
+    assert ws.sandbox.world is not None
+    leads = [
+        p.email for p in ws.sandbox.world.people
+        if p.crm_kind == "lead" and p.converted_at is None and p.email
+    ][:6]  # fmt: skip
+    rows = badge_rows(leads)
+    rows[3]["notes"] = "not-an-id"
     ws.import_badges(rows)
 
     summary = run_pipeline(ws.config, PIPELINE, ws.engine)
@@ -121,9 +125,9 @@ def test_a_record_salesforce_rejects_goes_to_dead_letters_while_the_rest_land(
     assert summary.count("dead_lettered") == 1
     [letter] = _dead_letters(ws.engine)
     assert (letter.stage, letter.record_key) == ("push", f"{BADGES}:B3")
-    assert letter.code == "STRING_TOO_LONG"
-    assert "Subject" in letter.reason
-    assert len(letter.payload["payload"]["Subject"]) > 255
+    assert letter.code == "MALFORMED_ID"
+    assert "not-an-id" in letter.reason
+    assert letter.payload["payload"]["WhatId"] == "not-an-id"
     assert ws.deliveries()[f"{BADGES}:B3"][0] == "dead"
     assert sorted(ws.tasks_by_key()) == sorted(f"{BADGES}:B{n}" for n in (0, 1, 2, 4, 5))
 
