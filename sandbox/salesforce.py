@@ -60,7 +60,13 @@ from sandbox.salesforce_store import (
 __all__ = ["API", "SalesforceStore", "StoreClock", "build_app"]
 
 API = "salesforce"
+# The API versions the org serves: a project floor of v50.0 (Salesforce still serves v31.0 and
+# later) up to the newest release, Winter '27 (v68.0). Salesforce ships three releases a year,
+# each one API version up, named Winter/Spring/Summer: v50.0 was Winter '21.
+# https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/dome_versions.htm,
+# https://developer.salesforce.com/docs/platform/api/guide/api-eol-soap.html ("31.0 through 68.0")
 MIN_VERSION = 50
+MAX_VERSION = 68
 MAX_COLLECTION_RECORDS = 200
 MAX_RETRIEVE_IDS = 2_000
 MAX_SUBREQUESTS = 25
@@ -194,12 +200,18 @@ def _fields_param(obj: ObjectDef, raw: str | None) -> list[FieldDef] | None:
 # ------------------------------------------------------------------------------------ resources
 
 
+def release_label(version: int) -> str:
+    """The release an API version came with: 50 is "Winter '21", 66 "Spring '26"."""
+    season = ("Winter", "Spring", "Summer")[(version - MIN_VERSION) % 3]
+    return f"{season} '{21 + (version - MIN_VERSION) // 3}"
+
+
 def h_versions(_call: Call) -> Reply:
     return Reply(
         200,
         [
-            {"label": "Sandbox", "url": f"/services/data/v{v}.0", "version": f"{v}.0"}
-            for v in range(MIN_VERSION, 63)
+            {"label": release_label(v), "url": f"/services/data/v{v}.0", "version": f"{v}.0"}
+            for v in range(MIN_VERSION, MAX_VERSION + 1)
         ],
     )
 
@@ -1260,7 +1272,7 @@ def _resolve(method: str, raw_path: str) -> tuple[str, Handler, str, list[str]]:
         return "versions", h_versions, f"{MIN_VERSION}.0", []
     match = re.fullmatch(r"v(\d+)\.0", segments[2])
     parts = segments[3:]
-    if match is None or int(match.group(1)) < MIN_VERSION:
+    if match is None or not MIN_VERSION <= int(match.group(1)) <= MAX_VERSION:
         return "not_found", _not_found_handler, f"{MIN_VERSION}.0", parts
     endpoint, handler = route(method, parts)
     return endpoint, handler, f"{match.group(1)}.0", parts

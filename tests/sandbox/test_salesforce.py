@@ -927,9 +927,20 @@ def test_upsert_on_a_field_that_is_not_an_external_id_is_not_found(org: Org) -> 
     )
 
 
-def test_api_version_below_50_is_not_found(org: Org) -> None:
+def test_api_versions_outside_v50_to_the_newest_release_are_not_found(org: Org) -> None:
     assert org.call("GET", "/services/data/v49.0/limits").status_code == 404
     assert org.call("GET", "/services/data/v62.0/limits").status_code == 200
+    assert org.call("GET", "/services/data/v68.0/limits").status_code == 200
+    assert org.call("GET", "/services/data/v69.0/limits").status_code == 404
+
+
+def test_the_versions_resource_lists_each_release_up_to_winter_27_with_its_name(org: Org) -> None:
+    listed = org.call("GET", "/services/data/").json()
+
+    assert listed[0] == {"label": "Winter '21", "url": "/services/data/v50.0", "version": "50.0"}
+    assert {"label": "Spring '26", "url": "/services/data/v66.0", "version": "66.0"} in listed
+    assert listed[-1] == {"label": "Winter '27", "url": "/services/data/v68.0", "version": "68.0"}
+    assert [v["version"] for v in listed] == [f"{n}.0" for n in range(50, 69)]
 
 
 # ------------------------------------------------------------------------------- faults
