@@ -8,9 +8,10 @@ allowance and carries ``Sforce-Limit-Info``. Handlers are plain functions from a
 ``Reply`` so composite subrequests run through exactly the same code. The org itself (records,
 validation, clock) is ``salesforce_store.SalesforceStore``; SOQL is ``salesforce_soql``.
 
-A record of an sObject Collections save may be refused with UNABLE_TO_LOCK_ROW while the call
-succeeds: drawn by the ``unable_to_lock_row`` fault, or because the store holds a record it
-needs locked (``SalesforceStore.hold_locks``). The token endpoint checks each grant as
+A save may be refused with UNABLE_TO_LOCK_ROW, drawn by the ``unable_to_lock_row`` fault or
+because the store holds a record it needs locked (``SalesforceStore.hold_locks``): a record of
+an sObject Collections save while the call succeeds, a single-record create, update, upsert or
+delete as an HTTP 400. The token endpoint checks each grant as
 Salesforce does: the username-password flow can be blocked for the org, and a JWT bearer
 assertion needs the connected app's issuer, its certificate's signature, an authorization
 server (or Experience Cloud site) audience, an unexpired exp and a known user.
@@ -310,6 +311,7 @@ def h_create(call: Call) -> Reply:
     obj = _sobject(call, call.parts[1])
     values = _record_body(call, obj)
     try:
+        _check_lock(call, obj, values)
         record_id = call.store.create(obj.name, values)
     except DmlError as exc:
         return _dml_reply(exc)
@@ -347,6 +349,7 @@ def h_update(call: Call) -> Reply:
     row = _live_row(call, obj, call.parts[2])
     values = _record_body(call, obj)
     try:
+        _check_lock(call, obj, {**values, "Id": row["Id"]})
         call.store.update(obj.name, row["Id"], values)
     except DmlError as exc:
         return _dml_reply(exc)
@@ -356,6 +359,7 @@ def h_update(call: Call) -> Reply:
 def h_delete(call: Call) -> Reply:
     obj = _sobject(call, call.parts[1])
     row = _live_row(call, obj, call.parts[2])
+    _check_lock(call, obj, {"Id": row["Id"]})
     call.store.delete(row["Id"])
     return Reply(204)
 
@@ -389,10 +393,13 @@ def h_upsert(call: Call) -> Reply:
     f = _ext_field(obj, call.parts[2])
     values = _record_body(call, obj)
     values.pop(f.name, None)
-    if f.name != "Id" and len(call.store.find(obj.name, f.name, call.parts[3])) > 1:
-        matches = call.store.find(obj.name, f.name, call.parts[3])
+    matches = (
+        [call.parts[3]] if f.name == "Id" else call.store.find(obj.name, f.name, call.parts[3])
+    )
+    if len(matches) > 1:
         return Reply(300, [f"{call.base}/sobjects/{obj.name}/{m}" for m in matches])
     try:
+        _check_lock(call, obj, {**values, **({"Id": matches[0]} if matches else {})})
         record_id, created = call.store.upsert(obj.name, f.name, call.parts[3], values)
     except DmlError as exc:
         return _dml_reply(exc)
@@ -536,20 +543,30 @@ def _typed_records(
     return typed
 
 
-def _lock_error(call: Call, item: Any, size: int) -> DmlError | None:
+def _lock_error(call: Call, item: Any, size: int | None) -> DmlError | None:
     """UNABLE_TO_LOCK_ROW for a record whose row (or a parent it refers to) another
     transaction holds, or that an ``unable_to_lock_row`` fault picks; else None.
 
     Salesforce waits up to 10 s for a lock and then refuses the record; the other records of
-    an allOrNone=false collection are saved. The message names the records the save needed.
+    an allOrNone=false collection are saved. The message names the records the save needed
+    (``size``: the collection's; None for a single-record save).
     https://help.salesforce.com/apex/HTViewSolution?id=000229525
     """
     values = {"Id": item} if isinstance(item, str) else item[1]
     faulted = call.faults is not None and call.faults.draw_record(API, "unable_to_lock_row")
     if not (faulted or call.store.locked(values)):
         return None
-    message = f"unable to obtain exclusive access to this record or {size} records"
+    message = "unable to obtain exclusive access to this record"
+    if size is not None:
+        message += f" or {size} records"
     return DmlError([{"statusCode": "UNABLE_TO_LOCK_ROW", "message": message, "fields": []}])
+
+
+def _check_lock(call: Call, obj: ObjectDef, values: Mapping[str, Any]) -> None:
+    """Refuse a single-record save (HTTP 400, the list body) as ``_lock_error`` would."""
+    locked = _lock_error(call, (obj, dict(values)), None)
+    if locked is not None:
+        raise locked
 
 
 def _run_collection(

@@ -1062,3 +1062,35 @@ def test_a_save_touching_a_record_another_transaction_holds_fails_until_the_lock
     again = org.call("PATCH", url, json={"allOrNone": False, "records": records}).json()
     assert [r["success"] for r in again] == [True, True]
     assert [r["created"] for r in again] == [True, False]
+
+
+def test_single_record_saves_touching_a_held_record_are_refused_until_the_lock_is_released(
+    org: Org,
+) -> None:
+    """The sObject resource (one record a call) meets another transaction's locks as the
+    collections do: HTTP 400 with UNABLE_TO_LOCK_ROW, nothing saved."""
+    busy = _lead(org)
+    org.store.hold_locks([busy])
+    expected = [
+        {
+            "message": "unable to obtain exclusive access to this record",
+            "errorCode": "UNABLE_TO_LOCK_ROW",
+            "fields": [],
+        }
+    ]
+    task = {"Subject": "Call", "WhoId": busy}
+
+    refused = [
+        org.call("PATCH", f"{BASE}/sobjects/Lead/{busy}", json={"Title": "CFO"}),
+        org.call("POST", f"{BASE}/sobjects/Task", json=task),
+        org.call("PATCH", f"{BASE}/sobjects/Task/Closedloop_Key__c/mk:1", json=task),
+        org.call("DELETE", f"{BASE}/sobjects/Lead/{busy}"),
+    ]
+
+    assert [r.status_code for r in refused] == [400] * 4
+    assert [r.json() for r in refused] == [expected] * 4
+    assert org.store.get("Lead", busy)["Title"] is None  # type: ignore[index]
+    assert org.store.dump()["counts"]["Task"] == 0
+    org.store.release_locks()
+    assert org.call("PATCH", f"{BASE}/sobjects/Lead/{busy}", json={"Title": "CFO"}).ok
+    assert org.call("POST", f"{BASE}/sobjects/Task", json=task).status_code == 201
