@@ -11,6 +11,7 @@ rollback cheap: savepoint, write, and on failure restore the journal tail.
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 from collections.abc import Iterable, Mapping
@@ -55,6 +56,8 @@ DEFAULT_DAILY_LIMIT = 100_000
 # Ids of CustomField (Tooling API) records: the 00N key prefix of custom field definitions.
 CUSTOM_FIELD_PREFIX = "00N"
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# A date on the wire: yyyy-MM-dd and nothing else.
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 # Field types whose wire value is the JSON string itself.
 _TEXTUAL_TYPES = STRING_TYPES | {"id", "reference"}
 # Field type -> the DataType a field-history row reports for it.
@@ -240,13 +243,15 @@ def coerce_value(f: FieldDef, value: Any, *, from_csv: bool = False) -> Any:
             return int(number)
         return number
     if kind == "date":
+        # REST takes a date as yyyy-MM-dd only: a datetime (even at midnight UTC) or an offset
+        # is a JSON_PARSER_ERROR. https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/intro_valid_date_formats.htm
+        # Bulk API CSV rows stay lenient (a datetime is read as its UTC day).
         if isinstance(value, str):
             try:
-                return (
-                    date.fromisoformat(value[:10]).isoformat()
-                    if len(value) == 10
-                    else (_date_from_datetime(value))
-                )
+                if _DAY.fullmatch(value):
+                    return date.fromisoformat(value).isoformat()
+                if from_csv:
+                    return _date_from_datetime(value)
             except ValueError:
                 pass
         raise FieldTypeError(f, value, "date")
