@@ -1,8 +1,8 @@
 """The Salesforce emulator's in-memory org: records, indexes, validation, clock and API allowance.
 
 The store owns every write rule the real org enforces (unknown and read-only fields, lengths,
-restricted picklists, required fields, references, unique external ids) and reports violations
-in Salesforce's own error vocabulary. HTTP lives in ``salesforce.py``; this module has none.
+restricted picklists, required fields, references, unique external ids, converted Leads being
+read-only) and reports violations in Salesforce's own error vocabulary. HTTP lives in ``salesforce.py``; this module has none.
 
 Rows are plain dicts of wire values (see ``salesforce_soql``) that are replaced, never mutated, on
 write, so query cursors keep a consistent snapshot. A journal of replaced rows makes allOrNone
@@ -820,6 +820,12 @@ class SalesforceStore:
             raise DmlError([_dml("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")])
         if existing.get("IsDeleted"):
             raise DmlError([_dml("ENTITY_IS_DELETED", "entity is deleted")])
+        if sobject == "Lead" and existing.get("IsConverted") and not system:
+            # A converted Lead is read-only: its person is the Contact it became.
+            # https://help.salesforce.com/s/articleView?id=000384333&type=1
+            raise DmlError(
+                [_dml("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead")]
+            )
         values = {k: v for k, v in values.items() if k != "Id"}
         errors = self._check(obj, values, existing, system)
         if errors:

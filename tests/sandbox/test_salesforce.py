@@ -1094,3 +1094,39 @@ def test_single_record_saves_touching_a_held_record_are_refused_until_the_lock_i
     org.store.release_locks()
     assert org.call("PATCH", f"{BASE}/sobjects/Lead/{busy}", json={"Title": "CFO"}).ok
     assert org.call("POST", f"{BASE}/sobjects/Task", json=task).status_code == 201
+
+
+# ------------------------------------------------------------------------ converted leads
+
+
+def test_a_converted_lead_refuses_updates_alone_and_in_collections(org: Org) -> None:
+    converted, open_lead = _lead(org), _lead(org)
+    contact = org.store.convert_lead(converted)
+    refusal = {"errorCode": "CANNOT_UPDATE_CONVERTED_LEAD",
+               "message": "cannot reference converted lead", "fields": []}  # fmt: skip
+
+    single = org.call("PATCH", f"{BASE}/sobjects/Lead/{converted}", json={"Title": "CFO"})
+    collection = org.call(
+        "PATCH",
+        f"{BASE}/composite/sobjects",
+        json={
+            "allOrNone": False,
+            "records": [
+                {"attributes": {"type": "Lead"}, "Id": converted, "Title": "CFO"},
+                {"attributes": {"type": "Lead"}, "Id": open_lead, "Title": "CFO"},
+            ],
+        },
+    ).json()
+
+    assert single.status_code == 400
+    assert single.json() == [refusal]
+    assert collection[0] == {
+        "id": None,
+        "success": False,
+        "errors": [{"statusCode": refusal["errorCode"], "message": refusal["message"],
+                    "fields": []}],
+    }  # fmt: skip
+    assert collection[1]["success"] is True
+    assert org.store.get("Lead", converted)["Title"] is None  # type: ignore[index]
+    assert org.store.get("Lead", converted)["ConvertedContactId"] == contact  # type: ignore[index]
+    assert org.call("PATCH", f"{BASE}/sobjects/Contact/{contact}", json={"Title": "CFO"}).ok
