@@ -2,7 +2,8 @@
 
 The store owns every write rule the real org enforces (unknown and read-only fields, lengths,
 restricted picklists, required fields, references, unique external ids, converted Leads being
-read-only) and reports violations in Salesforce's own error vocabulary. HTTP lives in ``salesforce.py``; this module has none.
+read-only) and reports violations in Salesforce's own error vocabulary. HTTP lives in
+``salesforce.py``; this module has none.
 
 Rows are plain dicts of wire values (see ``salesforce_soql``) that are replaced, never mutated, on
 write, so query cursors keep a consistent snapshot. A journal of replaced rows makes allOrNone

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from connectors.salesforce.connector import SalesforceConnector
 from connectors.salesforce.collections import Write, write_records
+from connectors.salesforce.connector import SalesforceConnector
 from connectors.salesforce.flags import FlagWriter, check_flag_fields
 from sandbox.server import SandboxServer
 from tests.connectors.salesforce.conftest import live
