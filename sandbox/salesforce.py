@@ -793,8 +793,22 @@ def _is_collection_or_query(parts: list[str]) -> bool:
     )
 
 
+# A subrequest that failed inside the platform: its body is the REST error list, its status
+# the one the resource alone would have answered (500), in an HTTP 200 Composite answer.
+# https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/responses_composite.htm
+_SUBREQUEST_500 = [
+    {
+        "errorCode": "UNKNOWN_EXCEPTION",
+        "message": "An unexpected error occurred. Please include this ErrorId if you contact "
+        "support: 1932081743-61927 (-1158432127)",
+    }
+]
+
+
 def _run_subrequest(call: Call, sub: dict[str, Any], results: dict[str, Any]) -> Reply:
-    """One composite subrequest, after substituting @{ref.field} references to earlier results."""
+    """One composite subrequest, after substituting @{ref.field} references to earlier results.
+    An sObject Collections write may suffer the ``subrequest_500`` fault: it then saves nothing
+    and answers 500 while the other subrequests run as usual."""
     try:
         url = _resolve_refs(str(sub["url"]), results)
         sub_body = sub.get("body")
@@ -823,6 +837,13 @@ def _run_subrequest(call: Call, sub: dict[str, Any], results: dict[str, Any]) ->
     if endpoint in ("composite", "versions") or endpoint.startswith("bulk2"):
         message = f"{endpoint} is not supported in a composite request"
         return Reply(400, [{"errorCode": "INVALID_INPUT", "message": message}])
+    if (
+        endpoint in ("collections_create", "collections_update", "collections_upsert",
+                     "collections_delete")
+        and call.faults is not None
+        and call.faults.draw_record(API, "subrequest_500")
+    ):  # fmt: skip
+        return Reply(500, [dict(error) for error in _SUBREQUEST_500])
     return dispatch(handler, sub_call)
 
 

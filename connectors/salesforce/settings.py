@@ -175,8 +175,10 @@ class SalesforceSettings(_Strict):
     max_attempts: int = Field(default=3, ge=1, le=10)
     retry_backoff_s: float = Field(default=1.0, ge=0)
     # Records a collection save refused for a row lock (UNABLE_TO_LOCK_ROW: another transaction
-    # held the record or its parent) are sent again this many times within the call, waiting
-    # lock_retry_backoff_s, then twice that, ... (defaults: 1 + 2 + 4 s); records still locked
-    # after that stay pending for the next run, never dead letters.
+    # held the record or its parent), and collections that failed whole on the server inside a
+    # Composite answer (a 5xx subrequest; not creates, which could be saved twice), are sent
+    # again this many times within the call, waiting lock_retry_backoff_s, then twice that, ...
+    # (defaults: 1 + 2 + 4 s); records still failing after that stay pending for the next run,
+    # never dead letters.
     lock_retries: int = Field(default=3, ge=0, le=6)
     lock_retry_backoff_s: float = Field(default=1.0, ge=0, le=10)

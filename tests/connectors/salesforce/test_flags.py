@@ -173,3 +173,24 @@ def test_an_update_of_a_converted_lead_is_refused_with_salesforces_code_not_rais
         f"Salesforce refused to update Lead {leads[0]}: cannot reference converted lead"
     )
     assert outcome.deferred == []
+
+
+def test_flags_whose_collection_the_server_keeps_failing_are_deferred_then_written_next_run(
+    sandbox: SandboxServer, make_connector: Make, flag_fields: None
+) -> None:
+    """A 5xx subrequest inside the Composite answer: nothing says the flags are wrong."""
+    leads, _ = _people(sandbox)
+    writer = FlagWriter(make_connector(lock_retry_backoff_s=0).client, FLAG, AT)
+    wanted = {("Lead", i): T0 for i in leads[:2]}
+    sandbox.set_faults("salesforce:subrequest_500=1")
+
+    first = writer.sync(wanted)
+    sandbox.set_faults("")
+    second = writer.sync(wanted)
+
+    assert (first.written, first.rejected) == (0, [])
+    assert [(r.key, r.code) for r in first.deferred] == [
+        (i, "UNKNOWN_EXCEPTION") for i in leads[:2]
+    ]
+    assert (second.written, second.rejected, second.deferred) == (2, [], [])
+    assert sorted(_flagged(sandbox)) == sorted(leads[:2])
