@@ -2,11 +2,14 @@
 SOQL query/queryAll with paging, limits, Bulk API 2.0 and the Tooling API's CustomField create
 (custom fields), served by one Starlette app.
 
-Every ``/services/data`` call is counted once (a composite request is one call, whatever it
-holds), may suffer an injected fault, needs a bearer token, spends one unit of the org's daily
-allowance and carries ``Sforce-Limit-Info``. Handlers are plain functions from a ``Call`` to a
-``Reply`` so composite subrequests run through exactly the same code. The org itself (records,
-validation, clock) is ``salesforce_store.SalesforceStore``; SOQL is ``salesforce_soql``.
+Every sObject is served as the integration user sees it (``SalesforceStore.object_def``):
+fields an admin added without granting field-level security are not in describe, SOQL or
+writes. Every ``/services/data`` call is counted once (a composite request is one call,
+whatever it holds), may suffer an injected fault, needs a bearer token, spends one unit of the
+org's daily allowance and carries ``Sforce-Limit-Info``. Handlers are plain functions from a
+``Call`` to a ``Reply`` so composite subrequests run through exactly the same code. The org
+itself (records, validation, clock) is ``salesforce_store.SalesforceStore``; SOQL is
+``salesforce_soql``.
 
 A save may be refused with UNABLE_TO_LOCK_ROW, drawn by the ``unable_to_lock_row`` fault or
 because the store holds a record it needs locked (``SalesforceStore.hold_locks``): a record of
@@ -284,7 +287,8 @@ def h_describe(call: Call) -> Reply:
 
 def h_tooling_create(call: Call) -> Reply:
     """``POST tooling/sobjects/CustomField``: an admin adds a custom field (see
-    ``salesforce_schema.custom_field``); it then shows in describe and takes values at once."""
+    ``salesforce_schema.custom_field``). It grants no field-level security: the integration
+    user sees and writes it once a permission set assigned to him has FieldPermissions on it."""
     if call.parts[2] != "CustomField":
         raise ApiError(
             400, "INVALID_TYPE", f"sObject type '{call.parts[2]}' is not supported by the sandbox"

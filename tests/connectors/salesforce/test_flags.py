@@ -22,7 +22,8 @@ T0 = datetime(2026, 5, 4, 9, 0, tzinfo=UTC)
 def flag_fields(sandbox_session: SandboxServer) -> Iterator[None]:
     """An org whose admin created the checkbox and the Date/Time field on Lead and Contact
     (what `closedloop check salesforce` asks for; here through the Tooling API's CustomField
-    create); the sandbox's stock schema has neither. Dropped again afterwards."""
+    create) and gave the integration user edit access to them (field-level security); the
+    sandbox's stock schema has neither. Dropped again afterwards."""
     store = sandbox_session.store("salesforce")
     for sobject in ("Lead", "Contact"):
         store.add_custom_field(
@@ -30,6 +31,8 @@ def flag_fields(sandbox_session: SandboxServer) -> Iterator[None]:
             {"type": "Checkbox", "label": "SLA Breached", "defaultValue": "false"},
         )
         store.add_custom_field(f"{sobject}.{AT}", {"type": "DateTime", "label": "SLA Breached At"})
+        for name in (FLAG, AT):
+            store.grant_field_access(sobject, name)
     yield
     store.reset_schema()
 
