@@ -11,15 +11,18 @@ Fault spec grammar (``--faults``)::
     RULE  := API ":" KIND "=" RATE          e.g. salesforce:expired_token=0.01
     API   := salesforce | hubspot | marketo | *
     KIND  := 429 | 403 | 500 | 503 | timeout | expired_token | unable_to_lock_row
+           | subrequest_500
     RATE  := a probability in [0, 1]
 
 Each vendor app turns a drawn fault into its own error shape (Salesforce 403
 REQUEST_LIMIT_EXCEEDED, HubSpot 429 with policyName, Marketo HTTP 200 with code 606, ...).
 
-Most kinds fail a whole call (one draw per call). ``RECORD_FAULT_KINDS`` fail single records
-inside a call that succeeds (one draw per record, from a generator of their own, so adding one
+Most kinds fail a whole call (one draw per call). ``RECORD_FAULT_KINDS`` fail single items
+inside a call that succeeds (one draw per item, from a generator of their own, so adding one
 leaves the call-level sequence unchanged): ``unable_to_lock_row`` is a Salesforce save result
-refused because another transaction held the row (Salesforce only).
+refused because another transaction held the row; ``subrequest_500`` is one sObject Collections
+subrequest of a Salesforce Composite request failing whole with HTTP 500 UNKNOWN_EXCEPTION
+while the others succeed (Salesforce only).
 """
 
 from __future__ import annotations
@@ -50,9 +53,18 @@ __all__ = [
 ]
 
 APIS = ("salesforce", "hubspot", "marketo")
-FAULT_KINDS = ("429", "403", "500", "503", "timeout", "expired_token", "unable_to_lock_row")
-# Kinds drawn per record inside a call (``Faults.draw_record``), and the APIs that know them.
-RECORD_FAULT_KINDS = {"unable_to_lock_row": "salesforce"}
+FAULT_KINDS = (
+    "429",
+    "403",
+    "500",
+    "503",
+    "timeout",
+    "expired_token",
+    "unable_to_lock_row",
+    "subrequest_500",
+)
+# Kinds drawn per item inside a call (``Faults.draw_record``), and the APIs that know them.
+RECORD_FAULT_KINDS = {"unable_to_lock_row": "salesforce", "subrequest_500": "salesforce"}
 
 
 @dataclass(frozen=True)

@@ -2,15 +2,19 @@
 SOQL query/queryAll with paging, limits, Bulk API 2.0 and the Tooling API's CustomField create
 (custom fields), served by one Starlette app.
 
-Every ``/services/data`` call is counted once (a composite request is one call, whatever it
-holds), may suffer an injected fault, needs a bearer token, spends one unit of the org's daily
-allowance and carries ``Sforce-Limit-Info``. Handlers are plain functions from a ``Call`` to a
-``Reply`` so composite subrequests run through exactly the same code. The org itself (records,
-validation, clock) is ``salesforce_store.SalesforceStore``; SOQL is ``salesforce_soql``.
+Every sObject is served as the integration user sees it (``SalesforceStore.object_def``):
+fields an admin added without granting field-level security are not in describe, SOQL or
+writes. Every ``/services/data`` call is counted once (a composite request is one call,
+whatever it holds), may suffer an injected fault, needs a bearer token, spends one unit of the
+org's daily allowance and carries ``Sforce-Limit-Info``. Handlers are plain functions from a
+``Call`` to a ``Reply`` so composite subrequests run through exactly the same code. The org
+itself (records, validation, clock) is ``salesforce_store.SalesforceStore``; SOQL is
+``salesforce_soql``.
 
-A record of an sObject Collections save may be refused with UNABLE_TO_LOCK_ROW while the call
-succeeds: drawn by the ``unable_to_lock_row`` fault, or because the store holds a record it
-needs locked (``SalesforceStore.hold_locks``). The token endpoint checks each grant as
+A save may be refused with UNABLE_TO_LOCK_ROW, drawn by the ``unable_to_lock_row`` fault or
+because the store holds a record it needs locked (``SalesforceStore.hold_locks``): a record of
+an sObject Collections save while the call succeeds, a single-record create, update, upsert or
+delete as an HTTP 400. The token endpoint checks each grant as
 Salesforce does: the username-password flow can be blocked for the org, and a JWT bearer
 assertion needs the connected app's issuer, its certificate's signature, an authorization
 server (or Experience Cloud site) audience, an unexpired exp and a known user.
@@ -60,7 +64,13 @@ from sandbox.salesforce_store import (
 __all__ = ["API", "SalesforceStore", "StoreClock", "build_app"]
 
 API = "salesforce"
+# The API versions the org serves: a project floor of v50.0 (Salesforce still serves v31.0 and
+# later) up to the newest release, Winter '27 (v68.0). Salesforce ships three releases a year,
+# each one API version up, named Winter/Spring/Summer: v50.0 was Winter '21.
+# https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/dome_versions.htm,
+# https://developer.salesforce.com/docs/platform/api/guide/api-eol-soap.html ("31.0 through 68.0")
 MIN_VERSION = 50
+MAX_VERSION = 68
 MAX_COLLECTION_RECORDS = 200
 MAX_RETRIEVE_IDS = 2_000
 MAX_SUBREQUESTS = 25
@@ -194,12 +204,18 @@ def _fields_param(obj: ObjectDef, raw: str | None) -> list[FieldDef] | None:
 # ------------------------------------------------------------------------------------ resources
 
 
+def release_label(version: int) -> str:
+    """The release an API version came with: 50 is "Winter '21", 66 "Spring '26"."""
+    season = ("Winter", "Spring", "Summer")[(version - MIN_VERSION) % 3]
+    return f"{season} '{21 + (version - MIN_VERSION) // 3}"
+
+
 def h_versions(_call: Call) -> Reply:
     return Reply(
         200,
         [
-            {"label": "Sandbox", "url": f"/services/data/v{v}.0", "version": f"{v}.0"}
-            for v in range(MIN_VERSION, 63)
+            {"label": release_label(v), "url": f"/services/data/v{v}.0", "version": f"{v}.0"}
+            for v in range(MIN_VERSION, MAX_VERSION + 1)
         ],
     )
 
@@ -271,7 +287,8 @@ def h_describe(call: Call) -> Reply:
 
 def h_tooling_create(call: Call) -> Reply:
     """``POST tooling/sobjects/CustomField``: an admin adds a custom field (see
-    ``salesforce_schema.custom_field``); it then shows in describe and takes values at once."""
+    ``salesforce_schema.custom_field``). It grants no field-level security: the integration
+    user sees and writes it once a permission set assigned to him has FieldPermissions on it."""
     if call.parts[2] != "CustomField":
         raise ApiError(
             400, "INVALID_TYPE", f"sObject type '{call.parts[2]}' is not supported by the sandbox"
@@ -298,6 +315,7 @@ def h_create(call: Call) -> Reply:
     obj = _sobject(call, call.parts[1])
     values = _record_body(call, obj)
     try:
+        _check_lock(call, obj, values)
         record_id = call.store.create(obj.name, values)
     except DmlError as exc:
         return _dml_reply(exc)
@@ -335,6 +353,7 @@ def h_update(call: Call) -> Reply:
     row = _live_row(call, obj, call.parts[2])
     values = _record_body(call, obj)
     try:
+        _check_lock(call, obj, {**values, "Id": row["Id"]})
         call.store.update(obj.name, row["Id"], values)
     except DmlError as exc:
         return _dml_reply(exc)
@@ -344,6 +363,7 @@ def h_update(call: Call) -> Reply:
 def h_delete(call: Call) -> Reply:
     obj = _sobject(call, call.parts[1])
     row = _live_row(call, obj, call.parts[2])
+    _check_lock(call, obj, {"Id": row["Id"]})
     call.store.delete(row["Id"])
     return Reply(204)
 
@@ -377,10 +397,13 @@ def h_upsert(call: Call) -> Reply:
     f = _ext_field(obj, call.parts[2])
     values = _record_body(call, obj)
     values.pop(f.name, None)
-    if f.name != "Id" and len(call.store.find(obj.name, f.name, call.parts[3])) > 1:
-        matches = call.store.find(obj.name, f.name, call.parts[3])
+    matches = (
+        [call.parts[3]] if f.name == "Id" else call.store.find(obj.name, f.name, call.parts[3])
+    )
+    if len(matches) > 1:
         return Reply(300, [f"{call.base}/sobjects/{obj.name}/{m}" for m in matches])
     try:
+        _check_lock(call, obj, {**values, **({"Id": matches[0]} if matches else {})})
         record_id, created = call.store.upsert(obj.name, f.name, call.parts[3], values)
     except DmlError as exc:
         return _dml_reply(exc)
@@ -524,20 +547,30 @@ def _typed_records(
     return typed
 
 
-def _lock_error(call: Call, item: Any, size: int) -> DmlError | None:
+def _lock_error(call: Call, item: Any, size: int | None) -> DmlError | None:
     """UNABLE_TO_LOCK_ROW for a record whose row (or a parent it refers to) another
     transaction holds, or that an ``unable_to_lock_row`` fault picks; else None.
 
     Salesforce waits up to 10 s for a lock and then refuses the record; the other records of
-    an allOrNone=false collection are saved. The message names the records the save needed.
+    an allOrNone=false collection are saved. The message names the records the save needed
+    (``size``: the collection's; None for a single-record save).
     https://help.salesforce.com/apex/HTViewSolution?id=000229525
     """
     values = {"Id": item} if isinstance(item, str) else item[1]
     faulted = call.faults is not None and call.faults.draw_record(API, "unable_to_lock_row")
     if not (faulted or call.store.locked(values)):
         return None
-    message = f"unable to obtain exclusive access to this record or {size} records"
+    message = "unable to obtain exclusive access to this record"
+    if size is not None:
+        message += f" or {size} records"
     return DmlError([{"statusCode": "UNABLE_TO_LOCK_ROW", "message": message, "fields": []}])
+
+
+def _check_lock(call: Call, obj: ObjectDef, values: Mapping[str, Any]) -> None:
+    """Refuse a single-record save (HTTP 400, the list body) as ``_lock_error`` would."""
+    locked = _lock_error(call, (obj, dict(values)), None)
+    if locked is not None:
+        raise locked
 
 
 def _run_collection(
@@ -764,8 +797,22 @@ def _is_collection_or_query(parts: list[str]) -> bool:
     )
 
 
+# A subrequest that failed inside the platform: its body is the REST error list, its status
+# the one the resource alone would have answered (500), in an HTTP 200 Composite answer.
+# https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/responses_composite.htm
+_SUBREQUEST_500 = [
+    {
+        "errorCode": "UNKNOWN_EXCEPTION",
+        "message": "An unexpected error occurred. Please include this ErrorId if you contact "
+        "support: 1932081743-61927 (-1158432127)",
+    }
+]
+
+
 def _run_subrequest(call: Call, sub: dict[str, Any], results: dict[str, Any]) -> Reply:
-    """One composite subrequest, after substituting @{ref.field} references to earlier results."""
+    """One composite subrequest, after substituting @{ref.field} references to earlier results.
+    An sObject Collections write may suffer the ``subrequest_500`` fault: it then saves nothing
+    and answers 500 while the other subrequests run as usual."""
     try:
         url = _resolve_refs(str(sub["url"]), results)
         sub_body = sub.get("body")
@@ -794,6 +841,13 @@ def _run_subrequest(call: Call, sub: dict[str, Any], results: dict[str, Any]) ->
     if endpoint in ("composite", "versions") or endpoint.startswith("bulk2"):
         message = f"{endpoint} is not supported in a composite request"
         return Reply(400, [{"errorCode": "INVALID_INPUT", "message": message}])
+    if (
+        endpoint in ("collections_create", "collections_update", "collections_upsert",
+                     "collections_delete")
+        and call.faults is not None
+        and call.faults.draw_record(API, "subrequest_500")
+    ):  # fmt: skip
+        return Reply(500, [dict(error) for error in _SUBREQUEST_500])
     return dispatch(handler, sub_call)
 
 
@@ -1260,7 +1314,7 @@ def _resolve(method: str, raw_path: str) -> tuple[str, Handler, str, list[str]]:
         return "versions", h_versions, f"{MIN_VERSION}.0", []
     match = re.fullmatch(r"v(\d+)\.0", segments[2])
     parts = segments[3:]
-    if match is None or int(match.group(1)) < MIN_VERSION:
+    if match is None or not MIN_VERSION <= int(match.group(1)) <= MAX_VERSION:
         return "not_found", _not_found_handler, f"{MIN_VERSION}.0", parts
     endpoint, handler = route(method, parts)
     return endpoint, handler, f"{match.group(1)}.0", parts

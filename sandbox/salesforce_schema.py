@@ -14,6 +14,16 @@ https://developer.salesforce.com/docs/atlas.en-us.api_meta.meta/api_meta/customf
 ``custom_field`` turns that body into the ``FieldDef`` describe then reports; Task and Event
 custom fields are defined on ``Activity`` and appear on both (Task only here: the sandbox has
 no Event). ``describe_field`` is one field as the describe call answers it.
+
+Field-level security: a field deployed through the Tooling or Metadata API is readable and
+editable by no profile until an admin grants it, and a user does not see a field he has no read
+access to (not in describe, not in SOQL, not writable). Access is granted with a ``PermissionSet``
+assigned to the user (``PermissionSetAssignment``: ``AssigneeId``, ``PermissionSetId``) holding a
+``FieldPermissions`` row (``ParentId``, ``SobjectType``, ``Field`` = ``Task.Campaign_Name__c``,
+``PermissionsRead``, ``PermissionsEdit``; an activity field is granted on Task and Event apart)
+(https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_fieldpermissions.htm,
+https://developer.salesforce.com/docs/atlas.en-us.api_meta.meta/api_meta/meta_profile.htm). The
+stock fields of this org are granted to the integration user's profile.
 """
 
 from __future__ import annotations
@@ -606,6 +616,53 @@ OBJECTS: dict[str, ObjectDef] = {
                 _text("ModelId", "Model ID", 18, nillable=False),
                 FieldDef("Influence", "percent", "Influence (%)", precision=5, scale=2),
                 _ro(FieldDef("RevenueShare", "currency", "Revenue Share", precision=18, scale=2)),
+                *_audit(),
+            ],
+        ),
+        # Field-level security (see the module docstring). The key prefixes (0PS, 0Pa, 01k) are
+        # the ones ids of these objects carry in orgs; the docs we could check do not list them.
+        _obj(
+            "PermissionSet",
+            "Permission Set",
+            "Permission Sets",
+            "0PS",
+            [
+                _id(),
+                _text("Name", "Permission Set Name", 80, nillable=False, unique=True),
+                _text("Label", "Permission Set Label", 80, nillable=False),
+                _text("Description", "Description", 255),
+                _ro(FieldDef("IsOwnedByProfile", "boolean", "Is Owned By Profile", nillable=False)),
+                _ro(FieldDef("IsCustom", "boolean", "Is Custom", nillable=False, default=True)),
+                *_audit(),
+            ],
+        ),
+        _obj(
+            "PermissionSetAssignment",
+            "Permission Set Assignment",
+            "Permission Set Assignments",
+            "0Pa",
+            [
+                _id(),
+                _ref("AssigneeId", "Assignee ID", ("User",), "Assignee", nillable=False,
+                     updateable=False),
+                _ref("PermissionSetId", "Permission Set ID", ("PermissionSet",), "PermissionSet",
+                     nillable=False, updateable=False),
+                *_audit(),
+            ],
+        ),
+        _obj(
+            "FieldPermissions",
+            "Field Permissions",
+            "Field Permissions",
+            "01k",
+            [
+                _id(),
+                _ref("ParentId", "Parent ID", ("PermissionSet",), "Parent", nillable=False,
+                     updateable=False),
+                _text("SobjectType", "SObject Type Name", 40, nillable=False, updateable=False),
+                _text("Field", "Field Name", 255, nillable=False, updateable=False),
+                FieldDef("PermissionsRead", "boolean", "Read Field", nillable=False, default=False),
+                FieldDef("PermissionsEdit", "boolean", "Edit Field", nillable=False, default=False),
                 *_audit(),
             ],
         ),

@@ -1,8 +1,9 @@
 """The Salesforce emulator's in-memory org: records, indexes, validation, clock and API allowance.
 
 The store owns every write rule the real org enforces (unknown and read-only fields, lengths,
-restricted picklists, required fields, references, unique external ids) and reports violations
-in Salesforce's own error vocabulary. HTTP lives in ``salesforce.py``; this module has none.
+restricted picklists, required fields, references, unique external ids, converted Leads being
+read-only) and reports violations in Salesforce's own error vocabulary. HTTP lives in
+``salesforce.py``; this module has none.
 
 Rows are plain dicts of wire values (see ``salesforce_soql``) that are replaced, never mutated, on
 write, so query cursors keep a consistent snapshot. A journal of replaced rows makes allOrNone
@@ -11,10 +12,11 @@ rollback cheap: savepoint, write, and on failure restore the journal tail.
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -52,9 +54,13 @@ __all__ = [
 ]
 
 DEFAULT_DAILY_LIMIT = 100_000
+# Records that decide field-level security: writing one makes the grants be read again.
+_PERMISSION_OBJECTS = frozenset({"PermissionSet", "PermissionSetAssignment", "FieldPermissions"})
 # Ids of CustomField (Tooling API) records: the 00N key prefix of custom field definitions.
 CUSTOM_FIELD_PREFIX = "00N"
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# A date on the wire: yyyy-MM-dd and nothing else.
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 # Field types whose wire value is the JSON string itself.
 _TEXTUAL_TYPES = STRING_TYPES | {"id", "reference"}
 # Field type -> the DataType a field-history row reports for it.
@@ -240,13 +246,15 @@ def coerce_value(f: FieldDef, value: Any, *, from_csv: bool = False) -> Any:
             return int(number)
         return number
     if kind == "date":
+        # REST takes a date as yyyy-MM-dd only: a datetime (even at midnight UTC) or an offset
+        # is a JSON_PARSER_ERROR. https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/intro_valid_date_formats.htm
+        # Bulk API CSV rows stay lenient (a datetime is read as its UTC day).
         if isinstance(value, str):
             try:
-                return (
-                    date.fromisoformat(value[:10]).isoformat()
-                    if len(value) == 10
-                    else (_date_from_datetime(value))
-                )
+                if _DAY.fullmatch(value):
+                    return date.fromisoformat(value).isoformat()
+                if from_csv:
+                    return _date_from_datetime(value)
             except ValueError:
                 pass
         raise FieldTypeError(f, value, "date")
@@ -376,6 +384,15 @@ class SalesforceStore:
     # Record ids another transaction holds locked: a collection save touching one of them (its
     # Id or a lookup to it, like a Task's WhoId) fails with UNABLE_TO_LOCK_ROW until released.
     held_locks: set[str] = field(default_factory=set)
+    # Field-level security of the fields an admin added through the Tooling API: sObject ->
+    # names of its fields no profile grants (the stock fields are granted to the integration
+    # user's profile). The user reads or edits one only through a FieldPermissions row of a
+    # PermissionSet assigned to him; until then describe, SOQL and writes do not know it.
+    secured_fields: dict[str, set[str]] = field(default_factory=dict)
+    # (sobject, field) lower-cased -> (read, edit) granted to the user; None: to be read again.
+    _grants: dict[tuple[str, str], tuple[bool, bool]] | None = None
+    # sObject -> (the object as the user sees it, its textual field names), while grants hold.
+    _views: dict[str, tuple[ObjectDef, frozenset[str]]] = field(default_factory=dict)
     # This org's schema: the standard OBJECTS plus the custom fields an admin added.
     objects: dict[str, ObjectDef] = field(default_factory=dict)
     _metas: dict[str, _ObjectMeta] = field(default_factory=dict)
@@ -413,6 +430,8 @@ class SalesforceStore:
             self.jwt_certificates = []
             self.experience_sites = set()
             self.held_locks = set()
+            self.secured_fields = {}
+            self._forget_grants()
             self._seq = 0
             self._journal = None
             self._tx_depth = 0
@@ -476,6 +495,8 @@ class SalesforceStore:
             }  # fmt: skip
             self.objects = dict(OBJECTS)
             self._metas = {}
+            self.secured_fields = {}
+            self._forget_grants()
             for name, f in added:
                 self._indexes.pop((name, f), None)
                 for record_id, row in self.records[name].items():
@@ -484,14 +505,17 @@ class SalesforceStore:
 
     def add_custom_field(self, full_name: Any, metadata: Any) -> str:
         """Create a custom field as the Tooling API does (``salesforce_schema.custom_field``)
-        and return its CustomField id (key prefix 00N); CustomFieldError when refused."""
+        and return its CustomField id (key prefix 00N); CustomFieldError when refused. Nobody
+        may read or edit it yet (``secured_fields``): see ``grant_field_access``."""
         with self.lock:
             targets, created = custom_field(self.objects, full_name, metadata)
             for sobject in targets:
                 self.objects[sobject] = self.objects[sobject].with_field(created)
                 self._metas.pop(sobject, None)
+                self.secured_fields.setdefault(sobject, set()).add(created.name)
                 if created.indexed or created.unique or created.external_id:
                     self._indexes[(sobject, created.name)] = {}
+            self._forget_grants()
             return self._new_id(CUSTOM_FIELD_PREFIX)
 
     # ---------------------------------------------------------------- raw row access
@@ -515,6 +539,8 @@ class SalesforceStore:
 
     def _put(self, sobject: str, row: dict[str, Any]) -> None:
         record_id = row["Id"]
+        if sobject in _PERMISSION_OBJECTS:
+            self._forget_grants()
         old = self.records[sobject].get(record_id)
         if self._journal is not None:
             self._journal.append((sobject, record_id, old))
@@ -562,6 +588,7 @@ class SalesforceStore:
     def rollback_to(self, point: int) -> None:
         """Undo every write since ``point`` and close that transaction level."""
         assert self._journal is not None
+        self._forget_grants()
         while len(self._journal) > point:
             sobject, record_id, old = self._journal.pop()
             current = self.records[sobject].get(record_id)
@@ -585,11 +612,95 @@ class SalesforceStore:
     # ---------------------------------------------------------------- validation and writes
 
     def object_def(self, name: str) -> ObjectDef | None:
-        """The sObject called ``name`` (case-insensitive), or None."""
+        """The sObject called ``name`` (case-insensitive) as the integration user sees it
+        (``user_object``), or None."""
         found = self.objects.get(name)
-        if found is not None:
-            return found
-        return next((o for o in self.objects.values() if o.name.lower() == name.lower()), None)
+        if found is None:
+            found = next((o for o in self.objects.values() if o.name.lower() == name.lower()), None)
+        return None if found is None else self.user_object(found)
+
+    def user_objects(self) -> dict[str, ObjectDef]:
+        """Every sObject as the integration user sees it (what SOQL binds to)."""
+        return {name: self.user_object(obj) for name, obj in self.objects.items()}
+
+    def user_object(self, obj: ObjectDef) -> ObjectDef:
+        """``obj`` without the secured fields the user may not read, and with those he may read
+        but not edit neither createable nor updateable (field-level security)."""
+        secured = self.secured_fields.get(obj.name)
+        if not secured:
+            return obj
+        view = self._views.get(obj.name)
+        if view is None:
+            fields: dict[str, FieldDef] = {}
+            for name, f in obj.fields.items():
+                read, edit = self.field_access(obj.name, name)
+                if read:
+                    fields[name] = f if edit else replace(f, createable=False, updateable=False)
+            shown = replace(obj, fields=fields)
+            view = self._views[obj.name] = (shown, self._meta(obj.name).textual & fields.keys())
+        return view[0]
+
+    def field_access(self, sobject: str, name: str) -> tuple[bool, bool]:
+        """(read, edit) of the integration user on ``sobject.name``: both for stock fields, for
+        secured ones what the FieldPermissions of his permission sets grant (edit needs read)."""
+        if name not in self.secured_fields.get(sobject, ()):
+            return True, True
+        if self._grants is None:
+            self._grants = self._read_grants()
+        return self._grants.get((sobject.lower(), name.lower()), (False, False))
+
+    def _read_grants(self) -> dict[tuple[str, str], tuple[bool, bool]]:
+        assigned = {
+            row["PermissionSetId"]
+            for row in self.records["PermissionSetAssignment"].values()
+            if not row.get("IsDeleted") and row.get("AssigneeId") == self.user_id
+        }
+        grants: dict[tuple[str, str], tuple[bool, bool]] = {}
+        for row in self.records["FieldPermissions"].values():
+            if row.get("IsDeleted") or row.get("ParentId") not in assigned:
+                continue
+            sobject, _, name = str(row.get("Field") or "").partition(".")
+            key = (sobject.lower(), name.lower())
+            read, edit = grants.get(key, (False, False))
+            can_read = bool(row.get("PermissionsRead"))
+            can_edit = can_read and bool(row.get("PermissionsEdit"))
+            grants[key] = (read or can_read, edit or can_edit)
+        return grants
+
+    def _forget_grants(self) -> None:
+        self._grants = None
+        self._views = {}
+
+    def grant_field_access(self, sobject: str, name: str, *, edit: bool = True) -> None:
+        """Give the integration user read (and edit) access to ``sobject.name`` the way an admin
+        does: a permission set assigned to him with a FieldPermissions row (for tests)."""
+        with self.lock:
+            name_of_set = "Closedloop_Integration"
+            sets = [
+                r["Id"]
+                for r in self.records["PermissionSet"].values()
+                if r.get("Name") == name_of_set and not r.get("IsDeleted")
+            ]
+            if sets:
+                permission_set = sets[0]
+            else:
+                permission_set = self.insert(
+                    "PermissionSet", {"Name": name_of_set, "Label": "Closedloop Integration"}
+                )
+                self.insert(
+                    "PermissionSetAssignment",
+                    {"AssigneeId": self.user_id, "PermissionSetId": permission_set},
+                )
+            self.insert(
+                "FieldPermissions",
+                {
+                    "ParentId": permission_set,
+                    "SobjectType": sobject,
+                    "Field": f"{sobject}.{name}",
+                    "PermissionsRead": True,
+                    "PermissionsEdit": edit,
+                },
+            )
 
     def deserialize(
         self, obj: ObjectDef, body: Mapping[str, Any], *, from_csv: bool = False
@@ -597,7 +708,8 @@ class SalesforceStore:
         """Field values keyed by canonical API name; unknown fields are ApiError INVALID_FIELD."""
         values: dict[str, Any] = {}
         fields = obj.fields
-        textual = self._meta(obj.name).textual
+        view = self._views.get(obj.name)
+        textual = view[1] if view is not None and view[0] is obj else self._meta(obj.name).textual
         for key, raw in body.items():
             if type(raw) is str and key in textual:
                 values[key] = raw
@@ -635,7 +747,12 @@ class SalesforceStore:
                     )
                 ]
             refused = meta.not_createable if creating else meta.not_updateable
-            locked = [name for name in values if name in refused]
+            secured = self.secured_fields.get(obj.name, ())
+            locked = [
+                name
+                for name in values
+                if name in refused or (name in secured and not self.field_access(obj.name, name)[1])
+            ]
             if locked:
                 return [
                     _dml(
@@ -703,7 +820,47 @@ class SalesforceStore:
             )
         if errors:
             return errors
+        if obj.name in _PERMISSION_OBJECTS:
+            errors = self._check_permission_row(obj, merged, existing)
+            if errors:
+                return errors
         return self._check_unique(obj, merged, existing)
+
+    def _check_permission_row(
+        self, obj: ObjectDef, merged: Mapping[str, Any], existing: Mapping[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        """A FieldPermissions row names a field of its object; one assignment of a permission
+        set per user and one FieldPermissions row per permission set and field."""
+        own_id = existing["Id"] if existing else None
+        if obj.name == "FieldPermissions":
+            sobject, field_name = str(merged.get("SobjectType")), str(merged.get("Field"))
+            target = self.objects.get(sobject)
+            if target is None:
+                message = f"SObject Type Name: bad value for restricted picklist field: {sobject}"
+                return [_dml("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", message, ["SobjectType"])]
+            prefix, _, name = field_name.partition(".")
+            if prefix.lower() != sobject.lower() or target.field_ci(name) is None:
+                message = f"Field Name: bad value for restricted picklist field: {field_name}"
+                return [_dml("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", message, ["Field"])]
+            same = ("ParentId", "Field")
+        elif obj.name == "PermissionSetAssignment":
+            same = ("AssigneeId", "PermissionSetId")
+        else:
+            return []
+
+        def key_of(row: Mapping[str, Any]) -> tuple[str, ...]:
+            values = (str(row.get(n) or "") for n in same)
+            return tuple(normalize_id(v) or v.lower() for v in values)
+
+        key = key_of(merged)
+        for row in self.records[obj.name].values():
+            if row["Id"] != own_id and not row.get("IsDeleted") and key_of(row) == key:
+                message = (
+                    f"duplicate value found: {', '.join(same)} duplicates value on "
+                    f"record with id: {row['Id']}"
+                )
+                return [_dml("DUPLICATE_VALUE", message)]
+        return []
 
     def _check_reference(self, f: FieldDef, value: str) -> dict[str, Any] | None:
         normalized = normalize_id(value)
@@ -815,6 +972,12 @@ class SalesforceStore:
             raise DmlError([_dml("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")])
         if existing.get("IsDeleted"):
             raise DmlError([_dml("ENTITY_IS_DELETED", "entity is deleted")])
+        if sobject == "Lead" and existing.get("IsConverted") and not system:
+            # A converted Lead is read-only: its person is the Contact it became.
+            # https://help.salesforce.com/s/articleView?id=000384333&type=1
+            raise DmlError(
+                [_dml("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead")]
+            )
         values = {k: v for k, v in values.items() if k != "Id"}
         errors = self._check(obj, values, existing, system)
         if errors:
@@ -990,8 +1153,9 @@ class SalesforceStore:
     # ---------------------------------------------------------------- queries
 
     def compile(self, text: str) -> CompiledQuery:
-        """Parse and bind SOQL against this org (TODAY is the org clock's date)."""
-        return compile_query(parse(text), self.lookup, self.clock.now().date(), self.objects)
+        """Parse and bind SOQL against this org as the integration user sees it (TODAY is the
+        org clock's date)."""
+        return compile_query(parse(text), self.lookup, self.clock.now().date(), self.user_objects())
 
     def select(self, compiled: CompiledQuery, *, include_deleted: bool) -> list[Mapping[str, Any]]:
         """Matching rows in result order (ORDER BY, OFFSET, LIMIT applied)."""

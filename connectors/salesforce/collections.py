@@ -13,6 +13,15 @@ now", not "not this record". ``save_all``, which every collection write goes thr
 upserts, campaign members, people, write-backs), sends just those records again, up to
 ``lock_retries`` times with a doubling wait; the ones still locked come back as they are and
 ``is_transient`` tells the caller to leave them for the next run instead of dead-lettering them.
+
+A whole collection failing inside a Composite answer: each subrequest has its own
+``httpStatusCode`` and, when it failed, a body of REST errors (``errorCode``, ``message``)
+(https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/responses_composite.htm).
+A subrequest that failed for a server-side reason (a 5xx status, or SERVER_UNAVAILABLE /
+REQUEST_RUNNING_TOO_LONG) says nothing about its records: ``save_results`` marks each of its
+records ``retryable``, ``save_all`` sends the subrequest again like locked records (only where
+the caller says the writes may be repeated: not creates) and ``is_retryable`` tells the caller to
+leave the records still failing pending, never dead letters.
 """
 
 from __future__ import annotations
@@ -31,11 +40,13 @@ __all__ = [
     "WriteOutcome",
     "chunks",
     "errors_text",
+    "is_retryable",
     "is_transient",
     "query_each",
     "query_rows",
     "save_all",
     "save_results",
+    "server_failure",
     "write_records",
 ]
 
@@ -49,6 +60,14 @@ TRANSIENT_CODES = frozenset({"UNABLE_TO_LOCK_ROW"})
 # (seen in the field: CANNOT_EXECUTE_FLOW_TRIGGER "... UNABLE_TO_LOCK_ROW: unable to obtain
 # exclusive access to this record ...").
 _LOCK_WRAPPERS = frozenset({"CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", "CANNOT_EXECUTE_FLOW_TRIGGER"})
+# Whole-request codes of a server that could not do the work now (503 "server is unavailable",
+# a request cancelled for running too long); a subrequest answering one, or any 5xx status, is
+# a failure of the subrequest, not of its records.
+# https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm
+_SERVER_CODES = frozenset({"SERVER_UNAVAILABLE", "REQUEST_RUNNING_TOO_LONG"})
+# The key ``save_results`` sets on the per-record results of such a subrequest (ours, not
+# Salesforce's: a save result has ``id``, ``success``, ``errors``).
+RETRYABLE = "retryable"
 
 Verb = Literal["create", "update", "delete"]
 K = TypeVar("K")
@@ -70,8 +89,22 @@ def is_transient(code: str | None, message: str | None = None) -> bool:
     return code in _LOCK_WRAPPERS and "UNABLE_TO_LOCK_ROW" in (message or "")
 
 
-def _locked(saved: Mapping[str, Any]) -> bool:
-    return not saved.get("success") and is_transient(*errors_text(saved.get("errors")))
+def is_retryable(saved: Mapping[str, Any]) -> bool:
+    """Whether a failed save result is "not now": a row lock, or its whole collection failed
+    on the server (``save_results``); such records stay pending, never dead letters."""
+    if saved.get("success"):
+        return False
+    return bool(saved.get(RETRYABLE)) or is_transient(*errors_text(saved.get("errors")))
+
+
+def _again(saved: Mapping[str, Any], repeatable: bool) -> bool:
+    """Whether ``save_all`` sends this record again: it was locked (nothing saved), or its
+    collection failed on the server and the caller's writes may be repeated."""
+    if saved.get("success"):
+        return False
+    if is_transient(*errors_text(saved.get("errors"))):
+        return True
+    return bool(saved.get(RETRYABLE)) and repeatable
 
 
 def save_all(
@@ -85,12 +118,17 @@ def save_all(
 ) -> list[list[Mapping[str, Any]]]:
     """The save result of every item of every collection (``groups``: (key, at most 200 items),
     ``subrequest(key, items, ref)`` builds one), five collections per Composite call; items
-    refused for a row lock are sent again (see the module docstring). ``repeatable`` says
-    whether a Composite call may be repeated after a transient failure (given the keys it
-    holds); ``results_of`` turns a subresponse into per-item results (default
-    ``save_results``) and may raise for a whole collection."""
+    refused for a row lock, and collections that failed on the server when ``repeatable``, are
+    sent again (see the module docstring). ``repeatable`` says whether a Composite call or a
+    subrequest may be repeated after a transient failure (given the keys it holds);
+    ``results_of`` turns a subresponse into per-item results (default ``save_results``) and
+    may raise for a whole collection."""
     settings = client.settings
     read = results_of or (lambda _key, answer, items: save_results(answer, len(items)))
+
+    def may_repeat(keys: Sequence[K]) -> bool:
+        return repeatable(keys) if callable(repeatable) else repeatable
+
     out: list[list[Mapping[str, Any]]] = [[{}] * len(items) for _, items in groups]
     todo = [(g, list(range(len(items)))) for g, (_, items) in enumerate(groups) if items]
     for attempt in range(settings.lock_retries + 1):
@@ -101,12 +139,14 @@ def save_all(
             picked = [[groups[g][1][i] for i in idx] for g, idx in batch]
             pairs = enumerate(zip(keys, picked, strict=True))
             subs = [subrequest(key, items, f"s{n}") for n, (key, items) in pairs]
-            again = repeatable(keys) if callable(repeatable) else repeatable
-            answers = client.composite(subs, repeatable=again)
+            answers = client.composite(subs, repeatable=may_repeat(keys))
             for (g, idx), key, items, answer in zip(batch, keys, picked, answers, strict=True):
                 for i, saved in zip(idx, read(key, answer, items), strict=True):
                     out[g][i] = saved
-        todo = [(g, [i for i in idx if _locked(out[g][i])]) for g, idx in todo]
+        todo = [
+            (g, [i for i in idx if _again(out[g][i], may_repeat([groups[g][0]]))])
+            for g, idx in todo
+        ]
         todo = [(g, idx) for g, idx in todo if idx]
         if not todo:
             break
@@ -184,8 +224,9 @@ def write_records(client: SalesforceClient, writes: Sequence[Write]) -> WriteOut
 
     A Composite request holding creates is not repeated after a transient failure (it could
     create twice); the write-backs read before they write, so running them again is the retry.
-    Records refused for a row lock are sent again (``save_all``); still locked, they are
-    ``deferred``, not rejected: the next run writes them.
+    Records refused for a row lock, and updates and deletes whose collection failed on the
+    server, are sent again (``save_all``); still failing, they are ``deferred``, not rejected:
+    the next run writes them (creates of a collection the server failed are deferred at once).
     """
     outcome = WriteOutcome()
     groups: list[tuple[tuple[Verb, str], Sequence[Write]]] = []
@@ -217,17 +258,33 @@ def write_records(client: SalesforceClient, writes: Sequence[Write]) -> WriteOut
                 code=code,
                 key=write.key,
             )
-            (outcome.deferred if is_transient(code, message) else outcome.rejected).append(refusal)
+            (outcome.deferred if is_retryable(saved) else outcome.rejected).append(refusal)
     return outcome
 
 
+def server_failure(answer: Mapping[str, Any]) -> bool:
+    """Whether a Composite subresponse failed whole on the server's side (5xx, or a code
+    saying the server could not do it now), rather than for its request or its records."""
+    status = int(answer.get("httpStatusCode", 500))
+    if status >= 500:
+        return True
+    return status >= 300 and errors_text(answer.get("body"))[0] in _SERVER_CODES
+
+
 def save_results(answer: Mapping[str, Any], size: int) -> list[Mapping[str, Any]]:
-    """Per-record save results of a collection subresponse (a whole-call error: for all)."""
+    """Per-record save results of a collection subresponse (a whole-call error: for all, each
+    marked ``retryable`` when the server failed it)."""
     body = answer.get("body")
     ok = int(answer.get("httpStatusCode", 500)) < 300
     if ok and isinstance(body, list) and len(body) == size:
         return body
-    return [{"success": False, "errors": body if isinstance(body, list) else [body]}] * size
+    failed: dict[str, Any] = {
+        "success": False,
+        "errors": body if isinstance(body, list) else [body],
+    }
+    if server_failure(answer):
+        failed[RETRYABLE] = True
+    return [failed] * size
 
 
 def _results(

@@ -28,11 +28,13 @@ Calls per operation (every one counted in ``api_calls``; ARCHITECTURE.md "Limits
 Per-record failures are data, not exceptions: a rejected touch comes back as
 ``DeliveryResult(ok=False, error_code=<Salesforce statusCode>, error_message=<its message>)``
 so the engine dead-letters exactly that record and the batch goes on. A record refused for a row
-lock (UNABLE_TO_LOCK_ROW) is sent again a few times within the call (``collections.save_all``);
-still locked, its result has ``retryable`` set and the engine leaves it pending for the next run.
-Callers that prefer exceptions turn those results into ``RecordRejected`` with
+lock (UNABLE_TO_LOCK_ROW), or whose whole collection failed on the server inside the Composite
+answer (a 5xx subrequest), is sent again a few times within the call (``collections.save_all``);
+still failing, its result has ``retryable`` set and the engine leaves it pending for the next
+run. Callers that prefer exceptions turn those results into ``RecordRejected`` with
 ``rejections(results)``; people that could not be created are in ``last_rejections`` after
-``create_people``.
+``create_people``, which raises ``Transient`` when a collection of creates failed on the server
+(the engine then looks the people up before creating any again).
 """
 
 from __future__ import annotations
@@ -56,14 +58,15 @@ from connectors.base import (
     PersonKind,
     RenderedTouch,
 )
-from connectors.errors import AuthError, ClosedloopError, ConfigError, RecordRejected
+from connectors.errors import AuthError, ClosedloopError, ConfigError, RecordRejected, Transient
 from connectors.lagwindow import SeenVersions
 from connectors.salesforce.auth import remedy_for
 from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.collections import (
+    RETRYABLE,
     chunks,
     errors_text,
-    is_transient,
+    is_retryable,
     query_each,
     save_all,
     save_results,
@@ -147,10 +150,10 @@ def _wire(value: Any) -> Any:
     return value
 
 
-# What became of one membership: (action, member id, (code, message) when refused).
+# What became of one membership: (action, member id, (code, message, retryable) when refused).
 # A pulled row with its stamp parsed once: (cursor text, epoch ms, id, object spec, row).
 _Row = tuple[str, int, str, ObjectSpec, Mapping[str, Any]]
-_Outcome = tuple[MemberAction, str | None, tuple[str, str] | None]
+_Outcome = tuple[MemberAction, str | None, tuple[str, str, bool] | None]
 
 
 def _no_campaign(name: str, ids: Sequence[str]) -> tuple[str, str]:
@@ -393,6 +396,12 @@ class SalesforceConnector:
         # Never repeated after a transient failure (it could create twice); records refused for
         # a row lock saved nothing, so only those are sent again.
         saves = save_all(self.client, groups, subrequest, repeatable=False)
+        failed = next((s for outcomes in saves for s in outcomes if s.get(RETRYABLE)), None)
+        if failed is not None:
+            # A collection of creates failed on the server: whether any of it was saved is
+            # unknown, so the caller looks the people up again before creating any.
+            code, message = errors_text(failed.get("errors"))
+            raise Transient(f"Salesforce create of people failed on the server: {code}: {message}")
         for (_, chunk), outcomes in zip(groups, saves, strict=True):
             for (person, record), outcome in zip(chunk, outcomes, strict=True):
                 email = normalize_email(person.email)
@@ -498,7 +507,7 @@ class SalesforceConnector:
             ok=False,
             error_code=code,
             error_message=message,
-            retryable=is_transient(code, message),
+            retryable=is_retryable(saved),
         )
 
     # ------------------------------------------------------------------------------ campaigns
@@ -566,7 +575,7 @@ class SalesforceConnector:
                     MemberResult(items[index].key, True, member_id, action)
                     if error is None
                     else MemberResult(items[index].key, False, error_code=error[0],
-                                      error_message=error[1], retryable=is_transient(*error))
+                                      error_message=error[1], retryable=error[2])
                 )  # fmt: skip
         return [results[index] for index in range(len(items))]
 
@@ -594,7 +603,7 @@ class SalesforceConnector:
         outcomes.update((id(m), ("unchanged", m.member_id, None)) for m in unchanged)
         for member in late:  # removed again before we looked: report it; a replay settles it
             message = "Already a campaign member (and not found when read back)"
-            outcomes[id(member)] = ("unchanged", None, ("DUPLICATE_VALUE", message))
+            outcomes[id(member)] = ("unchanged", None, ("DUPLICATE_VALUE", message, False))
         self._write_members([], updates, outcomes)
         return outcomes
 
@@ -673,7 +682,7 @@ class SalesforceConnector:
                 if verb == "create" and code == "DUPLICATE_VALUE":
                     raced.append(member)
                 else:
-                    outcomes[id(member)] = ("unchanged", None, (code, message))
+                    outcomes[id(member)] = ("unchanged", None, (code, message, is_retryable(saved)))
         return raced
 
     # ------------------------------------------------------------------------------ changes

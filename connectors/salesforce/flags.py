@@ -1,12 +1,19 @@
 """SLA breach flags on Salesforce Leads and Contacts: a custom checkbox (and optional time).
 
 ``FlagWriter(client, field, time_field)`` reads the records that carry the flag now
-(``WHERE <field> = true``: one query per object, 2,000 rows a page, five per counted call) and
+(``WHERE <field> = true``: one query per object, 2,000 rows a page) and, in the same Composite
+call, which of the wanted Leads Salesforce has converted since the caller last looked; then
 writes only the difference with the wanted flags: set on newly breached people, the time
 corrected where it moved, cleared (false, time emptied) where the breach no longer holds.
 Updates go through sObject Collections, five collections of 200 per counted call; running it
-again with the same wanted flags makes the read calls only. Converted leads are left alone:
-Salesforce refuses updates to them, and their person is the converted contact now.
+again with the same wanted flags makes the read call only.
+
+Converted leads: Salesforce refuses any update to a converted Lead (CANNOT_UPDATE_CONVERTED_LEAD,
+https://help.salesforce.com/s/articleView?id=000384333&type=1) and the person is the Contact it
+became, so a wanted flag on a converted Lead goes on its ConvertedContactId (or nowhere when it
+has none), a converted Lead's own old flag is neither read nor cleared, and a Lead converted
+between the read and the write comes back as a refusal with Salesforce's code (a dead letter
+the next run settles on the Contact), never an exception.
 
 ``check_flag_fields`` tells whether both objects have the fields, of the right type and
 editable, and names the exact field to create when not.
@@ -14,7 +21,7 @@ editable, and names the exact field to create when not.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -22,14 +29,26 @@ from typing import Any
 from connectors.base import CheckResult
 from connectors.errors import ClosedloopError, RecordRejected
 from connectors.salesforce.client import SalesforceClient
-from connectors.salesforce.collections import Write, query_rows, write_records
+from connectors.salesforce.collections import Write, query_each, write_records
+from connectors.salesforce.identity import in_list_queries
+from connectors.salesforce.members import short_id
 from connectors.salesforce.streams import parse_sf_datetime, sf_datetime
 
-__all__ = ["FLAG_OBJECTS", "FlagPlan", "FlagSync", "FlagWriter", "check_flag_fields", "plan_flags"]
+__all__ = [
+    "FLAG_OBJECTS",
+    "FlagPlan",
+    "FlagSync",
+    "FlagWriter",
+    "check_flag_fields",
+    "on_contacts",
+    "plan_flags",
+]
 
 FLAG_OBJECTS = ("Lead", "Contact")
 # (sobject, record id) -> breach time (None: flag without a time)
 Flags = Mapping[tuple[str, str], datetime | None]
+# Which of the wanted Leads are converted, and to which Contact (ids are quoted by soql_string).
+_CONVERTED = "SELECT Id, ConvertedContactId FROM Lead WHERE IsConverted = true AND Id IN ("
 
 
 @dataclass
@@ -67,6 +86,21 @@ def _same_time(a: datetime | None, b: datetime | None) -> bool:
     return sf_datetime(a) == sf_datetime(b)  # Salesforce keeps milliseconds
 
 
+def on_contacts(wanted: Flags, converted: Mapping[str, str | None]) -> Flags:
+    """``wanted`` with each converted Lead's flag moved to its Contact (``converted``: the
+    15-character Lead id -> Contact id or None); a Contact wanted in its own right keeps its
+    own time."""
+    moved: dict[tuple[str, str], datetime | None] = {}
+    for (sobject, record_id), at in wanted.items():
+        if sobject == "Lead" and short_id(record_id) in converted:
+            contact = converted[short_id(record_id)]
+            if contact is not None and ("Contact", contact) not in wanted:
+                moved.setdefault(("Contact", contact), at)
+            continue
+        moved[(sobject, record_id)] = at
+    return moved
+
+
 def plan_flags(wanted: Flags, flagged: Flags, *, with_time: bool) -> FlagPlan:
     """Set what ``wanted`` has and ``flagged`` lacks (or holds at another time); clear the rest."""
     plan = FlagPlan()
@@ -89,26 +123,45 @@ class FlagWriter:
         self.field = field
         self.time_field = time_field
 
-    def flagged(self) -> dict[tuple[str, str], datetime | None]:
-        """Every unconverted Lead and every Contact whose flag is set now, with its time."""
+    def read(
+        self, leads: Iterable[str] = ()
+    ) -> tuple[dict[tuple[str, str], datetime | None], dict[str, str | None]]:
+        """(every unconverted Lead and every Contact whose flag is set now, with its time;
+        converted Lead among ``leads`` -> its Contact id), five queries per Composite call."""
         columns = ", ".join(["Id", self.field, *([self.time_field] if self.time_field else [])])
         # Field names come from the validated config; no values are interpolated.
         where = f"{self.field} = true"
-        queries = {
-            "Lead": f"SELECT {columns} FROM Lead WHERE {where} AND IsConverted = false",  # noqa: S608
-            "Contact": f"SELECT {columns} FROM Contact WHERE {where}",  # noqa: S608
-        }
+        flagged_queries = [
+            ("Lead", f"SELECT {columns} FROM Lead WHERE {where} AND IsConverted = false"),  # noqa: S608
+            ("Contact", f"SELECT {columns} FROM Contact WHERE {where}"),  # noqa: S608
+        ]
+        limit = self.client.settings.max_soql_chars
+        converted_queries = in_list_queries(_CONVERTED, sorted(set(leads)), limit)
+        rows = query_each(self.client, [q for _, q in flagged_queries] + converted_queries)
         found: dict[tuple[str, str], datetime | None] = {}
-        for sobject, soql in queries.items():
-            for row in query_rows(self.client, [soql]):
+        for (sobject, _), answer in zip(flagged_queries, rows, strict=False):
+            for row in answer:
                 at = parse_sf_datetime(row.get(self.time_field)) if self.time_field else None
                 found[(sobject, str(row["Id"]))] = at
-        return found
+        converted = {
+            short_id(str(row["Id"])): (
+                str(row["ConvertedContactId"]) if row.get("ConvertedContactId") else None
+            )
+            for answer in rows[len(flagged_queries) :]
+            for row in answer
+        }
+        return found, converted
+
+    def flagged(self) -> dict[tuple[str, str], datetime | None]:
+        """Every unconverted Lead and every Contact whose flag is set now, with its time."""
+        return self.read()[0]
 
     def sync(self, wanted: Flags, *, dry_run: bool = False) -> FlagSync:
         """Make the set of flagged records equal ``wanted`` (see the module docstring)."""
         before = self.client.api_calls
-        flagged = self.flagged()
+        leads = [record_id for sobject, record_id in wanted if sobject == "Lead"]
+        flagged, converted = self.read(leads)
+        wanted = on_contacts(wanted, converted)
         plan = plan_flags(wanted, flagged, with_time=self.time_field is not None)
         result = FlagSync(plan, flagged_before=len(flagged))
         result.read_calls = self.client.api_calls - before

@@ -120,15 +120,21 @@ SalesforceAuth = Annotated[
 
 def _api_version(value: str) -> str:
     if not re.fullmatch(r"\d{2}\.0", value):
-        raise ValueError("expected an API version such as '59.0'")
+        raise ValueError(f"expected an API version such as '{DEFAULT_API_VERSION}'")
     return value
+
+
+# Summer '26. Salesforce supports each API version for at least 3 years after its release and
+# retires old ones (v21.0-v30.0 in Summer '25, v31.0-v40.0 from Summer '28): a default must stay
+# recent. https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/api_rest_eol.htm
+DEFAULT_API_VERSION = "67.0"
 
 
 class SalesforceSettings(_Strict):
     """A Salesforce org: where it is, how to log in, and how much of its API allocation to use."""
 
     instance_url: HttpsUrl
-    api_version: Annotated[str, AfterValidator(_api_version)] = "59.0"
+    api_version: Annotated[str, AfterValidator(_api_version)] = DEFAULT_API_VERSION
     auth: SalesforceAuth
     # Trust this CA bundle (PEM) instead of the system store: the local sandbox uses its test CA.
     ca_bundle: Path | None = None
@@ -169,8 +175,10 @@ class SalesforceSettings(_Strict):
     max_attempts: int = Field(default=3, ge=1, le=10)
     retry_backoff_s: float = Field(default=1.0, ge=0)
     # Records a collection save refused for a row lock (UNABLE_TO_LOCK_ROW: another transaction
-    # held the record or its parent) are sent again this many times within the call, waiting
-    # lock_retry_backoff_s, then twice that, ... (defaults: 1 + 2 + 4 s); records still locked
-    # after that stay pending for the next run, never dead letters.
+    # held the record or its parent), and collections that failed whole on the server inside a
+    # Composite answer (a 5xx subrequest; not creates, which could be saved twice), are sent
+    # again this many times within the call, waiting lock_retry_backoff_s, then twice that, ...
+    # (defaults: 1 + 2 + 4 s); records still failing after that stay pending for the next run,
+    # never dead letters.
     lock_retries: int = Field(default=3, ge=0, le=6)
     lock_retry_backoff_s: float = Field(default=1.0, ge=0, le=10)

@@ -151,7 +151,7 @@ connections:
   salesforce:
     type: salesforce
     instance_url: https://127.0.0.1:8443
-    api_version: "59.0"
+    api_version: "67.0"
     ca_bundle: .closedloop/sandbox-ca.pem   # the sandbox's test CA; remove for a real org
     auth:
       # Real orgs: method password | client_credentials | jwt (see the docs).

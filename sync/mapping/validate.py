@@ -346,9 +346,15 @@ class _Semantic:
                 return "; `closedloop check hubspot --fix` creates closedloop's own properties"
             return ""
         if name.endswith("__c"):
+            # Describe omits the fields a user has no read access to, and a field deployed
+            # through the Metadata or Tooling API grants none until an admin does.
+            # https://developer.salesforce.com/docs/atlas.en-us.api_meta.meta/api_meta/meta_profile.htm
             return (
-                "; a custom field that exists in Setup is missing here when the integration "
-                "user lacks field-level security on it"
+                "; if the field exists in Setup, the integration user likely lacks field-level "
+                "security on it: give the user's profile or a permission set assigned to it "
+                "Read and Edit access to the field (Setup > Object Manager > the object > "
+                "Fields & Relationships > the field > Set Field-Level Security), then run "
+                "`closedloop schema refresh`"
             )
         return ""
 

@@ -184,3 +184,43 @@ def test_a_row_lock_fault_is_refused_for_apis_other_than_salesforce(
 ) -> None:
     with pytest.raises(ConfigError, match="unable_to_lock_row is a salesforce fault"):
         control.set_faults("hubspot:unable_to_lock_row=0.1")
+
+
+def test_a_subrequest_fault_fails_one_collection_of_a_composite_with_500_and_saves_none_of_it(
+    salesforce: httpx.Client, control: SandboxControl
+) -> None:
+    control.set_faults("salesforce:subrequest_500=1")
+    records = [
+        {"attributes": {"type": "Task"}, "Closedloop_Key__c": f"faults:sub:{n}", "Subject": "x"}
+        for n in range(3)
+    ]
+    subrequests = [
+        {
+            "method": "PATCH",
+            "url": f"{SF_DATA}/composite/sobjects/Task/Closedloop_Key__c",
+            "referenceId": "tasks",
+            "body": {"allOrNone": False, "records": records},
+        },
+        {
+            "method": "GET",
+            "url": f"{SF_DATA}/query?q=SELECT+Id+FROM+Task+WHERE+Closedloop_Key__c+LIKE+"
+            "'faults:sub:%25'",
+            "referenceId": "read",
+        },
+    ]
+
+    response = salesforce.post("/composite", json={"compositeRequest": subrequests})
+
+    assert response.status_code == 200
+    failed, read = response.json()["compositeResponse"]
+    assert failed["httpStatusCode"] == 500
+    assert failed["body"][0]["errorCode"] == "UNKNOWN_EXCEPTION"
+    assert failed["body"][0]["message"].startswith("An unexpected error occurred.")
+    assert (read["httpStatusCode"], read["body"]["totalSize"]) == (200, 0)
+
+
+def test_a_subrequest_fault_is_refused_for_apis_other_than_salesforce(
+    control: SandboxControl,
+) -> None:
+    with pytest.raises(ConfigError, match="subrequest_500 is a salesforce fault"):
+        control.set_faults("marketo:subrequest_500=0.1")

@@ -927,9 +927,20 @@ def test_upsert_on_a_field_that_is_not_an_external_id_is_not_found(org: Org) -> 
     )
 
 
-def test_api_version_below_50_is_not_found(org: Org) -> None:
+def test_api_versions_outside_v50_to_the_newest_release_are_not_found(org: Org) -> None:
     assert org.call("GET", "/services/data/v49.0/limits").status_code == 404
     assert org.call("GET", "/services/data/v62.0/limits").status_code == 200
+    assert org.call("GET", "/services/data/v68.0/limits").status_code == 200
+    assert org.call("GET", "/services/data/v69.0/limits").status_code == 404
+
+
+def test_the_versions_resource_lists_each_release_up_to_winter_27_with_its_name(org: Org) -> None:
+    listed = org.call("GET", "/services/data/").json()
+
+    assert listed[0] == {"label": "Winter '21", "url": "/services/data/v50.0", "version": "50.0"}
+    assert {"label": "Spring '26", "url": "/services/data/v66.0", "version": "66.0"} in listed
+    assert listed[-1] == {"label": "Winter '27", "url": "/services/data/v68.0", "version": "68.0"}
+    assert [v["version"] for v in listed] == [f"{n}.0" for n in range(50, 69)]
 
 
 # ------------------------------------------------------------------------------- faults
@@ -1051,3 +1062,71 @@ def test_a_save_touching_a_record_another_transaction_holds_fails_until_the_lock
     again = org.call("PATCH", url, json={"allOrNone": False, "records": records}).json()
     assert [r["success"] for r in again] == [True, True]
     assert [r["created"] for r in again] == [True, False]
+
+
+def test_single_record_saves_touching_a_held_record_are_refused_until_the_lock_is_released(
+    org: Org,
+) -> None:
+    """The sObject resource (one record a call) meets another transaction's locks as the
+    collections do: HTTP 400 with UNABLE_TO_LOCK_ROW, nothing saved."""
+    busy = _lead(org)
+    org.store.hold_locks([busy])
+    expected = [
+        {
+            "message": "unable to obtain exclusive access to this record",
+            "errorCode": "UNABLE_TO_LOCK_ROW",
+            "fields": [],
+        }
+    ]
+    task = {"Subject": "Call", "WhoId": busy}
+
+    refused = [
+        org.call("PATCH", f"{BASE}/sobjects/Lead/{busy}", json={"Title": "CFO"}),
+        org.call("POST", f"{BASE}/sobjects/Task", json=task),
+        org.call("PATCH", f"{BASE}/sobjects/Task/Closedloop_Key__c/mk:1", json=task),
+        org.call("DELETE", f"{BASE}/sobjects/Lead/{busy}"),
+    ]
+
+    assert [r.status_code for r in refused] == [400] * 4
+    assert [r.json() for r in refused] == [expected] * 4
+    assert org.store.get("Lead", busy)["Title"] is None  # type: ignore[index]
+    assert org.store.dump()["counts"]["Task"] == 0
+    org.store.release_locks()
+    assert org.call("PATCH", f"{BASE}/sobjects/Lead/{busy}", json={"Title": "CFO"}).ok
+    assert org.call("POST", f"{BASE}/sobjects/Task", json=task).status_code == 201
+
+
+# ------------------------------------------------------------------------ converted leads
+
+
+def test_a_converted_lead_refuses_updates_alone_and_in_collections(org: Org) -> None:
+    converted, open_lead = _lead(org), _lead(org)
+    contact = org.store.convert_lead(converted)
+    refusal = {"errorCode": "CANNOT_UPDATE_CONVERTED_LEAD",
+               "message": "cannot reference converted lead", "fields": []}  # fmt: skip
+
+    single = org.call("PATCH", f"{BASE}/sobjects/Lead/{converted}", json={"Title": "CFO"})
+    collection = org.call(
+        "PATCH",
+        f"{BASE}/composite/sobjects",
+        json={
+            "allOrNone": False,
+            "records": [
+                {"attributes": {"type": "Lead"}, "Id": converted, "Title": "CFO"},
+                {"attributes": {"type": "Lead"}, "Id": open_lead, "Title": "CFO"},
+            ],
+        },
+    ).json()
+
+    assert single.status_code == 400
+    assert single.json() == [refusal]
+    assert collection[0] == {
+        "id": None,
+        "success": False,
+        "errors": [{"statusCode": refusal["errorCode"], "message": refusal["message"],
+                    "fields": []}],
+    }  # fmt: skip
+    assert collection[1]["success"] is True
+    assert org.store.get("Lead", converted)["Title"] is None  # type: ignore[index]
+    assert org.store.get("Lead", converted)["ConvertedContactId"] == contact  # type: ignore[index]
+    assert org.call("PATCH", f"{BASE}/sobjects/Contact/{contact}", json={"Title": "CFO"}).ok

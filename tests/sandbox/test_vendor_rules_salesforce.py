@@ -166,3 +166,23 @@ def test_a_token_answer_carries_instance_url_id_issued_at_and_its_signature(org:
         hashlib.sha256,
     ).digest()
     assert base64.b64decode(body["signature"]) == expected
+
+
+@pytest.mark.parametrize(
+    "value", ["2026-05-06T10:00:00Z", "2026-05-06T00:00:00.000+0000", "2026-05-06Z", "06/05/2026"]
+)
+def test_a_date_field_takes_only_a_day_through_rest(org: Org, value: str) -> None:
+    url = f"{BASE}/sobjects/Task/Closedloop_Key__c/mk:1"
+
+    refused = org.call("PATCH", url, json={"Subject": "Met", "ActivityDate": value})
+    taken = org.call("PATCH", url, json={"Subject": "Met", "ActivityDate": "2026-05-06"})
+
+    assert refused.status_code == 400
+    assert _first_error(refused) == {
+        "message": f"Cannot deserialize instance of date from VALUE_STRING value {value} or "
+        "request may be missing a required field",
+        "errorCode": "JSON_PARSER_ERROR",
+    }
+    assert taken.status_code == 201
+    [task] = org.store.dump()["records"]["Task"]
+    assert task["ActivityDate"] == "2026-05-06"

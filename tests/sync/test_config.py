@@ -179,7 +179,7 @@ def test_good_config_loads_with_defaults_interpolation_and_file_secrets(workdir:
     salesforce = config.connections["salesforce"].settings
     assert salesforce.auth.session_id.get_secret_value() == ENV["CLOSEDLOOP_TEST_SF_SESSION"]  # type: ignore[attr-defined]
     assert salesforce.ca_bundle == workdir / "certs" / "sandbox-ca.pem"  # type: ignore[attr-defined]
-    assert salesforce.api_version == "59.0"  # type: ignore[attr-defined]
+    assert salesforce.api_version == "67.0"  # type: ignore[attr-defined]
 
     touches = config.pipelines["hubspot-to-salesforce"]
     assert touches.mapping == workdir / "mappings" / "touches.yaml"

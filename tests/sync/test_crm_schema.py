@@ -63,9 +63,11 @@ def test_a_refresh_reads_again_and_sees_a_field_added_since(
     ledger_engine: Engine, sandbox: SandboxServer, connectors: Callable[..., SalesforceConnector]
 ) -> None:
     org(ledger_engine, connectors).catalogue("salesforce", ["Task"])
-    sandbox.store("salesforce").add_custom_field(
+    store = sandbox.store("salesforce")
+    store.add_custom_field(
         "Activity.Campaign_Name__c", {"type": "Text", "length": 80, "label": "Campaign Name"}
     )
+    store.grant_field_access("Task", "Campaign_Name__c")
 
     cached = org(ledger_engine, connectors).catalogue("salesforce", ["Task"])
     calls = sandbox.state.total_calls("salesforce")

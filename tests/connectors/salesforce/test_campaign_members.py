@@ -199,3 +199,24 @@ def test_the_check_covers_writing_campaign_members_only_when_they_are_synced(
     assert plain["object access"].ok
     assert plain["object access"].detail.endswith("write Task, Lead")
     assert members["object access"].detail.endswith("write Task, Lead, CampaignMember")
+
+
+def test_members_whose_collection_the_server_keeps_failing_come_back_retryable(
+    sandbox: SandboxServer, make_connector: Make
+) -> None:
+    [campaign] = new_campaigns(sandbox, "Server Trouble Webinar")
+    people = known_people(sandbox.store("salesforce"))[:3]
+    items = [MemberItem(f"marketo:{n}", campaign, p["Id"], "Sent", by_id=True)
+             for n, p in enumerate(people)]  # fmt: skip
+    connector = make_connector(lock_retry_backoff_s=0)
+    sandbox.set_faults("salesforce:subrequest_500=1")
+
+    failing = connector.sync_campaign_members(items, ORDER)
+    sandbox.set_faults("")
+    later = connector.sync_campaign_members(items, ORDER)
+
+    assert [(r.ok, r.retryable, r.error_code) for r in failing] == [
+        (False, True, "UNKNOWN_EXCEPTION")
+    ] * 3
+    assert [(r.ok, r.action) for r in later] == [(True, "created")] * 3
+    assert len(members_of(sandbox, [campaign])) == 3

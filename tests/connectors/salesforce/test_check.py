@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from connectors.errors import AuthError
 from connectors.salesforce.connector import SalesforceConnector
-from connectors.salesforce.settings import JwtAuth
+from connectors.salesforce.settings import JwtAuth, SalesforceSettings
 from sandbox import credentials
 from sandbox.server import SandboxServer
 from sync.cli import check_cmd
@@ -83,7 +83,24 @@ def test_an_api_version_the_org_does_not_serve_fails_with_one_it_does(
     results = {r.name: r for r in make_connector(api_version="42.0").check()}
 
     assert not results["api version"].ok
-    assert "set api_version to one the org serves, e.g. '62.0'" in results["api version"].remedy
+    assert "set api_version to one the org serves, e.g. '68.0'" in results["api version"].remedy
+
+
+@pytest.mark.parametrize("version", ["66.0", "67.0", "68.0"])
+def test_a_current_api_version_passes_the_check(
+    sandbox_readonly: SandboxServer, make_connector: Make, version: str
+) -> None:
+    results = {r.name: r for r in make_connector(api_version=version).check()}
+
+    assert results["api version"].ok, results["api version"].detail
+    assert results["credentials"].ok
+
+
+def test_the_default_api_version_is_one_salesforce_still_promises_to_support() -> None:
+    """Salesforce supports a version at least 3 years after its release; Summer '26 (v67.0)."""
+    default = SalesforceSettings.model_fields["api_version"].default
+
+    assert float(default) >= 67.0
 
 
 def test_a_spent_budget_fails_the_check(sandbox: SandboxServer, make_connector: Make) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import pytest
+
 from connectors.base import Person, PersonKind
+from connectors.errors import Transient
 from connectors.salesforce.connector import SalesforceConnector
 from connectors.salesforce.identity import Candidate, choose, in_list_queries, soql_string
 from sandbox.server import SandboxServer
@@ -146,3 +149,19 @@ def test_people_can_be_created_as_contacts(sandbox: SandboxServer, make_connecto
 
     assert created[0].kind is PersonKind.CONTACT
     assert created[0].external_id.startswith("003")
+
+
+def test_people_whose_create_collection_fails_on_the_server_are_a_transient_error(
+    sandbox: SandboxServer, make_connector: Make
+) -> None:
+    """A create is never sent again blindly: the engine looks the people up first."""
+    connector = make_connector()
+    before = len(live(sandbox.store("salesforce"), "Lead"))
+    sandbox.set_faults("salesforce:subrequest_500=1")
+
+    with pytest.raises(Transient) as failed:
+        connector.create_people([someone(f"new{n}@example.org") for n in range(3)])
+
+    assert "UNKNOWN_EXCEPTION" in str(failed.value)
+    assert len(live(sandbox.store("salesforce"), "Lead")) == before
+    assert sandbox.state.counts("salesforce") == {"composite": 1}

@@ -243,3 +243,54 @@ def test_tasks_whose_person_stays_locked_come_back_retryable_with_salesforce_cod
     assert sorted(t["Closedloop_Key__c"] for t in live(store, "Task")) == [
         f"marketo:{n}" for n in (1, 2, 4, 5, 7, 8)
     ]
+
+
+def test_a_collection_that_fails_on_the_server_inside_a_composite_is_sent_again_and_lands_once(
+    sandbox: SandboxServer,
+) -> None:
+    people = known_people(sandbox.store("salesforce"))
+    touches = [task(f"marketo:{n}", people[n % len(people)]["Id"]) for n in range(1_000)]
+    waits: list[float] = []
+    connector = SalesforceConnector(
+        "crm", settings_for(sandbox, lock_retry_backoff_s=1.0), sleep=waits.append
+    )
+    sandbox.set_faults("salesforce:subrequest_500=0.3", seed=SEED)
+    try:
+        results = connector.push_touches(touches)
+    finally:
+        connector.close()
+
+    assert [r.key for r in results if not r.ok] == []
+    tasks = live(sandbox.store("salesforce"), "Task")
+    assert sorted(t["Closedloop_Key__c"] for t in tasks) == sorted(t.key for t in touches)
+    assert waits, "no collection failed: the seed injects none"
+    assert waits == [1.0, 2.0, 4.0][: len(waits)]
+    assert sandbox.state.counts("salesforce") == {"composite": 1 + len(waits)}
+
+
+def test_touches_of_a_collection_the_server_keeps_failing_come_back_retryable_not_rejected(
+    sandbox: SandboxServer,
+) -> None:
+    """Every collection subrequest answers 500 UNKNOWN_EXCEPTION inside an HTTP 200 Composite
+    answer: nothing says the records are bad, so none may become a dead letter."""
+    people = known_people(sandbox.store("salesforce"))
+    touches = [task(f"marketo:{n}", people[n % len(people)]["Id"]) for n in range(300)]
+    waits: list[float] = []
+    connector = SalesforceConnector(
+        "crm", settings_for(sandbox, lock_retry_backoff_s=0.5), sleep=waits.append
+    )
+    sandbox.set_faults("salesforce:subrequest_500=1")
+    try:
+        failing = connector.push_touches(touches)
+        sandbox.set_faults("")
+        later = connector.push_touches(touches)
+    finally:
+        connector.close()
+
+    assert all(not r.ok and r.retryable for r in failing)
+    assert {r.error_code for r in failing} == {"UNKNOWN_EXCEPTION"}
+    assert "An unexpected error occurred" in (failing[0].error_message or "")
+    assert waits == [0.5, 1.0, 2.0]
+    assert all(r.ok and r.created for r in later)
+    tasks = live(sandbox.store("salesforce"), "Task")
+    assert sorted(t["Closedloop_Key__c"] for t in tasks) == sorted(t.key for t in touches)

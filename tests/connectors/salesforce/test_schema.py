@@ -54,6 +54,7 @@ def test_a_custom_field_an_admin_just_created_is_in_the_next_describe(
     store.add_custom_field(
         "Activity.Campaign_Name__c", {"type": "Text", "length": 80, "label": "Campaign Name"}
     )
+    store.grant_field_access("Task", "Campaign_Name__c")
 
     rows = make_connector().describe_fields(["Task"])["Task"] or []
 

@@ -56,14 +56,29 @@ def tooling(sandbox: SandboxServer) -> Salesforce:
     )
 
 
-def add_task_field(sandbox: SandboxServer, name: str, metadata: dict[str, Any]) -> None:
-    """An admin adds a custom field to Task and Event (Salesforce defines them on Activity)."""
+def add_task_field(
+    sandbox: SandboxServer, name: str, metadata: dict[str, Any], *, grant: bool = True
+) -> None:
+    """An admin adds a custom field to Task and Event (Salesforce defines them on Activity) and,
+    unless ``grant`` is false, gives the integration user read and edit access to it on Task: a
+    field deployed through the API has no field-level security until then."""
     sf = tooling(sandbox)
     sf.toolingexecute(
         "sobjects/CustomField",
         method="POST",
         data={"FullName": f"Activity.{name}", "Metadata": metadata},
     )
+    if grant:
+        users = sf.query_all("SELECT Id, Username FROM User")["records"]
+        [user] = [u["Id"] for u in users if u["Username"] == credentials.SALESFORCE_USERNAME]
+        permission_set = sf.PermissionSet.create(
+            {"Name": f"Closedloop_{name.removesuffix('__c')}", "Label": f"Closedloop {name}"}
+        )["id"]
+        sf.PermissionSetAssignment.create({"AssigneeId": user, "PermissionSetId": permission_set})
+        sf.FieldPermissions.create(
+            {"ParentId": permission_set, "SobjectType": "Task", "Field": f"Task.{name}",
+             "PermissionsRead": True, "PermissionsEdit": True}
+        )  # fmt: skip
     sf.session.close()
 
 
@@ -157,6 +172,29 @@ def test_a_field_the_org_lacks_fails_at_its_line_with_a_suggestion_from_the_org(
     assert "nothing was synced" in synced.stderr
     # One describe for validate (cached for sync's check); no write reached the org.
     assert calls(ws.sandbox, "salesforce") == before + 1
+    assert tasks(ws.sandbox) == {}
+
+
+def test_a_field_the_integration_user_cannot_see_fails_naming_field_level_security(
+    workspace_factory: Any, ledger_url: str
+) -> None:
+    """The admin created the field but granted no one access: Salesforce leaves it out of the
+    integration user's describe, so to closedloop it is missing, and the message says why."""
+    ws = salesforce_workspace(
+        workspace_factory, ledger_url, {"Campaign_Name__c": {"source": "touch.campaign"}}
+    )
+    metadata = {"type": "Text", "length": 255, "label": "Campaign Name"}
+    add_task_field(ws.sandbox, "Campaign_Name__c", metadata, grant=False)
+    path = ws.folder / SF_MAPPING
+
+    result = cli("mappings", "validate", str(path), "--config", str(ws.config_path))
+
+    assert result.exit_code == 2
+    message = " ".join(result.stderr.split())
+    assert f"{path}:{line_of(path, 'Campaign_Name__c')}:" in message
+    assert "Task has no field 'Campaign_Name__c'" in message
+    assert "the integration user likely lacks field-level security on it" in message
+    assert "closedloop schema refresh" in message
     assert tasks(ws.sandbox) == {}
 
 

@@ -281,6 +281,35 @@ def test_touches_of_a_person_another_process_keeps_locked_stay_pending_and_land_
     assert {state for state, _ in ws.deliveries().values()} == {"confirmed"}
 
 
+def test_touches_whose_collection_the_server_fails_stay_pending_and_land_later(
+    workspace_factory: Any,
+) -> None:
+    """A 5xx subrequest inside a successful Composite answer says nothing about its records:
+    sent again within the run, then left pending, never dead letters."""
+    ws = with_salesforce_settings(
+        workspace_factory({PIPELINE: badge_pipeline()}), lock_retry_backoff_s=0
+    )
+    ws.import_badges(badge_rows(known_emails(ws.sandbox, 6)))
+    ws.sandbox.set_faults("salesforce:subrequest_500=1")
+
+    first = run_pipeline(ws.config, PIPELINE, ws.engine)
+
+    assert first.state == "succeeded", first.error
+    assert (first.count("pushed"), first.count("failed")) == (0, 6)
+    assert first.count("dead_lettered") == 0
+    assert _dead_letters(ws.engine) == []
+    assert ws.tasks_by_key() == {}
+    [error] = _last_errors(ws.engine, {f"{BADGES}:B{n}" for n in range(6)})
+    assert error.startswith("salesforce refused the record for now: UNKNOWN_EXCEPTION: ")
+
+    ws.sandbox.set_faults("")
+    second = run_pipeline(ws.config, PIPELINE, ws.engine)
+
+    assert (second.count("pushed"), second.count("failed")) == (6, 0)
+    assert ws.tasks_by_key() == dict.fromkeys((f"{BADGES}:B{n}" for n in range(6)), 1)
+    assert {state for state, _ in ws.deliveries().values()} == {"confirmed"}
+
+
 def _last_errors(engine: Any, keys: set[str]) -> set[str]:
     touch, delivery = TouchRow.__table__, DeliveryRow.__table__  # type: ignore[attr-defined]
     with engine.connect() as conn:

@@ -165,3 +165,25 @@ def test_a_flag_on_a_lead_another_process_keeps_locked_is_written_by_the_next_ru
     store.release_locks()
     assert "changed 1 record(s) (flagged 1, retimed 0, cleared 0, unchanged 1);" in _run(ws)
     assert store.records["Lead"][lead.external_id][FLAG] is True
+
+
+def test_a_lead_converted_after_the_last_pull_is_flagged_on_its_contact_without_dead_letters(
+    workspace: Make,
+    flag_fields: None,  # noqa: F811 - the fixture
+) -> None:
+    """The ledger still holds the person as an open Lead; in Salesforce a rep converted it."""
+    ws = workspace(analytics={"crms": ["salesforce"], "sla": {"default": "4h"}, "writeback": {}})
+    assert run_pipeline(ws.config, "salesforce-reconcile", ws.engine).ok
+    lead = next(p for p in _people(ws, "salesforce", "lead", 400) if not p.converted)
+    _handoff(ws, "salesforce", lead.external_id, utcnow() - 30 * HOUR, None)
+    store = ws.sandbox.store("salesforce")
+    contact = store.convert_lead(lead.external_id)
+
+    output = _run(ws)
+
+    assert store.records["Contact"][contact][FLAG] is True
+    assert store.records["Lead"][lead.external_id].get(FLAG) is not True
+    assert "refused" not in output
+    with ledger_session(ws.engine) as session:
+        assert session.exec(select(DeadLetterRow)).all() == []
+    assert "changed 0 record(s)" in _run(ws)
