@@ -187,13 +187,11 @@ def serve_command(
     from sync.config import config_path, load_config
     from sync.connections import Connections
     from sync.ledger import default_database_url, mask_url, open_ledger
-    from sync.logs import configure_logging
     from sync.metrics import ServiceMetrics
     from sync.scheduler import PipelineScheduler
 
+    # Loading the config applies its logging section (sync.logs: --log-level / env var win).
     loaded = load_config(config_path(config))
-    fmt = loaded.logging.format
-    configure_logging(loaded.logging.level, json=None if fmt == "auto" else fmt == "json")
     sources = webhook_sources(loaded)
     url = database_url or loaded.database_url() or default_database_url()
     engine = open_ledger(url)
