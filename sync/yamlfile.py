@@ -245,6 +245,14 @@ def parse_yaml(text: str, file: str) -> LocatedYaml:
         context = f" ({exc.context})" if exc.context else ""
         issue = ConfigIssue(file, line, column, "", f"YAML syntax error: {problem}{context}")
         raise ConfigError(f"{file} is not valid YAML", [issue]) from None
+    except yaml.reader.ReaderError as exc:
+        # A character YAML does not allow (NUL, other control characters): say where it is.
+        line, column = _line_column(text, exc.position)
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        issue = ConfigIssue(
+            file, line, column, "", f"character U+{char:04X} is not allowed in YAML text"
+        )
+        raise ConfigError(f"{file} is not valid YAML", [issue]) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file} is not valid YAML: {exc}") from None
     if node is None:
@@ -262,6 +270,11 @@ def parse_yaml(text: str, file: str) -> LocatedYaml:
         )
         raise ConfigError(f"{file} has a duplicate key", [issue]) from None
     return located
+
+
+def _line_column(text: str, position: int) -> tuple[int, int]:
+    """1-based line and column of character ``position`` of ``text``."""
+    return text.count("\n", 0, position) + 1, position - (text.rfind("\n", 0, position) + 1) + 1
 
 
 def _too_large(file: str) -> ConfigIssue:
@@ -288,7 +301,16 @@ def load_yaml(path: Path) -> LocatedYaml:
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        issue = ConfigIssue(
+            str(path),
+            line,
+            column,
+            "",
+            f"byte {raw[exc.start]:#04x} is not UTF-8 text; save the file as UTF-8",
+        )
+        raise ConfigError(f"{path}: not UTF-8 text", [issue]) from None
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a folder, not a file") from None
     except OSError as exc:
