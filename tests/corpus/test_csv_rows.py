@@ -7,7 +7,6 @@ columns ``email,occurred_at,kind,campaign,company``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
