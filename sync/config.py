@@ -49,7 +49,7 @@ from connectors.errors import ConfigError, ConfigIssue
 from connectors.registry import ConnectorInfo, connector_names, get_connector
 from sync.analytics.settings import AnalyticsSettings
 from sync.attribution.settings import AttributionConfig
-from sync.logs import REDACTED, register_secret
+from sync.logs import REDACTED, config_loaded, register_secret
 from sync.writeback.settings import AttributionWriteback, SlaWriteback
 from sync.yamlfile import (
     KeyPath,
@@ -202,7 +202,8 @@ class LedgerConfig(_Strict):
 
 
 class LoggingConfig(_Strict):
-    """Log level and format (``auto``: JSON lines unless stderr is a terminal)."""
+    """Log level and format (``auto``: JSON lines unless stderr is a terminal), for every command
+    that loads this config; ``--log-level`` and ``CLOSEDLOOP_LOG_LEVEL`` win over the level."""
 
     level: Annotated[
         Literal["debug", "info", "warning", "error", "critical"], BeforeValidator(_lower)
@@ -402,7 +403,9 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         )
         raise ConfigError(f"{path} is not a closedloop configuration", [issue])
     loader = _Loader(located, path.absolute().parent, os.environ if environ is None else environ)
-    return loader.load(path)
+    config = loader.load(path)
+    config_loaded(config.logging.level, config.logging.format)
+    return config
 
 
 # --- annotations: which model, container or path type a field holds ------------------------

@@ -1,4 +1,13 @@
-"""structlog configuration: JSON lines when not on a TTY, readable on a TTY, secrets redacted."""
+"""structlog configuration: JSON lines when not on a TTY, readable on a TTY, secrets redacted.
+
+The level of a ``closedloop`` command, first found wins: ``--log-level``, then
+``CLOSEDLOOP_LOG_LEVEL``, then ``logging.level`` of the config the command loads (``info`` when
+the config does not say), then ``warning`` for commands that load no config. The config's
+``logging.format`` applies whenever the command loads a config. The CLI calls ``begin_command``
+with the flag / environment level (None when neither is given) and ``end_command`` when the
+command ends; ``sync.config.load_config`` calls ``config_loaded``, which does nothing outside a
+command (library use and tests keep their own logging).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +15,25 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
-__all__ = ["REDACTED", "SecretRedactor", "configure_logging", "register_secret"]
+__all__ = [
+    "DEFAULT_LEVEL",
+    "REDACTED",
+    "SecretRedactor",
+    "begin_command",
+    "config_loaded",
+    "configure_logging",
+    "end_command",
+    "register_secret",
+]
 
 REDACTED = "**redacted**"
+# A command's level when neither the flag, the environment nor a config names one.
+DEFAULT_LEVEL = "warning"
 
 # Keys whose values are secrets wherever they appear in an event.
 _SECRET_KEY = re.compile(
@@ -95,3 +116,35 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
         logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
+
+
+@dataclass
+class _Command:
+    """The logging choices of the running CLI command."""
+
+    level: str | None  # from --log-level or CLOSEDLOOP_LOG_LEVEL; None: the config decides
+
+
+_command: _Command | None = None
+
+
+def begin_command(level: str | None) -> None:
+    """A command starts: log at ``level`` (flag or environment) or the default until it loads a
+    config."""
+    global _command  # noqa: PLW0603 - one command per process at a time
+    _command = _Command(level.lower() if level else None)
+    configure_logging(_command.level or DEFAULT_LEVEL)
+
+
+def config_loaded(level: str, fmt: str) -> None:
+    """The running command loaded a config: its ``logging`` section applies, except a level the
+    flag or the environment gave."""
+    if _command is None:
+        return
+    configure_logging(_command.level or level, json=None if fmt == "auto" else fmt == "json")
+
+
+def end_command() -> None:
+    """The command ended: later config loads (tests, library use) leave logging alone."""
+    global _command  # noqa: PLW0603 - one command per process at a time
+    _command = None

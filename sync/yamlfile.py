@@ -2,6 +2,14 @@
 
 Both ``closedloop.yaml`` and the mapping files go through here, so every error a user sees points
 at ``file:line:col`` and a key path such as ``pipelines.touches.schedule.every``.
+
+Documents are bounded before they can cost memory or time, each limit a located ``ConfigError``
+(exit 2): at most ``MAX_BYTES`` bytes (checked before the text is read whole), ``MAX_DEPTH``
+nested collections, ``MAX_ALIASES`` alias references and ``MAX_NODES`` values once aliases are
+expanded. The last one stops "billion laughs" alias bombs, whose few lines expand to billions of
+values: the composer shares an aliased node, and the size each alias adds is counted as the
+document is composed, so the alias that crosses the limit is the one named, before anything is
+expanded. An alias inside its own anchor (a recursive document) is refused the same way.
 """
 
 from __future__ import annotations
@@ -18,6 +26,10 @@ from pydantic import ValidationError
 from connectors.errors import ConfigIssue
 
 __all__ = [
+    "MAX_ALIASES",
+    "MAX_BYTES",
+    "MAX_DEPTH",
+    "MAX_NODES",
     "KeyPath",
     "LocatedYaml",
     "did_you_mean",
@@ -28,6 +40,13 @@ __all__ = [
 ]
 
 KeyPath = tuple[str | int, ...]
+
+# Far above any real config or mapping file (the shipped ones are a few KB, a few hundred values,
+# nested at most 8 deep), far below what hurts: 100,000 values build in well under a second.
+MAX_BYTES = 1024 * 1024
+MAX_DEPTH = 64
+MAX_ALIASES = 1000
+MAX_NODES = 100_000
 
 
 def format_path(path: Sequence[str | int]) -> str:
@@ -105,19 +124,134 @@ def _build(node: yaml.Node, path: KeyPath, located: LocatedYaml) -> Any:
     return yaml.constructor.SafeConstructor().construct_object(node)
 
 
+class _LimitError(Exception):
+    """A document past one of the limits, at the (line, column) where it crossed it."""
+
+    def __init__(self, mark: Any, message: str) -> None:
+        super().__init__(message)
+        self.where: tuple[int | None, int | None] = (
+            (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
+        )
+        self.message = message
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader's composer with the depth, alias and expanded-size limits of this module."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+        self._expanded = 0
+        self._open_anchors: set[str] = set()
+        self._sizes: dict[int, int] = {}
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent):
+            self._alias(event)
+            return super().compose_node(parent, index)
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _LimitError(event.start_mark, f"collections nested more than {MAX_DEPTH} deep")
+        anchor = getattr(event, "anchor", None)
+        collection = isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent)
+        if anchor is not None and collection:
+            self._open_anchors.add(anchor)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            if anchor is not None:
+                self._open_anchors.discard(anchor)
+        self._count(event.start_mark, 1)
+        return node
+
+    def _alias(self, event: Any) -> None:
+        self._aliases += 1
+        if self._aliases > MAX_ALIASES:
+            raise _LimitError(event.start_mark, f"more than {MAX_ALIASES} aliases (*name)")
+        if event.anchor in self._open_anchors:
+            raise _LimitError(
+                event.start_mark,
+                f"alias *{event.anchor} is inside its own anchor &{event.anchor} "
+                "(a recursive structure)",
+            )
+        target = self.anchors.get(event.anchor)
+        if target is not None:
+            # The anchored node itself was counted once already; each alias repeats it whole.
+            self._count(event.start_mark, self._size(target), alias=event.anchor)
+
+    def _count(self, mark: Any, values: int, alias: str | None = None) -> None:
+        self._expanded += values
+        if self._expanded > MAX_NODES:
+            how = f"alias *{alias} brings" if alias else "it holds"
+            raise _LimitError(
+                mark,
+                f"{how} the document past {MAX_NODES:,} values once aliases are expanded "
+                "(an alias bomb?)",
+            )
+
+    def _size(self, node: yaml.Node) -> int:
+        """How many values ``node`` expands to (aliased nodes counted each time they appear)."""
+        known = self._sizes.get(id(node))
+        if known is not None:
+            return known
+        size = 1
+        if isinstance(node, yaml.SequenceNode):
+            size += sum(self._size(item) for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size += sum(self._size(k) + self._size(v) for k, v in node.value)
+        size = min(size, MAX_NODES + 1)  # enough to refuse; keeps the numbers small
+        self._sizes[id(node)] = size
+        return size
+
+
+def _compose(text: str) -> yaml.Node | None:
+    loader = _BoundedLoader(text)
+    try:
+        node: yaml.Node | None = loader.get_single_node()
+        return node
+    finally:
+        loader.dispose()
+
+
 def parse_yaml(text: str, file: str) -> LocatedYaml:
-    """Parse ``text`` (named ``file`` in messages); syntax errors raise a located ConfigError."""
+    """Parse ``text`` (named ``file`` in messages); syntax errors and documents past this module's
+    limits raise a located ConfigError."""
     from connectors.errors import ConfigError
 
     located = LocatedYaml(file=file, data=None)
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_BYTES:
+        raise ConfigError(f"{file} is too large", [_too_large(file)])
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = _compose(text)
+    except _LimitError as limit:
+        line, column = limit.where
+        issue = ConfigIssue(
+            file,
+            line,
+            column,
+            "",
+            f"{limit.message}; closedloop reads at most "
+            f"{MAX_NODES:,} values, {MAX_ALIASES:,} aliases, {MAX_DEPTH} levels",
+        )
+        raise ConfigError(f"{file} is past closedloop's limits for YAML", [issue]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
         problem = exc.problem or "invalid YAML"
         context = f" ({exc.context})" if exc.context else ""
         issue = ConfigIssue(file, line, column, "", f"YAML syntax error: {problem}{context}")
+        raise ConfigError(f"{file} is not valid YAML", [issue]) from None
+    except yaml.reader.ReaderError as exc:
+        # A character YAML does not allow (NUL, other control characters): say where it is.
+        line, column = _line_column(text, exc.position)
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        issue = ConfigIssue(
+            file, line, column, "", f"character U+{char:04X} is not allowed in YAML text"
+        )
         raise ConfigError(f"{file} is not valid YAML", [issue]) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file} is not valid YAML: {exc}") from None
@@ -138,16 +272,47 @@ def parse_yaml(text: str, file: str) -> LocatedYaml:
     return located
 
 
+def _line_column(text: str, position: int) -> tuple[int, int]:
+    """1-based line and column of character ``position`` of ``text``."""
+    return text.count("\n", 0, position) + 1, position - (text.rfind("\n", 0, position) + 1) + 1
+
+
+def _too_large(file: str) -> ConfigIssue:
+    return ConfigIssue(
+        file,
+        1,
+        1,
+        "",
+        f"the file is larger than {MAX_BYTES // 1024:,} KB; closedloop's config "
+        "and mapping files are a few KB (is this the right file?)",
+    )
+
+
 def load_yaml(path: Path) -> LocatedYaml:
-    """Read and parse a YAML file; unreadable or non-UTF-8 files raise ConfigError."""
+    """Read and parse a YAML file; unreadable, non-UTF-8 or oversized files raise ConfigError."""
     from connectors.errors import ConfigError
 
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
+            raise ConfigError(f"{path} is too large", [_too_large(str(path))])
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        issue = ConfigIssue(
+            str(path),
+            line,
+            column,
+            "",
+            f"byte {raw[exc.start]:#04x} is not UTF-8 text; save the file as UTF-8",
+        )
+        raise ConfigError(f"{path}: not UTF-8 text", [issue]) from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     return parse_yaml(text, str(path))

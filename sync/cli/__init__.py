@@ -24,17 +24,20 @@ _stderr = Console(stderr=True, highlight=False)
 
 @app.callback()
 def _root(
-    log_level: str = typer.Option(
-        "warning",
+    ctx: typer.Context,
+    log_level: str | None = typer.Option(
+        None,
         "--log-level",
         envvar="CLOSEDLOOP_LOG_LEVEL",
-        help="debug, info, warning or error (commands that load a config may override it).",
+        help="debug, info, warning or error [default: the config's logging.level, else warning].",
+        show_default=False,
     ),
 ) -> None:
     """Close the loop between marketing automation and your CRM."""
-    from sync.logs import configure_logging
+    from sync.logs import begin_command, end_command
 
-    configure_logging(log_level)
+    begin_command(log_level)
+    ctx.call_on_close(end_command)
 
 
 def _mount() -> None:

@@ -3,7 +3,9 @@
 ``check`` validates the file, then every mapping file its pipelines use against the CRM org the
 pipeline writes to or reads from (its own schema, read through the connection and cached in the
 ledger; ``--offline``: the sandbox's schema instead). A bad config writes nothing (no ledger, no
-files) and exits 2 with every problem on its own line, as does a mapping problem. ``show`` only
+files) and exits 2 with every problem on its own line, as does a mapping problem.
+``check_pipeline_mappings`` is that mapping check, the one ``sync``, ``backfill`` and ``serve``
+make before any pipeline runs (``require_valid_mappings``). ``show`` only
 reads. ``init_command`` is mounted as the top-level ``init``.
 """
 
@@ -11,16 +13,32 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
 
 from connectors.errors import ConfigError
+from sync.cli.schema_cmd import open_config_ledger
 from sync.config import CONFIG_ENV, Config, config_path, load_config
 
-__all__ = ["SANDBOX_CONFIG", "app", "init_command", "shipped_mappings_dir"]
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from sync.mapping.validate import ValidationReport
+
+__all__ = [
+    "SANDBOX_CONFIG",
+    "MappingCheck",
+    "app",
+    "check_pipeline_mappings",
+    "init_command",
+    "require_valid_mappings",
+    "shipped_mappings_dir",
+]
 
 app = typer.Typer(help="Check and show closedloop.yaml.", no_args_is_help=True)
 
@@ -69,7 +87,10 @@ def check(
     own schema; exit 2 listing every problem."""
     path = config_path(config)
     loaded = _load_or_exit(path)
-    failed = _check_mappings(loaded, offline=offline)
+    from sync.cli.schema_cmd import print_report
+
+    checks = check_pipeline_mappings(loaded, offline=offline)
+    failed = sum(not print_report(check.report) for check in checks)
     if failed:
         typer.echo(f"{path}: {_plural(failed, 'mapping file')} with errors", err=True)
         raise typer.Exit(2)
@@ -80,33 +101,110 @@ def check(
     typer.echo(f"{path}: OK ({counts})")
 
 
-def _check_mappings(loaded: Config, *, offline: bool) -> int:
-    """Validate each (mapping file, CRM connection) pair of the pipelines; failures counted."""
-    from sync.cli.schema_cmd import open_config_ledger, print_report
-    from sync.crm_schema import ConfiguredSchema, pipeline_crm
-    from sync.mapping.catalogue import offline_catalogue
-    from sync.mapping.validate import validate_file
+@dataclass
+class MappingCheck:
+    """One mapping file checked for the pipelines using it, against one CRM connection's org."""
 
-    pairs = {
-        (Path(p.mapping), crm)
-        for p in loaded.pipelines.values()
-        if p.mapping is not None and (crm := pipeline_crm(p)) is not None
-    }
-    if not pairs:
-        return 0
+    mapping: Path
+    connection: str | None  # None: the pipelines use only its CRM-free parts (lifecycle)
+    pipelines: list[str]
+    report: ValidationReport
+
+
+def check_pipeline_mappings(
+    loaded: Config,
+    names: Iterable[str] | None = None,
+    *,
+    engine: Engine | None = None,
+    offline: bool = False,
+    connect: Callable[[str], Any] | None = None,
+) -> list[MappingCheck]:
+    """Validate every mapping file the pipelines ``names`` (default: all) use: the one check
+    ``config check``, ``sync``, ``backfill`` and ``serve`` make before anything else, with the
+    validator of ``mappings validate``.
+
+    First every file on its own (structure, transforms, templates: no CRM schema, so no API
+    call); only when all pass, each against the org of the CRM connection its pipelines write to
+    or read from (``sync.crm_schema``: cached in the ``engine`` ledger, read through ``connect``
+    when stale), or the sandbox's schema when ``offline``. A schema that cannot be had is a
+    problem of that file, with its remedy.
+    """
+    from connectors.errors import ClosedloopError, ConfigIssue
+    from sync.crm_schema import ConfiguredSchema, pipeline_crm
+    from sync.mapping.catalogue import UNCHECKED, offline_catalogue
+    from sync.mapping.validate import ValidationReport, validate_file
+
+    chosen = list(loaded.pipelines) if names is None else list(names)
+    used: dict[tuple[Path, str | None], list[str]] = {}
+    for name in chosen:
+        pipeline = loaded.pipelines[name]
+        if pipeline.mapping is not None:
+            used.setdefault((Path(pipeline.mapping), pipeline_crm(pipeline)), []).append(name)
+    files: dict[Path, list[str]] = {}
+    for (mapping, _crm), users in used.items():
+        files.setdefault(mapping, []).extend(users)
+    structural = []
+    for mapping, users in files.items():
+        report = validate_file(mapping, UNCHECKED)
+        report.checked = None  # not against a CRM yet: only the file's own problems
+        structural.append(MappingCheck(mapping, None, users, report))
+    broken = [check for check in structural if not check.report.ok]
+    if broken:
+        return broken  # the others are not checked against their CRM yet: no "OK" for them
+    crm_pairs = [(m, crm, users) for (m, crm), users in used.items() if crm is not None]
+    checks = [c for c in structural if all(m != c.mapping for m, _crm, _u in crm_pairs)]
+    if not crm_pairs:
+        return checks
     if offline:
         catalogue = offline_catalogue()
-        return sum(not print_report(validate_file(m, catalogue)) for m, _crm in sorted(pairs))
-    engine = open_config_ledger(loaded)
-    source = ConfiguredSchema(loaded, engine)
+        checks += [
+            MappingCheck(m, crm, users, validate_file(m, catalogue)) for m, crm, users in crm_pairs
+        ]
+        return checks
+    own = engine is None
+    ledger = open_config_ledger(loaded) if engine is None else engine
+    source = ConfiguredSchema(loaded, ledger, connect=connect)
     try:
-        return sum(
-            not print_report(validate_file(mapping, source.for_file(mapping, crm)))
-            for mapping, crm in sorted(pairs)
-        )
+        for mapping, crm, users in crm_pairs:
+            try:
+                report = validate_file(mapping, source.for_file(mapping, crm))
+            except ClosedloopError as exc:
+                issue = ConfigIssue(str(mapping), None, None, "", str(exc))
+                report = ValidationReport(str(mapping), [issue])
+            checks.append(MappingCheck(mapping, crm, users, report))
     finally:
         source.close()
-        engine.dispose()
+        if own:
+            ledger.dispose()
+    return checks
+
+
+def require_valid_mappings(
+    loaded: Config,
+    names: Iterable[str] | None,
+    *,
+    engine: Engine,
+    connect: Callable[[str], Any] | None = None,
+    what: str = "nothing was synced",
+) -> None:
+    """``check_pipeline_mappings`` for a command about to run pipelines: each file's outcome on
+    stderr, and exit 2 (before any pipeline runs) when one has a problem."""
+    from sync.cli.schema_cmd import print_report
+
+    failed = False
+    for check in check_pipeline_mappings(loaded, names, engine=engine, connect=connect):
+        if not check.report.ok:
+            print_report(check.report)
+            failed = True
+        elif check.report.checked:
+            typer.echo(
+                f"{', '.join(check.pipelines)}: mapping {check.mapping.name} checked "
+                f"{check.report.checked}",
+                err=True,
+            )
+    if failed:
+        typer.echo(f"{what}: fix the mapping problems above first", err=True)
+        raise typer.Exit(2)
 
 
 @app.command("show")

@@ -13,6 +13,9 @@ takes extra routes, a readiness check and a lifespan. Routes:
 - ``GET /readyz``: the ledger answers a query and the scheduler runs (503 with a reason when not).
 - ``GET /metrics``: Prometheus exposition (``sync.metrics``).
 
+Before anything is served, every mapping the scheduled pipelines use is checked the way
+``config check`` does (``config_cmd.require_valid_mappings``): a broken one exits 2 at once.
+
 SIGTERM (or Ctrl-C): the scheduler stops starting runs, running pipelines finish and commit
 their current batch, leases are released, the HTTP server closes, and the process exits 0.
 """
@@ -184,20 +187,29 @@ def serve_command(
     import uvicorn
     from rich.console import Console
 
+    from sync.cli.config_cmd import require_valid_mappings
     from sync.config import config_path, load_config
     from sync.connections import Connections
     from sync.ledger import default_database_url, mask_url, open_ledger
-    from sync.logs import configure_logging
     from sync.metrics import ServiceMetrics
     from sync.scheduler import PipelineScheduler
 
+    # Loading the config applies its logging section (sync.logs: --log-level / env var win).
     loaded = load_config(config_path(config))
-    fmt = loaded.logging.format
-    configure_logging(loaded.logging.level, json=None if fmt == "auto" else fmt == "json")
     sources = webhook_sources(loaded)
     url = database_url or loaded.database_url() or default_database_url()
     engine = open_ledger(url)
     connections = Connections(loaded)
+    try:
+        # Every mapping the scheduled pipelines use, before the first run: exit 2 when broken.
+        require_valid_mappings(
+            loaded, _scheduled(loaded), engine=engine, connect=connections.get,
+            what="closedloop did not start",
+        )  # fmt: skip
+    except BaseException:
+        connections.close()
+        engine.dispose()
+        raise
     metrics = ServiceMetrics(engine, connections=connections)
     scheduler = PipelineScheduler.from_config(
         loaded, engine, connections=connections, lease_seconds=lease_seconds, observer=metrics
@@ -248,3 +260,8 @@ def serve_command(
 
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _scheduled(config: Config) -> list[str]:
+    """The pipelines ``serve`` runs: enabled ones with a schedule."""
+    return [n for n, p in config.pipelines.items() if p.enabled and p.schedule is not None]

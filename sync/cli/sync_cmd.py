@@ -5,11 +5,13 @@ progress bar per stage when stderr is a terminal, then prints what each run did.
 keeps running them in the foreground on their configured schedules (a simple loop for a
 terminal; ``closedloop serve`` is the real scheduler). Exit code 1 when a run failed.
 
-Before any pipeline runs (so before any API call that writes), every selected touches pipeline's
-mapping is checked against the own schema of the CRM org it writes to (``sync.crm_schema``:
-cached in the ledger, read from the org when absent or older than ``mappings.schema_max_age``);
-a problem prints every issue at its file:line and exits 2 without running anything. The runs
-then compile their mappings from the same cache.
+Before any pipeline runs, every mapping file a selected pipeline uses is checked the way
+``config check`` and ``mappings validate`` check it (``config_cmd.check_pipeline_mappings``):
+each file on its own first (no API call at all), then against the own schema of the CRM org the
+pipeline writes to or reads from (``sync.crm_schema``: cached in the ledger, read from the org
+when absent or older than ``mappings.schema_max_age``); a problem prints every issue at its
+file:line:col and exits 2 without running anything. The runs then compile their mappings from
+the same cache.
 
 On PostgreSQL each run first takes the pipeline's lease (``sync.leases``), so a manual sync
 never runs beside a ``serve`` replica doing the same pipeline; on SQLite one process owns the
@@ -255,8 +257,10 @@ def _run_and_report(
 
     console = output_console()
     bars = _Bars(Console(stderr=True))
+    from sync.cli.config_cmd import require_valid_mappings
+
     with Connections(loaded) as connections:
-        _preflight(loaded, engine, names, connections)
+        require_valid_mappings(loaded, names, engine=engine, connect=connections.get)
         with bars.progress:
             summaries = run_selected(
                 loaded, engine, names, connections=connections,
@@ -264,37 +268,6 @@ def _run_and_report(
             )  # fmt: skip
     _print_outcome(console, summaries, title)
     return all(s.ok for s in summaries)
-
-
-def _preflight(
-    loaded: Config, engine: Engine, names: Sequence[str], connections: Connections
-) -> None:
-    """Check the mapping of each touches pipeline in ``names`` against the schema of the CRM org
-    it writes to before anything runs; every issue printed and exit 2 on a problem."""
-    from sync.cli.schema_cmd import print_report
-    from sync.crm_schema import ConfiguredSchema, pipeline_crm
-    from sync.mapping.validate import validate_file
-
-    source = ConfiguredSchema(loaded, engine, connect=connections.get)
-    failed = False
-    checked: set[tuple[Path, str]] = set()
-    for name in names:
-        pipeline = loaded.pipelines[name]
-        crm = pipeline_crm(pipeline, writes_only=True)
-        if crm is None or pipeline.mapping is None or (pipeline.mapping, crm) in checked:
-            continue
-        checked.add((pipeline.mapping, crm))
-        report = validate_file(pipeline.mapping, source.for_file(pipeline.mapping, crm))
-        if report.ok:
-            typer.echo(
-                f"{name}: mapping {pipeline.mapping.name} checked {report.checked}", err=True
-            )
-        else:
-            print_report(report)
-            failed = True
-    if failed:
-        typer.echo("nothing was synced: fix the mapping problems above first", err=True)
-        raise typer.Exit(2)
 
 
 def sync_command(
