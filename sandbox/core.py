@@ -8,14 +8,19 @@ over HTTPS with a trustme test CA written to a file clients can trust.
 Fault spec grammar (``--faults``)::
 
     SPEC  := RULE ("," RULE)*
-    RULE  := API ":" KIND "=" RATE          e.g. salesforce:expired_token=0.01
+    RULE  := API ["/" ENDPOINT] ":" KIND "=" RATE    e.g. salesforce:expired_token=0.01
     API   := salesforce | hubspot | marketo | *
     KIND  := 429 | 403 | 500 | 503 | timeout | expired_token | unable_to_lock_row
-           | subrequest_500
+           | subrequest_500 | lost_response
     RATE  := a probability in [0, 1]
 
 Each vendor app turns a drawn fault into its own error shape (Salesforce 403
 REQUEST_LIMIT_EXCEEDED, HubSpot 429 with policyName, Marketo HTTP 200 with code 606, ...).
+
+``ENDPOINT`` narrows a rule to one endpoint, named as the call counters name it (e.g.
+``marketo/export.create:lost_response=1``); only the Marketo emulator passes endpoints so far.
+``lost_response`` applies the call and then loses its answer (the client sees HTTP 502 from a
+gateway): the fault that makes a non-idempotent call dangerous to repeat (Marketo only so far).
 
 Most kinds fail a whole call (one draw per call). ``RECORD_FAULT_KINDS`` fail single items
 inside a call that succeeds (one draw per item, from a generator of their own, so adding one
@@ -43,6 +48,7 @@ from connectors.errors import ConfigError
 __all__ = [
     "APIS",
     "FAULT_KINDS",
+    "OWNED_FAULT_KINDS",
     "RECORD_FAULT_KINDS",
     "FaultRule",
     "Faults",
@@ -62,18 +68,28 @@ FAULT_KINDS = (
     "expired_token",
     "unable_to_lock_row",
     "subrequest_500",
+    "lost_response",
 )
 # Kinds drawn per item inside a call (``Faults.draw_record``), and the APIs that know them.
 RECORD_FAULT_KINDS = {"unable_to_lock_row": "salesforce", "subrequest_500": "salesforce"}
+# Kinds only some emulators implement, and which one (``*`` rules reach only that one).
+OWNED_FAULT_KINDS = {**RECORD_FAULT_KINDS, "lost_response": "marketo"}
 
 
 @dataclass(frozen=True)
 class FaultRule:
-    """Fail calls to ``api`` with ``kind`` at probability ``rate``."""
+    """Fail calls to ``api`` (only its ``endpoint`` when given) with ``kind`` at ``rate``."""
 
     api: str
     kind: str
     rate: float
+    endpoint: str | None = None
+
+    def matches(self, api: str, endpoint: str | None) -> bool:
+        """Whether this rule applies to a call of ``endpoint`` on ``api``."""
+        if self.api not in (api, "*") or OWNED_FAULT_KINDS.get(self.kind, api) != api:
+            return False
+        return self.endpoint is None or self.endpoint == endpoint
 
 
 def parse_faults(spec: str | None) -> list[FaultRule]:
@@ -87,23 +103,24 @@ def parse_faults(spec: str | None) -> list[FaultRule]:
             continue
         try:
             target, rate_text = text.split("=", 1)
-            api, kind = target.split(":", 1)
+            scope, kind = target.split(":", 1)
             rate = float(rate_text)
         except ValueError:
             raise ConfigError(
                 f"bad fault rule {text!r}: expected API:KIND=RATE, e.g. hubspot:429=0.2"
             ) from None
+        api, _, endpoint = scope.partition("/")
         if api not in (*APIS, "*"):
             raise ConfigError(f"bad fault rule {text!r}: API must be one of {', '.join(APIS)} or *")
         if kind not in FAULT_KINDS:
             kinds = ", ".join(FAULT_KINDS)
             raise ConfigError(f"bad fault rule {text!r}: KIND must be one of {kinds}")
-        owner = RECORD_FAULT_KINDS.get(kind)
+        owner = OWNED_FAULT_KINDS.get(kind)
         if owner is not None and api not in (owner, "*"):
             raise ConfigError(f"bad fault rule {text!r}: {kind} is a {owner} fault")
         if not 0.0 <= rate <= 1.0:
             raise ConfigError(f"bad fault rule {text!r}: RATE must be between 0 and 1")
-        rules.append(FaultRule(api, kind, rate))
+        rules.append(FaultRule(api, kind, rate, endpoint or None))
     return rules
 
 
@@ -126,11 +143,14 @@ class Faults:
             self._rngs = {api: random.Random(f"{self.seed}:{api}") for api in APIS}
             self._record_rngs = {}
 
-    def draw(self, api: str) -> str | None:
-        """The fault kind this call to ``api`` should suffer, or None (one draw per call)."""
+    def draw(self, api: str, endpoint: str | None = None) -> str | None:
+        """The fault kind this call to ``api`` should suffer, or None (one draw per call that
+        some rule applies to; ``endpoint`` names the call for endpoint-scoped rules)."""
         with self._lock:
             rules = [
-                r for r in self.rules if r.api in (api, "*") and r.kind not in RECORD_FAULT_KINDS
+                r
+                for r in self.rules
+                if r.matches(api, endpoint) and r.kind not in RECORD_FAULT_KINDS
             ]
             if not rules:
                 return None

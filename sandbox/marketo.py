@@ -15,7 +15,10 @@ ready is a plain-text 404.
 
 Bulk exports follow Marketo's queue: at most ``export_queue_limit`` jobs queued or processing,
 at most ``export_max_processing`` processing at once, and ``export_daily_bytes`` of files a day
-(Central time) before create and enqueue answer 1029.
+(Central time) before create and enqueue answer 1029. An API user's jobs of the past 7 days are
+listed by status (``GET /bulk/v1/activities/export.json?status=Created``). Faults may be scoped to
+one endpoint (``marketo/export.create:lost_response=0.5``); ``lost_response`` applies the call and
+answers HTTP 502, as when a gateway loses Marketo's answer.
 
 Activity pages are cut on fixed time slices (``page_slice``) so that, as in Marketo, a page may
 be empty while ``moreResult`` is true; the client must keep paging until it is false. An empty
@@ -74,6 +77,10 @@ LIST_FILTER_MAX_LEADS = 10_000
 LIST_FILTER_LIMIT_FROM = datetime(2026, 12, 30, tzinfo=UTC)
 # The bulk extract day (and the API quota day) ends at midnight US Central time.
 MARKETO_TZ = ZoneInfo("America/Chicago")
+# Get Export Activity Jobs filters on these (the docs spell the status Canceled and Cancelled).
+_JOB_STATUSES = frozenset(
+    {"created", "queued", "processing", "canceled", "cancelled", "completed", "failed"}
+)
 EXPORT_COLUMNS = (
     "marketoGUID",
     "leadId",
@@ -678,6 +685,22 @@ class MarketoStore:
             self._exported[day] = self._exported.get(day, 0) + len(content)
         return self._job(job)
 
+    def list_exports(self, params: dict[str, str]) -> dict[str, Any]:
+        """GET /bulk/v1/activities/export.json: the jobs of the past 7 days, by ``status``."""
+        wanted = {v.strip().casefold() for v in params.get("status", "").split(",") if v.strip()}
+        if wanted - _JOB_STATUSES:
+            raise MarketoError("1003", f"Invalid value for status: '{params['status']}'")
+        if {"canceled", "cancelled"} & wanted:
+            wanted |= {"canceled", "cancelled"}
+        since = _iso(self.clock.now() - timedelta(days=7))
+        jobs = [
+            self._job(job)["result"][0]
+            for job in self.exports.values()
+            if job["createdAt"] >= since and (not wanted or job["status"].casefold() in wanted)
+        ]
+        page, body = _page(jobs, params)
+        return {"result": page, **body}
+
     def cancel_export(self, export_id: str) -> dict[str, Any]:
         """POST .../{exportId}/cancel.json."""
         job = self._find_job(export_id)
@@ -787,32 +810,41 @@ def _wrap(
         admitted = store.enter()
         try:
             state.count(API, endpoint)
-            kind = state.faults.draw(API)
+            kind = state.faults.draw(API, endpoint)
             if not admitted:
                 return _failure(store, "615", "Concurrent access limit reached")
             token = _token_of(request)
-            if kind is not None:
+            if kind is not None and kind != "lost_response":
                 return await _fault(state, store, kind, token)
-            taken = False
-            try:
-                await _http_limits(request)
-                store.check_token(token)
-                store.take_call()
-                taken = True
-                answer = await handler(request, store)
-            except MarketoError as exc:
-                if taken:
-                    store.refund()
-                return _failure(store, exc.code, exc.message)
-            except HttpError as exc:
-                return Response(exc.text, status_code=exc.status, media_type="text/plain")
-            if isinstance(answer, Response):
-                return answer
-            return JSONResponse({"requestId": store.request_id(), "success": True, **answer})
+            answer = await _answer(request, store, token, handler)
+            if kind == "lost_response":
+                # The call took effect; its answer is lost between Marketo and the client.
+                return Response("Bad Gateway", status_code=502, media_type="text/plain")
+            return answer
         finally:
             store.leave()
 
     return run
+
+
+async def _answer(request: Request, store: MarketoStore, token: str, handler: Handler) -> Response:
+    """The token, the limits, then the handler: Marketo's answer to an admitted call."""
+    taken = False
+    try:
+        await _http_limits(request)
+        store.check_token(token)
+        store.take_call()
+        taken = True
+        answer = await handler(request, store)
+    except MarketoError as exc:
+        if taken:
+            store.refund()
+        return _failure(store, exc.code, exc.message)
+    except HttpError as exc:
+        return Response(exc.text, status_code=exc.status, media_type="text/plain")
+    if isinstance(answer, Response):
+        return answer
+    return JSONResponse({"requestId": store.request_id(), "success": True, **answer})
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -883,6 +915,11 @@ async def _list_leads(request: Request, store: MarketoStore) -> dict[str, Any]:
         return store.change_list(list_id, ids, add=request.method == "POST")
 
 
+async def _export_jobs(request: Request, store: MarketoStore) -> dict[str, Any]:
+    with store.lock:
+        return store.list_exports(_params(request))
+
+
 async def _export_create(request: Request, store: MarketoStore) -> dict[str, Any]:
     body = await _json_body(request)
     with store.lock:
@@ -909,7 +946,7 @@ def _identity(state: SandboxState) -> Callable[[Request], Awaitable[Response]]:
     async def token(request: Request) -> Response:
         store = _store(state)
         state.count(API, "identity.token")
-        kind = state.faults.draw(API)
+        kind = state.faults.draw(API, "identity.token")
         if kind in ("500", "503"):
             return await _fault(state, store, kind, "")
         params = request.query_params
@@ -967,6 +1004,7 @@ def build_app(state: SandboxState) -> Starlette:
             _wrap(state, "lists.leads", _list_leads),
             methods=["GET", "POST", "DELETE"],
         ),
+        Route(f"{exports}.json", _wrap(state, "export.jobs", _export_jobs), methods=["GET"]),
         Route(
             f"{exports}/create.json",
             _wrap(state, "export.create", _export_create),

@@ -121,11 +121,13 @@ def _error(status: int, message: str) -> Response:
     return _JSON({"error": message}, status_code=status)
 
 
+def _rule_json(rule: FaultRule) -> dict[str, Any]:
+    scope = {"endpoint": rule.endpoint} if rule.endpoint else {}
+    return {"api": rule.api, **scope, "kind": rule.kind, "rate": rule.rate}
+
+
 def _rules_json(faults: Faults) -> dict[str, Any]:
-    return {
-        "seed": faults.seed,
-        "rules": [{"api": r.api, "kind": r.kind, "rate": r.rate} for r in faults.rules],
-    }
+    return {"seed": faults.seed, "rules": [_rule_json(r) for r in faults.rules]}
 
 
 async def _json_body(request: Request) -> dict[str, Any] | None:

@@ -4,15 +4,17 @@ Every API call goes through ``MarketoClient.call``, which
 
 1. charges the daily quota (``RateLimited`` with the reset time once it is spent),
 2. waits for a slot in the 100-calls-per-20-s window and one of the 10 concurrency slots,
-3. sends the request (``MarketoAuth`` adds the token and refreshes it on 601/602),
+3. sends the request (``MarketoAuth`` adds the token, and renews it and repeats the call on
+   each 601/602, up to ``MAX_RENEWALS`` times; then the call fails with an AuthError),
 4. translates the answer with ``connectors.marketo.errors``: 606 and 615 wait and repeat,
    607 marks the quota spent until midnight US Central, 5xx/timeouts are ``Transient`` and
    retried with exponential backoff (tenacity) when the call is safe to repeat.
 
 Which calls are safe to repeat: GETs; adding leads to or removing them from a static list
 (POST/DELETE, but idempotent in Marketo: a lead already in the list stays there once, a lead not
-in it stays out). Creating or enqueueing a bulk export job is not retried: a second job would
-count against the export queue and daily export quota.
+in it stays out); cancelling a bulk export job. Creating and enqueueing a bulk export job are
+not repeated here: ``connectors.marketo.exports`` repeats them only after finding out what the
+lost attempt did.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from connectors.errors import Fatal, RateLimited, Transient
+from connectors.errors import AuthError, Fatal, RateLimited, Transient
 from connectors.http import describe_transport_error, make_client
 from connectors.marketo.auth import MarketoAuth
 from connectors.marketo.errors import Action, Rule, exception_for, rule_for_code, rule_for_status
@@ -112,26 +114,23 @@ class MarketoClient:
         ``retry_safe`` (default: only for GET) allows repeating the call after a transient error.
         """
         safe = method.upper() == "GET" if retry_safe is None else retry_safe
-        retrying = Retrying(
-            retry=retry_if_exception_type(Transient),
-            stop=stop_after_attempt(self.settings.max_attempts if safe else 1),
-            wait=wait_exponential(multiplier=1.0, min=1.0, max=30.0),
-            sleep=self.clock.sleep,
-            reraise=True,
-        )
+        retrying = self.retrying(attempts=None if safe else 1)
         result: dict[str, Any] = retrying(self._call_with_waits, method, path, params, json_body)
         return result
 
-    def download(self, path: str) -> bytes:
-        """GET a file (bulk export) under the limits; transient failures are retried."""
-        retrying = Retrying(
+    def retrying(self, attempts: int | None = None) -> Retrying:
+        """Repeats on Transient with exponential backoff (1 s to 30 s), ``max_attempts`` tries."""
+        return Retrying(
             retry=retry_if_exception_type(Transient),
-            stop=stop_after_attempt(self.settings.max_attempts),
+            stop=stop_after_attempt(attempts or self.settings.max_attempts),
             wait=wait_exponential(multiplier=1.0, min=1.0, max=30.0),
             sleep=self.clock.sleep,
             reraise=True,
         )
-        content: bytes = retrying(self._download_once, path)
+
+    def download(self, path: str) -> bytes:
+        """GET a file (bulk export) under the limits; transient failures are retried."""
+        content: bytes = self.retrying()(self._download_once, path)
         return content
 
     def _download_once(self, path: str) -> bytes:
@@ -204,6 +203,11 @@ class MarketoClient:
         code = str(first.get("code", "?"))
         message = str(first.get("message", "no error message"))
         rule = rule_for_code(code)
+        if rule.action is Action.REFRESH_TOKEN:
+            raise AuthError(
+                f"Marketo {what} failed: {code} {message}, still after renewing the access "
+                f"token {self.auth.max_renewals} times for this call ({rule.remedy})"
+            )
         if rule.action in (Action.WAIT_WINDOW, Action.WAIT_CONCURRENCY):
             return rule
         if rule.action is Action.EMPTY:

@@ -36,7 +36,7 @@ __all__ = [
 class Action(enum.Enum):
     """What the client does next."""
 
-    REFRESH_TOKEN = "refresh token, then repeat the call once"  # noqa: S105 - not a secret
+    REFRESH_TOKEN = "renew the token and repeat the call (a few times at most)"  # noqa: S105
     WAIT_WINDOW = "wait until the 20 s call window frees, then repeat"
     WAIT_CONCURRENCY = "wait for a concurrent call to finish, then repeat"
     DAILY_QUOTA = "stop until the daily quota resets (midnight US Central)"
@@ -59,8 +59,18 @@ class Rule:
 
 # Codes and meanings: https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/error-codes
 ERROR_ACTIONS: dict[str, Rule] = {
-    "601": Rule(Action.REFRESH_TOKEN, "the access token was invalid; it is renewed automatically"),
-    "602": Rule(Action.REFRESH_TOKEN, "the access token expired; it is renewed automatically"),
+    # Renewed and repeated by MarketoAuth; a call that still gets 601/602 after its renewals
+    # fails with this remedy.
+    "601": Rule(
+        Action.REFRESH_TOKEN,
+        "every renewed access token was refused as invalid: check that the API-only user is "
+        "active and its LaunchPoint service still exists (Admin > LaunchPoint)",
+    ),
+    "602": Rule(
+        Action.REFRESH_TOKEN,
+        "every renewed access token was refused as expired: check the LaunchPoint service, "
+        "then run again",
+    ),
     "603": Rule(
         Action.AUTH,
         "access denied: give the API-only user's role the Read-Only/Read-Write Lead and "

@@ -17,9 +17,10 @@ The cursor value is the activity time (ISO, UTC) up to which every activity has 
 precision, so the next pull re-reads that second and drops them).
 
 Pulls spanning more than ``bulk_backfill_days`` use the bulk activity extract instead: one job
-per 31-day window (Marketo's maximum), created, enqueued, polled until complete (at most once a
-minute by default: the status changes no faster), downloaded as CSV, checked against the job's
-SHA-256 ``fileChecksum`` and parsed into the same touches.
+per 31-day window (Marketo's maximum), created and enqueued once each
+(``connectors.marketo.exports``), polled until complete (at most once a minute by default: the
+status changes no faster), downloaded as CSV, checked against the job's SHA-256
+``fileChecksum`` and parsed into the same touches.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from connectors.marketo.activities import (
     to_touch,
 )
 from connectors.marketo.client import MarketoClient
+from connectors.marketo.exports import EXPORTS, export_field, start_export
 from connectors.marketo.settings import MarketoSettings
 from connectors.ratelimit import Clock
 
@@ -386,14 +388,12 @@ class MarketoSource:
                 "activityTypeIds": list(type_ids),
             },
         }
-        body = self.client.call("POST", "/bulk/v1/activities/export/create.json", json_body=request)
-        export_id = _export_field(body, "exportId")
-        base = f"/bulk/v1/activities/export/{export_id}"
-        self.client.call("POST", f"{base}/enqueue.json")
+        export_id = start_export(self.client, request)
+        base = f"{EXPORTS}/{export_id}"
         waited = 0.0
         while True:
             answer = self.client.call("GET", f"{base}/status.json")
-            status = _export_field(answer, "status")
+            status = export_field(answer, "status")
             if status == "Completed":
                 break
             if status in ("Failed", "Cancelled", "Canceled"):
@@ -572,13 +572,6 @@ def _check_file(export_id: str, content: bytes, checksum: Any) -> None:
             f"Marketo bulk export {export_id}: the downloaded file does not match its SHA-256 "
             "checksum (a truncated download?); the next run will fetch it again"
         )
-
-
-def _export_field(body: Mapping[str, Any], name: str) -> str:
-    result = body.get("result") or []
-    if not result or not isinstance(result[0], Mapping) or name not in result[0]:
-        raise Fatal(f"Marketo bulk export answer has no {name!r}")
-    return str(result[0][name])
 
 
 def _person(source: str, lead: Mapping[str, Any]) -> Person:

@@ -16,6 +16,11 @@ takes extra routes, a readiness check and a lifespan. Routes:
 Before anything is served, every mapping the scheduled pipelines use is checked the way
 ``config check`` does (``config_cmd.require_valid_mappings``): a broken one exits 2 at once.
 
+Slow clients are bounded (``sync.http_limits``): a request's head must arrive within
+``--header-timeout`` (10 s), its body within ``--body-timeout`` (30 s) of the head, and at most
+``--max-connections`` (2048) are open; beyond the cap the connection waiting longest for a head
+is closed.
+
 SIGTERM (or Ctrl-C): the scheduler stops starting runs, running pipelines finish and commit
 their current batch, leases are released, the HTTP server closes, and the process exits 0.
 """
@@ -160,7 +165,7 @@ def scheduler_lifespan(scheduler: PipelineScheduler, on_exit: Callable[[], None]
     return lifespan
 
 
-def serve_command(
+def serve_command(  # noqa: PLR0917 - Typer maps each parameter to a CLI option
     config: Annotated[
         Path | None,
         typer.Option(
@@ -182,6 +187,36 @@ def serve_command(
             "live one within this time plus one schedule interval.",
         ),
     ] = 60.0,  # sync.scheduler.DEFAULT_LEASE_SECONDS (not imported: keeps --help fast)
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            "--header-timeout",
+            envvar="CLOSEDLOOP_HEADER_TIMEOUT",
+            min=0.1,
+            help="Seconds a client has to send a request's head (line and headers), counted "
+            "from when it connected or got its previous answer; then it is disconnected.",
+        ),
+    ] = 10.0,  # sync.http_limits.DEFAULT_LIMITS (not imported: keeps --help fast)
+    body_timeout: Annotated[
+        float,
+        typer.Option(
+            "--body-timeout",
+            envvar="CLOSEDLOOP_BODY_TIMEOUT",
+            min=0.1,
+            help="Seconds a client has to send a request's body once its head arrived; then "
+            "it gets 408 and is disconnected.",
+        ),
+    ] = 30.0,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            "--max-connections",
+            envvar="CLOSEDLOOP_MAX_CONNECTIONS",
+            min=1,
+            help="Open connections at most: beyond it the connection that has waited longest "
+            "for a request head is closed, or the new one gets 503 if all are busy.",
+        ),
+    ] = 2048,
 ) -> None:
     """Run the scheduled pipelines and serve webhooks, /healthz, /readyz and /metrics."""
     import uvicorn
@@ -190,6 +225,7 @@ def serve_command(
     from sync.cli.config_cmd import require_valid_mappings
     from sync.config import config_path, load_config
     from sync.connections import Connections
+    from sync.http_limits import ServerLimits, fit_descriptor_limit, server_config
     from sync.ledger import default_database_url, mask_url, open_ledger
     from sync.metrics import ServiceMetrics
     from sync.scheduler import PipelineScheduler
@@ -226,6 +262,11 @@ def serve_command(
     for name in sorted(sources):
         console.print(f"webhook: POST http://{host}:{port}/hooks/{name}")
     console.print(f"health: http://{host}:{port}/healthz, /readyz, /metrics")
+    limits, lowered = fit_descriptor_limit(
+        ServerLimits(header_timeout, body_timeout, max_connections)
+    )
+    if lowered:
+        console.print(lowered)
 
     def scheduler_ready() -> str | None:
         return None if scheduler.running else "the scheduler is not running"
@@ -244,9 +285,7 @@ def serve_command(
             scheduler.request_stop()
             super().handle_exit(sig, frame)
 
-    server = _Server(
-        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
-    )
+    server = _Server(server_config(app, host=host, port=port, limits=limits))
     # uvicorn installs its own handlers while it serves and, once shut down, re-raises the
     # signal it caught to the handlers it found: these, so that a graceful stop exits 0 (and a
     # signal in the instant before uvicorn's handlers are in place still stops it).

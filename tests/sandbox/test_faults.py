@@ -224,3 +224,21 @@ def test_a_subrequest_fault_is_refused_for_apis_other_than_salesforce(
 ) -> None:
     with pytest.raises(ConfigError, match="subrequest_500 is a salesforce fault"):
         control.set_faults("marketo:subrequest_500=0.1")
+
+
+def test_a_fault_scoped_to_one_endpoint_leaves_the_others_alone(
+    marketo: httpx.Client, control: SandboxControl
+) -> None:
+    control.set_faults("marketo/stats.usage:503=1")
+    assert marketo.get("/rest/v1/stats/usage.json").status_code == 503
+    assert marketo.get("/rest/v1/activities/types.json").json()["success"] is True
+    assert control.faults()["rules"] == [
+        {"api": "marketo", "endpoint": "stats.usage", "kind": "503", "rate": 1.0}
+    ]
+
+
+def test_a_lost_response_fault_is_refused_for_apis_that_do_not_emulate_it(
+    control: SandboxControl,
+) -> None:
+    with pytest.raises(ConfigError, match="lost_response is a marketo fault"):
+        control.set_faults("salesforce:lost_response=0.1")

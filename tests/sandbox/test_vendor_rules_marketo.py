@@ -21,7 +21,7 @@ from connectors.errors import RateLimited
 from connectors.marketo.settings import MarketoSettings
 from connectors.marketo.source import MarketoSource
 from sandbox import credentials
-from sandbox.core import LoopbackServer, SandboxState
+from sandbox.core import LoopbackServer, SandboxState, parse_faults
 from sandbox.marketo import MarketoStore, build_app
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
@@ -322,6 +322,41 @@ def test_enqueueing_a_queued_job_again_is_1029_job_already_queued(
     again = http.post(f"{EXPORTS}/{export_id}/enqueue.json").json()
     assert _code(again) == "1029"
     assert again["errors"][0]["message"] == "Job already queued"
+
+
+def test_export_jobs_of_the_past_seven_days_are_listed_by_status(
+    mkto: tuple[MarketoStore, httpx.Client, str],
+) -> None:
+    store, http, _ = mkto
+    old = _export(http)
+    store.clock.rebase(NOW + timedelta(days=8), frozen=True)
+    created, queued = _export(http), _export(http)
+    assert http.post(f"{EXPORTS}/{queued}/enqueue.json").json()["success"] is True
+
+    def listed(status: str) -> list[str]:
+        answer = http.get(f"{EXPORTS}.json", params={"status": status}).json()
+        assert answer["success"] is True, answer
+        return [job["exportId"] for job in answer["result"]]
+
+    assert listed("Created") == [created]  # the 8-day-old job is no longer listed
+    assert listed("created") == [created]  # the Swagger spells the statuses in lower case
+    assert listed("Created,Queued") == [created, queued]
+    assert old not in listed("")
+    assert _code(http.get(f"{EXPORTS}.json", params={"status": "Done"}).json()) == "1003"
+
+
+def test_a_lost_response_fault_creates_the_job_then_answers_502(
+    served: tuple[SandboxState, str], mkto: tuple[MarketoStore, httpx.Client, str]
+) -> None:
+    state, (store, http, _) = served[0], mkto
+    state.faults.configure(parse_faults("marketo/export.create:lost_response=1"))
+    try:
+        request = {"filter": {"createdAt": {"startAt": "2026-10-01", "endAt": "2026-10-10"}}}
+        lost = http.post(f"{EXPORTS}/create.json", json=request)
+    finally:
+        state.faults.configure([])
+    assert (lost.status_code, lost.text) == (502, "Bad Gateway")
+    assert [job["status"] for job in store.exports.values()] == ["Created"]
 
 
 def test_ten_jobs_fill_the_queue_and_two_process_at_once(

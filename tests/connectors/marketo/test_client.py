@@ -10,6 +10,7 @@ import pytest
 import respx
 
 from connectors.errors import AuthError, ConfigError, RateLimited, RecordRejected, Transient
+from connectors.marketo.auth import MAX_RENEWALS
 from connectors.marketo.errors import ERROR_ACTIONS, Action
 from connectors.marketo.source import MarketoSource
 from connectors.ratelimit import ManualClock
@@ -57,13 +58,50 @@ def test_rejected_token_is_refreshed_and_the_call_repeated_once(
     assert api["token"].call_count == 2
 
 
-def test_token_rejected_again_after_refresh_is_an_auth_error(
+def test_a_token_refused_again_after_its_renewal_is_renewed_again(
+    source: MarketoSource, api: respx.MockRouter
+) -> None:
+    api["token"].side_effect = [token("t1"), token("t2"), token("t3")]
+    route = api.get(USAGE).mock(
+        side_effect=[
+            fail("602", "Access token expired"),
+            fail("602", "Access token expired"),
+            ok([]),
+        ]
+    )
+    assert source.client.call("GET", USAGE)["success"] is True
+    assert [c.request.headers["Authorization"] for c in route.calls] == [
+        "Bearer t1",
+        "Bearer t2",
+        "Bearer t3",
+    ]
+
+
+def test_a_token_refused_after_every_renewal_is_an_auth_error_saying_so(
     source: MarketoSource, api: respx.MockRouter
 ) -> None:
     route = api.get(USAGE).mock(return_value=fail("601", "Access token invalid"))
-    with pytest.raises(AuthError, match="601"):
+    with pytest.raises(AuthError) as caught:
         source.client.call("GET", USAGE)
-    assert route.call_count == 2  # the original and exactly one repeat
+    assert route.call_count == MAX_RENEWALS + 1  # the call, then one repeat per renewal
+    assert api["token"].call_count == MAX_RENEWALS + 1
+    message = str(caught.value)
+    assert f"601 Access token invalid, still after renewing the access token {MAX_RENEWALS}" in (
+        message
+    )
+    assert "LaunchPoint" in message  # the remedy
+    assert "renewed automatically" not in message
+
+
+def test_a_renewal_that_gives_back_the_refused_token_waits_out_its_last_second(
+    source: MarketoSource, api: respx.MockRouter, clock: ManualClock
+) -> None:
+    # Marketo hands out the current token until it has expired, even in its last second.
+    api["token"].side_effect = [token("t1"), token("t1", expires_in=1), token("t2")]
+    route = api.get(USAGE).mock(side_effect=[fail("602", "Access token expired"), ok([])])
+    assert source.client.call("GET", USAGE)["success"] is True
+    assert [c.request.headers["Authorization"] for c in route.calls] == ["Bearer t1", "Bearer t2"]
+    assert clock.sleeps == [2.0]
 
 
 def test_bad_client_credentials_are_an_auth_error_that_hides_the_secret(
@@ -197,17 +235,6 @@ def test_timeouts_and_dropped_connections_surface_as_transient_not_httpx(
     with pytest.raises(Transient, match="ReadTimeout on GET") as caught:
         source.client.call("GET", USAGE)
     assert not isinstance(caught.value, httpx.HTTPError)
-
-
-def test_creating_a_bulk_export_is_never_repeated_after_a_server_error(
-    source: MarketoSource, api: respx.MockRouter
-) -> None:
-    route = api.post("/bulk/v1/activities/export/create.json").mock(
-        return_value=httpx.Response(500)
-    )
-    with pytest.raises(Transient):
-        source.bulk_export(datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 6, 2, tzinfo=UTC), [1])
-    assert route.call_count == 1
 
 
 def test_adding_to_a_static_list_is_repeated_after_a_server_error(

@@ -25,7 +25,8 @@ import pytest
 import yaml
 
 from connectors.base import Cursor, Touch
-from connectors.errors import RateLimited
+from connectors.errors import AuthError, RateLimited
+from connectors.marketo.auth import MAX_RENEWALS
 from connectors.marketo.settings import MarketoSettings
 from connectors.marketo.source import MarketoSource
 from connectors.ratelimit import ManualClock
@@ -150,6 +151,33 @@ def test_a_pull_survives_expired_tokens_rate_limits_and_server_errors(
     assert clock.sleeps  # the faults were waited out, not ignored
 
 
+def test_a_pull_survives_tokens_refused_again_right_after_their_renewal(
+    sandbox: SandboxServer, store: Any
+) -> None:
+    # Half the activity pages answer 602: many calls see two or more 602s in a row.
+    now = store.clock.now()
+    since = now - SIX_MONTHS
+    sandbox.set_faults("marketo/activities:expired_token=0.5", seed=3)
+    with MarketoSource("marketo", settings_for(sandbox)) as source:
+        touches, _ = drain_touches(source, Cursor(since.isoformat()), now)
+        renewals = source.client.auth.token_requests - 1
+    assert_exactly_seeded(touches, store, since, now)
+    assert renewals > sandbox.state.counts("marketo")["activities"] // 3
+
+
+def test_a_token_refused_after_every_renewal_stops_the_pull_with_an_auth_error(
+    sandbox: SandboxServer, store: Any
+) -> None:
+    now = store.clock.now()
+    sandbox.set_faults("marketo/activities.pagingtoken:expired_token=1", seed=3)
+    with (
+        MarketoSource("marketo", settings_for(sandbox)) as source,
+        pytest.raises(AuthError, match=f"renewing the access token {MAX_RENEWALS} times"),
+    ):
+        drain_touches(source, Cursor((now - SIX_MONTHS).isoformat()), now)
+    assert sandbox.state.counts("marketo")["activities.pagingtoken"] == MAX_RENEWALS + 1
+
+
 def test_daily_quota_exhaustion_stops_the_pull_until_midnight_in_chicago(
     sandbox: SandboxServer, store: Any
 ) -> None:
@@ -181,6 +209,31 @@ def test_a_long_backfill_through_the_bulk_extract_returns_the_same_activities(
     assert counts["export.create"] == math.ceil(183 / 31)
     assert "activities" not in counts
     assert cursor.value == now.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_backfill_through_lost_create_and_enqueue_answers_exports_each_window_once(
+    sandbox: SandboxServer, store: Any
+) -> None:
+    # Marketo applies the create or enqueue, then the answer is lost (HTTP 502).
+    now = store.clock.now()
+    since = now - SIX_MONTHS
+    sandbox.set_faults(
+        "marketo/export.create:lost_response=0.3,marketo/export.enqueue:lost_response=0.3",
+        seed=5,
+    )
+    settings = settings_for(sandbox, bulk_backfill_days=30, bulk_poll_interval_s=1, max_attempts=6)
+    clock = ManualClock(now)
+    with MarketoSource("marketo", settings, clock=clock) as source:
+        touches, _ = drain_touches(source, Cursor(since.isoformat()), now)
+    assert_exactly_seeded(touches, store, since, now)
+    windows = math.ceil(183 / 31)
+    statuses = [job["status"] for job in store.exports.values()]
+    assert statuses.count("Completed") == windows  # one export per window, never two
+    assert set(statuses) == {"Completed", "Canceled"}  # every stray of a lost create cancelled
+    counts = sandbox.state.counts("marketo")
+    assert counts["export.create"] > windows  # the faults did hit
+    # Enqueues whose answer was lost had taken effect (the job's status said so): none repeated.
+    assert counts["export.enqueue"] == windows
 
 
 def test_lead_lookup_and_static_list_changes_against_the_sandbox(
