@@ -39,7 +39,7 @@ def test_html_report_is_one_file_that_fetches_nothing(
     assert urls == set()
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "https://" not in html
-    assert html.count('<svg class="chart"') == 6
+    assert html.count('<svg class="chart"') == 8
     summary = html.index('id="summary"')
     assert summary < html.index('id="funnel"') < html.index('id="campaigns"')
 
