@@ -61,7 +61,7 @@ from sync.analytics.settings import AnalyticsSettings, ExperimentSettings
 from sync.analytics.sla import SlaCase, SlaGroup, SlaTargets, sla_cases, sla_summary
 from sync.mapping.model import Stage
 
-__all__ = ["CampaignLine", "ReportData", "build_report"]
+__all__ = ["CampaignLine", "ReportData", "build_report", "hand_off_outcomes", "histories_of"]
 
 MAX_MONTHS = 24
 SLA_BINS_HOURS = (1, 4, 8, 24, 48, 72)
@@ -190,6 +190,11 @@ def _money(value: Decimal | float, currency: str) -> str:
     return f"{currency} {value:,.0f}"
 
 
+def histories_of(dataset: Dataset) -> dict[str, History]:
+    """Every person's stage history, their deals' stages included (as the report reads them)."""
+    return build_histories([*dataset.events, *deal_stage_events(dataset.deals, dataset.people)])
+
+
 def hand_off_outcomes(
     cases: Sequence[SlaCase], histories: Mapping[str, History], decided: Sequence[Decision]
 ) -> dict[tuple[str, datetime], Decision]:
@@ -239,9 +244,7 @@ def build_report(
     ``reason_fields`` names, per CRM, the fields that carry disqualification reasons."""
     now = dataset.now
     currency = settings.currency
-    histories = build_histories(
-        [*dataset.events, *deal_stage_events(dataset.deals, dataset.people)]
-    )
+    histories = histories_of(dataset)
     entered = entered_funnel_at(dataset.people, histories, dataset.memberships)
     reached = reached_by_person(entered, histories)
     cohort = [p for p, when in entered.items() if period.contains(when)]
