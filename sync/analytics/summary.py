@@ -445,9 +445,9 @@ def _summary(data: ReportData) -> list[str]:
     return lines
 
 
-_OUTCOME_WORDS = {
-    Stage.DISQUALIFIED: ("disqualified", "disqualifications", "to disqualify"),
-    Stage.RECYCLED: ("recycled", "recycles", "to recycle"),
+_OUTCOME_WORDS = {  # outcome -> (its decisions, the reason "to ...")
+    Stage.DISQUALIFIED: ("disqualifications", "to disqualify"),
+    Stage.RECYCLED: ("recycles", "to recycle"),
 }
 
 
@@ -475,7 +475,7 @@ def _reasons_line(data: ReportData) -> str:
     )
     undecided: list[str] = []
     for outcome in OUTCOMES:
-        _, plural, verb = _OUTCOME_WORDS[outcome]
+        plural, verb = _OUTCOME_WORDS[outcome]
         given = sum(r.count for r in data.reasons if r.outcome is outcome and r.reason != NO_REASON)
         top = dominant_reason(data.reasons, outcome)
         if top is not None:
