@@ -2,11 +2,13 @@
 
 What each module owns:
 
-- ``records``: the plain records (events, people, memberships, campaigns, spend, deals);
-  ``load`` fills them from the ledger (the only module here that reads the database)
+- ``records``: the plain records (events, people, memberships, campaigns, spend, deals), and
+  ``Dataset.as_of`` (them as they stood at a moment); ``load`` fills them from the ledger (the
+  only module here that reads the database)
 - ``lifecycle``: stage histories per person, time in stage, current stage
 - ``sla``: MQL hand-off -> first sales action, targets and breaches, grouped summaries
 - ``recycling``: share of handed-over leads sales sends back, by rep and source
+- ``reasons``: why sales disqualified or recycled leads, counted per reason and grouped
 - ``funnel``: conversion between stages for cohorts (month, campaign, channel)
 - ``deals``: new opportunities, pipeline, win rate, revenue
 - ``roi``: spend in a period, cost per lead, ROI per campaign per attribution model

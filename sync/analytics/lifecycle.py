@@ -2,9 +2,10 @@
 
 A history is the person's stage changes in time order with repeats collapsed: a Salesforce
 lead whose ``Status`` and closedloop's lifecycle field both say "MQL" at 09:00 entered MQL
-once. The main line of the funnel is Inquiry -> MQL -> SAL -> SQL -> Opportunity -> Customer;
-reaching a later main-line stage counts as having passed the earlier ones (a lead converted
-straight from MQL still counts as an SQL and a SAL).
+once (with the first reason either change gives). The main line of the funnel is
+Inquiry -> MQL -> SAL -> SQL -> Opportunity -> Customer; reaching a later main-line stage
+counts as having passed the earlier ones (a lead converted straight from MQL still counts as an
+SQL and a SAL).
 
 Deals move their people along too (``deal_stage_events``): the people of an opportunity (its
 contact roles, else everyone at its account, as attribution counts them) enter Opportunity when
@@ -110,6 +111,13 @@ def build_histories(events: Iterable[Event]) -> dict[str, History]:
             stage = change.stage
             assert stage is not None
             if visits and visits[-1].stage is stage:
+                last = visits[-1]
+                if not (last.reason or "").strip() and (change.reason or "").strip():
+                    # Another field saying the same stage (a Lead's Status beside closedloop's
+                    # lifecycle field) may be the one that carries the reason.
+                    visits[-1] = StageVisit(
+                        last.stage, last.entered_at, last.left_at, last.owner, change.reason
+                    )
                 continue
             if visits:
                 last = visits[-1]

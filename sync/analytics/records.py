@@ -8,6 +8,7 @@ the CRM knows them, else by the name the touches carry.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -119,3 +120,41 @@ class Dataset:
     campaigns: Mapping[str, CampaignInfo] = field(default_factory=dict)
     spend: Sequence[Spend] = ()
     deals: Sequence[Deal] = ()
+
+    def as_of(self, moment: datetime) -> Dataset:
+        """The records as they stood at ``moment`` (which becomes ``now``).
+
+        What happened later is left out: events, first touches, people created and deals opened
+        after it; a deal closed after it is still open; a cost line running past its day counts
+        for its days up to it (by day, like ``Period.overlap_days``).
+        """
+        day = moment.date()
+        spend: list[Spend] = []
+        for line in self.spend:
+            if line.last <= day:
+                spend.append(line)
+            elif line.first <= day:
+                total = (line.last - line.first).days + 1
+                kept = (day - line.first).days + 1
+                spend.append(Spend(line.campaign, line.amount * kept / total, line.first, day))
+        deals: list[Deal] = []
+        for deal in self.deals:
+            if deal.created_at > moment:
+                continue
+            if deal.is_closed and deal.close_date is not None and deal.close_date > moment:
+                deals.append(dataclasses.replace(deal, is_closed=False, is_won=False))
+            else:
+                deals.append(deal)
+        return Dataset(
+            now=moment,
+            people={
+                key: facts
+                for key, facts in self.people.items()
+                if facts.created_at is None or facts.created_at <= moment
+            },
+            events=[e for e in self.events if e.at <= moment],
+            memberships=[m for m in self.memberships if m.first_at <= moment],
+            campaigns=self.campaigns,
+            spend=spend,
+            deals=deals,
+        )

@@ -7,7 +7,7 @@ first hand-off was theirs; a source (Web, Trade Show, ...) with the people it br
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -15,7 +15,7 @@ from sync.analytics.lifecycle import History
 from sync.analytics.records import PersonFacts
 from sync.mapping.model import Stage
 
-__all__ = ["RecycleGroup", "recycle_rates", "recycle_reasons", "rep_of"]
+__all__ = ["RecycleGroup", "recycle_rates", "rep_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +74,3 @@ def recycle_rates(
     rows = [RecycleGroup(g, handed[g], recycled[g], disqualified[g]) for g in handed]
     rows.sort(key=lambda r: (-(r.rate or 0.0), -r.handed_off, r.group))
     return rows
-
-
-def recycle_reasons(histories: Mapping[str, History]) -> list[tuple[str, int]]:
-    """Why sales recycled people: each reason and how often, most frequent first."""
-    counts: dict[str, int] = defaultdict(int)
-    for history in histories.values():
-        for visit in history.visits:
-            if visit.stage is Stage.RECYCLED:
-                counts[visit.reason or "(no reason given)"] += 1
-    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))

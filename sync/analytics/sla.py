@@ -3,8 +3,9 @@
 A *hand-off* is every entry into the MQL stage (a recycled lead that scores again is handed
 off again). The *first sales action* is the person's first later event that is a logged task
 (call, e-mail, meeting) or a status change to anything but MQL (Working, Recycled,
-Disqualified, Converted, an unmapped status ...); owner reassignments do not count. Each
-hand-off ends in one of four states:
+Disqualified, Converted, an unmapped status ...); owner reassignments do not count. An action
+at the very time of the hand-off is a response of 0 seconds. Each hand-off ends in one of four
+states:
 
 - ``met``: answered within the target (or answered, when no target applies)
 - ``breached``: answered, but later than the target
@@ -129,7 +130,9 @@ def sla_cases(
         by_person[event.person].append(event)
     cases: list[SlaCase] = []
     for person, stream in by_person.items():
-        stream.sort(key=lambda e: (e.at, e.seq))
+        # A task logged at the very instant of the hand-off answers it (a 0-second response),
+        # whichever of the two rows the ledger stored first.
+        stream.sort(key=lambda e: (e.at, e.kind is EventKind.TASK, e.seq))
         facts = people.get(person)
         stage: Stage | None = None
         open_at: datetime | None = None

@@ -7,6 +7,7 @@ HTML, CSV and JSON writers (``sync.report``) only format. Period rules:
 - funnel cohorts: people who entered the funnel in the period (stages reached up to now,
   including Opportunity and Customer through their deals);
 - SLA: hand-offs made in the period; recycling: people first handed off in the period;
+- reasons: disqualifications and recycles decided in the period (``sync.analytics.reasons``);
 - deals: created / closed in the period (``sync.analytics.deals``);
 - campaigns: spend spread over the period, new leads and attributed revenue of deals won in it.
 """
@@ -32,9 +33,23 @@ from sync.analytics.funnel import (
     reached_by_person,
 )
 from sync.analytics.lifecycle import History, build_histories, current_stages, deal_stage_events
-from sync.analytics.periods import Period, months_between
+from sync.analytics.periods import Period, month_key, months_between
+from sync.analytics.reasons import (
+    NO_REASON,
+    NO_TOUCH,
+    OUTCOMES,
+    Decision,
+    ReasonCount,
+    ReasonGap,
+    decision_after,
+    decisions,
+    dominant_reason,
+    first_touches,
+    reason_counts,
+    reason_gaps,
+)
 from sync.analytics.records import Dataset
-from sync.analytics.recycling import RecycleGroup, recycle_rates, recycle_reasons, rep_of
+from sync.analytics.recycling import RecycleGroup, recycle_rates, rep_of
 from sync.analytics.roi import (
     CampaignRoi,
     cost_per_lead,
@@ -42,11 +57,11 @@ from sync.analytics.roi import (
     roi_table,
     spend_in_period,
 )
-from sync.analytics.settings import AnalyticsSettings
+from sync.analytics.settings import AnalyticsSettings, ExperimentSettings
 from sync.analytics.sla import SlaCase, SlaGroup, SlaTargets, sla_cases, sla_summary
 from sync.mapping.model import Stage
 
-__all__ = ["CampaignLine", "ReportData", "build_report"]
+__all__ = ["CampaignLine", "ReportData", "build_report", "hand_off_outcomes", "histories_of"]
 
 MAX_MONTHS = 24
 SLA_BINS_HOURS = (1, 4, 8, 24, 48, 72)
@@ -93,7 +108,12 @@ class ReportData:
     sla_histogram: list[tuple[str, int, int]]  # bucket label, answered within, breaches
     recycle_by_rep: list[RecycleGroup]
     recycle_by_source: list[RecycleGroup]
-    recycle_reasons: list[tuple[str, int]]
+    reasons: list[ReasonCount]  # group "all": the decisions of the period
+    reasons_by_month: list[ReasonCount]
+    reasons_by_campaign: list[ReasonCount]  # of the person's first touch
+    reasons_by_channel: list[ReasonCount]  # of the person's first touch
+    reasons_by_rep: list[ReasonCount]
+    reason_gaps: list[ReasonGap]
     deals: DealMetrics
     deals_by_month: list[DealMetrics]
     models: list[str]
@@ -101,6 +121,8 @@ class ReportData:
     campaigns: list[CampaignLine]
     roi: list[CampaignRoi]
     experiments: list[ExperimentResult]
+    experiment_reasons: Mapping[str, list[ReasonCount]] = field(default_factory=dict)
+    sla_outcomes: Mapping[tuple[str, datetime], Decision] = field(default_factory=dict)
     rep_names: Mapping[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -109,6 +131,10 @@ class ReportData:
         if rep is None:
             return "(unassigned)"
         return self.rep_names.get(rep, rep)
+
+    def sla_outcome(self, case: SlaCase) -> Decision | None:
+        """What sales decided about a hand-off (disqualified or recycled, and why), if anything."""
+        return self.sla_outcomes.get((case.person, case.handed_off_at))
 
     @property
     def sla_breaches(self) -> list[SlaCase]:
@@ -164,6 +190,45 @@ def _money(value: Decimal | float, currency: str) -> str:
     return f"{currency} {value:,.0f}"
 
 
+def histories_of(dataset: Dataset) -> dict[str, History]:
+    """Every person's stage history, their deals' stages included (as the report reads them)."""
+    return build_histories([*dataset.events, *deal_stage_events(dataset.deals, dataset.people)])
+
+
+def hand_off_outcomes(
+    cases: Sequence[SlaCase], histories: Mapping[str, History], decided: Sequence[Decision]
+) -> dict[tuple[str, datetime], Decision]:
+    """(person, hand-off time) -> what sales decided about that hand-off, for those decided."""
+    mine: dict[str, list[Decision]] = {}
+    for decision in decided:
+        mine.setdefault(decision.person, []).append(decision)
+    out: dict[tuple[str, datetime], Decision] = {}
+    for case in cases:
+        found = decision_after(
+            histories.get(case.person), mine.get(case.person, []), case.handed_off_at
+        )
+        if found is not None:
+            out[(case.person, case.handed_off_at)] = found
+    return out
+
+
+def _reasons_by_group(
+    decided: Sequence[Decision], experiment: ExperimentSettings
+) -> list[ReasonCount]:
+    """The reasons of the decisions an experiment's reps made in its time, by rep group."""
+    group_of = {rep: group for group, reps in experiment.groups.items() for rep in reps}
+    chosen = [
+        d
+        for d in decided
+        if d.rep in group_of
+        and (experiment.start is None or d.at.date() >= experiment.start)
+        and (experiment.end is None or d.at.date() <= experiment.end)
+    ]
+    return reason_counts(
+        chosen, lambda d: group_of.get(d.rep or ""), groups=list(experiment.groups)
+    )
+
+
 def build_report(
     dataset: Dataset,
     settings: AnalyticsSettings,
@@ -173,13 +238,13 @@ def build_report(
     *,
     title: str = "Closed-loop report",
     notes: Sequence[str] = (),
+    reason_fields: Mapping[str, Sequence[str]] | None = None,
 ) -> ReportData:
-    """Compute every metric of the report for ``period`` (see the module docstring)."""
+    """Compute every metric of the report for ``period`` (see the module docstring);
+    ``reason_fields`` names, per CRM, the fields that carry disqualification reasons."""
     now = dataset.now
     currency = settings.currency
-    histories = build_histories(
-        [*dataset.events, *deal_stage_events(dataset.deals, dataset.people)]
-    )
+    histories = histories_of(dataset)
     entered = entered_funnel_at(dataset.people, histories, dataset.memberships)
     reached = reached_by_person(entered, histories)
     cohort = [p for p, when in entered.items() if period.contains(when)]
@@ -235,7 +300,12 @@ def build_report(
     lines.sort(key=lambda c: (-c.spend, -c.revenue.get(default_model, Decimal(0)), c.name))
 
     months = _months(period, dataset, entered)
+    every_decision = decisions(histories, people)
+    decided = [d for d in every_decision if period.contains(d.at)]
+    touched = first_touches(dataset.memberships, dataset.campaigns)
+    no_touch = (NO_TOUCH, NO_TOUCH)
     experiments: list[ExperimentResult] = []
+    experiment_reasons: dict[str, list[ReasonCount]] = {}
     for name, experiment in settings.experiments.items():
         exp_months = [
             m
@@ -256,6 +326,7 @@ def build_report(
         experiments.append(
             compare_groups(name, groups, experiment.metric, experiment.confidence, currency)
         )
+        experiment_reasons[name] = _reasons_by_group(decided, experiment)
 
     deals = deal_metrics(dataset.deals, period, now)
     data = ReportData(
@@ -279,7 +350,12 @@ def build_report(
         recycle_by_source=recycle_rates(
             handed_in_period, people, lambda _h, f: f.source if f else None
         ),
-        recycle_reasons=recycle_reasons(handed_in_period),
+        reasons=reason_counts(decided, lambda _d: "all"),
+        reasons_by_month=reason_counts(decided, lambda d: month_key(d.at), groups=months),
+        reasons_by_campaign=reason_counts(decided, lambda d: touched.get(d.person, no_touch)[0]),
+        reasons_by_channel=reason_counts(decided, lambda d: touched.get(d.person, no_touch)[1]),
+        reasons_by_rep=reason_counts(decided, lambda d: d.rep),
+        reason_gaps=reason_gaps(decided, reason_fields or {}),
         deals=deals,
         deals_by_month=monthly_deal_metrics(dataset.deals, months, now),
         models=models,
@@ -287,6 +363,8 @@ def build_report(
         campaigns=lines,
         roi=roi,
         experiments=experiments,
+        experiment_reasons=experiment_reasons,
+        sla_outcomes=hand_off_outcomes(cases, histories, every_decision),
         rep_names=dict(settings.rep_names),
         notes=list(notes),
     )
@@ -317,7 +395,7 @@ def _summary(data: ReportData) -> list[str]:
     answered = [c for c in data.sla_cases if c.response is not None]
     if data.sla_cases:
         breaches = sum(1 for c in data.sla_cases if c.is_breach)
-        hours = [c.response.total_seconds() / 3600 for c in answered if c.response]
+        hours = [c.response.total_seconds() / 3600 for c in answered if c.response is not None]
         median = f"{statistics.median(hours):.1f} hours" if hours else "n/a"
         target = (
             f" against a target of {data.sla_target_hours:g} hours" if data.sla_target_hours else ""
@@ -341,6 +419,9 @@ def _summary(data: ReportData) -> list[str]:
             f"Sales sent {recycled:,} of {handed:,} handed-over leads ({_pct(recycled / handed)}) "
             "back to marketing for nurturing."
         )
+    reasons = _reasons_line(data)
+    if reasons:
+        lines.append(reasons)
     d = data.deals
     lines.append(
         f"{d.new_opportunities:,} new opportunities worth {_money(d.new_pipeline, cur)}; "
@@ -362,3 +443,54 @@ def _summary(data: ReportData) -> list[str]:
         lines.append(text)
     lines.extend(e.verdict for e in data.experiments)
     return lines
+
+
+_OUTCOME_WORDS = {  # outcome -> (its decisions, the reason "to ...")
+    Stage.DISQUALIFIED: ("disqualifications", "to disqualify"),
+    Stage.RECYCLED: ("recycles", "to recycle"),
+}
+
+
+def _fields_text(gaps: Sequence[ReasonGap]) -> str:
+    """Where the missing reasons would be: each CRM's reason fields, or how to name one."""
+    parts: list[str] = []
+    for crm in dict.fromkeys(g.crm for g in gaps if g.missing):
+        fields = next(g.fields for g in gaps if g.crm == crm)
+        if fields:
+            parts.append(f"{crm} keeps it in {' or '.join(fields)}")
+        else:
+            parts.append(f"{crm} has no reason field configured (lifecycle.reason_field)")
+    return "; ".join(parts)
+
+
+def _reasons_line(data: ReportData) -> str:
+    """Why sales said no, in one sentence or three: counts, a dominant reason, missing ones."""
+    totals = {o: next((r.total for r in data.reasons if r.outcome is o), 0) for o in OUTCOMES}
+    if not any(totals.values()):
+        return ""
+    dq, rc = totals[Stage.DISQUALIFIED], totals[Stage.RECYCLED]
+    text = (
+        f"Sales disqualified {dq:,} lead{'s' if dq != 1 else ''} and recycled {rc:,} in "
+        f"{data.period.label}."
+    )
+    undecided: list[str] = []
+    for outcome in OUTCOMES:
+        plural, verb = _OUTCOME_WORDS[outcome]
+        given = sum(r.count for r in data.reasons if r.outcome is outcome and r.reason != NO_REASON)
+        top = dominant_reason(data.reasons, outcome)
+        if top is not None:
+            text += (
+                f" The main reason {verb}: '{top.reason}', {top.count:,} of the {given:,} "
+                f"{plural} that give a reason ({_pct(top.count / given)})."
+            )
+        elif given:
+            undecided.append(plural)
+    if undecided:
+        text += f" No single reason explains most {' or '.join(undecided)}."
+    missing = sum(g.missing for g in data.reason_gaps)
+    if missing:
+        total = sum(totals.values())
+        where = _fields_text(data.reason_gaps)
+        text += f" {missing:,} of {total:,} decisions give no reason ({where})."
+
+    return text

@@ -7,13 +7,13 @@ credited amounts of a run by campaign (with sourced and influenced amounts), cha
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from connectors.errors import ConfigError
+from sync.cli.as_of import as_of_help, parse_as_of
 
 app = typer.Typer(help="Attribute pipeline and revenue to campaigns.", no_args_is_help=True)
 
@@ -44,18 +44,6 @@ def _settings(config: Path | None, database_url: str | None) -> tuple[Any, str]:
     return AttributionConfig().params(), database_url or default_database_url()
 
 
-def _as_of(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(
-            f"--as-of {value!r} is not an ISO date or time (e.g. 2026-11-01T00:00:00Z)"
-        ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 @app.command("run")
 def run_command(  # noqa: PLR0917 - Typer maps each parameter to a CLI option
     model: Annotated[
@@ -75,7 +63,9 @@ def run_command(  # noqa: PLR0917 - Typer maps each parameter to a CLI option
     as_of: Annotated[
         str | None,
         typer.Option(
-            "--as-of", help="End of the window of open deals (default: next UTC midnight)."
+            "--as-of",
+            help=as_of_help("the end of today (the next UTC midnight)"),
+            show_default=False,
         ),
     ] = None,
     force: Annotated[
@@ -84,7 +74,9 @@ def run_command(  # noqa: PLR0917 - Typer maps each parameter to a CLI option
     config: ConfigOption = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Attribute every opportunity and store a versioned, reproducible run."""
+    """Attribute every opportunity and store a versioned, reproducible run.
+
+    --as-of ends the window of open opportunities: their touches up to it count."""
     from rich.console import Console
 
     from sync.attribution.ledger import crms_with_opportunities, run_attribution
@@ -93,6 +85,7 @@ def run_command(  # noqa: PLR0917 - Typer maps each parameter to a CLI option
 
     if all_models == bool(model):
         raise typer.BadParameter("give --model M (repeatable) or --all", param_hint="--model")
+    moment = parse_as_of(as_of) if as_of is not None else None
     params, url = _settings(config, database_url)
     known = [m.value for m in Model]
     if all_models:
@@ -114,9 +107,7 @@ def run_command(  # noqa: PLR0917 - Typer maps each parameter to a CLI option
                 console.print("no opportunities in the ledger yet: nothing to attribute")
                 return
             for name in crms:
-                report = run_attribution(
-                    session, name, names, params, as_of=_as_of(as_of), force=force
-                )
+                report = run_attribution(session, name, names, params, as_of=moment, force=force)
                 counts = report.counts
                 state = "unchanged, same as" if report.reused else "stored as"
                 console.print(

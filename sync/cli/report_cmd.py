@@ -7,16 +7,17 @@ Without a config the report still runs, with no SLA targets.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
+from sync.cli.as_of import as_of_help, parse_as_of
+
 if TYPE_CHECKING:
     from sync.report.build import ReportFormat
 
-__all__ = ["load_optional_config", "open_report_ledger", "parse_as_of", "report_command"]
+__all__ = ["load_optional_config", "open_report_ledger", "report_command"]
 
 _DEFAULT_OUT = {"html": "report.html", "json": "report.json", "csv": "report-csv"}
 
@@ -41,23 +42,6 @@ def open_report_ledger(config: Any, database_url: str | None) -> Any:
 
     config_url = config.database_url() if config is not None else None
     return open_ledger(database_url or config_url or default_database_url())
-
-
-def parse_as_of(text: str) -> datetime:
-    """``--as-of``: a date means the end of that day (UTC); a time without a zone is UTC."""
-    from connectors.errors import ConfigError
-
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            return datetime.combine(day, time.max, tzinfo=UTC)
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(
-            f"--as-of: {text!r} is neither a date (2026-09-30) nor an ISO time "
-            "(2026-09-30T17:00:00Z)"
-        ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def report_command(
@@ -92,15 +76,13 @@ def report_command(
     ] = None,
     as_of: Annotated[
         str | None,
-        typer.Option(
-            "--as-of",
-            help="Measure the report at this moment (2026-09-30 = the end of that day, UTC; or an "
-            "ISO time) instead of now: open SLA clocks, open deals and relative periods.",
-            show_default=False,
-        ),
+        typer.Option("--as-of", help=as_of_help(), show_default=False),
     ] = None,
 ) -> None:
-    """Write the closed-loop report: funnel, SLA, recycling, pipeline, ROI, attribution."""
+    """Write the closed-loop report: funnel, SLA, recycling, reasons, pipeline, ROI, attribution.
+
+    With --as-of the report reads the ledger as it stood at that moment: open SLA clocks, open
+    deals and relative periods (last-90d) are measured then, and later changes are left out."""
     from connectors.errors import ConfigError
     from sync.analytics.periods import parse_period
     from sync.report import write_report

@@ -2,7 +2,10 @@
 
 The SLA target comes from ``analytics.sla`` in closedloop.yaml, else from the mapping's
 ``lifecycle.sla.MQL``; hand-offs are read from the disposition ledger
-(``sync.analytics.sla`` says what counts as the first sales action).
+(``sync.analytics.sla`` says what counts as the first sales action). ``breaches`` measures open
+clocks at ``--as-of`` (default now) on the ledger as it stood then, exactly as ``closedloop
+report --as-of`` does, and shows what sales decided about each hand-off: disqualified or
+recycled, and why (``sync.analytics.reasons``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from sync.cli.as_of import as_of_help, parse_as_of
 
 __all__ = ["app", "breaches_command", "parse_since"]
 
@@ -50,8 +55,22 @@ def breaches_command(
     *,
     since: Annotated[
         str,
-        typer.Option("--since", help="Hand-offs since: a duration (7d, 12h) or a date."),
+        typer.Option(
+            "--since", help="Hand-offs since: a duration before --as-of (7d, 12h) or a date."
+        ),
     ] = "30d",
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            "--reason",
+            help="Only hand-offs sales then disqualified or recycled with this reason (any case; "
+            "'(no reason given)' for none).",
+            show_default=False,
+        ),
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help=as_of_help(), show_default=False)
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
     config: Annotated[
         Path | None,
@@ -62,16 +81,19 @@ def breaches_command(
         typer.Option("--database-url", help="Ledger URL (default: config, env, ./closedloop.db)."),
     ] = None,
 ) -> None:
-    """List hand-offs whose first sales action came too late, or has not come in time."""
+    """List hand-offs whose first sales action came too late, or has not come in time, with
+    what sales decided about each (disqualified or recycled, and why)."""
     from connectors.errors import ConfigError
+    from sync.analytics.reasons import decisions
     from sync.analytics.sla import sla_cases
+    from sync.analytics.summary import hand_off_outcomes, histories_of
     from sync.cli.report_cmd import load_optional_config, open_report_ledger
     from sync.ledger.types import utcnow
     from sync.report.build import load_for_report, report_inputs
 
     if fmt not in ("table", "csv", "json"):
         raise ConfigError(f"--format must be table, csv or json, not {fmt!r}")
-    now = utcnow()
+    now = parse_as_of(as_of) if as_of is not None else utcnow()
     try:
         start = parse_since(since, now)
     except ValueError as exc:
@@ -85,7 +107,7 @@ def breaches_command(
         )
     engine = open_report_ledger(loaded, database_url)
     try:
-        dataset = load_for_report(engine, inputs, now)
+        dataset = load_for_report(engine, inputs, now).as_of(now)
     finally:
         engine.dispose()
     names = inputs.settings.rep_names
@@ -94,23 +116,37 @@ def breaches_command(
         for c in sla_cases(
             dataset.events, dataset.people, inputs.targets, now, inputs.settings.team_of
         )
-        if c.is_breach and c.handed_off_at >= start
+        if c.is_breach and start <= c.handed_off_at
     ]
-    rows: list[dict[str, Any]] = [
-        {
-            "person": c.person,
-            "email": dataset.people[c.person].email if c.person in dataset.people else None,
-            "rep": names.get(c.rep, c.rep) if c.rep else None,
-            "team": c.team,
-            "source": c.source,
-            "handed_off_at": c.handed_off_at.isoformat(),
-            "first_action_at": c.first_action_at.isoformat() if c.first_action_at else None,
-            "target_hours": _hours(c.target),
-            "late_by_hours": _hours(c.overdue_by(now)),
-            "status": str(c.status),
-        }
-        for c in cases
-    ]
+    histories = histories_of(dataset)
+    outcomes = hand_off_outcomes(cases, histories, decisions(histories, dataset.people))
+    if reason is not None:
+        wanted = " ".join(reason.split()).casefold()
+        cases = [
+            c
+            for c in cases
+            if (found := outcomes.get((c.person, c.handed_off_at))) is not None
+            and found.reason.casefold() == wanted
+        ]
+    rows: list[dict[str, Any]] = []
+    for c in cases:
+        decided = outcomes.get((c.person, c.handed_off_at))
+        rows.append(
+            {
+                "person": c.person,
+                "email": dataset.people[c.person].email if c.person in dataset.people else None,
+                "rep": names.get(c.rep, c.rep) if c.rep else None,
+                "team": c.team,
+                "source": c.source,
+                "handed_off_at": c.handed_off_at.isoformat(),
+                "first_action_at": c.first_action_at.isoformat() if c.first_action_at else None,
+                "target_hours": _hours(c.target),
+                "late_by_hours": _hours(c.overdue_by(now)),
+                "status": str(c.status),
+                "outcome": str(decided.outcome) if decided else None,
+                "reason": decided.reason if decided else None,
+            }
+        )
     if fmt == "json":
         typer.echo(json.dumps(rows, indent=2))
     elif fmt == "csv":
@@ -118,18 +154,18 @@ def breaches_command(
         writer.writeheader()
         writer.writerows(rows)
     else:
-        _table(rows, since)
+        _table(rows, f"since {since}" + (f", as of {as_of}" if as_of is not None else ""))
 
 
-def _table(rows: list[dict[str, Any]], since: str) -> None:
+def _table(rows: list[dict[str, Any]], when: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console(highlight=False)
     if not rows:
-        console.print(f"No SLA breaches in hand-offs since {since}.")
+        console.print(f"No SLA breaches in hand-offs {when}.")
         return
-    table = Table(title=f"SLA breaches since {since} ({len(rows)})")
+    table = Table(title=f"SLA breaches {when} ({len(rows)})")
     for column in (
         "person",
         "email",
@@ -139,6 +175,7 @@ def _table(rows: list[dict[str, Any]], since: str) -> None:
         "target h",
         "late by h",
         "status",
+        "outcome",
     ):
         table.add_column(column)
     for row in rows:
@@ -151,6 +188,7 @@ def _table(rows: list[dict[str, Any]], since: str) -> None:
             f"{row['target_hours']:g}" if row["target_hours"] is not None else "",
             f"{row['late_by_hours']:g}" if row["late_by_hours"] is not None else "",
             row["status"],
+            f"{row['outcome']}: {row['reason']}" if row["outcome"] else "",
         )
     console.print(table)
 

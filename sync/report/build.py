@@ -1,16 +1,18 @@
 """From ledger and configuration to a written report: the one entry point commands call.
 
-``write_report(engine, config, out_path)`` reads the ledger (``sync.analytics.load``), runs
-attribution for the deals won in the period, computes every metric
-(``sync.analytics.summary``) and writes HTML (one self-contained file), JSON, or CSV (a
-folder of one file per table). The configuration supplies the ``analytics:`` section and, from
-the pipelines' mapping files, each CRM's lifecycle (to translate statuses) and SLA target.
+``write_report(engine, config, out_path)`` reads the ledger (``sync.analytics.load``) as it
+stood at the report's moment (``Dataset.as_of``: now, or ``--as-of``), runs attribution for the
+deals won in the period, computes every metric (``sync.analytics.summary``) and writes HTML
+(one self-contained file), JSON, or CSV (a folder of one file per table). The configuration
+supplies the ``analytics:`` section and, from the pipelines' mapping files, each CRM's
+lifecycle (to translate statuses), SLA target and reason field; a Salesforce connection adds
+its ``lead_reason_fields``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -42,11 +44,13 @@ ReportFormat = Literal["html", "json", "csv"]
 
 @dataclass(frozen=True)
 class ReportInputs:
-    """What the configuration contributes: analytics settings, lifecycles, SLA targets."""
+    """What the configuration contributes: analytics settings, lifecycles, SLA targets and the
+    fields that carry each CRM's disqualification and recycle reasons."""
 
     settings: AnalyticsSettings
     lifecycles: Mapping[str, CompiledLifecycle]
     targets: SlaTargets
+    reason_fields: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def analytics_settings(config: Any) -> AnalyticsSettings:
@@ -89,7 +93,26 @@ def report_inputs(config: Any) -> ReportInputs:
         teams={team: parse_duration(text) for team, text in settings.sla.teams.items()},
         reps={rep: parse_duration(text) for rep, text in settings.sla.reps.items()},
     )
-    return ReportInputs(settings, lifecycles, targets)
+    return ReportInputs(settings, lifecycles, targets, _reason_fields(config, lifecycles))
+
+
+def _reason_fields(
+    config: Any, lifecycles: Mapping[str, CompiledLifecycle]
+) -> dict[str, tuple[str, ...]]:
+    """CRM connection -> the fields that carry reasons: the mapping's ``lifecycle.reason_field``,
+    then the connection's own ``lead_reason_fields`` (Salesforce)."""
+    out: dict[str, tuple[str, ...]] = {}
+    connections = getattr(config, "connections", None) or {}
+    for crm in sorted(set(lifecycles) | set(connections)):
+        lifecycle = lifecycles.get(crm)
+        connection = connections.get(crm)
+        settings = getattr(connection, "settings", None)
+        extra = getattr(settings, "lead_reason_fields", None) or ()
+        names = [lifecycle.reason_field] if lifecycle and lifecycle.reason_field else []
+        names.extend(str(name) for name in extra)
+        if names:
+            out[crm] = tuple(dict.fromkeys(names))
+    return out
 
 
 def load_for_report(engine: Engine, inputs: ReportInputs, now: datetime) -> Dataset:
@@ -118,7 +141,7 @@ def report_data(
     inputs = report_inputs(config)
     chosen = period if period is not None else inputs.settings.period
     resolved = chosen if isinstance(chosen, Period) else parse_period(chosen, now)
-    dataset = load_for_report(engine, inputs, now)
+    dataset = load_for_report(engine, inputs, now).as_of(now)
     resolve = CampaignResolver(dataset.campaigns.values(), inputs.settings.campaign_aliases)
     won = won_in_period(dataset.deals, resolved)
     attribution = getattr(config, "attribution", None) if config is not None else None
@@ -136,6 +159,7 @@ def report_data(
         {model: credits[model] for model in ordered},
         title=title,
         notes=notes,
+        reason_fields=inputs.reason_fields,
     )
 
 

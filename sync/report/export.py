@@ -19,8 +19,9 @@ from typing import Any
 
 from sync.analytics.deals import DealMetrics
 from sync.analytics.funnel import FunnelRow
+from sync.analytics.reasons import ReasonCount
 from sync.analytics.recycling import RecycleGroup
-from sync.analytics.sla import SlaGroup
+from sync.analytics.sla import SlaCase, SlaGroup
 from sync.analytics.summary import ReportData
 
 __all__ = ["Table", "tables", "to_json", "write_csv"]
@@ -88,6 +89,24 @@ def _recycle(groups: Sequence[RecycleGroup], first: str, data: ReportData) -> Ta
     return header, body
 
 
+REASON_COLUMNS = ["outcome", "reason", "decisions", "share", "decisions_of_outcome"]
+
+
+def _reasons(rows: Sequence[ReasonCount], first: str, data: ReportData) -> Table:
+    """Counts and shares per reason of each group (share: of the group's decisions of the same
+    outcome); a rep's group is shown by name."""
+
+    def label(group: str) -> str:
+        if first == "period":
+            return data.period.label
+        return data.rep_label(group) if first == "rep" and group != "(none)" else group
+
+    body = [
+        [label(r.group), str(r.outcome), r.reason, r.count, _round(r.share), r.total] for r in rows
+    ]
+    return [first, *REASON_COLUMNS], body
+
+
 def _deals(rows: Sequence[DealMetrics]) -> Table:
     header = ["period", "new_opportunities", "new_pipeline", "open_pipeline", "open_deals",
               "won", "lost", "win_rate", "revenue"]  # fmt: skip
@@ -121,6 +140,26 @@ def tables(data: ReportData) -> dict[str, Table]:
         "recycle_by_rep": _recycle(data.recycle_by_rep, "rep", data),
         "recycle_by_source": _recycle(data.recycle_by_source, "source", data),
         "deals": _deals([data.deals, *data.deals_by_month]),
+        "reasons": _reasons(data.reasons, "period", data),
+        "reasons_by_month": _reasons(data.reasons_by_month, "month", data),
+        "reasons_by_campaign": _reasons(data.reasons_by_campaign, "first_touch_campaign", data),
+        "reasons_by_channel": _reasons(data.reasons_by_channel, "first_touch_channel", data),
+        "reasons_by_rep": _reasons(data.reasons_by_rep, "rep", data),
+        "reasons_by_experiment_group": (
+            ["experiment", "group", *REASON_COLUMNS],
+            [
+                [name, *row]
+                for name, rows in data.experiment_reasons.items()
+                for row in _reasons(rows, "group", data)[1]
+            ],
+        ),
+        "reasons_missing": (
+            ["crm", "outcome", "without_reason", "decisions", "reason_fields"],
+            [
+                [g.crm, str(g.outcome), g.missing, g.total, " ".join(g.fields) or None]
+                for g in data.reason_gaps
+            ],
+        ),
     }
     out["sla_cases"] = (
         [
@@ -133,6 +172,8 @@ def tables(data: ReportData) -> dict[str, Table]:
             "target_hours",
             "response_hours",
             "status",
+            "outcome",
+            "reason",
         ],
         [
             [
@@ -142,9 +183,10 @@ def tables(data: ReportData) -> dict[str, Table]:
                 c.source,
                 c.handed_off_at,
                 c.first_action_at,
-                _round(c.target.total_seconds() / 3600, 2) if c.target else None,
-                _round(c.response.total_seconds() / 3600, 2) if c.response else None,
+                _round(c.target.total_seconds() / 3600, 2) if c.target is not None else None,
+                _round(c.response.total_seconds() / 3600, 2) if c.response is not None else None,
                 str(c.status),
+                *_outcome(data, c),
             ]
             for c in data.sla_cases
         ],
@@ -218,6 +260,12 @@ def tables(data: ReportData) -> dict[str, Table]:
         ],
     )
     return out
+
+
+def _outcome(data: ReportData, case: SlaCase) -> tuple[str | None, str | None]:
+    """The decision a hand-off ended in (Disqualified / Recycled) and its reason, if any."""
+    decision = data.sla_outcome(case)
+    return (str(decision.outcome), decision.reason) if decision else (None, None)
 
 
 def _plain(value: Any) -> Any:

@@ -7,6 +7,9 @@ attached to an e-mail or printed. Charts are drawn here (``sync.report.charts``)
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -14,14 +17,68 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup
 
 from sync.analytics.credits import model_label
+from sync.analytics.reasons import NO_REASON, OUTCOMES, ReasonCount
 from sync.analytics.summary import ReportData
 from sync.mapping.model import Stage
 from sync.report import charts
 from sync.report.charts import Bar
 
-__all__ = ["render_html"]
+__all__ = ["ReasonMatrix", "reason_matrices", "render_html"]
 
 TOP_CAMPAIGNS = 15
+REASON_COLUMNS = 6  # reasons shown as columns of a matrix; the rest add up in "other reasons"
+OTHER_REASONS = "other reasons"
+Cell = tuple[int, float] | None  # decisions, share of the row's decisions of that outcome
+
+
+@dataclass(frozen=True)
+class ReasonMatrix:
+    """One outcome's reasons as a table: a row per group, a column per reason."""
+
+    outcome: str
+    columns: list[str]
+    rows: list[tuple[str, int, list[Cell]]]  # group label, decisions, a cell per column
+
+
+def reason_matrices(
+    rows: Sequence[ReasonCount],
+    label: Callable[[str], str] = str,
+    groups: Sequence[str] | None = None,
+    limit: int | None = None,
+) -> list[ReasonMatrix]:
+    """A matrix per outcome with decisions: the most given reasons as columns, then "other
+    reasons" and "(no reason given)"; rows in ``groups`` order (empty ones too) or the rows'."""
+    out: list[ReasonMatrix] = []
+    for outcome in OUTCOMES:
+        mine = [r for r in rows if r.outcome is outcome]
+        if not mine:
+            continue
+        given: Counter[str] = Counter()
+        for r in mine:
+            if r.reason != NO_REASON:
+                given[r.reason] += r.count
+        ranked = sorted(given, key=lambda reason: (-given[reason], reason))
+        columns = ranked[:REASON_COLUMNS]
+        if len(ranked) > REASON_COLUMNS:
+            columns.append(OTHER_REASONS)
+        if any(r.reason == NO_REASON for r in mine):
+            columns.append(NO_REASON)
+        shown = set(columns)
+        order = list(groups) if groups is not None else list(dict.fromkeys(r.group for r in mine))
+        lines: list[tuple[str, int, list[Cell]]] = []
+        for group in order[:limit]:
+            counts: Counter[str] = Counter()
+            total = 0
+            for r in mine:
+                if r.group == group:
+                    counts[r.reason if r.reason in shown else OTHER_REASONS] += r.count
+                    total = r.total
+            cells: list[Cell] = [
+                (counts[c], counts[c] / total) if counts[c] else None for c in columns
+            ]
+            lines.append((label(group), total, cells))
+        out.append(ReasonMatrix(str(outcome), columns, lines))
+    return out
 
 
 def money(value: Decimal | float | int | None, currency: str = "") -> str:
@@ -123,6 +180,54 @@ def _charts(data: ReportData) -> dict[str, Markup]:
         "roi": roi,
         "attribution": attribution,
         "revenue": revenue,
+        **_reason_charts(data),
+    }
+
+
+def _reason_charts(data: ReportData) -> dict[str, Markup]:
+    """A bar per reason of each outcome in the period ("(no reason given)" in a paler bar)."""
+    out: dict[str, Markup] = {}
+    for outcome, css, verb in (
+        (Stage.DISQUALIFIED, "bar-bad", "disqualified"),
+        (Stage.RECYCLED, "bar", "recycled"),
+    ):
+        bars = [
+            Bar(
+                r.reason,
+                float(r.count),
+                f"{r.count:,} ({pct(r.share)})",
+                "bar-muted" if r.reason == NO_REASON else css,
+            )
+            for r in data.reasons
+            if r.outcome is outcome
+        ]
+        out[f"reasons_{verb}"] = charts.horizontal_bars(
+            f"reasons-{verb}",
+            f"Why sales {verb} leads",
+            bars,
+            f"No lead {verb} in this period",
+        )
+    return out
+
+
+def _reason_tables(data: ReportData) -> dict[str, Any]:
+    """The reason matrices of the report: by month, campaign, channel, rep and experiment."""
+
+    def rep(group: str) -> str:
+        return data.rep_label(None if group == "(none)" else group)
+
+    months = [m.label for m in data.deals_by_month]
+    decided = {r.group for r in data.reasons_by_month}
+    first = next((i for i, month in enumerate(months) if month in decided), len(months))
+    return {
+        # From the first month with a decision: later months without one are part of the trend.
+        "by_month": reason_matrices(data.reasons_by_month, groups=months[first:]),
+        "by_campaign": reason_matrices(data.reasons_by_campaign, limit=TOP_CAMPAIGNS),
+        "by_channel": reason_matrices(data.reasons_by_channel),
+        "by_rep": reason_matrices(data.reasons_by_rep, rep),
+        "by_experiment": {
+            name: reason_matrices(rows) for name, rows in data.experiment_reasons.items()
+        },
     }
 
 
@@ -144,6 +249,7 @@ def render_html(data: ReportData) -> str:
     context: dict[str, Any] = {
         "data": data,
         "charts": _charts(data),
+        "reasons": _reason_tables(data),
         "Stage": Stage,
         "top": TOP_CAMPAIGNS,
     }

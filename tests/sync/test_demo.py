@@ -75,6 +75,7 @@ def _seen(result: DemoResult) -> dict[str, Any]:
     report = json.loads(to_json(report_data(result.engine, result.config, period="all", now=as_of)))
     result.engine.dispose()
     del report["tables"]["funnel_by_month"]
+    del report["tables"]["reasons_by_month"]
     report["tables"]["deals"] = [r for r in report["tables"]["deals"] if r["period"] == "all time"]
     text = _ISO_TIME.sub(
         lambda m: f"now{(datetime.fromisoformat(m.group(0)) - as_of).total_seconds():+}",

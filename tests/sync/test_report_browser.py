@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from sandbox.seed import DISQUALIFY_REASONS, RECYCLE_REASONS
 from sync.report import write_report
 from tests.sync.report_world import analytics_config, world_ledger
 
@@ -30,7 +31,16 @@ LAUNCH_FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-CHARTS = {"funnel", "sla", "sla-reps", "roi", "attribution", "revenue"}
+CHARTS = {
+    "funnel",
+    "sla",
+    "sla-reps",
+    "roi",
+    "attribution",
+    "revenue",
+    "reasons-disqualified",
+    "reasons-recycled",
+}
 
 
 def _unavailable(reason: str) -> None:
@@ -120,4 +130,49 @@ def test_table_headers_sort_rows_by_text_or_by_number_when_clicked(
     amounts = [float(t.replace(",", "")) for t in page.locator(spend).all_inner_texts()]
     assert amounts == sorted(amounts)
     assert amounts[-1] == 100_000
+    page.close()
+
+
+def test_the_reasons_section_reads_on_a_390_px_phone_with_the_seeded_reasons(
+    browser: Any, report: Path
+) -> None:
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(report.as_uri() + "#reasons")
+    scroll, client = page.evaluate(
+        "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert scroll <= client == 390  # the page never scrolls sideways; wide tables scroll inside
+    heading = page.locator("#reasons h2").bounding_box()
+    nav = page.locator("nav").bounding_box()
+    assert heading is not None
+    assert nav is not None
+    assert nav["y"] + nav["height"] <= heading["y"] < 844  # on screen, not under the sticky nav
+    reasons = page.locator("#reasons-table tbody td:nth-child(1)").all_inner_texts()
+    assert sorted(reasons) == sorted({*DISQUALIFY_REASONS, *RECYCLE_REASONS})
+    outcomes = page.locator("#reasons-table tbody td:nth-child(2)").all_inner_texts()
+    assert set(outcomes) == {"Disqualified", "Recycled"}
+    bars = page.evaluate(
+        """() => ['reasons-disqualified', 'reasons-recycled'].map(name => {
+            const svg = document.querySelector(`svg[data-chart="${name}"]`);
+            return Array.from(svg.querySelectorAll('rect')).filter(r => {
+                const box = r.getBoundingClientRect();
+                return box.width > 0 && box.left >= 0 && box.right <= 390;
+            }).length;
+        })"""
+    )
+    assert bars == [len(DISQUALIFY_REASONS), len(RECYCLE_REASONS)]
+    # Each month's row of the trend reads in its own box: the box fits the screen, and the
+    # reasons that do not fit scroll inside it.
+    boxes = page.evaluate(
+        """() => Array.from(document.querySelectorAll('#reasons .wide')).map(box => {
+            const r = box.getBoundingClientRect();
+            return {left: r.left, right: r.right, font: parseFloat(getComputedStyle(
+                box.querySelector('td')).fontSize), rows: box.querySelectorAll('tbody tr').length};
+        })"""
+    )
+    assert len(boxes) >= 8  # month, campaign, channel and rep, each for both outcomes
+    for box in boxes:
+        assert 0 <= box["left"] < box["right"] <= 390, box
+        assert box["font"] >= 13, box
+        assert box["rows"] >= 1, box
     page.close()

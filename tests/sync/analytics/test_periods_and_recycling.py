@@ -8,7 +8,7 @@ import pytest
 
 from sync.analytics.lifecycle import build_histories
 from sync.analytics.periods import months_between, parse_period
-from sync.analytics.recycling import recycle_rates, recycle_reasons, rep_of
+from sync.analytics.recycling import recycle_rates, rep_of
 from sync.mapping.model import Stage
 from tests.sync.analytics.builders import person, stage
 
@@ -66,4 +66,3 @@ def test_recycle_rate_per_rep_counts_people_recycled_after_their_hand_off() -> N
         for r in recycle_rates(histories, people, lambda _h, f: f.source if f else None)
     }
     assert by_source == {"Web": 1.0, "Trade Show": 1.0, "(none)": 0.0}
-    assert recycle_reasons(histories) == [("Not ready to buy", 2), ("(no reason given)", 1)]

@@ -143,3 +143,29 @@ def test_mql_again_after_sales_took_the_lead_is_no_new_hand_off_but_after_recycl
         ("bo", at(20)),
     ]
     assert [c.status for c in cases] == [SlaStatus.MET, SlaStatus.MET, SlaStatus.OVERDUE]
+
+
+def test_a_task_at_the_very_time_of_the_hand_off_is_a_response_of_zero_seconds() -> None:
+    from sync.analytics.periods import parse_period
+    from sync.analytics.records import Dataset, Event, EventKind
+    from sync.analytics.settings import AnalyticsSettings
+    from sync.analytics.summary import build_report
+    from sync.report.export import tables
+
+    events = [
+        # The call was stored before the status change that handed the lead off, same second.
+        Event("ann", at(0), EventKind.TASK, None, "Call", seq=1),
+        Event("ann", at(0), EventKind.STATUS, Stage.MQL, "MQL", "rep-1", seq=2),
+        stage("bo", 0, Stage.MQL, owner="rep-1"),
+        task("bo", 3),
+    ]
+    ann, _bo = sla_cases(events, {}, DAY, now=at(100))
+    assert (ann.response, ann.status) == (timedelta(0), SlaStatus.MET)
+    data = build_report(
+        Dataset(now=at(100), events=events), AnalyticsSettings(), parse_period("all"), DAY, {}
+    )
+    [headline] = [line for line in data.summary if "hand-offs in a median" in line]
+    assert "a median of 1.5 hours" in headline  # (0 + 3) / 2: the 0 counts
+    header, rows = tables(data)["sla_cases"]
+    response = header.index("response_hours")
+    assert [row[response] for row in rows] == [0.0, 3.0]
