@@ -224,12 +224,14 @@ class LongText(LineText):
     """A text column that may hold several lines: tabs and line breaks kept, other controls not."""
 
     impl = Text
+    cache_ok = True
     multiline = True
 
 
 class _MultiLineString(LineText):
     """``LongText`` rules on a column declared as a plain (VARCHAR) string."""
 
+    cache_ok = True
     multiline = True
 
 
