@@ -414,7 +414,13 @@ class Crm(Protocol):
         ...
 
     def create_people(self, people: Sequence[Person]) -> list[Person]:
-        """Create people not yet in the CRM; returns them with their new CRM ids."""
+        """Create people not yet in the CRM; returns them with their new CRM ids.
+
+        People the CRM refuses are left out of the result. A connector that can say why keeps
+        them in a ``last_rejections`` attribute until its next call: ``RecordRejected`` keyed by
+        the lower-cased e-mail, with the CRM's own code and message (the engine puts them on
+        the dead letters of the touches of those people).
+        """
         ...
 
     def push_touches(self, touches: Sequence[RenderedTouch]) -> list[DeliveryResult]:
