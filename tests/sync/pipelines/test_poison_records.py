@@ -1,0 +1,168 @@
+"""One unreadable source record never stops a pipeline: it becomes a dead letter of stage pull.
+
+Through the whole pipeline against the sandbox (Marketo -> Salesforce, both the REST activity
+pages and the bulk export), on SQLite and PostgreSQL: the poison activity is planted in the
+Marketo emulator with its test hook (``MarketoStore.plant_activity``), never produced by it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import Engine, select
+
+from sandbox.server import SandboxServer
+from sync.cli.demo_cmd import write_sandbox_config
+from sync.config import Config, load_config
+from sync.ledger import DeadLetterRow, open_ledger
+from sync.pipelines import run_pipeline
+
+PIPELINE = "marketo-to-salesforce"
+GOOD = 5000
+LEADS = 50
+# Open Email, Click Email, Fill Out Form: kinds the shipped mapping writes one Task each for.
+TYPES = (10, 11, 2)
+POISON_GUID = "poison-activity-0001"
+
+
+def _poison(lead_id: int) -> dict[str, Any]:
+    """A Marketo activity whose activityDate cannot be read (Marketo's Swagger: a date-time)."""
+    return {
+        "id": 999_999_999,
+        "marketoGUID": POISON_GUID,
+        "leadId": lead_id,
+        "activityDate": "31/02/2026 25:61",
+        "activityTypeId": 10,
+        "primaryAttributeValueId": 77,
+        "primaryAttributeValue": "Spring newsletter",
+        "attributes": [],
+    }
+
+
+class Marketo:
+    """An empty sandbox whose Marketo instance holds ``GOOD`` activities of ``LEADS`` leads."""
+
+    def __init__(self, sandbox: SandboxServer) -> None:
+        self.sandbox = sandbox
+        self.store = sandbox.store("marketo")
+        self.now = self.store.clock.now()
+        self.keys: list[str] = []
+        with self.store.lock:
+            self.leads = [
+                self.store.add_lead(
+                    {
+                        "email": f"buyer{n}@poison-test.example",
+                        "lastName": f"Buyer {n}",
+                        "company": f"Poison Test {n % 7}",
+                    },
+                    self.now - timedelta(days=3),
+                )
+                for n in range(LEADS)
+            ]
+            start = self.now - timedelta(days=2)
+            for n in range(GOOD):
+                activity = self.store.add_activity(
+                    self.leads[n % LEADS],
+                    TYPES[n % len(TYPES)],
+                    start + timedelta(seconds=17 * n),
+                    primary=(100 + n % 9, f"Asset {n % 9}"),
+                )
+                self.keys.append(f"marketo:{activity['marketoGUID']}")
+
+    def plant(self, activity: Any, at: datetime) -> None:
+        with self.store.lock:
+            self.store.plant_activity(activity, at)
+
+    def tasks_by_key(self) -> Counter[str]:
+        store = self.sandbox.store("salesforce")
+        with store.lock:
+            rows = list(store.records["Task"].values())
+        return Counter(
+            r["Closedloop_Key__c"]
+            for r in rows
+            if r.get("Closedloop_Key__c") and not r.get("IsDeleted")
+        )
+
+
+@pytest.fixture
+def marketo(sandbox_factory: Callable[..., SandboxServer]) -> Marketo:
+    return Marketo(sandbox_factory(seed=None))
+
+
+@pytest.fixture
+def workspace(
+    tmp_path: Path, ledger_url: str
+) -> Iterator[Callable[[Marketo, str], tuple[Config, Engine]]]:
+    engines: list[Engine] = []
+
+    def make(marketo: Marketo, path: str) -> tuple[Config, Engine]:
+        """A config whose Marketo pull reads REST pages (``rest``) or a bulk export (``bulk``)."""
+        extra = {"bulk_backfill_days": None} if path == "rest" else {"bulk_backfill_days": 30}
+        written = write_sandbox_config(
+            tmp_path,
+            marketo.sandbox,
+            pipelines={
+                PIPELINE: {
+                    "kind": "touches",
+                    "source": "marketo",
+                    "sink": "salesforce",
+                    "mapping": "mappings/marketo-salesforce.yaml",
+                }
+            },
+            ledger_url=ledger_url,
+        )
+        data = yaml.safe_load(written.read_text(encoding="utf-8"))
+        data["connections"]["marketo"].update(extra)
+        written.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        config = load_config(written)
+        engine = open_ledger(ledger_url)
+        engines.append(engine)
+        return config, engine
+
+    yield make
+    for engine in engines:
+        engine.dispose()
+
+
+def _letters(engine: Engine) -> list[Any]:
+    table = DeadLetterRow.__table__  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        return list(conn.execute(select(table).order_by(table.c.id)).all())
+
+
+@pytest.mark.parametrize("path", ["rest", "bulk"])
+def test_a_poison_marketo_activity_among_5000_good_ones_is_one_dead_letter_and_5000_land(
+    marketo: Marketo, workspace: Callable[[Marketo, str], tuple[Config, Engine]], path: str
+) -> None:
+    poison = _poison(marketo.leads[3])
+    marketo.plant(poison, marketo.now - timedelta(days=1))
+    config, engine = workspace(marketo, path)
+
+    first = run_pipeline(config, PIPELINE, engine)
+
+    assert first.state == "succeeded", first.error
+    assert first.count("pushed") == GOOD
+    tasks = marketo.tasks_by_key()
+    assert {k: tasks[k] for k in marketo.keys} == dict.fromkeys(marketo.keys, 1)
+    assert sum(tasks.values()) == GOOD
+    [letter] = _letters(engine)
+    assert (letter.pipeline, letter.stage, letter.code) == (PIPELINE, "pull", "BAD_DATE")
+    assert letter.record_key == f"marketo:{POISON_GUID}"
+    assert POISON_GUID in letter.reason
+    assert "activityDate" in letter.reason
+    assert letter.payload["marketoGUID"] == POISON_GUID
+    assert letter.payload["activityDate"] == poison["activityDate"]
+    assert any("dead-letters" in note for note in first.notes)
+
+    again = run_pipeline(config, PIPELINE, engine)
+
+    assert again.state == "succeeded", again.error
+    assert again.count("pushed") == 0
+    assert len(_letters(engine)) == 1
+    assert sum(marketo.tasks_by_key().values()) == GOOD
