@@ -20,7 +20,7 @@ from sqlalchemy import Engine, select
 from sandbox.server import SandboxServer
 from sync.cli.demo_cmd import write_sandbox_config
 from sync.config import Config, load_config
-from sync.ledger import DeadLetterRow, open_ledger
+from sync.ledger import DeadLetterRow, DeliveryRow, TouchRow, open_ledger
 from sync.pipelines import run_pipeline
 
 PIPELINE = "marketo-to-salesforce"
@@ -46,9 +46,9 @@ def _poison(lead_id: int) -> dict[str, Any]:
 
 
 class Marketo:
-    """An empty sandbox whose Marketo instance holds ``GOOD`` activities of ``LEADS`` leads."""
+    """An empty sandbox whose Marketo instance holds ``good`` activities of ``leads`` leads."""
 
-    def __init__(self, sandbox: SandboxServer) -> None:
+    def __init__(self, sandbox: SandboxServer, good: int = GOOD, leads: int = LEADS) -> None:
         self.sandbox = sandbox
         self.store = sandbox.store("marketo")
         self.now = self.store.clock.now()
@@ -63,12 +63,12 @@ class Marketo:
                     },
                     self.now - timedelta(days=3),
                 )
-                for n in range(LEADS)
+                for n in range(leads)
             ]
             start = self.now - timedelta(days=2)
-            for n in range(GOOD):
+            for n in range(good):
                 activity = self.store.add_activity(
-                    self.leads[n % LEADS],
+                    self.leads[n % leads],
                     TYPES[n % len(TYPES)],
                     start + timedelta(seconds=17 * n),
                     primary=(100 + n % 9, f"Asset {n % 9}"),
@@ -166,3 +166,67 @@ def test_a_poison_marketo_activity_among_5000_good_ones_is_one_dead_letter_and_5
     assert again.count("pushed") == 0
     assert len(_letters(engine)) == 1
     assert sum(marketo.tasks_by_key().values()) == GOOD
+
+
+def test_a_poison_hubspot_email_event_is_a_dead_letter_and_the_pipeline_delivers_the_rest(
+    workspace_factory: Any,
+) -> None:
+    name = "hubspot-to-salesforce"
+    ws = workspace_factory(
+        {
+            name: {
+                "kind": "touches",
+                "source": "hubspot",
+                "sink": "salesforce",
+                "mapping": "mappings/hubspot-salesforce.yaml",
+            }
+        }
+    )
+    assert ws.sandbox.world is not None
+    day = ws.sandbox.world.now - timedelta(days=2)
+    poison = {"type": "OPEN", "recipient": "ann@example.com", "created": "2 days ago"}
+    poison["id"] = "ev-poison-1"
+    store = ws.sandbox.store("hubspot")
+    with store.lock:
+        store.data.plant_email_event(poison, day)
+
+    summary = run_pipeline(ws.config, name, ws.engine)
+
+    assert summary.state == "succeeded", summary.error
+    assert summary.count("pushed") > 0
+    [letter] = _letters(ws.engine)
+    assert (letter.pipeline, letter.stage, letter.code) == (name, "pull", "BAD_DATE")
+    assert letter.record_key == "hubspot:email:ev-poison-1"
+    assert letter.payload == poison
+
+
+def test_a_pull_that_fails_midway_still_delivers_the_touches_it_stored(
+    sandbox_factory: Callable[..., SandboxServer],
+    workspace: Callable[[Marketo, str], tuple[Config, Engine]],
+) -> None:
+    # One lead per activity: a page of 300 is looked up (and stored) before the next is read.
+    marketo = Marketo(sandbox_factory(seed=None), good=900, leads=900)
+    config, engine = workspace(marketo, "rest")
+    # Pages of one slice, no empty ones: token, types, paging token, a page of 300 and its lead
+    # lookup (stored), the other type group's page, the next page of 300: then 607.
+    marketo.store.page_slice = timedelta(days=400)
+    marketo.store.daily_quota = 7
+
+    summary = run_pipeline(config, PIPELINE, engine)
+
+    assert summary.state == "interrupted", summary.error
+    assert "daily API quota" in (summary.error or "")
+    touch, delivery = TouchRow.__table__, DeliveryRow.__table__  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        stored = conn.execute(select(touch.c.key)).scalars().all()
+        states = dict(
+            conn.execute(
+                select(touch.c.key, delivery.c.state).join(
+                    delivery, delivery.c.touch_id == touch.c.id
+                )
+            ).all()
+        )
+    assert 0 < len(stored) < 900
+    assert summary.count("pushed") == len(stored)
+    assert states == dict.fromkeys(stored, "confirmed")
+    assert sum(marketo.tasks_by_key().values()) == len(stored)
