@@ -230,3 +230,37 @@ def test_a_pull_that_fails_midway_still_delivers_the_touches_it_stored(
     assert summary.count("pushed") == len(stored)
     assert states == dict.fromkeys(stored, "confirmed")
     assert sum(marketo.tasks_by_key().values()) == len(stored)
+
+
+def test_a_nul_in_a_marketo_text_field_is_stored_and_delivered_without_it(
+    sandbox_factory: Callable[..., SandboxServer],
+    workspace: Callable[[Marketo, str], tuple[Config, Engine]],
+) -> None:
+    marketo = Marketo(sandbox_factory(seed=None), good=20, leads=5)
+    with marketo.store.lock:
+        nul = marketo.store.add_activity(
+            marketo.leads[0],
+            10,
+            marketo.now - timedelta(hours=1),
+            primary=(501, "Spring\x00 newsletter"),
+            attributes={"Subject Line": "Hello\x00 there"},
+        )
+    config, engine = workspace(marketo, "rest")
+
+    summary = run_pipeline(config, PIPELINE, engine)
+
+    assert summary.state == "succeeded", summary.error
+    assert summary.count("pushed") == 21
+    assert _letters(engine) == []
+    key = f"marketo:{nul['marketoGUID']}"
+    store = marketo.sandbox.store("salesforce")
+    with store.lock:
+        [task] = [r for r in store.records["Task"].values() if r.get("Closedloop_Key__c") == key]
+    assert "Spring newsletter" in task["Subject"]
+    assert "\x00" not in task["Subject"] + (task.get("Description") or "")
+    touch = TouchRow.__table__  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        row = conn.execute(select(touch).where(touch.c.key == key)).one()
+    assert row.asset == "Spring newsletter"
+    assert row.attributes["Subject Line"] == "Hello there"
+    assert row.raw["primaryAttributeValue"] == "Spring\\x00 newsletter"
