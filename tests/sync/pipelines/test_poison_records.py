@@ -7,6 +7,7 @@ Marketo emulator with its test hook (``MarketoStore.plant_activity``), never pro
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -16,9 +17,11 @@ from typing import Any
 import pytest
 import yaml
 from sqlalchemy import Engine, select
+from typer.testing import CliRunner
 
 from sandbox.server import SandboxServer
 from sync.cli.demo_cmd import write_sandbox_config
+from sync.cli.sync_cmd import _standalone
 from sync.config import Config, load_config
 from sync.ledger import DeadLetterRow, DeliveryRow, TouchRow, open_ledger
 from sync.pipelines import run_pipeline
@@ -264,3 +267,30 @@ def test_a_nul_in_a_marketo_text_field_is_stored_and_delivered_without_it(
     assert row.asset == "Spring newsletter"
     assert row.attributes["Subject Line"] == "Hello there"
     assert row.raw["primaryAttributeValue"] == "Spring\\x00 newsletter"
+
+
+def test_dead_letters_list_and_show_a_poison_activity_with_its_raw_payload_and_reason(
+    sandbox_factory: Callable[..., SandboxServer],
+    workspace: Callable[[Marketo, str], tuple[Config, Engine]],
+    ledger_url: str,
+) -> None:
+    if not ledger_url.startswith("sqlite"):
+        pytest.skip("the CLI is tested on SQLite; the pipelines on both backends")
+    marketo = Marketo(sandbox_factory(seed=None), good=30, leads=5)
+    marketo.plant(_poison(marketo.leads[0]), marketo.now - timedelta(hours=3))
+    config, _ = workspace(marketo, "rest")
+    cli = CliRunner()
+
+    synced = cli.invoke(_standalone(), ["sync", "--config", str(config.path)])
+    listed = cli.invoke(_standalone(), ["dead-letters", "list", "--config", str(config.path)])
+    shown = cli.invoke(_standalone(), ["dead-letters", "show", "1", "--config", str(config.path)])
+
+    assert synced.exit_code == 0, synced.output
+    assert listed.exit_code == 0, listed.output
+    assert f"marketo:{POISON_GUID}" in listed.output.replace("\n", "").replace("│", "")
+    assert "BAD_DATE" in listed.output
+    letter = json.loads(shown.output)
+    assert (letter["stage"], letter["code"]) == ("pull", "BAD_DATE")
+    assert "unreadable activityDate '31/02/2026 25:61'" in letter["reason"]
+    assert letter["payload"] == _poison(marketo.leads[0])
+    assert "backfill" in letter["next"]
