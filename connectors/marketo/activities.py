@@ -345,9 +345,12 @@ def parse_bulk_csv(content: bytes) -> Iterator[dict[str, Any]]:
     """Rows of a bulk activity export (CSV) as dicts shaped like REST activities.
 
     The export's ``attributes`` column holds the secondary attributes as a JSON object (or, in
-    older exports, a list of name/value pairs); both become the REST ``attributes`` list.
+    older exports, a list of name/value pairs); both become the REST ``attributes`` list. A byte
+    that is not UTF-8 spoils only its own value (kept as a lone surrogate, which the ledger stores
+    as U+FFFD, and as an escape in the raw payload), never the file.
     """
-    reader = csv.DictReader(io.StringIO(content.decode("utf-8-sig")))
+    text = content.decode("utf-8-sig", errors="surrogateescape")
+    reader = csv.DictReader(io.StringIO(text))
     for row in reader:
         activity: dict[str, Any] = {k: v for k, v in row.items() if k is not None}
         for name in _BULK_INT_FIELDS:

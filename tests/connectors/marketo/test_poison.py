@@ -16,6 +16,7 @@ import pytest
 
 from connectors.base import Cursor, Touch
 from connectors.errors import RecordRejected
+from connectors.marketo.activities import parse_bulk_csv
 from connectors.marketo.settings import MarketoSettings
 from connectors.marketo.source import MarketoSource
 from sandbox import credentials
@@ -167,3 +168,17 @@ def test_a_refused_activity_at_the_cursors_second_is_not_refused_again_by_the_ne
     assert cursor.value == at.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert "marketo:g-edge" in cursor.boundary_keys
     assert second == []
+
+
+def test_a_byte_that_is_not_utf8_in_a_bulk_export_spoils_only_its_own_value() -> None:
+    content = (
+        b"marketoGUID,leadId,activityDate,activityTypeId,primaryAttributeValue,attributes\n"
+        b"g-1,7,2026-01-02T03:04:05Z,10,M\xfcller newsletter,{}\n"
+        b"g-2,7,2026-01-02T03:04:06Z,10,Spring newsletter,{}\n"
+    )
+
+    rows = list(parse_bulk_csv(content))
+
+    assert [r["marketoGUID"] for r in rows] == ["g-1", "g-2"]
+    assert rows[0]["primaryAttributeValue"] == "M\udcfcller newsletter"
+    assert rows[1]["primaryAttributeValue"] == "Spring newsletter"
