@@ -271,10 +271,15 @@ class PeopleDirectory:
 
 
 def refusal(error: Mapping[str, Any]) -> tuple[str, str]:
-    """HubSpot's (code, message) for one refused record of a batch answer: the first property's
-    ``error`` code of a "Property values were not valid: [...]" message, else the category."""
+    """HubSpot's (code, message) for one refused record of a batch answer (a ``StandardError``,
+    OpenAPI of the contacts API): the ``code`` of its first detail in ``errors``, else the first
+    property's ``error`` of a "Property values were not valid: [...]" message, else the
+    ``category``."""
     category = str(error.get("category") or "VALIDATION_ERROR")
     message = str(error.get("message") or category)
+    for detail in error.get("errors") or []:
+        if isinstance(detail, Mapping) and isinstance(detail.get("code"), str) and detail["code"]:
+            return detail["code"], message
     _, bracket, listed = message.partition("[")
     if bracket:
         try:
