@@ -289,7 +289,8 @@ class Page(Generic[T]):
     """A batch of records and the cursor that covers them; committed together by the engine.
 
     ``rejects`` are the records of the range the source could not read (see ``source_reject``);
-    the engine dead-letters them in the same transaction, so the cursor never stops at them.
+    the touches pipeline dead-letters them in the same transaction as the page, so the cursor
+    never stops at them (CRM change streams yield none so far).
     """
 
     records: Sequence[T]

@@ -353,9 +353,10 @@ class MarketoSource:
                 pending.reject(refused)
                 continue
             if when > until:
-                # Activities come in time order: everything after this is past ``until`` too.
+                # Activities come in time order, so the group ends with this page; the rest of
+                # the page is still read, in case one activity is out of order.
                 group.done = True
-                break
+                continue
             pending.read(when, activity, by_id)
             group.progress = max(group.progress, when)
         token = body.get("nextPageToken")

@@ -182,3 +182,18 @@ def test_a_byte_that_is_not_utf8_in_a_bulk_export_spoils_only_its_own_value() ->
     assert [r["marketoGUID"] for r in rows] == ["g-1", "g-2"]
     assert rows[0]["primaryAttributeValue"] == "M\udcfcller newsletter"
     assert rows[1]["primaryAttributeValue"] == "Spring newsletter"
+
+
+def test_an_activity_dated_after_the_pull_but_listed_among_older_ones_hides_none_of_them(
+    instance: Instance,
+) -> None:
+    # Marketo lists activities by time; one out of order must not end the read of its page.
+    instance.plant(
+        instance.activity(marketoGUID="g-future", activityDate="2999-01-01T00:00:00Z"),
+        minutes_ago=60 * 48 - 10,  # after the 10th good one, before the 11th
+    )
+
+    touches, rejects, _ = instance.pull("rest")
+
+    assert sorted(t.key for t in touches) == sorted(instance.good)
+    assert rejects == []
