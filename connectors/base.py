@@ -12,11 +12,20 @@ A connector plays one or more roles:
 
 Connectors never own state: the engine hands them a ``Cursor`` and commits the records they
 yield together with the advanced cursor in one transaction.
+
+A record a source cannot read (no id, an unreadable time, a wrong type: a "poison record")
+never stops a pull: the source leaves it out of ``Page.records`` and puts it in
+``Page.rejects`` instead, as a ``RecordRejected`` built by ``source_reject`` (the record's key,
+a code naming what is wrong, a reason a person can act on, and the raw record as the vendor
+sent it). The engine stores those as dead letters of stage ``pull`` in the same transaction as
+the page's records and cursor, so the cursor moves past the record and the rest flows.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,6 +57,7 @@ __all__ = [
     "StatusChange",
     "Touch",
     "TouchKind",
+    "source_reject",
     "touch_key",
 ]
 
@@ -276,10 +286,42 @@ class Cursor:
 
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
-    """A batch of records and the cursor that covers them; committed together by the engine."""
+    """A batch of records and the cursor that covers them; committed together by the engine.
+
+    ``rejects`` are the records of the range the source could not read (see ``source_reject``);
+    the touches pipeline dead-letters them in the same transaction as the page, so the cursor
+    never stops at them (CRM change streams yield none so far).
+    """
 
     records: Sequence[T]
     cursor: Cursor
+    rejects: Sequence[RecordRejected] = ()
+
+
+def source_reject(
+    source: str,
+    code: str,
+    reason: str,
+    payload: Mapping[str, Any],
+    source_id: str | None = None,
+) -> RecordRejected:
+    """A source record that cannot become a touch, as ``Page.rejects`` carries it.
+
+    Its ``key`` is the touch key the record would have had (``source_id`` given), else
+    ``<source>:raw-<digest>``: a SHA-256 of the payload, so the same bad record read again
+    (a re-read boundary, a re-run) is the same dead letter, not a new one.
+    """
+    if source_id is None:
+        try:
+            text = json.dumps(payload, sort_keys=True, default=repr, ensure_ascii=True)
+        except (TypeError, ValueError):  # keys of mixed types, a cycle: still one stable text
+            text = repr(sorted(repr(item) for item in payload.items()))
+        source_id = (
+            "raw-" + hashlib.sha256(text.encode("utf-8", "backslashreplace")).hexdigest()[:32]
+        )
+    return RecordRejected(
+        reason, code=code, key=touch_key(source, source_id), payload=dict(payload)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,7 +415,13 @@ class Crm(Protocol):
         ...
 
     def create_people(self, people: Sequence[Person]) -> list[Person]:
-        """Create people not yet in the CRM; returns them with their new CRM ids."""
+        """Create people not yet in the CRM; returns them with their new CRM ids.
+
+        People the CRM refuses are left out of the result. A connector that can say why keeps
+        them in a ``last_rejections`` attribute until its next call: ``RecordRejected`` keyed by
+        the lower-cased e-mail, with the CRM's own code and message (the engine puts them on
+        the dead letters of the touches of those people).
+        """
         ...
 
     def push_touches(self, touches: Sequence[RenderedTouch]) -> list[DeliveryResult]:

@@ -29,6 +29,11 @@ bytes. Callers hold ``lock`` around every call. Strictness mirrors the real API:
   documented limits (``pe<HubID>_<name>`` event names, at most 50 properties with lowercase
   names of up to 50 characters, values of up to 256 characters or 1,024 for url/referrer/link
   properties, a readable ``occurredAt``), and a batch of them is refused whole for one bad one.
+
+Poison records, a test hook only: marketing e-mail events and form submissions made from the
+seed world are well-formed. ``PortalData.plant_email_event`` and ``plant_submission`` put one in
+exactly as given (no id, a ``created`` that is no number, a NUL in a value ...) at a chosen time,
+served by the events and submissions endpoints in their newest-first order like any other.
 """
 
 from __future__ import annotations
@@ -337,6 +342,41 @@ class PortalData:
         self.email_events: list[dict[str, Any]] = []
         self.forms: dict[str, dict[str, Any]] = {}
         self.submissions: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        # Where planted (malformed) events and submissions stand in time: id(record) -> ms.
+        self._planted: dict[int, int] = {}
+
+    # ------------------------------------------------------------ test hooks
+    def plant_email_event(self, event: dict[str, Any], at: datetime) -> None:
+        """Test hook: serve ``event`` exactly as given (malformed on purpose) as an e-mail event
+        of time ``at``, whatever its own ``created`` says."""
+        stamp = to_ms(at)
+        self._planted[id(event)] = stamp
+        index = next(
+            (i for i, e in enumerate(self.email_events) if self._moment(e, "created") < stamp),
+            len(self.email_events),
+        )
+        self.email_events.insert(index, event)
+
+    def plant_submission(self, form_id: str, row: dict[str, Any], at: datetime) -> None:
+        """Test hook: serve ``row`` exactly as given (malformed on purpose) as a submission of
+        form ``form_id`` at time ``at``, whatever its own ``submittedAt`` says."""
+        if form_id not in self.forms:
+            raise KeyError(f"no form {form_id}")
+        stamp = to_ms(at)
+        self._planted[id(row)] = stamp
+        rows = self.submissions[form_id]
+        index = next(
+            (i for i, r in enumerate(rows) if self._moment(r, "submittedAt") < stamp), len(rows)
+        )
+        rows.insert(index, row)
+
+    def _moment(self, record: dict[str, Any], name: str) -> int:
+        """A marketing record's time in ms (a planted one's: where it was planted)."""
+        planted = self._planted.get(id(record))
+        if planted is not None:
+            return planted
+        value = record.get(name)
+        return value if isinstance(value, int) else 0
 
     # ------------------------------------------------------------------ helpers
     def mint_id(self) -> str:
@@ -1503,10 +1543,10 @@ class PortalData:
         selected = [
             e
             for e in self.email_events
-            if start_ms <= e["created"] <= end_ms
-            and (not kind or e["type"] == kind)
-            and (not recipient or e["recipient"].lower() == recipient)
-            and (not campaign or str(e["emailCampaignId"]) == campaign)
+            if start_ms <= self._moment(e, "created") <= end_ms
+            and (not kind or e.get("type") == kind)
+            and (not recipient or str(e.get("recipient") or "").lower() == recipient)
+            and (not campaign or str(e.get("emailCampaignId")) == campaign)
         ]
         offset = params.get("offset")
         start = int(offset, 16) if offset else 0

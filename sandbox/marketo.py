@@ -23,6 +23,12 @@ answers HTTP 502, as when a gateway loses Marketo's answer.
 Activity pages are cut on fixed time slices (``page_slice``) so that, as in Marketo, a page may
 be empty while ``moreResult`` is true; the client must keep paging until it is false. An empty
 page has no ``result`` member at all, another Marketo quirk clients must survive.
+
+Poison records, a test hook only: every activity the store makes (``add_activity``, the seed
+world) is well-formed, as Marketo's Swagger ``Activity`` requires. ``MarketoStore.plant_activity``
+puts an activity in the log exactly as given (no id, an unreadable ``activityDate``, a NUL in a
+text field ...), at a chosen place in time, and both the REST pages and the bulk export files
+serve it like any other; nothing else in the emulator produces one.
 """
 
 from __future__ import annotations
@@ -335,6 +341,20 @@ class MarketoStore:
         self.activities.insert(at, activity)
         return activity
 
+    def plant_activity(self, activity: Any, at: datetime) -> None:
+        """Test hook: serve ``activity`` exactly as given (malformed on purpose: no marketoGUID,
+        an unreadable activityDate, a NUL in a value ...) among the activities of time ``at``.
+
+        The store never makes such a record itself. It is read by type like any other
+        (``activityTypeId``, when it has a readable one, else by every request) and placed at
+        ``at`` whatever its own ``activityDate`` says, so it comes in order with its neighbours.
+        Callers hold ``lock``.
+        """
+        stamp = to_ms(at)
+        index = bisect.bisect_right(self._dates, stamp)
+        self._dates.insert(index, stamp)
+        self.activities.insert(index, activity)
+
     def add_list(self, name: str, program: str = "") -> int:
         """Create a static list and return its id."""
         list_id = 1000 + len(self.lists) + 1
@@ -424,7 +444,7 @@ class MarketoStore:
         with self.lock:
             by_type: dict[str, int] = {}
             for activity in self.activities:
-                key = str(activity["activityTypeId"])
+                key = str(_field(activity, "activityTypeId"))
                 by_type[key] = by_type.get(key, 0) + 1
             return {
                 "leads": {str(k): dict(v) for k, v in self.leads.items()},
@@ -453,11 +473,11 @@ class MarketoStore:
         lo = bisect.bisect_left(self._dates, since_ms)
         hi = bisect.bisect_left(self._dates, end_ms)
         for activity in itertools.islice(self.activities, lo, hi):
-            if activity["activityTypeId"] not in wanted:
+            if not _served(activity, wanted):
                 continue
-            if lead_ids and activity["leadId"] not in lead_ids:
+            if lead_ids and _field(activity, "leadId") not in lead_ids:
                 continue
-            if members is not None and activity["leadId"] not in members:
+            if members is not None and _field(activity, "leadId") not in members:
                 continue
             matched += 1
             if matched <= skip:
@@ -727,18 +747,32 @@ class MarketoStore:
         hi = bisect.bisect_right(self._dates, job["_end"])
         rows = 0
         for activity in itertools.islice(self.activities, lo, hi):
-            if job["_types"] and activity["activityTypeId"] not in job["_types"]:
+            if job["_types"] and not _served(activity, job["_types"]):
                 continue
             row = []
             for name in fields:
-                value = activity.get(name, "")
+                value = _field(activity, name, "")
                 if name == "attributes":
-                    value = json.dumps(activity["attributes"])
+                    value = json.dumps(value if value != "" else [])
                 row.append("" if value is None else value)
             writer.writerow(row)
             rows += 1
         job["numberOfRecords"] = rows
         return out.getvalue().encode()
+
+
+def _field(activity: Any, name: str, default: Any = None) -> Any:
+    """A field of a stored activity (a planted one may be no object at all)."""
+    return activity.get(name, default) if isinstance(activity, dict) else default
+
+
+def _served(activity: Any, wanted: set[int]) -> bool:
+    """Whether a request for the types ``wanted`` gets ``activity``: one of a planted activity
+    whose type cannot be read goes to every request, so the client meets it."""
+    type_id = _field(activity, "activityTypeId")
+    if isinstance(type_id, int) and not isinstance(type_id, bool):
+        return type_id in wanted
+    return True
 
 
 # ------------------------------------------------------------------------ the app

@@ -5,11 +5,17 @@ PostgreSQL alike, in one transaction, so a touch that is already in the ledger (
 same source + source id) is counted as a duplicate and left untouched: the first delivery wins
 and re-imports or re-deliveries never create a second row.
 
-``store_rejects`` writes dead letters. A record refused again while its dead letter is still
-open (same pipeline, record key and code) is not written twice, so re-importing a file with bad
-rows does not pile up copies. Payloads are made JSON-safe (undecodable bytes as ``\\xNN``
-escapes, U+0000 escaped, because PostgreSQL refuses it inside JSON) and values under secret-like
-keys (signature, token, password, ...) are masked.
+``store_rejects`` writes dead letters: records a file, a webhook sender or a pulled source
+refused (``RejectRecord``, or a ``RecordRejected`` from ``Page.rejects``). A record refused again
+while its dead letter is still open (same pipeline, record key and code) is not written twice,
+so re-importing a file with bad rows, or re-reading a source's boundary, does not pile up copies.
+Values under secret-like keys (signature, token, password, ...) are masked.
+
+Control characters (the ledger's rule, ``sync.ledger.types``): the columns clean every text they
+store, the same on SQLite and PostgreSQL. What is evidence keeps what arrived instead, visibly
+escaped (``\\x00``, ``\\udc80``; tab and line breaks kept): a touch's ``raw`` payload, a dead
+letter's reason and payload, and the ids a touch key is made of (``source_id``, so two vendor
+ids that differ by a control character stay two touches).
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import math
 import queue
-import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
@@ -27,9 +32,10 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine, Table, and_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from connectors.base import Touch
+from connectors.base import Touch, touch_key
+from connectors.errors import RecordRejected
 from sync.ledger.models import DeadLetterRow, DeadLetterStatus, TouchRow
-from sync.ledger.types import utcnow
+from sync.ledger.types import escape_controls, utcnow
 from sync.logs import SecretRedactor
 
 __all__ = [
@@ -40,13 +46,13 @@ __all__ = [
     "insert_touches",
     "store_rejects",
     "store_touches",
+    "stored_key",
 ]
 
 _TOUCH: Table = TouchRow.__table__  # type: ignore[attr-defined]
 _DEAD: Table = DeadLetterRow.__table__  # type: ignore[attr-defined]
 _LOOKUP_CHUNK = 500
 _KEY_REDACTOR = SecretRedactor()
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -89,20 +95,29 @@ def _insert_for(conn: Connection, table: Table) -> Any:
     raise NotImplementedError(f"no idempotent insert for {conn.dialect.name}")
 
 
+def stored_key(touch: Touch) -> str:
+    """The key the ledger stores ``touch`` under (its ids with control characters escaped)."""
+    return touch_key(_identifier(touch.source), _identifier(touch.source_id))
+
+
+def _identifier(value: str) -> str:
+    return escape_controls(value, keep="")
+
+
 def insert_touches(conn: Connection, touches: Iterable[Touch]) -> IngestResult:
     """Insert ``touches`` in the caller's transaction; existing keys are skipped, not updated."""
     rows: dict[str, dict[str, Any]] = {}
     seen_twice = 0
     pulled_at = utcnow()
     for touch in touches:
-        key = touch.key
+        key = stored_key(touch)
         if key in rows:
             seen_twice += 1
             continue
         rows[key] = {
             "key": key,
-            "source": touch.source,
-            "source_id": touch.source_id,
+            "source": _identifier(touch.source),
+            "source_id": _identifier(touch.source_id),
             "kind": touch.kind.value,
             "occurred_at": touch.occurred_at,
             "email": touch.email,
@@ -110,8 +125,8 @@ def insert_touches(conn: Connection, touches: Iterable[Touch]) -> IngestResult:
             "campaign": touch.campaign,
             "channel": touch.channel,
             "asset": touch.asset,
-            "attributes": _json_safe(dict(touch.attributes)),
-            "raw": _json_safe(dict(touch.raw)),
+            "attributes": dict(touch.attributes),  # cleaned by its column (JsonDocument)
+            "raw": _evidence(dict(touch.raw)),
             "pulled_at": pulled_at,
         }
     if not rows:
@@ -127,13 +142,35 @@ def store_touches(engine: Engine, touches: Iterable[Touch]) -> IngestResult:
         return insert_touches(conn, touches)
 
 
+@dataclass(frozen=True)
+class _Letter:
+    key: str
+    code: str
+    reason: str
+    payload: Mapping[str, Any]
+
+
+def _letter(reject: RejectRecord | RecordRejected) -> _Letter:
+    """A refusal as the dead letter stores it: ids escaped, evidence kept visible."""
+    if isinstance(reject, RecordRejected):
+        key, code, reason = reject.key or "", reject.code, str(reject)
+        payload: Mapping[str, Any] = reject.payload or {}
+    else:
+        key, code, reason, payload = reject.key, reject.code, reject.reason, reject.payload
+    return _Letter(_identifier(key), _identifier(code), escape_controls(reason), payload)
+
+
 def insert_rejects(
-    conn: Connection, pipeline: str, stage: str, rejects: Iterable[RejectRecord]
+    conn: Connection,
+    pipeline: str,
+    stage: str,
+    rejects: Iterable[RejectRecord | RecordRejected],
 ) -> int:
     """Write dead letters inside the caller's transaction; returns how many were new."""
-    pending: dict[tuple[str, str], RejectRecord] = {}
+    pending: dict[tuple[str, str], _Letter] = {}
     for reject in rejects:
-        pending.setdefault((reject.key, reject.code), reject)
+        letter = _letter(reject)
+        pending.setdefault((letter.key, letter.code), letter)
     if not pending:
         return 0
     known: set[tuple[str, str]] = set()
@@ -155,8 +192,8 @@ def insert_rejects(
             "stage": stage,
             "record_key": key,
             "code": code,
-            "reason": _json_safe(reject.reason),
-            "payload": _json_safe(_KEY_REDACTOR.scrub(dict(reject.payload))),
+            "reason": reject.reason,
+            "payload": _evidence(_KEY_REDACTOR.scrub(dict(reject.payload))),
             "created_at": created_at,
             "status": DeadLetterStatus.OPEN.value,
             "attempts": 0,
@@ -170,7 +207,7 @@ def insert_rejects(
 
 
 def store_rejects(
-    engine: Engine, pipeline: str, stage: str, rejects: Sequence[RejectRecord]
+    engine: Engine, pipeline: str, stage: str, rejects: Sequence[RejectRecord | RecordRejected]
 ) -> int:
     """Dead-letter ``rejects`` of ``pipeline`` at ``stage`` in one transaction; returns new ones."""
     if not rejects:
@@ -179,24 +216,22 @@ def store_rejects(
         return insert_rejects(conn, pipeline, stage, rejects)
 
 
-def _json_safe(value: Any, depth: int = 0) -> Any:
-    """``value`` with text PostgreSQL and JSON cannot hold escaped (lone surrogates, U+0000)."""
+def _evidence(value: Any, depth: int = 0) -> Any:
+    """``value`` as JSON both databases store alike, control characters and lone surrogates
+    escaped (tabs and line breaks kept in values), so a dead letter shows what arrived."""
     if isinstance(value, str):
-        if _UNSTORABLE.search(value):
-            value = value.encode("utf-8", "backslashreplace").decode("utf-8")
-            value = value.replace("\x00", "\\x00")
-        return value
+        return escape_controls(value)
     if depth > 64:
-        return repr(value)[:200]
+        return escape_controls(repr(value)[:200])
     if isinstance(value, Mapping):
-        return {_json_safe(str(k)): _json_safe(v, depth + 1) for k, v in value.items()}
+        return {escape_controls(str(k), keep=""): _evidence(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(v, depth + 1) for v in value]
+        return [_evidence(v, depth + 1) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)
     if value is None or isinstance(value, bool | int | float):
         return value
-    return str(value)
+    return escape_controls(str(value))
 
 
 class GroupCommitter:
@@ -273,7 +308,7 @@ class GroupCommitter:
         # queue order) that sent it and a duplicate for everyone after, as if run one by one.
         unclaimed = set(stored.inserted_keys)
         for pending in batch:
-            mine = {t.key for t in pending.touches} & unclaimed
+            mine = {stored_key(t) for t in pending.touches} & unclaimed
             unclaimed -= mine
             duplicates = len(pending.touches) - len(mine)
             pending.done.set_result(IngestResult(len(mine), duplicates, frozenset(mine)))

@@ -153,6 +153,11 @@ def _read_jsonl(handle: IO[bytes], builder: _RowBuilder) -> Iterator[Touch | Rej
         except RecursionError:
             yield builder.reject(line, "too_deep", "JSON nested too deep", {"text": text[:200]})
             continue
+        except ValueError:
+            # Python reads integers of at most 4,300 digits (sys.get_int_max_str_digits()).
+            reason = "not JSON that can be read: a number has more than 4,300 digits"
+            yield builder.reject(line, "invalid_json", reason, {"text": text[:200]})
+            continue
         if not isinstance(value, dict):
             yield builder.reject(
                 line, "wrong_type", "expected a JSON object on each line", {"text": text}

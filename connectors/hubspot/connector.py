@@ -127,8 +127,14 @@ class HubSpotConnector:
         return self.people.resolve(emails)
 
     def create_people(self, people: Sequence[Person]) -> list[Person]:
-        """Create (or update) contacts by e-mail through batch upsert (100 per call)."""
+        """Create (or update) contacts by e-mail through batch upsert (100 per call); those
+        HubSpot refuses are in ``last_rejections`` afterwards."""
         return self.people.create(people)
+
+    @property
+    def last_rejections(self) -> list[RecordRejected]:
+        """The people the last ``create_people`` could not write, keyed by e-mail."""
+        return self.people.last_rejections
 
     def push_touches(self, touches: Sequence[RenderedTouch]) -> list[DeliveryResult]:
         """Write each touch to its target: engagements and timeline events exactly once per

@@ -5,7 +5,10 @@ status. ``resolve_people`` batch-reads contacts by ``idProperty=email`` (100 per
 reads their companies through the v4 associations batch read (1,000 per call, each record's
 associations paged on their own: ``read_associations``) so touches can also be associated with
 the company. ``create_people`` upserts by e-mail (100 per call): an upsert is idempotent, so a
-retry after an unknown outcome cannot create a second contact.
+retry after an unknown outcome cannot create a second contact. A contact HubSpot refuses (a 207
+error naming it in ``context.ids``) is listed in ``last_rejections`` with HubSpot's code (the
+per-property ``error`` of a "Property values were not valid" answer, e.g. ``INVALID_EMAIL``,
+else its ``category``) and message.
 
 Lead status and lifecycle stage: a ``Person`` may carry HubSpot's own values, or the shared
 lifecycle stage names (``MQL``, ``SAL``, ...). The latter are translated through the mapping's
@@ -15,6 +18,7 @@ HubSpot's standard lifecycle stages.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -22,6 +26,7 @@ from typing import Any, Protocol
 import structlog
 
 from connectors.base import Person, PersonKind
+from connectors.errors import RecordRejected
 from connectors.hubspot.client import HubSpotClient
 
 __all__ = [
@@ -142,6 +147,8 @@ class PeopleDirectory:
         self.client = client
         self.source = source
         self.lifecycle = lifecycle
+        # The people the last ``create`` could not write, keyed by lower-cased e-mail.
+        self.last_rejections: list[RecordRejected] = []
 
     # -- lookups ------------------------------------------------------------------------------
 
@@ -181,12 +188,17 @@ class PeopleDirectory:
     # -- creation -----------------------------------------------------------------------------
 
     def create(self, people: Sequence[Person]) -> list[Person]:
-        """Upsert ``people`` by e-mail; returns the contacts written (failures are logged)."""
+        """Upsert ``people`` by e-mail; returns the contacts written. Those HubSpot refused are
+        in ``last_rejections`` afterwards, with HubSpot's code and message."""
         api = self.client.api("objects_batch")
+        self.last_rejections = []
         inputs: dict[str, dict[str, Any]] = {}
         for person in people:
             if not person.email or not person.email.strip():
                 log.warning("hubspot.create_person.skipped", reason="no email")
+                self.last_rejections.append(
+                    RecordRejected("a person needs an email to be created", code="NO_EMAIL")
+                )
                 continue
             email = person.email.strip().lower()
             inputs.setdefault(
@@ -205,10 +217,11 @@ class PeopleDirectory:
                     written[person.email] = person
             for error in answer.get("errors") or []:
                 ids = (error.get("context") or {}).get("ids") or []
-                log.warning(
-                    "hubspot.create_person.rejected",
-                    category=error.get("category"),
-                    count=len(ids),
+                code, message = refusal(error)
+                log.warning("hubspot.create_person.rejected", code=code, count=len(ids))
+                self.last_rejections.extend(
+                    RecordRejected(message, code=code, key=str(email).strip().lower())
+                    for email in ids
                 )
         return [written[email] for email in inputs if email in written]
 
@@ -255,6 +268,29 @@ class PeopleDirectory:
             if candidate in _LEAD_STATUSES:
                 return candidate
         return candidates[0] if candidates else None
+
+
+def refusal(error: Mapping[str, Any]) -> tuple[str, str]:
+    """HubSpot's (code, message) for one refused record of a batch answer (a ``StandardError``,
+    OpenAPI of the contacts API): the ``code`` of its first detail in ``errors``, else the first
+    property's ``error`` of a "Property values were not valid: [...]" message, else the
+    ``category``."""
+    category = str(error.get("category") or "VALIDATION_ERROR")
+    message = str(error.get("message") or category)
+    for detail in error.get("errors") or []:
+        if isinstance(detail, Mapping) and isinstance(detail.get("code"), str) and detail["code"]:
+            return detail["code"], message
+    _, bracket, listed = message.partition("[")
+    if bracket:
+        try:
+            problems = json.loads(bracket + listed)
+        except ValueError:
+            problems = None
+        if isinstance(problems, list):
+            for problem in problems:
+                if isinstance(problem, Mapping) and isinstance(problem.get("error"), str):
+                    return problem["error"], message
+    return category, message
 
 
 def primary_targets(

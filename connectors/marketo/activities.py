@@ -31,6 +31,18 @@ program (the activity has a "Webinar URL", or the program's name says webinar) a
 "Content Downloaded" is ``content_download``; other statuses are ``other``.
 
 Any other type pulled (named in ``activity_types``) becomes ``other`` with its raw payload.
+
+An activity that cannot be read is refused, never guessed at (``activity_time`` and
+``activity_head`` raise ``RecordRejected`` with the raw activity, which the pull passes on as a
+dead letter). Per Adobe's Swagger ``Activity`` definition an activity is an object with
+``activityDate`` (an ISO 8601 date-time), ``activityTypeId`` and ``leadId`` (integers), and
+``marketoGUID`` (its unique id; the integer ``id`` is the fallback of older instances). Codes:
+
+    NOT_AN_OBJECT   the result item is not a JSON object
+    BAD_DATE        activityDate missing or not an ISO 8601 date-time
+    NO_ID           neither marketoGUID nor id
+    BAD_TYPE        activityTypeId missing or not an integer
+    BAD_LEAD_ID     leadId missing or not an integer
 """
 
 from __future__ import annotations
@@ -45,18 +57,22 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from connectors.base import Touch, TouchKind
+from connectors.base import Touch, TouchKind, source_reject
 from connectors.errors import ConfigError, RecordRejected
 
 __all__ = [
     "PROGRAM_STATUS_TYPE",
     "STANDARD_TYPES",
+    "ActivityHead",
     "ActivityType",
+    "activity_head",
     "activity_key",
+    "activity_time",
     "format_marketo_time",
     "kind_of",
     "parse_bulk_csv",
     "parse_marketo_time",
+    "refuse_activity",
     "resolve_types",
     "to_touch",
 ]
@@ -169,19 +185,83 @@ def format_marketo_time(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
+def _own_id(activity: Mapping[str, Any]) -> str | None:
+    for name in ("marketoGUID", "id"):
+        value = activity.get(name)
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
+            return str(value).strip()
+    return None
+
+
+def refuse_activity(source: str, activity: Any, code: str, reason: str) -> RecordRejected:
+    """The dead letter of an unreadable activity: keyed by its id when it has one."""
+    payload = activity if isinstance(activity, Mapping) else {"activity": activity}
+    own = _own_id(activity) if isinstance(activity, Mapping) else None
+    named = f"Marketo activity {own}" if own else "a Marketo activity"
+    return source_reject(source, code, f"{named} {reason}", payload, own)
+
+
 def activity_key(activity: Mapping[str, Any]) -> str:
     """The stable id of an activity: its marketoGUID, else its integer id."""
-    guid = activity.get("marketoGUID")
-    if guid not in (None, ""):
-        return str(guid)
-    if activity.get("id") not in (None, ""):
-        return str(activity["id"])
-    raise RecordRejected("Marketo activity has neither marketoGUID nor id", code="NO_ID")
+    own = _own_id(activity)
+    if own is None:
+        raise RecordRejected("Marketo activity has neither marketoGUID nor id", code="NO_ID")
+    return own
+
+
+def activity_time(source: str, activity: Any) -> datetime:
+    """When an activity happened, or RecordRejected (NOT_AN_OBJECT, BAD_DATE)."""
+    if not isinstance(activity, Mapping):
+        raise refuse_activity(source, activity, "NOT_AN_OBJECT", "is not a JSON object")
+    value = activity.get("activityDate")
+    if not isinstance(value, str) or not value.strip():
+        raise refuse_activity(source, activity, "BAD_DATE", "has no activityDate")
+    try:
+        return parse_marketo_time(value)
+    except ValueError:
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        raise refuse_activity(
+            source, activity, "BAD_DATE", f"has an unreadable activityDate {shown!r}"
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityHead:
+    """What every activity must carry to become a touch: its id, type and lead."""
+
+    key: str
+    type_id: int
+    lead_id: int
+
+
+def _integer(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) < 30:
+        return int(value)
+    return None
+
+
+def activity_head(source: str, activity: Mapping[str, Any]) -> ActivityHead:
+    """The id, type and lead of an activity, or RecordRejected (NO_ID, BAD_TYPE, BAD_LEAD_ID)."""
+    own = _own_id(activity)
+    if own is None:
+        raise refuse_activity(source, activity, "NO_ID", "has neither marketoGUID nor id")
+    type_id = _integer(activity.get("activityTypeId"))
+    if type_id is None:
+        raise refuse_activity(source, activity, "BAD_TYPE", "has no integer activityTypeId")
+    lead_id = _integer(activity.get("leadId"))
+    if lead_id is None:
+        raise refuse_activity(source, activity, "BAD_LEAD_ID", "has no integer leadId")
+    return ActivityHead(own, type_id, lead_id)
 
 
 def _attributes(activity: Mapping[str, Any]) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for item in activity.get("attributes") or []:
+    items = activity.get("attributes")
+    for item in items if isinstance(items, list) else []:
         if isinstance(item, Mapping) and "name" in item:
             values[str(item["name"])] = item.get("value")
     return values
@@ -229,15 +309,12 @@ def to_touch(
     activity_type: ActivityType,
     email: str | None,
 ) -> Touch:
-    """One Marketo activity as a Touch; the raw activity is kept as pulled."""
-    try:
-        occurred_at = parse_marketo_time(str(activity["activityDate"]))
-    except (KeyError, ValueError):
-        raise RecordRejected(
-            "Marketo activity has no valid activityDate",
-            code="BAD_DATE",
-            key=f"{source}:{activity.get('marketoGUID') or activity.get('id')}",
-        ) from None
+    """One Marketo activity as a Touch; the raw activity is kept as pulled.
+
+    RecordRejected (with the raw activity) when it lacks what every activity must carry.
+    """
+    occurred_at = activity_time(source, activity)
+    head = activity_head(source, activity)
     attributes = _attributes(activity)
     primary = activity.get("primaryAttributeValue")
     primary_value = None if primary in (None, "") else str(primary)
@@ -246,14 +323,13 @@ def to_touch(
     extra: dict[str, Any] = {"activity_type": activity_type.name, **attributes}
     if activity.get("primaryAttributeValueId") not in (None, ""):
         extra["primary_attribute_value_id"] = activity["primaryAttributeValueId"]
-    lead_id = activity.get("leadId")
     return Touch(
         source=source,
-        source_id=activity_key(activity),
+        source_id=head.key,
         kind=kind_of(activity_type, attributes, primary_value),
         occurred_at=occurred_at,
         email=email,
-        person_ref=None if lead_id in (None, "") else str(lead_id),
+        person_ref=str(head.lead_id),
         campaign=None if campaign in (None, "") else str(campaign),
         channel=standard.channel if standard else None,
         asset=primary_value,
@@ -269,9 +345,12 @@ def parse_bulk_csv(content: bytes) -> Iterator[dict[str, Any]]:
     """Rows of a bulk activity export (CSV) as dicts shaped like REST activities.
 
     The export's ``attributes`` column holds the secondary attributes as a JSON object (or, in
-    older exports, a list of name/value pairs); both become the REST ``attributes`` list.
+    older exports, a list of name/value pairs); both become the REST ``attributes`` list. A byte
+    that is not UTF-8 spoils only its own value (kept as a lone surrogate, which the ledger stores
+    as U+FFFD, and as an escape in the raw payload), never the file.
     """
-    reader = csv.DictReader(io.StringIO(content.decode("utf-8-sig")))
+    text = content.decode("utf-8-sig", errors="surrogateescape")
+    reader = csv.DictReader(io.StringIO(text))
     for row in reader:
         activity: dict[str, Any] = {k: v for k, v in row.items() if k is not None}
         for name in _BULK_INT_FIELDS:

@@ -21,6 +21,12 @@ per 31-day window (Marketo's maximum), created and enqueued once each
 (``connectors.marketo.exports``), polled until complete (at most once a minute by default: the
 status changes no faster), downloaded as CSV, checked against the job's SHA-256
 ``fileChecksum`` and parsed into the same touches.
+
+An activity that cannot be read (``activities``: no id, an unreadable ``activityDate``, no
+integer type or lead) never stops a pull: it goes into the next page's ``rejects`` with its raw
+payload (a dead letter of stage ``pull``) and the pull goes on past it. One whose date is
+readable counts at that time for the cursor, like a touch, so the re-read boundary second does
+not refuse it twice.
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ from connectors.base import CheckResult, Cursor, ListChange, Page, Person, Perso
 from connectors.errors import ClosedloopError, ConfigError, Fatal, RecordRejected, Transient
 from connectors.marketo.activities import (
     ActivityType,
-    activity_key,
+    activity_head,
+    activity_time,
     format_marketo_time,
     parse_bulk_csv,
     parse_marketo_time,
@@ -91,6 +98,7 @@ class _Pending:
         self.cursor = cursor
         self.floor = since
         self.items: list[tuple[datetime, dict[str, Any], ActivityType]] = []
+        self.rejects: list[RecordRejected] = []
         self.unknown: dict[int, None] = {}  # insertion-ordered set of lead ids to look up
         self.emails: dict[int, str | None] = {}
         self.emitted_at: dict[datetime, set[str]] = {}
@@ -98,21 +106,50 @@ class _Pending:
         self.max_emitted: datetime | None = None
         self.at = since  # the time the cursor stands at
 
-    def add(self, when: datetime, activity: dict[str, Any], atype: ActivityType) -> None:
-        key = activity_key(activity)
-        if key in self.seen:
+    def read(
+        self, when: datetime, activity: dict[str, Any], by_id: Mapping[int, ActivityType]
+    ) -> None:
+        """Queue an activity read at ``when`` (one of a type not pulled is passed over)."""
+        try:
+            head = activity_head(self.source.name, activity)
+        except RecordRejected as refused:
+            self.reject(refused, when)
             return
-        if (
-            self.cursor.value is not None
-            and when == self.floor
-            and (self.source.touch_key(key) in self.cursor.boundary_keys)
-        ):
+        atype = by_id.get(head.type_id)
+        if atype is None or self._known(self.source.touch_key(head.key), when):
             return
-        self.seen.add(key)
-        lead = _lead_id(activity)
-        if lead is not None and lead not in self.emails:
-            self.unknown[lead] = None
+        if head.lead_id not in self.emails:
+            self.unknown[head.lead_id] = None
         self.items.append((when, activity, atype))
+
+    def reject(self, refused: RecordRejected, when: datetime | None = None) -> None:
+        """Set an unreadable activity aside for the next page (``when``: its time, if known)."""
+        key = refused.key or ""
+        if when is None:
+            if key in self.seen:
+                return
+            self.seen.add(key)
+        elif self._known(key, when):
+            return
+        else:
+            self._emitted(when, key)
+        self.rejects.append(refused)
+
+    def _known(self, key: str, when: datetime) -> bool:
+        """Whether the touch ``key`` was read already (in this pull, or at the cursor's boundary
+        second by the pull before); marks it read."""
+        if key in self.seen:
+            return True
+        at_boundary = self.cursor.value is not None and when == self.floor
+        if at_boundary and key in self.cursor.boundary_keys:
+            return True
+        self.seen.add(key)
+        return False
+
+    def _emitted(self, when: datetime, key: str) -> None:
+        self.emitted_at.setdefault(when, set()).add(key)
+        if self.max_emitted is None or when > self.max_emitted:
+            self.max_emitted = when
 
     def resolve(self, final: bool) -> None:
         """Look up lead emails 300 at a time (the remainder too when ``final``)."""
@@ -137,12 +174,15 @@ class _Pending:
                 waiting.append((when, activity, atype))
                 continue
             email = self.emails.get(lead) if lead is not None else None
-            touch = to_touch(self.source.name, activity, atype, email)
+            try:
+                touch = to_touch(self.source.name, activity, atype, email)
+            except RecordRejected as refused:
+                self.rejects.append(refused)
+                continue
             ready.append(touch)
-            self.emitted_at.setdefault(when, set()).add(touch.key)
-            if self.max_emitted is None or when > self.max_emitted:
-                self.max_emitted = when
+            self._emitted(when, touch.key)
         self.items = waiting
+        rejects, self.rejects = self.rejects, []
         bound = safe
         if waiting:
             oldest = min(when for when, _, _ in waiting)
@@ -153,9 +193,9 @@ class _Pending:
         if bound is not None and bound >= self.at:
             self.at = bound
             self.cursor = self._cursor_at(bound)
-        if not ready and self.cursor == old:
+        if not ready and not rejects and self.cursor == old:
             return None
-        return Page(records=ready, cursor=self.cursor)
+        return Page(records=ready, cursor=self.cursor, rejects=rejects)
 
     def _cursor_at(self, bound: datetime) -> Cursor:
         keys = frozenset(self.emitted_at.get(bound, set()))
@@ -165,23 +205,6 @@ class _Pending:
         if value == self.cursor.value:
             return Cursor(value, self.cursor.boundary_keys | keys)
         return Cursor(value, keys)
-
-
-def _activity_time(activity: Mapping[str, Any]) -> datetime:
-    try:
-        return parse_marketo_time(str(activity["activityDate"]))
-    except (KeyError, ValueError):
-        raise Fatal(
-            f"Marketo returned activity {activity.get('marketoGUID') or activity.get('id')} "
-            "without a readable activityDate"
-        ) from None
-
-
-def _type_id(activity: Mapping[str, Any]) -> int:
-    try:
-        return int(activity["activityTypeId"])
-    except (KeyError, TypeError, ValueError):
-        return -1
 
 
 def _lead_id(activity: Mapping[str, Any]) -> int | None:
@@ -321,16 +344,22 @@ class MarketoSource:
                 "batchSize": self.settings.page_size,
             },
         )
-        for activity in body.get("result") or []:
-            when = _activity_time(activity)
-            if when > until:
-                # Activities come in time order: everything after this is past ``until`` too.
-                group.done = True
-                break
-            atype = by_id.get(_type_id(activity))
-            if atype is None:
+        result = body.get("result") or []
+        if not isinstance(result, list):
+            # Not one bad record but a bad page: skipping it could lose every activity on it.
+            raise Fatal("Marketo GET /rest/v1/activities.json answered a result that is no list")
+        for activity in result:
+            try:
+                when = activity_time(self.name, activity)
+            except RecordRejected as refused:
+                pending.reject(refused)
                 continue
-            pending.add(when, activity, atype)
+            if when > until:
+                # Activities come in time order, so the group ends with this page; the rest of
+                # the page is still read, in case one activity is out of order.
+                group.done = True
+                continue
+            pending.read(when, activity, by_id)
             group.progress = max(group.progress, when)
         token = body.get("nextPageToken")
         if isinstance(token, str) and token:
@@ -347,19 +376,20 @@ class MarketoSource:
         while start < until:
             end = min(start + timedelta(days=MAX_EXPORT_DAYS), until)
             rows = self.bulk_export(start, end, [t.id for t in types])
-            dated: list[tuple[datetime, dict[str, Any], ActivityType]] = []
+            dated: list[tuple[datetime, dict[str, Any]]] = []
             for row in rows:
-                atype = by_id.get(_type_id(row))
-                if atype is None:
+                try:
+                    when = activity_time(self.name, row)
+                except RecordRejected as refused:
+                    pending.reject(refused)
                     continue
-                when = _activity_time(row)
                 if since <= when <= until:
-                    dated.append((when, row, atype))
+                    dated.append((when, row))
             dated.sort(key=lambda item: item[0])
             for offset in range(0, len(dated), _BULK_PAGE):
                 chunk = dated[offset : offset + _BULK_PAGE]
-                for when, row, atype in chunk:
-                    pending.add(when, row, atype)
+                for when, row in chunk:
+                    pending.read(when, row, by_id)
                 pending.resolve(final=True)
                 # Rows are sorted by time: everything before the chunk's last second is in.
                 page = pending.take(chunk[-1][0])

@@ -182,6 +182,10 @@ class WebhookReceiver:
         except json.JSONDecodeError as exc:
             reason = f"the body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
             return await self._refuse_body(source, "invalid_json", reason, text)
+        except ValueError:
+            # Python reads integers of at most 4,300 digits (sys.get_int_max_str_digits()).
+            reason = "the body holds a number too long to read (more than 4,300 digits)"
+            return await self._refuse_body(source, "invalid_json", reason, text)
         except RecursionError:
             return await self._refuse_body(source, "too_deep", "the JSON is nested too deep", text)
         if not isinstance(document, list | dict):

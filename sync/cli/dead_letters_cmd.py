@@ -4,6 +4,10 @@ Every refused record is kept with its pipeline, stage (pull, resolve, map, push)
 code and message, and its payload. ``replay`` sends touches through map + push again (after
 the mapping or the CRM was fixed) and marks them ``replayed`` when they land; ``discard`` closes
 them without sending (they stay in the ledger for the record).
+
+Stage ``pull`` letters are records a source, a file or a webhook sender gave that could not
+become a touch (no id, an unreadable time, ...); their payload is the record as it arrived.
+They cannot be replayed: ``show`` says what to do instead.
 """
 
 from __future__ import annotations
@@ -151,8 +155,24 @@ def show_command(
         "created_at": row.created_at.isoformat(),
         "resolved_at": row.resolved_at.isoformat() if row.resolved_at else None,
         "payload": row.payload,
+        "next": _next_step(row.stage, row.id),
     }
     typer.echo(json.dumps(document, indent=2, ensure_ascii=False, default=str))
+
+
+def _next_step(stage: str, dead_letter_id: int) -> str:
+    """What a person can do about a dead letter of ``stage``."""
+    if stage == "pull":
+        return (
+            "refused as it was read, before it became a touch, so it cannot be replayed: have "
+            "the record fixed at its source and read that period again (`closedloop backfill "
+            "--since DATE`, or send the file or webhook again), then `closedloop dead-letters "
+            f"discard {dead_letter_id}`"
+        )
+    return (
+        "fix what the reason names (the mapping, the CRM's data or settings), then "
+        f"`closedloop dead-letters replay {dead_letter_id}`"
+    )
 
 
 @app.command("replay")

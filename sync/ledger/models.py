@@ -23,9 +23,11 @@ what has a name).
   the org described and when; mappings are validated against it, see ``sync.crm_schema``).
 
 Times are aware UTC datetimes (``UtcDateTime``), money is ``Numeric(18, 2)``, emails are
-lower-cased on the way in (``EmailAddress``). SQLite keeps NUMERIC values as doubles: amounts
-come back exact to the cent up to 9,999,999,999,999.99 (15 significant digits), and SQL-side
-sums over very many rows may drift by cents; PostgreSQL is exact over the whole range.
+lower-cased on the way in (``EmailAddress``), and no text column stores a control character
+(``guard_text_columns``, rules in ``sync.ledger.types``). SQLite keeps NUMERIC values as
+doubles: amounts come back exact to the cent up to 9,999,999,999,999.99 (15 significant
+digits), and SQL-side sums over very many rows may drift by cents; PostgreSQL is exact over the
+whole range.
 Columns that bulk inserts commonly omit carry a column default, so Core
 ``insert(...).values(...)`` works as well as the ORM.
 """
@@ -42,7 +44,13 @@ from sqlalchemy.orm import registry
 from sqlalchemy.sql.elements import conv
 from sqlmodel import Field, SQLModel
 
-from sync.ledger.types import EmailAddress, JsonDocument, UtcDateTime, utcnow
+from sync.ledger.types import (
+    EmailAddress,
+    JsonDocument,
+    UtcDateTime,
+    guard_text_columns,
+    utcnow,
+)
 
 __all__ = [
     "LEDGER_METADATA",
@@ -678,3 +686,8 @@ class CrmSchemaRow(LedgerModel, table=True):
     # has no such object (or the integration user cannot see it).
     fields: list[dict[str, Any]] | None = Field(default=None, sa_type=JsonDocument)
     read_at: datetime = Field(sa_type=UtcDateTime)
+
+
+# Every plain text column stores no control characters, alike on SQLite and PostgreSQL
+# (``sync.ledger.types``: one-line columns, multi-line ones, JSON documents).
+guard_text_columns(LEDGER_METADATA)

@@ -373,8 +373,11 @@ class Deliverer:
                     out[email] = person
         return out
 
-    def _create(self, touches_by_email: Mapping[str, Touch]) -> tuple[dict[str, Person], set[str]]:
-        """Create people the CRM lacks, per the mapping's policy: (created, held emails)."""
+    def _create(
+        self, touches_by_email: Mapping[str, Touch]
+    ) -> tuple[dict[str, Person], set[str], dict[str, RecordRejected]]:
+        """Create people the CRM lacks, per the mapping's policy: (created, held emails, the
+        CRM's refusals by email, from its ``last_rejections``)."""
         plans: dict[str, Person] = {}
         held: set[str] = set()
         for email, touch in touches_by_email.items():
@@ -403,13 +406,17 @@ class Deliverer:
                 fields=fields,
             )
         if not plans:
-            return {}, held
+            return {}, held, {}
         # Never blindly retry a create: look again first, so a lost answer creates no twin.
         created: dict[str, Person] = {}
+        refused: dict[str, RecordRejected] = {}
         missing = dict(plans)
         for attempt in range(CALL_ATTEMPTS):
             try:
                 made = self.crm.create_people(list(missing.values()))
+                for rejection in getattr(self.crm, "last_rejections", None) or []:
+                    if rejection.key:
+                        refused[rejection.key.strip().lower()] = rejection
             except Transient:
                 if attempt + 1 == CALL_ATTEMPTS:
                     raise
@@ -430,7 +437,7 @@ class Deliverer:
         for email, person in created.items():
             self._cache(email, person)
         self.ctx.add("created_people", len(created))
-        return created, held
+        return created, held, refused
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         for attempt in _retrying():
@@ -583,9 +590,10 @@ class Deliverer:
             if email not in people:
                 first_touch.setdefault(email, p.touch)
         held_emails: set[str] = set()
+        refused: dict[str, RecordRejected] = {}
         if first_touch:
             try:
-                created, held_emails = self._create(first_touch)
+                created, held_emails, refused = self._create(first_touch)
             except RecordRejected as exc:
                 created = {}
                 for p in with_email:
@@ -604,8 +612,13 @@ class Deliverer:
                 ready.append(p.touch)
             elif email in held_emails:
                 held_ids.append(p.touch_id)
+            elif email in refused:
+                # The CRM's own answer (Salesforce INVALID_EMAIL_ADDRESS, HubSpot INVALID_EMAIL).
+                why = refused[email]
+                reason = f"{self.sink} refused to create the person for {email}: {why.code}: {why}"
+                work.reject(p, why.code, reason, DeadLetterStage.RESOLVE)
             else:
-                reason = f"the CRM did not create a person for {email}"
+                reason = f"the CRM did not create a person for {email} and gave no reason"
                 work.reject(p, "CREATE_FAILED", reason, DeadLetterStage.RESOLVE)
         return ready, held_ids
 

@@ -1,9 +1,13 @@
 """The touches pipeline: pull from the activity source into the ledger, then deliver to the CRM.
 
-Pull: ``source.pull_touches(cursor, until=run start)``; each page's touches and the advanced
-cursor are committed in ONE fenced transaction (duplicates dropped on the touch key), so a
-crash re-reads at most one page. Sources that store their own touches (file imports, the
-webhook receiver) have no pull: the pipeline delivers what the ledger holds for them.
+Pull: ``source.pull_touches(cursor, until=run start)``; each page's touches, the records the
+source refused (``Page.rejects``: dead letters of stage ``pull``, with the raw record and the
+reason) and the advanced cursor are committed in ONE fenced transaction (duplicates dropped on
+the touch key, a refusal already open not written twice), so a crash re-reads at most one page
+and one poison record never stops the pipeline. Sources that store their own touches (file
+imports, the webhook receiver) have no pull: the pipeline delivers what the ledger holds for
+them. A pull that fails (quota spent, the source down) still lets the run deliver what the
+ledger already holds before the run fails with the pull's error.
 
 Deliver (``deliveries.Deliverer``), streaming through the ledger by touch id in batches of
 ``batch_size``: first the touches left ``intended`` by a crash or ``failed`` (held people,
@@ -25,10 +29,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, and_, select
 
 from connectors.base import Cursor
-from connectors.errors import ConfigError
-from sync.ingest import insert_touches
-from sync.ledger.models import DeliveryRow, DeliveryState, TouchRow
+from connectors.errors import ClosedloopError, ConfigError
+from sync.ingest import insert_rejects, insert_touches
+from sync.ledger.models import DeadLetterStage, DeliveryRow, DeliveryState, TouchRow
 from sync.pipelines.deliveries import Deliverer, Pending, touch_from_row
+from sync.pipelines.runner import FenceLost
 
 if TYPE_CHECKING:
     from sync.mapping import CompiledMapping
@@ -69,13 +74,23 @@ def run_touches(ctx: RunContext) -> None:
     if pipeline.source is None or pipeline.sink is None:
         raise ConfigError(f"pipeline {ctx.name!r} needs a source and a sink")
     mapping = load_pipeline_mapping(ctx)
-    _pull(ctx, pipeline.source)
+    pull_error: ClosedloopError | None = None
+    try:
+        _pull(ctx, pipeline.source)
+    except FenceLost:
+        raise
+    except ClosedloopError as exc:
+        # What earlier pages stored is safe in the ledger: deliver it, then report the failure.
+        pull_error = exc
+        ctx.note(f"pulling from {pipeline.source} failed; delivering the touches already stored")
     crm = ctx.connections.crm(pipeline.sink)
     deliverer = _CursorDeliverer(ctx, crm, pipeline.sink, mapping)
     _deliver(ctx, deliverer, pipeline.source)
     minimum = deliverer.minimum_calls()
     if minimum is not None:
         ctx.minimum_calls[pipeline.sink] = minimum
+    if pull_error is not None:
+        raise pull_error
 
 
 def _pull(ctx: RunContext, source_name: str) -> None:
@@ -88,16 +103,26 @@ def _pull(ctx: RunContext, source_name: str) -> None:
         return
     stored = ctx.load_cursor(PULL_STREAM)
     cursor = Cursor(cursor_value(ctx.since)) if ctx.since is not None else stored
+    refused = 0
     for page in source.pull_touches(cursor, until=ctx.started_at):
         with ctx.transaction() as conn:
             result = insert_touches(conn, page.records)
+            letters = insert_rejects(conn, ctx.name, DeadLetterStage.PULL.value, page.rejects)
             if _moves_forward(stored, page.cursor):
                 ctx.save_cursor(conn, PULL_STREAM, page.cursor)
+        refused += len(page.rejects)
         ctx.add("pulled", len(page.records))
         ctx.add("new", result.inserted)
         ctx.add("duplicates", result.duplicates)
-        ctx.progress("pull", len(page.records))
+        ctx.add("refused", len(page.rejects))
+        ctx.add("dead_lettered", letters)
+        ctx.progress("pull", len(page.records) + len(page.rejects))
         ctx.check_stop()
+    if refused:
+        ctx.note(
+            f"{refused} record(s) from {source_name} could not be read and became dead letters "
+            "of stage pull: see `closedloop dead-letters list`"
+        )
 
 
 def _moves_forward(stored: Cursor, candidate: Cursor) -> bool:

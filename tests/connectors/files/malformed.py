@@ -233,6 +233,8 @@ def bad_jsonl_cases() -> list[Case]:
         Case(b'{"email": "a@b.com",}\n', "invalid_json"),
         Case(b'{"email": "\xff@example.com"}\n', "non_utf8"),
         Case(b"[" * 100_000 + b"\n", "too_deep"),
+        # A number longer than Python converts (4,300 digits): a ValueError, not a decode error.
+        Case(jsonl_record().replace(b'"Acme"', b"9" * 5000), "invalid_json"),
         Case(jsonl_record(company="\ud800"), "invalid_unicode"),
         Case(jsonl_record(company="a\u0000b"), "control_character"),
         Case(jsonl_record(company=json.loads("[" * 40 + "]" * 40)), "too_deep"),

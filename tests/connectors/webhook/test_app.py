@@ -294,6 +294,8 @@ def test_json_with_a_utf8_charset_is_accepted(client: Client, recorder: Recorder
         (b"", "invalid_json"),
         (b"{'single': 1}", "invalid_json"),
         (b"[1, 2,]", "invalid_json"),
+        # A number longer than Python converts (4,300 digits): a ValueError, not a decode error.
+        (b'[{"id": ' + b"7" * 5000 + b"}]", "invalid_json"),
         (b"[" * 100_000, "too_deep"),
         (b'"an activity"', "wrong_type"),
         (b"42", "wrong_type"),
