@@ -53,6 +53,7 @@ __all__ = [
     "Page",
     "Person",
     "PersonKind",
+    "ReasonChange",
     "RenderedTouch",
     "StatusChange",
     "Touch",
@@ -224,6 +225,19 @@ class StatusChange:
     reason: str | None = None
     owner_id: str | None = None
     email: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonChange:
+    """A value written to a reason field (why sales disqualified or recycled a person) at the
+    CRM's time; the dispositions pipeline gives it to the decision it explains."""
+
+    source: str
+    object_type: str
+    object_id: str
+    field: str  # the CRM field, e.g. Disqualified_Reason__c
+    value: str
+    changed_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

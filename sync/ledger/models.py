@@ -398,7 +398,8 @@ class CampaignCostRow(LedgerModel, table=True):
 
 
 class DispositionRow(LedgerModel, table=True):
-    """One observed status or stage transition; append-only.
+    """One observed status or stage transition; append-only (only an empty ``reason`` is filled
+    in later, by a reason the rep wrote after the status: ``sync.pipelines.dispositions``).
 
     ``new_value`` is never NULL: a cleared field is stored as ``""``. SQL treats NULLs as
     distinct in unique constraints, so a NULL there would let a re-pull double the row.

@@ -260,6 +260,12 @@ _SALESFORCE: dict[str, dict[str, FieldInfo]] = {
                 255,
                 ("No budget", "No need", "Competitor", "Bad data", "Not a fit"),
             ),
+            _f(
+                "Recycle_Reason__c",
+                "picklist",
+                255,
+                ("Not ready to buy", "No response", "Timing: next fiscal year"),
+            ),
             _f("IsConverted", "boolean"),
         )
     ),
@@ -388,6 +394,7 @@ _HUBSPOT: dict[str, dict[str, FieldInfo]] = {
                 ),
             ),
             _f("closedloop_disqualified_reason", "string", 255),
+            _f("closedloop_recycle_reason", "string", 255),
             _f("hubspotscore", "number"),
             _f("hs_analytics_source", "enumeration"),
             _f("closedloop_lead_source", "string", 255),
@@ -460,6 +467,7 @@ CLOSEDLOOP_HUBSPOT_PROPERTIES: dict[str, tuple[FieldInfo, ...]] = {
     ),
     "contact": (
         FieldInfo("closedloop_disqualified_reason", "string", 255),
+        FieldInfo("closedloop_recycle_reason", "string", 255),
         FieldInfo("closedloop_lead_source", "string", 255),
     ),
 }

@@ -8,6 +8,10 @@ Two value maps: ``stages`` for the status and deal stage fields, ``lifecycle_sta
 optional ``lifecycle_field`` (HubSpot's lifecyclestage, recorded as the disposition field
 ``lifecycle_stage``). A mapping without a lifecycle field reads that field through ``stages``,
 as files written before it existed expect.
+
+Reasons: ``reason_field`` names one field for both sales decisions (Disqualified, Recycled);
+``reason_fields`` names one per decision, for orgs that keep "why disqualified" and "why
+recycled" apart. ``reason_fields_for`` resolves both into decision -> field.
 """
 
 from __future__ import annotations
@@ -18,9 +22,15 @@ from datetime import UTC, datetime, timedelta
 
 from connectors.base import Person, Touch
 from sync.mapping.conditions import TouchesPredicate, compile_mql_condition
-from sync.mapping.model import Lifecycle, Mql, Stage, parse_duration
+from sync.mapping.model import REASON_OUTCOMES, Lifecycle, Mql, Stage, parse_duration
 
-__all__ = ["LIFECYCLE_STAGE", "CompiledLifecycle", "Stage", "compile_lifecycle"]
+__all__ = [
+    "LIFECYCLE_STAGE",
+    "CompiledLifecycle",
+    "Stage",
+    "compile_lifecycle",
+    "reason_fields_for",
+]
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,8 @@ class CompiledLifecycle:
     status_field: str | None = None
     stage_field: str | None = None
     reason_field: str | None = None
+    # Disqualified / Recycled -> the field carrying the reason of that decision.
+    reason_fields: Mapping[Stage, str] = field(default_factory=dict)
     lifecycle_field: str | None = None
     values: Mapping[Stage, tuple[str, ...]] = field(default_factory=dict)
     lifecycle_stages: Mapping[Stage, tuple[str, ...]] = field(default_factory=dict)
@@ -111,8 +123,21 @@ class CompiledLifecycle:
         return self.stage_for(crm_value) is Stage.RECYCLED
 
     def is_disqualified(self, crm_value: str | None) -> bool:
-        """Whether a status disqualifies the person (the reason is in ``reason_field``)."""
+        """Whether a status disqualifies the person (the reason is in ``reason_fields``)."""
         return self.stage_for(crm_value) is Stage.DISQUALIFIED
+
+    @property
+    def reason_field_names(self) -> tuple[str, ...]:
+        """Every field that carries a reason, the disqualification's first."""
+        return tuple(
+            dict.fromkeys(self.reason_fields[s] for s in REASON_OUTCOMES if s in self.reason_fields)
+        )
+
+    def reason_outcomes(self, crm_field: str) -> tuple[Stage, ...]:
+        """The decisions whose reason ``crm_field`` gives; a field the mapping does not name
+        (a Salesforce connection's own ``lead_reason_fields``) gives the reason of both."""
+        named = tuple(s for s in REASON_OUTCOMES if self.reason_fields.get(s) == crm_field)
+        return named or REASON_OUTCOMES
 
     def sla_target(self, stage: Stage) -> timedelta | None:
         """Time allowed from entering ``stage`` to the first sales action, if agreed."""
@@ -140,6 +165,16 @@ def _compile_mql(mql: Mql) -> _CompiledMql:
     )
 
 
+def reason_fields_for(lifecycle: Lifecycle) -> dict[Stage, str]:
+    """Disqualified / Recycled -> its reason field: ``reason_fields``, else ``reason_field``."""
+    found: dict[Stage, str] = {}
+    for outcome in REASON_OUTCOMES:
+        name = lifecycle.reason_fields.get(outcome) or lifecycle.reason_field
+        if name:
+            found[outcome] = name
+    return found
+
+
 def compile_lifecycle(lifecycle: Lifecycle | None) -> CompiledLifecycle:
     """Compile the lifecycle section; a file without one gets an empty lifecycle."""
     if lifecycle is None:
@@ -148,6 +183,7 @@ def compile_lifecycle(lifecycle: Lifecycle | None) -> CompiledLifecycle:
         status_field=lifecycle.status_field,
         stage_field=lifecycle.stage_field,
         reason_field=lifecycle.reason_field,
+        reason_fields=reason_fields_for(lifecycle),
         lifecycle_field=lifecycle.lifecycle_field,
         values={stage: tuple(values) for stage, values in lifecycle.stages.items()},
         lifecycle_stages={s: tuple(v) for s, v in lifecycle.lifecycle_stages.items()},

@@ -37,6 +37,7 @@ from sync.yamlfile import did_you_mean
 __all__ = [
     "CURRENT_SCHEMA_VERSION",
     "EVENT_TARGETS",
+    "REASON_OUTCOMES",
     "SCHEMA_FILE_NAME",
     "SIMPLE_TRANSFORMS",
     "CampaignMembers",
@@ -296,6 +297,20 @@ def _check_stage(value: Any) -> Any:
 
 
 StageKey = Annotated[Stage, BeforeValidator(_check_stage)]
+# The sales decisions a reason field explains (``lifecycle.reason_field`` / ``reason_fields``).
+REASON_OUTCOMES: tuple[Stage, ...] = (Stage.DISQUALIFIED, Stage.RECYCLED)
+
+
+def _check_outcome(value: Any) -> Any:
+    value = _check_stage(value)
+    if value not in {s.value for s in REASON_OUTCOMES}:
+        raise PydanticCustomError(
+            "outcome", "a reason explains Disqualified or Recycled, not {stage}", {"stage": value}
+        )
+    return value
+
+
+OutcomeKey = Annotated[Stage, BeforeValidator(_check_outcome)]
 
 
 class Digest(_Strict):
@@ -590,7 +605,14 @@ class Lifecycle(_Strict):
         default_factory=dict, description="stage -> the values of lifecycle_field that mean it"
     )
     reason_field: str | None = Field(
-        default=None, description="the field giving why a person was disqualified or recycled"
+        default=None,
+        description="the field giving why a person was disqualified or recycled (both "
+        "outcomes; reason_fields names one per outcome)",
+    )
+    reason_fields: dict[OutcomeKey, str] = Field(
+        default_factory=dict,
+        description="Disqualified / Recycled -> the field giving the reason of that outcome, "
+        "for orgs that keep them apart (an outcome not listed uses reason_field)",
     )
     sla: dict[StageKey, Duration] = Field(
         default_factory=dict, description="time allowed from entering a stage to a sales action"

@@ -667,6 +667,9 @@ class _Semantic:
         if lifecycle.reason_field is not None:
             self.check_field((*base, "reason_field"), people_objects, lifecycle.reason_field,
                              key=False)  # fmt: skip
+        for outcome, name in lifecycle.reason_fields.items():
+            self.check_field((*base, "reason_fields", outcome.value), people_objects, name,
+                             key=False)  # fmt: skip
         self.stage_values((*base, "stages"), lifecycle.stages, (status, stage))
         self.lifecycle_field(lifecycle)
         if lifecycle.mql is not None:

@@ -5,7 +5,7 @@ For each page of ``crm.pull_changes("people" | "opportunities", cursor, until=ru
 the value each tracked field had before is the newest disposition already recorded for that
 record and field (unknown when none: the first observation of a status or stage is recorded
 with no old value); every field whose value differs appends one ``disposition`` row (old ->
-new, the mapping's reason field, owner, the CRM's change time, and ``lifecycle_stage`` =
+new, owner, the CRM's change time, and ``lifecycle_stage`` =
 ``mapping.lifecycle.stage_for(new, field)``: a status or deal stage through the mapping's
 ``stages``, a HubSpot lifecycle stage through its ``lifecycle_stages``). The person /
 opportunity rows are refreshed and the cursor advanced in the same fenced transaction.
@@ -18,17 +18,44 @@ holds is already the newest disposition and polling adds nothing for it; polling
 what history lacks (an untracked field, a change from before tracking was turned on). History
 holds changes, not the value a record was created with: when a record's first recorded change
 has an old value, that value is recorded as its first observation at the record's creation.
+
+Reasons (why sales disqualified or recycled a person: the mapping's ``lifecycle.reason_field``,
+or ``reason_fields`` per decision, and a Salesforce connection's ``lead_reason_fields``) arrive
+as ``ReasonChange`` records: from field history each value written with its own time, from
+polling a person's current value at the person's modification time. A rep often saves the
+status first and fills in the reason a minute or a day later, and the two may be read in
+different pages or runs. The rule:
+
+    The reason of a disqualification or recycle is the first non-empty value written to its
+    reason field at the time of the status change or later - from the start of the change's
+    second, as Salesforce's field history is precise to the second and a reason saved just
+    before the status in that second belongs to it - before the record's next change of that
+    field, and at most ``REASON_WINDOW`` (7 days) after the change.
+
+Seven days covers a rep who catches up on the week's paperwork before the weekly pipeline
+review, and a reason typed in the next morning; a value set later than that is more likely a
+data clean-up or a new judgement than the reason given when the decision was made, and the
+bound keeps a stale value from attaching to an old decision. Reasons count only for the
+decisions their field explains (a recycle reason field never explains a disqualification; a
+field the mapping does not name explains both), and for both person fields a decision shows in
+(a HubSpot contact's lead status and its lifecycle stage). A value the field still held when a
+person was polled counts as written at the poll's modification time.
+
+A reason read after its decision was stored fills that decision's empty ``reason`` in place:
+transitions stay append-only (a row's values, times and stage never change and no row is
+removed); only a NULL reason may later be set, once, to the first reason that explains it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import Connection, Table, select
+import structlog
+from sqlalchemy import Connection, Table, bindparam, or_, select, update
 
-from connectors.base import Opportunity, Person, StatusChange
+from connectors.base import Opportunity, Person, ReasonChange, StatusChange
 from connectors.errors import ConfigError
 from sync.ledger.dialect import dialect_insert
 from sync.ledger.models import DispositionRow, OpportunityRow
@@ -40,9 +67,20 @@ from sync.pipelines.reconcile import opportunity_values, pull_stream, upsert_row
 if TYPE_CHECKING:
     from sync.pipelines.runner import RunContext
 
-__all__ = ["DISPOSITION_STREAMS", "history_streams", "record_changes", "run_dispositions"]
+__all__ = [
+    "DISPOSITION_STREAMS",
+    "REASON_WINDOW",
+    "Recorded",
+    "history_streams",
+    "record_changes",
+    "run_dispositions",
+]
+
+log = structlog.get_logger(__name__)
 
 DISPOSITION_STREAMS = ("people", "opportunities")
+# How long after a disqualification or recycle a reason written to its field still explains it.
+REASON_WINDOW = timedelta(days=7)
 
 _DISPOSITION: Table = DispositionRow.__table__  # type: ignore[attr-defined]
 _OPPORTUNITY: Table = OpportunityRow.__table__  # type: ignore[attr-defined]
@@ -51,6 +89,8 @@ _CHUNK = 500
 _PERSON_FIELDS = (("status", True), ("lifecycle_stage", True), ("owner_id", False),
                   ("converted", False))  # fmt: skip
 _STAGED = frozenset({"status", "lifecycle_stage", "stage"})
+# The person fields a sales decision shows in, each explained by the reasons on its own.
+_DECIDED = ("status", "lifecycle_stage")
 
 
 def _text(value: Any) -> str | None:
@@ -135,18 +175,12 @@ def _row(
     }
 
 
-def _person_changes(
-    conn: Connection, crm: str, people: Sequence[Person], lifecycle: CompiledLifecycle
-) -> list[StatusChange]:
+def _person_changes(conn: Connection, crm: str, people: Sequence[Person]) -> list[StatusChange]:
     ids = [p.external_id for p in people]
     known, first = _known_values(conn, crm, ids)
     out: list[StatusChange] = []
     for person in people:
         when = person.updated_at or utcnow()
-        reason = None
-        if lifecycle.reason_field:
-            value = person.fields.get(lifecycle.reason_field)
-            reason = _text(value) if value not in (None, "") else None
         for name in ("status", "lifecycle_stage"):
             initial = _start_of_history(first, (person.external_id, name), person.created_at)
             if initial is not None:
@@ -172,12 +206,98 @@ def _person_changes(
                 StatusChange(
                     source=crm, object_type=person.kind.value, object_id=person.external_id,
                     field=name, old_value=old, new_value=new, changed_at=when,
-                    reason=reason if name in _STAGED else None, owner_id=person.owner_id,
-                    email=person.email,
+                    owner_id=person.owner_id, email=person.email,
                 )
             )  # fmt: skip
             known[(person.external_id, name)] = new
     return out
+
+
+def _person_reasons(people: Sequence[Person], lifecycle: CompiledLifecycle) -> list[ReasonChange]:
+    """The reason fields polled people hold, as written at each person's modification time."""
+    out: list[ReasonChange] = []
+    for person in people:
+        for name in lifecycle.reason_field_names:
+            value = _text(person.fields.get(name))
+            if value and value.strip():
+                out.append(
+                    ReasonChange(
+                        source=person.source, object_type=person.kind.value,
+                        object_id=person.external_id, field=name, value=value,
+                        changed_at=person.updated_at or utcnow(),
+                    )
+                )  # fmt: skip
+    return out
+
+
+def _explained(rows: Sequence[Any], at: datetime) -> Any:
+    """The change of one field a reason written at ``at`` explains: the newest change from the
+    reason's second or before, if the reason came within ``REASON_WINDOW`` of it (else None)."""
+    newest = None
+    for row in rows:  # in time order
+        if row.changed_at.replace(microsecond=0) > at:
+            break
+        newest = row
+    if newest is None or at - newest.changed_at > REASON_WINDOW:
+        return None
+    return newest
+
+
+def _attach_reasons(
+    conn: Connection, crm: str, reasons: Sequence[ReasonChange], lifecycle: CompiledLifecycle
+) -> int:
+    """Give each decision still without a reason the first reason that explains it (the rule
+    in the module docstring); returns how many decisions got one."""
+    given = sorted((r for r in reasons if r.value.strip()), key=lambda r: r.changed_at)
+    if not given:
+        return 0
+    ids = sorted({r.object_id for r in given})
+    changes: dict[tuple[str, str, str], list[Any]] = {}
+    for start in range(0, len(ids), _CHUNK):
+        rows = conn.execute(
+            select(
+                _DISPOSITION.c.id,
+                _DISPOSITION.c.object_type,
+                _DISPOSITION.c.object_id,
+                _DISPOSITION.c.field,
+                _DISPOSITION.c.lifecycle_stage,
+                _DISPOSITION.c.reason,
+                _DISPOSITION.c.changed_at,
+            )
+            .where(
+                _DISPOSITION.c.crm == crm,
+                _DISPOSITION.c.object_id.in_(ids[start : start + _CHUNK]),
+                _DISPOSITION.c.field.in_(_DECIDED),
+            )
+            .order_by(_DISPOSITION.c.changed_at, _DISPOSITION.c.id)
+        )
+        for row in rows:
+            changes.setdefault((row.object_type, row.object_id, row.field), []).append(row)
+    filled: dict[int, str] = {}
+    for reason in given:
+        outcomes = {stage.value for stage in lifecycle.reason_outcomes(reason.field)}
+        for name in _DECIDED:
+            decision = _explained(
+                changes.get((reason.object_type, reason.object_id, name), ()), reason.changed_at
+            )
+            if (
+                decision is None
+                or decision.lifecycle_stage not in outcomes
+                or (decision.reason or "").strip()
+                or decision.id in filled
+            ):
+                continue
+            filled[decision.id] = reason.value
+    if filled:
+        empty = or_(_DISPOSITION.c.reason.is_(None), _DISPOSITION.c.reason == "")
+        conn.execute(
+            update(_DISPOSITION)
+            .where(_DISPOSITION.c.id == bindparam("row_id"), empty)
+            .values(reason=bindparam("given")),
+            [{"row_id": row_id, "given": value} for row_id, value in filled.items()],
+        )
+        log.info("dispositions.reasons_given", crm=crm, decisions=len(filled))
+    return len(filled)
 
 
 def _opportunity_changes(
@@ -209,30 +329,41 @@ def _opportunity_changes(
     return out
 
 
+class Recorded(NamedTuple):
+    """What one page added: new disposition rows, and decisions that got their reason."""
+
+    dispositions: int
+    reasons: int
+
+
 def record_changes(
     conn: Connection, crm: str, run_id: int, records: Iterable[Any], lifecycle: CompiledLifecycle
-) -> int:
-    """Append the transitions a page of CRM records shows; refresh people and deals. Returns
-    how many disposition rows were new."""
+) -> Recorded:
+    """Append the transitions a page of CRM records shows, then give the decisions the reasons
+    it shows (``ReasonChange``); refresh people and deals."""
     items = list(records)
     people = [r for r in items if isinstance(r, Person)]
     opps = [r for r in items if isinstance(r, Opportunity)]
     changes = [r for r in items if isinstance(r, StatusChange)]
+    reasons = [r for r in items if isinstance(r, ReasonChange)]
     if people:
-        changes.extend(_person_changes(conn, crm, people, lifecycle))
+        changes.extend(_person_changes(conn, crm, people))
+        reasons.extend(_person_reasons(people, lifecycle))
         upsert_people(conn, crm, people)
     if opps:
         changes.extend(_opportunity_changes(conn, crm, opps))
         upsert_rows(
             conn, _OPPORTUNITY, [opportunity_values(crm, o) for o in opps], ("crm", "external_id")
         )
-    if not changes:
-        return 0
-    statement = dialect_insert(conn, _DISPOSITION).on_conflict_do_nothing()
-    result = conn.execute(
-        statement.returning(_DISPOSITION.c.id), [_row(crm, run_id, c, lifecycle) for c in changes]
-    )
-    return len(result.all())
+    added = 0
+    if changes:
+        statement = dialect_insert(conn, _DISPOSITION).on_conflict_do_nothing()
+        result = conn.execute(
+            statement.returning(_DISPOSITION.c.id),
+            [_row(crm, run_id, c, lifecycle) for c in changes],
+        )
+        added = len(result.all())
+    return Recorded(added, _attach_reasons(conn, crm, reasons, lifecycle))
 
 
 def _lifecycle(ctx: RunContext) -> CompiledLifecycle:
@@ -264,17 +395,18 @@ def run_dispositions(ctx: RunContext) -> None:
     crm = ctx.connections.crm(source)
     lifecycle = _lifecycle(ctx)
     include_reasons = getattr(crm, "include_reason_fields", None)
-    if lifecycle.reason_field and callable(include_reasons):
-        include_reasons([lifecycle.reason_field])
+    if lifecycle.reason_field_names and callable(include_reasons):
+        include_reasons(list(lifecycle.reason_field_names))
     for stream in (*history_streams(crm), *DISPOSITION_STREAMS):
         pages = pull_stream(ctx, crm, stream)
         if pages is None:
             continue
         for page in pages:
             with ctx.transaction() as conn:
-                added = record_changes(conn, source, ctx.run_id, page.records, lifecycle)
+                recorded = record_changes(conn, source, ctx.run_id, page.records, lifecycle)
                 ctx.save_cursor(conn, stream, page.cursor)
             ctx.add("pulled", len(page.records))
-            ctx.add("dispositions", added)
+            ctx.add("dispositions", recorded.dispositions)
+            ctx.add("reasons", recorded.reasons)
             ctx.progress(stream, len(page.records))
             ctx.check_stop()

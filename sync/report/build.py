@@ -99,8 +99,8 @@ def report_inputs(config: Any) -> ReportInputs:
 def _reason_fields(
     config: Any, lifecycles: Mapping[str, CompiledLifecycle]
 ) -> dict[str, tuple[str, ...]]:
-    """CRM connection -> the fields that carry reasons: the mapping's ``lifecycle.reason_field``,
-    then the connection's own ``lead_reason_fields`` (Salesforce)."""
+    """CRM connection -> the fields that carry reasons: the mapping's ``lifecycle.reason_field``
+    / ``reason_fields``, then the connection's own ``lead_reason_fields`` (Salesforce)."""
     out: dict[str, tuple[str, ...]] = {}
     connections = getattr(config, "connections", None) or {}
     for crm in sorted(set(lifecycles) | set(connections)):
@@ -108,7 +108,7 @@ def _reason_fields(
         connection = connections.get(crm)
         settings = getattr(connection, "settings", None)
         extra = getattr(settings, "lead_reason_fields", None) or ()
-        names = [lifecycle.reason_field] if lifecycle and lifecycle.reason_field else []
+        names = list(lifecycle.reason_field_names) if lifecycle else []
         names.extend(str(name) for name in extra)
         if names:
             out[crm] = tuple(dict.fromkeys(names))

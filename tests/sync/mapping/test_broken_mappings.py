@@ -65,6 +65,12 @@ EXPECTED: dict[str, tuple[int, str, str]] = {
         15, "people.fields.Email.source", "did you mean 'person.email'?"
     ),
     "picklist_value_misspelled": (11, "touches.fields.Status", "did you mean 'Completed'?"),
+    "reason_field_misspelled": (
+        16, "lifecycle.reason_fields.Recycled", "did you mean 'Recycle_Reason__c'?"
+    ),
+    "reason_fields_for_a_stage_sales_does_not_decide": (
+        16, "lifecycle.reason_fields.SAL", "explains Disqualified or Recycled, not SAL"
+    ),
     "sla_duration_unreadable": (18, "lifecycle.sla.MQL", "not a duration"),
     "template_syntax_error": (10, "touches.fields.Subject", "template syntax error"),
     "truncate_crm_without_length": (

@@ -149,6 +149,46 @@ def test_stage_for_maps_crm_values_ignoring_case_and_unknowns_to_none(tmp_path: 
     assert life.reason_field == "Disqualified_Reason__c"
 
 
+def test_one_reason_field_gives_the_reason_of_both_decisions(tmp_path: Path) -> None:
+    life = mapping_from(tmp_path, LIFECYCLE).lifecycle
+    assert life.reason_field_names == ("Disqualified_Reason__c",)
+    assert life.reason_outcomes("Disqualified_Reason__c") == (Stage.DISQUALIFIED, Stage.RECYCLED)
+
+
+def test_reason_fields_name_one_field_per_decision_and_reason_field_fills_the_other(
+    tmp_path: Path,
+) -> None:
+    both = LIFECYCLE.replace(
+        "  reason_field: Disqualified_Reason__c\n",
+        "  reason_fields:\n    Disqualified: Disqualified_Reason__c\n"
+        "    Recycled: Recycle_Reason__c\n",
+    )
+    life = mapping_from(tmp_path, both).lifecycle
+    assert life.reason_field_names == ("Disqualified_Reason__c", "Recycle_Reason__c")
+    assert life.reason_outcomes("Disqualified_Reason__c") == (Stage.DISQUALIFIED,)
+    assert life.reason_outcomes("Recycle_Reason__c") == (Stage.RECYCLED,)
+    # A field the mapping does not name (a connection's lead_reason_fields) explains both.
+    assert life.reason_outcomes("Other_Reason__c") == (Stage.DISQUALIFIED, Stage.RECYCLED)
+
+    mixed = LIFECYCLE.replace(
+        "  reason_field: Disqualified_Reason__c\n",
+        "  reason_field: Disqualified_Reason__c\n  reason_fields: {Recycled: Recycle_Reason__c}\n",
+    )
+    life = mapping_from(tmp_path, mixed).lifecycle
+    assert dict(life.reason_fields) == {
+        Stage.DISQUALIFIED: "Disqualified_Reason__c", Stage.RECYCLED: "Recycle_Reason__c",
+    }  # fmt: skip
+
+
+def test_the_shipped_mappings_name_a_reason_field_per_decision() -> None:
+    for name, fields in (
+        ("marketo-salesforce", ("Disqualified_Reason__c", "Recycle_Reason__c")),
+        ("marketo-hubspot", ("closedloop_disqualified_reason", "closedloop_recycle_reason")),
+    ):
+        life = load_lifecycle(ROOT / "mappings" / f"{name}.yaml")
+        assert life.reason_field_names == fields
+
+
 def test_a_hubspot_lifecycle_stage_and_lead_status_each_mean_stages_through_their_own_values() -> (
     None
 ):
