@@ -4,7 +4,9 @@ Other parts read this too (mapping validation uses field lengths and picklist va
 data only: no store, no HTTP. Field attributes follow the names of the real describe result
 (``createable``, ``nillable``, ``externalId``, ``referenceTo``...). The org is a plain Enterprise
 org with the standard fields closedloop touches plus its custom fields (``Closedloop_Key__c`` on
-Task, ``Domain__c`` on Account, ``Disqualified_Reason__c`` on Lead, ``Channel__c`` on Campaign).
+Task, ``Domain__c`` on Account, ``Disqualified_Reason__c`` and ``Recycle_Reason__c`` on Lead,
+``Channel__c`` on Campaign): its admin keeps why sales disqualified a lead apart from why it was
+recycled, and tracks the history of both.
 
 ``OBJECTS`` is the org as it starts; each ``SalesforceStore`` keeps its own copy, to which an
 admin (or a test) adds custom fields the way a real org gets them: the Tooling API's
@@ -307,6 +309,7 @@ HISTORY_TRACKED: dict[str, dict[str, str]] = {
         "Status": "Status",
         "OwnerId": "Owner",
         "Disqualified_Reason__c": "Disqualified_Reason__c",
+        "Recycle_Reason__c": "Recycle_Reason__c",
     },
     "Opportunity": {"StageName": "StageName", "Amount": "Amount", "CloseDate": "CloseDate"},
 }
@@ -439,6 +442,7 @@ OBJECTS: dict[str, ObjectDef] = {
                 ),
                 _ro(FieldDef("ConvertedDate", "date", "Converted Date")),
                 _text("Disqualified_Reason__c", "Disqualified Reason", 255, custom=True),
+                _text("Recycle_Reason__c", "Recycle Reason", 255, custom=True),
                 FieldDef("Description", "textarea", "Description", length=32000),
                 *_audit(),
             ],

@@ -71,6 +71,9 @@ _HISTORY_TYPES = {
     "date": "Date",
     "datetime": "DateTime",
 }
+# Lead status -> the field the demo org's reps fill in with why they set it, in the same save
+# (the org keeps why a lead was disqualified apart from why it was recycled).
+_REASON_FIELDS = {"Disqualified": "Disqualified_Reason__c", "Recycled": "Recycle_Reason__c"}
 _RESPONDED_KINDS = frozenset(
     {
         "email_click",
@@ -1245,8 +1248,9 @@ class SalesforceStore:
                         **_audit(campaign.start_date, campaign.start_date),
                     },
                 )
+            reasons = _current_reasons(world)
             for person in world.people:
-                self._load_person(person, ids)
+                self._load_person(person, ids, reasons.get(person.id, {}))
             for opp in world.opportunities:
                 ids[opp.id] = self.insert(
                     "Opportunity",
@@ -1286,7 +1290,7 @@ class SalesforceStore:
             self._load_members(world, ids)
             self._load_history(world, ids)
 
-    def _load_person(self, person: Any, ids: dict[str, str]) -> None:
+    def _load_person(self, person: Any, ids: dict[str, str], reasons: Mapping[str, str]) -> None:
         owner = ids.get(person.owner_id, self.user_id)
         common = {
             "FirstName": person.first_name,
@@ -1323,16 +1327,17 @@ class SalesforceStore:
                     **common,
                     "Company": person.company or person.last_name,
                     "Status": person.lead_status,
-                    "Disqualified_Reason__c": person.disqualified_reason,
+                    **reasons,
                     **audit,
                 },
             )
 
     def _load_history(self, world: World, ids: dict[str, str]) -> None:
-        """Field history of the seed's lead status and deal stage changes. A record's value at
-        creation has no field row (a real org writes a "created" row without values; the
-        emulator writes none), so an opportunity's first stage has none."""
-        reasons = {p.id: p.disqualified_reason for p in world.people if p.disqualified_reason}
+        """Field history of the seed's lead status and deal stage changes, and of the reasons
+        reps gave with a status (written in the same save, so at the same time). A record's
+        value at creation has no field row (a real org writes a "created" row without values;
+        the emulator writes none), so an opportunity's first stage has none."""
+        given: dict[tuple[str, str], str] = {}  # (lead id, reason field) -> value so far
         for event in world.status_events:
             if event.old_value is None or event.old_value == event.new_value:
                 continue
@@ -1345,16 +1350,14 @@ class SalesforceStore:
                 self.record_history(
                     "Lead", lead_id, "Status", event.old_value, event.new_value, created=at, by=by
                 )
-                if event.reason is not None and reasons.get(event.object_id) == event.reason:
-                    self.record_history(
-                        "Lead",
-                        lead_id,
-                        "Disqualified_Reason__c",
-                        None,
-                        event.reason,
-                        created=at,
-                        by=by,
-                    )
+                field_name = _REASON_FIELDS.get(event.new_value)
+                if event.reason is not None and field_name is not None:
+                    before = given.get((lead_id, field_name))
+                    if before != event.reason:
+                        self.record_history(
+                            "Lead", lead_id, field_name, before, event.reason, created=at, by=by
+                        )
+                        given[(lead_id, field_name)] = event.reason
             elif event.field == "stage" and event.object_id in ids:
                 self.record_history(
                     "Opportunity",
@@ -1406,6 +1409,16 @@ class SalesforceStore:
                 },
                 "world_ids": dict(self.world_ids),
             }
+
+
+def _current_reasons(world: World) -> dict[str, dict[str, str]]:
+    """Person id -> reason field -> the last reason the world's reps gave for that status."""
+    found: dict[str, dict[str, str]] = {}
+    for event in sorted(world.status_events, key=lambda e: e.changed_at):
+        field_name = _REASON_FIELDS.get(event.new_value)
+        if event.field == "lead_status" and event.reason is not None and field_name is not None:
+            found.setdefault(event.object_id, {})[field_name] = event.reason
+    return found
 
 
 def _audit(created: datetime, modified: datetime) -> dict[str, str]:

@@ -4,19 +4,28 @@ Polling ``Lead.Status`` shows one value per pull; the org's field history (``Lea
 ``OpportunityFieldHistory``) keeps every change with its old value and the moment it was made,
 so a first sync already has each lead's "Open at t0, MQL at t1, Working at t2" sequence. The
 ``status_history`` stream reads it incrementally on ``CreatedDate`` (history rows are never
-edited, so ``query`` is enough) and yields ``StatusChange`` records:
+edited, so ``query`` is enough) and yields ``StatusChange`` and ``ReasonChange`` records:
 
 ====================================  ==================  ==============================
 history row (``Field``)               disposition field   notes
 ====================================  ==================  ==============================
-LeadHistory ``Status``                ``status``          reason from a reason-field row
+LeadHistory ``Status``                ``status``
 LeadHistory ``Owner``                 ``owner_id``        the id row; the names row is
                                                           skipped (an owner change writes
                                                           both)
-LeadHistory ``<reason field>``        (none)              the ``reason`` of the status
-                                                          change made at the same moment
+LeadHistory ``<reason field>``        (a reason)          a ``ReasonChange`` at the row's
+                                                          time; the dispositions pipeline
+                                                          gives it to the decision it
+                                                          explains
 OpportunityFieldHistory ``StageName``  ``stage``
 ====================================  ==================  ==============================
+
+One save writes one row per tracked field it changed, all with the save's ``CreatedDate``; the
+timestamp is precise to the second (Field History Tracking, "Considerations":
+https://developer.salesforce.com/docs/atlas.en-us.securityImplGuide.meta/securityImplGuide/tracking_field_history.htm).
+A reason filled in by a later save is a later row, which is why reasons are not matched to a
+status row here but by the dispositions pipeline, across pages and runs
+(``sync.pipelines.dispositions``).
 
 History only holds fields whose tracking is on (Setup > Object Manager > Lead > Fields &
 Relationships > Set History Tracking) and only from the day it was turned on; the dispositions
@@ -34,7 +43,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from connectors.base import CheckResult, Cursor, Page, StatusChange
+from connectors.base import CheckResult, Cursor, Page, ReasonChange, StatusChange
 from connectors.errors import ClosedloopError, ConfigError
 from connectors.lagwindow import SeenVersions
 from connectors.salesforce.client import SalesforceClient
@@ -108,31 +117,31 @@ def _text(value: Any) -> str | None:
 
 def _changes(
     source: str, spec: HistorySpec, rows: Sequence[Mapping[str, Any]]
-) -> list[StatusChange]:
-    """The changes of rows that share one ``CreatedDate``: reason rows become the reason of the
-    status change of the same record."""
-    reasons: dict[str, str] = {}
+) -> list[StatusChange | ReasonChange]:
+    """The changes of rows that share one ``CreatedDate``; a reason field's row is the value
+    written to it (a cleared reason is no reason and is left out)."""
+    out: list[StatusChange | ReasonChange] = []
     for row in rows:
-        if row.get("Field") in spec.reason_fields and _text(row.get("NewValue")):
-            reasons[str(row.get(spec.parent_field))] = str(row["NewValue"])
-    out: list[StatusChange] = []
-    for row in rows:
-        field = spec.fields.get(str(row.get("Field")))
+        name = str(row.get("Field"))
+        old, new = _text(row.get("OldValue")), _text(row.get("NewValue"))
+        object_id = str(row.get(spec.parent_field))
+        changed_at = parse_sf_datetime(row.get(HISTORY_KEY))
+        assert changed_at is not None
+        if name in spec.reason_fields:
+            if new is not None and new.strip():
+                out.append(ReasonChange(source, spec.object_type, object_id, name, new, changed_at))
+            continue
+        field = spec.fields.get(name)
         if field is None:
             continue
-        old, new = _text(row.get("OldValue")), _text(row.get("NewValue"))
         if field == "owner_id" and not all(_OWNER_ID.match(v) for v in (old, new) if v):
             continue  # the user-names row of an owner change
         related = row.get(spec.parent)
         parent: Mapping[str, Any] = related if isinstance(related, Mapping) else {}
-        object_id = str(row.get(spec.parent_field))
-        changed_at = parse_sf_datetime(row.get(HISTORY_KEY))
-        assert changed_at is not None
         out.append(
             StatusChange(
                 source=source, object_type=spec.object_type, object_id=object_id, field=field,
                 old_value=old, new_value=new, changed_at=changed_at,
-                reason=reasons.get(object_id) if field == "status" else None,
                 owner_id=new if field == "owner_id" else _text(parent.get("OwnerId")),
                 email=_text(parent.get("Email")),
             )
@@ -142,8 +151,9 @@ def _changes(
 
 def pull_history(
     client: SalesforceClient, source: str, cursor: Cursor, until: datetime
-) -> Iterator[Page[StatusChange]]:
-    """Pages of status, owner and stage changes recorded after ``cursor``, up to ``until``."""
+) -> Iterator[Page[StatusChange | ReasonChange]]:
+    """Pages of status, owner and stage changes and reasons written after ``cursor``, up to
+    ``until``."""
     settings = client.settings
     lag = timedelta(seconds=settings.reread_lag_seconds)
     start = parse_sf_datetime(cursor.value) if cursor.value is not None else None
@@ -156,7 +166,7 @@ def pull_history(
     merged = heapq.merge(
         *(_rows(client, spec, lower, until) for spec in specs), key=lambda item: item[0]
     )
-    batch: list[StatusChange] = []
+    batch: list[StatusChange | ReasonChange] = []
     group: list[Mapping[str, Any]] = []
     group_key: tuple[datetime, HistorySpec] | None = None
     last: datetime | None = None

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from connectors.base import Cursor, StatusChange
+from connectors.base import Cursor, ReasonChange, StatusChange
 from connectors.errors import ClosedloopError
 from connectors.salesforce.connector import SalesforceConnector
 from connectors.salesforce.history import HISTORY_STREAM
@@ -20,8 +20,8 @@ Make = Callable[..., SalesforceConnector]
 
 def _pull(
     connector: SalesforceConnector, cursor: Cursor, until: datetime
-) -> tuple[list[StatusChange], Cursor]:
-    found: list[StatusChange] = []
+) -> tuple[list[Any], Cursor]:
+    found: list[Any] = []
     for page in connector.pull_changes(HISTORY_STREAM, cursor, until):
         found.extend(page.records)
         cursor = page.cursor
@@ -66,7 +66,7 @@ def test_the_seeded_history_holds_every_lead_status_and_deal_stage_change_of_the
     assert [c.changed_at for c in changes] == sorted(c.changed_at for c in changes)
 
 
-def test_changes_come_once_with_old_values_times_reason_and_the_new_owner_id(
+def test_changes_come_once_with_old_values_times_reasons_and_the_new_owner_id(
     sandbox: SandboxServer, make_connector: Make
 ) -> None:
     store = sandbox.store("salesforce")
@@ -83,14 +83,42 @@ def test_changes_come_once_with_old_values_times_reason_and_the_new_owner_id(
     changes, cursor = _pull(connector, cursor, until)
     again, _ = _pull(connector, cursor, until + timedelta(seconds=1))
 
-    assert [(c.field, c.old_value, c.new_value, c.changed_at, c.reason) for c in changes] == [
-        ("status", "Open - Not Contacted", "Working - Contacted", _ms(t1), None),
-        ("owner_id", lead["OwnerId"], rep, _ms(t1), None),
-        ("status", "Working - Contacted", "Disqualified", _ms(t2), "Budget"),
+    statuses = [c for c in changes if isinstance(c, StatusChange)]
+    assert [(c.field, c.old_value, c.new_value, c.changed_at) for c in statuses] == [
+        ("status", "Open - Not Contacted", "Working - Contacted", _ms(t1)),
+        ("owner_id", lead["OwnerId"], rep, _ms(t1)),
+        ("status", "Working - Contacted", "Disqualified", _ms(t2)),
     ]
+    # The reason comes as written, at its own time: the pipeline gives it to the decision.
+    assert [c for c in changes if isinstance(c, ReasonChange)] == [
+        ReasonChange(connector.name, "lead", lead["Id"], "Disqualified_Reason__c", "Budget",
+                     _ms(t2)),
+    ]  # fmt: skip
     assert {c.object_id for c in changes} == {lead["Id"]}
-    assert {c.email for c in changes} == {lead["Email"]}
+    assert {c.email for c in statuses} == {lead["Email"]}
     assert again == []
+
+
+def test_the_seeded_history_holds_each_reason_in_the_field_of_its_decision(
+    sandbox_readonly: SandboxServer, make_connector: Make
+) -> None:
+    world = sandbox_readonly.world
+    assert world is not None
+    ids = sandbox_readonly.store("salesforce").world_ids
+    connector = make_connector(lead_reason_fields=("Disqualified_Reason__c", "Recycle_Reason__c"))
+
+    changes, _ = _pull(connector, Cursor(), world.now)
+
+    fields = {"Disqualified": "Disqualified_Reason__c", "Recycled": "Recycle_Reason__c"}
+    expected = {
+        (ids[e.object_id], fields[e.new_value], e.reason, _ms(e.changed_at))
+        for e in world.status_events
+        if e.field == "lead_status" and e.reason is not None
+    }
+    got = {(c.object_id, c.field, c.value, c.changed_at) for c in changes
+           if isinstance(c, ReasonChange)}  # fmt: skip
+    assert got == expected
+    assert {f for _, f, _, _ in got} == set(fields.values())  # recycles give theirs too
 
 
 def test_a_history_row_that_commits_late_inside_the_lag_window_is_still_read(
