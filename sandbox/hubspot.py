@@ -78,6 +78,13 @@ _LEAD_STATUS = {
     "Recycled": "BAD_TIMING",
     "Disqualified": "UNQUALIFIED",
 }
+# Lead status -> the contact property the portal's reps fill in with why they set it, in the
+# same edit: the properties `closedloop check hubspot --fix` creates and the shipped mapping's
+# lifecycle.reason_fields name; the demo portal's admin created them before the reps' history.
+_REASON_PROPERTIES = {
+    "Disqualified": ("closedloop_disqualified_reason", "closedloop disqualified reason"),
+    "Recycled": ("closedloop_recycle_reason", "closedloop recycle reason"),
+}
 _DEAL_STAGE = {
     "Prospecting": "appointmentscheduled",
     "Qualification": "qualifiedtobuy",
@@ -95,6 +102,16 @@ _EMAIL_EVENT = {
     "email_bounce": "BOUNCE",
     "email_unsubscribe": "STATUSCHANGE",
 }
+
+
+def _current_reasons(world: World) -> dict[str, dict[str, str]]:
+    """World person id -> reason property -> the last reason its reps gave for that status."""
+    found: dict[str, dict[str, str]] = {}
+    for event in sorted(world.status_events, key=lambda e: e.changed_at):
+        reason = _REASON_PROPERTIES.get(event.new_value)
+        if event.field == "lead_status" and event.reason is not None and reason is not None:
+            found.setdefault(event.object_id, {})[reason[0]] = event.reason
+    return found
 
 
 def is_oauth(token: str) -> bool:
@@ -252,6 +269,14 @@ class HubSpotStore:
 
     def _load(self, world: World) -> None:
         data = self.data
+        for name, label in _REASON_PROPERTIES.values():
+            if name not in data.properties["contacts"]:
+                data.create_property(
+                    "contacts",
+                    {"name": name, "label": label, "type": "string", "fieldType": "text",
+                     "groupName": "contactinformation"},
+                )  # fmt: skip
+        reasons = _current_reasons(world)
         for owner_id, name, email in world.owners:
             self.owner_ids[owner_id] = data.add_owner(name, email)
         for account in world.accounts:
@@ -280,6 +305,7 @@ class HubSpotStore:
             }
             if person.lead_status:
                 props["hs_lead_status"] = _LEAD_STATUS.get(person.lead_status, "OPEN")
+            props.update(reasons.get(person.id, {}))
             owner = self.owner_ids.get(person.owner_id)
             if owner:
                 props["hubspot_owner_id"] = owner
@@ -325,7 +351,8 @@ class HubSpotStore:
     def _load_history(self, world: World) -> None:
         """Property history of lifecyclestage, hs_lead_status and dealstage from the seed's
         status events: the value at creation, then each change (repeats of a value that the
-        mapping to HubSpot's values merges are dropped)."""
+        mapping to HubSpot's values merges are dropped); and of the reason properties, set in
+        the same edit as the lead status the reason was given for (so at the same time)."""
         properties = {
             ("lead", "lifecycle_stage"): ("contacts", "lifecyclestage", _LIFECYCLE),
             ("lead", "lead_status"): ("contacts", "hs_lead_status", _LEAD_STATUS),
@@ -342,14 +369,19 @@ class HubSpotStore:
             record = self.data.objects[object_type].get(record_id or "")
             if record is None or name not in record.properties:
                 continue
-            entries = record.history.get(name) if record.history else None
+            at = max(event.changed_at, record.created)
+            record.history = record.history or {}
+            reason = _REASON_PROPERTIES.get(event.new_value)
+            if event.field == "lead_status" and event.reason is not None and reason is not None:
+                given = record.history.get(reason[0], [])
+                if not given or given[-1][0] != event.reason:
+                    record.history[reason[0]] = [*given, (event.reason, at, "CRM_UI")]
+            entries = record.history.get(name)
             if entries is None and event.old_value is not None:
                 entries = [(values.get(event.old_value, "OPEN"), record.created, "CRM_UI")]
             value = values.get(event.new_value, "OPEN")
             if entries and entries[-1][0] == value:
                 continue
-            at = max(event.changed_at, record.created)
-            record.history = record.history or {}
             record.history[name] = [*(entries or []), (value, at, "CRM_UI")]
 
     def _seed(

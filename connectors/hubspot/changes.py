@@ -317,6 +317,9 @@ class ChangePuller:
         self.client = client
         self.source = source
         self.last_stats: WindowStats | None = None
+        # Contact properties giving why sales disqualified or recycled (a mapping's
+        # lifecycle.reason_field / reason_fields): read with people and with their history.
+        self.reason_properties: tuple[str, ...] = ()
 
     def pull(self, stream: str, cursor: Cursor, until: datetime) -> Iterator[Page[Any]]:
         """Yield pages of ``stream`` changed since ``cursor`` and at or before ``until``."""
@@ -342,7 +345,7 @@ class ChangePuller:
         return search
 
     def _people(self, cursor: Cursor, until: datetime) -> Iterator[Page[Any]]:
-        search = self._search("contacts", CONTACT_PROPERTIES)
+        search = self._search("contacts", (*CONTACT_PROPERTIES, *self.reason_properties))
         for records, at in _batched(search.pages(cursor, until), 1000, cursor):
             companies = primary_targets(
                 self.client, "contacts", "companies", [str(r["id"]) for r in records], 1
@@ -358,14 +361,16 @@ class ChangePuller:
         object_type, kind, properties = HISTORY_STREAMS[stream]
 
         def pull(cursor: Cursor, until: datetime) -> Iterator[Page[Any]]:
+            reasons = self.reason_properties if object_type == "contacts" else ()
+            read = [*properties, *(r for r in reasons if r not in properties)]
             search = self._search(object_type, tuple(properties))
             for records, at in _batched(search.pages(cursor, until), 1000, cursor):
                 ids = [str(r["id"]) for r in records]
-                found = read_history(self.client, object_type, ids, properties) if ids else []
+                found = read_history(self.client, object_type, ids, read) if ids else []
                 changes = [
                     change
                     for record in found
-                    for change in history_changes(self.source, kind, record, properties)
+                    for change in history_changes(self.source, kind, record, properties, reasons)
                 ]
                 yield Page(changes, at)
 

@@ -37,7 +37,10 @@ CUSTOM_PROPERTIES: dict[str, dict[str, str]] = {
     **{object_type: dict(_ENGAGEMENT_PROPERTIES) for object_type in ENGAGEMENT_TYPES.values()},
     "contacts": {
         "closedloop_lead_source": "closedloop lead source",
+        # Why sales disqualified or recycled a contact: the shipped HubSpot mapping's
+        # lifecycle.reason_fields, filled in by reps and read back by the dispositions pipeline.
         "closedloop_disqualified_reason": "closedloop disqualified reason",
+        "closedloop_recycle_reason": "closedloop recycle reason",
     },
 }
 _SINGULAR = {

@@ -92,6 +92,13 @@ class HubSpotConnector:
         """HTTP calls this connector has made (429 answers and retries included)."""
         return self.client.calls
 
+    def include_reason_fields(self, names: Sequence[str]) -> None:
+        """Also pull these contact properties (a mapping's ``lifecycle.reason_field`` /
+        ``reason_fields``) with each contact and from property history, so the dispositions
+        pipeline records why sales disqualified or recycled."""
+        wanted = (*self.changes.reason_properties, *names)
+        self.changes.reason_properties = tuple(dict.fromkeys(wanted))
+
     def use_lifecycle(self, lifecycle: Lifecycle | None) -> None:
         """Translate shared stage names through this mapping lifecycle in ``create_people``."""
         self.people.lifecycle = lifecycle

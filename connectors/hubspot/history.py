@@ -13,6 +13,14 @@ streams), then read the history of those records. Each value after the first bec
 created with (old value None). Re-reading a record's history yields the same changes again,
 which the ledger's unique key on (crm, object, field, time, new value) ignores.
 
+A contact's reason properties (the mapping's ``lifecycle.reason_field`` / ``reason_fields``,
+given by ``include_reason_fields``) are read with history too: each non-empty value becomes a
+``ReasonChange`` at its own timestamp, and the dispositions pipeline gives it to the
+disqualification or recycle it explains, also when a rep filled it in after the status
+(``sync.pipelines.dispositions``). Each property's history entry carries the time that property
+was updated (``ValueWithTimestamp.timestamp`` in HubSpot's CRM OpenAPI specs); properties set in
+one update share that update's time (assumed: HubSpot documents no finer grain).
+
 =====================  ======================  ============================================
 stream                 object                  properties -> disposition fields
 =====================  ======================  ============================================
@@ -29,7 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from connectors.base import StatusChange
+from connectors.base import ReasonChange, StatusChange
 from connectors.hubspot.client import HubSpotClient
 from connectors.hubspot.identity import parse_hubspot_time
 
@@ -61,20 +69,17 @@ def history_changes(
     object_type: str,
     record: Mapping[str, Any],
     properties: Mapping[str, str],
-) -> list[StatusChange]:
-    """The changes one record's ``propertiesWithHistory`` shows, oldest first."""
+    reason_properties: Sequence[str] = (),
+) -> list[StatusChange | ReasonChange]:
+    """The changes one record's ``propertiesWithHistory`` shows, oldest first, and the values
+    its ``reason_properties`` were given."""
     props = record.get("properties") or {}
     history = record.get("propertiesWithHistory") or {}
     email = (props.get("email") or "").lower() or None
     owner = props.get("hubspot_owner_id") or None
-    out: list[StatusChange] = []
+    out: list[StatusChange | ReasonChange] = []
     for name, field in properties.items():
-        entries: list[tuple[datetime, str | None]] = []
-        for entry in history.get(name) or []:
-            at = parse_hubspot_time(entry.get("timestamp"))
-            if at is not None:
-                entries.append((at, str(entry.get("value") or "") or None))
-        entries.sort(key=lambda item: item[0])  # HubSpot lists them newest first
+        entries = _entries(history.get(name))
         previous: str | None = None
         for at, value in entries:
             if value == previous:
@@ -88,7 +93,23 @@ def history_changes(
                     )
                 )  # fmt: skip
             previous = value
+    for name in reason_properties:
+        for at, value in _entries(history.get(name)):
+            if value is not None and value.strip():
+                out.append(ReasonChange(source, object_type, str(record["id"]), name, value, at))
     return out
+
+
+def _entries(history: Any) -> list[tuple[datetime, str | None]]:
+    """One property's history as (time, value or None), oldest first (HubSpot lists them
+    newest first)."""
+    entries: list[tuple[datetime, str | None]] = []
+    for entry in history or []:
+        at = parse_hubspot_time(entry.get("timestamp"))
+        if at is not None:
+            entries.append((at, str(entry.get("value") or "") or None))
+    entries.sort(key=lambda item: item[0])
+    return entries
 
 
 def read_history(

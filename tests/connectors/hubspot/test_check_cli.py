@@ -52,6 +52,27 @@ def test_check_lists_missing_properties_and_fix_creates_them(
     assert after.exit_code == 0, after.output
 
 
+def test_fix_creates_the_reason_properties_the_shipped_hubspot_mapping_names(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    contacts = sandbox.store("hubspot").data.properties["contacts"]
+    reasons = ("closedloop_disqualified_reason", "closedloop_recycle_reason")
+    for name in reasons:  # a portal where closedloop was never set up
+        contacts.pop(name, None)
+    config = _config(tmp_path, sandbox, credentials.HUBSPOT_TOKEN)
+    runner = CliRunner()
+
+    before = runner.invoke(_app(), ["hubspot", "-c", str(config)])
+    fixed = runner.invoke(_app(), ["hubspot", "-c", str(config), "--fix"])
+
+    assert before.exit_code == 1
+    assert all(name in before.output for name in reasons)
+    assert fixed.exit_code == 0, fixed.output
+    assert {(n, contacts[n]["type"], contacts[n]["fieldType"]) for n in reasons} == {
+        (n, "string", "text") for n in reasons
+    }
+
+
 def test_a_bad_token_fails_with_a_remedy_and_no_secret(
     sandbox: SandboxServer, tmp_path: Path
 ) -> None:

@@ -9,7 +9,7 @@ import pytest
 from hubspot.crm.objects import BatchReadInputSimplePublicObjectId
 from hubspot.crm.objects.exceptions import ApiException
 
-from connectors.base import Cursor, StatusChange
+from connectors.base import Cursor, Person, ReasonChange, StatusChange
 from connectors.hubspot.connector import HubSpotConnector
 from sandbox.hubspot import HubSpotStore
 from sandbox.server import SandboxServer
@@ -68,6 +68,31 @@ def test_a_contacts_lead_status_changes_come_with_their_own_times_and_old_values
     assert {c.object_type for c in mine} == {"contact"}
     assert {c.email for c in mine} == {"ada@history.example.com"}
     assert again == []
+
+
+def test_a_contacts_reason_comes_with_its_own_time_from_history_and_with_the_person(
+    portal: SandboxServer, connect: Connect
+) -> None:
+    store: HubSpotStore = portal.store("hubspot")
+    assert portal.world is not None
+    t0 = portal.world.now + timedelta(days=1)
+    t1, t2 = t0 + timedelta(hours=3), t0 + timedelta(days=2)
+    contact = _new_contact(store, t0)
+    _set(store, t1, contact, hs_lead_status="UNQUALIFIED")
+    _set(store, t2, contact, closedloop_disqualified_reason="No budget")  # filled in later
+    connector = connect()
+    connector.include_reason_fields(["closedloop_disqualified_reason"])
+    until = t2 + timedelta(minutes=1)
+
+    history, _ = _changes(connector, "people_history", Cursor(), until)
+    people, _ = _changes(connector, "people", Cursor(), until)
+
+    assert [c for c in history if isinstance(c, ReasonChange) and c.object_id == contact] == [
+        ReasonChange("hubspot", "contact", contact, "closedloop_disqualified_reason",
+                     "No budget", t2),
+    ]  # fmt: skip
+    [person] = [p for p in people if isinstance(p, Person) and p.external_id == contact]
+    assert person.fields["closedloop_disqualified_reason"] == "No budget"
 
 
 def test_the_seeded_portal_has_the_worlds_deal_stage_walk(
