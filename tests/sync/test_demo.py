@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from connectors.errors import ConfigError
-from sandbox.seed import generate
+from sandbox.seed import DISQUALIFY_REASONS, RECYCLE_REASONS, generate
 from sync.cli.demo_cmd import DEMO_SEED, DemoResult, parse_now, run_demo
 from sync.cli.sync_cmd import _standalone
 from sync.report import report_data
@@ -128,6 +128,19 @@ def test_the_demo_pulls_pushes_and_reports_the_same_whatever_day_it_is(
     assert seen == seen_today
     pulled = seen["runs"]["marketo-to-salesforce"][1]["pulled"]
     assert pulled == len(generate(DEMO_SEED, now=as_of).activities)  # every seeded activity
+
+
+def test_the_demo_report_shows_the_reasons_reps_gave_for_recycles_and_disqualifications(
+    today: tuple[datetime, dict[str, Any]],
+) -> None:
+    _, seen = today
+    tables = seen["report"]["tables"]
+    given = {(r["outcome"], r["reason"]) for r in tables["reasons"]}
+
+    assert {reason for outcome, reason in given if outcome == "Recycled"} <= set(RECYCLE_REASONS)
+    assert {r for o, r in given if o == "Disqualified"} <= set(DISQUALIFY_REASONS)
+    assert {outcome for outcome, _ in given} == {"Recycled", "Disqualified"}
+    assert [r["without_reason"] for r in tables["reasons_missing"]] == [0, 0]
 
 
 def test_an_unreadable_now_is_refused_before_the_demo_starts(tmp_path: Path) -> None:

@@ -245,9 +245,9 @@ def test_the_report_counts_reasons_by_period_month_first_touch_rep_and_experimen
     ]
     assert tables["reasons_missing"] == [
         {"crm": "hubspot", "outcome": "Disqualified", "without_reason": 0, "decisions": 2,
-         "reason_fields": "closedloop_disqualified_reason"},
+         "reason_fields": "closedloop_disqualified_reason closedloop_recycle_reason"},
         {"crm": "hubspot", "outcome": "Recycled", "without_reason": 0, "decisions": 1,
-         "reason_fields": "closedloop_disqualified_reason"},
+         "reason_fields": "closedloop_disqualified_reason closedloop_recycle_reason"},
         {"crm": "salesforce", "outcome": "Disqualified", "without_reason": 1, "decisions": 4,
          "reason_fields": "Disqualified_Reason__c Recycle_Reason__c"},
         {"crm": "salesforce", "outcome": "Recycled", "without_reason": 1, "decisions": 2,
