@@ -39,7 +39,10 @@ bound keeps a stale value from attaching to an old decision. Reasons count only 
 decisions their field explains (a recycle reason field never explains a disqualification; a
 field the mapping does not name explains both), and for both person fields a decision shows in
 (a HubSpot contact's lead status and its lifecycle stage). A value the field still held when a
-person was polled counts as written at the poll's modification time.
+person was polled counts as written at the person's modification time (so a reason left over
+from an earlier decision counts for a new one polled within the window). Reasons are not kept
+apart from decisions: a reason read in a run before the status change it explains is visible
+(a row committed late in the same second) explains nothing.
 
 A reason read after its decision was stored fills that decision's empty ``reason`` in place:
 transitions stay append-only (a row's values, times and stage never change and no row is
