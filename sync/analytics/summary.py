@@ -459,7 +459,10 @@ def _fields_text(gaps: Sequence[ReasonGap]) -> str:
         if fields:
             parts.append(f"{crm} keeps it in {' or '.join(fields)}")
         else:
-            parts.append(f"{crm} has no reason field configured (lifecycle.reason_field)")
+            parts.append(
+                f"{crm} has no reason field configured (the mapping's lifecycle.reason_fields "
+                "or reason_field)"
+            )
     return "; ".join(parts)
 
 
