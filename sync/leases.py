@@ -11,6 +11,15 @@ acquired_at, expires_at.
 - ``renew`` extends the lease only while owner AND token still match (nobody took it meanwhile).
 - ``release`` marks the lease expired (the row stays, so tokens never restart at 1).
 - ``Heartbeat`` renews a lease from a thread while a run goes on and reports when it is lost.
+- ``holding`` tells who holds a lease and for how much longer (a waiting replica sleeps until then).
+
+A holder that is gone. Owners made by ``process_owner`` name this machine (host name and PID
+namespace) and the process id. When ``acquire`` finds the lease held by a process of this same
+machine that no longer exists (SIGKILL, OOM kill, crash), it takes the lease at once with the
+next token instead of waiting for the expiry: a ``sync --once`` right after a kill, or a replica
+beside the dead one, does not sit out a whole lease period. A holder on another machine, or one
+whose process still exists, is only ever replaced at expiry (a process cannot tell a remote
+holder's death from a slow network).
 
 Time: expiry is decided by ONE clock, the database's (``clock_timestamp()`` on PostgreSQL,
 ``strftime('now')`` on SQLite), never by the replicas' own clocks: two replicas whose clocks
@@ -25,9 +34,14 @@ that wins the lease for a tick already recorded skips it: see ``sync.scheduler``
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -55,10 +69,14 @@ __all__ = [
     "TICK_STREAM",
     "Clock",
     "Heartbeat",
+    "Holding",
     "acquire",
     "check_fence",
+    "holder_gone",
+    "holding",
     "last_tick",
     "lease_name",
+    "process_owner",
     "record_tick",
     "release",
     "renew",
@@ -76,6 +94,48 @@ _log = structlog.get_logger("closedloop.leases")
 def lease_name(pipeline: str) -> str:
     """The lease that guards the runs of ``pipeline`` (one runner per pipeline at a time)."""
     return f"pipeline:{pipeline}"
+
+
+def _machine() -> str:
+    """This machine as processes on it see it: host name and PID namespace (two containers may
+    share a host name, never a PID namespace)."""
+    try:
+        namespace = f"~{Path('/proc/self/ns/pid').stat().st_ino}"
+    except OSError:
+        namespace = ""
+    return f"{socket.gethostname()}{namespace}"
+
+
+def process_owner(role: str = "") -> str:
+    """A lease owner name unique to this process: ``machine:pid:[role-]suffix``."""
+    suffix = uuid.uuid4().hex[:8]
+    return f"{_machine()}:{os.getpid()}:{f'{role}-' if role else ''}{suffix}"
+
+
+def _process_exists(pid: int) -> bool:
+    """True while ``pid`` is a process of this PID namespace that has not ended (a zombie,
+    killed but not yet reaped by its parent, has ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no procfs: the signal said it exists
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def holder_gone(owner: str) -> bool:
+    """True when ``owner`` (made by ``process_owner``) is a process of this machine that no
+    longer exists. Any other owner, remote or unparseable, is never called gone."""
+    machine, _, rest = owner.partition(":")
+    pid, _, _suffix = rest.partition(":")
+    if machine != _machine() or not pid.isdigit():
+        return False
+    return int(pid) != os.getpid() and not _process_exists(int(pid))
 
 
 def _seconds(ttl: float | timedelta) -> float:
@@ -151,9 +211,74 @@ def acquire(
             where=or_(_LEASE.c.expires_at <= now, _LEASE.c.owner == stmt.excluded.owner),
         ).returning(_LEASE.c.fencing_token)
         token = conn.execute(stmt).scalar_one_or_none()
+        if token is None:
+            token = _take_from_gone(conn, name, owner, now, later)
     if token is None:
         return None
     return _make_fence(name, owner, int(token))
+
+
+def _take_from_gone(conn: Connection, name: str, owner: str, now: Any, later: Any) -> int | None:
+    """The next token when the lease's unexpired holder is a process gone from this machine."""
+    current = conn.execute(
+        select(_LEASE.c.owner, _LEASE.c.fencing_token).where(_LEASE.c.name == name)
+    ).first()
+    if current is None or not holder_gone(current.owner):
+        return None
+    token = conn.execute(
+        update(_LEASE)
+        .where(
+            _LEASE.c.name == name,
+            _LEASE.c.owner == current.owner,
+            _LEASE.c.fencing_token == current.fencing_token,
+        )
+        .values(
+            owner=owner,
+            fencing_token=_LEASE.c.fencing_token + 1,
+            acquired_at=now,
+            expires_at=later,
+        )
+        .returning(_LEASE.c.fencing_token)
+    ).scalar_one_or_none()
+    if token is not None:
+        _log.warning("lease taken from a process that is gone", lease=name, gone=current.owner)
+    return None if token is None else int(token)
+
+
+@dataclass(frozen=True)
+class Holding:
+    """Who holds a lease now and for how many more seconds (by the database's clock)."""
+
+    owner: str
+    token: int
+    expires_in: float
+
+
+def holding(engine: Engine, name: str, *, clock: Clock | None = None) -> Holding | None:
+    """The unexpired holding of lease ``name``, or None when it is free."""
+    with engine.connect() as conn:
+        now, _later = _times(conn, 1.0, clock)
+        row = conn.execute(
+            select(
+                _LEASE.c.owner, _LEASE.c.fencing_token, _LEASE.c.expires_at, now.label("now")
+            ).where(_LEASE.c.name == name)
+        ).first()
+    if row is None:
+        return None
+    current = row.now if isinstance(row.now, datetime) else _parse_sqlite_now(row.now)
+    left = (_aware(row.expires_at) - _aware(current)).total_seconds()
+    if left <= 0:
+        return None
+    return Holding(row.owner, int(row.fencing_token), left)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _parse_sqlite_now(value: str) -> datetime:
+    """SQLite's ``strftime`` text for now (microseconds, UTC) as a datetime."""
+    return datetime.fromisoformat(value[:26]).replace(tzinfo=UTC)
 
 
 def _held_by(fence: Fence) -> Any:

@@ -12,11 +12,14 @@ process started). When a job fires, it:
 
 1. works out its tick: the latest fire time of its trigger at or before now (APScheduler 3 does
    not hand the scheduled time to the job; the job runs within the misfire grace of it);
-2. acquires the lease ``pipeline:<name>``. A replica that finds it held keeps trying for up to
-   half the time to the next tick (at most ``max_patience``): the holder may be finishing the
-   previous tick a little late, and this tick should then still run (the holder's own scheduler
-   skips it, one instance at a time). If the lease stays held, the replica skips the tick;
-   a run that overruns a whole interval coalesces the ticks it overlaps;
+2. acquires the lease ``pipeline:<name>``. A replica that finds it held keeps waiting for it
+   until shortly before its next tick (at most ``max_patience`` when set): the holder may be
+   finishing the previous tick, or may have died in the middle of this one. The waiting replica
+   sleeps until the holding expires, asking again at least every ``poll_seconds`` (a twentieth
+   of the lease period, at most 1 s) so that a release, or a holder gone from this machine
+   (``sync.leases.holder_gone``), is noticed at once. If the lease is still held when the wait
+   ends, the replica skips the tick; a run that overruns a whole interval coalesces the ticks
+   it overlaps;
 3. reads the pipeline's last completed tick (``sync.leases.last_tick``) and skips when it is at or
    after this one: a replica that fires a little later than the first (its clock or its scheduler
    thread lags) finds the lease free again but the tick already done;
@@ -25,10 +28,15 @@ process started). When a job fires, it:
 5. records the tick under the fence (a stale holder's record is refused) and releases the lease.
 
 Steps 2-5 happen under one lease, and the tick record is written before the release, so two
-replicas never run the same tick. A tick whose runner dies stays unrecorded; its lease expires
-within one lease period and the next tick after that runs on a live replica (so failover takes
-at most one lease period plus one schedule interval). Ticks that fall while the lease is held by
-a dead replica are skipped: the next run catches up from the pipeline's cursors.
+replicas never run the same tick.
+
+Failover. A tick whose runner dies stays unrecorded. Every other replica fired the same tick and
+is waiting for its lease (step 2), so the first to find it free runs that tick: at most one lease
+period after the kill (the holder's last renewal was at most a third of a period before it) plus
+one poll, and at once when the dead holder was on this machine. Only when the lease outlives the
+wait (a kill in the last lease period before the next tick) does the next tick run it instead,
+which is no later. Ticks that fall while the lease is held by a dead replica are skipped: the
+next run catches up from the pipeline's cursors.
 
 Clocks: lease expiry is decided by the database's clock (``sync.leases``). A replica's own clock
 only decides when its scheduler fires and which tick it works out; a replica whose clock is off
@@ -41,11 +49,8 @@ pipeline so it finishes and commits its current batch, waits for them, and relea
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -64,7 +69,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
-    "DEFAULT_MAX_PATIENCE_SECONDS",
     "DEFAULT_MISFIRE_GRACE_SECONDS",
     "EPOCH",
     "PipelineRun",
@@ -80,9 +84,9 @@ __all__ = [
 
 DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_MISFIRE_GRACE_SECONDS = 30
-# A replica finding the lease held retries for up to half the time to the next tick (capped):
-# the holder may be finishing the previous tick, and this one should not be lost for that.
-DEFAULT_MAX_PATIENCE_SECONDS = 30.0
+# A replica finding the lease held waits for it until this long before its next tick fires (or
+# a tenth of the interval when that is shorter), so the wait never delays the next tick.
+NEXT_TICK_MARGIN_SECONDS = 1.0
 LEASE_RETRY_SECONDS = 0.05
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -129,8 +133,8 @@ class SchedulerObserver(Protocol):
 
 
 def default_owner() -> str:
-    """A lease owner name unique to this process: host, pid and a random suffix."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """A lease owner name unique to this process: machine, pid and a random suffix."""
+    return leases.process_owner()
 
 
 def pipeline_trigger(schedule: Schedule) -> Any:
@@ -188,7 +192,7 @@ class PipelineScheduler:
         owner: str | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         misfire_grace_seconds: int = DEFAULT_MISFIRE_GRACE_SECONDS,
-        max_patience: float = DEFAULT_MAX_PATIENCE_SECONDS,
+        max_patience: float | None = None,
         observer: SchedulerObserver | None = None,
     ) -> None:
         if lease_seconds <= 0:
@@ -199,6 +203,7 @@ class PipelineScheduler:
         self.lease_seconds = lease_seconds
         self.misfire_grace_seconds = misfire_grace_seconds
         self.max_patience = max_patience
+        self.poll_seconds = min(1.0, max(LEASE_RETRY_SECONDS, lease_seconds / 20))
         self.observer = observer
         self.jobs: dict[str, _Job] = {}
         for name, pipeline in pipelines.items():
@@ -288,15 +293,19 @@ class PipelineScheduler:
     def run_tick(self, name: str, tick: datetime, *, patience: float = 0.0) -> str:
         """Handle ``tick`` of pipeline ``name`` on this replica; returns a ``TickOutcome``.
 
-        A held lease is retried for up to ``patience`` seconds: its holder may be about to
-        finish the previous tick.
+        A held lease is waited for up to ``patience`` seconds: its holder may be about to
+        finish the previous tick, or may have died and its holding be about to expire.
         """
         if self.stopping:
             return TickOutcome.STOPPING
         lease = leases.lease_name(name)
         deadline = time.monotonic() + patience
         while (fence := leases.acquire(self.engine, lease, self.owner, self.lease_seconds)) is None:
-            if time.monotonic() >= deadline or self._stopping.wait(LEASE_RETRY_SECONDS):
+            wait = min(self.poll_seconds, deadline - time.monotonic())
+            held = leases.holding(self.engine, lease)
+            if held is not None:  # wake when it expires, if that comes first
+                wait = min(wait, held.expires_in + 0.01)
+            if wait <= 0 or self._stopping.wait(max(wait, 0.01)):
                 return TickOutcome.HELD
         finished: dict[str, Any] | None = None
         try:
@@ -360,6 +369,16 @@ class PipelineScheduler:
             "error": error or (None if result is None else result.error),
         }
 
+    def patience(self, tick: datetime, upcoming: datetime | None, now: datetime) -> float:
+        """How long a replica firing ``tick`` at ``now`` waits for a held lease: until a
+        margin before the ``upcoming`` tick (a tenth of the interval, at most 1 s), capped by
+        ``max_patience``."""
+        if upcoming is None:
+            return 0.0
+        margin = min(NEXT_TICK_MARGIN_SECONDS, (upcoming - tick).total_seconds() / 10)
+        wait = max(0.0, (upcoming - now).total_seconds() - margin)
+        return wait if self.max_patience is None else min(wait, self.max_patience)
+
     def _fire(self, name: str) -> None:
         job = self.jobs[name]
         now = datetime.now(UTC)
@@ -367,9 +386,7 @@ class PipelineScheduler:
         if tick is None:
             return
         upcoming = job.trigger.get_next_fire_time(tick, now)
-        patience = 0.0
-        if upcoming is not None:
-            patience = min(self.max_patience, (upcoming - now).total_seconds() / 2)
+        patience = self.patience(tick, upcoming, now)
         try:
             outcome = self.run_tick(name, tick, patience=patience)
         except Exception as exc:  # noqa: BLE001 - the ledger may be down; try at the next tick

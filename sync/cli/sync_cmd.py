@@ -3,7 +3,8 @@
 ``sync`` runs every enabled pipeline (or the ``--pipeline`` ones) once, in config order, with a
 progress bar per stage when stderr is a terminal, then prints what each run did. ``--loop``
 keeps running them in the foreground on their configured schedules (a simple loop for a
-terminal; ``closedloop serve`` is the real scheduler). Exit code 1 when a run failed.
+terminal; ``closedloop serve`` is the real scheduler). Exit code 1 when a run failed, 3 when a
+pipeline was skipped because another live process holds its lease (0 with ``--skip-held``).
 
 Before any pipeline runs, every mapping file a selected pipeline uses is checked the way
 ``config check`` and ``mappings validate`` check it (``config_cmd.check_pipeline_mappings``):
@@ -15,7 +16,8 @@ the same cache.
 
 On PostgreSQL each run first takes the pipeline's lease (``sync.leases``), so a manual sync
 never runs beside a ``serve`` replica doing the same pipeline; on SQLite one process owns the
-ledger and no lease is taken.
+ledger and no lease is taken. A lease left by a process of this machine that is gone (a sync or
+replica killed a moment ago) is taken at once, never waited out.
 
 ``backfill --since DATE`` pulls again from DATE regardless of the cursor (touches already in the
 ledger are recognised by key, CRM writes are upserts: running it twice changes nothing).
@@ -24,8 +26,6 @@ ledger are recognised by key, CRM writes are upserts: running it twice changes n
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 LEASE_TTL_S = 60.0
+EXIT_HELD = 3  # a pipeline was skipped: another live process holds its lease
 
 ConfigOption = Annotated[
     Path | None,
@@ -65,6 +66,14 @@ ConfigOption = Annotated[
         "-c",
         help="The config file [default: $CLOSEDLOOP_CONFIG or ./closedloop.yaml].",
         show_default=False,
+    ),
+]
+SkipHeldOption = Annotated[
+    bool,
+    typer.Option(
+        "--skip-held",
+        help="Exit 0 when a pipeline is skipped because another live process holds its lease "
+        "(by default that exits 3).",
     ),
 ]
 PipelineOption = Annotated[
@@ -118,7 +127,9 @@ def output_console() -> Console:
 
 
 def _owner() -> str:
-    return f"cli:{socket.gethostname()}:{os.getpid()}"
+    from sync import leases
+
+    return leases.process_owner("cli")
 
 
 def run_selected(
@@ -130,8 +141,11 @@ def run_selected(
     progress: Callable[[str], Progress | None] | None = None,
     since: datetime | None = None,
     stop: threading.Event | None = None,
+    skipped: list[str] | None = None,
 ) -> list[RunSummary]:
-    """Run each of ``names`` once (under its lease on PostgreSQL); returns the summaries."""
+    """Run each of ``names`` once (under its lease on PostgreSQL); returns the summaries.
+
+    The names whose lease another live process holds are skipped and added to ``skipped``."""
     from sync.pipelines.runner import run_pipeline
 
     out: list[RunSummary] = []
@@ -141,6 +155,8 @@ def run_selected(
         with _lease(engine, name) as fence:
             if fence is False:
                 typer.echo(f"{name}: another process holds its lease right now; skipped", err=True)
+                if skipped is not None:
+                    skipped.append(name)
                 continue
             out.append(
                 run_pipeline(
@@ -252,11 +268,14 @@ def _run_and_report(
     since: datetime | None,
     title: str,
     stop: threading.Event | None = None,
-) -> bool:
+    skip_held: bool = False,
+) -> int:
+    """Run ``names`` and print what they did; the exit code (0, 1 failed, ``EXIT_HELD``)."""
     from sync.connections import Connections
 
     console = output_console()
     bars = _Bars(Console(stderr=True))
+    skipped: list[str] = []
     from sync.cli.config_cmd import require_valid_mappings
 
     with Connections(loaded) as connections:
@@ -264,10 +283,18 @@ def _run_and_report(
         with bars.progress:
             summaries = run_selected(
                 loaded, engine, names, connections=connections,
-                progress=bars.for_pipeline, since=since, stop=stop,
+                progress=bars.for_pipeline, since=since, stop=stop, skipped=skipped,
             )  # fmt: skip
     _print_outcome(console, summaries, title)
-    return all(s.ok for s in summaries)
+    if not all(s.ok for s in summaries):
+        return 1
+    if skipped and not skip_held:
+        console.print(
+            f"[yellow]skipped {', '.join(skipped)}: another process holds the lease; "
+            "pass --skip-held when that is expected (exit 0)[/]"
+        )
+        return EXIT_HELD
+    return 0
 
 
 def sync_command(
@@ -282,6 +309,7 @@ def sync_command(
         ),
     ] = True,
     database_url: DatabaseOption = None,
+    skip_held: SkipHeldOption = False,
 ) -> None:
     """Run pipelines now: pull, match, map and push, then print what each run did."""
     loaded = _load(config)
@@ -289,9 +317,11 @@ def sync_command(
     engine = _open(loaded, database_url)
     try:
         if once:
-            ok = _run_and_report(loaded, engine, names, since=None, title="closedloop sync")
-            if not ok:
-                raise typer.Exit(1)
+            code = _run_and_report(
+                loaded, engine, names, since=None, title="closedloop sync", skip_held=skip_held
+            )
+            if code:
+                raise typer.Exit(code)
             return
         _loop(loaded, engine, names)
     finally:
@@ -309,7 +339,9 @@ def _loop(loaded: Config, engine: Engine, names: Sequence[str]) -> None:
             now = datetime.now(UTC)
             ready = [n for n in names if due[n] <= now]
             if ready:
-                _run_and_report(loaded, engine, ready, since=None, title="closedloop sync")
+                _run_and_report(
+                    loaded, engine, ready, since=None, title="closedloop sync", skip_held=True
+                )
             for name in ready:
                 schedule = loaded.pipelines[name].schedule
                 trigger = schedule.trigger() if schedule else None
@@ -343,6 +375,7 @@ def backfill_command(
     config: ConfigOption = None,
     pipeline: PipelineOption = None,
     database_url: DatabaseOption = None,
+    skip_held: SkipHeldOption = False,
 ) -> None:
     """Pull again from a date regardless of the cursors; safe to repeat (nothing doubles)."""
     moment = _parse_since(since)
@@ -351,8 +384,11 @@ def backfill_command(
     engine = _open(loaded, database_url)
     try:
         title = f"closedloop backfill since {moment.date().isoformat()}"
-        if not _run_and_report(loaded, engine, names, since=moment, title=title):
-            raise typer.Exit(1)
+        code = _run_and_report(
+            loaded, engine, names, since=moment, title=title, skip_held=skip_held
+        )
+        if code:
+            raise typer.Exit(code)
     finally:
         engine.dispose()
 

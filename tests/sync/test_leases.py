@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -284,3 +289,87 @@ def test_a_lease_period_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="positive"):
         leases.acquire(engine, f"pipeline:{p}", "replica-a", 0)
     engine.dispose()
+
+
+# --- a holder that is gone -------------------------------------------------------------------
+
+HOLD = """
+import sys, time
+from sync import leases
+from sync.ledger import make_engine
+fence = leases.acquire(make_engine(sys.argv[1]), sys.argv[2], leases.process_owner(), 60)
+print("held" if fence else "refused", flush=True)
+time.sleep(120)
+"""
+
+
+@contextmanager
+def holder_process(engine: Engine, name: str) -> Iterator[subprocess.Popen[str]]:
+    """Another process of this machine that takes lease ``name`` for 60 s and keeps running."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD, engine.url.render_as_string(hide_password=False), name],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "held"
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+def test_a_lease_whose_holder_process_is_gone_is_taken_at_once(ledger: Engine, p: str) -> None:
+    with holder_process(ledger, p) as holder:
+        before = lease_row(ledger, p)
+        assert leases.acquire(ledger, p, "replica-b", 60) is None  # alive: it keeps it
+        holder.kill()
+        holder.wait(10)
+
+        fence = leases.acquire(ledger, p, "replica-b", 60)
+
+    assert fence is not None, "the dead holder's 60 s lease was waited out"
+    assert fence.token == before.fencing_token + 1
+    assert leases.holder_gone(before.owner)
+
+
+def test_a_killed_holder_not_yet_reaped_counts_as_gone(ledger: Engine, p: str) -> None:
+    with holder_process(ledger, p) as holder:
+        owner = lease_row(ledger, p).owner
+        os.kill(holder.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while not leases.holder_gone(owner):  # a zombie: this test has not waited for it
+            assert time.monotonic() < deadline, "a killed process never counted as gone"
+            time.sleep(0.01)
+
+        assert leases.acquire(ledger, p, "replica-b", 60) is not None
+
+
+def test_holders_on_another_machine_or_unnamed_are_never_called_gone(
+    ledger: Engine, p: str
+) -> None:
+    remote = f"elsewhere:{2**22 + 7}:abcd1234"  # a pid that cannot exist here
+    assert leases.acquire(ledger, p, remote, 60) is not None
+
+    assert leases.acquire(ledger, p, "replica-b", 60) is None
+    assert not leases.holder_gone(remote)
+    assert not leases.holder_gone("replica-a")
+    assert not leases.holder_gone(leases.process_owner())  # this very process
+
+
+def test_holding_tells_who_holds_the_lease_and_for_how_long(ledger: Engine, p: str) -> None:
+    assert leases.holding(ledger, p) is None
+    fence = leases.acquire(ledger, p, "replica-a", 30)
+    assert fence is not None
+
+    held = leases.holding(ledger, p)
+
+    assert held is not None
+    assert (held.owner, held.token) == ("replica-a", fence.token)
+    assert 25 < held.expires_in <= 30
+    leases.release(ledger, fence)
+    assert leases.holding(ledger, p) is None

@@ -1,8 +1,9 @@
 """Three ``closedloop serve`` replicas on one PostgreSQL ledger: each tick runs once; failover.
 
 Done means (issue 8): over 30 ticks every pipeline runs exactly once per tick, and killing the
-leaseholder (SIGKILL, in the middle of a run) lets another replica run that pipeline within two
-lease periods.
+leaseholder (SIGKILL, in the middle of a run) lets another replica run that pipeline within one
+lease period (the replicas share a machine, so they see the holder is gone and take over at once;
+the bound across machines is tested in ``test_scheduler``).
 """
 
 from __future__ import annotations
@@ -133,11 +134,18 @@ def test_three_replicas_run_each_pipeline_once_per_tick_and_fail_over_after_a_ki
         runs = conn.execute(select(SyncRunRow.__table__)).all()  # type: ignore[attr-defined]
     engine.dispose()
 
-    # Every run in the ledger is one logged tick, and no tick of a pipeline ran twice.
+    # Every run in the ledger is one logged tick, and no tick of a pipeline ran to its end twice.
     held = [h for replica in replicas for h in holdings(replica)]
     logged = [(h.pipeline, h.tick) for h in held]
     per_tick = Counter(logged)
-    assert [key for key, count in per_tick.items() if count > 1] == []
+    finished = Counter((h.pipeline, h.tick) for h in held if h.released is not None)
+    assert [key for key, count in finished.items() if count > 1] == []
+    # The ticks the victim never finished (one per pipeline it was running) were run again by
+    # a survivor waiting on them.
+    interrupted = [(h.pipeline, h.tick) for h in held if h.released is None]
+    assert victim_pipeline in {pipeline for pipeline, _tick in interrupted}
+    assert len(interrupted) == len(set(interrupted)) <= len(PIPELINES), interrupted
+    assert [key for key in interrupted if key not in finished] == [], "killed ticks not run again"
     for pipeline in PIPELINES:
         assert sum(1 for run in runs if run.pipeline == pipeline) == sum(
             1 for p, _ in logged if p == pipeline
@@ -175,10 +183,10 @@ def test_three_replicas_run_each_pipeline_once_per_tick_and_fail_over_after_a_ki
         assert len(missing) <= TICKS // 3, f"{pipeline}: too many ticks overrun: {missing}"
         if pipeline not in victim_pipelines:
             continue
-        # ... and a live replica ran the pipeline within two lease periods of the kill.
+        # ... and a live replica ran the pipeline within one lease period of the kill.
         takeover = min(
             run.started_at
             for run in runs
             if run.pipeline == pipeline and run.owner != owner and run.started_at > killed_at
         )
-        assert takeover - killed_at <= timedelta(seconds=2 * LEASE_SECONDS)
+        assert takeover - killed_at <= timedelta(seconds=LEASE_SECONDS)

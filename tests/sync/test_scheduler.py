@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -323,3 +324,50 @@ def test_a_lost_lease_sets_the_stop_event_of_the_run(ledger: Engine, p: str) -> 
     assert scheduler.run_tick(p, TICK) == TickOutcome.RAN
     assert told_to_stop == [True]
     assert leases.last_tick(ledger, p) is None
+
+
+# --- failover ---------------------------------------------------------------------------------
+
+
+def test_a_replica_waits_for_a_held_lease_until_just_before_its_next_tick(
+    ledger: Engine, p: str
+) -> None:
+    scheduler = PipelineScheduler(ledger, {p: every("20s")}, Journal(), owner="replica-b")
+    upcoming = TICK + timedelta(seconds=20)
+
+    assert scheduler.patience(TICK, upcoming, TICK + timedelta(seconds=0.2)) == pytest.approx(18.8)
+    assert scheduler.patience(TICK, upcoming, TICK + timedelta(seconds=19.5)) == 0
+    assert scheduler.patience(TICK, TICK + timedelta(seconds=1), TICK) == pytest.approx(0.9)
+    assert scheduler.patience(TICK, None, TICK) == 0
+    capped = PipelineScheduler(ledger, {p: every("20s")}, Journal(), max_patience=5)
+    assert capped.patience(TICK, upcoming, TICK) == 5
+
+
+def test_a_holder_killed_on_another_machine_is_replaced_within_one_lease_period(
+    ledger: Engine, p: str
+) -> None:
+    # The worst case: the holder renewed its lease just before it died, on a machine this
+    # replica cannot look into, early in a 20 s interval. Its tick must still run, as soon as
+    # the lease expires, not at the next tick (20 s) or after a second period.
+    lease_seconds = 3.0
+    started: list[float] = []
+    replica = PipelineScheduler(
+        ledger,
+        {p: every("20s")},
+        Journal(action=lambda *_: started.append(time.monotonic())),
+        owner="replica-b",
+        lease_seconds=lease_seconds,
+    )
+    assert leases.acquire(ledger, f"pipeline:{p}", "elsewhere:4242:dead", lease_seconds)
+    killed = time.monotonic()
+
+    now = TICK + timedelta(seconds=0.1)
+    outcome = replica.run_tick(
+        p, TICK, patience=replica.patience(TICK, TICK + timedelta(seconds=20), now)
+    )
+
+    assert outcome == TickOutcome.RAN
+    assert len(started) == 1
+    failover = started[0] - killed
+    assert lease_seconds - 0.1 <= failover <= 1.5 * lease_seconds, f"failover took {failover:.2f} s"
+    assert leases.last_tick(ledger, p) == TICK
