@@ -1,7 +1,7 @@
 """Attribution at scale: 1,000,000 touches, 200,000 people, 50,000 opportunities, nine models.
 
 Targets (issue 9): all nine models in at most 60 s, peak RSS at most 1.5 GB. The run happens in
-a child process so its peak RSS (``resource.getrusage``) is its own; the time covers indexing
+a child process so its peak RSS (``VmHWM``) is its own; the time covers indexing
 the touches and attributing every opportunity under every model (data generation excluded),
 with the credits summed per campaign the way a report would consume them.
 """
@@ -15,6 +15,8 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+
+from benchmarks.memory import peak_rss_mb
 
 TARGET_S = 60.0
 TARGET_RSS_MB = 1536.0
@@ -100,7 +102,6 @@ def synthetic_dataset(
 
 
 def _child() -> None:
-    import resource
 
     from sync.attribution.models import AttributionParams, Attributor, Model, PositionWeights
     from sync.attribution.records import Dataset
@@ -132,10 +133,9 @@ def _child() -> None:
                 totals[key] = totals.get(key, 0) + credit.amount_cents
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({  # noqa: T201 - the parent reads this line
         "generate_s": generated, "index_s": indexed, "total_s": elapsed,
-        "cpu_s": cpu, "credits": credits, "attributed": attributed, "peak_mb": peak_kb / 1024,
+        "cpu_s": cpu, "credits": credits, "attributed": attributed, "peak_mb": peak_rss_mb(),
     }))  # fmt: skip
 
 

@@ -1,6 +1,6 @@
 """End-to-end throughput of the sync engine against the sandbox: touches/s, calls, peak RSS.
 
-Each scenario runs in its own process (so ``ru_maxrss`` is that scenario's peak) against a
+Each scenario runs in its own process (so its ``VmHWM`` is that scenario's peak) against a
 sandbox served by this process: a badge-scan CSV of N touches (people of the seed world plus
 new ones) is imported into a fresh SQLite ledger and a touches pipeline pushes it to a CRM.
 Reported per scenario:
@@ -20,13 +20,13 @@ from __future__ import annotations
 import csv
 import multiprocessing
 import os
-import resource
 import tempfile
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from benchmarks.memory import peak_rss_mb
 from sandbox.server import SandboxServer
 
 SIZES_FOR_RSS = (20_000, 100_000)
@@ -115,7 +115,7 @@ pipelines:
         "state": summary.state, "error": summary.error, "pushed": summary.count("pushed"),
         "calls": summary.api_calls.get(crm, 0), "import_s": imported - began,
         "sync_s": done - synced_from, "total_s": (imported - began) + (done - synced_from),
-        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_mb": peak_rss_mb(),
     })  # fmt: skip
     out.close()
 

@@ -32,6 +32,7 @@ while the others succeed (Salesforce only).
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
 import tempfile
@@ -224,11 +225,24 @@ class SandboxState:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port that is free on ``host`` right now, for a server another process will bind.
+
+    Chosen at random below the kernel's ephemeral range: a port from that range (what binding
+    port 0 gives) can be taken by any outgoing connection before the other process binds it.
+    """
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    candidates = range(10000, low) if low > 11000 else range(1024, 10000)
+    for _ in range(200):
+        port = random.choice(candidates)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free TCP port found on {host}")
 
 
 class LoopbackServer:
@@ -245,8 +259,13 @@ class LoopbackServer:
         import uvicorn
 
         self.host = host
-        self.port = port or free_port(host)
         self.tls = tls
+        # The socket is bound here and handed to uvicorn: a port picked now and bound later
+        # (after the world loads) could be taken meanwhile by any other process of the machine.
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, port or 0))
+        self.port: int = self._socket.getsockname()[1]
         config = uvicorn.Config(
             app,
             host=host,
@@ -259,7 +278,9 @@ class LoopbackServer:
             timeout_keep_alive=30,
         )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -280,6 +301,7 @@ class LoopbackServer:
         """Stop serving and wait for the thread."""
         self._server.should_exit = True
         self._thread.join(timeout=10)
+        self._socket.close()
 
 
 @dataclass(frozen=True)
