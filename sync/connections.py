@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from connectors.base import ActivitySource, Crm
 from connectors.errors import ConfigError
@@ -44,8 +44,17 @@ def api_calls_of(connector: Any) -> int | None:
 class Connections:
     """Builds each configured connector on first use and reuses it; thread-safe."""
 
-    def __init__(self, config: Config, *, instances: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        instances: Mapping[str, Any] | None = None,
+        dry_run: bool = False,
+    ) -> None:
         self.config = config
+        # A dry run hands pipelines CRMs whose writes are only counted (``sync.dry_run``).
+        self.dry_run = dry_run
+        self.dry_crms: dict[str, Any] = {}
         self._instances: dict[str, Any] = dict(instances or {})
         self._given = frozenset(self._instances)
         self._lock = threading.Lock()
@@ -69,6 +78,12 @@ class Connections:
         instance = self.get(name)
         if not isinstance(instance, Crm):
             raise ConfigError(f"connection {name!r} is not a CRM connector")
+        if self.dry_run:
+            from sync.dry_run import DryRunCrm
+
+            with self._lock:
+                dry = self.dry_crms.setdefault(name, DryRunCrm(instance))
+            return cast("Crm", dry)
         return instance
 
     def source(self, name: str) -> ActivitySource | None:

@@ -142,6 +142,7 @@ def run_selected(
     since: datetime | None = None,
     stop: threading.Event | None = None,
     skipped: list[str] | None = None,
+    leases: bool = True,
 ) -> list[RunSummary]:
     """Run each of ``names`` once (under its lease on PostgreSQL); returns the summaries.
 
@@ -152,7 +153,7 @@ def run_selected(
     for name in names:
         if stop is not None and stop.is_set():
             break
-        with _lease(engine, name) as fence:
+        with _lease(engine, name, take=leases) as fence:
             if fence is False:
                 typer.echo(f"{name}: another process holds its lease right now; skipped", err=True)
                 if skipped is not None:
@@ -174,9 +175,10 @@ def run_selected(
 
 
 @contextmanager
-def _lease(engine: Engine, name: str) -> Iterator[Any]:
-    """On PostgreSQL the pipeline's lease (False when taken by someone else); else None."""
-    if engine.dialect.name != "postgresql":
+def _lease(engine: Engine, name: str, *, take: bool = True) -> Iterator[Any]:
+    """On PostgreSQL the pipeline's lease (False when taken by someone else); else (or when
+    not ``take``: a dry run writes nothing) None."""
+    if engine.dialect.name != "postgresql" or not take:
         yield None
         return
     from sync import leases
@@ -297,7 +299,54 @@ def _run_and_report(
     return 0
 
 
-def sync_command(
+def _dry_run(loaded: Config, engine: Engine, names: Sequence[str]) -> int:
+    """Run ``names`` with nothing written (``sync.dry_run``) and print what they would do."""
+    from sync.cli.config_cmd import require_valid_mappings
+    from sync.connections import Connections
+    from sync.dry_run import SIMULATED_KINDS, DryRunLedger
+
+    console = output_console()
+    bars = _Bars(Console(stderr=True))
+    simulated = [n for n in names if loaded.pipelines[n].kind in SIMULATED_KINDS]
+    ledger = DryRunLedger(engine)
+    try:
+        dry = ledger.as_engine()
+        with Connections(loaded, dry_run=True) as connections:
+            require_valid_mappings(loaded, simulated, engine=dry, connect=connections.get)
+            with bars.progress:
+                summaries = run_selected(
+                    loaded, dry, simulated, connections=connections,
+                    progress=bars.for_pipeline, leases=False,
+                )  # fmt: skip
+            would = {name: dict(crm.would) for name, crm in connections.dry_crms.items()}
+    finally:
+        ledger.close()
+    _print_outcome(console, summaries, "closedloop sync --dry-run (nothing was written)")
+    for name, counts in sorted(would.items()):
+        said = ", ".join(f"{key.replace('_', ' ')} {value:,}" for key, value in counts.items())
+        console.print(f"{name} would get: {said or 'nothing'}")
+    for name in simulated:
+        spec = loaded.pipelines[name]
+        created = would.get(spec.source or "", {}).get("people_created", 0)
+        if spec.kind == "dispositions" and created:
+            console.print(
+                f"{name}: the real run also records the first status of the {created:,} "
+                f"people it creates in {spec.source} (a dry run creates none to read back)"
+            )
+    for name in names:
+        if name not in simulated:
+            console.print(
+                f"[yellow]{name}: not simulated (kind {loaded.pipelines[name].kind} writes CRM "
+                "fields directly); run it without --dry-run to see what it does[/]"
+            )
+    console.print(
+        "[dim]Refusals the CRM makes only on a write (validation rules, duplicate rules, "
+        "record locks) cannot be foreseen by a dry run.[/]"
+    )
+    return 0 if all(s.ok for s in summaries) else 1
+
+
+def sync_command(  # noqa: PLR0917 - Typer maps each parameter to a CLI option
     config: ConfigOption = None,
     pipeline: PipelineOption = None,
     once: Annotated[
@@ -310,12 +359,25 @@ def sync_command(
     ] = True,
     database_url: DatabaseOption = None,
     skip_held: SkipHeldOption = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Pull and map the real backlog and print what a run would create, update, "
+            "hold or refuse, writing nothing to the CRM or the ledger.",
+        ),
+    ] = False,
 ) -> None:
     """Run pipelines now: pull, match, map and push, then print what each run did."""
     loaded = _load(config)
     names = _selected(loaded, pipeline)
     engine = _open(loaded, database_url)
     try:
+        if dry_run:
+            code = _dry_run(loaded, engine, names)
+            if code:
+                raise typer.Exit(code)
+            return
         if once:
             code = _run_and_report(
                 loaded, engine, names, since=None, title="closedloop sync", skip_held=skip_held
