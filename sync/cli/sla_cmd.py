@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from sync.cli.as_of import as_of_help, parse_as_of
+from sync.cli.output import FormatOption
 from sync.csvout import write_dicts
 
 __all__ = ["app", "breaches_command", "parse_since"]
@@ -71,7 +72,7 @@ def breaches_command(
     as_of: Annotated[
         str | None, typer.Option("--as-of", help=as_of_help(), show_default=False)
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    fmt: FormatOption = "table",
     config: Annotated[
         Path | None,
         typer.Option("--config", help="closedloop.yaml (default: ./closedloop.yaml if present)."),

@@ -3,6 +3,8 @@ of the pipeline table, channels have one name each, settings are said in the rea
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import shlex
 from collections.abc import Iterator
@@ -162,3 +164,19 @@ def test_a_report_of_chosen_crms_says_so_without_setting_names(tmp_path: Path) -
     html = render_html(data)
     assert "analytics.crms" not in html
     assert "This report counts the people, deals and campaigns of salesforce only" in html
+
+
+def test_sla_breaches_csv_holds_the_same_records_as_its_json(
+    world: tuple[Engine, World, Config],
+) -> None:
+    engine, _seeded, config = world
+    args = ["sla", "breaches", "--since", "2020-01-01", "--as-of", "2026-11-01"]
+    args += ["--config", str(config.path), "--database-url", str(engine.url)]
+    as_json = CliRunner().invoke(app, [*args, "--format", "json"])
+    as_csv = CliRunner().invoke(app, [*args, "--format", "csv"])
+    assert as_json.exit_code == as_csv.exit_code == 0, as_csv.output
+    records = json.loads(as_json.output)
+    rows = list(csv.DictReader(io.StringIO(as_csv.output)))
+    assert len(rows) == len(records) > 10
+    assert [r["email"] for r in rows] == [r["email"] or "" for r in records]
+    assert [float(r["late_by_hours"]) for r in rows] == [r["late_by_hours"] for r in records]
