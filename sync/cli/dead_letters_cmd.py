@@ -38,7 +38,7 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help="The config file [default: $CLOSEDLOOP_CONFIG or ./closedloop.yaml].",
+        help="The config file (default: $CLOSEDLOOP_CONFIG or ./closedloop.yaml).",
         show_default=False,
     ),
 ]
@@ -46,7 +46,7 @@ DatabaseOption = Annotated[
     str | None,
     typer.Option(
         "--database-url",
-        help="Ledger URL [default: $CLOSEDLOOP_DATABASE_URL, the config's ledger.url].",
+        help="Ledger URL (default: $CLOSEDLOOP_DATABASE_URL, the config's ledger.url).",
         show_default=False,
     ),
 ]

@@ -64,7 +64,7 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help="The config file [default: $CLOSEDLOOP_CONFIG or ./closedloop.yaml].",
+        help="The config file (default: $CLOSEDLOOP_CONFIG or ./closedloop.yaml).",
         show_default=False,
     ),
 ]
@@ -73,7 +73,7 @@ PipelineOption = Annotated[
     typer.Option(
         "--pipeline",
         "-p",
-        help="Run only this pipeline (repeat for several) [default: every enabled one].",
+        help="Run only this pipeline (repeat for several) (default: every enabled one).",
         show_default=False,
     ),
 ]
@@ -81,7 +81,7 @@ DatabaseOption = Annotated[
     str | None,
     typer.Option(
         "--database-url",
-        help="Ledger URL [default: $CLOSEDLOOP_DATABASE_URL, the config's ledger.url].",
+        help="Ledger URL (default: $CLOSEDLOOP_DATABASE_URL, the config's ledger.url).",
         show_default=False,
     ),
 ]
