@@ -10,6 +10,7 @@
 - Memberships: one query grouping ``touch`` rows by (email, campaign, channel) with the first
   time, so a million touches come back as far fewer rows.
 - Deals, with their account and the people of their (not deleted) contact roles.
+- Channels (of campaigns and of touches) by the report's names (``sync.analytics.channels``).
 - Campaigns, spend (``campaign_cost`` rows, else the campaign's actual cost over its dates;
   YAML costs from ``analytics.campaign_costs`` replace a campaign's CRM figures) and deals.
 """
