@@ -12,17 +12,28 @@ from datetime import datetime
 from pathlib import Path
 
 from connectors.base import Touch
-from connectors.files.reader import MAX_LINE_BYTES, Reject, detect_format, read_file
+from connectors.files.reader import (
+    MAX_LINE_BYTES,
+    PERSON_KEY,
+    CsvLayout,
+    Reject,
+    csv_layout,
+    detect_format,
+    read_file,
+)
 from connectors.files.settings import FileColumns, FilesSettings
 from connectors.registry import ConnectorInfo
 
 __all__ = [
     "INFO",
     "MAX_LINE_BYTES",
+    "PERSON_KEY",
+    "CsvLayout",
     "FileColumns",
     "FileImport",
     "FilesSettings",
     "Reject",
+    "csv_layout",
     "detect_format",
     "read_file",
 ]

@@ -6,8 +6,10 @@ A ``closedloop.yaml`` connection, e.g. for a badge-scan export from a trade show
       berlin_booth:
         type: files
         format: csv
-        delimiter: ";"
-        columns: {email: "E-Mail", occurred_at: "Scanned", campaign: "Booth"}
+        delimiter: ";"                # default: found from the header line
+        encoding: cp1252              # default: found from the file (BOM, UTF-8, else detected)
+        columns: {email: "E-Mail", occurred_at: "Scanned", campaign: "Booth",
+                  first_name: "Vorname", last_name: "Nachname", company: "Firma"}
         kind: event_attended
         date_formats: ["%d.%m.%Y %H:%M"]
         timezone: Europe/Berlin
@@ -31,7 +33,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from connectors.base import TouchKind
 
-__all__ = ["FileColumns", "FilesSettings"]
+__all__ = ["PERSON_FIELDS", "PERSON_HEADERS", "FileColumns", "FilesSettings"]
+
+PERSON_FIELDS = ("first_name", "last_name", "company", "title", "phone")
+#: Header names (lower case; spaces, ``_``, ``-`` and ``.`` ignored) read as a person field when
+#: the connection names no column for it: what Excel, badge scanners and event apps write.
+PERSON_HEADERS: dict[str, tuple[str, ...]] = {
+    "first_name": ("firstname", "first", "givenname", "forename", "vorname", "prenom"),
+    "last_name": ("lastname", "last", "surname", "familyname", "nachname", "nom"),
+    "company": ("company", "companyname", "organization", "organisation", "firma",
+                "unternehmen", "employer", "accountname"),
+    "title": ("title", "jobtitle", "position", "jobposition", "role", "funktion"),
+    "phone": ("phone", "phonenumber", "telephone", "telefon", "mobile", "mobilephone"),
+}  # fmt: skip
 
 
 class FileColumns(BaseModel):
@@ -48,10 +62,27 @@ class FileColumns(BaseModel):
     person_ref: str | None = None
     # None: the key is a hash of the identifying fields (connectors.files.fields.hashed_source_id).
     source_id: str | None = None
+    # The person on the row, for the Lead or Contact created when the CRM does not know them
+    # (the mapping's person.first_name, person.last_name, person.company, person.fields.title,
+    # person.fields.phone). None: a CSV header column of a usual name is used (PERSON_HEADERS).
+    first_name: str | None = None
+    last_name: str | None = None
+    company: str | None = None
+    title: str | None = None
+    phone: str | None = None
 
     def mapped(self) -> dict[str, str]:
-        """Touch field -> column, for the fields that come from a column."""
-        return {name: column for name, column in self.model_dump().items() if column is not None}
+        """Touch field -> column, for the fields that come from a column (person columns are
+        in ``person()``)."""
+        return {
+            name: column
+            for name, column in self.model_dump().items()
+            if column is not None and name not in PERSON_FIELDS
+        }
+
+    def person(self) -> dict[str, str]:
+        """Person field -> column, for the person fields given a column."""
+        return {name: getattr(self, name) for name in PERSON_FIELDS if getattr(self, name)}
 
 
 class FilesSettings(BaseModel):
@@ -60,7 +91,12 @@ class FilesSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     format: Literal["csv", "jsonl"] | None = None
-    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    # None: the one of , ; tab | that splits the header into the mapped columns (most columns).
+    delimiter: str | None = Field(default=None, min_length=1, max_length=1)
+    # None: a byte-order mark says (UTF-8, UTF-16, UTF-32), else UTF-8 when the start of the
+    # file is UTF-8, else what charset-normalizer finds (Excel's "CSV" is cp1252). Given: every
+    # line is read in it, and a line that is not is rejected on its own.
+    encoding: str | None = None
     columns: FileColumns = FileColumns()
     # Fixed values for every row, used when the file has no such column.
     kind: TouchKind | None = None
@@ -87,6 +123,21 @@ class FilesSettings(BaseModel):
                 f"unknown time zone {value!r}; use an IANA name such as Europe/Berlin"
             ) from None
         return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        import codecs
+
+        try:
+            return codecs.lookup(value).name
+        except LookupError:
+            raise ValueError(
+                f"unknown encoding {value!r}; use e.g. utf-8, cp1252 (Excel on Windows), "
+                "latin-1 or utf-16"
+            ) from None
 
     @field_validator("occurred_at")
     @classmethod

@@ -10,6 +10,7 @@
 - Memberships: one query grouping ``touch`` rows by (email, campaign, channel) with the first
   time, so a million touches come back as far fewer rows.
 - Deals, with their account and the people of their (not deleted) contact roles.
+- Channels (of campaigns and of touches) by the report's names (``sync.analytics.channels``).
 - Campaigns, spend (``campaign_cost`` rows, else the campaign's actual cost over its dates;
   YAML costs from ``analytics.campaign_costs`` replace a campaign's CRM figures) and deals.
 """
@@ -24,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, String, Table, func, select, true, type_coerce
 
+from sync.analytics.channels import channel_name
 from sync.analytics.records import (
     CampaignInfo,
     Dataset,
@@ -271,7 +273,9 @@ def _campaigns(
                 ).where(_of(_C.crm, crms))
             )
         )
-    infos = {r.external_id: CampaignInfo(r.external_id, r.name, r.channel) for r in rows}
+    infos = {
+        r.external_id: CampaignInfo(r.external_id, r.name, channel_name(r.channel)) for r in rows
+    }
     return infos, rows
 
 
@@ -298,7 +302,7 @@ def _memberships(
             if seen is None or first_at < seen[0]:
                 merged[(person, key)] = (first_at, channel)
     return [
-        Membership(person, key, utc(first_at), channel)
+        Membership(person, key, utc(first_at), channel_name(channel))
         for (person, key), (first_at, channel) in merged.items()
     ]
 

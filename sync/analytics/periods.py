@@ -1,6 +1,7 @@
 """Report periods: parsing ``--period`` values and bucketing times by month.
 
-Accepted forms (UTC calendar): ``all``, ``2026`` (a year), ``2026-Q3`` (a quarter),
+Accepted forms (UTC calendar): ``all`` (also ``all time``, the label it prints), ``2026`` (a
+year), ``2026-Q3`` (a quarter),
 ``2026-10`` (a month), ``last-90d`` / ``last-12w`` (ending now), and
 ``2026-07-01..2026-09-30`` (dates, both included). A period is half-open: ``start <= t < end``.
 """
@@ -64,7 +65,7 @@ def month_start(year: int, month: int) -> datetime:
 def parse_period(text: str, now: datetime | None = None) -> Period:
     """The period a ``--period`` value names; ``now`` anchors ``last-...`` (default: now)."""
     value = text.strip()
-    if value.lower() in ("all", "all-time", ""):
+    if value.lower() in ("all", "all-time", "all time", ""):
         return ALL_TIME
     if match := _YEAR.fullmatch(value):
         year = int(match.group(1))

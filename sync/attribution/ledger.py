@@ -317,7 +317,10 @@ def summarize(session: Session, run_id: int, by: str) -> list[dict[str, Any]]:
     sourced amount (deals its lead creation touch or primary campaign brought) and the
     influenced amount (deals with any counted touch of the campaign, each counted in full).
     ``model`` rows count attributed and unattributed opportunities and the credited amount.
+    Channels are shown by their report names (``sync.analytics.channels.channel_name``).
     """
+    from sync.analytics.channels import channel_name
+
     if by not in ("campaign", "channel", "model"):
         raise ValueError(f"cannot summarise by {by!r}: campaign, channel or model")
     run = session.get(AttributionRunRow, run_id)
@@ -347,13 +350,15 @@ def summarize(session: Session, run_id: int, by: str) -> list[dict[str, Any]]:
         return rows
     column = AttributionCreditRow.campaign if by == "campaign" else AttributionCreditRow.channel
     grouped: dict[str, dict[str, Any]] = {}
-    for key, model, amount in session.exec(
+    for value, model, amount in session.exec(
         select(column, AttributionCreditRow.model, func.sum(AttributionCreditRow.amount))
         .where(AttributionCreditRow.run_id == run_id)
         .group_by(column, AttributionCreditRow.model)
     ).all():
+        # "web" and "Website" are one channel (sync.analytics.channels)
+        key = channel_name(value) if by == "channel" else value
         row = grouped.setdefault(key or "(none)", {by: key or "(none)"})
-        row[model] = _cents(amount)
+        row[model] = row.get(model, Decimal("0.00")) + _cents(amount)
     if by == "campaign":
         for outcome in session.exec(
             select(AttributionOutcomeRow).where(AttributionOutcomeRow.run_id == run_id)

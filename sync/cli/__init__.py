@@ -29,7 +29,7 @@ def _root(
         None,
         "--log-level",
         envvar="CLOSEDLOOP_LOG_LEVEL",
-        help="debug, info, warning or error [default: the config's logging.level, else warning].",
+        help="debug, info, warning or error (default: the config's logging.level, else warning).",
         show_default=False,
     ),
 ) -> None:

@@ -14,6 +14,7 @@ import typer
 
 from connectors.errors import ConfigError
 from sync.cli.as_of import as_of_help, parse_as_of
+from sync.cli.output import FormatOption, check_format, print_records, to_json
 
 app = typer.Typer(help="Attribute pipeline and revenue to campaigns.", no_args_is_help=True)
 
@@ -134,6 +135,7 @@ def show_command(  # noqa: PLR0917 - Typer maps each parameter to a CLI option
     ] = None,
     config: ConfigOption = None,
     database_url: DatabaseUrl = None,
+    fmt: FormatOption = "table",
 ) -> None:
     """Show a stored run's credited amounts by campaign, channel or model."""
     from rich.console import Console
@@ -145,6 +147,7 @@ def show_command(  # noqa: PLR0917 - Typer maps each parameter to a CLI option
 
     if by not in ("campaign", "channel", "model"):
         raise typer.BadParameter("choose campaign, channel or model", param_hint="--by")
+    check_format(fmt)
     _, url = _settings(config, database_url)
     console = Console(highlight=False)
     engine = open_ledger(url)
@@ -163,11 +166,18 @@ def show_command(  # noqa: PLR0917 - Typer maps each parameter to a CLI option
                 rows = [r for r in rows if r["model"] in models]
     finally:
         engine.dispose()
-    table = Table(title=f"run {chosen.id} ({chosen.crm}, as of {chosen.as_of:%Y-%m-%d %H:%M} UTC)")
     if by == "model":
         columns = ["model", "attributed", "unattributed", "amount"]
     else:
         columns = [by, *models] + (["sourced", "influenced"] if by == "campaign" else [])
+    if fmt == "json":  # the run it is of, and its rows
+        run_of = {"id": chosen.id, "crm": chosen.crm, "as_of": chosen.as_of, "by": by}
+        typer.echo(to_json({"run": run_of, "rows": [{c: r[c] for c in columns} for r in rows]}))
+        return
+    if fmt == "csv":
+        print_records(fmt, rows, columns)
+        return
+    table = Table(title=f"run {chosen.id} ({chosen.crm}, as of {chosen.as_of:%Y-%m-%d %H:%M} UTC)")
     for number, column in enumerate(columns):
         table.add_column(column, justify="left" if number == 0 else "right")
     # Wide enough for every column: a report is better wrapped by the pager than truncated.

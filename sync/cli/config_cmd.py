@@ -47,7 +47,7 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help=f"The config file [default: ${CONFIG_ENV} or ./closedloop.yaml].",
+        help=f"The config file (default: ${CONFIG_ENV} or ./closedloop.yaml).",
         show_default=False,
     ),
 ]

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from connectors.errors import ConfigError
+from sync.cli.output import FormatOption, check_format, print_listing, print_records
 from sync.cli.sync_cmd import output_console
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help="The config file [default: $CLOSEDLOOP_CONFIG or ./closedloop.yaml].",
+        help="The config file (default: $CLOSEDLOOP_CONFIG or ./closedloop.yaml).",
         show_default=False,
     ),
 ]
@@ -46,7 +46,7 @@ DatabaseOption = Annotated[
     str | None,
     typer.Option(
         "--database-url",
-        help="Ledger URL [default: $CLOSEDLOOP_DATABASE_URL, the config's ledger.url].",
+        help="Ledger URL (default: $CLOSEDLOOP_DATABASE_URL, the config's ledger.url).",
         show_default=False,
     ),
 ]
@@ -67,8 +67,12 @@ def _engine(loaded: Config | None, database_url: str | None) -> Engine:
     return open_ledger(database_url or (loaded.database_url() if loaded else None))
 
 
+DEAD_LETTER_COLUMNS = ("id", "pipeline", "stage", "record", "code", "reason", "status",
+                       "created_at")  # fmt: skip
+
+
 @app.command("list")
-def list_command(
+def list_command(  # noqa: PLR0917 - Typer maps each parameter to a CLI option
     pipeline: Annotated[
         str | None, typer.Option("--pipeline", "-p", help="Only this pipeline's.")
     ] = None,
@@ -78,12 +82,14 @@ def list_command(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many.")] = 50,
     config: ConfigOption = None,
     database_url: DatabaseOption = None,
+    fmt: FormatOption = "table",
 ) -> None:
     """List dead letters, newest first, with their stage, code and reason."""
     from sqlalchemy import func, select
 
     from sync.ledger.models import DeadLetterRow, DeadLetterStatus
 
+    check_format(fmt)
     allowed = [s.value for s in DeadLetterStatus]
     if status != "all" and status not in allowed:
         raise ConfigError(f"--status must be one of {', '.join(allowed)} or all; got {status!r}")
@@ -103,19 +109,32 @@ def list_command(
             count = int(conn.execute(total).scalar_one())
     finally:
         engine.dispose()
+    if fmt != "table":
+        records = [
+            {
+                "id": row.id, "pipeline": row.pipeline, "stage": row.stage,
+                "record": row.record_key, "code": row.code, "reason": row.reason,
+                "status": row.status, "created_at": row.created_at,
+            }
+            for row in rows
+        ]  # fmt: skip
+        print_records(fmt, records, DEAD_LETTER_COLUMNS)
+        if count > len(rows):
+            typer.echo(f"{count - len(rows):,} more: use --limit", err=True)
+        return
     console = output_console()
     if not rows:
         console.print(f"no {'' if status == 'all' else status + ' '}dead letters")
         return
-    table = Table(title=f"Dead letters ({count:,} {status})", title_justify="left")
-    for column in ("id", "pipeline", "stage", "record", "code", "reason", "status", "created"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(
+    cells = [
+        [
             str(row.id), row.pipeline, row.stage, row.record_key or "-", row.code,
             row.reason[:160], row.status, row.created_at.strftime("%Y-%m-%d %H:%M"),
-        )  # fmt: skip
-    console.print(table)
+        ]
+        for row in rows
+    ]  # fmt: skip
+    columns = ("id", "pipeline", "stage", "record", "code", "reason", "status", "created")
+    print_listing(console, f"Dead letters ({count:,} {status})", columns, cells, head=5)
     if count > len(rows):
         console.print(f"[dim]{count - len(rows):,} more: use --limit[/]")
 

@@ -372,7 +372,7 @@ def demo_command(
             "--now",
             envvar=NOW_ENV,
             help="Pretend today is this day (2027-06-01, or an ISO time in it): the sandbox's "
-            "world, the pipeline runs and the report move with it [default: today].",
+            "world, the pipeline runs and the report move with it (default: today).",
             show_default=False,
         ),
     ] = None,

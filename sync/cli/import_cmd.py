@@ -40,11 +40,16 @@ _OPTION_NAMES = {
     "columns.campaign": "--campaign-column",
     "columns.asset": "--asset-column",
     "columns.source_id": "--id-column",
+    "columns.first_name": "--first-name-column",
+    "columns.last_name": "--last-name-column",
+    "columns.company": "--company-column",
+    "columns.title": "--title-column",
     "kind": "--kind",
     "occurred_at": "--occurred-at",
     "campaign": "--campaign",
     "timezone": "--timezone",
     "delimiter": "--delimiter",
+    "encoding": "--encoding",
     "format": "--format",
 }
 
@@ -206,12 +211,34 @@ def import_command(
     timezone: Annotated[
         str | None, Opt(help="Time zone of dates without one (default UTC).")
     ] = None,
-    delimiter: Annotated[str | None, Opt(help="CSV delimiter (default ',').")] = None,
+    first_name_column: Annotated[
+        str | None, Opt(help="Column with the first name (default: a 'First Name' header).")
+    ] = None,
+    last_name_column: Annotated[
+        str | None, Opt(help="Column with the last name (default: a 'Last Name' header).")
+    ] = None,
+    company_column: Annotated[
+        str | None, Opt(help="Column with the company (default: a 'Company' header).")
+    ] = None,
+    title_column: Annotated[
+        str | None, Opt(help="Column with the job title (default: a 'Title' header).")
+    ] = None,
+    delimiter: Annotated[
+        str | None,
+        Opt(help="CSV delimiter, e.g. ';' or tab (default: found from the header line)."),
+    ] = None,
+    encoding: Annotated[
+        str | None,
+        Opt(
+            help="The file's encoding, e.g. cp1252 for Excel's CSV on Windows (default: found "
+            "from a byte-order mark or the bytes)."
+        ),
+    ] = None,
 ) -> None:
     """Import a CSV or JSONL list (badge scans, webinar attendees) as touches."""
     from rich.console import Console
 
-    from connectors.files import read_file
+    from connectors.files import csv_layout, detect_format, read_file
     from sync.ledger import default_database_url, open_ledger
 
     options: dict[str, Any] = {
@@ -221,12 +248,15 @@ def import_command(
         "columns.campaign": campaign_column,
         "columns.asset": asset_column,
         "columns.source_id": id_column,
+        "columns.first_name": first_name_column,
+        "columns.last_name": last_name_column,
+        "columns.company": company_column,
+        "columns.title": title_column,
         "occurred_at": occurred_at,
         "kind": kind,
         "campaign": campaign,
         "date_formats": date_format,
         "timezone": timezone,
-        "delimiter": delimiter,
     }
     given = {k: v for k, v in options.items() if v not in (None, [])}
     config_url: str | None = None
@@ -244,15 +274,49 @@ def import_command(
         if fmt not in ("csv", "jsonl"):
             raise ConfigError(f"--format must be csv or jsonl, not {fmt!r}")
         settings = settings.model_copy(update={"format": fmt})
+    # How the file is read (not what its columns mean): given over the config's too.
+    reading = {"delimiter": _delimiter(delimiter), "encoding": encoding}
+    if any(v is not None for v in reading.values()):
+        given_reading = {k: v for k, v in reading.items() if v is not None}
+        settings = _validated(settings.model_dump() | given_reading)
     if not file.is_file():
         raise ConfigError(f"cannot read {file}: no such file")
+    layout = None
+    if detect_format(file, settings.format) == "csv":
+        layout = csv_layout(file, settings)
     records = _first_checked(read_file(file, source, settings))
     engine = open_ledger(database_url or config_url or default_database_url())
     try:
         report = store_records(engine, records, source)
     finally:
         engine.dispose()
-    _print_report(Console(highlight=False), file, report)
+    console = Console(highlight=False)
+    if layout is not None:
+        from rich.markup import escape
+
+        console.print(escape(f"{file.name}: {layout.describe(settings)}"), soft_wrap=True)
+    _print_report(console, file, report)
+
+
+def _delimiter(value: str | None) -> str | None:
+    """``--delimiter``: one character; ``tab`` (or a backslash and t) names the tab."""
+    if value is None:
+        return None
+    return "\t" if value.lower() in ("tab", "\\t") else value
+
+
+def _validated(data: dict[str, Any]) -> FilesSettings:
+    from connectors.files import FilesSettings
+
+    try:
+        return FilesSettings.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            option = _OPTION_NAMES.get(where, where or "mapping")
+            problems.append(f"{option}: {error['msg']}".replace("Value error, ", ""))
+        raise ConfigError("bad file settings:\n  " + "\n  ".join(problems)) from None
 
 
 def _default_config(given: dict[str, Any]) -> Path | None:

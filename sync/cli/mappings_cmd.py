@@ -34,8 +34,8 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help=f"The config naming the CRM connections [default: ${CONFIG_ENV} or "
-        "./closedloop.yaml].",
+        help=f"The config naming the CRM connections (default: ${CONFIG_ENV} or "
+        "./closedloop.yaml).",
         show_default=False,
     ),
 ]
@@ -43,8 +43,8 @@ ConnectionOption = Annotated[
     str | None,
     typer.Option(
         "--connection",
-        help="Check against this CRM connection's org [default: the file's pipeline's, or the "
-        "only one of the mapping's CRM].",
+        help="Check against this CRM connection's org (default: the file's pipeline's, or the "
+        "only one of the mapping's CRM).",
         show_default=False,
     ),
 ]

@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from sync.cli.output import FormatOption, check_format, print_records
+
 app = typer.Typer(help="Link unconverted leads to accounts; review doubtful links.",
                   no_args_is_help=True)  # fmt: skip
 
@@ -62,6 +64,10 @@ def run_command(
     )
 
 
+MATCH_COLUMNS = ("id", "crm", "lead", "company", "email", "account", "account_name",
+                 "confidence", "method", "status")  # fmt: skip
+
+
 @app.command("list")
 def list_command(
     status: Annotated[
@@ -69,12 +75,27 @@ def list_command(
     ] = "pending",
     crm: Annotated[str | None, typer.Option("--crm", help="Only this CRM connection.")] = None,
     database_url: DatabaseUrl = None,
+    fmt: FormatOption = "table",
 ) -> None:
     """List matches (the review queue by default) with their confidence and evidence."""
     from rich.console import Console
     from rich.table import Table
 
+    check_format(fmt)
     rows = _matches(database_url, status, crm)
+    if fmt != "table":
+        records = [
+            {
+                "id": row.id, "crm": row.crm, "lead": row.person_external_id,
+                "company": lead_company, "email": lead_email,
+                "account": row.account_external_id, "account_name": account_name,
+                "confidence": round(row.confidence, 4), "method": row.method,
+                "status": row.status,
+            }
+            for row, lead_company, lead_email, account_name in rows
+        ]  # fmt: skip
+        print_records(fmt, records, MATCH_COLUMNS)
+        return
     table = Table(title=f"lead-to-account matches ({status})")
     for column in ("id", "crm", "lead", "company", "email", "account", "confidence", "method",
                    "status"):  # fmt: skip

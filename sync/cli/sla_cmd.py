@@ -10,7 +10,6 @@ recycled, and why (``sync.analytics.reasons``).
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,8 @@ from typing import Annotated, Any
 import typer
 
 from sync.cli.as_of import as_of_help, parse_as_of
+from sync.cli.output import FormatOption
+from sync.csvout import write_dicts
 
 __all__ = ["app", "breaches_command", "parse_since"]
 
@@ -71,7 +72,7 @@ def breaches_command(
     as_of: Annotated[
         str | None, typer.Option("--as-of", help=as_of_help(), show_default=False)
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    fmt: FormatOption = "table",
     config: Annotated[
         Path | None,
         typer.Option("--config", help="closedloop.yaml (default: ./closedloop.yaml if present)."),
@@ -150,9 +151,7 @@ def breaches_command(
     if fmt == "json":
         typer.echo(json.dumps(rows, indent=2))
     elif fmt == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["person"])
-        writer.writeheader()
-        writer.writerows(rows)
+        write_dicts(sys.stdout, rows, None if rows else ["person"])
     else:
         _table(rows, f"since {since}" + (f", as of {as_of}" if as_of is not None else ""))
 

@@ -39,6 +39,7 @@ from rich.console import Console
 from rich.table import Table
 
 from connectors.errors import ConfigError
+from sync.cli.output import FormatOption, check_format, print_listing, print_records
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -64,7 +65,7 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help="The config file [default: $CLOSEDLOOP_CONFIG or ./closedloop.yaml].",
+        help="The config file (default: $CLOSEDLOOP_CONFIG or ./closedloop.yaml).",
         show_default=False,
     ),
 ]
@@ -81,7 +82,7 @@ PipelineOption = Annotated[
     typer.Option(
         "--pipeline",
         "-p",
-        help="Run only this pipeline (repeat for several) [default: every enabled one].",
+        help="Run only this pipeline (repeat for several) (default: every enabled one).",
         show_default=False,
     ),
 ]
@@ -89,7 +90,7 @@ DatabaseOption = Annotated[
     str | None,
     typer.Option(
         "--database-url",
-        help="Ledger URL [default: $CLOSEDLOOP_DATABASE_URL, the config's ledger.url].",
+        help="Ledger URL (default: $CLOSEDLOOP_DATABASE_URL, the config's ledger.url).",
         show_default=False,
     ),
 ]
@@ -121,9 +122,13 @@ def _selected(loaded: Config, names: Sequence[str] | None) -> list[str]:
 
 
 def output_console() -> Console:
-    """Stdout for tables: the terminal's width, or wide enough not to fold when piped."""
+    """Stdout for tables: the terminal's width, or when piped $COLUMNS if set, else wide
+    enough (200) not to fold."""
     console = Console(highlight=False)
-    return console if console.is_terminal else Console(highlight=False, width=200)
+    if console.is_terminal:
+        return console
+    columns = os.environ.get("COLUMNS", "")
+    return Console(highlight=False, width=int(columns) if columns.isdigit() else 200)
 
 
 def _owner() -> str:
@@ -462,6 +467,7 @@ def runs_command(
     ] = None,
     config: ConfigOption = None,
     database_url: DatabaseOption = None,
+    fmt: FormatOption = "table",
 ) -> None:
     """List recent runs, newest first: state, counts, API calls and errors."""
     from sqlalchemy import select
@@ -469,6 +475,7 @@ def runs_command(
     from sync.ledger.models import SyncRunRow
     from sync.pipelines.runner import summary_from_row
 
+    check_format(fmt)
     loaded = None
     if database_url is None:
         from sync.config import config_path
@@ -485,23 +492,54 @@ def runs_command(
             rows = conn.execute(query).all()
     finally:
         engine.dispose()
+    if fmt != "table":
+        _print_runs(fmt, [summary_from_row(row) for row in rows])
+        return
     console = output_console()
     if not rows:
         console.print("no runs yet: run `closedloop sync`")
         return
-    table = Table(title="Recent runs", title_justify="left")
-    for column in ("id", "pipeline", "state", "started", "time", "counts", "API calls", "error"):
-        table.add_column(column, overflow="fold")
+    cells = []
     for row in rows:
         s = summary_from_row(row)
         counts = ", ".join(f"{k} {v:,}" for k, v in sorted(s.counts.items()) if v)
-        table.add_row(
+        cells.append([
             str(s.run_id), s.pipeline, s.state,
             s.started_at.strftime("%Y-%m-%d %H:%M:%S"),
             f"{s.duration_s:.1f}s" if s.finished_at else "running",
             counts or "-", _calls(s), s.error or "",
-        )  # fmt: skip
-    console.print(table)
+        ])  # fmt: skip
+    columns = ("id", "pipeline", "state", "started", "time", "counts", "API calls", "error")
+    print_listing(console, "Recent runs", columns, cells, head=5)
+
+
+RUN_COLUMNS = ("id", "pipeline", "kind", "state", "started_at", "finished_at", "duration_s",
+               "counts", "api_calls", "minimum_calls", "error")  # fmt: skip
+
+
+def _print_runs(fmt: str, summaries: Sequence[RunSummary]) -> None:
+    """Runs as JSON (counts and API calls as objects) or CSV (as ``name=value; ...``)."""
+    records: list[dict[str, Any]] = [
+        {
+            "id": s.run_id,
+            "pipeline": s.pipeline,
+            "kind": s.kind,
+            "state": s.state,
+            "started_at": s.started_at,
+            "finished_at": s.finished_at,
+            "duration_s": round(s.duration_s, 3) if s.finished_at else None,
+            "counts": dict(sorted(s.counts.items())),
+            "api_calls": dict(sorted(s.api_calls.items())),
+            "minimum_calls": dict(sorted(s.minimum_calls.items())),
+            "error": s.error,
+        }
+        for s in summaries
+    ]
+    if fmt == "csv":
+        for record in records:
+            for key in ("counts", "api_calls", "minimum_calls"):
+                record[key] = "; ".join(f"{k}={v}" for k, v in record[key].items())
+    print_records(fmt, records, RUN_COLUMNS)
 
 
 def _standalone() -> typer.Typer:

@@ -381,12 +381,22 @@ class Deliverer:
         plans: dict[str, Person] = {}
         held: set[str] = set()
         for email, touch in touches_by_email.items():
+            # The row's own person fields (a file's name, company and title columns), for the
+            # mapping's person.first_name, person.company, person.fields.title ...
+            given = touch.attributes.get("person")
+            named = {k: v for k, v in given.items() if isinstance(v, str) and v.strip()} if (
+                isinstance(given, Mapping)
+            ) else {}  # fmt: skip
             source_person = Person(
                 source=touch.source,
                 external_id=touch.person_ref or email,
                 kind=PersonKind.LEAD,
                 email=email,
+                first_name=named.get("first_name"),
+                last_name=named.get("last_name"),
+                company=named.get("company"),
                 updated_at=touch.occurred_at,
+                fields={k: v for k, v in named.items() if k in ("title", "phone")},
             )
             plan = self.mapping.plan_person(source_person, None)
             if plan.action != "create":

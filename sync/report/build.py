@@ -148,8 +148,14 @@ def report_data(
     params = attribution.params() if attribution is not None else None
     credits, notes = attributed_revenue(engine, won, resolve, now, params=params)
     if inputs.settings.crms is not None:
-        chosen_crms = ", ".join(inputs.settings.crms) or "none"
-        notes.insert(0, f"People, deals and campaigns of {chosen_crms} only (analytics.crms).")
+        chosen_crms = " and ".join(inputs.settings.crms)
+        notes.insert(
+            0,
+            f"This report counts the people, deals and campaigns of {chosen_crms} only; "
+            "other connected CRMs are left out."
+            if chosen_crms
+            else "This report is set to read no CRM, so it counts no people, deals or campaigns.",
+        )
     ordered = by_model_order(credits, inputs.settings.default_model)
     return build_report(
         dataset,

@@ -21,6 +21,9 @@ _CHAR_W = 7.0  # about one character of a 12-13 px label, in viewBox units
 ROW = 26
 LABEL_W = 210
 PAD = 12
+NARROW = 400  # bar charts with labels above the bars: legible on a phone without scrolling
+NARROW_ROW = 40
+NARROW_VALUE_W = 120  # room right of the longest bar for its value ("45% late of 1,200")
 
 
 @dataclass(frozen=True)
@@ -33,15 +36,26 @@ class Bar:
     css: str = "bar"
 
 
-def _svg(kind: str, title: str, height: float, body: list[str]) -> Markup:
+def _svg(
+    kind: str,
+    title: str,
+    height: float,
+    body: list[str],
+    *,
+    width: int = WIDTH,
+    layout: str = "wide",
+) -> Markup:
+    """The chart in its box: a chart wider than a phone scrolls inside the box (the page
+    does not), at a scale that keeps its labels legible (the template's CSS)."""
     h = max(40.0, height)
     # Every interpolated label above and in ``body`` went through escape().
     return Markup(  # noqa: S704
-        f'<svg class="chart" data-chart="{escape(kind)}" role="img" '
-        f'viewBox="0 0 {WIDTH} {h:.0f}" preserveAspectRatio="xMinYMin meet" '
+        f'<div class="chart-box"><svg class="chart" data-chart="{escape(kind)}" role="img" '
+        f'data-layout="{layout}" '
+        f'viewBox="0 0 {width} {h:.0f}" preserveAspectRatio="xMinYMin meet" '
         f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>'
         + "".join(body)
-        + "</svg>"
+        + "</svg></div>"
     )
 
 
@@ -63,24 +77,26 @@ def _clip(text: str, limit: int = 30) -> str:
 
 
 def horizontal_bars(kind: str, title: str, bars: Sequence[Bar], empty: str = "No data") -> Markup:
-    """One horizontal bar per item, scaled to the largest value."""
+    """One horizontal bar per item, scaled to the largest value, its label above it.
+
+    Drawn ``NARROW`` units wide so that on a phone (about 350 px for the chart) a 12 px label
+    still reads at 10 px or more; on a wide screen the template caps its width."""
     if not bars or all(b.value <= 0 for b in bars):
         return _empty(kind, title, empty)
     top = max(b.value for b in bars)
-    span = WIDTH - LABEL_W - 120
+    span = NARROW - NARROW_VALUE_W
     body: list[str] = []
     for i, bar in enumerate(bars):
-        y = PAD + i * ROW
+        y = PAD + i * NARROW_ROW
         w = max(2.0, span * bar.value / top) if bar.value > 0 else 0.0
         body.append(
-            f'<text class="label" x="{LABEL_W - 8}" y="{y + 16}" text-anchor="end">'
-            f"{escape(_clip(bar.label))}</text>"
-            f'<rect class="{escape(bar.css)}" x="{LABEL_W}" y="{y + 3}" width="{w:.1f}" '
-            f'height="{ROW - 8}" rx="3"><title>{escape(bar.label)}: {escape(bar.text)}</title>'
-            "</rect>"
-            f'<text class="value" x="{LABEL_W + w + 6:.1f}" y="{y + 16}">{escape(bar.text)}</text>'
+            f'<text class="label" x="0" y="{y + 12}">{escape(_clip(bar.label, 52))}</text>'
+            f'<rect class="{escape(bar.css)}" x="0" y="{y + 17}" width="{w:.1f}" '
+            f'height="{NARROW_ROW - 22}" rx="3"><title>{escape(bar.label)}: {escape(bar.text)}'
+            "</title></rect>"
+            f'<text class="value" x="{w + 6:.1f}" y="{y + 30}">{escape(bar.text)}</text>'
         )
-    return _svg(kind, title, PAD * 2 + len(bars) * ROW, body)
+    return _svg(kind, title, PAD * 2 + len(bars) * NARROW_ROW, body, width=NARROW, layout="narrow")
 
 
 def funnel_chart(

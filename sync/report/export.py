@@ -1,14 +1,14 @@
 """CSV and JSON exports of a report: the same numbers as the HTML, for spreadsheets and BI.
 
 ``tables`` flattens a ``ReportData`` into named tables (header + rows of plain values); the CSV
-export writes one file per table into a folder, the JSON export one document with the summary
+export writes one file per table into a folder (cells a spreadsheet would run as formulas
+neutralised, ``sync.csvout``), the JSON export one document with the summary
 and every table. Money is written as exact decimal strings in JSON and plain numbers in CSV;
 rates as fractions (0.25, not "25%") so they can be computed with.
 """
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 from collections.abc import Sequence
@@ -23,6 +23,7 @@ from sync.analytics.reasons import ReasonCount
 from sync.analytics.recycling import RecycleGroup
 from sync.analytics.sla import SlaCase, SlaGroup
 from sync.analytics.summary import ReportData
+from sync.csvout import write_rows
 
 __all__ = ["Table", "tables", "to_json", "write_csv"]
 
@@ -306,9 +307,6 @@ def write_csv(data: ReportData, folder: Path) -> list[Path]:
     for name, (header, rows) in tables(data).items():
         path = folder / f"{name}.csv"
         with path.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            for row in rows:
-                writer.writerow(["" if v is None else _plain(v) for v in row])
+            write_rows(handle, header, ([_plain(v) for v in row] for row in rows))
         written.append(path)
     return written

@@ -7,9 +7,12 @@ attached to an e-mail or printed. Charts are drawn here (``sync.report.charts``)
 
 from __future__ import annotations
 
+import re
+import shlex
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
@@ -17,13 +20,14 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup
 
 from sync.analytics.credits import model_label
+from sync.analytics.deals import DealMetrics
 from sync.analytics.reasons import NO_REASON, OUTCOMES, ReasonCount
 from sync.analytics.summary import ReportData
 from sync.mapping.model import Stage
 from sync.report import charts
 from sync.report.charts import Bar
 
-__all__ = ["ReasonMatrix", "reason_matrices", "render_html"]
+__all__ = ["ReasonMatrix", "active_months", "reason_matrices", "render_html", "reproduce_command"]
 
 TOP_CAMPAIGNS = 15
 REASON_COLUMNS = 6  # reasons shown as columns of a matrix; the rest add up in "other reasons"
@@ -156,7 +160,7 @@ def _charts(data: ReportData) -> dict[str, Markup]:
     revenue = charts.stacked_columns(
         "revenue",
         "Won revenue by month",
-        [(m.label, (float(m.revenue),)) for m in data.deals_by_month],
+        [(m.label, (float(m.revenue),)) for m in active_months(data.deals_by_month)],
         [(f"won revenue ({cur})", "bar")],
         fmt=_short_money,
         empty="No deals won in this period",
@@ -243,11 +247,44 @@ def _short_money(value: float) -> str:
     return f"{value:.0f}"
 
 
+def active_months(months: Sequence[DealMetrics]) -> list[DealMetrics]:
+    """The months of the pipeline table from the first with any deal activity or open pipeline
+    to the last: all-zero months before and after are left out (those between stay)."""
+
+    def busy(m: DealMetrics) -> bool:
+        return bool(
+            m.new_opportunities or m.won or m.lost or m.revenue or m.new_pipeline
+            or m.open_pipeline
+        )  # fmt: skip
+
+    marks = [i for i, m in enumerate(months) if busy(m)]
+    return list(months[marks[0] : marks[-1] + 1]) if marks else []
+
+
+def reproduce_command(data: ReportData) -> str:
+    """The command that recomputes this report's numbers as JSON: its period in a form
+    ``--period`` reads, measured at the moment the report was generated."""
+    period = data.period
+    label = period.label
+    if period.start is None and period.end is None:
+        value = "all"
+    elif match := re.fullmatch(r"last (\d+) (days|weeks)", label):
+        value = f"last-{match.group(1)}{match.group(2)[0]}"
+    else:
+        value = label
+    moment = data.generated_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return shlex.join(
+        ["closedloop", "report", "--period", value, "--as-of", moment, "--format", "json"]
+    )
+
+
 def render_html(data: ReportData) -> str:
     """The report as one self-contained HTML document."""
     template = _environment().get_template("report.html.j2")
     context: dict[str, Any] = {
         "data": data,
+        "active_months": active_months(data.deals_by_month),
+        "reproduce": reproduce_command(data),
         "charts": _charts(data),
         "reasons": _reason_tables(data),
         "Stage": Stage,

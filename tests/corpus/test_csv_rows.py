@@ -23,8 +23,9 @@ from tests.corpus.harness import json_cases, time_limit
 HEADER = b"email,occurred_at,kind,campaign,company\n"
 GOOD = b"good@example.com,2024-05-01T09:00:00Z,webinar_attended,Spring expo,Acme\n"
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
+# A UTF-8 file: a byte that is not UTF-8 rejects its row (no encoding is guessed for it).
 SETTINGS = {"columns": {"email": "email", "occurred_at": "occurred_at", "kind": "kind",
-                        "campaign": "campaign"}}  # fmt: skip
+                        "campaign": "campaign"}, "encoding": "utf-8"}  # fmt: skip
 
 
 @pytest.fixture

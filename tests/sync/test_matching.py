@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from pathlib import Path
 
 import pytest
@@ -191,6 +194,18 @@ def test_the_matches_cli_runs_lists_and_decides(tmp_path: Path) -> None:
     assert "IBM" in listed.output
     assert "acronym" in listed.output
     match_id = listed.output.split("│")[1].strip()  # first cell of the first row
+    as_json = runner.invoke(app, ["list", "--format", "json", "--database-url", url])
+    assert as_json.exit_code == 0, as_json.output
+    (pending,) = json.loads(as_json.output)
+    assert str(pending["id"]) == match_id
+    assert (pending["status"], pending["crm"]) == ("pending", "sf")
+    assert 0 < pending["confidence"] < 1
+    as_csv = runner.invoke(
+        app, ["list", "--status", "all", "--format", "csv", "--database-url", url]
+    )
+    records = list(csv.DictReader(io.StringIO(as_csv.output)))
+    assert {r["status"] for r in records} == {"auto", "pending"}
+    assert str(pending["id"]) in {r["id"] for r in records}
     decided = runner.invoke(app, ["decide", match_id, "reject", "--database-url", url])
     assert decided.exit_code == 0, decided.output
     empty = runner.invoke(app, ["review", "--database-url", url])

@@ -176,3 +176,52 @@ def test_the_reasons_section_reads_on_a_390_px_phone_with_the_seeded_reasons(
         assert box["font"] >= 13, box
         assert box["rows"] >= 1, box
     page.close()
+
+
+# Every visible text of the page, HTML or chart, with the size it is drawn at: an SVG label's
+# CSS size times the scale its chart is drawn at (a 12 px label in a chart shrunk to half is
+# 6 px on the screen).
+_DRAWN_TEXT_SIZES = """() => {
+    const out = [];
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    while (walker.nextNode()) {
+        const node = walker.currentNode;
+        const el = node.parentElement;
+        if (!node.textContent.trim() || !el || el.closest('title, script, style')) continue;
+        const box = el.getBoundingClientRect();
+        if (box.width === 0 || box.height === 0) continue;
+        let size = parseFloat(getComputedStyle(el).fontSize);
+        const svg = el.closest('svg');
+        if (svg) size *= svg.getScreenCTM().a;
+        out.push({text: node.textContent.trim().slice(0, 40), size: size,
+                  chart: svg ? svg.dataset.chart : null});
+    }
+    return out;
+}"""
+
+
+def test_the_whole_report_reads_on_a_390_px_phone(browser: Any, report: Path) -> None:
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(report.as_uri(), wait_until="load")
+    scroll, client = page.evaluate(
+        "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert scroll <= client == 390  # no sideways page scroll; wide tables and charts scroll in
+    texts = page.evaluate(_DRAWN_TEXT_SIZES)
+    charted = {t["chart"] for t in texts if t["chart"]}
+    assert charted == CHARTS  # every chart's labels were measured
+    assert len(texts) > 500
+    small = [t for t in texts if t["size"] < 10]
+    assert small == [], small[:10]
+    # A chart too wide for the screen scrolls inside its own box, which fits the screen.
+    boxes = page.evaluate(
+        """() => Array.from(document.querySelectorAll('.chart-box')).map(b => {
+            const r = b.getBoundingClientRect();
+            return {left: r.left, right: r.right, scrolls: b.scrollWidth > b.clientWidth};
+        })"""
+    )
+    assert len(boxes) == len(CHARTS)
+    for box in boxes:
+        assert 0 <= box["left"] < box["right"] <= 390, box
+    assert any(box["scrolls"] for box in boxes)  # the month columns do not fit a phone
+    page.close()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -190,7 +193,24 @@ def test_the_cli_runs_every_model_and_shows_a_table(tmp_path: Path) -> None:
     assert "time_decay" in shown.output
     linear = runner.invoke(app, ["show", "--by", "channel", "-m", "linear", *args])
     lines = [line for line in linear.output.splitlines() if "500.00" in line]
-    assert [line.split()[1] for line in lines] == ["content", "webinar"]
+    assert [line.split()[1] for line in lines] == ["Content", "Webinar"]  # the report's names
+    as_json = runner.invoke(app, ["show", "--by", "channel", "--format", "json", *args])
+    assert as_json.exit_code == 0, as_json.output
+    document = json.loads(as_json.output)
+    assert document["run"]["id"] == 1
+    assert document["run"]["by"] == "channel"
+    channels = {row["channel"]: row for row in document["rows"]}
+    assert channels["Webinar"]["linear"] == "500.00"
+    assert {"channel", "linear", "time_decay", "custom"} <= set(document["rows"][0])
+    as_csv = runner.invoke(app, ["show", "--by", "campaign", "--format", "csv", *args])
+    assert as_csv.exit_code == 0, as_csv.output
+    records = list(csv.DictReader(io.StringIO(as_csv.output)))
+    assert records
+    assert {"campaign", "linear", "sourced", "influenced"} <= set(records[0])
+    assert sum(Decimal(r["linear"]) for r in records) == Decimal("1000.00")
+    wrong = runner.invoke(app, ["show", "--format", "xml", *args])
+    assert wrong.exit_code != 0
+    assert "table, json or csv" in str(wrong.exception)
     bad = runner.invoke(app, ["run", "--model", "magic", *args])
     assert bad.exit_code == 2
     assert "unknown model magic" in bad.output

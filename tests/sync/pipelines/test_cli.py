@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import timedelta
 from typing import Any
@@ -75,6 +77,51 @@ def test_dead_letters_can_be_listed_shown_and_discarded(ws: Any) -> None:
         "no open dead letters"
         in _cli("dead-letters", "list", "--config", str(ws.config_path)).output
     )
+
+
+def test_runs_and_dead_letters_print_json_and_csv_for_scripts(ws: Any) -> None:
+    _cli("sync", "--config", str(ws.config_path))
+
+    runs = json.loads(_cli("runs", "--format", "json", "--config", str(ws.config_path)).output)
+    assert [r["pipeline"] for r in runs] == [PIPELINE]
+    assert runs[0]["state"] == "succeeded"
+    assert runs[0]["counts"]["pushed"] == 3
+    assert runs[0]["started_at"] <= runs[0]["finished_at"]
+    listed = _cli("runs", "--format", "csv", "--config", str(ws.config_path))
+    (row,) = csv.DictReader(io.StringIO(listed.output))
+    assert (row["id"], row["pipeline"], row["state"]) == (str(runs[0]["id"]), PIPELINE, "succeeded")
+    assert "pushed=3" in row["counts"].split("; ")
+
+    letters = _cli("dead-letters", "list", "--format", "json", "--config", str(ws.config_path))
+    (letter,) = json.loads(letters.output)
+    assert (letter["record"], letter["stage"], letter["code"]) == (f"{BADGES}:B1", "map", "MAPPING")
+    assert letter["status"] == "open"
+    as_csv = _cli("dead-letters", "list", "--format", "csv", "--config", str(ws.config_path))
+    (row,) = csv.DictReader(io.StringIO(as_csv.output))
+    assert row["record"] == f"{BADGES}:B1"
+    assert row["reason"] == letter["reason"]  # in full, not cut to the table's width
+    bad = _cli("runs", "--format", "yaml", "--config", str(ws.config_path))
+    assert bad.exit_code != 0
+    assert "table, json or csv" in str(bad.exception)
+
+
+def test_runs_keeps_pipeline_names_whole_at_80_columns(ws: Any) -> None:
+    _cli("sync", "--config", str(ws.config_path))
+
+    result = CliRunner().invoke(
+        _standalone(), ["runs", "--config", str(ws.config_path)], env={"COLUMNS": "80"}
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "\u2026" not in result.output  # nothing cut short
+    (first,) = [line for line in lines if PIPELINE in line]  # whole, not broken mid-word
+    assert "succeeded" in first
+    assert any("pushed 3" in line for line in lines)
+    wide = CliRunner().invoke(
+        _standalone(), ["runs", "--config", str(ws.config_path)], env={"COLUMNS": "200"}
+    )
+    assert "\u2503 pipeline" in wide.output  # a table where it fits
 
 
 def test_replay_of_a_still_broken_record_exits_1_and_keeps_it_open(ws: Any) -> None:

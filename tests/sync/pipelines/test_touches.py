@@ -8,12 +8,15 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from sync.cli.import_cmd import import_file
 from sync.connections import Connections
 from sync.ledger import DeadLetterRow, DeliveryRow, LeaseRow, SyncRunRow, TouchRow, utcnow
+from sync.ledger.models import PersonRow
 from sync.pipelines import Fence, FenceLost, run_pipeline
 from sync.pipelines.replay import replay_dead_letters
 from tests.sync.pipelines.conftest import (
     BADGES,
+    SCAN_DAY,
     badge_pipeline,
     badge_rows,
     files_mapping,
@@ -319,3 +322,39 @@ def _last_errors(engine: Any, keys: set[str]) -> set[str]:
             .where(touch.c.key.in_(keys))
         ).all()
     return {r.last_error for r in rows}
+
+
+def test_a_new_email_becomes_a_lead_with_the_rows_name_company_and_title(
+    workspace_factory: Any,
+) -> None:
+    ws = workspace_factory({PIPELINE: badge_pipeline()})
+    path = ws.folder / "cards.csv"
+    # As Excel writes it on a German Windows: cp1252, ";", the person's columns by usual names.
+    path.write_bytes(
+        "Badge;Email;Scanned;First Name;Last Name;Company;Job Title\r\n"
+        f"B0;juergen@new-guests.example;{SCAN_DAY:%Y-%m-%d}T10:00:00Z;Jürgen;Müller;"
+        "Bäcker GmbH;Einkauf\r\n"
+        f"B1;anon@new-guests.example;{SCAN_DAY:%Y-%m-%d}T10:05:00Z;;;;\r\n".encode("cp1252")
+    )
+    settings = ws.config.connections[BADGES].settings
+    assert import_file(ws.engine, path, BADGES, settings).imported == 2
+
+    run = run_pipeline(ws.config, PIPELINE, ws.engine)
+
+    assert run.state == "succeeded", run.error
+    assert run.count("created_people") == 2
+    store = ws.sandbox.store("salesforce")
+    (named,) = store.find("Lead", "Email", "juergen@new-guests.example")
+    lead = store.get("Lead", named)
+    assert lead is not None
+    assert (lead["FirstName"], lead["LastName"]) == ("Jürgen", "Müller")
+    assert (lead["Company"], lead["Title"]) == ("Bäcker GmbH", "Einkauf")
+    (anonymous,) = store.find("Lead", "Email", "anon@new-guests.example")
+    assert store.get("Lead", anonymous)["Company"] == "[not provided]"  # type: ignore[index]
+    with ws.engine.connect() as conn:
+        person = conn.execute(
+            select(PersonRow.first_name, PersonRow.last_name, PersonRow.company).where(
+                PersonRow.email == "juergen@new-guests.example"
+            )
+        ).one()
+    assert tuple(person) == ("Jürgen", "Müller", "Bäcker GmbH")  # the ledger's person too
