@@ -29,6 +29,10 @@ from sqlalchemy.engine import URL, make_url
 
 pytest_plugins = ["sandbox.pytest_plugin"]
 
+# Piped CLI output follows $COLUMNS when set: a width from the shell that started the tests must
+# not fold the tables they read (tests that need a width pass it to the command).
+os.environ.pop("COLUMNS", None)
+
 POSTGRES_URL_ENV = "CLOSEDLOOP_TEST_POSTGRES_URL"
 REQUIRE_POSTGRES_ENV = "CLOSEDLOOP_REQUIRE_POSTGRES"
 

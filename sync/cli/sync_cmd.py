@@ -26,6 +26,7 @@ ledger are recognised by key, CRM writes are upserts: running it twice changes n
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
