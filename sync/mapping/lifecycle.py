@@ -22,38 +22,100 @@ from datetime import UTC, datetime, timedelta
 
 from connectors.base import Person, Touch
 from sync.mapping.conditions import TouchesPredicate, compile_mql_condition
-from sync.mapping.model import REASON_OUTCOMES, Lifecycle, Mql, Stage, parse_duration
+from sync.mapping.model import (
+    REASON_OUTCOMES,
+    Lifecycle,
+    Mql,
+    MqlCondition,
+    Stage,
+    parse_duration,
+)
 
 __all__ = [
     "LIFECYCLE_STAGE",
     "CompiledLifecycle",
+    "MqlVerdict",
     "Stage",
     "compile_lifecycle",
+    "describe_mql_condition",
     "reason_fields_for",
 ]
 
 
 @dataclass(frozen=True)
+class MqlVerdict:
+    """Whether a person meets the MQL definition, and why in words (``why``)."""
+
+    qualified: bool
+    why: str
+
+
+_Rule = tuple[str, TouchesPredicate]  # (the condition in words, its predicate)
+
+
+@dataclass(frozen=True)
 class _CompiledMql:
     score_at_least: float | None
-    any_of: tuple[TouchesPredicate, ...]
-    all_of: tuple[TouchesPredicate, ...]
+    any_of: tuple[_Rule, ...]
+    all_of: tuple[_Rule, ...]
     combine: str
 
     def __call__(self, person: Person, touches: Sequence[Touch], now: datetime) -> bool:
+        return self.verdict(person, touches, now).qualified
+
+    def verdict(self, person: Person, touches: Sequence[Touch], now: datetime) -> MqlVerdict:
+        parts: list[str] = []
         score_ok = None
         if self.score_at_least is not None:
             score_ok = person.score is not None and person.score >= self.score_at_least
+            shown = "no score" if person.score is None else f"score {person.score:g}"
+            parts.append(f"{shown} {'>=' if score_ok else '<'} {self.score_at_least:g}")
         rules_ok = None
         if self.any_of or self.all_of:
-            rules_ok = all(r(person, touches, now) for r in self.all_of) and (
-                not self.any_of or any(r(person, touches, now) for r in self.any_of)
+            all_held = [(text, rule(person, touches, now)) for text, rule in self.all_of]
+            any_held = [(text, rule(person, touches, now)) for text, rule in self.any_of]
+            rules_ok = all(ok for _, ok in all_held) and (
+                not any_held or any(ok for _, ok in any_held)
             )
+            rules = [f"{text}: {_yes(ok)}" for text, ok in all_held]
+            if any_held:
+                rules.append(
+                    "one of (" + "; ".join(f"{text}: {_yes(ok)}" for text, ok in any_held) + ")"
+                )
+            said = " and ".join(rules)
+            parts.append(f"({said})" if parts and len(rules) > 1 else said)
         if score_ok is None:
-            return bool(rules_ok)
-        if rules_ok is None:
-            return score_ok
-        return (score_ok and rules_ok) if self.combine == "and" else (score_ok or rules_ok)
+            qualified = bool(rules_ok)
+        elif rules_ok is None:
+            qualified = score_ok
+        else:
+            qualified = (score_ok and rules_ok) if self.combine == "and" else (score_ok or rules_ok)
+        why = f" {self.combine} ".join(parts)
+        return MqlVerdict(qualified, f"{'MQL' if qualified else 'not MQL'}: {why}")
+
+
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "no"
+
+
+def describe_mql_condition(cond: MqlCondition) -> str:
+    """One MQL condition in words: ``2+ webinar_attended/event_attended within 30 days``."""
+    if cond.touched is not None:
+        t = cond.touched
+        text = f"{t.at_least}+ {'/'.join(t.kinds)}"
+        if t.asset:
+            text += f" on {t.asset}"
+        if t.campaign:
+            text += f" in {t.campaign}"
+        if t.within_days:
+            text += f" within {t.within_days} days"
+        return text
+    if cond.score_at_least is not None:
+        return f"score >= {cond.score_at_least:g}"
+    if cond.in_list is not None:
+        return f"on list {cond.in_list}"
+    value = "" if cond.op in ("exists", "missing") else f" {cond.value!r}"
+    return f"{cond.field} {cond.op}{value}"
 
 
 # The disposition field under which connectors record the lifecycle field's changes.
@@ -94,6 +156,8 @@ class CompiledLifecycle:
     lifecycle_stages: Mapping[Stage, tuple[str, ...]] = field(default_factory=dict)
     sla: Mapping[Stage, timedelta] = field(default_factory=dict)
     mql: _CompiledMql | None = None
+    # What waits until a person is MQL: "create_people", "push_touches".
+    mql_gate: frozenset[str] = frozenset()
     _lookup: _Lookup = field(default_factory=lambda: _Lookup.of({}))
     _lifecycle_lookup: _Lookup = field(default_factory=lambda: _Lookup.of({}))
 
@@ -149,18 +213,28 @@ class CompiledLifecycle:
         ``now`` bounds ``within_days`` windows; it defaults to the latest touch (or the
         epoch when there are none), so the answer depends on the data alone.
         """
+        return self.mql_verdict(person, touches, now).qualified
+
+    def mql_verdict(
+        self, person: Person, touches: Sequence[Touch], now: datetime | None = None
+    ) -> MqlVerdict:
+        """``is_mql`` with the reason in words (each condition and whether it held)."""
         if self.mql is None:
-            return False
+            return MqlVerdict(False, "not MQL: the mapping defines no MQL")
         if now is None:
             now = max((t.occurred_at for t in touches), default=datetime(1970, 1, 1, tzinfo=UTC))
-        return self.mql(person, touches, now)
+        return self.mql.verdict(person, touches, now)
+
+    def gates(self, what: str) -> bool:
+        """Whether ``what`` ("create_people", "push_touches") waits until a person is MQL."""
+        return what in self.mql_gate
 
 
 def _compile_mql(mql: Mql) -> _CompiledMql:
     return _CompiledMql(
         score_at_least=mql.score_at_least,
-        any_of=tuple(compile_mql_condition(c) for c in mql.any_of),
-        all_of=tuple(compile_mql_condition(c) for c in mql.all_of),
+        any_of=tuple((describe_mql_condition(c), compile_mql_condition(c)) for c in mql.any_of),
+        all_of=tuple((describe_mql_condition(c), compile_mql_condition(c)) for c in mql.all_of),
         combine=mql.combine,
     )
 
@@ -189,6 +263,7 @@ def compile_lifecycle(lifecycle: Lifecycle | None) -> CompiledLifecycle:
         lifecycle_stages={s: tuple(v) for s, v in lifecycle.lifecycle_stages.items()},
         sla={stage: parse_duration(text) for stage, text in lifecycle.sla.items()},
         mql=_compile_mql(lifecycle.mql) if lifecycle.mql else None,
+        mql_gate=frozenset(lifecycle.mql_gate),
         _lookup=_Lookup.of(lifecycle.stages),
         _lifecycle_lookup=_Lookup.of(lifecycle.lifecycle_stages),
     )

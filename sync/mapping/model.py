@@ -618,6 +618,20 @@ class Lifecycle(_Strict):
         default_factory=dict, description="time allowed from entering a stage to a sales action"
     )
     mql: Mql | None = None
+    mql_gate: list[Literal["create_people", "push_touches"]] = Field(
+        default_factory=list,
+        description="what waits until a person meets the mql definition: create_people (people "
+        "the CRM lacks are created only then), push_touches (a person's touches are pushed "
+        "only then); held touches are looked at again on every run",
+    )
+
+    @model_validator(mode="after")
+    def _gate_needs_mql(self) -> Lifecycle:
+        if self.mql_gate and self.mql is None:
+            raise PydanticCustomError(
+                "mql_gate", "mql_gate needs an mql definition in this lifecycle section"
+            )
+        return self
 
 
 # --- campaign members (Salesforce) -------------------------------------------------------

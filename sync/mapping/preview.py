@@ -84,6 +84,8 @@ class Preview:
             if p["target"]:
                 head += f"  ({p['target']}{' ' + p['crm_id'] if p['crm_id'] else ''})"
             lines.append(head)
+            if "mql" in p:
+                lines.append(f"          {p['mql']}")
             if p["action"] == "create":
                 lines.append(f"          fields: {_j(p['crm_updates'])}")
             for d in p["fields"]:
@@ -122,11 +124,7 @@ def build_preview(mapping: CompiledMapping, cases: Sequence[SampleCase]) -> Prev
     by_email: dict[str, SampleCase] = {}
     for case in cases:
         by_email.setdefault(_email(case.touch), case)
-    plans: dict[str, PersonPlan] = {}
-    for email, case in sorted(by_email.items()):
-        plan = mapping.plan_person(case.person, case.crm_person)
-        plans[email] = plan
-        preview.people.append(_person_entry(email, plan))
+    plans, waiting = _plan_people(mapping, by_email, cases, preview)
     accepted: list[Touch] = []
     for case in cases:
         crm_person = by_email[_email(case.touch)].crm_person
@@ -146,6 +144,10 @@ def build_preview(mapping: CompiledMapping, cases: Sequence[SampleCase]) -> Prev
         person_plan = plans.get(email)
         owner = by_email.get(email)
         crm_person = owner.crm_person if owner else None
+        if email in waiting:
+            detail = f"held until MQL (lifecycle.mql_gate): {waiting[email]}"
+            preview.touches.append(_touch_entry(touch, "held", detail))
+            continue
         if crm_person is None and (person_plan is None or person_plan.action == "hold"):
             preview.touches.append(_touch_entry(touch, "held", "person not in the CRM (hold)"))
             continue
@@ -165,6 +167,36 @@ def build_preview(mapping: CompiledMapping, cases: Sequence[SampleCase]) -> Prev
         preview.touches.append(entry)
     preview.touches.sort(key=lambda t: (t["outcome"] != "upsert", t["key"]))
     return preview
+
+
+def _plan_people(
+    mapping: CompiledMapping,
+    by_email: Mapping[str, SampleCase],
+    cases: Sequence[SampleCase],
+    preview: Preview,
+) -> tuple[dict[str, PersonPlan], dict[str, str]]:
+    """Each person's plan (added to ``preview``, with the MQL verdict when the mapping defines
+    one), and the people whose touches wait until MQL (``lifecycle.mql_gate``) with why."""
+    plans: dict[str, PersonPlan] = {}
+    waiting: dict[str, str] = {}
+    lifecycle = mapping.lifecycle
+    for email, case in sorted(by_email.items()):
+        plan = mapping.plan_person(case.person, case.crm_person)
+        entry = _person_entry(email, plan)
+        if lifecycle.mql is not None:
+            history = [c.touch for c in cases if _email(c.touch) == email]
+            verdict = lifecycle.mql_verdict(case.crm_person or case.person, history)
+            entry["mql"] = verdict.why
+            gated = lifecycle.gates("push_touches") or (
+                lifecycle.gates("create_people") and plan.action == "create"
+            )
+            if gated and not verdict.qualified:
+                waiting[email] = verdict.why
+                if plan.action == "create":
+                    entry["action"] = "hold"
+        plans[email] = plan
+        preview.people.append(entry)
+    return plans, waiting
 
 
 def _email(touch: Touch) -> str:

@@ -86,6 +86,7 @@ from sync.pipelines.keyaudit import KeyAudit
 
 if TYPE_CHECKING:
     from sync.mapping import CompiledMapping
+    from sync.mapping.lifecycle import MqlVerdict
     from sync.mapping.members import CampaignRef
     from sync.pipelines.runner import RunContext
 
@@ -498,8 +499,9 @@ class Deliverer:
     def prepare(self, batch: Sequence[Pending]) -> Prepared:
         """Resolve, create, digest and render ``batch``; commit its intended deliveries."""
         work = _Batch(batch)
-        ready, held_ids = self._identify(work)
-        self.ctx.add("held", len(held_ids))
+        ready, held = self._identify(work)
+        self.ctx.add("held", len(held))
+        self.ctx.add("held_until_mql", sum(1 for why in held.values() if why != HELD))
         prepared = self._render(work, ready)
         if self.audit is not None:
             self._vouch(prepared, self.audit)
@@ -517,7 +519,11 @@ class Deliverer:
                 assert self.audit is not None
                 self.audit.forget(conn, prepared.found)
                 self.ctx.add("found_in_crm", len(found))
-            self._mark(conn, held_ids, DeliveryState.FAILED, error=HELD)
+            by_reason: dict[str, list[int]] = {}
+            for touch_id, why in held.items():
+                by_reason.setdefault(why, []).append(touch_id)
+            for why, ids in by_reason.items():
+                self._mark(conn, ids, DeliveryState.FAILED, error=why)
             self._dead_letter(conn, work.rejects)
             self.after_prepare(conn, batch)
         self.ctx.progress("map", len(batch))
@@ -584,8 +590,51 @@ class Deliverer:
             list(confirmed),
         )
 
-    def _identify(self, work: _Batch) -> tuple[list[Touch], list[int]]:
-        """Find or create the person of every touch: (touches ready to map, held touch ids)."""
+    def _mql_verdicts(
+        self, emails: Iterable[str], people: Mapping[str, Person], work: _Batch
+    ) -> dict[str, MqlVerdict]:
+        """Whether each person is MQL now, judged on every touch the ledger holds for them
+        (any source) and on the CRM's person when it has one (its score)."""
+        wanted = sorted(set(emails))
+        lifecycle = self.mapping.lifecycle
+        history: dict[str, list[Touch]] = {email: [] for email in wanted}
+        with self.ctx.engine.connect() as conn:
+            for start in range(0, len(wanted), _LOOKUP_CHUNK):
+                rows = conn.execute(
+                    select(_TOUCH).where(
+                        _TOUCH.c.email.in_(wanted[start : start + _LOOKUP_CHUNK]),
+                        _TOUCH.c.occurred_at <= self.ctx.started_at,
+                    )
+                )
+                for row in rows:
+                    history.setdefault((row.email or "").lower(), []).append(touch_from_row(row))
+        sources = {_email(p.touch): p.touch.source for p in work.batch}
+        verdicts: dict[str, MqlVerdict] = {}
+        for email in wanted:
+            person = people.get(email) or Person(
+                source=sources.get(email, ""), external_id=email, kind=PersonKind.LEAD, email=email
+            )
+            verdicts[email] = lifecycle.mql_verdict(person, history[email], self.ctx.started_at)
+        return verdicts
+
+    def _gate(
+        self,
+        work: _Batch,
+        with_email: Sequence[Pending],
+        people: Mapping[str, Person],
+        first_touch: Mapping[str, Touch],
+    ) -> dict[str, MqlVerdict]:
+        """The MQL verdicts the mapping's ``mql_gate`` needs for this batch (none without one)."""
+        lifecycle = self.mapping.lifecycle
+        if lifecycle.gates("push_touches"):
+            return self._mql_verdicts((_email(p.touch) for p in with_email), people, work)
+        if lifecycle.gates("create_people") and first_touch:
+            return self._mql_verdicts(first_touch, people, work)
+        return {}
+
+    def _identify(self, work: _Batch) -> tuple[list[Touch], dict[int, str]]:
+        """Find or create the person of every touch: (touches ready to map, held touch ids with
+        the reason each waits)."""
         with_email: list[Pending] = []
         for p in work.batch:
             if p.touch.email and p.touch.email.strip():
@@ -599,6 +648,11 @@ class Deliverer:
             email = _email(p.touch)
             if email not in people:
                 first_touch.setdefault(email, p.touch)
+        lifecycle = self.mapping.lifecycle
+        verdicts = self._gate(work, with_email, people, first_touch)
+        waiting = {email for email, verdict in verdicts.items() if not verdict.qualified}
+        if lifecycle.gates("create_people"):
+            first_touch = {e: t for e, t in first_touch.items() if e not in waiting}
         held_emails: set[str] = set()
         refused: dict[str, RecordRejected] = {}
         if first_touch:
@@ -613,15 +667,18 @@ class Deliverer:
             people.update(created)
         work.people = people
         ready: list[Touch] = []
-        held_ids: list[int] = []
+        held: dict[int, str] = {}
         for p in with_email:
             email = _email(p.touch)
             if p.touch.key in work.rejected:
                 continue
-            if email in people:
+            if email in waiting and (email not in people or lifecycle.gates("push_touches")):
+                held[p.touch_id] = f"held until MQL (lifecycle.mql_gate): {verdicts[email].why}"
+                log.info("held until MQL", touch=p.touch.key, why=verdicts[email].why)
+            elif email in people:
                 ready.append(p.touch)
             elif email in held_emails:
-                held_ids.append(p.touch_id)
+                held[p.touch_id] = HELD
             elif email in refused:
                 # The CRM's own answer (Salesforce INVALID_EMAIL_ADDRESS, HubSpot INVALID_EMAIL).
                 why = refused[email]
@@ -630,7 +687,7 @@ class Deliverer:
             else:
                 reason = f"the CRM did not create a person for {email} and gave no reason"
                 work.reject(p, "CREATE_FAILED", reason, DeadLetterStage.RESOLVE)
-        return ready, held_ids
+        return ready, held
 
     def _render(self, work: _Batch, ready: list[Touch]) -> Prepared:
         """Digest and render the ready touches; records the mapping refuses are dead-lettered."""

@@ -86,6 +86,12 @@ def run_touches(ctx: RunContext) -> None:
     crm = ctx.connections.crm(pipeline.sink)
     deliverer = _CursorDeliverer(ctx, crm, pipeline.sink, mapping)
     _deliver(ctx, deliverer, pipeline.source)
+    waiting = ctx.counts.get("held_until_mql", 0)
+    if waiting:
+        ctx.note(
+            f"{waiting} touch(es) wait until their person is MQL (lifecycle.mql_gate); "
+            "`closedloop mappings preview` shows why per person"
+        )
     minimum = deliverer.minimum_calls()
     if minimum is not None:
         ctx.minimum_calls[pipeline.sink] = minimum
