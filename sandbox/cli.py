@@ -24,6 +24,8 @@ from sandbox.server import CONTROL_PREFIX, SandboxServer
 __all__ = ["app", "main", "parse_seed"]
 
 DEMO_SEED = 42
+# Where `closedloop init` points the Salesforce connection's ca_bundle (run both in one folder).
+DEFAULT_CA_FILE = Path(".closedloop") / "sandbox-ca.pem"
 
 app = typer.Typer(
     help="Run local emulators of the Salesforce, HubSpot and Marketo APIs.",
@@ -81,8 +83,11 @@ def serve(
     ] = credentials.MARKETO_PORT,
     ca_file: Annotated[
         Path | None,
-        typer.Option(help="Also write the test CA (PEM) here for Salesforce clients to trust."),
-    ] = None,
+        typer.Option(
+            help="Also write the test CA (PEM) here for Salesforce clients to trust: where the "
+            "config of `closedloop init` (ca_bundle) looks for it, relative to this folder.",
+        ),
+    ] = DEFAULT_CA_FILE,
 ) -> None:
     """Serve the emulators until interrupted, printing URLs, credentials and the CA file."""
     # A bad seed, size or fault spec raises ConfigError here: the CLI prints it and exits 2.

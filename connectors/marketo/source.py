@@ -421,6 +421,9 @@ class MarketoSource:
         export_id = start_export(self.client, request)
         base = f"{EXPORTS}/{export_id}"
         waited = 0.0
+        # A small job (or the sandbox) is done within seconds: poll after 1 s, 2 s, 4 s, ...
+        # up to bulk_poll_interval_s, so a big job costs only a few extra status calls.
+        pause = min(self.settings.bulk_poll_first_s, self.settings.bulk_poll_interval_s)
         while True:
             answer = self.client.call("GET", f"{base}/status.json")
             status = export_field(answer, "status")
@@ -433,8 +436,9 @@ class MarketoSource:
                     f"Marketo bulk export {export_id} still {status} after {waited:.0f} s; "
                     "the next run will try again"
                 )
-            self.clock.sleep(self.settings.bulk_poll_interval_s)
-            waited += self.settings.bulk_poll_interval_s
+            self.clock.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, self.settings.bulk_poll_interval_s)
         content = self.client.download(f"{base}/file.json")
         _check_file(export_id, content, answer["result"][0].get("fileChecksum"))
         return list(parse_bulk_csv(content))

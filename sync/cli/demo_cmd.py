@@ -128,6 +128,7 @@ def write_sandbox_config(
     from sync.cli.config_cmd import (
         _SANDBOX_SECRETS,
         SANDBOX_CONFIG,
+        SANDBOX_HUBSPOT,
         SECRETS_DIR,
         _copy_mappings,
         _write_secret,
@@ -140,6 +141,8 @@ def write_sandbox_config(
     data["ledger"] = {"url": ledger_url}
     data["logging"] = {"level": "warning", "format": "console"}
     connections_ = data["connections"]
+    connections_["hubspot"] = dict(SANDBOX_HUBSPOT)
+    data["budgets"]["hubspot"] = {"daily_share": 0.5}
     connections_["salesforce"]["instance_url"] = sandbox.salesforce_url
     connections_["salesforce"]["ca_bundle"] = str(sandbox.ca_file)
     connections_["hubspot"]["host"] = sandbox.hubspot_url
