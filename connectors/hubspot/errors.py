@@ -169,9 +169,9 @@ def _transport(exc: urllib3.exceptions.HTTPError) -> Failure:
         )
         name = type(exc.reason).__name__
     where = _where(exc)
-    message = (
-        f"cannot connect to HubSpot at {where}" if unsent else f"{name} talking to HubSpot at {where}"
-    )
+    message = f"{name} talking to HubSpot at {where}"
+    if unsent:
+        message = f"cannot connect to HubSpot at {where}"
     return Failure(
         Action.RETRY, 0, name, message, UNREACHABLE_REMEDY, applied_unknown=not unsent,
     )  # fmt: skip

@@ -144,7 +144,12 @@ def write_sandbox_config(
     connections_["hubspot"] = dict(SANDBOX_HUBSPOT)
     data["budgets"]["hubspot"] = {"daily_share": 0.5}
     connections_["salesforce"]["instance_url"] = sandbox.salesforce_url
-    connections_["salesforce"]["ca_bundle"] = str(sandbox.ca_file)
+    # A copy next to the config: the sandbox's own file goes when it stops, and the commands
+    # the demo suggests afterwards (runs, dead-letters, report) read this config.
+    ca_copy = folder / ".closedloop" / "sandbox-ca.pem"
+    ca_copy.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(sandbox.ca_file, ca_copy)
+    connections_["salesforce"]["ca_bundle"] = ".closedloop/sandbox-ca.pem"
     connections_["hubspot"]["host"] = sandbox.hubspot_url
     connections_["marketo"]["base_url"] = sandbox.marketo_url
     # The sandbox finishes bulk exports at once: poll often instead of every 30 s.
@@ -157,42 +162,15 @@ def write_sandbox_config(
         "campaign": BADGE_CAMPAIGN,
     }
     connections_.update(connections or {})
-    # Both sandbox CRMs hold the same company: the report reads Salesforce's copy only, so no
-    # person, deal or dollar counts twice.
-    data["analytics"] = {
-        "crms": ["salesforce"],
-        "campaign_aliases": _program_aliases(sandbox),
-        "rep_names": _rep_names(sandbox),
-    }
+    # Both sandbox CRMs hold the same company: the report reads Salesforce's copy only (the
+    # template's analytics.crms), so no person, deal or dollar counts twice. Campaign and rep
+    # names are derived from the systems (Marketo programs, CRM users): no hand-made maps.
     chosen = _PIPELINES if pipelines is None else pipelines
     data["pipelines"] = {name: dict(spec) for name, spec in chosen.items()}
     path = folder / "closedloop.yaml"
     header = "# Written by `closedloop demo` for its in-process sandbox; rewritten every run.\n"
     path.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
-
-
-def _program_aliases(sandbox: SandboxServer) -> dict[str, str]:
-    """Marketo program id -> campaign name: Marketo touches name their program by id only,
-    while spend sits on the CRM campaign of the same name."""
-    world = sandbox.world
-    try:
-        programs = getattr(sandbox.store("marketo"), "program_ids", {})
-    except KeyError:
-        return {}
-    names = {c.id: c.name for c in (world.campaigns if world else [])}
-    return {str(pid): names[cid] for cid, pid in sorted(programs.items()) if cid in names}
-
-
-def _rep_names(sandbox: SandboxServer) -> dict[str, str]:
-    """Salesforce user id -> the rep's name, so the report names reps, not ids."""
-    world = sandbox.world
-    try:
-        ids = getattr(sandbox.store("salesforce"), "world_ids", {})
-    except KeyError:
-        return {}
-    owners = world.owners if world else []
-    return {ids[owner]: name for owner, name, _email in owners if owner in ids}
 
 
 def _badge_csv(folder: Path, sandbox: SandboxServer) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 
 import pytest
 
@@ -11,12 +10,11 @@ from connectors.errors import ClosedloopError
 
 
 @pytest.fixture
-def closed_port() -> Iterator[int]:
+def closed_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    yield port
+        return int(probe.getsockname()[1])
 
 
 def _hint(message: str, port: int) -> None:
@@ -62,8 +60,8 @@ def test_salesforce_names_the_host_and_the_remedy(closed_port: int) -> None:
 
 
 def test_marketo_names_the_host_and_the_remedy(closed_port: int) -> None:
-    from connectors.marketo.source import MarketoSource
     from connectors.marketo.settings import MarketoSettings
+    from connectors.marketo.source import MarketoSource
 
     settings = MarketoSettings.model_validate(
         {
