@@ -25,6 +25,7 @@ daylight saving (how many roll-up records carry the same touches may differ by o
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -301,6 +302,24 @@ def run_demo(
     return result
 
 
+def _path_hint() -> list[str]:
+    """How to get ``closedloop`` on PATH, when this one is not what PATH finds (make demo runs
+    it from ``.venv`` without activating it)."""
+    here = Path(sys.argv[0]).resolve().parent if sys.argv and sys.argv[0] else None
+    found = shutil.which("closedloop")
+    if here is None or (found is not None and Path(found).resolve().parent == here):
+        return []
+    activate = here / "activate"
+    try:
+        shown = activate.relative_to(Path.cwd())
+    except ValueError:
+        shown = activate
+    return [
+        f"closedloop on PATH:  source {shown}  (or run {shown.parent / 'closedloop'}, "
+        "or `pipx install .` in the checkout)",
+    ]
+
+
 def _totals_table(result: DemoResult) -> Table:
     def total(name: str) -> int:
         return sum(s.count(name) for s in result.summaries)
@@ -387,6 +406,8 @@ def demo_command(
         extra.append(f"the closed-loop report: {report}")
         result.engine.dispose()
     console.print(f"done in {result.seconds:.1f}s. Where to look next:")
+    for line in _path_hint():
+        console.print(f"  {line}")
     fields = {"config": result.config_path, "ledger": result.ledger_url, "folder": result.folder}
     for line in [*(step.format(**fields) for step in NEXT_STEPS), *extra]:
         console.print(f"  {line}")
