@@ -57,7 +57,8 @@ def test_the_readme_lists_the_first_day_steps_in_order() -> None:
     ]
     positions = [next(i for i, c in enumerate(commands) if c.startswith(s)) for s in steps]
     assert positions == sorted(positions)
-    assert commands[0].startswith("source ") and commands[0].endswith("bin/activate")
+    assert commands[0].startswith("source ")
+    assert commands[0].endswith("bin/activate")
 
 
 @pytest.mark.slow
@@ -74,7 +75,7 @@ def test_the_readme_path_from_init_to_a_report_with_names(tmp_path: Path) -> Non
     transcript: list[str] = []
 
     def run(command: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(  # noqa: S603 - commands of our own README
+        done = subprocess.run(
             shlex.split(command), cwd=tmp_path, env=env, capture_output=True, text=True,
             timeout=120, check=False,
         )  # fmt: skip
@@ -93,13 +94,15 @@ def test_the_readme_path_from_init_to_a_report_with_names(tmp_path: Path) -> Non
                 args = shlex.split(command.rstrip("&"))
                 for api, port in ports.items():
                     args += [f"--port-{api}", str(port)]
-                sandbox = subprocess.Popen(  # noqa: S603
+                sandbox = subprocess.Popen(
                     args, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT, text=True,
                 )  # fmt: skip
                 ready = threading.Event()
 
-                def read(process: subprocess.Popen[str] = sandbox) -> None:
+                def read(
+                    process: subprocess.Popen[str] = sandbox, ready: threading.Event = ready
+                ) -> None:
                     assert process.stdout is not None
                     for line in process.stdout:
                         banner.append(line)
@@ -150,7 +153,8 @@ def test_the_readme_path_from_init_to_a_report_with_names(tmp_path: Path) -> Non
     assert sum(1 for row in tables["campaigns"] if row["roi_w_shaped"] == -1.0) <= 3
     # Reps by name (the sandbox's Salesforce users), no owner ids anywhere in the page.
     reps = [row["rep"] for row in tables["sla_by_rep"]]
-    assert reps and not [r for r in reps if re.fullmatch(r"005\w{12,15}", r)], reps
+    assert reps
+    assert not [r for r in reps if re.fullmatch(r"005\w{12,15}", r)], reps
     assert "Dana Ross" in reps
     assert not re.findall(r"\b005[0-9A-Za-z]{12}(?:[0-9A-Za-z]{3})?\b", html)
     assert not re.findall(r">20(?:0[1-9]|1[0-2])<", html)  # program ids as labels
