@@ -1,7 +1,9 @@
 """``closedloop sandbox``: run the local Salesforce, HubSpot and Marketo emulators.
 
 ``serve`` starts the three emulators with a seed world, prints their base URLs, the sandbox's
-published fake credentials and the CA file that Salesforce clients must trust, and serves until
+published fake credentials and the CA file that Salesforce clients must trust (also written to
+``.closedloop/sandbox-ca.pem`` in the current folder, where ``closedloop init``'s config looks;
+``--ca-file`` moves it), and serves until
 Ctrl-C or SIGTERM (a clean exit 0). A bad ``--faults`` spec or seed is a usage error (exit 2).
 """
 

@@ -281,3 +281,16 @@ def test_init_with_force_overwrites_but_keeps_edited_mappings(
     assert "version: 1\n" in target.read_text(encoding="utf-8")
     assert edited.read_text(encoding="utf-8") == "# my edits\n"
     assert (tmp_path / "mappings" / "marketo-salesforce.yaml").is_file()
+
+
+def test_the_commented_hubspot_part_of_init_is_what_the_demo_adds() -> None:
+    # Uncommenting the template's HubSpot connection gives SANDBOX_HUBSPOT, the demo's copy.
+    lines = config_cmd.SANDBOX_CONFIG.splitlines()
+    start = lines.index("  # hubspot:")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("  # "):
+            break
+        block.append("  " + line[4:])
+    connection = yaml.safe_load("\n".join(block))["hubspot"]
+    assert connection == config_cmd.SANDBOX_HUBSPOT
