@@ -62,7 +62,10 @@ def refresh_programs(ctx: RunContext, source: Any, source_name: str) -> None:
     try:
         programs = list(lister())
     except ClosedloopError as exc:
-        ctx.note(f"could not read {source_name}'s programs (campaign names of reports): {exc}")
+        ctx.note(
+            f"could not read {source_name}'s programs (campaign names of reports): {exc}; a "
+            "Marketo API user needs a role with Read-Only Assets for this"
+        )
         return
     if not programs:
         return

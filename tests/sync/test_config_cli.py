@@ -26,8 +26,6 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copytree(CONFIGS, tmp_path, dirs_exist_ok=True)
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "hubspot-token").write_text(HUBSPOT_TOKEN + "\n", encoding="utf-8")
-    (tmp_path / "certs").mkdir()
-    (tmp_path / "certs" / "sandbox-ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CLOSEDLOOP_TEST_SF_SESSION", "00Dsession-from-env-7788")
     monkeypatch.delenv("CLOSEDLOOP_CONFIG", raising=False)
