@@ -37,6 +37,7 @@ __all__ = [
     "analytics_settings",
     "report_data",
     "report_inputs",
+    "with_derived_names",
     "write_report",
 ]
 
