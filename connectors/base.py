@@ -50,9 +50,11 @@ __all__ = [
     "MemberItem",
     "MemberResult",
     "Opportunity",
+    "Owner",
     "Page",
     "Person",
     "PersonKind",
+    "Program",
     "ReasonChange",
     "RenderedTouch",
     "StatusChange",
@@ -209,6 +211,40 @@ class Campaign:
     end_date: datetime | None = None
     updated_at: datetime | None = None
     deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """A CRM user records are assigned to (Salesforce User, HubSpot owner): the rep behind the
+    owner ids of people, accounts and deals. Users are deactivated, not deleted (``deleted``:
+    inactive or archived)."""
+
+    source: str
+    external_id: str
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    updated_at: datetime | None = None
+    deleted: bool = False
+
+    @property
+    def name(self) -> str | None:
+        """First and last name, or None when the CRM gives neither."""
+        text = " ".join(part for part in (self.first_name, self.last_name) if part).strip()
+        return text or None
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """A marketing source's program (Marketo) as its touches name it (``external_id``), with
+    the CRM campaign it is synced to, when it is (Marketo's Salesforce Campaign Sync)."""
+
+    source: str
+    external_id: str
+    name: str
+    channel: str | None = None
+    crm_campaign_id: str | None = None
+    crm_campaign_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

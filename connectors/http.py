@@ -58,6 +58,31 @@ def make_client(
     )
 
 
+UNREACHABLE_REMEDY = (
+    "check the connection's URL setting and that this machine can reach it; for the local "
+    "sandbox, is `closedloop sandbox serve` running?"
+)
+
+
+def unreachable(exc: BaseException, url: str) -> str:
+    """What a failed request to ``url`` (scheme://host[:port], no path) says to a user: the
+    error's kind, the host, and the remedy (TLS failures point at ``ca_bundle``)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    where = parts.netloc or url
+    name = type(exc).__name__
+    text = str(exc)
+    if "SSL" in name or "CERTIFICATE" in text.upper():
+        return (
+            f"{name}: TLS with {where} failed (the server's certificate is not trusted): check "
+            "ca_bundle (the local sandbox: the CA file `closedloop sandbox serve` wrote)"
+        )
+    if "Connect" in name and "Timeout" not in name:
+        return f"{name}: cannot connect to {where} ({UNREACHABLE_REMEDY})"
+    return f"{name} talking to {where} ({UNREACHABLE_REMEDY})"
+
+
 def describe_transport_error(exc: httpx.HTTPError) -> str:
     """``"<ExceptionType> on <METHOD> <scheme://host/path>"``, without query strings or bodies."""
     try:

@@ -1,7 +1,9 @@
 """``closedloop sandbox``: run the local Salesforce, HubSpot and Marketo emulators.
 
 ``serve`` starts the three emulators with a seed world, prints their base URLs, the sandbox's
-published fake credentials and the CA file that Salesforce clients must trust, and serves until
+published fake credentials and the CA file that Salesforce clients must trust (also written to
+``.closedloop/sandbox-ca.pem`` in the current folder, where ``closedloop init``'s config looks;
+``--ca-file`` moves it), and serves until
 Ctrl-C or SIGTERM (a clean exit 0). A bad ``--faults`` spec or seed is a usage error (exit 2).
 """
 
@@ -24,6 +26,8 @@ from sandbox.server import CONTROL_PREFIX, SandboxServer
 __all__ = ["app", "main", "parse_seed"]
 
 DEMO_SEED = 42
+# Where `closedloop init` points the Salesforce connection's ca_bundle (run both in one folder).
+DEFAULT_CA_FILE = Path(".closedloop") / "sandbox-ca.pem"
 
 app = typer.Typer(
     help="Run local emulators of the Salesforce, HubSpot and Marketo APIs.",
@@ -81,8 +85,11 @@ def serve(
     ] = credentials.MARKETO_PORT,
     ca_file: Annotated[
         Path | None,
-        typer.Option(help="Also write the test CA (PEM) here for Salesforce clients to trust."),
-    ] = None,
+        typer.Option(
+            help="Also write the test CA (PEM) here for Salesforce clients to trust: where the "
+            "config of `closedloop init` (ca_bundle) looks for it, relative to this folder.",
+        ),
+    ] = DEFAULT_CA_FILE,
 ) -> None:
     """Serve the emulators until interrupted, printing URLs, credentials and the CA file."""
     # A bad seed, size or fault spec raises ConfigError here: the CLI prints it and exits 2.

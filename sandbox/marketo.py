@@ -117,6 +117,14 @@ class HttpError(Exception):
         self.text = text
 
 
+_EVENT_CHANNELS = ("webinar", "event", "trade_show")
+
+
+def _asset_time(moment: datetime) -> str:
+    # The asset API writes times as 2015-05-21T22:45:13Z+0000.
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ+0000")
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -213,6 +221,8 @@ class MarketoStore:
             self._exported: dict[str, int] = {}  # Central-time day -> bytes of files finished
             self.lead_ids: dict[str, int] = {}
             self.program_ids: dict[str, int] = {}
+            # Program id -> the asset API's program (GET /rest/asset/v1/programs.json).
+            self.programs: dict[int, dict[str, Any]] = {}
             self._next_lead = 1000
             self._next_activity = 500_000
         with self._guard:
@@ -377,7 +387,21 @@ class MarketoStore:
         self.clock.rebase(world.now)
         with self.lock:
             for campaign in world.campaigns:
-                self.program_ids[campaign.id] = 2000 + len(self.program_ids) + 1
+                program_id = 2000 + len(self.program_ids) + 1
+                self.program_ids[campaign.id] = program_id
+                self.programs[program_id] = {
+                    "id": program_id,
+                    "name": campaign.name,
+                    "description": "",
+                    "createdAt": _asset_time(campaign.start_date),
+                    "updatedAt": _asset_time(campaign.start_date),
+                    "url": f"https://app-sandbox.marketo.com/#PG{program_id}A1",
+                    "type": "event" if campaign.channel in _EVENT_CHANNELS else "program",
+                    "channel": campaign.channel,
+                    "folder": {"type": "Folder", "value": 19, "folderName": "Marketing"},
+                    "status": "",
+                    "workspace": "Default",
+                }
             originals: dict[str, int] = {}
             for person in world.people:
                 email = person.email.lower()
@@ -562,6 +586,31 @@ class MarketoStore:
             {"id": i, **{f: self.leads[i].get(f) for f in fields if f != "id"}} for i in page
         ]
         return body
+
+    def sync_crm_campaigns(self, campaign_ids: dict[str, tuple[str, str]]) -> None:
+        """Salesforce Campaign Sync: world campaign id -> (Salesforce campaign id, name) of the
+        programs synced to a CRM campaign; the asset API then gives them sfdcId/sfdcName."""
+        with self.lock:
+            for world_id, (sfdc_id, sfdc_name) in campaign_ids.items():
+                program = self.programs.get(self.program_ids.get(world_id, -1))
+                if program is not None:
+                    program["sfdcId"] = sfdc_id
+                    program["sfdcName"] = sfdc_name
+
+    def programs_page(self, params: dict[str, str]) -> dict[str, Any]:
+        """GET /rest/asset/v1/programs.json: ``maxReturn`` (default 20, at most 200) programs
+        from ``offset``; past the end, no result and the "no assets" warning."""
+        try:
+            limit = int(params.get("maxReturn") or 20)
+            offset = int(params.get("offset") or 0)
+        except ValueError:
+            raise MarketoError("701", "maxReturn and offset must be whole numbers") from None
+        if not 1 <= limit <= 200:
+            raise MarketoError("701", "maxReturn cannot be larger than 200")
+        page = [dict(p) for _id, p in sorted(self.programs.items())][offset : offset + limit]
+        if not page:
+            return {"warnings": ["No assets found for the given search criteria."]}
+        return {"result": page}
 
     def lists_page(self, params: dict[str, str]) -> dict[str, Any]:
         """GET /rest/v1/lists.json with id/name filters."""
@@ -932,6 +981,11 @@ async def _leads(request: Request, store: MarketoStore) -> dict[str, Any]:
         return store.leads_by_filter(_params(request))
 
 
+async def _programs(request: Request, store: MarketoStore) -> dict[str, Any]:
+    with store.lock:
+        return store.programs_page(_params(request))
+
+
 async def _lists(request: Request, store: MarketoStore) -> dict[str, Any]:
     with store.lock:
         return store.lists_page(_params(request))
@@ -1032,6 +1086,7 @@ def build_app(state: SandboxState) -> Starlette:
         Route("/rest/v1/activities.json", _wrap(state, "activities", _activities), methods=["GET"]),
         Route("/rest/v1/leads.json", _wrap(state, "leads", _leads), methods=["GET"]),
         Route("/rest/v1/lists.json", _wrap(state, "lists", _lists), methods=["GET"]),
+        Route("/rest/asset/v1/programs.json", _wrap(state, "programs", _programs), methods=["GET"]),
         Route("/rest/v1/stats/usage.json", _wrap(state, "stats.usage", _usage), methods=["GET"]),
         Route(
             "/rest/v1/lists/{list_id}/leads.json",

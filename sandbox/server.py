@@ -380,6 +380,27 @@ class SandboxServer:
             load = getattr(store, "load_world", None)
             if callable(load):
                 load(self._world)
+        self._sync_programs_to_campaigns()
+
+    # The world's programs whose Marketo program is synced to its Salesforce campaign (Marketo's
+    # Salesforce Campaign Sync); the others (ads, content) match their campaign by name only.
+    _SYNCED_CHANNELS = ("email", "webinar", "event", "trade_show")
+
+    def _sync_programs_to_campaigns(self) -> None:
+        marketo = self._state.vendors.get("marketo")
+        salesforce = self._state.vendors.get("salesforce")
+        world = self._world
+        if marketo is None or salesforce is None or world is None:
+            return
+        ids = getattr(salesforce, "world_ids", {})
+        linked = {
+            c.id: (ids[c.id], c.name[:80])
+            for c in world.campaigns
+            if c.id in ids and c.channel in self._SYNCED_CHANNELS
+        }
+        sync = getattr(marketo, "sync_crm_campaigns", None)
+        if callable(sync):  # a stand-in store of a test may lack it
+            sync(linked)
 
     def reset(self, *, reload_world: bool = True) -> None:
         """Zero counters and restore the starting faults, latency and timeout hold.

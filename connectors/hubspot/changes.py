@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from connectors.base import Account, ContactRole, Cursor, Opportunity, Page
+from connectors.base import Account, ContactRole, Cursor, Opportunity, Owner, Page
 from connectors.errors import ConfigError
 from connectors.hubspot.client import HubSpotClient
 from connectors.hubspot.history import HISTORY_STREAMS, history_changes, read_history
@@ -86,19 +86,6 @@ _DEAL_PROPERTIES = (
 # Primary deal -> company association (HUBSPOT_DEFINED).
 _PRIMARY_DEAL_COMPANY = 5
 STREAMS = ("people", "accounts", "opportunities", "contact_roles", "owners", *HISTORY_STREAMS)
-
-
-@dataclass(frozen=True)
-class Owner:
-    """A HubSpot owner (a user records are assigned to)."""
-
-    source: str
-    external_id: str
-    email: str | None
-    first_name: str | None
-    last_name: str | None
-    updated_at: datetime | None = None
-    deleted: bool = False
 
 
 @dataclass

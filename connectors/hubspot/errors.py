@@ -168,10 +168,33 @@ def _transport(exc: urllib3.exceptions.HTTPError) -> Failure:
             urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError,
         )
         name = type(exc.reason).__name__
+    where = _where(exc)
+    message = f"{name} talking to HubSpot at {where}"
+    if unsent:
+        message = f"cannot connect to HubSpot at {where}"
     return Failure(
-        Action.RETRY, 0, name, f"{name} talking to HubSpot", "check the network and host",
-        applied_unknown=not unsent,
+        Action.RETRY, 0, name, message, UNREACHABLE_REMEDY, applied_unknown=not unsent,
     )  # fmt: skip
+
+
+UNREACHABLE_REMEDY = (
+    "check the connection's host setting and that this machine can reach it; for the local "
+    "sandbox, is `closedloop sandbox serve` running?"
+)
+
+
+def _where(exc: BaseException) -> str:
+    """``host:port`` of the connection a urllib3 error is about (``?`` when it names none)."""
+    for holder in (exc, getattr(exc, "reason", None)):
+        # NewConnectionError names its connection ``conn`` (its ``pool`` is deprecated).
+        connect = isinstance(holder, urllib3.exceptions.NewConnectionError)
+        for attribute in ("conn",) if connect else ("pool",):
+            target = getattr(holder, attribute, None)
+            host = getattr(target, "host", None)
+            if host:
+                port = getattr(target, "port", None)
+                return f"{host}:{port}" if port else str(host)
+    return "?"
 
 
 def to_error(failure: Failure, what: str) -> ClosedloopError:

@@ -28,7 +28,7 @@ import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from connectors.errors import AuthError, Fatal, RateLimited, Transient
-from connectors.http import describe_transport_error, make_client
+from connectors.http import UNREACHABLE_REMEDY, describe_transport_error, make_client
 from connectors.marketo.auth import MarketoAuth
 from connectors.marketo.errors import Action, Rule, exception_for, rule_for_code, rule_for_status
 from connectors.marketo.settings import MarketoSettings
@@ -91,7 +91,8 @@ class MarketoClient:
             response = self._http.send(request, auth=None)
         except httpx.HTTPError as exc:
             raise Transient(
-                f"Marketo identity call failed: {describe_transport_error(exc)}"
+                f"Marketo identity call failed: {describe_transport_error(exc)} "
+                f"({UNREACHABLE_REMEDY})"
             ) from None
         self.auth.accept(response)
 
@@ -157,7 +158,9 @@ class MarketoClient:
                     f"Marketo call timed out: {describe_transport_error(exc)}"
                 ) from None
             except httpx.HTTPError as exc:
-                raise Transient(f"Marketo call failed: {describe_transport_error(exc)}") from None
+                raise Transient(
+                    f"Marketo call failed: {describe_transport_error(exc)} ({UNREACHABLE_REMEDY})"
+                ) from None
 
     @staticmethod
     def _decode(response: httpx.Response, path: str) -> dict[str, Any]:

@@ -55,5 +55,8 @@ class MarketoSettings(BaseModel):
     max_rate_waits: int = Field(default=6, ge=1)
     # A job's status changes at most once a minute: polling faster only spends calls.
     # https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/bulk-extract
+    # The first poll comes after bulk_poll_first_s, each next one after twice the previous pause,
+    # up to bulk_poll_interval_s: a job done in seconds is not waited on for a whole minute.
     bulk_poll_interval_s: float = Field(default=60.0, gt=0)
+    bulk_poll_first_s: float = Field(default=1.0, gt=0)
     bulk_poll_timeout_s: float = Field(default=3 * 3600.0, gt=0)

@@ -40,7 +40,16 @@ from typing import Any
 
 import httpx
 
-from connectors.base import CheckResult, Cursor, ListChange, Page, Person, PersonKind, Touch
+from connectors.base import (
+    CheckResult,
+    Cursor,
+    ListChange,
+    Page,
+    Person,
+    PersonKind,
+    Program,
+    Touch,
+)
 from connectors.errors import ClosedloopError, ConfigError, Fatal, RecordRejected, Transient
 from connectors.marketo.activities import (
     ActivityType,
@@ -62,6 +71,8 @@ __all__ = ["MarketoSource"]
 # Marketo's own limits (developer docs; ARCHITECTURE.md "Limits").
 MAX_TYPES_PER_CALL = 10
 MAX_IDS_PER_CALL = 300
+# Get Programs returns at most 200 a call (maxReturn), paged by offset.
+PROGRAMS_PER_CALL = 200
 MAX_EXPORT_DAYS = 31
 # Keep comma-separated filter values well under Marketo's 8 KB URL limit.
 _MAX_FILTER_CHARS = 6000
@@ -421,6 +432,9 @@ class MarketoSource:
         export_id = start_export(self.client, request)
         base = f"{EXPORTS}/{export_id}"
         waited = 0.0
+        # A small job (or the sandbox) is done within seconds: poll after 1 s, 2 s, 4 s, ...
+        # up to bulk_poll_interval_s, so a big job costs only a few extra status calls.
+        pause = min(self.settings.bulk_poll_first_s, self.settings.bulk_poll_interval_s)
         while True:
             answer = self.client.call("GET", f"{base}/status.json")
             status = export_field(answer, "status")
@@ -433,13 +447,38 @@ class MarketoSource:
                     f"Marketo bulk export {export_id} still {status} after {waited:.0f} s; "
                     "the next run will try again"
                 )
-            self.clock.sleep(self.settings.bulk_poll_interval_s)
-            waited += self.settings.bulk_poll_interval_s
+            self.clock.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, self.settings.bulk_poll_interval_s)
         content = self.client.download(f"{base}/file.json")
         _check_file(export_id, content, answer["result"][0].get("fileChecksum"))
         return list(parse_bulk_csv(content))
 
     # -- leads and lists --------------------------------------------------------------------
+
+    def programs(self) -> list[Program]:
+        """Every program (asset API, 200 a call), with the Salesforce campaign each is synced to
+        (``sfdcId``/``sfdcName``, present only for a program with Salesforce Campaign Sync)."""
+        found: list[Program] = []
+        offset = 0
+        while True:
+            params = {"maxReturn": PROGRAMS_PER_CALL, "offset": offset}
+            answer = self.client.call("GET", "/rest/asset/v1/programs.json", params=params)
+            rows = [r for r in answer.get("result") or [] if isinstance(r, dict) and "id" in r]
+            for row in rows:
+                found.append(
+                    Program(
+                        source=self.name,
+                        external_id=str(row["id"]),
+                        name=str(row.get("name") or row["id"]),
+                        channel=row.get("channel") or None,
+                        crm_campaign_id=row.get("sfdcId") or None,
+                        crm_campaign_name=row.get("sfdcName") or None,
+                    )
+                )
+            if len(rows) < PROGRAMS_PER_CALL:
+                return found
+            offset += PROGRAMS_PER_CALL
 
     def lead_emails(self, lead_ids: Sequence[int]) -> dict[int, str | None]:
         """Emails of the leads with ``lead_ids`` (300 per call); unknown leads are omitted."""

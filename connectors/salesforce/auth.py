@@ -18,6 +18,7 @@ from typing import Any
 import requests
 
 from connectors.errors import AuthError, ConfigError, Transient
+from connectors.http import unreachable
 from connectors.salesforce.settings import (
     ClientCredentialsAuth,
     JwtAuth,
@@ -108,7 +109,7 @@ def _post_token(
                 body = {}
             return r.status_code, body if isinstance(body, dict) else {}
     except requests.RequestException as exc:
-        raise Transient(f"Salesforce login at {login_url} failed: {type(exc).__name__}") from None
+        raise Transient(f"Salesforce login failed: {unreachable(exc, login_url)}") from None
 
 
 def _grant_form(auth: PasswordAuth | ClientCredentialsAuth | JwtAuth) -> dict[str, str]:

@@ -40,6 +40,7 @@ from connectors.errors import (
     RateLimited,
     Transient,
 )
+from connectors.http import unreachable
 from connectors.salesforce.auth import can_relogin, login, remedy_for
 from connectors.salesforce.settings import SalesforceSettings
 
@@ -244,7 +245,9 @@ class SalesforceClient:
     def translate(self, exc: Exception, what: str) -> tuple[Action, ClosedloopError]:
         """The action and closedloop error for a vendor exception raised while doing ``what``."""
         if isinstance(exc, requests.RequestException):
-            return Action.RETRY, Transient(f"Salesforce {what}: {type(exc).__name__}")
+            return Action.RETRY, Transient(
+                f"Salesforce {what}: {unreachable(exc, self.settings.instance_url)}"
+            )
         if isinstance(exc, SalesforceOperationError) and not isinstance(exc, SalesforceError):
             return Action.RETRY, Transient(f"Salesforce {what}: bulk job failed: {exc}")
         assert isinstance(exc, SalesforceError)

@@ -43,6 +43,18 @@ def _https_url(value: str) -> str:
 HttpsUrl = Annotated[str, AfterValidator(_https_url)]
 
 
+def _ca_file(value: Path) -> Path:
+    # A missing bundle would only fail at the first HTTPS call ("Could not find a suitable TLS
+    # CA certificate bundle"): say so while the config is read, with the two usual remedies.
+    if not value.is_file():
+        raise ValueError(
+            f"no CA bundle file at {value}: for the local sandbox start `closedloop sandbox serve` "
+            "in the config's folder (it writes .closedloop/sandbox-ca.pem there, or give "
+            "--ca-file); for a real org remove ca_bundle"
+        )
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -137,7 +149,7 @@ class SalesforceSettings(_Strict):
     api_version: Annotated[str, AfterValidator(_api_version)] = DEFAULT_API_VERSION
     auth: SalesforceAuth
     # Trust this CA bundle (PEM) instead of the system store: the local sandbox uses its test CA.
-    ca_bundle: Path | None = None
+    ca_bundle: Annotated[Path, AfterValidator(_ca_file)] | None = None
     timeout_s: float = Field(default=30.0, gt=0)
     task_external_id_field: str = Field(default="Closedloop_Key__c", pattern=r"^\w+__c$")
     # Share of the org's rolling 24 h API allocation closedloop may spend (shared with others).

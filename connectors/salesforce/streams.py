@@ -35,6 +35,7 @@ from connectors.base import (
     Campaign,
     ContactRole,
     Opportunity,
+    Owner,
     Person,
     PersonKind,
 )
@@ -248,6 +249,23 @@ def _contact_role(source: str, row: Mapping[str, Any]) -> ContactRole:
     )
 
 
+# User has no IsDeleted (users are deactivated, never deleted): _AUDIT without it, plus these.
+_USER_FIELDS = ("FirstName", "LastName", "Email", "IsActive")
+
+
+def _owner(source: str, row: Mapping[str, Any]) -> Owner:
+    # Users are never deleted, only deactivated (IsActive); User has no IsDeleted field.
+    return Owner(
+        source=source,
+        external_id=str(row["Id"]),
+        email=(_str(row.get("Email")) or "").lower() or None,
+        first_name=_str(row.get("FirstName")),
+        last_name=_str(row.get("LastName")),
+        updated_at=parse_sf_datetime(row.get("LastModifiedDate")),
+        deleted=not _bool(row.get("IsActive", True)),
+    )
+
+
 def _campaign(source: str, row: Mapping[str, Any]) -> Campaign:
     return Campaign(
         source=source,
@@ -373,6 +391,11 @@ def _specs(settings: SalesforceSettings) -> dict[str, StreamSpec]:
                 ),
             ),
         ),
+        # The users records are assigned to: the names behind owner ids.
+        "owners": StreamSpec(
+            "owners",
+            (ObjectSpec("User", (*_AUDIT[:1], *_AUDIT[2:], *_USER_FIELDS), _owner),),
+        ),
         "campaign_members": StreamSpec(
             "campaign_members",
             (
@@ -405,6 +428,7 @@ def stream_names() -> list[str]:
         "contact_roles",
         "campaigns",
         "campaign_members",
+        "owners",
         "status_history",
     ]
 

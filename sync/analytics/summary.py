@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sync.analytics.credits import model_label
 from sync.analytics.deals import DealMetrics, deal_metrics, monthly_deal_metrics
@@ -125,6 +126,9 @@ class ReportData:
     sla_outcomes: Mapping[tuple[str, datetime], Decision] = field(default_factory=dict)
     rep_names: Mapping[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # What the report could not name (``sync.names.DerivedNames.quality``): campaigns and reps
+    # still shown as ids, each with the setting that fixes it; programs matched by name only.
+    data_quality: Mapping[str, Any] = field(default_factory=dict)
 
     def rep_label(self, rep: str | None) -> str:
         """A rep's display name (their owner id when no name is configured)."""

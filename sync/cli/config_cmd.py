@@ -250,7 +250,9 @@ connections:
     type: salesforce
     instance_url: https://127.0.0.1:8443
     api_version: "67.0"
-    ca_bundle: .closedloop/sandbox-ca.pem   # the sandbox's test CA; remove for a real org
+    # The sandbox's test CA: `closedloop sandbox serve` writes it here (run it from this folder).
+    # Remove the line for a real org.
+    ca_bundle: .closedloop/sandbox-ca.pem
     auth:
       # Real orgs: method password | client_credentials | jwt (see the docs).
       method: session
@@ -260,15 +262,18 @@ connections:
     # its mapping's lifecycle.reason_field by itself.
     lead_reason_fields: [Disqualified_Reason__c]
 
-  hubspot:
-    type: hubspot
-    host: http://127.0.0.1:8081           # a real portal: https://api.hubapi.com
-    auth:
-      method: private_app
-      access_token_file: .closedloop/secrets/hubspot-access-token
-    # How far back a marketing pipeline's first pull reaches (default 180 days). The sandbox's
-    # world holds six months (182 days) ending at the start of today (UTC): 200 reads all of it.
-    initial_lookback_days: 200
+  # HubSpot instead of (or as well as) Salesforce: uncomment this connection and the hubspot
+  # pipelines below. Two CRMs that mirror one company count it twice unless analytics.crms
+  # names the one the report reads (the sandbox's two CRMs are such mirrors).
+  # hubspot:
+  #   type: hubspot
+  #   host: http://127.0.0.1:8081           # a real portal: https://api.hubapi.com
+  #   auth:
+  #     method: private_app
+  #     access_token_file: .closedloop/secrets/hubspot-access-token
+  #   # How far back a marketing pipeline's first pull reaches (default 180 days). The sandbox's
+  #   # world holds six months (182 days) ending at the start of today (UTC): 200 reads all of it.
+  #   initial_lookback_days: 200
 
   marketo:
     type: marketo
@@ -278,6 +283,9 @@ connections:
     # How far back the first pull reaches (default 180 days). The sandbox's world holds six
     # months (182 days) of activity ending at the start of today (UTC): 200 reads all of it.
     initial_lookback_days: 200
+    # A bulk export is polled first after 1 s, then ever less often up to this interval
+    # (Marketo changes a job's status at most once a minute; the sandbox finishes at once).
+    bulk_poll_interval_s: 30
 
 # Pipelines: touches (activity source -> CRM timelines), dispositions (CRM status changes ->
 # ledger), reconcile (CRM accounts, opportunities, contact roles -> ledger), recycle (ledger ->
@@ -303,32 +311,56 @@ pipelines:
     source: salesforce
     schedule: {cron: "5 * * * *"}
 
-  marketo-to-hubspot:
-    kind: touches
-    source: marketo
-    sink: hubspot
-    mapping: mappings/marketo-hubspot.yaml
-    schedule: {every: 15m}
+  # marketo-to-hubspot:
+  #   kind: touches
+  #   source: marketo
+  #   sink: hubspot
+  #   mapping: mappings/marketo-hubspot.yaml
+  #   schedule: {every: 15m}
 
-  hubspot-dispositions:
-    kind: dispositions
-    source: hubspot
-    mapping: mappings/marketo-hubspot.yaml
-    schedule: {every: 10m}
+  # hubspot-dispositions:
+  #   kind: dispositions
+  #   source: hubspot
+  #   mapping: mappings/marketo-hubspot.yaml
+  #   schedule: {every: 10m}
 
 # API budgets: the share of each CRM's daily API allocation closedloop may use (other
 # integrations share it), and calls to keep in reserve.
 budgets:
   salesforce: {daily_share: 0.5, reserve_calls: 1000}
-  hubspot: {daily_share: 0.5}
+  # hubspot: {daily_share: 0.5}
 
 # Mappings are checked against each CRM's own fields, read through its connection and cached in
 # the ledger; the cache is read again when older than this. After adding a field in the CRM, run
 # `closedloop schema refresh` to see it at once.
 mappings:
   schema_max_age: 24h
+
+# The report (`closedloop report`). Campaign names and rep names come from the systems
+# themselves (Marketo programs synced to CRM campaigns, else the campaign of the same name;
+# Salesforce users, HubSpot owners); the report's "data quality" box lists what is still
+# unnamed and the setting below that fixes it.
+analytics:
+  crms: [salesforce]   # the CRMs the report reads; add hubspot if it holds other people
+  sla:
+    default: 24h       # agreed time from MQL hand-off to the first sales action
+  # period: last-90d   # default of `closedloop report --period`
+  # teams: {east: [005A1, 005A2]}          # rep (CRM owner id) -> team
+  # rep_names: {005A1: Dana Ross}          # wins over the CRM's user name
+  # campaign_aliases: {2001: Spring Expo}  # Marketo program id -> CRM campaign (id or name)
 """
 
+
+# The commented-out HubSpot connection of the template, as the demo (both CRMs) adds it.
+SANDBOX_HUBSPOT = {
+    "type": "hubspot",
+    "host": "http://127.0.0.1:8081",
+    "auth": {
+        "method": "private_app",
+        "access_token_file": ".closedloop/secrets/hubspot-access-token",
+    },
+    "initial_lookback_days": 200,
+}
 
 _TEMPLATE_MAPPINGS = ("mappings/marketo-salesforce.yaml", "mappings/marketo-hubspot.yaml")
 
@@ -388,4 +420,9 @@ def init_command(
     missing = sorted({m for m in _TEMPLATE_MAPPINGS if not (folder / m).is_file()})
     if missing:
         typer.echo(f"write these mapping files before running: {', '.join(missing)}", err=True)
-    typer.echo(f"next: start the sandbox, then `closedloop config check --config {path}`")
+    where = "" if folder == Path() else f" in {folder}"
+    typer.echo(
+        f"next: start the sandbox{where} (`closedloop sandbox serve`, in another terminal: it "
+        "writes the CA file the config trusts), then `closedloop config check`"
+        + ("" if path == Path("closedloop.yaml") else f" --config {path}")
+    )

@@ -25,6 +25,7 @@ daylight saving (how many roll-up records carry the same touches may differ by o
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -128,6 +129,7 @@ def write_sandbox_config(
     from sync.cli.config_cmd import (
         _SANDBOX_SECRETS,
         SANDBOX_CONFIG,
+        SANDBOX_HUBSPOT,
         SECRETS_DIR,
         _copy_mappings,
         _write_secret,
@@ -140,8 +142,15 @@ def write_sandbox_config(
     data["ledger"] = {"url": ledger_url}
     data["logging"] = {"level": "warning", "format": "console"}
     connections_ = data["connections"]
+    connections_["hubspot"] = dict(SANDBOX_HUBSPOT)
+    data["budgets"]["hubspot"] = {"daily_share": 0.5}
     connections_["salesforce"]["instance_url"] = sandbox.salesforce_url
-    connections_["salesforce"]["ca_bundle"] = str(sandbox.ca_file)
+    # A copy next to the config: the sandbox's own file goes when it stops, and the commands
+    # the demo suggests afterwards (runs, dead-letters, report) read this config.
+    ca_copy = folder / ".closedloop" / "sandbox-ca.pem"
+    ca_copy.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(sandbox.ca_file, ca_copy)
+    connections_["salesforce"]["ca_bundle"] = ".closedloop/sandbox-ca.pem"
     connections_["hubspot"]["host"] = sandbox.hubspot_url
     connections_["marketo"]["base_url"] = sandbox.marketo_url
     # The sandbox finishes bulk exports at once: poll often instead of every 30 s.
@@ -154,42 +163,15 @@ def write_sandbox_config(
         "campaign": BADGE_CAMPAIGN,
     }
     connections_.update(connections or {})
-    # Both sandbox CRMs hold the same company: the report reads Salesforce's copy only, so no
-    # person, deal or dollar counts twice.
-    data["analytics"] = {
-        "crms": ["salesforce"],
-        "campaign_aliases": _program_aliases(sandbox),
-        "rep_names": _rep_names(sandbox),
-    }
+    # Both sandbox CRMs hold the same company: the report reads Salesforce's copy only (the
+    # template's analytics.crms), so no person, deal or dollar counts twice. Campaign and rep
+    # names are derived from the systems (Marketo programs, CRM users): no hand-made maps.
     chosen = _PIPELINES if pipelines is None else pipelines
     data["pipelines"] = {name: dict(spec) for name, spec in chosen.items()}
     path = folder / "closedloop.yaml"
     header = "# Written by `closedloop demo` for its in-process sandbox; rewritten every run.\n"
     path.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
-
-
-def _program_aliases(sandbox: SandboxServer) -> dict[str, str]:
-    """Marketo program id -> campaign name: Marketo touches name their program by id only,
-    while spend sits on the CRM campaign of the same name."""
-    world = sandbox.world
-    try:
-        programs = getattr(sandbox.store("marketo"), "program_ids", {})
-    except KeyError:
-        return {}
-    names = {c.id: c.name for c in (world.campaigns if world else [])}
-    return {str(pid): names[cid] for cid, pid in sorted(programs.items()) if cid in names}
-
-
-def _rep_names(sandbox: SandboxServer) -> dict[str, str]:
-    """Salesforce user id -> the rep's name, so the report names reps, not ids."""
-    world = sandbox.world
-    try:
-        ids = getattr(sandbox.store("salesforce"), "world_ids", {})
-    except KeyError:
-        return {}
-    owners = world.owners if world else []
-    return {ids[owner]: name for owner, name, _email in owners if owner in ids}
 
 
 def _badge_csv(folder: Path, sandbox: SandboxServer) -> Path:
@@ -320,6 +302,24 @@ def run_demo(
     return result
 
 
+def _path_hint() -> list[str]:
+    """How to get ``closedloop`` on PATH, when this one is not what PATH finds (make demo runs
+    it from ``.venv`` without activating it)."""
+    here = Path(sys.argv[0]).resolve().parent if sys.argv and sys.argv[0] else None
+    found = shutil.which("closedloop")
+    if here is None or (found is not None and Path(found).resolve().parent == here):
+        return []
+    activate = here / "activate"
+    try:
+        shown = activate.relative_to(Path.cwd())
+    except ValueError:
+        shown = activate
+    return [
+        f"closedloop on PATH:  source {shown}  (or run {shown.parent / 'closedloop'}, "
+        "or `pipx install .` in the checkout)",
+    ]
+
+
 def _totals_table(result: DemoResult) -> Table:
     def total(name: str) -> int:
         return sum(s.count(name) for s in result.summaries)
@@ -406,6 +406,8 @@ def demo_command(
         extra.append(f"the closed-loop report: {report}")
         result.engine.dispose()
     console.print(f"done in {result.seconds:.1f}s. Where to look next:")
+    for line in _path_hint():
+        console.print(f"  {line}")
     fields = {"config": result.config_path, "ledger": result.ledger_url, "folder": result.folder}
     for line in [*(step.format(**fields) for step in NEXT_STEPS), *extra]:
         console.print(f"  {line}")

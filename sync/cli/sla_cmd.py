@@ -90,7 +90,7 @@ def breaches_command(
     from sync.analytics.summary import hand_off_outcomes, histories_of
     from sync.cli.report_cmd import load_optional_config, open_report_ledger
     from sync.ledger.types import utcnow
-    from sync.report.build import load_for_report, report_inputs
+    from sync.report.build import load_for_report, report_inputs, with_derived_names
 
     if fmt not in ("table", "csv", "json"):
         raise ConfigError(f"--format must be table, csv or json, not {fmt!r}")
@@ -108,6 +108,7 @@ def breaches_command(
         )
     engine = open_report_ledger(loaded, database_url)
     try:
+        inputs, _derived = with_derived_names(engine, inputs)  # reps named by the CRM's users
         dataset = load_for_report(engine, inputs, now).as_of(now)
     finally:
         engine.dispose()

@@ -220,13 +220,27 @@ class _Bars:
 
     def for_pipeline(self, pipeline: str) -> Progress | None:
         if not self.enabled:
-            return None
+            return self._lines(pipeline)
 
         def advance(stage: str, amount: int) -> None:
             key = (pipeline, stage)
             if key not in self.tasks:
                 self.tasks[key] = self.progress.add_task(f"{pipeline}: {stage}", total=None)
             self.progress.update(self.tasks[key], advance=amount)
+
+        return advance
+
+    def _lines(self, pipeline: str) -> Progress:
+        """Off a terminal (a scheduled job's log): one plain line when each stage starts."""
+        began = time.monotonic()
+        typer.echo(f"{pipeline}: started", err=True)
+
+        def advance(stage: str, _amount: int) -> None:
+            key = (pipeline, stage)
+            if key not in self.tasks:
+                self.tasks[key] = None
+                elapsed = time.monotonic() - began
+                typer.echo(f"{pipeline}: {stage} (after {elapsed:.1f}s)", err=True)
 
         return advance
 

@@ -19,6 +19,8 @@ what has a name).
   had), ``account_match`` (lead-to-account links and the review queue, with human decisions),
   ``attribution_run`` (versioned runs with an inputs fingerprint), ``attribution_credit`` and
   ``attribution_outcome`` (per opportunity: counted touches, sourcing campaign).
+- Names for reports (revision 0005): ``crm_user`` (CRM users and owners: reps' names) and
+  ``source_program`` (marketing programs and the CRM campaign each is synced to).
 - CRM schema cache (revision 0004): ``crm_schema`` (per connection and CRM object, the fields
   the org described and when; mappings are validated against it, see ``sync.crm_schema``).
 
@@ -64,6 +66,7 @@ __all__ = [
     "ContactRoleRow",
     "CostOrigin",
     "CrmSchemaRow",
+    "CrmUserRow",
     "CursorRow",
     "DeadLetterRow",
     "DeadLetterStage",
@@ -79,6 +82,7 @@ __all__ = [
     "PersonEmailRow",
     "PersonRow",
     "RunState",
+    "SourceProgramRow",
     "SyncRunRow",
     "TouchRow",
 ]
@@ -687,6 +691,44 @@ class CrmSchemaRow(LedgerModel, table=True):
     # has no such object (or the integration user cannot see it).
     fields: list[dict[str, Any]] | None = Field(default=None, sa_type=JsonDocument)
     read_at: datetime = Field(sa_type=UtcDateTime)
+
+
+# --- names for reports (revision 0005) -------------------------------------------------------
+
+
+class CrmUserRow(LedgerModel, table=True):
+    """A CRM user or owner (Salesforce User, HubSpot owner): the rep behind an owner id."""
+
+    __tablename__ = "crm_user"
+    __table_args__ = (UniqueConstraint("crm", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    crm: str  # the connection's name
+    external_id: str
+    name: str | None = None
+    email: str | None = None
+    active: bool = Field(default=True, sa_column_kwargs={"default": True})
+    pulled_at: datetime = Field(
+        default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
+    )
+
+
+class SourceProgramRow(LedgerModel, table=True):
+    """A marketing program (Marketo) and the CRM campaign it is synced to, if any."""
+
+    __tablename__ = "source_program"
+    __table_args__ = (UniqueConstraint("source", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str  # the connection's name
+    external_id: str  # as touches name it (Marketo: the program id)
+    name: str
+    channel: str | None = None
+    crm_campaign_id: str | None = None  # Marketo sfdcId: the synced Salesforce campaign
+    crm_campaign_name: str | None = None
+    pulled_at: datetime = Field(
+        default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
+    )
 
 
 # Every plain text column stores no control characters, alike on SQLite and PostgreSQL

@@ -5,7 +5,8 @@ Each stream is pulled incrementally with its own cursor; every page is upserted 
 ``(crm, external_id)`` and committed together with the advanced cursor in one fenced
 transaction. Deleted CRM records keep their row with ``deleted`` set, because attribution
 history still points at them. A campaign's actual cost becomes a ``campaign_cost`` row of
-origin ``crm`` over the campaign's dates.
+origin ``crm`` over the campaign's dates. The CRM's users (Salesforce User, HubSpot owners: the
+``owners`` stream) go to ``crm_user``, so reports name reps instead of showing owner ids.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Table
 
-from connectors.base import Account, Campaign, ContactRole, Cursor, Opportunity, Person
+from connectors.base import Account, Campaign, ContactRole, Cursor, Opportunity, Owner, Person
 from connectors.errors import ConfigError
 from sync.ledger.dialect import dialect_insert
 from sync.ledger.models import (
@@ -25,6 +26,7 @@ from sync.ledger.models import (
     CampaignRow,
     ContactRoleRow,
     CostOrigin,
+    CrmUserRow,
     OpportunityRow,
 )
 from sync.ledger.types import utcnow
@@ -36,13 +38,14 @@ if TYPE_CHECKING:
 
 __all__ = ["RECONCILE_STREAMS", "pull_stream", "run_reconcile", "upsert_graph", "upsert_rows"]
 
-RECONCILE_STREAMS = ("accounts", "people", "opportunities", "contact_roles", "campaigns")
+RECONCILE_STREAMS = ("accounts", "people", "opportunities", "contact_roles", "campaigns", "owners")
 
 _ACCOUNT: Table = AccountRow.__table__  # type: ignore[attr-defined]
 _OPPORTUNITY: Table = OpportunityRow.__table__  # type: ignore[attr-defined]
 _ROLE: Table = ContactRoleRow.__table__  # type: ignore[attr-defined]
 _CAMPAIGN: Table = CampaignRow.__table__  # type: ignore[attr-defined]
 _COST: Table = CampaignCostRow.__table__  # type: ignore[attr-defined]
+_USER: Table = CrmUserRow.__table__  # type: ignore[attr-defined]
 
 
 def upsert_rows(
@@ -91,7 +94,7 @@ def _day(value: Any) -> date | None:
 def upsert_graph(conn: Connection, crm: str, records: Iterable[Any]) -> dict[str, int]:
     """Upsert a page of graph records of any supported type; returns counts per table."""
     now = utcnow()
-    accounts, opps, roles, campaigns, costs, people = [], [], [], [], [], []
+    accounts, opps, roles, campaigns, costs, people, users = [], [], [], [], [], [], []
     for record in records:
         if isinstance(record, Account):
             accounts.append({
@@ -127,6 +130,11 @@ def upsert_graph(conn: Connection, crm: str, records: Iterable[Any]) -> dict[str
                 })  # fmt: skip
         elif isinstance(record, Person):
             people.append(record)
+        elif isinstance(record, Owner):
+            users.append({
+                "crm": crm, "external_id": record.external_id, "name": record.name,
+                "email": record.email, "active": not record.deleted, "pulled_at": now,
+            })  # fmt: skip
     counts = {
         "accounts": upsert_rows(conn, _ACCOUNT, accounts, ("crm", "external_id")),
         "opportunities": upsert_rows(conn, _OPPORTUNITY, opps, ("crm", "external_id")),
@@ -136,6 +144,7 @@ def upsert_graph(conn: Connection, crm: str, records: Iterable[Any]) -> dict[str
             conn, _COST, costs, ("crm", "campaign_external_id", "period_start", "origin")
         ),
         "people": upsert_people(conn, crm, people),
+        "users": upsert_rows(conn, _USER, users, ("crm", "external_id")),
     }
     counts["conversions"] = sum(1 for p in people if p.converted)
     counts["deleted"] = sum(

@@ -129,6 +129,9 @@ def _pull(ctx: RunContext, source_name: str) -> None:
             f"{refused} record(s) from {source_name} could not be read and became dead letters "
             "of stage pull: see `closedloop dead-letters list`"
         )
+    from sync.names import refresh_programs
+
+    refresh_programs(ctx, source, source_name)  # names of the programs touches cite by id
 
 
 def _moves_forward(stored: Cursor, candidate: Cursor) -> bool:

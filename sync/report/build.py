@@ -12,7 +12,7 @@ its ``lead_reason_fields``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +29,7 @@ from sync.analytics.summary import ReportData, build_report
 from sync.ledger.types import utcnow
 from sync.mapping.lifecycle import CompiledLifecycle
 from sync.mapping.model import Stage, parse_duration
+from sync.names import DerivedNames, derive_names
 
 __all__ = [
     "ReportFormat",
@@ -36,6 +37,7 @@ __all__ = [
     "analytics_settings",
     "report_data",
     "report_inputs",
+    "with_derived_names",
     "write_report",
 ]
 
@@ -138,7 +140,7 @@ def report_data(
 ) -> ReportData:
     """Every number of the report for ``period`` (default: ``analytics.period``, else all)."""
     now = now or utcnow()
-    inputs = report_inputs(config)
+    inputs, derived = with_derived_names(engine, report_inputs(config))
     chosen = period if period is not None else inputs.settings.period
     resolved = chosen if isinstance(chosen, Period) else parse_period(chosen, now)
     dataset = load_for_report(engine, inputs, now).as_of(now)
@@ -157,7 +159,7 @@ def report_data(
             else "This report is set to read no CRM, so it counts no people, deals or campaigns.",
         )
     ordered = by_model_order(credits, inputs.settings.default_model)
-    return build_report(
+    data = build_report(
         dataset,
         inputs.settings,
         resolved,
@@ -167,6 +169,28 @@ def report_data(
         notes=notes,
         reason_fields=inputs.reason_fields,
     )
+    owners = [p.owner for p in dataset.people.values()] + [d.owner for d in dataset.deals]
+    derived.count_unnamed(owners)
+    return replace(data, data_quality=derived.quality())
+
+
+def with_derived_names(engine: Engine, inputs: ReportInputs) -> tuple[ReportInputs, DerivedNames]:
+    """``inputs`` with campaign aliases and rep names derived from the ledger (programs synced
+    to or named like CRM campaigns, the CRMs' users) under the configured ones, which win."""
+    settings = inputs.settings
+    derived = derive_names(
+        engine,
+        crms=settings.crms,
+        aliases=settings.campaign_aliases,
+        rep_names=settings.rep_names,
+    )
+    effective = settings.model_copy(
+        update={
+            "campaign_aliases": {**derived.campaign_aliases, **settings.campaign_aliases},
+            "rep_names": derived.rep_names,
+        }
+    )
+    return replace(inputs, settings=effective), derived
 
 
 def write_report(

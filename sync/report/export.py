@@ -290,6 +290,7 @@ def to_json(data: ReportData) -> str:
         "currency": data.currency,
         "summary": data.summary,
         "notes": data.notes,
+        "data_quality": dict(data.data_quality),
         "attribution_models": data.models,
         "default_model": data.default_model,
         "tables": {

@@ -418,3 +418,31 @@ def test_the_connector_polls_an_export_no_faster_than_its_status_changes() -> No
         {"base_url": "https://123-abc-456.mktorest.com", "client_id": "c", "client_secret": "s"}
     )
     assert settings.bulk_poll_interval_s >= 60
+
+
+# ----------------------------------------------------------------------------- programs
+
+
+def test_programs_come_200_a_call_with_the_salesforce_campaign_they_are_synced_to(
+    mkto: tuple[MarketoStore, httpx.Client, str],
+) -> None:
+    store, http, url = mkto
+    for n in range(205):
+        program_id = 3000 + n
+        store.programs[program_id] = {"id": program_id, "name": f"Program {n}", "channel": "email"}
+        store.program_ids[f"cmp-{n}"] = program_id
+    store.sync_crm_campaigns({"cmp-3": ("701000000000003AAA", "Spring Expo")})
+    refused = http.get("/rest/asset/v1/programs.json", params={"maxReturn": 201}).json()
+    assert _code(refused) == "701"
+    past = http.get("/rest/asset/v1/programs.json", params={"offset": 205}).json()
+    assert past["success"] is True
+    assert "result" not in past
+    with _connector(url) as source:
+        programs = source.programs()
+        calls = source.client.calls
+    assert len(programs) == 205
+    synced = [p for p in programs if p.crm_campaign_id]
+    assert [(p.external_id, p.crm_campaign_id, p.crm_campaign_name) for p in synced] == [
+        ("3003", "701000000000003AAA", "Spring Expo")
+    ]
+    assert calls == 2  # 200 + 5: two calls (the identity call is not counted)

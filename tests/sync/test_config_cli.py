@@ -201,23 +201,30 @@ def test_init_writes_a_sandbox_config_that_passes_check(
     assert (project / "mappings" / "marketo-salesforce.yaml").read_text(encoding="utf-8") == (
         shipped_mappings / "marketo-salesforce.yaml"
     ).read_text(encoding="utf-8")
+    # Before the sandbox ran in this folder its CA file is missing: check says so, and how.
+    checked = runner.invoke(init_app(), ["check", "--offline"])
+    assert checked.exit_code == 2
+    assert "connections.salesforce.ca_bundle: no CA bundle file at" in checked.stderr
+    assert "`closedloop sandbox serve`" in checked.stderr
+    ca = project / ".closedloop" / "sandbox-ca.pem"  # where `closedloop sandbox serve` writes it
+    ca.write_text("-----BEGIN CERTIFICATE-----\n", encoding="utf-8")
     checked = runner.invoke(init_app(), ["check", "--offline"])
     assert checked.exit_code == 0, checked.output
-    assert checked.stdout.endswith("closedloop.yaml: OK (3 connections, 5 pipelines)\n")
+    assert checked.stdout.endswith("closedloop.yaml: OK (2 connections, 3 pipelines)\n")
 
     config = yaml.safe_load((project / "closedloop.yaml").read_text(encoding="utf-8"))
     salesforce = config["connections"]["salesforce"]
     assert salesforce["instance_url"] == "https://127.0.0.1:8443"
     assert salesforce["ca_bundle"] == ".closedloop/sandbox-ca.pem"
-    assert config["connections"]["hubspot"]["host"] == "http://127.0.0.1:8081"
+    assert "hubspot" not in config["connections"]  # one CRM: no company counted twice
     assert config["connections"]["marketo"]["base_url"] == "http://127.0.0.1:8082"
     assert {(p["kind"], p["source"], p.get("sink")) for p in config["pipelines"].values()} == {
         ("touches", "marketo", "salesforce"),
         ("dispositions", "salesforce", None),
         ("reconcile", "salesforce", None),
-        ("touches", "marketo", "hubspot"),
-        ("dispositions", "hubspot", None),
     }
+    # The agreed SLA target (the Salesforce mapping's MQL target), not the HubSpot mapping's 4h.
+    assert config["analytics"] == {"crms": ["salesforce"], "sla": {"default": "24h"}}
     assert all("schedule" in p for p in config["pipelines"].values())
 
 
@@ -272,3 +279,16 @@ def test_init_with_force_overwrites_but_keeps_edited_mappings(
     assert "version: 1\n" in target.read_text(encoding="utf-8")
     assert edited.read_text(encoding="utf-8") == "# my edits\n"
     assert (tmp_path / "mappings" / "marketo-salesforce.yaml").is_file()
+
+
+def test_the_commented_hubspot_part_of_init_is_what_the_demo_adds() -> None:
+    # Uncommenting the template's HubSpot connection gives SANDBOX_HUBSPOT, the demo's copy.
+    lines = config_cmd.SANDBOX_CONFIG.splitlines()
+    start = lines.index("  # hubspot:")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("  # "):
+            break
+        block.append("  " + line[4:])
+    connection = yaml.safe_load("\n".join(block))["hubspot"]
+    assert connection == config_cmd.SANDBOX_HUBSPOT

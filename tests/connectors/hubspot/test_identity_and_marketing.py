@@ -7,14 +7,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 
 from connectors.base import Cursor, Person, PersonKind, TouchKind
 from connectors.hubspot.connector import HubSpotConnector
 from connectors.testing import drain_touches
 from sandbox.hubspot import HubSpotStore
 from sandbox.server import SandboxServer
-from sync.cli.config_cmd import SANDBOX_CONFIG
+from sync.cli.config_cmd import SANDBOX_HUBSPOT
 from sync.mapping import load_lifecycle
 from sync.recycle import HubSpotNurture
 from tests.connectors.hubspot.conftest import known_contacts
@@ -188,7 +187,7 @@ def test_a_first_pull_with_the_starter_configs_lookback_reads_every_event_late_i
     # The world ends at midnight (UTC); a pull measured from the wall clock may start as late as
     # the last second of that day and must still reach back to the world's first event.
     assert portal_readonly.world is not None
-    starter = yaml.safe_load(SANDBOX_CONFIG)["connections"]["hubspot"]
+    starter = SANDBOX_HUBSPOT  # the commented-out HubSpot connection of the starter config
     last_second = portal_readonly.world.now + timedelta(days=1, seconds=-1)
     lookback = starter["initial_lookback_days"]
     touches, _ = drain_touches(reader(initial_lookback_days=lookback), Cursor(), last_second)

@@ -366,5 +366,6 @@ def test_long_backfill_uses_bulk_export_in_31_day_windows(
     assert touches[0].kind is TouchKind.EMAIL_CLICK
     assert touches[0].email == "lead1@example.com"
     assert touches[0].attributes["Link"] == "https://x.example/p"
-    assert clock.sleeps.count(60) == 6  # two polls before each job completed
+    # Two polls before each job completed: after 1 s, then 2 s (the pause doubles up to 60 s).
+    assert [s for s in clock.sleeps if s in (1, 2, 4, 60)] == [1, 2] * 3
     assert cursor.value == iso(NOW)
