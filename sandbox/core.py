@@ -138,6 +138,8 @@ class Faults:
         self.rules: list[FaultRule] = list(rules or [])
         self._rngs = {api: random.Random(f"{seed}:{api}") for api in APIS}
         self._record_rngs: dict[tuple[str, str], random.Random] = {}
+        # Faults drawn since the last ``configure``, as "api:kind".
+        self.injected: Counter[str] = Counter()
 
     def configure(self, rules: list[FaultRule], seed: int | None = None) -> None:
         """Replace the rules (and optionally the seed), restarting the random sequences."""
@@ -147,6 +149,7 @@ class Faults:
                 self.seed = seed
             self._rngs = {api: random.Random(f"{self.seed}:{api}") for api in APIS}
             self._record_rngs = {}
+            self.injected = Counter()
 
     def draw(self, api: str, endpoint: str | None = None) -> str | None:
         """The fault kind this call to ``api`` should suffer, or None (one draw per call that
@@ -164,6 +167,7 @@ class Faults:
             for rule in rules:
                 cumulative += rule.rate
                 if roll < cumulative:
+                    self.injected[f"{api}:{rule.kind}"] += 1
                     return rule.kind
             return None
 
@@ -176,7 +180,10 @@ class Faults:
             rng = self._record_rngs.get((api, kind))
             if rng is None:
                 rng = self._record_rngs[(api, kind)] = random.Random(f"{self.seed}:{api}:{kind}")
-            return rng.random() < rate
+            hit = rng.random() < rate
+            if hit:
+                self.injected[f"{api}:{kind}"] += 1
+            return hit
 
 
 @dataclass
