@@ -41,9 +41,11 @@ pytestmark = pytest.mark.slow
 
 KILLS = 20
 # Kill cases sync more data in smaller batches, so 20 kills land inside the work.
-KILL_TOUCHES = 480
+KILL_TOUCHES = 500
 KILL_BATCH = 10
-KILL_SLICES = 6
+# Sandbox latency in kill cases, per CRM: slow enough that kills land inside the work.
+KILL_LATENCY_MS = {"salesforce": 20, "hubspot": 5}
+KILL_ROUNDS = 10
 FAULT_RATE = 0.2
 TOUCHES = 240
 BATCH = 40
@@ -90,9 +92,10 @@ def test_sigkill_at_20_points_of_a_sync_loses_and_doubles_nothing(
     base = baseline(portal, tmp_path, crm, KILL_TOUCHES, KILL_BATCH)
     rig = make_rig(portal, tmp_path / "ws", crm, renewable_auth=True, batch_size=KILL_BATCH)
     rows, rig.new_emails = badge_data(portal, "fault-battery", KILL_TOUCHES)
-    size = len(rows) // KILL_SLICES
-    slices = [rows[n * size : (n + 1) * size] for n in range(KILL_SLICES)]
-    rig.import_badges(slices.pop(0), "scans0.csv")
+    size = len(rows) // KILL_ROUNDS
+    rounds = [rows[n * size : (n + 1) * size] for n in range(KILL_ROUNDS)]
+    rig.import_badges(rounds.pop(0), "scans0.csv")
+    portal.state.latency_ms = KILL_LATENCY_MS[crm]  # so the kills land inside the work
     fingerprint = (salesforce_fingerprint if crm == "salesforce" else hubspot_fingerprint)(portal)
     killer = Killer(rig, fingerprint)
     rng = random.Random(f"kills:{crm}")
@@ -105,7 +108,7 @@ def test_sigkill_at_20_points_of_a_sync_loses_and_doubles_nothing(
         proc = killer.start(log, rng.randint(1, 3) if mode == "after a write" else None)
         if mode == "at random":
             if killer.first_write.wait(60):
-                time.sleep(rng.uniform(0.0, 0.5))
+                time.sleep(rng.uniform(0.0, 0.3))
             if proc.poll() is None:
                 proc.kill()  # SIGKILL
         code = proc.wait(timeout=120)
@@ -114,11 +117,13 @@ def test_sigkill_at_20_points_of_a_sync_loses_and_doubles_nothing(
             kills[mode] += 1
             continue
         assert code == 0, log.read_text()[-3000:]
-        if not slices:
+        if not rounds:
             break
-        rig.import_badges(slices.pop(0), f"scans{KILL_SLICES - len(slices)}.csv")
+        # The sync finished: the next round of scans comes in.
+        rig.import_badges(rounds.pop(0), f"scans{KILL_ROUNDS - len(rounds)}.csv")
     portal.state.on_applied = None
-    for n, rest in enumerate(slices):
+    portal.state.latency_ms = 0
+    for n, rest in enumerate(rounds):
         rig.import_badges(rest, f"rest{n}.csv")
     _finish(rig, log)
     shown = ", ".join(f"{n} {mode}" for mode, n in sorted(kills.items()))
