@@ -184,6 +184,7 @@ def make_rig(
     pipeline: dict[str, Any] | None = None,
     connections: dict[str, dict[str, Any]] | None = None,
     marketo: dict[str, Any] | None = None,
+    hubspot: dict[str, Any] | None = None,
     batch_size: int = 40,
 ) -> Rig:
     """A workspace in ``folder`` whose pipeline ``PIPELINE`` syncs badge scans to ``crm`` (or
@@ -204,6 +205,7 @@ def make_rig(
         search_settle_seconds=SETTLE_S, burst_limit_per_10s=10_000, search_per_second=100
     )
     data["connections"]["marketo"].update(marketo or {})
+    data["connections"]["hubspot"].update(hubspot or {})
     if renewable_auth:
         data["connections"]["salesforce"]["auth"] = {
             "method": "client_credentials",
