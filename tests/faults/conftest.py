@@ -22,6 +22,16 @@ class Figure:
 
 
 FIGURES: list[Figure] = []
+# The most CRM calls a case may make, as a multiple of a fault-free run of its data: retries,
+# re-reads after kills and settle searches cost something, runaway loops cost more.
+MAX_CALLS_RATIO = 3.0
+
+
+def assert_figure(figure: Figure) -> None:
+    """Nothing lost, nothing doubled, and the calls within ``MAX_CALLS_RATIO`` of a clean run."""
+    assert (figure.lost, figure.doubled) == (0, 0), figure
+    assert figure.calls_ratio is not None, figure
+    assert figure.calls_ratio <= MAX_CALLS_RATIO, figure
 
 
 @pytest.fixture

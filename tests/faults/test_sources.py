@@ -26,7 +26,7 @@ from sandbox.core import parse_faults
 from sandbox.server import SandboxServer
 from sync.cli.serve_cmd import build_service_app
 from sync.ledger import DeadLetterRow
-from tests.faults.conftest import Figure
+from tests.faults.conftest import Figure, assert_figure
 from tests.faults.harness import Rig, figure, injected_text, make_rig, run_until_settled
 from tests.sync.pipelines.conftest import BADGES, SCAN_DAY
 from tests.sync.pipelines.test_poison_records import Marketo
@@ -114,7 +114,7 @@ def test_marketo_tokens_expired_602_and_invalidated_601_mid_sync_lose_and_double
 
     assert "marketo:expired_token" in injected
     assert invalidated > 0
-    assert (lost, doubled) == (0, 0)
+    assert_figure(figures[-1])
     assert letters(rig) == []
 
 
@@ -154,17 +154,17 @@ def test_a_poison_marketo_activity_of_each_kind_is_a_dead_letter_and_the_rest_la
     marketo.sandbox.state.reset_counters()
 
     runs = run_until_settled(rig)
+    calls = all_calls(marketo.sandbox)
     again = run_until_settled(rig, max_runs=1)
     codes = sorted(letter.code for letter in letters(rig))
-    figures.append(figure(rig, f"marketo {path}: poison activities", f"{len(poisons)} poison "
-                          f"records ({runs} runs)", None, started))  # fmt: skip
-    figures[-1] = Figure(figures[-1].case, figures[-1].injected, figures[-1].lost,
-                         figures[-1].doubled, all_calls(marketo.sandbox) / base,
-                         figures[-1].seconds)  # fmt: skip
+    lost, doubled = rig.lost_and_doubled()
+    figures.append(Figure(f"marketo {path}: poison activities",
+                          f"{len(poisons)} poison records ({runs} runs)", lost, doubled,
+                          calls / base, time.monotonic() - started))  # fmt: skip
 
     assert (runs, again) == (1, 1)  # no poison stops a run, or comes back
     assert codes == sorted(poisons)
-    assert rig.lost_and_doubled() == (0, 0)
+    assert_figure(figures[-1])
 
 
 def test_a_poison_hubspot_email_event_of_each_kind_is_a_dead_letter_and_the_rest_land_once(
@@ -210,7 +210,7 @@ def test_a_poison_hubspot_email_event_of_each_kind_is_a_dead_letter_and_the_rest
 
     assert runs == 1
     assert codes == sorted(poisons)
-    assert (lost, doubled) == (0, 0)
+    assert_figure(figures[-1])
 
 
 SECRET = "whsec-battery-0123456789abcdef"
@@ -305,7 +305,7 @@ def test_a_poison_webhook_item_of_each_kind_is_a_dead_letter_and_the_rest_land_o
     assert answer.status_code == 207, answer.text
     assert runs == 1
     assert codes == sorted(poisons)
-    assert rig.lost_and_doubled() == (0, 0)
+    assert_figure(figures[-1])
 
 
 def test_a_poison_csv_row_of_each_kind_is_a_dead_letter_and_the_rest_land_once(
@@ -349,4 +349,4 @@ def test_a_poison_csv_row_of_each_kind_is_a_dead_letter_and_the_rest_land_once(
     assert runs == 1
     assert imported >= len(rows)
     assert sorted(d.code for d in dead) == ["bad_date", "bad_date", "missing_email"]
-    assert rig.lost_and_doubled() == (0, 0)
+    assert_figure(figures[-1])
