@@ -123,12 +123,13 @@ def test_sigkill_at_20_points_of_a_sync_loses_and_doubles_nothing(
         rig.import_badges(rounds.pop(0), f"scans{KILL_ROUNDS - len(rounds)}.csv")
     portal.state.on_applied = None
     portal.state.latency_ms = 0
+    used = KILL_ROUNDS - len(rounds)
     for n, rest in enumerate(rounds):
         rig.import_badges(rest, f"rest{n}.csv")
     _finish(rig, log)
     shown = ", ".join(f"{n} {mode}" for mode, n in sorted(kills.items()))
-    figures.append(figure(rig, f"{crm}: SIGKILL", f"{kills.total()} kills ({shown})", base,
-                          started))  # fmt: skip
+    figures.append(figure(rig, f"{crm}: SIGKILL", f"{kills.total()} kills ({shown}; "
+                          f"{used}/{KILL_ROUNDS} rounds of scans)", base, started))  # fmt: skip
 
     assert kills.total() >= KILLS, f"the sync finished after only {kills.total()} kills"
     assert rig.settled()
