@@ -41,11 +41,11 @@ pytestmark = pytest.mark.slow
 
 KILLS = 20
 # Kill cases sync more data in smaller batches, so 20 kills land inside the work.
-KILL_TOUCHES = 500
+KILL_TOUCHES = 640
 KILL_BATCH = 10
 # Sandbox latency in kill cases, per CRM: slow enough that kills land inside the work.
 KILL_LATENCY_MS = {"salesforce": 20, "hubspot": 5}
-KILL_ROUNDS = 10
+KILL_ROUNDS = 16
 FAULT_RATE = 0.2
 TOUCHES = 240
 BATCH = 40
