@@ -268,7 +268,9 @@ def test_hubspot_applies_a_batch_create_under_a_lost_response_fault_then_answers
     store = sandbox.store("hubspot")
     with store.lock:
         before = len(store.data.objects["notes"])
-    body = {"inputs": [{"properties": {"hs_note_body": "lost", "hs_timestamp": "2026-01-05T10:00:00Z"}}]}
+    body = {
+        "inputs": [{"properties": {"hs_note_body": "lost", "hs_timestamp": "2026-01-05T10:00:00Z"}}]
+    }
     with httpx.Client(
         base_url=sandbox.hubspot_url,
         headers={"Authorization": f"Bearer {credentials.HUBSPOT_TOKEN}"},
