@@ -113,12 +113,15 @@ class RecordRejected(ClosedloopError):
         key: str | None = None,
         fields: tuple[str, ...] = (),
         payload: dict[str, Any] | None = None,
+        retryable: bool = False,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.key = key
         self.fields = fields
         self.payload = payload
+        # "Not now" (a record still locked after the retries): pending, never a dead letter.
+        self.retryable = retryable
 
 
 class Fatal(ClosedloopError):

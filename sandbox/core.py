@@ -18,9 +18,14 @@ Each vendor app turns a drawn fault into its own error shape (Salesforce 403
 REQUEST_LIMIT_EXCEEDED, HubSpot 429 with policyName, Marketo HTTP 200 with code 606, ...).
 
 ``ENDPOINT`` narrows a rule to one endpoint, named as the call counters name it (e.g.
-``marketo/export.create:lost_response=1``); only the Marketo emulator passes endpoints so far.
+``marketo/export.create:lost_response=1``, ``hubspot/notes.batch_create:lost_response=0.2``,
+``salesforce/composite:lost_response=0.2``); every emulator passes its endpoint names.
 ``lost_response`` applies the call and then loses its answer (the client sees HTTP 502 from a
-gateway): the fault that makes a non-idempotent call dangerous to repeat (Marketo only so far).
+gateway): the fault that makes a non-idempotent call dangerous to repeat (all three emulators).
+
+``SandboxState.on_applied`` (a test hook, never set by the sandbox itself) is called with
+``(api, endpoint, method)`` after a call was applied and before its answer is sent: a test can
+SIGKILL the client there, so the write stands and its answer is never read.
 
 Most kinds fail a whole call (one draw per call). ``RECORD_FAULT_KINDS`` fail single items
 inside a call that succeeds (one draw per item, from a generator of their own, so adding one
@@ -74,7 +79,7 @@ FAULT_KINDS = (
 # Kinds drawn per item inside a call (``Faults.draw_record``), and the APIs that know them.
 RECORD_FAULT_KINDS = {"unable_to_lock_row": "salesforce", "subrequest_500": "salesforce"}
 # Kinds only some emulators implement, and which one (``*`` rules reach only that one).
-OWNED_FAULT_KINDS = {**RECORD_FAULT_KINDS, "lost_response": "marketo"}
+OWNED_FAULT_KINDS = dict(RECORD_FAULT_KINDS)
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,8 @@ class Faults:
         self.rules: list[FaultRule] = list(rules or [])
         self._rngs = {api: random.Random(f"{seed}:{api}") for api in APIS}
         self._record_rngs: dict[tuple[str, str], random.Random] = {}
+        # Faults drawn since the last ``configure``, as "api:kind".
+        self.injected: Counter[str] = Counter()
 
     def configure(self, rules: list[FaultRule], seed: int | None = None) -> None:
         """Replace the rules (and optionally the seed), restarting the random sequences."""
@@ -143,6 +150,7 @@ class Faults:
                 self.seed = seed
             self._rngs = {api: random.Random(f"{self.seed}:{api}") for api in APIS}
             self._record_rngs = {}
+            self.injected = Counter()
 
     def draw(self, api: str, endpoint: str | None = None) -> str | None:
         """The fault kind this call to ``api`` should suffer, or None (one draw per call that
@@ -160,6 +168,7 @@ class Faults:
             for rule in rules:
                 cumulative += rule.rate
                 if roll < cumulative:
+                    self.injected[f"{api}:{rule.kind}"] += 1
                     return rule.kind
             return None
 
@@ -172,7 +181,10 @@ class Faults:
             rng = self._record_rngs.get((api, kind))
             if rng is None:
                 rng = self._record_rngs[(api, kind)] = random.Random(f"{self.seed}:{api}:{kind}")
-            return rng.random() < rate
+            hit = rng.random() < rate
+            if hit:
+                self.injected[f"{api}:{kind}"] += 1
+            return hit
 
 
 @dataclass
@@ -187,6 +199,8 @@ class SandboxState:
     latency_ms: int = 0
     # How long a "timeout" fault holds the request before the server drops it.
     timeout_hold_s: float = 5.0
+    # Test hook: called (api, endpoint, method) once a call was applied, before it is answered.
+    on_applied: Callable[[str, str, str], None] | None = None
     vendors: dict[str, Any] = field(default_factory=dict)
     _counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -208,6 +222,13 @@ class SandboxState:
         with self._lock:
             return sum(n for (a, _), n in self._counts.items() if a == api)
 
+    def applied(self, api: str, endpoint: str, method: str) -> None:
+        """Tell the ``on_applied`` hook (if any) that a call took effect and is about to be
+        answered."""
+        hook = self.on_applied
+        if hook is not None:
+            hook(api, endpoint, method)
+
     def reset_counters(self) -> None:
         """Zero every counter."""
         with self._lock:
@@ -218,6 +239,7 @@ class SandboxState:
         self.reset_counters()
         self.faults.configure([])
         self.latency_ms = 0
+        self.on_applied = None
         for store in self.vendors.values():
             reset = getattr(store, "reset", None)
             if callable(reset):

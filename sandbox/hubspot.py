@@ -609,10 +609,10 @@ def _wrap(
         store = _store(state)
         name = endpoint(request) if callable(endpoint) else endpoint
         state.count(API, name)
-        kind = state.faults.draw(API)
+        kind = state.faults.draw(API, name)
         auth = request.headers.get("authorization", "")
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
-        if kind is not None:
+        if kind is not None and kind != "lost_response":
             return await _fault(state, kind, store, token, search=search)
         verdict = store.token_state(token) if token else "missing"
         if verdict == "expired":
@@ -633,6 +633,10 @@ def _wrap(
             status, body = await handler(request, store)
         except HubSpotApiError as exc:
             return _json(exc.status, exc.body(_correlation_id()), headers)
+        state.applied(API, name, request.method)
+        if kind == "lost_response":
+            # The call took effect; its answer is lost between HubSpot and the client.
+            return Response("Bad Gateway", status_code=502, media_type="text/plain")
         return _json(status, body, headers)
 
     return run
@@ -898,7 +902,7 @@ def _token_endpoint(state: SandboxState) -> Callable[[Request], Awaitable[Respon
     async def token(request: Request) -> Response:
         store = _store(state)
         state.count(API, "oauth.token")
-        kind = state.faults.draw(API)
+        kind = state.faults.draw(API, "oauth.token")
         if kind in ("500", "503"):
             return await _fault(state, kind, store, "")
         # urlencoded by hand: Starlette's form parser needs python-multipart.

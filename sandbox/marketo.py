@@ -900,6 +900,7 @@ def _wrap(
             if kind is not None and kind != "lost_response":
                 return await _fault(state, store, kind, token)
             answer = await _answer(request, store, token, handler)
+            state.applied(API, endpoint, request.method)
             if kind == "lost_response":
                 # The call took effect; its answer is lost between Marketo and the client.
                 return Response("Bad Gateway", status_code=502, media_type="text/plain")

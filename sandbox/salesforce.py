@@ -1326,7 +1326,7 @@ def build_app(state: SandboxState) -> Starlette:
 
     async def token_endpoint(request: Request) -> Response:
         state.count(API, "oauth_token")
-        kind = state.faults.draw(API)
+        kind = state.faults.draw(API, "oauth_token")
         if kind in ("500", "503"):
             response = _fault_response(kind, store, None)
             assert response is not None
@@ -1343,7 +1343,7 @@ def build_app(state: SandboxState) -> Starlette:
         raw = request.scope.get("raw_path") or request.url.path.encode()
         endpoint, handler, version, parts = _resolve(request.method, raw.decode("latin-1"))
         state.count(API, endpoint)
-        kind = state.faults.draw(API)
+        kind = state.faults.draw(API, endpoint)
         token = _bearer(request)
         body = await request.body()
         if kind == "timeout":
@@ -1351,7 +1351,7 @@ def build_app(state: SandboxState) -> Starlette:
             return Response(b"upstream request timeout", 504, media_type="text/plain")
         with store.lock:
             limit_headers = {"Sforce-Limit-Info": f"api-usage={store.api_used}/{store.daily_limit}"}
-            if kind is not None:
+            if kind is not None and kind != "lost_response":
                 response = _fault_response(kind, store, token)
                 if response is not None:
                     response.headers.update(limit_headers)
@@ -1389,6 +1389,10 @@ def build_app(state: SandboxState) -> Starlette:
                 **reply.headers,
                 "Sforce-Limit-Info": f"api-usage={store.api_used}/{store.daily_limit}",
             }
+        state.applied(API, endpoint, request.method)
+        if kind == "lost_response":
+            # The call took effect; its answer is lost between Salesforce and the client.
+            return Response(b"Bad Gateway", 502, media_type="text/plain")
         if reply.text is not None:
             return Response(reply.text.encode(), reply.status, headers, reply.content_type)
         if reply.status == 204 or (reply.body is None and reply.status in (201,)):

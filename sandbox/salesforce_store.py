@@ -370,6 +370,8 @@ class SalesforceStore:
     _indexes: dict[tuple[str, str], dict[Any, set[str]]] = field(default_factory=dict)
     _cursors: dict[str, _Cursor] = field(default_factory=dict)
     _seq: int = 0
+    # Record writes (creates, updates, deletes) so far: a test can tell that a call wrote.
+    writes: int = 0
     _journal: list[tuple[str, str, dict[str, Any] | None]] | None = None
     _tx_depth: int = 0
     _stamp_cache: tuple[datetime | None, str] = (None, "")
@@ -542,6 +544,7 @@ class SalesforceStore:
 
     def _put(self, sobject: str, row: dict[str, Any]) -> None:
         record_id = row["Id"]
+        self.writes += 1
         if sobject in _PERMISSION_OBJECTS:
             self._forget_grants()
         old = self.records[sobject].get(record_id)

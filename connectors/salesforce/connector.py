@@ -421,7 +421,11 @@ class SalesforceConnector:
                     )
                 else:
                     code, message = errors_text(outcome.get("errors"))
-                    self.last_rejections.append(RecordRejected(message, code=code, key=email))
+                    self.last_rejections.append(
+                        RecordRejected(
+                            message, code=code, key=email, retryable=is_retryable(outcome)
+                        )
+                    )
         return created
 
     # ------------------------------------------------------------------------------ touches

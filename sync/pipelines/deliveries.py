@@ -22,7 +22,9 @@ the ledger says what it knows of each key before step 3: the record a key alread
 (``attempted_at``: the connector looks before creating); a key with neither was never sent. What
 the ledger cannot know (it was lost or restored) the key audit learns from the CRM before the
 first batch (``keyaudit``); those touches are confirmed with the record found, not sent. Held
-touches get a ``failed`` row ("held") and are tried again on every run until the person appears.
+touches get a ``failed`` row ("held") and are tried again on every run until the person appears;
+so do the touches of a person the CRM could not create for now (still row-locked after the
+retries): "not now" is never a dead letter.
 
 Page-view style digests: a digest's key is stable per person and window, so its members already
 delivered in earlier batches are read back from the ledger and rolled in again; the CRM record
@@ -78,6 +80,7 @@ from sync.ledger.models import (
     DeliveryRow,
     DeliveryState,
     PersonRow,
+    SyncRunRow,
     TouchRow,
 )
 from sync.ledger.types import utcnow
@@ -107,6 +110,7 @@ log = structlog.get_logger(__name__)
 _TOUCH = TouchRow.__table__  # type: ignore[attr-defined]
 _DELIVERY = DeliveryRow.__table__  # type: ignore[attr-defined]
 _PERSON = PersonRow.__table__  # type: ignore[attr-defined]
+_RUN = SyncRunRow.__table__  # type: ignore[attr-defined]
 
 HELD = "held: the CRM does not know this person yet (mapping says hold)"
 # Records one counted push call can carry, per CRM type (ARCHITECTURE.md "Limits"): a
@@ -306,6 +310,8 @@ class Deliverer:
         self.member_failures: set[str] = set()
         # Sinks whose creates are not idempotent: the ledger vouches for each key it sends.
         self.audit = KeyAudit(ctx, crm, sink) if isinstance(crm, KeyedSink) else None
+        # Run id -> when it finished (None: it never did), for ``_sent_by``.
+        self._run_ends: dict[int, datetime | None] = {}
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -502,6 +508,7 @@ class Deliverer:
         ready, held = self._identify(work)
         self.ctx.add("held", len(held))
         self.ctx.add("held_until_mql", sum(1 for why in held.values() if why != HELD))
+        self.ctx.add("failed", sum(len(ids) for ids in work.later.values()))
         prepared = self._render(work, ready)
         if self.audit is not None:
             self._vouch(prepared, self.audit)
@@ -524,6 +531,8 @@ class Deliverer:
                 by_reason.setdefault(why, []).append(touch_id)
             for why, ids in by_reason.items():
                 self._mark(conn, ids, DeliveryState.FAILED, error=why)
+            for error, ids in work.later.items():
+                self._mark(conn, ids, DeliveryState.FAILED, error=error, bump=True)
             self._dead_letter(conn, work.rejects)
             self.after_prepare(conn, batch)
         self.ctx.progress("map", len(batch))
@@ -547,13 +556,32 @@ class Deliverer:
                 if prior.crm_id:
                     crm_id = crm_id or prior.crm_id
                 else:
-                    attempted = max(attempted or prior.intended_at, prior.intended_at)
+                    sent = self._sent_by(prior)
+                    attempted = max(attempted or sent, sent)
             if rendered.key in learned and rendered.key not in prepared.digests:
                 # The record exists with this very content: confirm it, write nothing.
                 prepared.found[rendered.key] = learned[rendered.key]
                 continue
             kept.append(replace(rendered, crm_id=crm_id, attempted_at=attempted))
         prepared.rendered = kept
+
+    def _sent_by(self, prior: Any) -> datetime:
+        """The latest moment the earlier attempt behind ``prior`` could have sent its write.
+
+        ``intended_at`` is stamped before the push, and a push can send its records seconds
+        later (chunks, retries, rate-limit waits). The run that stamped it sent nothing after it
+        finished; a run that never finished (killed) sent nothing after this run started."""
+        ended = self._run_ends.get(prior.run_id) if prior.run_id is not None else None
+        if prior.run_id is not None and prior.run_id not in self._run_ends:
+            with self.ctx.engine.connect() as conn:
+                ended = conn.execute(
+                    select(_RUN.c.finished_at).where(_RUN.c.id == prior.run_id)
+                ).scalar_one_or_none()
+            self._run_ends[prior.run_id] = ended
+        intended: datetime = prior.intended_at
+        if prior.run_id == self.ctx.run_id:
+            return max(intended, utcnow())
+        return max(intended, ended or self.ctx.started_at)
 
     def _priors(self, touch_ids: Sequence[int]) -> dict[int, Any]:
         """The delivery rows of ``touch_ids`` to this sink as they stand before this attempt."""
@@ -566,6 +594,7 @@ class Deliverer:
                         _DELIVERY.c.attempts,
                         _DELIVERY.c.intended_at,
                         _DELIVERY.c.crm_id,
+                        _DELIVERY.c.run_id,
                     ).where(
                         _DELIVERY.c.sink == self.sink,
                         _DELIVERY.c.touch_id.in_(touch_ids[start : start + _LOOKUP_CHUNK]),
@@ -679,15 +708,29 @@ class Deliverer:
                 ready.append(p.touch)
             elif email in held_emails:
                 held[p.touch_id] = HELD
-            elif email in refused:
-                # The CRM's own answer (Salesforce INVALID_EMAIL_ADDRESS, HubSpot INVALID_EMAIL).
-                why = refused[email]
-                reason = f"{self.sink} refused to create the person for {email}: {why.code}: {why}"
-                work.reject(p, why.code, reason, DeadLetterStage.RESOLVE)
             else:
-                reason = f"the CRM did not create a person for {email} and gave no reason"
-                work.reject(p, "CREATE_FAILED", reason, DeadLetterStage.RESOLVE)
+                self._not_created(work, p, refused.get(email))
         return ready, held
+
+    def _not_created(self, work: _Batch, p: Pending, why: RecordRejected | None) -> None:
+        """Set aside a touch whose person the CRM did not create: pending when the CRM said
+        "not now", else a dead letter with the CRM's answer."""
+        email = _email(p.touch)
+        if why is not None and why.retryable:
+            # "Not now" (the person still row-locked after the retries): pending, and the
+            # next run looks the person up (or creates it) again.
+            error = (
+                f"{self.sink} could not create the person for {email} for now: "
+                f"{why.code}: {why}; will retry"
+            )
+            work.later.setdefault(error, []).append(p.touch_id)
+        elif why is not None:
+            # The CRM's own answer (Salesforce INVALID_EMAIL_ADDRESS, HubSpot INVALID_EMAIL).
+            reason = f"{self.sink} refused to create the person for {email}: {why.code}: {why}"
+            work.reject(p, why.code, reason, DeadLetterStage.RESOLVE)
+        else:
+            reason = f"the CRM did not create a person for {email} and gave no reason"
+            work.reject(p, "CREATE_FAILED", reason, DeadLetterStage.RESOLVE)
 
     def _render(self, work: _Batch, ready: list[Touch]) -> Prepared:
         """Digest and render the ready touches; records the mapping refuses are dead-lettered."""
@@ -951,6 +994,8 @@ class _Batch:
         self.people: dict[str, Person] = {}
         self.rejects: list[tuple[int, Rejection, str]] = []
         self.rejected: set[str] = set()
+        # Touches left pending for now (a person still row-locked), by last_error.
+        self.later: dict[str, list[int]] = {}
         # Touch key -> CRM record id of touches delivered before and rolled into a digest again.
         self.delivered_ids: dict[str, str] = {}
 

@@ -237,8 +237,54 @@ def test_a_fault_scoped_to_one_endpoint_leaves_the_others_alone(
     ]
 
 
-def test_a_lost_response_fault_is_refused_for_apis_that_do_not_emulate_it(
-    control: SandboxControl,
+def test_salesforce_applies_a_create_under_a_lost_response_fault_then_answers_502(
+    sandbox: SandboxServer,
 ) -> None:
-    with pytest.raises(ConfigError, match="lost_response is a marketo fault"):
-        control.set_faults("salesforce:lost_response=0.1")
+    seen: list[tuple[str, str, str]] = []
+    sandbox.state.on_applied = lambda *call: seen.append(call)
+    with sandbox.control() as control:
+        control.set_faults("salesforce/sobject_create:lost_response=1")
+    with httpx.Client(
+        base_url=sandbox.salesforce_url + SF_DATA,
+        headers={"Authorization": f"Bearer {credentials.SALESFORCE_SESSION_ID}"},
+        verify=ssl.create_default_context(cafile=str(sandbox.ca_file)),
+        trust_env=False,
+    ) as salesforce:
+        answer = salesforce.post("/sobjects/Task", json={"Subject": "lost answer 1"})
+        found = salesforce.get(
+            "/query", params={"q": "SELECT Id FROM Task WHERE Subject = 'lost answer 1'"}
+        )
+
+    assert answer.status_code == 502
+    assert found.json()["totalSize"] == 1  # the Task was created although no answer came
+    assert ("salesforce", "sobject_create", "POST") in seen
+
+
+def test_hubspot_applies_a_batch_create_under_a_lost_response_fault_then_answers_502(
+    sandbox: SandboxServer,
+) -> None:
+    with sandbox.control() as control:
+        control.set_faults("hubspot/notes.batch_create:lost_response=1")
+    store = sandbox.store("hubspot")
+    with store.lock:
+        before = len(store.data.objects["notes"])
+    body = {
+        "inputs": [{"properties": {"hs_note_body": "lost", "hs_timestamp": "2026-01-05T10:00:00Z"}}]
+    }
+    with httpx.Client(
+        base_url=sandbox.hubspot_url,
+        headers={"Authorization": f"Bearer {credentials.HUBSPOT_TOKEN}"},
+        trust_env=False,
+    ) as hubspot:
+        answer = hubspot.post("/crm/v3/objects/notes/batch/create", json=body)
+        read = hubspot.get("/crm/v3/objects/notes", params={"limit": 1})
+
+    assert answer.status_code == 502
+    assert read.status_code == 200  # only the scoped endpoint loses its answers
+    with store.lock:
+        assert len(store.data.objects["notes"]) == before + 1
+
+
+def test_a_lost_response_fault_may_be_set_for_every_api(control: SandboxControl) -> None:
+    control.set_faults("salesforce:lost_response=0.1,hubspot:lost_response=0.1")
+    assert {r["api"] for r in control.faults()["rules"]} == {"salesforce", "hubspot"}
