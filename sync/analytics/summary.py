@@ -125,6 +125,17 @@ class ReportData:
     sla_outcomes: Mapping[tuple[str, datetime], Decision] = field(default_factory=dict)
     rep_names: Mapping[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    attribution_scope: str = "contact_roles"  # whose touches count (attribution.scope)
+
+    @property
+    def attribution_scope_label(self) -> str:
+        """Whose touches the attribution models count, in words."""
+        from sync.attribution.models import SCOPE_LABELS, Scope
+
+        try:
+            return SCOPE_LABELS[Scope(self.attribution_scope)]
+        except ValueError:
+            return self.attribution_scope
 
     def rep_label(self, rep: str | None) -> str:
         """A rep's display name (their owner id when no name is configured)."""
@@ -239,6 +250,7 @@ def build_report(
     title: str = "Closed-loop report",
     notes: Sequence[str] = (),
     reason_fields: Mapping[str, Sequence[str]] | None = None,
+    attribution_scope: str = "contact_roles",
 ) -> ReportData:
     """Compute every metric of the report for ``period`` (see the module docstring);
     ``reason_fields`` names, per CRM, the fields that carry disqualification reasons."""
@@ -367,6 +379,7 @@ def build_report(
         sla_outcomes=hand_off_outcomes(cases, histories, every_decision),
         rep_names=dict(settings.rep_names),
         notes=list(notes),
+        attribution_scope=attribution_scope,
     )
     data.summary.extend(_summary(data))
     return data

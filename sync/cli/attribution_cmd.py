@@ -115,7 +115,7 @@ def run_command(  # noqa: PLR0917 - Typer maps each parameter to a CLI option
                     f"{counts.get('opportunities', 0)} opportunities, "
                     f"{counts.get('credits', 0)} credits, "
                     f"{counts.get('unlinked_touches', 0)} touches of unknown people; "
-                    f"fingerprint {report.fingerprint[:12]}"
+                    f"scope {params.scope}; fingerprint {report.fingerprint[:12]}"
                 )
     finally:
         engine.dispose()
@@ -163,7 +163,11 @@ def show_command(  # noqa: PLR0917 - Typer maps each parameter to a CLI option
                 rows = [r for r in rows if r["model"] in models]
     finally:
         engine.dispose()
-    table = Table(title=f"run {chosen.id} ({chosen.crm}, as of {chosen.as_of:%Y-%m-%d %H:%M} UTC)")
+    scope = (chosen.params or {}).get("scope", "contact_roles")
+    table = Table(
+        title=f"run {chosen.id} ({chosen.crm}, as of {chosen.as_of:%Y-%m-%d %H:%M} UTC, "
+        f"scope {scope})"
+    )
     if by == "model":
         columns = ["model", "attributed", "unattributed", "amount"]
     else:

@@ -160,6 +160,7 @@ def report_data(
         title=title,
         notes=notes,
         reason_fields=inputs.reason_fields,
+        attribution_scope=str(params.scope) if params is not None else "contact_roles",
     )
 
 

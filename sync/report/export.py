@@ -290,6 +290,7 @@ def to_json(data: ReportData) -> str:
         "summary": data.summary,
         "notes": data.notes,
         "attribution_models": data.models,
+        "attribution_scope": data.attribution_scope,
         "default_model": data.default_model,
         "tables": {
             name: [dict(zip(header, map(_plain, row), strict=True)) for row in rows]
