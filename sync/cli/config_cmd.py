@@ -327,6 +327,18 @@ budgets:
 # `closedloop schema refresh` to see it at once.
 mappings:
   schema_max_age: 24h
+
+# SLA targets come per CRM and stage from each mapping's lifecycle.sla (MQL, SAL, SQL ...);
+# analytics.sla overrides the MQL target explicitly, for every CRM:
+# analytics:
+#   sla:
+#     default: 1d           # MQL hand-off -> first sales action, every CRM
+#     teams: {east: 4h}     # needs analytics.teams
+#     reps: {005A3: 2h}
+# Whose touches count for a deal: contact_roles (default; the account's people when the deal has
+# none), primary_contact_role (Salesforce IsPrimary; HubSpot deals have none) or account.
+# attribution:
+#   scope: contact_roles
 """
 
 
