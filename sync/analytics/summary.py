@@ -469,9 +469,12 @@ def _summary(data: ReportData) -> list[str]:
         breaches = sum(1 for c in data.sla_cases if c.is_breach)
         hours = [c.response.total_seconds() / 3600 for c in answered if c.response is not None]
         median = f"{statistics.median(hours):.1f} hours" if hours else "n/a"
-        target = (
-            f" against a target of {data.sla_target_hours:g} hours" if data.sla_target_hours else ""
-        )
+        if data.sla_target_hours:
+            target = f" against a target of {data.sla_target_hours:g} hours"
+        elif any(r.target_hours for r in data.sla_targets if r.stage is Stage.MQL):
+            target = " against each CRM's own target"
+        else:
+            target = ""
         slow = [g for g in data.sla_by_rep if g.breach_rate and g.handed_off >= 3]
         worst = (
             f" Slowest to follow up: {data.rep_label(slow[0].group)} "

@@ -147,6 +147,8 @@ def test_each_crm_holds_its_hand_offs_to_its_own_targets_per_stage(
         for r in document["tables"]["sla_targets"]
     }
     assert targets == TARGETS
+    [headline] = [line for line in document["summary"] if "hand-offs in a median" in line]
+    assert "against each CRM's own target" in headline
     cases = {
         (c["person"], c["stage"]): (c["crm"], c["status"], c["target_hours"], c["response_hours"])
         for c in document["tables"]["sla_cases"]
