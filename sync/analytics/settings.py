@@ -12,8 +12,8 @@ targets, the CRM's campaign costs and no experiments. Example::
         east: [005A1, 005A2]
         west: [005A3]
       rep_names: {005A1: Dana Ross} # shown instead of owner ids
-      sla:                          # time from MQL hand-off to the first sales action
-        default: 1d                 # else the mapping's lifecycle.sla.MQL
+      sla:                          # MQL overrides of each CRM's mapping lifecycle.sla
+        default: 1d                 # hand-off -> first sales action, every CRM
         teams: {east: 4h}
         reps: {005A3: 2h}           # a rep's own target wins over the team's
       campaign_aliases:             # a touch's campaign (e.g. a Marketo program id) -> the
@@ -94,7 +94,8 @@ class _Strict(BaseModel):
 
 
 class SlaSettings(_Strict):
-    """SLA targets for the MQL hand-off, overriding the mapping's ``lifecycle.sla.MQL``."""
+    """Explicit MQL targets overriding each CRM's mapping ``lifecycle.sla.MQL`` (later stages
+    keep their mapping's targets, per CRM)."""
 
     default: Duration | None = None
     teams: dict[str, Duration] = Field(default_factory=dict)

@@ -1,19 +1,27 @@
-"""Speed of follow-up (DOMAIN.md section 4): MQL hand-off -> first sales action, and breaches.
+"""Speed of follow-up (DOMAIN.md section 4): MQL hand-off -> first sales action, and breaches;
+and the time spent in each later stage that has an agreed target.
 
 A *hand-off* is every entry into the MQL stage (a recycled lead that scores again is handed
 off again). The *first sales action* is the person's first later event that is a logged task
 (call, e-mail, meeting) or a status change to anything but MQL (Working, Recycled,
 Disqualified, Converted, an unmapped status ...); owner reassignments do not count. An action
-at the very time of the hand-off is a response of 0 seconds. Each hand-off ends in one of four
-states:
+at the very time of the hand-off is a response of 0 seconds.
+
+A later stage with a target (``lifecycle.sla.SAL: 3d``: accepted leads are qualified or
+rejected within three days) is measured the same way from each entry into it, but its clock
+stops only when the person moves on to another stage (SAL -> SQL, Disqualified, Recycled ...):
+working the lead is what the stage is for, so tasks do not stop it. A stage no CRM agrees a
+target for is not measured. Each measured entry ends in one of four states:
 
 - ``met``: answered within the target (or answered, when no target applies)
 - ``breached``: answered, but later than the target
 - ``waiting``: not answered yet, still within the target (or no target applies)
 - ``overdue``: not answered and the target has passed: a breach still running
 
-The target is the rep's own, else their team's, else the default (the mapping's
-``lifecycle.sla.MQL``, which ``analytics.sla.default`` overrides).
+Targets are per CRM and stage (``SlaTargets.by_crm``: each CRM's mapping ``lifecycle.sla``),
+so a Salesforce hand-off is held to the Salesforce mapping's MQL target and a HubSpot one to the
+HubSpot mapping's. ``analytics.sla`` overrides the MQL target explicitly: a rep's own, else
+their team's, else ``analytics.sla.default`` (for every CRM), else the CRM's mapping.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ __all__ = [
     "SlaGroup",
     "SlaStatus",
     "SlaTargets",
+    "crm_of",
     "percentile",
     "sla_cases",
     "sla_summary",
@@ -50,19 +59,50 @@ class SlaStatus(enum.StrEnum):
 
 @dataclass(frozen=True)
 class SlaTargets:
-    """Response-time targets: per rep, per team, and a default."""
+    """Response-time targets: each CRM's per stage, and MQL overrides per rep, team, default."""
 
-    default: timedelta | None = None
+    default: timedelta | None = None  # the MQL target of every CRM (analytics.sla.default)
     teams: Mapping[str, timedelta] = field(default_factory=dict)
     reps: Mapping[str, timedelta] = field(default_factory=dict)
+    # CRM connection -> stage -> target (the CRM's mapping lifecycle.sla)
+    by_crm: Mapping[str, Mapping[Stage, timedelta]] = field(default_factory=dict)
 
-    def target(self, rep: str | None, team: str | None) -> timedelta | None:
-        """The target that applies to a rep in a team: the rep's, the team's, or the default."""
-        if rep is not None and rep in self.reps:
-            return self.reps[rep]
-        if team is not None and team in self.teams:
-            return self.teams[team]
-        return self.default
+    def target(
+        self,
+        rep: str | None,
+        team: str | None,
+        *,
+        crm: str | None = None,
+        stage: Stage = Stage.MQL,
+    ) -> timedelta | None:
+        """The target of an entry into ``stage`` of ``crm``, handled by a rep in a team."""
+        if stage is Stage.MQL:
+            if rep is not None and rep in self.reps:
+                return self.reps[rep]
+            if team is not None and team in self.teams:
+                return self.teams[team]
+            if self.default is not None:
+                return self.default
+        return self.by_crm.get(crm or "", {}).get(stage)
+
+    def origin(self, crm: str, stage: Stage) -> str:
+        """Where the target of ``stage`` on ``crm`` (for a rep without their own) comes from."""
+        if stage is Stage.MQL and self.default is not None:
+            return "analytics.sla.default"
+        if stage in self.by_crm.get(crm, {}):
+            return f"lifecycle.sla.{stage}"
+        return "none"
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        """The stages measured: MQL always, any other stage some CRM has a target for."""
+        found = {stage for targets in self.by_crm.values() for stage in targets}
+        return tuple(s for s in Stage if s is Stage.MQL or s in found)
+
+    @property
+    def any(self) -> bool:
+        """Whether any target is agreed at all."""
+        return bool(self.default or self.teams or self.reps or any(self.by_crm.values()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +118,8 @@ class SlaCase:
     first_action_at: datetime | None
     status: SlaStatus
     email: str | None = None
+    stage: Stage = Stage.MQL  # the stage entered at ``handed_off_at``
+    crm: str | None = None  # the CRM connection of the person
 
     @property
     def response(self) -> timedelta | None:
@@ -106,6 +148,11 @@ def _is_action(event: Event) -> bool:
     return event.kind is EventKind.STATUS and event.stage is not Stage.MQL
 
 
+def _leaves(event: Event, stage: Stage) -> bool:
+    """Whether ``event`` moves a person out of ``stage`` (a later stage's clock stops)."""
+    return event.kind is EventKind.STATUS and event.stage is not None and event.stage is not stage
+
+
 def _status(target: timedelta | None, took: timedelta, answered: bool) -> SlaStatus:
     if answered:
         return SlaStatus.BREACHED if target is not None and took > target else SlaStatus.MET
@@ -117,14 +164,30 @@ def _status(target: timedelta | None, took: timedelta, answered: bool) -> SlaSta
 _HANDED_OFF = frozenset({Stage.MQL, Stage.SAL, Stage.SQL, Stage.OPPORTUNITY, Stage.CUSTOMER})
 
 
+def crm_of(person: str) -> str | None:
+    """The CRM connection of a person key (``salesforce:00Q...``); None for e-mail-only keys."""
+    crm, sep, _ = person.partition(":")
+    return crm if sep and crm != "email" else None
+
+
+@dataclass
+class _Clock:
+    at: datetime
+    rep: str | None
+
+
 def sla_cases(
     events: Iterable[Event],
     people: Mapping[str, PersonFacts],
     targets: SlaTargets,
     now: datetime,
     team_of: Callable[[str | None], str | None] = lambda _rep: None,
+    *,
+    stages: Iterable[Stage] | None = None,
 ) -> list[SlaCase]:
-    """Every MQL hand-off with its first sales action and SLA status, in hand-off order."""
+    """Every entry into a measured stage (``stages``, default ``targets.stages``: MQL and the
+    stages with a target) with its answer and SLA status, in entry order."""
+    measured = tuple(stages) if stages is not None else targets.stages
     by_person: dict[str, list[Event]] = defaultdict(list)
     for event in events:
         by_person[event.person].append(event)
@@ -134,42 +197,48 @@ def sla_cases(
         # whichever of the two rows the ledger stored first.
         stream.sort(key=lambda e: (e.at, e.kind is EventKind.TASK, e.seq))
         facts = people.get(person)
-        stage: Stage | None = None
-        open_at: datetime | None = None
-        open_rep: str | None = None
+        crm = crm_of(person)
+
+        current: Stage | None = None
+        open_: dict[Stage, _Clock] = {}
+        ended: list[tuple[Stage, _Clock, datetime | None]] = []
         for event in stream:
-            if open_at is not None and _is_action(event):
-                cases.append(
-                    _case(
-                        person,
-                        facts,
-                        open_at,
-                        open_rep,
-                        action_at=event.at,
-                        targets=targets,
-                        team_of=team_of,
+            for stage, clock in list(open_.items()):
+                answered = _is_action(event) if stage is Stage.MQL else _leaves(event, stage)
+                if answered:
+                    ended.append((stage, clock, event.at))
+                    del open_[stage]
+            entered = event.stage
+            if (
+                entered is not None
+                and entered in measured
+                and entered not in open_
+                and (entered is Stage.MQL or entered in targets.by_crm.get(crm or "", {}))
+            ):
+                new = current not in _HANDED_OFF if entered is Stage.MQL else current is not entered
+                if new:
+                    open_[entered] = _Clock(
+                        event.at, event.owner or (facts.owner if facts else None)
                     )
-                )
-                open_at = None
-            if event.stage is Stage.MQL and stage not in _HANDED_OFF:
-                open_at = event.at
-                open_rep = event.owner or (facts.owner if facts else None)
-            if event.stage is not None:
-                stage = event.stage
-        if open_at is not None:
-            cases.append(
-                _case(
-                    person,
-                    facts,
-                    open_at,
-                    open_rep,
-                    action_at=None,
-                    targets=targets,
-                    team_of=team_of,
-                    now=now,
-                )
+            if entered is not None:
+                current = entered
+        ended.extend((stage, clock, None) for stage, clock in open_.items())
+        cases.extend(
+            _case(
+                person,
+                facts,
+                clock.at,
+                clock.rep,
+                action_at=action_at,
+                targets=targets,
+                team_of=team_of,
+                now=now,
+                stage=stage,
+                crm=crm,
             )
-    cases.sort(key=lambda c: (c.handed_off_at, c.person))
+            for stage, clock, action_at in ended
+        )
+    cases.sort(key=lambda c: (c.handed_off_at, c.person, list(Stage).index(c.stage)))
     return cases
 
 
@@ -183,9 +252,11 @@ def _case(
     targets: SlaTargets,
     team_of: Callable[[str | None], str | None],
     now: datetime | None = None,
+    stage: Stage = Stage.MQL,
+    crm: str | None = None,
 ) -> SlaCase:
     team = team_of(rep)
-    target = targets.target(rep, team)
+    target = targets.target(rep, team, crm=crm, stage=stage)
     end = action_at if action_at is not None else now
     assert end is not None
     return SlaCase(
@@ -198,6 +269,8 @@ def _case(
         first_action_at=action_at,
         status=_status(target, end - handed_off_at, action_at is not None),
         email=facts.email if facts else None,
+        stage=stage,
+        crm=crm,
     )
 
 

@@ -62,7 +62,15 @@ from sync.analytics.settings import AnalyticsSettings, ExperimentSettings
 from sync.analytics.sla import SlaCase, SlaGroup, SlaTargets, sla_cases, sla_summary
 from sync.mapping.model import Stage
 
-__all__ = ["CampaignLine", "ReportData", "build_report", "hand_off_outcomes", "histories_of"]
+__all__ = [
+    "CampaignLine",
+    "ReportData",
+    "SlaTargetRow",
+    "build_report",
+    "hand_off_outcomes",
+    "histories_of",
+    "sla_target_rows",
+]
 
 MAX_MONTHS = 24
 SLA_BINS_HOURS = (1, 4, 8, 24, 48, 72)
@@ -85,6 +93,50 @@ class CampaignLine:
     def loses_money(self, model: str) -> bool:
         """Whether attributed revenue under ``model`` is below spend."""
         return self.spend > 0 and self.revenue.get(model, Decimal(0)) < self.spend
+
+
+@dataclass(frozen=True, slots=True)
+class SlaTargetRow:
+    """One CRM's target for one stage, where it comes from, and how the period met it."""
+
+    crm: str
+    stage: Stage
+    target_hours: float | None
+    origin: str  # lifecycle.sla.<stage>, analytics.sla.default, or none
+    results: SlaGroup | None  # of the entries in the period (None: none)
+
+
+def sla_target_rows(cases: Sequence[SlaCase], targets: SlaTargets) -> list[SlaTargetRow]:
+    """Each CRM's target per measured stage (MQL always) with the period's results."""
+    crms = set(targets.by_crm) | {c.crm for c in cases if c.crm is not None}
+    grouped = {
+        g.group: g for g in sla_summary(cases, lambda c: f"{c.crm or '(none)'}\x1f{c.stage}")
+    }
+    rows: list[SlaTargetRow] = []
+    for crm in sorted(crms):
+        for stage in targets.stages:
+            target = targets.target(None, None, crm=crm, stage=stage)
+            found = grouped.get(f"{crm}\x1f{stage}")
+            if target is None and stage is not Stage.MQL:
+                continue
+            rows.append(
+                SlaTargetRow(
+                    crm=crm,
+                    stage=stage,
+                    target_hours=target.total_seconds() / 3600 if target is not None else None,
+                    origin=targets.origin(crm, stage),
+                    results=found,
+                )
+            )
+    return rows
+
+
+def _uniform_mql_target(rows: Sequence[SlaTargetRow], targets: SlaTargets) -> float | None:
+    """The MQL target in hours when every CRM has the same one (else None: see the table)."""
+    found = {r.target_hours for r in rows if r.stage is Stage.MQL}
+    if not found and targets.default is not None:
+        found = {targets.default.total_seconds() / 3600}
+    return found.pop() if len(found) == 1 else None
 
 
 @dataclass(frozen=True)
@@ -129,6 +181,19 @@ class ReportData:
     # What the report could not name (``sync.names.DerivedNames.quality``): campaigns and reps
     # still shown as ids, each with the setting that fixes it; programs matched by name only.
     data_quality: Mapping[str, Any] = field(default_factory=dict)
+    attribution_scope: str = "contact_roles"  # whose touches count (attribution.scope)
+    sla_stage_cases: list[SlaCase] = field(default_factory=list)  # SAL, SQL ... with a target
+    sla_targets: list[SlaTargetRow] = field(default_factory=list)  # per CRM and stage
+
+    @property
+    def attribution_scope_label(self) -> str:
+        """Whose touches the attribution models count, in words."""
+        from sync.attribution.models import SCOPE_LABELS, Scope
+
+        try:
+            return SCOPE_LABELS[Scope(self.attribution_scope)]
+        except ValueError:
+            return self.attribution_scope
 
     def rep_label(self, rep: str | None) -> str:
         """A rep's display name (their owner id when no name is configured)."""
@@ -243,6 +308,7 @@ def build_report(
     title: str = "Closed-loop report",
     notes: Sequence[str] = (),
     reason_fields: Mapping[str, Sequence[str]] | None = None,
+    attribution_scope: str = "contact_roles",
 ) -> ReportData:
     """Compute every metric of the report for ``period`` (see the module docstring);
     ``reason_fields`` names, per CRM, the fields that carry disqualification reasons."""
@@ -261,11 +327,14 @@ def build_report(
         cohort_by_channel(dataset.memberships, period, dataset.campaigns), reached
     )
 
-    cases = [
+    every_case = [
         c
         for c in sla_cases(dataset.events, dataset.people, targets, now, settings.team_of)
         if period.contains(c.handed_off_at)
     ]
+    cases = [c for c in every_case if c.stage is Stage.MQL]
+    stage_cases = [c for c in every_case if c.stage is not Stage.MQL]
+    target_rows = sla_target_rows(every_case, targets)
     handed_in_period: dict[str, History] = {
         p: h
         for p, h in histories.items()
@@ -344,7 +413,7 @@ def build_report(
         funnel_by_campaign=by_campaign,
         funnel_by_channel=by_channel,
         current_stages=current_stages(histories),
-        sla_target_hours=targets.default.total_seconds() / 3600 if targets.default else None,
+        sla_target_hours=_uniform_mql_target(target_rows, targets),
         sla_cases=cases,
         sla_by_rep=sla_summary(cases, lambda c: c.rep),
         sla_by_team=sla_summary(cases, lambda c: c.team) if settings.teams else [],
@@ -371,6 +440,9 @@ def build_report(
         sla_outcomes=hand_off_outcomes(cases, histories, every_decision),
         rep_names=dict(settings.rep_names),
         notes=list(notes),
+        attribution_scope=attribution_scope,
+        sla_stage_cases=stage_cases,
+        sla_targets=target_rows,
     )
     data.summary.extend(_summary(data))
     return data
@@ -401,9 +473,12 @@ def _summary(data: ReportData) -> list[str]:
         breaches = sum(1 for c in data.sla_cases if c.is_breach)
         hours = [c.response.total_seconds() / 3600 for c in answered if c.response is not None]
         median = f"{statistics.median(hours):.1f} hours" if hours else "n/a"
-        target = (
-            f" against a target of {data.sla_target_hours:g} hours" if data.sla_target_hours else ""
-        )
+        if data.sla_target_hours:
+            target = f" against a target of {data.sla_target_hours:g} hours"
+        elif any(r.target_hours for r in data.sla_targets if r.stage is Stage.MQL):
+            target = " against each CRM's own target"
+        else:
+            target = ""
         slow = [g for g in data.sla_by_rep if g.breach_rate and g.handed_off >= 3]
         worst = (
             f" Slowest to follow up: {data.rep_label(slow[0].group)} "

@@ -2,10 +2,15 @@
 
 Definitions (close to HubSpot's published ones):
 
-- Counted touches of an opportunity: touches of the people with a (not deleted) contact role on
-  it, or, when it has none, of every person of its account; occurring at or before the *end*
-  (the close date of a closed opportunity, ``as_of`` for an open one), no earlier than
-  ``lookback_days`` before the end (inclusive; ``None``: no limit), and of a counted kind
+- Counted touches of an opportunity: touches of the people in its *scope* (``scope``, the three
+  mappings Marketo Measure offers): ``contact_roles`` (the default) counts the people with a
+  (not deleted) contact role on it, or, when it has none, every person of its account;
+  ``primary_contact_role`` only the person of its primary contact role (none: the opportunity
+  counts no touch; HubSpot deal-contact associations carry no primary flag, so a HubSpot deal
+  has none); ``account`` every person of its account, roles or not. Touches occur before the
+  *end*: the end of the close day of a closed opportunity (a close date is a day, so a touch
+  later that day counts), ``as_of`` (inclusive) for an open one; no earlier than
+  ``lookback_days`` before the end (``None``: no limit), and of a counted kind
   (``counted_kinds``; ``None``: every kind). Converted leads and merged records count as their
   surviving person (see ``sync.attribution.graph``).
 - Milestones: *first touch* = the earliest counted touch; *lead creation* = the last counted
@@ -43,7 +48,7 @@ import enum
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from operator import itemgetter
 from typing import Any
@@ -62,6 +67,7 @@ __all__ = [
     "ALGORITHM_VERSION",
     "DEFAULT_COUNTED_KINDS",
     "FULL_PATH_WEIGHTS",
+    "SCOPE_LABELS",
     "SHARE_UNITS",
     "U_SHAPED_WEIGHTS",
     "W_SHAPED_WEIGHTS",
@@ -72,12 +78,13 @@ __all__ = [
     "Model",
     "OpportunityAttribution",
     "PositionWeights",
+    "Scope",
     "attribute",
 ]
 
 SHARE_UNITS = 1_000_000  # a credit's share in millionths of the opportunity: 1,000,000 = 100%
 # Bump when a change to this module can change any credit: it is part of the run fingerprint.
-ALGORITHM_VERSION = "1"
+ALGORITHM_VERSION = "2"  # 2: the whole close day counts
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY_US = 86_400_000_000
@@ -189,16 +196,39 @@ DEFAULT_COUNTED_KINDS = frozenset(
 )
 
 
+class Scope(enum.StrEnum):
+    """Whose touches count for an opportunity (Marketo Measure's three mapping methods)."""
+
+    CONTACT_ROLES = "contact_roles"  # its contact roles, else (none) its account's people
+    PRIMARY_CONTACT_ROLE = "primary_contact_role"  # its primary contact role only
+    ACCOUNT = "account"  # everyone at its account
+
+
+SCOPE_LABELS = {
+    Scope.CONTACT_ROLES: "people with a contact role on the deal (everyone at the account "
+    "when it has none)",
+    Scope.PRIMARY_CONTACT_ROLE: "the deal's primary contact role only",
+    Scope.ACCOUNT: "everyone at the deal's account",
+}
+
+
 @dataclass(frozen=True)
 class AttributionParams:
-    """What a run counts and how: lookback, counted kinds, time-decay half-life, custom weights."""
+    """What a run counts and how: scope, lookback, counted kinds, half-life, custom weights."""
 
     lookback_days: int | None = 365
     counted_kinds: frozenset[str] | None = DEFAULT_COUNTED_KINDS
     half_life_days: float = 7.0
     custom: PositionWeights | None = None
+    scope: Scope = Scope.CONTACT_ROLES
 
     def __post_init__(self) -> None:
+        if self.scope not in tuple(Scope):
+            raise ValueError(
+                f"unknown attribution scope {self.scope!r}; choose from "
+                f"{', '.join(s.value for s in Scope)}"
+            )
+        object.__setattr__(self, "scope", Scope(self.scope))
         if self.lookback_days is not None and self.lookback_days <= 0:
             raise ValueError("lookback_days must be positive (or None for no limit)")
         if not self.half_life_days > 0:
@@ -208,6 +238,7 @@ class AttributionParams:
         """The parameters as plain, ordered JSON data (stored with a run, part of its hash)."""
         custom = self.custom
         return {
+            "scope": self.scope.value,
             "lookback_days": self.lookback_days,
             "counted_kinds": sorted(self.counted_kinds) if self.counted_kinds is not None else None,
             "half_life_days": self.half_life_days,
@@ -327,27 +358,42 @@ class Attributor:
                 self._lead_of.setdefault(person.converted_opportunity_id, canonical(person.id))
 
     def people_of(self, opportunity: AttributionOpportunity) -> list[str]:
-        """The canonical people whose touches count: contact roles, else the account's people."""
-        roles = self._roles.get(opportunity.id)
+        """The canonical people whose touches count, by ``params.scope``."""
+        scope = self.params.scope
+        account = (
+            self.graph.by_account.get(opportunity.account_id, []) if opportunity.account_id else []
+        )
+        if scope is Scope.ACCOUNT:
+            return list(account)
+        roles = self._roles.get(opportunity.id) or []
         nodes = self.graph.nodes
+        if scope is Scope.PRIMARY_CONTACT_ROLE:
+            roles = [(p, primary) for p, primary in roles if primary]
+            if not roles:
+                return []
         if roles:
             return sorted(
                 {p for p, _ in roles if p not in nodes or not nodes[p].deleted},
             )
-        if opportunity.account_id:
-            return self.graph.by_account.get(opportunity.account_id, [])
-        return []
+        return list(account)
 
     def end_of(self, opportunity: AttributionOpportunity) -> int:
-        """The end of the counting window, in microseconds: the close date, or ``as_of``."""
+        """The end of the counting window in microseconds, exclusive: the midnight (UTC) after
+        the close date of a closed opportunity, else just after ``as_of``."""
         if opportunity.is_closed and opportunity.close_date is not None:
-            return _us(opportunity.close_date)
-        return self._as_of_us
+            closed = opportunity.close_date
+            if closed.tzinfo is not None:
+                closed = closed.astimezone(UTC)
+            day = closed.date() + timedelta(days=1)
+            return _us(datetime.combine(day, time(), tzinfo=UTC))
+        return self._as_of_us + 1
 
     def counted(self, opportunity: AttributionOpportunity) -> list[_Entry]:
         """The counted touches of an opportunity in (time, key) order."""
         end = self.end_of(opportunity)
-        start = None if self._lookback_us is None else end - self._lookback_us
+        # The lookback runs back from the close day's start (or ``as_of``), days inclusive.
+        anchor = end - _DAY_US if opportunity.is_closed and opportunity.close_date else end - 1
+        start = None if self._lookback_us is None else anchor - self._lookback_us
         people = self.people_of(opportunity)
         entries: list[_Entry] = []
         for person in people:
@@ -355,7 +401,7 @@ class Attributor:
             if not bucket:
                 continue
             times = self._times[person]
-            high = bisect_right(times, end)
+            high = bisect_left(times, end)
             low = 0 if start is None else bisect_left(times, start, 0, high)
             if low < high:
                 entries.extend(bucket[low:high])

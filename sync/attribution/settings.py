@@ -1,8 +1,10 @@
-"""The ``attribution:`` section of closedloop.yaml: lookback, counted kinds, half-life, weights.
+"""The ``attribution:`` section of closedloop.yaml: scope, lookback, kinds, half-life, weights.
 
 Example::
 
     attribution:
+      scope: contact_roles        # whose touches count for a deal: contact_roles (else the
+                                  # account when it has none), primary_contact_role, account
       lookback_days: 365          # null: no limit
       counted_kinds: [email_click, form_fill, webinar_attended, event_attended]
       half_life_days: 7           # time decay
@@ -19,11 +21,17 @@ Every key is optional; the defaults are ``AttributionParams()``'s.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from connectors.base import TouchKind
-from sync.attribution.models import DEFAULT_COUNTED_KINDS, AttributionParams, PositionWeights
+from sync.attribution.models import (
+    DEFAULT_COUNTED_KINDS,
+    AttributionParams,
+    PositionWeights,
+    Scope,
+)
 
 __all__ = ["AttributionConfig", "CustomWeights"]
 
@@ -65,6 +73,7 @@ class CustomWeights(_Strict):
 class AttributionConfig(_Strict):
     """How attribution counts touches and weighs them (see ``sync.attribution.models``)."""
 
+    scope: Literal["contact_roles", "primary_contact_role", "account"] = "contact_roles"
     lookback_days: int | None = Field(default=365, gt=0)
     counted_kinds: list[str] = Field(default_factory=lambda: sorted(DEFAULT_COUNTED_KINDS))
     half_life_days: float = Field(default=7.0, gt=0)
@@ -86,6 +95,7 @@ class AttributionConfig(_Strict):
     def params(self) -> AttributionParams:
         """The run parameters this section describes."""
         return AttributionParams(
+            scope=Scope(self.scope),
             lookback_days=self.lookback_days,
             counted_kinds=frozenset(self.counted_kinds),
             half_life_days=self.half_life_days,

@@ -116,7 +116,7 @@ def run_command(  # noqa: PLR0917 - Typer maps each parameter to a CLI option
                     f"{counts.get('opportunities', 0)} opportunities, "
                     f"{counts.get('credits', 0)} credits, "
                     f"{counts.get('unlinked_touches', 0)} touches of unknown people; "
-                    f"fingerprint {report.fingerprint[:12]}"
+                    f"scope {params.scope}; fingerprint {report.fingerprint[:12]}"
                 )
     finally:
         engine.dispose()
@@ -166,18 +166,24 @@ def show_command(  # noqa: PLR0917 - Typer maps each parameter to a CLI option
                 rows = [r for r in rows if r["model"] in models]
     finally:
         engine.dispose()
+    scope = (chosen.params or {}).get("scope", "contact_roles")
     if by == "model":
         columns = ["model", "attributed", "unattributed", "amount"]
     else:
         columns = [by, *models] + (["sourced", "influenced"] if by == "campaign" else [])
     if fmt == "json":  # the run it is of, and its rows
-        run_of = {"id": chosen.id, "crm": chosen.crm, "as_of": chosen.as_of, "by": by}
+        run_of = {
+            "id": chosen.id, "crm": chosen.crm, "as_of": chosen.as_of, "by": by, "scope": scope,
+        }  # fmt: skip
         typer.echo(to_json({"run": run_of, "rows": [{c: r[c] for c in columns} for r in rows]}))
         return
     if fmt == "csv":
         print_records(fmt, rows, columns)
         return
-    table = Table(title=f"run {chosen.id} ({chosen.crm}, as of {chosen.as_of:%Y-%m-%d %H:%M} UTC)")
+    table = Table(
+        title=f"run {chosen.id} ({chosen.crm}, as of {chosen.as_of:%Y-%m-%d %H:%M} UTC, "
+        f"scope {scope})"
+    )
     for number, column in enumerate(columns):
         table.add_column(column, justify="left" if number == 0 else "right")
     # Wide enough for every column: a report is better wrapped by the pager than truncated.

@@ -339,15 +339,23 @@ mappings:
 # The report (`closedloop report`). Campaign names and rep names come from the systems
 # themselves (Marketo programs synced to CRM campaigns, else the campaign of the same name;
 # Salesforce users, HubSpot owners); the report's "data quality" box lists what is still
-# unnamed and the setting below that fixes it.
+# unnamed and the setting below that fixes it. SLA targets come per CRM and stage from each
+# mapping's lifecycle.sla (MQL 24h, SAL 3d, SQL 5d in mappings/marketo-salesforce.yaml);
+# analytics.sla overrides the MQL target explicitly, for every CRM.
 analytics:
   crms: [salesforce]   # the CRMs the report reads; add hubspot if it holds other people
-  sla:
-    default: 24h       # agreed time from MQL hand-off to the first sales action
+  # sla:
+  #   default: 1d           # MQL hand-off -> first sales action, every CRM
+  #   teams: {east: 4h}     # needs analytics.teams
+  #   reps: {005A3: 2h}
   # period: last-90d   # default of `closedloop report --period`
   # teams: {east: [005A1, 005A2]}          # rep (CRM owner id) -> team
   # rep_names: {005A1: Dana Ross}          # wins over the CRM's user name
   # campaign_aliases: {2001: Spring Expo}  # Marketo program id -> CRM campaign (id or name)
+# Whose touches count for a deal: contact_roles (default; the account's people when the deal has
+# none), primary_contact_role (Salesforce IsPrimary; HubSpot deals have none) or account.
+# attribution:
+#   scope: contact_roles
 """
 
 

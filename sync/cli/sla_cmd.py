@@ -1,11 +1,11 @@
 """``closedloop sla``: hand-offs to sales that broke (or are breaking) the follow-up SLA.
 
-The SLA target comes from ``analytics.sla`` in closedloop.yaml, else from the mapping's
-``lifecycle.sla.MQL``; hand-offs are read from the disposition ledger
-(``sync.analytics.sla`` says what counts as the first sales action). ``breaches`` measures open
-clocks at ``--as-of`` (default now) on the ledger as it stood then, exactly as ``closedloop
-report --as-of`` does, and shows what sales decided about each hand-off: disqualified or
-recycled, and why (``sync.analytics.reasons``).
+Targets come per CRM and stage from each CRM's mapping (``lifecycle.sla``: MQL, SAL ...),
+the MQL one overridden by ``analytics.sla`` in closedloop.yaml; hand-offs are read from the
+disposition ledger (``sync.analytics.sla`` says what counts as the first sales action).
+``breaches`` measures open clocks at ``--as-of`` (default now) on the ledger as it stood
+then, exactly as ``closedloop report --as-of`` does, and shows what sales decided about each
+hand-off: disqualified or recycled, and why (``sync.analytics.reasons``).
 """
 
 from __future__ import annotations
@@ -83,13 +83,16 @@ def breaches_command(
     ] = None,
 ) -> None:
     """List hand-offs whose first sales action came too late, or has not come in time, with
-    what sales decided about each (disqualified or recycled, and why)."""
+    what sales decided about each (disqualified or recycled, and why); and entries into a later
+    stage with a target (SAL, SQL ...) that stayed there too long. Each row names its CRM and
+    stage."""
     from connectors.errors import ConfigError
     from sync.analytics.reasons import decisions
     from sync.analytics.sla import sla_cases
     from sync.analytics.summary import hand_off_outcomes, histories_of
     from sync.cli.report_cmd import load_optional_config, open_report_ledger
     from sync.ledger.types import utcnow
+    from sync.mapping.model import Stage
     from sync.report.build import load_for_report, report_inputs, with_derived_names
 
     if fmt not in ("table", "csv", "json"):
@@ -101,7 +104,7 @@ def breaches_command(
         raise ConfigError(str(exc)) from None
     loaded = load_optional_config(config)
     inputs = report_inputs(loaded)
-    if inputs.targets.default is None and not inputs.targets.reps and not inputs.targets.teams:
+    if not inputs.targets.any:
         raise ConfigError(
             "no SLA target: set analytics.sla.default in closedloop.yaml or lifecycle.sla.MQL "
             "in the dispositions pipeline's mapping"
@@ -121,20 +124,24 @@ def breaches_command(
         if c.is_breach and start <= c.handed_off_at
     ]
     histories = histories_of(dataset)
-    outcomes = hand_off_outcomes(cases, histories, decisions(histories, dataset.people))
+    hand_offs = [c for c in cases if c.stage is Stage.MQL]  # sales' decisions answer hand-offs
+    outcomes = hand_off_outcomes(hand_offs, histories, decisions(histories, dataset.people))
     if reason is not None:
         wanted = " ".join(reason.split()).casefold()
         cases = [
             c
             for c in cases
-            if (found := outcomes.get((c.person, c.handed_off_at))) is not None
+            if c.stage is Stage.MQL
+            and (found := outcomes.get((c.person, c.handed_off_at))) is not None
             and found.reason.casefold() == wanted
         ]
     rows: list[dict[str, Any]] = []
     for c in cases:
-        decided = outcomes.get((c.person, c.handed_off_at))
+        decided = outcomes.get((c.person, c.handed_off_at)) if c.stage is Stage.MQL else None
         rows.append(
             {
+                "crm": c.crm,
+                "stage": str(c.stage),
                 "person": c.person,
                 "email": dataset.people[c.person].email if c.person in dataset.people else None,
                 "rep": names.get(c.rep, c.rep) if c.rep else None,
@@ -167,6 +174,8 @@ def _table(rows: list[dict[str, Any]], when: str) -> None:
         return
     table = Table(title=f"SLA breaches {when} ({len(rows)})")
     for column in (
+        "crm",
+        "stage",
         "person",
         "email",
         "rep",
@@ -180,6 +189,8 @@ def _table(rows: list[dict[str, Any]], when: str) -> None:
         table.add_column(column)
     for row in rows:
         table.add_row(
+            row["crm"] or "",
+            row["stage"],
             row["person"],
             row["email"] or "",
             row["rep"] or "(unassigned)",

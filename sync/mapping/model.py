@@ -615,7 +615,9 @@ class Lifecycle(_Strict):
         "for orgs that keep them apart (an outcome not listed uses reason_field)",
     )
     sla: dict[StageKey, Duration] = Field(
-        default_factory=dict, description="time allowed from entering a stage to a sales action"
+        default_factory=dict,
+        description="this CRM's targets per stage: MQL, time from the hand-off to the first "
+        "sales action; a later stage (SAL, SQL ...), time from entering it to moving on",
     )
     mql: Mql | None = None
     mql_gate: list[Literal["create_people", "push_touches"]] = Field(

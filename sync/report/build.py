@@ -28,7 +28,7 @@ from sync.analytics.sla import SlaTargets
 from sync.analytics.summary import ReportData, build_report
 from sync.ledger.types import utcnow
 from sync.mapping.lifecycle import CompiledLifecycle
-from sync.mapping.model import Stage, parse_duration
+from sync.mapping.model import parse_duration
 from sync.names import DerivedNames, derive_names
 
 __all__ = [
@@ -86,14 +86,13 @@ def report_inputs(config: Any) -> ReportInputs:
     lifecycles = _lifecycles(config) if config is not None else {}
     if settings.crms is not None:  # the SLA target of a CRM the report leaves out is not agreed
         lifecycles = {crm: lc for crm, lc in lifecycles.items() if crm in settings.crms}
-    default = parse_duration(settings.sla.default) if settings.sla.default else None
-    if default is None:
-        found = [t for lc in lifecycles.values() if (t := lc.sla_target(Stage.MQL)) is not None]
-        default = min(found) if found else None
+    # Each CRM keeps its own mapping's targets per stage; analytics.sla overrides the MQL
+    # target explicitly (a rep's, a team's, or the default for every CRM).
     targets = SlaTargets(
-        default=default,
+        default=parse_duration(settings.sla.default) if settings.sla.default else None,
         teams={team: parse_duration(text) for team, text in settings.sla.teams.items()},
         reps={rep: parse_duration(text) for rep, text in settings.sla.reps.items()},
+        by_crm={crm: dict(lc.sla) for crm, lc in lifecycles.items() if lc.sla},
     )
     return ReportInputs(settings, lifecycles, targets, _reason_fields(config, lifecycles))
 
@@ -168,6 +167,7 @@ def report_data(
         title=title,
         notes=notes,
         reason_fields=inputs.reason_fields,
+        attribution_scope=str(params.scope) if params is not None else "contact_roles",
     )
     owners = [p.owner for p in dataset.people.values()] + [d.owner for d in dataset.deals]
     derived.count_unnamed(owners)

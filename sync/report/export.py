@@ -24,6 +24,7 @@ from sync.analytics.recycling import RecycleGroup
 from sync.analytics.sla import SlaCase, SlaGroup
 from sync.analytics.summary import ReportData
 from sync.csvout import write_rows
+from sync.mapping.model import Stage
 
 __all__ = ["Table", "tables", "to_json", "write_csv"]
 
@@ -175,6 +176,8 @@ def tables(data: ReportData) -> dict[str, Table]:
             "status",
             "outcome",
             "reason",
+            "crm",
+            "stage",
         ],
         [
             [
@@ -188,8 +191,43 @@ def tables(data: ReportData) -> dict[str, Table]:
                 _round(c.response.total_seconds() / 3600, 2) if c.response is not None else None,
                 str(c.status),
                 *_outcome(data, c),
+                c.crm,
+                str(c.stage),
             ]
-            for c in data.sla_cases
+            for c in sorted([*data.sla_cases, *data.sla_stage_cases], key=lambda c: c.handed_off_at)
+        ],
+    )
+    out["sla_targets"] = (
+        [
+            "crm",
+            "stage",
+            "target_hours",
+            "origin",
+            "entered",
+            "answered",
+            "met",
+            "breached",
+            "waiting",
+            "overdue",
+            "median_hours",
+            "breach_rate",
+        ],
+        [
+            [
+                r.crm,
+                str(r.stage),
+                _round(r.target_hours, 2),
+                r.origin,
+                r.results.handed_off if r.results else 0,
+                r.results.answered if r.results else 0,
+                r.results.met if r.results else 0,
+                r.results.breached if r.results else 0,
+                r.results.waiting if r.results else 0,
+                r.results.overdue if r.results else 0,
+                _round(r.results.median_hours, 2) if r.results else None,
+                _round(r.results.breach_rate) if r.results else None,
+            ]
+            for r in data.sla_targets
         ],
     )
     out["campaigns"] = (
@@ -265,7 +303,7 @@ def tables(data: ReportData) -> dict[str, Table]:
 
 def _outcome(data: ReportData, case: SlaCase) -> tuple[str | None, str | None]:
     """The decision a hand-off ended in (Disqualified / Recycled) and its reason, if any."""
-    decision = data.sla_outcome(case)
+    decision = data.sla_outcome(case) if case.stage is Stage.MQL else None
     return (str(decision.outcome), decision.reason) if decision else (None, None)
 
 
@@ -292,6 +330,7 @@ def to_json(data: ReportData) -> str:
         "notes": data.notes,
         "data_quality": dict(data.data_quality),
         "attribution_models": data.models,
+        "attribution_scope": data.attribution_scope,
         "default_model": data.default_model,
         "tables": {
             name: [dict(zip(header, map(_plain, row), strict=True)) for row in rows]

@@ -27,6 +27,7 @@ from connectors.errors import ConfigError
 from sync.analytics.settings import parse_duration
 from sync.analytics.sla import SlaCase, sla_cases
 from sync.ledger.models import PersonRow
+from sync.mapping.model import Stage
 from sync.writeback.report import WritebackReport, dead_letter
 from sync.writeback.settings import SlaWriteback
 
@@ -99,13 +100,15 @@ def _breaches(
 
     inputs = report_inputs(config)
     targets = inputs.targets
-    if targets.default is None and not targets.reps and not targets.teams:
+    if not targets.any:
         raise ConfigError(
             "no SLA target: set analytics.sla.default in closedloop.yaml or lifecycle.sla.MQL "
             "in the dispositions pipeline's mapping"
         )
     dataset = load_for_report(engine, inputs, now)
-    cases = sla_cases(dataset.events, dataset.people, targets, now, inputs.settings.team_of)
+    cases = sla_cases(  # the flag is about hand-offs: later stages' clocks do not set it
+        dataset.events, dataset.people, targets, now, inputs.settings.team_of, stages=(Stage.MQL,)
+    )
     return breaches_now(cases, now - parse_duration(window))
 
 

@@ -271,7 +271,16 @@ def test_sla_cases_carry_the_zero_second_response_and_what_sales_decided(
     cases = {
         c["person"]: (c["status"], c["response_hours"], c["outcome"], c["reason"])
         for c in document["tables"]["sla_cases"]
+        if c["stage"] == "MQL"
     }
+    # L2 also stayed in SAL ("Working - Contacted") from 07-02 to its disqualification on 07-10:
+    # 192 hours against the Salesforce mapping's SAL target of 3d.
+    later = [
+        (c["crm"], c["person"], c["status"], c["target_hours"], c["response_hours"], c["outcome"])
+        for c in document["tables"]["sla_cases"]
+        if c["stage"] != "MQL"
+    ]
+    assert later == [("salesforce", "salesforce:L2", "breached", 72.0, 192.0, None)]
     assert cases == {
         "salesforce:L1": ("breached", 48.0, "Disqualified", "No budget"),
         "salesforce:L2": ("met", 0.0, "Disqualified", "No budget"),
@@ -321,18 +330,22 @@ def test_sla_breaches_as_of_lists_what_the_report_lists_with_reasons(
     url, config = setup
     args = ["sla", "breaches", "--since", "2026-07-01", "--as-of", "2026-09-30", "--format"]
     rows = json.loads(_invoke([*args, "json"], url, config).output)
-    seen = [(r["person"], r["status"], r["late_by_hours"], r["outcome"], r["reason"]) for r in rows]
+    seen = [
+        (r["stage"], r["person"], r["status"], r["late_by_hours"], r["outcome"], r["reason"])
+        for r in rows
+    ]
     assert seen == [
-        ("salesforce:L1", "breached", 24.0, "Disqualified", "No budget"),
-        ("salesforce:L7", "overdue", 15.0, None, None),
+        ("MQL", "salesforce:L1", "breached", 24.0, "Disqualified", "No budget"),
+        ("SAL", "salesforce:L2", "breached", 120.0, None, None),  # 8 days in SAL, target 3d
+        ("MQL", "salesforce:L7", "overdue", 15.0, None, None),
     ]
     document = json.loads(_report(url, config, tmp_path / "r.json").read_text(encoding="utf-8"))
     in_report = [
-        (c["person"], c["status"])
+        (c["stage"], c["person"], c["status"])
         for c in document["tables"]["sla_cases"]
         if c["status"] in ("breached", "overdue")
     ]
-    assert in_report == [(r["person"], r["status"]) for r in rows]
+    assert in_report == [(r["stage"], r["person"], r["status"]) for r in rows]
     # A later moment: L7 was recycled on 10-02, 72 hours after its hand-off.
     later = json.loads(
         _invoke(

@@ -169,3 +169,40 @@ def test_a_task_at_the_very_time_of_the_hand_off_is_a_response_of_zero_seconds()
     header, rows = tables(data)["sla_cases"]
     response = header.index("response_hours")
     assert [row[response] for row in rows] == [0.0, 3.0]
+
+
+def test_each_crm_keeps_its_own_targets_and_later_stages_run_until_the_person_moves_on() -> None:
+    targets = SlaTargets(
+        by_crm={
+            "salesforce": {Stage.MQL: timedelta(hours=24), Stage.SAL: timedelta(days=3)},
+            "hubspot": {Stage.MQL: timedelta(hours=4)},
+        }
+    )
+    events = [
+        # Answered after 6 hours in both CRMs: within Salesforce's 24 h, past HubSpot's 4 h.
+        stage("salesforce:L1", 0, Stage.MQL),
+        stage("salesforce:L1", 6, Stage.SAL),
+        task("salesforce:L1", 20),  # working the lead does not stop the SAL clock
+        stage("salesforce:L1", 6 + 80, Stage.SQL),  # 80 h in SAL: past 3 days
+        stage("hubspot:C1", 0, Stage.MQL),
+        stage("hubspot:C1", 6, Stage.SAL),  # HubSpot agrees no SAL target: not measured
+        stage("hubspot:C1", 200, Stage.SQL),
+    ]
+    cases = sla_cases(events, {}, targets, now=at(300))
+    assert [
+        (c.crm, c.person, c.stage, c.target, c.response, c.status) for c in cases
+    ] == [
+        ("hubspot", "hubspot:C1", Stage.MQL, timedelta(hours=4), timedelta(hours=6),
+         SlaStatus.BREACHED),
+        ("salesforce", "salesforce:L1", Stage.MQL, timedelta(hours=24), timedelta(hours=6),
+         SlaStatus.MET),
+        ("salesforce", "salesforce:L1", Stage.SAL, timedelta(days=3), timedelta(hours=80),
+         SlaStatus.BREACHED),
+    ]  # fmt: skip
+    assert targets.stages == (Stage.MQL, Stage.SAL)
+    # analytics.sla.default overrides the MQL target of every CRM, not the later stages.
+    override = SlaTargets(default=timedelta(hours=8), by_crm=targets.by_crm)
+    assert override.target(None, None, crm="hubspot") == timedelta(hours=8)
+    assert override.target(None, None, crm="salesforce", stage=Stage.SAL) == timedelta(days=3)
+    assert override.origin("salesforce", Stage.MQL) == "analytics.sla.default"
+    assert override.origin("salesforce", Stage.SAL) == "lifecycle.sla.SAL"

@@ -183,11 +183,47 @@ def test_a_missing_milestone_scales_the_others_up_in_proportion() -> None:
     assert attribute(Model.LEAD_CREATION, opp, ts, people, [], as_of=AS_OF) == []
 
 
-def test_touches_after_the_close_do_not_count_and_the_close_itself_does() -> None:
+def test_touches_after_the_close_day_do_not_count_and_the_whole_close_day_does() -> None:
+    # A close date is a day (Salesforce CloseDate): a touch at 00:01 or 23:59 that day counts,
+    # one at midnight after it does not.
     people = [AttributionPerson("ann", account_id="acme")]
     opp = AttributionOpportunity("opp", "acme", None, day(0), day(10), is_closed=True)
-    credits = attribute(Model.LINEAR, opp, touches("ann", 5, 10, 10.001), people, [], as_of=AS_OF)
-    assert [c.touch_key for c in credits] == ["t1", "t2"]
+    ts = touches("ann", 5, 10, 10.001, 10 + 86_399 / 86_400, 11)
+    credits = attribute(Model.LINEAR, opp, ts, people, [], as_of=AS_OF)
+    assert [c.touch_key for c in credits] == ["t1", "t2", "t3", "t4"]
+    # A close time during the day (HubSpot's closedate) still counts the whole day.
+    later = AttributionOpportunity("opp", "acme", None, day(0), day(10.5), is_closed=True)
+    credits = attribute(Model.LINEAR, later, ts, people, [], as_of=AS_OF)
+    assert [c.touch_key for c in credits] == ["t1", "t2", "t3", "t4"]
+
+
+def _scoped(scope: str, *, primary: bool = True) -> list[str]:
+    """Whose touches the linear model credits on a deal of acme with two contact roles."""
+    people = [
+        AttributionPerson("ann", account_id="acme"),
+        AttributionPerson("bob", account_id="acme"),
+        AttributionPerson("cat", account_id="acme"),
+    ]
+    ts = [
+        AttributionTouch("a", "ann", day(1), "form_fill"),
+        AttributionTouch("b", "bob", day(2), "form_fill"),
+        AttributionTouch("c", "cat", day(3), "form_fill"),
+    ]
+    roles = [AttributionRole("opp", "ann", is_primary=primary), AttributionRole("opp", "bob")]
+    opp = AttributionOpportunity("opp", "acme", Decimal(300), day(0), day(10), is_closed=True)
+    params = AttributionParams(scope=scope)  # type: ignore[arg-type]
+    credits = attribute(Model.LINEAR, opp, ts, people, roles, params=params, as_of=AS_OF)
+    return [c.person_id for c in credits]
+
+
+def test_scope_chooses_whose_touches_count() -> None:
+    assert _scoped("contact_roles") == ["ann", "bob"]
+    assert _scoped("primary_contact_role") == ["ann"]
+    assert _scoped("account") == ["ann", "bob", "cat"]
+    # Roles but no primary one (every HubSpot deal): the primary scope counts nobody.
+    assert _scoped("primary_contact_role", primary=False) == []
+    with pytest.raises(ValueError, match="scope"):
+        AttributionParams(scope="everyone")  # type: ignore[arg-type]
 
 
 def test_open_opportunities_count_touches_up_to_as_of() -> None:
