@@ -198,9 +198,10 @@ def _owner_checks(
         owner = mapping.owner
         if owner is not None:
             kind, value = next((k, v) for k, v in owner.model_dump().items() if v is not None)
-            if (kind, value) not in seen:
+            check_owner = getattr(connector, "check_owner", None)
+            if check_owner is not None and (kind, value) not in seen:
                 seen.add((kind, value))
-                results.append(connector.check_owner(kind, value))
+                results.append(check_owner(kind, value))
         check_opt_out = getattr(connector, "check_opt_out", None)
         opt_out = mapping.opt_out
         key = ("opt_out", opt_out.subscription if opt_out is not None else "")
