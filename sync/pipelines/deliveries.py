@@ -305,6 +305,9 @@ class Deliverer:
         self._campaign_ids: dict[str, str] = {}
         # Touch keys whose campaign membership was refused in this run (for dead-letter replay).
         self.member_failures: set[str] = set()
+        # Unsubscribe touch keys whose person's opt-out the ledger holds after this run's
+        # batches (written now or before; for dead-letter replay).
+        self.opted_out: set[str] = set()
         # Sinks whose creates are not idempotent: the ledger vouches for each key it sends.
         self.audit = KeyAudit(ctx, crm, sink) if isinstance(crm, KeyedSink) else None
 
@@ -505,6 +508,11 @@ class Deliverer:
                 recorded.update(str(row.email).lower() for row in found)
         todo = [work.people[e] for e in emails if e not in recorded]
         self.ctx.add("opt_outs_recorded_before", len(emails) - len(todo))
+        self.opted_out.update(
+            p.touch.key
+            for p in work.batch
+            if p.touch.kind is TouchKind.EMAIL_UNSUBSCRIBE and _email(p.touch) in recorded
+        )
         if not todo:
             return [], []
         results = self._call(lambda: apply(todo, plan.subscription))
@@ -531,6 +539,12 @@ class Deliverer:
             ).strip()
             payload = {**touch_payload(pending.touch), "opt_out": plan.subscription}
             refusals.append(Rejection(pending.touch.key, code, reason, payload))
+        done = {r["email"] for r in rows}
+        self.opted_out.update(
+            p.touch.key
+            for p in work.batch
+            if p.touch.kind is TouchKind.EMAIL_UNSUBSCRIBE and _email(p.touch) in done
+        )
         self.ctx.add("opted_out", sum(1 for r in rows if r["changed"]))
         self.ctx.add("opt_outs_already_in_crm", sum(1 for r in rows if not r["changed"]))
         self.ctx.add("opt_outs_refused", len(refusals))

@@ -17,7 +17,13 @@ from sync.cli.sync_cmd import _standalone
 from sync.ingest import store_touches
 from sync.ledger import DeliveryRow
 from sync.ledger.models import OptOutRow
-from tests.sync.pipelines.conftest import BADGES, SCAN_DAY, Workspace, badge_pipeline
+from tests.sync.pipelines.conftest import (
+    BADGES,
+    SCAN_DAY,
+    Workspace,
+    badge_pipeline,
+    with_salesforce_settings,
+)
 
 PIPELINE = "lists-to-crm"
 
@@ -226,3 +232,31 @@ def test_hubspot_unsubscribes_from_one_subscription_type(hs: Any) -> None:
     checked = CliRunner().invoke(check_cmd.app, ["hubspot", "--config", str(ws.config_path)])
     assert checked.exit_code == 0, checked.output
     assert "subscription 1001 (Marketing Information)" in checked.output
+
+
+def test_a_salesforce_opt_out_refused_for_a_record_lock_is_a_dead_letter_replay_applies(
+    sf: Workspace,
+) -> None:
+    ws = with_salesforce_settings(sf, lock_retries=1, lock_retry_backoff_s=0)
+    [lead] = _people(ws, "lead", 1)
+    store = ws.sandbox.store("salesforce")
+    store.hold_locks([_sf_person(ws, lead)["Id"]])  # a rep's long save holds the Lead
+    store_touches(ws.engine, [_touch(0, lead, TouchKind.EMAIL_UNSUBSCRIBE)])
+
+    _sync(ws)
+
+    assert _sf_person(ws, lead)["HasOptedOutOfEmail"] is False
+    assert _ledger(ws) == {}
+    letters = CliRunner().invoke(
+        _standalone(), ["dead-letters", "list", "--config", str(ws.config_path)]
+    )
+    assert "UNABLE_TO_LOCK_ROW" in letters.output
+    assert "opted_out" not in _runs(ws)
+
+    store.release_locks()
+    replayed = CliRunner().invoke(
+        _standalone(), ["dead-letters", "replay", "--all", "--config", str(ws.config_path)]
+    )
+    assert replayed.exit_code == 0, replayed.output
+    assert _sf_person(ws, lead)["HasOptedOutOfEmail"] is True
+    assert _ledger(ws) == {lead.lower(): True}
