@@ -21,6 +21,9 @@ Calls per operation (every one counted in ``api_calls``; ARCHITECTURE.md "Limits
   Creates are safe to repeat: Salesforce keeps one member per Campaign and person, and a
   create that meets an existing member (a replay, a race with a rep or another sync) is read
   back and settled as an update.
+- ``opt_out``: one Composite request of ``Id IN`` reads of ``HasOptedOutOfEmail`` (Lead and
+  Contact), then sObject Collections updates of those not yet out (1,000 per call; ``owners``).
+  ``create_people`` with an owner sends the ``Sforce-Auto-Assign`` header on its subrequests.
 - ``pull_changes``: ``queryAll`` ordered by SystemModstamp (deleted rows included), 2,000 rows
   per page; above ``bulk_threshold`` matching rows (``totalSize`` of the first page: the COUNT
   at no extra call) a Bulk API 2.0 query job instead.

@@ -38,6 +38,19 @@ replay upserts the Tasks again and settles the memberships again. A membership S
 refuses (unknown Campaign, a status that Campaign lacks) becomes a dead letter of stage ``push``
 with Salesforce's code and message, keyed by the touch; the touch's delivery stays ``confirmed``.
 Replaying that letter re-pushes the touch, and so retries the membership.
+
+Owners (mapping ``people.owner``): people created in step 1 carry the mapping's owner (a
+Salesforce User or queue as ``OwnerId``, a HubSpot ``hubspot_owner_id``), or their creates the
+``Sforce-Auto-Assign`` header that runs a Salesforce assignment rule (``_owner``).
+
+Opt-outs (mapping ``opt_out``): between 2 and 3, the people of the batch's ``email_unsubscribe``
+touches (rendered or filtered alike) whose address the ledger's ``opt_out`` table does not hold
+for this sink are opted out in one batched ``crm.opt_out`` (the connector reads the CRM first and
+writes only where the person is not already out; nothing ever opts anyone in). The rows are
+committed with the intents of step 3, so a replay of the batch finds them and writes nothing; a
+crash between the CRM write and that commit costs one read on the replay. An opt-out the CRM
+refuses is a dead letter of stage ``push`` keyed by the touch (its payload names ``opt_out``);
+replaying it tries the opt-out again.
 """
 
 from __future__ import annotations
