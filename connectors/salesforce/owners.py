@@ -176,6 +176,9 @@ def opt_out(
                 Write("update", sobject, short, {"Id": person.external_id, OPT_OUT_FIELD: True})
             )
     if writes:
+        # One object per run of writes: write_records packs consecutive writes of one object
+        # into collections of 200 (mixed, every Lead/Contact switch would start a new one).
+        writes.sort(key=lambda w: w.sobject)
         outcome = write_records(client, writes)
         refused = {r.key: r for r in [*outcome.rejected, *outcome.deferred]}
         for write in writes:

@@ -260,3 +260,38 @@ def test_a_salesforce_opt_out_refused_for_a_record_lock_is_a_dead_letter_replay_
     assert replayed.exit_code == 0, replayed.output
     assert _sf_person(ws, lead)["HasOptedOutOfEmail"] is True
     assert _ledger(ws) == {lead.lower(): True}
+
+
+def test_salesforce_opt_outs_of_hundreds_of_leads_and_contacts_take_two_calls(
+    sf: Workspace,
+) -> None:
+    ws = sf
+    people = _people(ws, "lead", 300) + _people(ws, "contact", 300)
+    assert len(people) > 300  # more than one collection of 200, Leads and Contacts
+    path = ws.folder / "mappings" / "test-files-salesforce.yaml"
+    mapping = yaml.safe_load(path.read_text(encoding="utf-8"))
+    mapping["opt_out"]["enabled"] = False
+    path.write_text(yaml.safe_dump(mapping, sort_keys=False), encoding="utf-8")
+    unsubscribe = TouchKind.EMAIL_UNSUBSCRIBE
+    store_touches(ws.engine, [_touch(n, e, unsubscribe) for n, e in enumerate(people)])
+    _sync(ws)  # the people are now known to the ledger; nobody is opted out (switched off)
+    assert _ledger(ws) == {}
+
+    mapping["opt_out"]["enabled"] = True
+    path.write_text(yaml.safe_dump(mapping, sort_keys=False), encoding="utf-8")
+    store_touches(ws.engine, [_touch(n + 1000, e, unsubscribe) for n, e in enumerate(people)])
+    before = ws.sandbox.state.total_calls("salesforce")
+    _sync(ws)
+    calls = ws.sandbox.state.total_calls("salesforce") - before
+
+    assert len(_ledger(ws)) == len(people)
+    assert all(_sf_person(ws, e)["HasOptedOutOfEmail"] for e in people[::50])
+    # One Composite call reads the flags (Id IN per object), one writes them (collections of
+    # 200, five to a call); the rest of the run (login, schema, limits) is the same as without.
+    assert calls <= 2 + _calls_of_an_empty_run(ws)
+
+
+def _calls_of_an_empty_run(ws: Workspace) -> int:
+    before = ws.sandbox.state.total_calls("salesforce")
+    _sync(ws)
+    return ws.sandbox.state.total_calls("salesforce") - before
