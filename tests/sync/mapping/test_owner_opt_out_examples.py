@@ -1,4 +1,4 @@
-"""The shipped mappings (what ``closedloop init`` writes) carry ``people.owner`` and ``opt_out``
+"""``closedloop init`` writes the shipped mappings with ``people.owner`` and ``opt_out``
 commented out; uncommented as written, they validate."""
 
 from __future__ import annotations
@@ -6,11 +6,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import typer
+from typer.testing import CliRunner
 
+from sync.cli import config_cmd
 from sync.mapping.catalogue import offline_catalogue
 from sync.mapping.validate import validate_file
 
-SHIPPED = Path(__file__).resolve().parents[3] / "mappings"
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The mappings folder ``closedloop init`` writes into a new project."""
+    project = tmp_path_factory.mktemp("project")
+    app = typer.Typer()
+    app.command("init")(config_cmd.init_command)
+    app.command("noop")(lambda: None)
+    config = project / "closedloop.yaml"
+    result = CliRunner().invoke(app, ["init", str(config)])
+    assert result.exit_code == 0, result.output
+    return project / "mappings"
 
 
 def _uncomment(text: str, key: str) -> str:
@@ -46,9 +60,9 @@ def _uncomment(text: str, key: str) -> str:
     ],
 )
 def test_the_commented_examples_validate_once_uncommented(
-    name: str, keys: tuple[str, ...], tmp_path: Path
+    name: str, keys: tuple[str, ...], written: Path, tmp_path: Path
 ) -> None:
-    text = (SHIPPED / name).read_text(encoding="utf-8")
+    text = (written / name).read_text(encoding="utf-8")
     for key in keys:
         assert f"# {key}:" in text, f"{name} lacks the commented {key} example"
         text = _uncomment(text, key)
