@@ -50,6 +50,7 @@ __all__ = [
     "MemberItem",
     "MemberResult",
     "Opportunity",
+    "OptOutResult",
     "Owner",
     "Page",
     "Person",
@@ -314,6 +315,21 @@ class DeliveryResult:
     error_code: str | None = None
     error_message: str | None = None
     retryable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OptOutResult:
+    """The outcome of opting one person out of email in a CRM (``opt_out``).
+
+    ``changed`` is False when the CRM already had the person opted out (nothing was written);
+    a refusal carries the CRM's code and message.
+    """
+
+    email: str
+    ok: bool
+    changed: bool = False
+    error_code: str | None = None
+    error_message: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

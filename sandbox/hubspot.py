@@ -44,6 +44,7 @@ from sandbox.core import SandboxState
 from sandbox.hubspot_clock import StoreClock, to_ms
 from sandbox.hubspot_schema import ASSOCIATION_TYPES, OBJECT_TYPE_IDS
 from sandbox.hubspot_store import TIMELINE_BATCH_LIMIT, HubSpotApiError, PortalData
+from sandbox.hubspot_subscriptions import SubscriptionError
 from sandbox.world import World
 
 __all__ = [
@@ -801,6 +802,38 @@ async def _owners(request: Request, store: HubSpotStore) -> tuple[int, Any]:
         )
 
 
+async def _owner(request: Request, store: HubSpotStore) -> tuple[int, Any]:
+    with store.lock:
+        return 200, store.data.get_owner(request.path_params["owner_id"])
+
+
+def _channel(request: Request) -> None:
+    if request.query_params.get("channel") != "EMAIL":
+        raise HubSpotApiError(400, "VALIDATION_ERROR", "channel is required (EMAIL).")
+
+
+def _subscriptions(action: str) -> Handler:
+    """A communication-preferences endpoint over ``store.data.subscriptions``."""
+
+    async def handle(request: Request, store: HubSpotStore) -> tuple[int, Any]:
+        body = await _body(request) if request.method == "POST" else None
+        if action.startswith("v4_") and action not in ("v4_definitions", "v4_write"):
+            _channel(request)
+        with store.lock:
+            subs = store.data.subscriptions
+            try:
+                if action == "v3_status":
+                    return 200, subs.v3_status(request.path_params["email"])
+                if action in ("v3_subscribe", "v3_unsubscribe"):
+                    return 200, subs.v3_change(body, subscribe=action == "v3_subscribe")
+                method = getattr(subs, action)
+                return 200, method(body) if body is not None else method()
+            except SubscriptionError as exc:
+                raise HubSpotApiError(exc.status, exc.category, exc.message) from None
+
+    return handle
+
+
 async def _create_list(request: Request, store: HubSpotStore) -> tuple[int, Any]:
     body = _object_body(await _body(request))
     with store.lock:
@@ -989,6 +1022,8 @@ def build_app(state: SandboxState) -> Starlette:
         ),
         Route("/crm/v3/owners/", _wrap(state, "owners.list", _owners), methods=["GET"]),
         Route("/crm/v3/owners", _wrap(state, "owners.list", _owners), methods=["GET"]),
+        Route("/crm/v3/owners/{owner_id}", _wrap(state, "owners.get", _owner), methods=["GET"]),
+        *_subscription_routes(state),
         Route("/crm/v3/lists/", _wrap(state, "lists.create", _create_list), methods=["POST"]),
         Route("/crm/v3/lists", _wrap(state, "lists.create", _create_list), methods=["POST"]),
         Route(
@@ -1048,6 +1083,26 @@ def build_app(state: SandboxState) -> Starlette:
         ),
     ]
     return Starlette(routes=routes)
+
+
+def _subscription_routes(state: SandboxState) -> list[Route]:
+    v3, v4 = "/communication-preferences/v3", "/communication-preferences/v4"
+    table = [
+        (f"{v3}/definitions", "GET", "v3_definitions"),
+        (f"{v3}/status/email/{{email}}", "GET", "v3_status"),
+        (f"{v3}/subscribe", "POST", "v3_subscribe"),
+        (f"{v3}/unsubscribe", "POST", "v3_unsubscribe"),
+        (f"{v4}/definitions", "GET", "v4_definitions"),
+        (f"{v4}/statuses/batch/read", "POST", "v4_read"),
+        (f"{v4}/statuses/batch/write", "POST", "v4_write"),
+        (f"{v4}/statuses/batch/unsubscribe-all", "POST", "v4_unsubscribe_all"),
+        (f"{v4}/statuses/batch/unsubscribe-all/read", "POST", "v4_unsubscribe_all_read"),
+    ]
+    return [
+        Route(path, _wrap(state, f"subscriptions.{action}", _subscriptions(action)),
+              methods=[method])
+        for path, method, action in table
+    ]  # fmt: skip
 
 
 async def _list_or_create(request: Request, store: HubSpotStore) -> tuple[int, Any]:

@@ -69,6 +69,7 @@ from sandbox.hubspot_search import (
     parse_datetime_ms,
     sort_key,
 )
+from sandbox.hubspot_subscriptions import Subscriptions
 
 __all__ = [
     "BATCH_LIMIT",
@@ -333,6 +334,7 @@ class PortalData:
         )
         self._type_ids: dict[tuple[int, ...], tuple[int, ...]] = {}
         self.owners: dict[str, dict[str, Any]] = {}
+        self.subscriptions = Subscriptions(self.clock.now)
         self.lists: dict[str, dict[str, Any]] = {}
         self.memberships: dict[str, dict[str, int]] = {}
         self.timeline_events: dict[str, dict[str, Any]] = {}
@@ -1225,6 +1227,13 @@ class PortalData:
         if start + limit < len(owners):
             body["paging"] = {"next": {"after": str(start + limit)}}
         return body
+
+    def get_owner(self, owner_id: str) -> dict[str, Any]:
+        """GET /crm/v3/owners/{ownerId}: 404 for an id the portal does not have."""
+        owner = self.owners.get(owner_id)
+        if owner is None or owner.get("archived"):
+            raise HubSpotApiError(404, "OBJECT_NOT_FOUND", f"Owner {owner_id} does not exist.")
+        return owner
 
     def add_owner(self, name: str, email: str) -> str:
         """Create an owner (a HubSpot user) and return its id."""

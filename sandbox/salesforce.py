@@ -311,12 +311,19 @@ def _dml_reply(exc: DmlError) -> Reply:
     return Reply(err.status, err.errors)
 
 
+def _assign(call: Call, sobject: str, record_id: str) -> None:
+    """Lead assignment rules as the request's ``Sforce-Auto-Assign`` header says (absent:
+    TRUE, the active rule), after a create or update (``SalesforceStore.assign``)."""
+    call.store.assign(sobject, record_id, call.headers.get("sforce-auto-assign"))
+
+
 def h_create(call: Call) -> Reply:
     obj = _sobject(call, call.parts[1])
     values = _record_body(call, obj)
     try:
         _check_lock(call, obj, values)
         record_id = call.store.create(obj.name, values)
+        _assign(call, obj.name, record_id)
     except DmlError as exc:
         return _dml_reply(exc)
     return Reply(
@@ -355,6 +362,7 @@ def h_update(call: Call) -> Reply:
     try:
         _check_lock(call, obj, {**values, "Id": row["Id"]})
         call.store.update(obj.name, row["Id"], values)
+        _assign(call, obj.name, row["Id"])
     except DmlError as exc:
         return _dml_reply(exc)
     return Reply(204)
@@ -405,6 +413,7 @@ def h_upsert(call: Call) -> Reply:
     try:
         _check_lock(call, obj, {**values, **({"Id": matches[0]} if matches else {})})
         record_id, created = call.store.upsert(obj.name, f.name, call.parts[3], values)
+        _assign(call, obj.name, record_id)
     except DmlError as exc:
         return _dml_reply(exc)
     # API v46.0+ answers 200 with a body for an update (204 before); we accept only v50.0+.
@@ -606,7 +615,9 @@ def h_collection_create(call: Call) -> Reply:
     typed = _typed_records(call, records)
 
     def apply(item: tuple[ObjectDef, dict[str, Any]]) -> dict[str, Any]:
-        return {"id": call.store.create(item[0].name, item[1]), "success": True, "errors": []}
+        record_id = call.store.create(item[0].name, item[1])
+        _assign(call, item[0].name, record_id)
+        return {"id": record_id, "success": True, "errors": []}
 
     return _run_collection(call, all_or_none, typed, apply)
 
@@ -640,6 +651,7 @@ def h_collection_update(call: Call) -> Reply:
                 ]
             )
         call.store.update(obj.name, record_id, values)
+        _assign(call, obj.name, record_id)
         return {"id": record_id, "success": True, "errors": []}
 
     return _run_collection(call, all_or_none, typed, apply)
@@ -689,6 +701,7 @@ def h_collection_upsert(call: Call) -> Reply:
                 ]
             )
         record_id, created = call.store.upsert(obj.name, f.name, ext_value, values)
+        _assign(call, obj.name, record_id)
         return {"id": record_id, "success": True, "errors": [], "created": created}
 
     reply = _run_collection(call, all_or_none, typed, apply)

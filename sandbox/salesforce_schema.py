@@ -276,6 +276,11 @@ def _owner() -> FieldDef:
     return _ref("OwnerId", "Owner ID", ("User",), "Owner", nillable=False, default="$user")
 
 
+def _opted_out() -> FieldDef:
+    return FieldDef("HasOptedOutOfEmail", "boolean", "Email Opt Out", nillable=False,
+                    default=False)  # fmt: skip
+
+
 def _ro(f: FieldDef) -> FieldDef:
     return replace(f, createable=False, updateable=False)
 
@@ -382,6 +387,7 @@ OBJECTS: dict[str, ObjectDef] = {
                 FieldDef("Phone", "phone", "Business Phone", length=40),
                 _text("Title", "Title", 128),
                 _pick("LeadSource", "Lead Source", LEAD_SOURCES),
+                _opted_out(),
                 _owner(),
                 FieldDef("Description", "textarea", "Contact Description", length=32000),
                 *_audit(),
@@ -414,7 +420,9 @@ OBJECTS: dict[str, ObjectDef] = {
                 _pick("Rating", "Rating", ("Hot", "Warm", "Cold")),
                 _pick("Industry", "Industry", INDUSTRIES),
                 FieldDef("NumberOfEmployees", "int", "Employees", precision=8),
-                _owner(),
+                _opted_out(),
+                # A Lead's owner is a User or a queue (a Group of type Queue that holds Leads).
+                replace(_owner(), reference_to=("Group", "User")),
                 _ro(FieldDef("IsConverted", "boolean", "Converted", nillable=False)),
                 _ro(
                     _ref(
@@ -669,6 +677,52 @@ OBJECTS: dict[str, ObjectDef] = {
                 FieldDef("PermissionsEdit", "boolean", "Edit Field", nillable=False, default=False),
                 *_audit(),
             ],
+        ),
+        # Queues (Setup > Queues): a Group of type Queue, and one QueueSobject per object the
+        # queue may own ("Supported Objects"; Leads, Cases, custom objects, never Contacts).
+        _obj(
+            "Group",
+            "Group",
+            "Groups",
+            "00G",
+            [
+                _id(),
+                _text("Name", "Name", 40, nillable=False),
+                _text("DeveloperName", "Developer Name", 80, nillable=False),
+                _pick("Type", "Type", ("Queue", "Regular"), nillable=False, restricted=True),
+                *_audit(),
+            ],
+        ),
+        _obj(
+            "QueueSobject",
+            "Queue Sobject",
+            "Queue Sobjects",
+            "03g",
+            [
+                _id(),
+                _ref("QueueId", "Group ID", ("Group",), "Queue", nillable=False, indexed=True),
+                _text("SobjectType", "Sobject Type", 40, nillable=False),
+                *_audit(),
+            ],
+        ),
+        # Assignment rules are setup metadata: read through the API, written in Setup (the
+        # sandbox's ``SalesforceStore.add_assignment_rule``).
+        ObjectDef(
+            "AssignmentRule",
+            "Assignment Rule",
+            "Assignment Rules",
+            "01Q",
+            {
+                f.name: f
+                for f in [
+                    _id(),
+                    _ro(_text("Name", "Name", 120, nillable=False)),
+                    _ro(_text("SobjectType", "Sobject Type", 40, nillable=False)),
+                    _ro(FieldDef("Active", "boolean", "Active", nillable=False, default=False)),
+                    *_audit(),
+                ]
+            },
+            writable=False,
         ),
         _history("LeadHistory", "Lead History", "Lead", "LeadId"),
         _history("OpportunityFieldHistory", "Opportunity Field History", "Opportunity",

@@ -363,6 +363,10 @@ class _Parser:
             select.append(self.select_item())
         self.expect_kw("FROM")
         obj = self.tok
+        if obj.kind == "keyword" and obj.value == "GROUP":
+            # The Group object (queues, public groups) shares its name with GROUP BY; Salesforce
+            # reads a name right after FROM as the object.
+            obj = Token("ident", self.text[obj.pos : obj.pos + 5], obj.pos)
         if obj.kind != "ident" or "." in obj.value:
             raise self.fail()
         self.next()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import secrets
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -394,6 +394,8 @@ class SalesforceStore:
     # user's profile). The user reads or edits one only through a FieldPermissions row of a
     # PermissionSet assigned to him; until then describe, SOQL and writes do not know it.
     secured_fields: dict[str, set[str]] = field(default_factory=dict)
+    # AssignmentRule Id -> the User or queue its (one, catch-all) rule entry assigns to.
+    assignment_rules: dict[str, str] = field(default_factory=dict)
     # (sobject, field) lower-cased -> (read, edit) granted to the user; None: to be read again.
     _grants: dict[tuple[str, str], tuple[bool, bool]] | None = None
     # sObject -> (the object as the user sees it, its textual field names), while grants hold.
@@ -436,6 +438,7 @@ class SalesforceStore:
             self.experience_sites = set()
             self.held_locks = set()
             self.secured_fields = {}
+            self.assignment_rules = {}
             self._forget_grants()
             self._seq = 0
             self._journal = None
@@ -802,6 +805,8 @@ class SalesforceStore:
                 )
             elif reference:
                 problem = self._check_reference(obj.fields[name], value)
+                if problem is None and name == "OwnerId":
+                    problem = self._check_owner(obj, value)
                 if problem is not None:
                     errors.append(problem)
         merged = {**existing, **values} if existing is not None else values
@@ -882,6 +887,88 @@ class SalesforceStore:
         if self.lookup(normalized) is None:
             return _dml("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [])
         return None
+
+    def _check_owner(self, obj: ObjectDef, value: str) -> dict[str, Any] | None:
+        """An owner must be an active User, or a queue that supports the object (assumed
+        codes and messages; docs/vendor-behaviour.md)."""
+        found = self.lookup(normalize_id(value) or value)
+        if found is None:
+            return None
+        sobject, row = found
+        if sobject == "User" and not row.get("IsActive"):
+            return _dml("INACTIVE_OWNER_OR_USER", "operation performed with inactive user "
+                        f"[{row['Id']}] as owner of {obj.label.lower()}", [])  # fmt: skip
+        if sobject == "Group":
+            supported = any(
+                q.get("QueueId") == row["Id"] and q.get("SobjectType") == obj.name
+                for q in self.records["QueueSobject"].values()
+                if not q.get("IsDeleted")
+            )
+            if row.get("Type") != "Queue" or not supported:
+                return _dml("FIELD_INTEGRITY_EXCEPTION", "Owner ID: id value of incorrect type: "
+                            f"{value}", ["OwnerId"])  # fmt: skip
+        return None
+
+    # ------------------------------------------------------------- owners and assignment rules
+
+    def add_user(self, first: str, last: str, email: str, *, active: bool = True) -> str:
+        """A User of the org (a sales rep)."""
+        return self.insert(
+            "User",
+            {"FirstName": first, "LastName": last, "Email": email, "Username": email,
+             "IsActive": active},
+        )  # fmt: skip
+
+    def add_queue(self, name: str, objects: Sequence[str] = ("Lead",)) -> str:
+        """A queue (Setup > Queues) whose Supported Objects are ``objects``."""
+        with self.lock:
+            queue_id = self.insert(
+                "Group", {"Name": name, "DeveloperName": name.replace(" ", "_"), "Type": "Queue"}
+            )
+            for sobject in objects:
+                self.insert("QueueSobject", {"QueueId": queue_id, "SobjectType": sobject})
+            return queue_id
+
+    def add_assignment_rule(
+        self, name: str, assignee: str, *, active: bool = True, sobject: str = "Lead"
+    ) -> str:
+        """An assignment rule with one entry that sends every record to ``assignee`` (a User
+        or queue). Activating one deactivates the object's other rules, as Setup does."""
+        with self.lock:
+            if active:
+                for rule in self.records["AssignmentRule"].values():
+                    if rule.get("SobjectType") == sobject and rule.get("Active"):
+                        rule["Active"] = False
+            rule_id = self.insert(
+                "AssignmentRule", {"Name": name, "SobjectType": sobject, "Active": active}
+            )
+            self.assignment_rules[rule_id] = normalize_id(assignee) or assignee
+            return rule_id
+
+    def assign(self, sobject: str, record_id: str, header: str | None) -> None:
+        """Run the assignment rule the ``Sforce-Auto-Assign`` header picks on a Lead just
+        saved: none or TRUE: the object's active rule; FALSE: none; an AssignmentRule Id:
+        that rule. https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api/headers_autoassign.htm
+        """
+        if sobject != "Lead":
+            return
+        value = (header or "TRUE").strip()
+        if value.upper() == "FALSE":
+            return
+        rule_id: str | None
+        if value.upper() == "TRUE":
+            rule_id = next(
+                (r["Id"] for r in self.records["AssignmentRule"].values()
+                 if r.get("SobjectType") == sobject and r.get("Active")),
+                None,
+            )  # fmt: skip
+        else:
+            rule_id = normalize_id(value)
+        assignee = self.assignment_rules.get(rule_id or "")
+        row = self.records[sobject].get(record_id)
+        if assignee is None or row is None or row.get("OwnerId") == assignee:
+            return
+        self.update(sobject, record_id, {"OwnerId": assignee}, system=True)
 
     def _check_unique(
         self, obj: ObjectDef, merged: Mapping[str, Any], existing: Mapping[str, Any] | None

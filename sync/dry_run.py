@@ -10,7 +10,8 @@ produce, with two stand-ins:
   (pushes in flight, heartbeats) take turns on the connection.
 - ``DryRunCrm`` lets a CRM connector's reads through (lookups, describes, key scans, change
   pulls) and answers its writes itself: people it would create get ids ``dry-run-N``, every
-  touch would land, every campaign member would be settled; it counts what it was asked to do.
+  touch would land, every campaign member would be settled, every opt-out set (the CRM's own
+  read of who is already opted out is skipped); it counts what it was asked to do.
   Vendor-side checks that need no write (the org's own schema: fields, types, picklists, field
   lengths) are made as in a real run, at the map stage; refusals the CRM would make only on a
   write (a validation rule, a duplicate rule) cannot be foreseen and are said to be so.
@@ -30,7 +31,14 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
-from connectors.base import DeliveryResult, MemberItem, MemberResult, Person, RenderedTouch
+from connectors.base import (
+    DeliveryResult,
+    MemberItem,
+    MemberResult,
+    OptOutResult,
+    Person,
+    RenderedTouch,
+)
 from connectors.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -43,9 +51,9 @@ SIMULATED_KINDS = frozenset({"touches", "dispositions", "reconcile"})
 
 # What a CRM connector may do for real in a dry run: it only reads.
 _READS = frozenset({
-    "api_calls", "calls", "check", "close", "describe_fields", "include_reason_fields",
-    "keyed_targets", "pull_changes", "pull_touches", "resolve_people", "scan_keyed",
-    "use_lifecycle",
+    "api_calls", "calls", "check", "check_opt_out", "check_owner", "close", "describe_fields",
+    "include_reason_fields", "keyed_targets", "pull_changes", "pull_touches", "resolve_people",
+    "scan_keyed", "use_lifecycle",
 })  # fmt: skip
 
 
@@ -113,7 +121,7 @@ class DryRunCrm:
         """A simulated create refuses nobody."""
         return []
 
-    def create_people(self, people: Sequence[Person]) -> list[Person]:
+    def create_people(self, people: Sequence[Person], **_options: Any) -> list[Person]:
         self.would["people_created"] += len(people)
         return [replace(person, source=self.name, external_id=self._next_id()) for person in people]
 
@@ -129,6 +137,10 @@ class DryRunCrm:
                 )
             )  # fmt: skip
         return out
+
+    def opt_out(self, people: Sequence[Person], subscription: str = "all") -> list[OptOutResult]:  # noqa: ARG002 - the real method's signature
+        self.would["opt_outs"] += len(people)
+        return [OptOutResult(p.email or "", ok=True, changed=True) for p in people]
 
     def sync_campaign_members(
         self,

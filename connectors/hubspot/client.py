@@ -346,9 +346,14 @@ class HubSpotClient:
         *,
         query: Sequence[tuple[str, Any]] = (),
         idempotent: bool = True,
+        body: Any = None,
     ) -> dict[str, Any]:
-        """An endpoint without a typed SDK API, through the SDK's generic ``call_api``."""
+        """An endpoint without a typed SDK API, through the SDK's generic ``call_api``
+        (``body``: a JSON request body)."""
         api_client = self.api("objects_batch").api_client
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
 
         def send(**kwargs: Any) -> Any:
             return api_client.call_api(
@@ -356,7 +361,8 @@ class HubSpotClient:
                 method,
                 {},
                 list(query),
-                {"Accept": "application/json"},
+                dict(headers),
+                body=body,
                 response_types_map={},
                 auth_settings=["oauth2"],
                 _return_http_data_only=True,

@@ -27,6 +27,7 @@ from connectors.base import (
     DeliveryResult,
     KeyedRecord,
     ListChange,
+    OptOutResult,
     Page,
     Person,
     RenderedTouch,
@@ -46,6 +47,7 @@ from connectors.hubspot.events import (
 from connectors.hubspot.history import HISTORY_STREAMS
 from connectors.hubspot.identity import Lifecycle, PeopleDirectory
 from connectors.hubspot.marketing import MarketingSource
+from connectors.hubspot.optout import check_owner, check_subscription, opt_out
 from connectors.hubspot.schema import describe_fields
 from connectors.hubspot.settings import HubSpotSettings
 from connectors.ratelimit import Clock
@@ -137,6 +139,21 @@ class HubSpotConnector:
         """Create (or update) contacts by e-mail through batch upsert (100 per call); those
         HubSpot refuses are in ``last_rejections`` afterwards."""
         return self.people.create(people)
+
+    def opt_out(self, people: Sequence[Person], subscription: str = "all") -> list[OptOutResult]:
+        """Unsubscribe the people from all email or one subscription type; never subscribes
+        anyone (``optout.opt_out``)."""
+        return opt_out(self.client, people, subscription)
+
+    def check_owner(self, kind: str, value: str) -> CheckResult:
+        """Whether the mapping's owner of created contacts exists (``kind``: hubspot_owner_id,
+        the one HubSpot has)."""
+        assert kind == "hubspot_owner_id", kind
+        return check_owner(self.client, value)
+
+    def check_opt_out(self, subscription: str) -> CheckResult:
+        """Whether the mapping's opt-out subscription type exists."""
+        return check_subscription(self.client, subscription)
 
     @property
     def last_rejections(self) -> list[RecordRejected]:

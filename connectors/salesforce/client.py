@@ -321,8 +321,17 @@ class SalesforceClient:
             raise Fatal("Salesforce composite: the answer does not match the request")
         return cast(list[dict[str, Any]], responses)
 
-    def subrequest(self, method: str, path: str, ref: str, body: Any = None) -> dict[str, Any]:
-        """A composite subrequest on ``path`` below the versioned prefix."""
+    def subrequest(
+        self,
+        method: str,
+        path: str,
+        ref: str,
+        body: Any = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """A composite subrequest on ``path`` below the versioned prefix (``headers``: its own
+        request headers, e.g. ``Sforce-Auto-Assign``)."""
         sub: dict[str, Any] = {
             "method": method,
             "url": f"{self.base_path}/{path}",
@@ -330,6 +339,8 @@ class SalesforceClient:
         }
         if body is not None:
             sub["body"] = body
+        if headers:
+            sub["httpHeaders"] = dict(headers)
         return sub
 
     def relative(self, url: str) -> str:

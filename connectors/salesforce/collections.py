@@ -214,9 +214,13 @@ def _subrequest(
         return client.subrequest("DELETE", f"composite/sobjects?ids={ids}&allOrNone=false", ref)
     records = [{"attributes": {"type": sobject}, **w.values} for w in group]
     method = "POST" if verb == "create" else "PATCH"
+    # An update without the header runs the org's active assignment rule on Leads (the header
+    # defaults to TRUE): closedloop's field writes must never reassign an owner.
+    headers = {"Sforce-Auto-Assign": "FALSE"} if verb == "update" else None
     return client.subrequest(
-        method, "composite/sobjects", ref, {"allOrNone": False, "records": records}
-    )
+        method, "composite/sobjects", ref, {"allOrNone": False, "records": records},
+        headers=headers,
+    )  # fmt: skip
 
 
 def write_records(client: SalesforceClient, writes: Sequence[Write]) -> WriteOutcome:

@@ -21,6 +21,9 @@ Calls per operation (every one counted in ``api_calls``; ARCHITECTURE.md "Limits
   Creates are safe to repeat: Salesforce keeps one member per Campaign and person, and a
   create that meets an existing member (a replay, a race with a rep or another sync) is read
   back and settled as an update.
+- ``opt_out``: one Composite request of ``Id IN`` reads of ``HasOptedOutOfEmail`` (Lead and
+  Contact), then sObject Collections updates of those not yet out (1,000 per call; ``owners``).
+  ``create_people`` with an owner sends the ``Sforce-Auto-Assign`` header on its subrequests.
 - ``pull_changes``: ``queryAll`` ordered by SystemModstamp (deleted rows included), 2,000 rows
   per page; above ``bulk_threshold`` matching rows (``totalSize`` of the first page: the COUNT
   at no extra call) a Bulk API 2.0 query job instead.
@@ -53,6 +56,7 @@ from connectors.base import (
     MemberAction,
     MemberItem,
     MemberResult,
+    OptOutResult,
     Page,
     Person,
     PersonKind,
@@ -91,6 +95,7 @@ from connectors.salesforce.members import (
     rank_of,
     short_id,
 )
+from connectors.salesforce.owners import AUTO_ASSIGN, check_owner, opt_out
 from connectors.salesforce.schema import describe_fields
 from connectors.salesforce.settings import SalesforceSettings
 from connectors.salesforce.streams import (
@@ -370,12 +375,17 @@ class SalesforceConnector:
         rule = self.settings.duplicate_rule
         return {email: choose(found, rule) for email, found in candidates.items()}
 
-    def create_people(self, people: Sequence[Person]) -> list[Person]:
+    def create_people(
+        self, people: Sequence[Person], *, assignment: str | None = None
+    ) -> list[Person]:
         """Create Leads (or Contacts) for people not in the CRM; returns them with their ids.
 
         People Salesforce refuses (a duplicate rule, a bad value) are left out of the result
-        and listed in ``last_rejections`` as ``RecordRejected`` keyed by email.
+        and listed in ``last_rejections`` as ``RecordRejected`` keyed by email. ``assignment``
+        is sent as the ``Sforce-Auto-Assign`` header of the creates (TRUE, FALSE or an
+        AssignmentRule Id; ``owners``); None sends none (Salesforce's default).
         """
+        headers = {AUTO_ASSIGN: assignment} if assignment else None
         self.last_rejections = []
         todo = [p for p in people if normalize_email(p.email)]
         for person in people:
@@ -391,7 +401,7 @@ class SalesforceConnector:
 
         def subrequest(_verb: str, chunk: Sequence[tuple[Person, dict[str, Any]]], ref: str) -> Any:
             body = {"allOrNone": False, "records": [r for _, r in chunk]}
-            return self.client.subrequest("POST", "composite/sobjects", ref, body)
+            return self.client.subrequest("POST", "composite/sobjects", ref, body, headers=headers)
 
         # Never repeated after a transient failure (it could create twice); records refused for
         # a row lock saved nothing, so only those are sent again.
@@ -417,6 +427,7 @@ class SalesforceConnector:
                             company=record.get("Company"),
                             account_id=record.get("AccountId"),
                             lead_source=record.get("LeadSource"),
+                            owner_id=record.get("OwnerId"),
                         )
                     )
                 else:
@@ -427,6 +438,17 @@ class SalesforceConnector:
                         )
                     )
         return created
+
+    def opt_out(self, people: Sequence[Person], subscription: str = "all") -> list[OptOutResult]:
+        """Set ``HasOptedOutOfEmail`` on the people's Leads and Contacts that lack it; never
+        clears it (``owners.opt_out``). ``subscription`` must be "all": Salesforce has one."""
+        if subscription != "all":
+            raise ConfigError("Salesforce has one email opt-out: opt_out.subscription must be all")
+        return opt_out(self.client, people, self.settings.max_soql_chars)
+
+    def check_owner(self, kind: str, value: str) -> CheckResult:
+        """Whether the mapping's owner of created Leads exists (``owners.check_owner``)."""
+        return check_owner(self.client, kind, value)
 
     # ------------------------------------------------------------------------------ touches
 

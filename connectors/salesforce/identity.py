@@ -210,6 +210,8 @@ def new_person_record(person: Person, settings: SalesforceSettings) -> dict[str,
     record["LastName"] = str(last)[:80]
     if person.lead_source:
         record["LeadSource"] = person.lead_source
+    if person.owner_id:
+        record["OwnerId"] = person.owner_id
     if as_lead:
         record["Company"] = company_for(email, person, settings)
     else:

@@ -106,6 +106,7 @@ def salesforce(config: ConfigOption = None, connection: ConnectionOption = None)
     try:
         results = connector.check(campaign_members=_syncs_campaign_members(loaded, name))
         results += _salesforce_writeback_checks(loaded, connector)
+        results += _owner_checks(loaded, name, connector, results)
         results += _mapping_checks(loaded, name, connector, results)
     except ClosedloopError as exc:  # check() reports; anything left is a failure to print
         results = [CheckResult("salesforce", False, str(exc), "see the message")]
@@ -184,6 +185,32 @@ def _mapping_checks(
     return results
 
 
+def _owner_checks(
+    config: Config, sink: str, connector: Any, done: list[CheckResult]
+) -> list[CheckResult]:
+    """The owners the mappings into ``sink`` give created people (people.owner: the rule, User,
+    queue or HubSpot owner exists) and their opt-out subscription types (HubSpot)."""
+    if any(r.name in _REACH and not r.ok for r in done):
+        return []
+    results: list[CheckResult] = []
+    seen: set[tuple[str, str]] = set()
+    for mapping in _mappings_into(config, sink):
+        owner = mapping.owner
+        if owner is not None:
+            kind, value = next((k, v) for k, v in owner.model_dump().items() if v is not None)
+            check_owner = getattr(connector, "check_owner", None)
+            if check_owner is not None and (kind, value) not in seen:
+                seen.add((kind, value))
+                results.append(check_owner(kind, value))
+        check_opt_out = getattr(connector, "check_opt_out", None)
+        opt_out = mapping.opt_out
+        key = ("opt_out", opt_out.subscription if opt_out is not None else "")
+        if opt_out is not None and check_opt_out is not None and key not in seen:
+            seen.add(key)
+            results.append(check_opt_out(opt_out.subscription))
+    return results
+
+
 def _syncs_campaign_members(config: Config, sink: str) -> bool:
     """Whether a pipeline into ``sink`` has campaign members enabled (so the check covers
     CampaignMember writes)."""
@@ -252,6 +279,7 @@ def hubspot(
         if extra and all(r.ok for r in results if r.name == "hubspot.token"):
             results += check_properties(connector.client, extra, fix=fix)
         results += check_event_sinks(connector.client, _hubspot_event_targets(loaded, name))
+        results += _owner_checks(loaded, name, connector, results)
         results += _mapping_checks(loaded, name, connector, results)
     except ClosedloopError as exc:  # check() reports; anything left is a failure to print
         results = [CheckResult("hubspot", False, str(exc), "see the message")]

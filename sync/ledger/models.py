@@ -23,6 +23,8 @@ what has a name).
   ``source_program`` (marketing programs and the CRM campaign each is synced to).
 - CRM schema cache (revision 0004): ``crm_schema`` (per connection and CRM object, the fields
   the org described and when; mappings are validated against it, see ``sync.crm_schema``).
+- Opt-outs (revision 0006): ``opt_out`` (per sink and address, the email opt-out closedloop set
+  or found set, so an unsubscribe is applied exactly once).
 
 Times are aware UTC datetimes (``UtcDateTime``), money is ``Numeric(18, 2)``, emails are
 lower-cased on the way in (``EmailAddress``), and no text column stores a control character
@@ -79,6 +81,7 @@ __all__ = [
     "LedgerModel",
     "MatchStatus",
     "OpportunityRow",
+    "OptOutRow",
     "PersonEmailRow",
     "PersonRow",
     "RunState",
@@ -727,6 +730,32 @@ class SourceProgramRow(LedgerModel, table=True):
     crm_campaign_id: str | None = None  # Marketo sfdcId: the synced Salesforce campaign
     crm_campaign_name: str | None = None
     pulled_at: datetime = Field(
+        default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
+    )
+
+
+# --- opt-outs (revision 0006) -----------------------------------------------------------------
+
+
+class OptOutRow(LedgerModel, table=True):
+    """An email opt-out closedloop set in a sink (or found already set there), per address.
+
+    Written with the unsubscribe touch's intended delivery, so a replay writes nothing again;
+    closedloop never clears an opt-out (``sync.pipelines.deliveries``).
+    """
+
+    __tablename__ = "opt_out"
+    __table_args__ = (UniqueConstraint("sink", "email"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    sink: str
+    email: str = Field(sa_type=EmailAddress)
+    external_id: str | None = None
+    touch_key: str | None = Field(default=None, sa_type=Text)
+    changed: bool  # closedloop wrote it (False: the CRM already had the person opted out)
+    subscription: str  # "all" or the HubSpot subscription type id
+    run_id: int | None = None
+    recorded_at: datetime = Field(
         default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
     )
 

@@ -47,6 +47,8 @@ from sync.mapping.model import (
     FieldRule,
     MappingFile,
     MapTransform,
+    OptOut,
+    Owner,
     TruncateTransform,
 )
 from sync.mapping.people import (
@@ -143,6 +145,9 @@ class CompiledMapping:
     rules_ok: Predicate = _always
     # Salesforce CampaignMember sync of delivered touches; None when not enabled.
     campaign_members: MemberPlan | None = None
+    # The owner of people closedloop creates, and unsubscribes as CRM opt-outs (None: unset).
+    owner: Owner | None = None
+    opt_out: OptOut | None = None
 
     @property
     def kinds(self) -> frozenset[TouchKind]:
@@ -280,6 +285,8 @@ def compile_mapping(model: MappingFile, catalogue: FieldCatalogue) -> CompiledMa
         ),
         rules_ok=_rules(model),
         campaign_members=compile_members(model.campaign_members),
+        owner=model.people.owner,
+        opt_out=model.opt_out if model.opt_out is not None and model.opt_out.enabled else None,
     )
 
 

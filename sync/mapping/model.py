@@ -429,6 +429,54 @@ class PersonFieldRule(_Strict):
         return self
 
 
+def _id_text(value: Any) -> Any:
+    return str(value).strip() if isinstance(value, int | str) else value
+
+
+IdText = Annotated[str, BeforeValidator(_id_text)]
+
+
+class Owner(_Strict):
+    """The owner of people closedloop creates: exactly one of the four settings."""
+
+    assignment_rule: IdText | None = Field(
+        default=None,
+        description="Salesforce Leads: 'active' (the org's active lead assignment rule) or an "
+        "AssignmentRule Id (01Q...), sent as the Sforce-Auto-Assign header",
+    )
+    user: IdText | None = Field(default=None, description="Salesforce: a User Id (005...)")
+    queue: IdText | None = Field(
+        default=None, description="Salesforce Leads: a queue's Group Id (00G...)"
+    )
+    hubspot_owner_id: IdText | None = Field(
+        default=None, description="HubSpot: an owner id (Settings > Users; the owners API)"
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> Owner:
+        given = [k for k in ("assignment_rule", "user", "queue", "hubspot_owner_id")
+                 if getattr(self, k)]  # fmt: skip
+        if len(given) != 1:
+            raise PydanticCustomError(
+                "owner", "give exactly one of assignment_rule, user, queue, hubspot_owner_id"
+            )
+        return self
+
+
+class OptOut(_Strict):
+    """Unsubscribes as the CRM's own email opt-out (never the other way round)."""
+
+    enabled: bool = Field(
+        default=True,
+        description="an email_unsubscribe touch opts its person out of email in the CRM "
+        "(Salesforce HasOptedOutOfEmail; HubSpot subscription status); nobody is ever opted in",
+    )
+    subscription: IdText = Field(
+        default="all",
+        description="HubSpot: 'all' (unsubscribe from all email) or one subscription type id",
+    )
+
+
 class People(_Strict):
     """Person-field sync rules and what to do with people the CRM does not know yet."""
 
@@ -439,6 +487,11 @@ class People(_Strict):
         default_factory=dict, description="CRM fields set on people closedloop creates"
     )
     fields: dict[str, PersonFieldRule] = Field(default_factory=dict)
+    owner: Owner | None = Field(
+        default=None,
+        description="who owns the people closedloop creates (default: the CRM's own default, "
+        "e.g. the integration user)",
+    )
 
 
 # --- filters and conditions --------------------------------------------------------------
@@ -710,6 +763,9 @@ class MappingFile(_Strict):
     lifecycle: Lifecycle | None = None
     campaign_members: CampaignMembers | None = Field(
         default=None, description="Salesforce only: add people to the Campaign of their touches"
+    )
+    opt_out: OptOut | None = Field(
+        default=None, description="set the CRM's email opt-out from unsubscribe touches"
     )
 
     @field_validator("timezone")

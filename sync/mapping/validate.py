@@ -269,6 +269,8 @@ class _Semantic:
         self.people()
         self.lifecycle()
         self.campaign_members()
+        self.owner()
+        self.opt_out()
         return sorted(self.issues, key=lambda i: (i.line or 0, i.column or 0))
 
     # -- catalogue helpers
@@ -763,3 +765,90 @@ class _Semantic:
         if section.match == "map" and not section.campaigns:
             self.add((*base, "match"), "match: map needs campaigns (source campaign -> "
                                        "Salesforce Campaign Id)")  # fmt: skip
+
+    # -- owners of created people and opt-outs
+
+    def owner(self) -> None:
+        owner = self.model.people.owner
+        if owner is None:
+            return
+        base: KeyPath = ("people", "owner")
+        unknown = self.model.people.unknown
+        if unknown == "hold":
+            self.add(
+                base,
+                "an owner is given to people closedloop creates; with unknown: hold "
+                "it creates none (set unknown: create_lead or create_contact)",
+            )
+            return
+        if self.crm == "hubspot":
+            if owner.hubspot_owner_id is None:
+                self.add(
+                    base,
+                    "a HubSpot mapping sets the owner with hubspot_owner_id (the "
+                    "owner id from Settings > Users or the owners API)",
+                )
+            elif not owner.hubspot_owner_id.isdigit():
+                self.add(
+                    (*base, "hubspot_owner_id"),
+                    f"{owner.hubspot_owner_id!r} is not a HubSpot owner id (a number)",
+                )
+            return
+        if owner.hubspot_owner_id is not None:
+            self.add(
+                (*base, "hubspot_owner_id"),
+                "hubspot_owner_id is for HubSpot mappings; "
+                "Salesforce takes assignment_rule, user or queue",
+            )
+            return
+        lead_only = {
+            "assignment_rule": "lead assignment rules assign Leads only",
+            "queue": "queues can own Leads but not Contacts",
+        }
+        for name, what in lead_only.items():
+            if getattr(owner, name) and unknown != "create_lead":
+                self.add(
+                    (*base, name),
+                    f"Salesforce {what}, and this mapping creates Contacts "
+                    "(set unknown: create_lead, or owner.user)",
+                )
+                return
+        prefixes = {"assignment_rule": "01Q", "user": "005", "queue": "00G"}
+        for name, prefix in prefixes.items():
+            value = getattr(owner, name)
+            if not value or (name == "assignment_rule" and value.lower() == "active"):
+                continue
+            if not (value.startswith(prefix) and len(value) in (15, 18) and value.isalnum()):
+                self.add(
+                    (*base, name),
+                    f"{value!r} is not a Salesforce {name.replace('_', ' ')} "
+                    f"Id (15 or 18 characters starting with {prefix})"
+                    + (" or 'active'" if name == "assignment_rule" else ""),
+                )
+
+    def opt_out(self) -> None:
+        section = self.model.opt_out
+        if section is None:
+            return
+        base: KeyPath = ("opt_out",)
+        subscription = section.subscription
+        if self.crm == "salesforce":
+            if subscription != "all":
+                self.add(
+                    (*base, "subscription"),
+                    "Salesforce has one email opt-out (HasOptedOutOfEmail): remove subscription",
+                )
+            else:
+                self.check_field(
+                    base,
+                    PERSON_OBJECTS.get(self.crm, ()),
+                    "HasOptedOutOfEmail",
+                    write="update",
+                    key=False,
+                )
+        elif subscription != "all" and not subscription.isdigit():
+            self.add(
+                (*base, "subscription"),
+                f"{subscription!r} is neither 'all' nor a HubSpot "
+                "subscription type id (a number, from the subscription definitions)",
+            )

@@ -40,6 +40,19 @@ replay upserts the Tasks again and settles the memberships again. A membership S
 refuses (unknown Campaign, a status that Campaign lacks) becomes a dead letter of stage ``push``
 with Salesforce's code and message, keyed by the touch; the touch's delivery stays ``confirmed``.
 Replaying that letter re-pushes the touch, and so retries the membership.
+
+Owners (mapping ``people.owner``): people created in step 1 carry the mapping's owner (a
+Salesforce User or queue as ``OwnerId``, a HubSpot ``hubspot_owner_id``), or their creates the
+``Sforce-Auto-Assign`` header that runs a Salesforce assignment rule (``_owner``).
+
+Opt-outs (mapping ``opt_out``): between 2 and 3, the people of the batch's ``email_unsubscribe``
+touches (rendered or filtered alike) whose address the ledger's ``opt_out`` table does not hold
+for this sink are opted out in one batched ``crm.opt_out`` (the connector reads the CRM first and
+writes only where the person is not already out; nothing ever opts anyone in). The rows are
+committed with the intents of step 3, so a replay of the batch finds them and writes nothing; a
+crash between the CRM write and that commit costs one read on the replay. An opt-out the CRM
+refuses is a dead letter of stage ``push`` keyed by the touch (its payload names ``opt_out``);
+replaying it tries the opt-out again.
 """
 
 from __future__ import annotations
@@ -79,6 +92,7 @@ from sync.ledger.models import (
     DeadLetterStage,
     DeliveryRow,
     DeliveryState,
+    OptOutRow,
     PersonRow,
     SyncRunRow,
     TouchRow,
@@ -111,6 +125,7 @@ _TOUCH = TouchRow.__table__  # type: ignore[attr-defined]
 _DELIVERY = DeliveryRow.__table__  # type: ignore[attr-defined]
 _PERSON = PersonRow.__table__  # type: ignore[attr-defined]
 _RUN = SyncRunRow.__table__  # type: ignore[attr-defined]
+_OPT_OUT = OptOutRow.__table__  # type: ignore[attr-defined]
 
 HELD = "held: the CRM does not know this person yet (mapping says hold)"
 # Records one counted push call can carry, per CRM type (ARCHITECTURE.md "Limits"): a
@@ -308,6 +323,9 @@ class Deliverer:
         self._campaign_ids: dict[str, str] = {}
         # Touch keys whose campaign membership was refused in this run (for dead-letter replay).
         self.member_failures: set[str] = set()
+        # Unsubscribe touch keys whose person's opt-out the ledger holds after this run's
+        # batches (written now or before; for dead-letter replay).
+        self.opted_out: set[str] = set()
         # Sinks whose creates are not idempotent: the ledger vouches for each key it sends.
         self.audit = KeyAudit(ctx, crm, sink) if isinstance(crm, KeyedSink) else None
         # Run id -> when it finished (None: it never did), for ``_sent_by``.
@@ -387,6 +405,7 @@ class Deliverer:
         CRM's refusals by email, from its ``last_rejections``)."""
         plans: dict[str, Person] = {}
         held: set[str] = set()
+        owner_id, assignment = self._owner()
         for email, touch in touches_by_email.items():
             # The row's own person fields (a file's name, company and title columns), for the
             # mapping's person.first_name, person.company, person.fields.title ...
@@ -420,6 +439,7 @@ class Deliverer:
                 last_name=_text(fields, "LastName", "lastname"),
                 company=_text(fields, "Company", "company"),
                 lead_source=_text(fields, "LeadSource"),
+                owner_id=owner_id,
                 fields=fields,
             )
         if not plans:
@@ -430,7 +450,10 @@ class Deliverer:
         missing = dict(plans)
         for attempt in range(CALL_ATTEMPTS):
             try:
-                made = self.crm.create_people(list(missing.values()))
+                if assignment is None:
+                    made = self.crm.create_people(list(missing.values()))
+                else:
+                    made = self.crm.create_people(list(missing.values()), assignment=assignment)  # type: ignore[call-arg]
                 for rejection in getattr(self.crm, "last_rejections", None) or []:
                     if rejection.key:
                         refused[rejection.key.strip().lower()] = rejection
@@ -455,6 +478,118 @@ class Deliverer:
             self._cache(email, person)
         self.ctx.add("created_people", len(created))
         return created, held, refused
+
+    def _owner(self) -> tuple[str | None, str | None]:
+        """(OwnerId / hubspot_owner_id for created people, the Salesforce ``Sforce-Auto-Assign``
+        header for their creates) from the mapping's ``people.owner``; (None, None) unset.
+
+        A fixed Salesforce owner goes with ``FALSE``: without the header the org's active
+        assignment rule would reassign the Lead (docs/vendor-behaviour.md)."""
+        owner = self.mapping.owner
+        if owner is None:
+            return None, None
+        if owner.assignment_rule:
+            rule = owner.assignment_rule
+            return None, "TRUE" if rule.lower() == "active" else rule
+        if owner.user or owner.queue:
+            return owner.user or owner.queue, "FALSE"
+        return owner.hubspot_owner_id, None
+
+    # -- opt-outs ------------------------------------------------------------------------------
+
+    def _opt_outs(self, work: _Batch) -> tuple[list[dict[str, Any]], list[Rejection]]:
+        """Opt the people of this batch's unsubscribe touches out of email in the CRM (mapping
+        ``opt_out``): (``opt_out`` rows to record with the batch's intents, refusals).
+
+        Addresses the ledger already records for this sink are skipped (a replay writes nothing
+        again); the connector reads the CRM first and leaves people it has opted out alone, so
+        a crash between its write and the ledger's record costs a read, not a second write.
+        Nothing ever opts anyone in: only unsubscribe touches lead here."""
+        plan = self.mapping.opt_out
+        if plan is None:
+            return [], []
+        wanted: dict[str, Pending] = {}
+        for p in work.batch:
+            email = _email(p.touch)
+            if (
+                p.touch.kind is TouchKind.EMAIL_UNSUBSCRIBE
+                and p.touch.key not in work.rejected
+                and email in work.people
+            ):
+                wanted.setdefault(email, p)
+        if not wanted:
+            return [], []
+        apply = getattr(self.crm, "opt_out", None)
+        if apply is None:
+            raise ConfigError(
+                f"connection {self.sink!r} cannot set email opt-outs: remove opt_out from the "
+                "mapping or use a Salesforce or HubSpot sink"
+            )
+        recorded: set[str] = set()
+        emails = sorted(wanted)
+        with self.ctx.engine.connect() as conn:
+            for start in range(0, len(emails), _LOOKUP_CHUNK):
+                found = conn.execute(
+                    select(_OPT_OUT.c.email).where(
+                        _OPT_OUT.c.sink == self.sink,
+                        _OPT_OUT.c.email.in_(emails[start : start + _LOOKUP_CHUNK]),
+                    )
+                )
+                recorded.update(str(row.email).lower() for row in found)
+        todo = [work.people[e] for e in emails if e not in recorded]
+        self.ctx.add("opt_outs_recorded_before", len(emails) - len(todo))
+        self.opted_out.update(
+            p.touch.key
+            for p in work.batch
+            if p.touch.kind is TouchKind.EMAIL_UNSUBSCRIBE and _email(p.touch) in recorded
+        )
+        if not todo:
+            return [], []
+        results = self._call(lambda: apply(todo, plan.subscription))
+        rows: list[dict[str, Any]] = []
+        refusals: list[Rejection] = []
+        for result in results:
+            email = result.email.lower()
+            pending = wanted.get(email)
+            if pending is None:
+                continue
+            if result.ok:
+                rows.append({
+                    "sink": self.sink, "email": email,
+                    "external_id": work.people[email].external_id or None,
+                    "touch_key": pending.touch.key, "changed": result.changed,
+                    "subscription": plan.subscription, "run_id": self.ctx.run_id,
+                    "recorded_at": utcnow(),
+                })  # fmt: skip
+                continue
+            code = result.error_code or "REJECTED"
+            reason = (
+                f"{self.sink} refused to opt {email} out of email: {code}: "
+                f"{result.error_message or ''}"
+            ).strip()
+            payload = {**touch_payload(pending.touch), "opt_out": plan.subscription}
+            refusals.append(Rejection(pending.touch.key, code, reason, payload))
+        done = {r["email"] for r in rows}
+        self.opted_out.update(
+            p.touch.key
+            for p in work.batch
+            if p.touch.kind is TouchKind.EMAIL_UNSUBSCRIBE and _email(p.touch) in done
+        )
+        self.ctx.add("opted_out", sum(1 for r in rows if r["changed"]))
+        self.ctx.add("opt_outs_already_in_crm", sum(1 for r in rows if not r["changed"]))
+        self.ctx.add("opt_outs_refused", len(refusals))
+        return rows, refusals
+
+    def _record_opt_outs(
+        self, conn: Connection, rows: Sequence[Mapping[str, Any]], refusals: Sequence[Rejection]
+    ) -> None:
+        if rows:
+            statement = dialect_insert(conn, _OPT_OUT)
+            conn.execute(
+                statement.on_conflict_do_nothing(index_elements=["sink", "email"]), list(rows)
+            )
+        if refusals:
+            insert_rejects(conn, self.ctx.name, DeadLetterStage.PUSH.value, refusals)
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         for attempt in _retrying():
@@ -510,6 +645,7 @@ class Deliverer:
         self.ctx.add("held_until_mql", sum(1 for why in held.values() if why != HELD))
         self.ctx.add("failed", sum(len(ids) for ids in work.later.values()))
         prepared = self._render(work, ready)
+        opt_outs, opt_out_refusals = self._opt_outs(work)
         if self.audit is not None:
             self._vouch(prepared, self.audit)
         found: list[dict[str, Any]] = [
@@ -534,6 +670,7 @@ class Deliverer:
             for error, ids in work.later.items():
                 self._mark(conn, ids, DeliveryState.FAILED, error=error, bump=True)
             self._dead_letter(conn, work.rejects)
+            self._record_opt_outs(conn, opt_outs, opt_out_refusals)
             self.after_prepare(conn, batch)
         self.ctx.progress("map", len(batch))
         return prepared

@@ -150,6 +150,8 @@ def _replay_rows(
             ok = states.get(row.record_key) == DeliveryState.CONFIRMED.value
             if _is_member_letter(row) and row.record_key in deliverer.member_failures:
                 ok = False  # the touch landed again, but its campaign membership did not
+            if _is_opt_out_letter(row):
+                ok = row.record_key in deliverer.opted_out  # the letter is the opt-out's
             values = {"attempts": _DEAD.c.attempts + 1}
             if ok:
                 values.update(status=DeadLetterStatus.REPLAYED.value, resolved_at=now)
@@ -162,6 +164,12 @@ def _replay_rows(
 def _is_member_letter(row: Any) -> bool:
     """A dead letter of a refused campaign membership (its touch itself was delivered)."""
     return isinstance(row.payload, dict) and "campaign_member" in row.payload
+
+
+def _is_opt_out_letter(row: Any) -> bool:
+    """A dead letter of a refused email opt-out (its touch itself may be delivered or
+    filtered)."""
+    return isinstance(row.payload, dict) and "opt_out" in row.payload
 
 
 def discard_dead_letters(engine: Engine, ids: Sequence[int]) -> list[int]:

@@ -397,3 +397,89 @@ def test_a_search_query_takes_at_most_3000_characters(
     assert raised.value.status == 400
     assert '"category":"VALIDATION_ERROR"' in raised.value.body
     assert "3000 characters" in raised.value.body
+
+
+# -- communication preferences and owners ---------------------------------------------------------
+
+_V3 = "/communication-preferences/v3"
+_V4 = "/communication-preferences/v4/statuses"
+
+
+def test_v3_subscribe_refuses_an_address_that_unsubscribed(hub: tuple[HubSpotStore, str]) -> None:
+    email = {"emailAddress": "ann@example.com", "subscriptionId": "1001"}
+
+    subscribed = _call(hub, "POST", f"{_V3}/subscribe", json=email)
+    unsubscribed = _call(hub, "POST", f"{_V3}/unsubscribe", json=email)
+    again = _call(hub, "POST", f"{_V3}/unsubscribe", json=email)
+    resubscribed = _call(hub, "POST", f"{_V3}/subscribe", json=email)
+
+    assert subscribed.status_code == 200
+    assert unsubscribed.status_code == 200
+    assert unsubscribed.json()["status"] == "NOT_SUBSCRIBED"
+    assert again.status_code == 400
+    assert resubscribed.status_code == 400
+    assert resubscribed.json()["category"] == "VALIDATION_ERROR"
+    status = _call(hub, "GET", f"{_V3}/status/email/ann@example.com").json()
+    assert {s["id"]: s["status"] for s in status["subscriptionStatuses"]}["1001"] == (
+        "NOT_SUBSCRIBED"
+    )
+
+
+def test_v4_unsubscribe_all_is_batched_read_back_and_v3_cannot_resubscribe(
+    hub: tuple[HubSpotStore, str],
+) -> None:
+    inputs = {"inputs": ["ann@example.com", "bo@example.com", "not-an-address"]}
+
+    missing_channel = _call(hub, "POST", f"{_V4}/batch/unsubscribe-all", json=inputs)
+    done = _call(hub, "POST", f"{_V4}/batch/unsubscribe-all?channel=EMAIL", json=inputs)
+    read = _call(hub, "POST", f"{_V4}/batch/unsubscribe-all/read?channel=EMAIL",
+                 json={"inputs": ["ann@example.com", "cy@example.com"]})  # fmt: skip
+    resubscribed = _call(
+        hub, "POST", f"{_V3}/subscribe",
+        json={"emailAddress": "bo@example.com", "subscriptionId": "1002"},
+    )  # fmt: skip
+
+    assert missing_channel.status_code == 400
+    assert done.status_code == 200
+    body = done.json()
+    assert [r["subscriberIdString"] for r in body["results"]] == ["ann@example.com",
+                                                                  "bo@example.com"]  # fmt: skip
+    assert body["numErrors"] == 1
+    assert body["errors"][0]["context"] == {"subscriberIdString": ["not-an-address"]}
+    wide = {r["subscriberIdString"]: r["wideStatuses"][0]["status"] for r in read.json()["results"]}
+    assert wide == {"ann@example.com": "UNSUBSCRIBED", "cy@example.com": "NOT_SPECIFIED"}
+    assert resubscribed.status_code == 400
+
+
+def test_v4_batch_write_sets_one_subscription_and_batch_read_returns_every_type(
+    hub: tuple[HubSpotStore, str],
+) -> None:
+    write = {"inputs": [{"subscriberIdString": "ann@example.com", "subscriptionId": 1001,
+                         "statusState": "UNSUBSCRIBED", "channel": "EMAIL"}]}  # fmt: skip
+    unknown = {"inputs": [{**write["inputs"][0], "subscriptionId": 4242}]}
+
+    assert _call(hub, "POST", f"{_V4}/batch/write", json=write).status_code == 200
+    assert _call(hub, "POST", f"{_V4}/batch/write", json=unknown).status_code == 400
+    read = _call(hub, "POST", f"{_V4}/batch/read?channel=EMAIL",
+                 json={"inputs": ["ann@example.com"]})  # fmt: skip
+    [result] = read.json()["results"]
+    assert {s["subscriptionId"]: s["status"] for s in result["statuses"]} == {
+        1001: "UNSUBSCRIBED",
+        1002: "NOT_SPECIFIED",
+    }
+    definitions = _call(hub, "GET", "/communication-preferences/v4/definitions").json()
+    assert [d["name"] for d in definitions["results"]] == ["Marketing Information", "One to One"]
+
+
+def test_an_owner_is_read_by_id_and_an_unknown_one_is_404(hub: tuple[HubSpotStore, str]) -> None:
+    store, _ = hub
+    with store.lock:
+        owner = store.data.add_owner("Hana Owner", "hana@example.com")
+
+    found = _call(hub, "GET", f"/crm/v3/owners/{owner}")
+    missing = _call(hub, "GET", "/crm/v3/owners/99999999")
+
+    assert found.status_code == 200
+    assert found.json()["email"] == "hana@example.com"
+    assert missing.status_code == 404
+    assert missing.json()["category"] == "OBJECT_NOT_FOUND"

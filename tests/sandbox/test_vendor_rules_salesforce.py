@@ -186,3 +186,100 @@ def test_a_date_field_takes_only_a_day_through_rest(org: Org, value: str) -> Non
     assert taken.status_code == 201
     [task] = org.store.dump()["records"]["Task"]
     assert task["ActivityDate"] == "2026-05-06"
+
+
+# -- owners, assignment rules and the email opt-out ----------------------------------------------
+
+
+def _create_leads(org: Org, headers: dict[str, str] | None, *owner: str) -> list[str]:
+    """Two Leads through a Composite sObject Collections create (the connector's path), the
+    subrequest carrying ``headers``; ``owner``: an OwnerId for both."""
+    records = [
+        {"attributes": {"type": "Lead"}, "LastName": f"Doe {i}", "Company": "Acme",
+         **({"OwnerId": owner[0]} if owner else {})}
+        for i in range(2)
+    ]  # fmt: skip
+    sub: dict[str, Any] = {
+        "method": "POST", "url": f"{BASE}/composite/sobjects", "referenceId": "c",
+        "body": {"allOrNone": False, "records": records},
+    }  # fmt: skip
+    if headers is not None:
+        sub["httpHeaders"] = headers
+    answer = org.call("POST", f"{BASE}/composite", json={"compositeRequest": [sub]})
+    assert answer.status_code == 200, answer.text
+    [result] = answer.json()["compositeResponse"]
+    assert all(r["success"] for r in result["body"]), result
+    return [r["id"] for r in result["body"]]
+
+
+def _owners(org: Org, ids: list[str]) -> set[str]:
+    return {org.store.records["Lead"][i]["OwnerId"] for i in ids}
+
+
+def test_the_assignment_rule_header_defaults_to_true_and_false_or_a_rule_id_overrides(
+    org: Org,
+) -> None:
+    queue = org.store.add_queue("Inbound Leads")
+    other = org.store.add_queue("Partner Leads")
+    rep = org.store.add_user("Rita", "Rep", "rita.rep@example.com")
+    org.store.add_assignment_rule("Inbound", queue)
+    partner_rule = org.store.add_assignment_rule("Partner", other, active=False)
+
+    assert _owners(org, _create_leads(org, None)) == {queue}, "no header: the active rule"
+    assert _owners(org, _create_leads(org, {"Sforce-Auto-Assign": "true"})) == {queue}
+    assert _owners(org, _create_leads(org, {"Sforce-Auto-Assign": "FALSE"}, rep)) == {rep}
+    assert _owners(org, _create_leads(org, {"Sforce-Auto-Assign": partner_rule})) == {other}
+    # An update without the header runs the active rule too; FALSE keeps the owner.
+    [kept, moved] = _create_leads(org, {"Sforce-Auto-Assign": "FALSE"}, rep)
+    patch = {"records": [{"attributes": {"type": "Lead"}, "Id": kept, "Rating": "Hot"}]}
+    sub = {"method": "PATCH", "url": f"{BASE}/composite/sobjects", "referenceId": "u",
+           "body": patch, "httpHeaders": {"Sforce-Auto-Assign": "FALSE"}}  # fmt: skip
+    assert org.call("POST", f"{BASE}/composite", json={"compositeRequest": [sub]}).ok
+    assert org.call("PATCH", f"{BASE}/sobjects/Lead/{moved}", json={"Rating": "Hot"}).ok
+    assert org.store.records["Lead"][kept]["OwnerId"] == rep
+    assert org.store.records["Lead"][moved]["OwnerId"] == queue
+
+
+def test_a_lead_owner_is_an_active_user_or_a_queue_that_holds_leads(org: Org) -> None:
+    cases_only = org.store.add_queue("Cases", objects=("Case",))
+    leads = org.store.add_queue("Leads")
+    gone = org.store.add_user("Gone", "Rep", "gone@example.com", active=False)
+    url = f"{BASE}/sobjects/Lead"
+    lead = {"LastName": "Doe", "Company": "Acme"}
+
+    not_leads = org.call("POST", url, json={**lead, "OwnerId": cases_only})
+    inactive = org.call("POST", url, json={**lead, "OwnerId": gone})
+    queued = org.call("POST", url, json={**lead, "OwnerId": leads})
+    contact = org.call("POST", f"{BASE}/sobjects/Contact", json={"LastName": "Doe",
+                                                                  "OwnerId": leads})  # fmt: skip
+
+    assert _first_error(not_leads)["errorCode"] == "FIELD_INTEGRITY_EXCEPTION"
+    assert _first_error(inactive)["errorCode"] == "INACTIVE_OWNER_OR_USER"
+    assert queued.status_code == 201
+    assert contact.status_code == 400, "Contacts cannot be owned by queues"
+    assert _first_error(contact)["errorCode"] == "FIELD_INTEGRITY_EXCEPTION"
+
+
+def test_group_queue_and_assignment_rule_are_queryable_and_leads_carry_the_opt_out(
+    org: Org,
+) -> None:
+    queue = org.store.add_queue("Inbound Leads")
+    rule = org.store.add_assignment_rule("Inbound", queue)
+    [lead] = _leads(org, 1)
+
+    def query(soql: str) -> list[dict[str, Any]]:
+        answer = org.call("GET", f"{BASE}/query", params={"q": soql})
+        assert answer.status_code == 200, answer.text
+        records: list[dict[str, Any]] = answer.json()["records"]
+        return records
+
+    assert [r["Id"] for r in query("SELECT Id FROM Group WHERE Type = 'Queue'")] == [queue]
+    assert query("SELECT QueueId FROM QueueSobject WHERE SobjectType = 'Lead'")[0]["QueueId"] == (
+        queue
+    )
+    active = "SELECT Id FROM AssignmentRule WHERE SobjectType = 'Lead' AND Active = true"
+    assert [r["Id"] for r in query(active)] == [rule]
+    [row] = query("SELECT Id, HasOptedOutOfEmail FROM Lead WHERE LastName = 'Doe 0'")
+    assert (row["Id"], row["HasOptedOutOfEmail"]) == (lead, False)
+    refused = org.call("POST", f"{BASE}/sobjects/AssignmentRule", json={"Name": "x"})
+    assert refused.status_code == 400

@@ -97,6 +97,15 @@ EXPECTED: dict[str, tuple[int, str, str]] = {
     "unknown_status_field": (13, "lifecycle.status_field", "did you mean 'Status'?"),
     "unknown_sync_rule": (16, "people.fields.FirstName.rule", "got 'prefer_crm'"),
     "unknown_template_filter": (10, "touches.fields.Subject", "did you mean 'lower'?"),
+    "opt_out_subscription_not_an_id": (16, "opt_out.subscription", "nor a HubSpot subscription"),
+    "opt_out_subscription_on_salesforce": (
+        14, "opt_out.subscription", "Salesforce has one email opt-out"
+    ),
+    "owner_on_hold": (14, "people.owner", "with unknown: hold it creates none"),
+    "owner_queue_for_contacts": (15, "people.owner.queue", "queues can own Leads but not Contacts"),
+    "owner_queue_on_hubspot": (16, "people.owner", "sets the owner with hubspot_owner_id"),
+    "owner_two_kinds": (15, "people.owner", "exactly one of assignment_rule, user, queue"),
+    "owner_user_not_a_user_id": (15, "people.owner.user", "not a Salesforce user Id"),
     "unknown_template_variable": (10, "touches.fields.Subject", "did you mean 'touch'?"),
     "unknown_timezone": (5, "timezone", "did you mean 'America/New_York'?"),
     "unknown_top_level_key": (3, "sourse", "did you mean 'source'?"),
