@@ -185,21 +185,26 @@ rm -rf wheelhouse
 say "built $IMAGE"
 
 # --- running it ------------------------------------------------------------------------------
-# run_image MOUNT... -- COMMAND...: COMMAND in a fresh container of the image (host network).
+# run_image MOUNT... -- [--user UID:GID --] COMMAND...: COMMAND in a fresh container of the
+# image (host network), as the image's user unless --user is given.
 run_image() {
-    local mounts=()
+    local options=()
     while [ "$1" != -- ]; do
-        mounts+=(-v "$1")
+        options+=(-v "$1")
         shift
     done
     shift
+    if [ "$1" = --user ]; then
+        options+=(--user "$2")
+        shift 3
+    fi
     if [ "$ENGINE" = docker ]; then
-        docker run --rm --network host "${mounts[@]}" --entrypoint "$1" "$IMAGE" "${@:2}"
+        docker run --rm --network host "${options[@]}" --entrypoint "$1" "$IMAGE" "${@:2}"
     else
         local c
         c="$(buildah from --quiet "$IMAGE")"
         containers+=("$c")
-        buildah run --isolation chroot "${mounts[@]}" "$c" -- "$@"
+        buildah run --isolation chroot "${options[@]}" "$c" -- "$@"
     fi
 }
 
@@ -209,18 +214,21 @@ grep -q "Usage" "$workdir/help.txt" || die "closedloop --help printed no usage"
 uid="$(run_image -- id -u)"
 [ "$uid" = 999 ] || die "the image runs as uid $uid, not 999"
 
-# The README's route: `init` in the image writes the config folder (files owned by uid 999),
-# which is then mounted read-only; the ledger lives on its own volume.
-config="$workdir/config" ledger="$workdir/ledger"
+# The README's route: `init` in the image as the folder's owner (a user other than 999) writes
+# the config folder, its secrets are then given to uid 999, and the folder is mounted read-only;
+# the ledger lives on its own volume.
+config="$workdir/config" ledger="$workdir/ledger" owner=4242
 mkdir -p "$config" "$ledger"
-chown 999:999 "$config" "$ledger"
+chown "$owner:$owner" "$config"
+chown 999:999 "$ledger"
 say "closedloop init in the image"
-run_image "$config:/etc/closedloop" -- closedloop init /etc/closedloop/closedloop.yaml \
-    > "$workdir/init.log" 2>&1 || {
+run_image "$config:/etc/closedloop" -- --user "$owner:$owner" -- \
+    closedloop init /etc/closedloop/closedloop.yaml > "$workdir/init.log" 2>&1 || {
     cat "$workdir/init.log" >&2
     die "closedloop init failed"
 }
-[ "$(stat -c %u "$config/closedloop.yaml")" = 999 ] || die "init's files are not owned by uid 999"
+[ -f "$config/mappings/marketo-salesforce.yaml" ] || die "init copied no mappings"
+chown -R 999:999 "$config/.closedloop"
 # This check's own ports, and the sandbox's CA (written when it starts) from the ledger volume
 # since the config folder is read-only.
 sed -i -e "s#127.0.0.1:8443#127.0.0.1:$SF_PORT#" -e "s#127.0.0.1:8081#127.0.0.1:$HS_PORT#" \

@@ -45,8 +45,7 @@ def _wanted(requirement: Requirement, extras: set[str]) -> bool:
         return True
     environment = default_environment()
     return any(
-        requirement.marker.evaluate({**environment, "extra": extra})
-        for extra in (extras or {""})
+        requirement.marker.evaluate({**environment, "extra": extra}) for extra in (extras or {""})
     )
 
 
