@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # closedloop as a scheduled container: `docker run closedloop` runs `closedloop serve` as uid 999.
 #
 # BASE_IMAGE: any Debian-based image with python3 (3.11+) and its venv module, such as

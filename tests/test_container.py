@@ -198,3 +198,11 @@ def test_ci_runs_the_container_smoke(script: str) -> None:
         assert "closedloop init /etc/closedloop/closedloop.yaml" in text
         assert ":/etc/closedloop:ro" in text
         assert ":/var/lib/closedloop" in text
+
+
+def test_the_dockerfile_pulls_nothing_but_its_base() -> None:
+    """An offline build must not fetch a BuildKit frontend (``# syntax=``) or another image."""
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert not re.search(r"^#\s*syntax\s*=", text, re.MULTILINE)
+    bases = [rest.split()[0] for name, rest in _dockerfile() if name == "FROM"]
+    assert bases == ["${BASE_IMAGE}", "${BASE_IMAGE}"]
