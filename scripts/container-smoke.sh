@@ -201,10 +201,12 @@ run_image() {
     if [ "$ENGINE" = docker ]; then
         docker run --rm --network host "${options[@]}" --entrypoint "$1" "$IMAGE" "${@:2}"
     else
-        local c
+        # Removed here, not by the exit trap: run_image may run in a $(...) subshell.
+        local c status=0
         c="$(buildah from --quiet "$IMAGE")"
-        containers+=("$c")
-        buildah run --isolation chroot "${options[@]}" "$c" -- "$@"
+        buildah run --isolation chroot "${options[@]}" "$c" -- "$@" || status=$?
+        buildah rm "$c" > /dev/null
+        return "$status"
     fi
 }
 
