@@ -223,8 +223,12 @@ def test_init_writes_a_sandbox_config_that_passes_check(
         ("dispositions", "salesforce", None),
         ("reconcile", "salesforce", None),
     }
-    # The agreed SLA target (the Salesforce mapping's MQL target), not the HubSpot mapping's 4h.
-    assert config["analytics"] == {"crms": ["salesforce"], "sla": {"default": "24h"}}
+    # The agreed SLA targets are each CRM's mapping's (Salesforce: MQL 24h), not overridden by
+    # one analytics.sla target for every CRM (which would also apply to HubSpot's 4h once added).
+    assert config["analytics"] == {"crms": ["salesforce"]}
+    touches = next(p for p in config["pipelines"].values() if p["kind"] == "touches")
+    mapping = yaml.safe_load((project / touches["mapping"]).read_text(encoding="utf-8"))
+    assert mapping["lifecycle"]["sla"]["MQL"] == "24h"
     assert all("schedule" in p for p in config["pipelines"].values())
 
 
