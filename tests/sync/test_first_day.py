@@ -164,5 +164,10 @@ def test_the_readme_path_from_init_to_a_report_with_names(tmp_path: Path) -> Non
     assert quality["matched_by_crm_sync"] > 0
     assert {m["program_name"] for m in quality["matched_by_name"]} >= {"Google Ads: Brand"}
     assert 'id="data-quality"' in html
-    # The agreed SLA target, not the HubSpot mapping's 4h: one CRM, 24h.
-    assert document["notes"][0].startswith("People, deals and campaigns of salesforce only")
+    # One CRM, held to its own agreed target (the Salesforce mapping's 24h, not HubSpot's 4h).
+    assert document["notes"][0].startswith(
+        "This report counts the people, deals and campaigns of salesforce only"
+    )
+    targets = document["tables"]["sla_targets"]
+    mql = [(t["crm"], t["target_hours"]) for t in targets if t["stage"] == "MQL"]
+    assert mql == [("salesforce", 24)]
