@@ -284,7 +284,9 @@ class LoopbackServer:
         self.tls = tls
         # The socket is bound here and handed to uvicorn: a port picked now and bound later
         # (after the world loads) could be taken meanwhile by any other process of the machine.
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say
+        # so, and with Nagle on small answers wait for the client's delayed ACK.
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port or 0))
         self.port: int = self._socket.getsockname()[1]
