@@ -27,13 +27,13 @@ process started). When a job fires, it:
    (a lost lease sets the run's stop event; the pipeline's fenced commits are refused anyway);
 5. records the tick under the fence (a stale holder's record is refused) and releases the lease.
 
-Steps 2-5 happen under one lease, and the tick record is written before the release, so two
-replicas never run the same tick.
+Steps 2-5 happen under one lease, and the tick record is written before the release, so no
+tick is completed twice.
 
 Failover. A tick whose runner dies stays unrecorded. Every other replica fired the same tick and
-is waiting for its lease (step 2), so the first to find it free runs that tick: at most one lease
-period after the kill (the holder's last renewal was at most a third of a period before it) plus
-one poll, and at once when the dead holder was on this machine. Only when the lease outlives the
+is waiting for its lease (step 2), so the first to find it free runs that tick again: at most one
+lease period after the kill (a lease expires one period after its last renewal) plus one poll,
+and at once when the dead holder was on this machine. Only when the lease outlives the
 wait (a kill in the last lease period before the next tick) does the next tick run it instead,
 which is no later. Ticks that fall while the lease is held by a dead replica are skipped: the
 next run catches up from the pipeline's cursors.
