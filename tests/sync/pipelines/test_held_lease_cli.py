@@ -7,7 +7,6 @@ period); a live holder makes the run skip the pipeline and exit 3, or 0 with ``-
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,18 +16,11 @@ from typer.testing import CliRunner
 
 from sync import leases
 from sync.cli.sync_cmd import EXIT_HELD, _standalone
+from sync.ledger import make_engine
 from tests.sync.pipelines.conftest import badge_pipeline, badge_rows, known_emails
+from tests.sync.test_leases import holder_process
 
 PIPELINE = "badges-to-salesforce"
-
-HOLD = """
-import sys, time
-from sync import leases
-from sync.ledger import make_engine
-fence = leases.acquire(make_engine(sys.argv[1]), sys.argv[2], leases.process_owner("serve"), 60)
-print("held" if fence else "refused", flush=True)
-time.sleep(120)
-"""
 
 
 @pytest.fixture
@@ -42,22 +34,13 @@ def ws(workspace_factory: Any, ledger_url: str) -> Any:
 
 @contextmanager
 def lease_holder(url: str) -> Iterator[subprocess.Popen[str]]:
-    """A `serve`-like process of this machine holding the pipeline's lease for 60 s."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", HOLD, url, leases.lease_name(PIPELINE)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    """Another process of this machine holding the pipeline's lease for 60 s."""
+    engine = make_engine(url)
     try:
-        assert process.stdout is not None
-        assert process.stdout.readline().strip() == "held"
-        yield process
+        with holder_process(engine, leases.lease_name(PIPELINE)) as process:
+            yield process
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
-        assert process.stdout is not None
-        process.stdout.close()
+        engine.dispose()
 
 
 def _sync(ws: Any, *extra: str) -> Any:
