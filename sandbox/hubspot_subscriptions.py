@@ -16,7 +16,7 @@ shapes):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -165,6 +165,16 @@ class Subscriptions:
             raise SubscriptionError(400, "VALIDATION_ERROR", "inputs is required.")
         return list(body["inputs"])
 
+    @classmethod
+    def _addresses(cls, body: Any, errors: list[dict[str, Any]]) -> Iterator[str]:
+        """The e-mail addresses of a batch's ``inputs``; one without an @ becomes an error."""
+        for raw in cls._inputs(body):
+            email = str(raw).strip()
+            if "@" in email:
+                yield email
+            else:
+                errors.append(cls._bad_address(email))
+
     @staticmethod
     def _bad_address(email: str) -> dict[str, Any]:
         # Assumed shape: a standard batch error naming the input.
@@ -175,12 +185,9 @@ class Subscriptions:
         }  # fmt: skip
 
     def v4_read(self, body: Any) -> dict[str, Any]:
-        results, errors = [], []
-        for raw in self._inputs(body):
-            email = str(raw).strip()
-            if "@" not in email:
-                errors.append(self._bad_address(email))
-                continue
+        results: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        for email in self._addresses(body, errors):
             statuses = [self._public(email, s) for s in self.definitions]
             results.append({"subscriberIdString": email, "statuses": statuses})
         return self._batch(results, errors)
@@ -208,12 +215,9 @@ class Subscriptions:
         return self._batch(results, errors)
 
     def v4_unsubscribe_all(self, body: Any) -> dict[str, Any]:
-        results, errors = [], []
-        for raw in self._inputs(body):
-            email = str(raw).strip()
-            if "@" not in email:
-                errors.append(self._bad_address(email))
-                continue
+        results: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        for email in self._addresses(body, errors):
             self.wide[email.lower()] = ("UNSUBSCRIBED", iso_ms(self._now()))
             for sub_id in self.definitions:
                 self._set(email, sub_id, "UNSUBSCRIBED", "API")
@@ -222,12 +226,9 @@ class Subscriptions:
         return self._batch(results, errors)
 
     def v4_unsubscribe_all_read(self, body: Any) -> dict[str, Any]:
-        results, errors = [], []
-        for raw in self._inputs(body):
-            email = str(raw).strip()
-            if "@" not in email:
-                errors.append(self._bad_address(email))
-                continue
+        results: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        for email in self._addresses(body, errors):
             wide = self.wide.get(email.lower())
             status, stamp = wide if wide else ("NOT_SPECIFIED", iso_ms(self._now()))
             results.append({
