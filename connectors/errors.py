@@ -18,9 +18,12 @@ vendor type. Messages never carry secret values: build them from field names, no
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from rapidfuzz import fuzz, process
 
 __all__ = [
     "AuthError",
@@ -32,6 +35,7 @@ __all__ = [
     "RateLimited",
     "RecordRejected",
     "Transient",
+    "did_you_mean",
 ]
 
 
@@ -128,3 +132,13 @@ class Fatal(ClosedloopError):
     """Unrecoverable: stop the pipeline and report."""
 
     exit_code = 1
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` naming the closest of ``choices`` to a misspelt ``word``, or ``""``.
+
+    Closest by rapidfuzz's normalised edit similarity (the scorer the fuzzy account matcher uses
+    too), at least 60 of 100: close enough for a typo, not for a different word.
+    """
+    best = process.extractOne(word, list(choices), scorer=fuzz.ratio, score_cutoff=60)
+    return f" (did you mean {best[0]!r}?)" if best else ""

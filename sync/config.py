@@ -45,7 +45,7 @@ from pydantic import (
     model_validator,
 )
 
-from connectors.errors import ConfigError, ConfigIssue
+from connectors.errors import ConfigError, ConfigIssue, did_you_mean
 from connectors.registry import ConnectorInfo, connector_names, get_connector
 from sync.analytics.settings import AnalyticsSettings
 from sync.attribution.settings import AttributionConfig
@@ -54,7 +54,6 @@ from sync.writeback.settings import AttributionWriteback, SlaWriteback
 from sync.yamlfile import (
     KeyPath,
     LocatedYaml,
-    did_you_mean,
     format_path,
     issues_from_validation_error,
     load_yaml,

@@ -14,7 +14,6 @@ expanded. An alias inside its own anchor (a recursive document) is refused the s
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from connectors.errors import ConfigIssue
+from connectors.errors import ConfigIssue, did_you_mean
 
 __all__ = [
     "MAX_ALIASES",
@@ -32,7 +31,6 @@ __all__ = [
     "MAX_NODES",
     "KeyPath",
     "LocatedYaml",
-    "did_you_mean",
     "format_path",
     "issues_from_validation_error",
     "load_yaml",
@@ -58,12 +56,6 @@ def format_path(path: Sequence[str | int]) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out
-
-
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 @dataclass

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from connectors.base import Touch
-from connectors.errors import ConfigError
+from connectors.errors import ConfigError, did_you_mean
 from connectors.files.fields import (
     ID_MAX,
     FieldError,
@@ -478,13 +478,7 @@ def _check_header(
         wanted.update({f"attribute {c!r}": c for c in settings.attribute_columns})
     missing = [f"{field}={column!r}" for field, column in wanted.items() if column not in cleaned]
     if missing:
-        import difflib
-
-        hints = []
-        for item in missing:
-            column = item.split("=", 1)[1].strip("'")
-            close = difflib.get_close_matches(column, cleaned, n=1, cutoff=0.6)
-            hints.append(item + (f" (did you mean {close[0]!r}?)" if close else ""))
+        hints = [item + did_you_mean(item.split("=", 1)[1].strip("'"), cleaned) for item in missing]
         raise ConfigError(
             f"{name}: the column mapping names columns that are not in the header: "
             f"{', '.join(hints)}; the header has: {', '.join(map(repr, cleaned))}"

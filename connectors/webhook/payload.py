@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from connectors.base import Touch
+from connectors.errors import did_you_mean
 from connectors.files.fields import (
     ID_MAX,
     FieldError,
@@ -111,12 +112,7 @@ def _parse(source: str, item: Any, now: datetime) -> Touch:
         raise FieldError("wrong_type", "expected an activity object")
     unknown = sorted(str(k) for k in item if k not in ITEM_FIELDS)
     if unknown:
-        import difflib
-
-        hints = []
-        for name in unknown[:5]:
-            close = difflib.get_close_matches(name, ITEM_FIELDS, n=1, cutoff=0.6)
-            hints.append(repr(name[:40]) + (f" (did you mean {close[0]!r}?)" if close else ""))
+        hints = [repr(name[:40]) + did_you_mean(name, ITEM_FIELDS) for name in unknown[:5]]
         raise FieldError(
             "unknown_field", f"unknown field {', '.join(hints)}; put extra data in attributes"
         )

@@ -186,7 +186,7 @@ def _pipeline_mapping(pipeline: str, config: Path | None) -> Path:
     cfg = load_config(config)
     pipelines = getattr(cfg, "pipelines", {})
     if pipeline not in pipelines:
-        from sync.yamlfile import did_you_mean
+        from connectors.errors import did_you_mean
 
         raise ConfigError(
             f"{config}: no pipeline {pipeline!r}{did_you_mean(pipeline, list(pipelines))}"

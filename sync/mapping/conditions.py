@@ -17,9 +17,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from connectors.base import Person, Touch
+from connectors.errors import did_you_mean
 from sync.mapping.model import Condition, MqlCondition, TouchedCondition
 from sync.mapping.templates import EMPTY_TOUCH, KNOWN_FIELDS, OPEN_FIELDS
-from sync.yamlfile import did_you_mean
 
 __all__ = [
     "Getter",

@@ -32,7 +32,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from connectors.base import TouchKind
-from sync.yamlfile import did_you_mean
+from connectors.errors import did_you_mean
 
 __all__ = [
     "CURRENT_SCHEMA_VERSION",

@@ -30,9 +30,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import _PassArg
 
 from connectors.base import Person, PersonKind, Touch, TouchKind
-from connectors.errors import MappingError
+from connectors.errors import MappingError, did_you_mean
 from sync.mapping.transforms import format_datetime
-from sync.yamlfile import did_you_mean
 
 __all__ = [
     "EMPTY_PERSON",

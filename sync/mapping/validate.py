@@ -33,7 +33,7 @@ from typing import Any, Union
 
 from pydantic import BaseModel, ValidationError
 
-from connectors.errors import ConfigError, ConfigIssue, MappingError
+from connectors.errors import ConfigError, ConfigIssue, MappingError, did_you_mean
 from sync.mapping.catalogue import (
     CLOSEDLOOP_HUBSPOT_PROPERTIES,
     HUBSPOT_ENGAGEMENTS,
@@ -66,7 +66,6 @@ from sync.mapping.transforms import compile_transforms
 from sync.yamlfile import (
     KeyPath,
     LocatedYaml,
-    did_you_mean,
     issues_from_validation_error,
     load_yaml,
 )
