@@ -141,6 +141,8 @@ def test_a_mapping_into_a_plugin_crm_is_checked_against_its_declared_catalogue(
     assert good.returncode == 0, good.stderr
     assert "OK mappings/badges-echo.yaml" in good.stdout
     assert "against the catalogue the echo connector declares" in good.stdout
+    checked = folder.run("config", "check")
+    assert checked.returncode == 0, checked.stderr
 
     folder.write_mapping(
         MAPPING.replace("target: activity", "target: activty")
@@ -178,6 +180,10 @@ def test_a_crm_name_no_installed_connector_has_is_refused_with_a_hint(folder: Fo
 def test_sync_delivers_each_touch_to_the_plugin_once_and_its_refusals_become_dead_letters(
     folder: Folder,
 ) -> None:
+    dry = folder.run("sync", "--dry-run")
+    assert dry.returncode == 0, dry.stderr + dry.stdout
+    assert folder.received() == Counter()  # a dry run sends the plugin nothing
+
     first = folder.run("sync")
 
     assert first.returncode == 0, first.stderr + first.stdout
