@@ -48,8 +48,9 @@ class SinkInfo:
     ``fields`` is the declared catalogue: object -> field rows, each a mapping with ``name`` and
     optionally ``label``, ``type`` (``string``, ``textarea``, ``picklist``, ``int``, ``double``,
     ``boolean``, ``date``, ``datetime``, ``reference`` ...), ``length``, ``picklist``,
-    ``restricted``, ``createable``, ``updateable``, ``required`` (on create). A connector that
-    implements ``describe_fields(objects)`` is asked that instead (its org's own fields).
+    ``restricted``, ``createable``, ``updateable``, ``required`` (on create). Declared fields are
+    used as they are, with no connection; a sink that declares none is asked
+    ``describe_fields(objects)`` for its org's own fields (cached in the ledger).
     """
 
     label: str = ""
