@@ -20,6 +20,9 @@ one connection:
    not be reached; with nothing cached it is a ``ConfigError`` (exit 2) naming the remedy. The
    sandbox's schema never stands in (that is ``--offline``, which the user asks for).
 
+A sink that declares its field catalogue (``SinkInfo.fields``: a plugin whose objects and fields
+are fixed) is checked against that declaration as is: nothing is read, cached or stale.
+
 ``ConfiguredSchema`` picks, per mapping file, the connection to check it against (the one
 named, else the pipelines using the file, else the only connection of the mapping's CRM type);
 ``pipeline_schema`` is the source a running pipeline compiles its mapping with.
@@ -35,10 +38,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Table, select
 
 from connectors.errors import ClosedloopError, ConfigError
+from connectors.registry import sink_info
 from sync.ledger.dialect import dialect_insert
 from sync.ledger.models import CrmSchemaRow
 from sync.ledger.types import utcnow
-from sync.mapping.catalogue import FieldCatalogue
+from sync.mapping.catalogue import FieldCatalogue, declared_catalogue
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -48,7 +52,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_AGE",
-    "DEFAULT_OBJECTS",
     "ConfiguredSchema",
     "OrgSchema",
     "age_text",
@@ -59,12 +62,6 @@ __all__ = [
 ]
 
 DEFAULT_MAX_AGE = timedelta(hours=24)
-# What ``closedloop schema refresh`` reads for a connection no mapping names yet.
-DEFAULT_OBJECTS: dict[str, tuple[str, ...]] = {
-    "salesforce": ("Task", "Lead", "Contact", "Opportunity"),
-    "hubspot": ("note", "task", "contact", "deal"),
-}
-_LABELS = {"salesforce": "Salesforce org", "hubspot": "HubSpot portal"}
 _TABLE: Table = CrmSchemaRow.__table__  # type: ignore[attr-defined]
 
 
@@ -121,7 +118,8 @@ class OrgSchema:
     @property
     def label(self) -> str:
         """``the Salesforce org of connection 'salesforce'``."""
-        return f"the {_LABELS.get(self.crm, self.crm)} of connection {self.connection!r}"
+        label = sink_info(self.crm).label or f"{self.crm} CRM"
+        return f"the {label} of connection {self.connection!r}"
 
     def catalogue(self, crm: str, objects: Collection[str]) -> FieldCatalogue:
         """The org's fields of ``objects`` (cached, or read now; see the module docstring)."""
@@ -130,6 +128,11 @@ class OrgSchema:
                 f"this mapping is for {crm}, but connection {self.connection!r} is a {self.crm} "
                 f"connection: name a {crm} connection with --connection"
             )
+        declared = declared_catalogue(
+            self.crm, f"against the catalogue the {self.crm} connector declares"
+        )
+        if declared is not None:
+            return declared
         wanted = list(dict.fromkeys(objects))
         cached = self._load(wanted)
         now = self._now()

@@ -139,3 +139,28 @@ def ledger_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[En
         yield engine
     finally:
         engine.dispose()
+
+
+ECHO_PLUGIN_SOURCE = Path(__file__).parent / "plugins" / "echo"
+
+
+@pytest.fixture(scope="session")
+def echo_plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The echo plugin (``tests/plugins/echo``) installed with pip into a folder of its own, not
+    into the venv: put it on ``PYTHONPATH`` (or ``sys.path``) to have it installed."""
+    import subprocess
+    import sys
+
+    target = tmp_path_factory.mktemp("echo-plugin")
+    build = tmp_path_factory.mktemp("echo-build")
+    subprocess.run(
+        [
+            sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+            "--no-build-isolation", "--disable-pip-version-check", "--target", str(target),
+            str(ECHO_PLUGIN_SOURCE),
+        ],
+        check=True,
+        cwd=build,
+        env={**os.environ, "PIP_NO_INPUT": "1"},
+    )  # fmt: skip
+    return target

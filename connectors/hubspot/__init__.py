@@ -11,7 +11,7 @@ import importlib
 from typing import Any
 
 from connectors.hubspot.settings import HubSpotSettings
-from connectors.registry import ConnectorInfo
+from connectors.registry import ConnectorInfo, SinkInfo
 
 __all__ = ["INFO"]
 
@@ -27,4 +27,13 @@ INFO = ConnectorInfo(
     settings_model=HubSpotSettings,
     factory=_build,
     description="HubSpot CRM (engagements, lifecycle stages) and marketing events as touches",
+    # Properties are read from the portal (``describe_fields``); a batch of 100 records is one
+    # counted push call (ARCHITECTURE.md "Limits").
+    sink=SinkInfo(
+        label="HubSpot portal",
+        person_objects=("contact",),
+        deal_objects=("deal",),
+        default_objects=("note", "task", "contact", "deal"),
+        push_capacity=100,
+    ),
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from connectors.registry import ConnectorInfo
+from connectors.registry import ConnectorInfo, SinkInfo
 from connectors.salesforce.settings import SalesforceSettings
 
 __all__ = ["INFO"]
@@ -27,4 +27,13 @@ INFO = ConnectorInfo(
     settings_model=SalesforceSettings,
     factory=_build,
     description="Salesforce CRM: touches as Tasks, dispositions, accounts and opportunities",
+    # Fields are read from the org (``describe_fields``); a Composite request of 5 collections
+    # of 200 records is one counted push call (ARCHITECTURE.md "Limits").
+    sink=SinkInfo(
+        label="Salesforce org",
+        person_objects=("Lead", "Contact"),
+        deal_objects=("Opportunity",),
+        default_objects=("Task", "Lead", "Contact", "Opportunity"),
+        push_capacity=1000,
+    ),
 )

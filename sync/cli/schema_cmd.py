@@ -100,7 +100,14 @@ def validate_files(
 
 
 def _crm_connections(config: Config, only: str | None) -> list[str]:
-    crms = sorted(n for n, c in config.connections.items() if c.type in ("salesforce", "hubspot"))
+    from connectors.registry import SINK_ROLE, sink_info
+
+    # Sinks that declare their catalogue have nothing to read or cache.
+    crms = sorted(
+        n
+        for n, c in config.connections.items()
+        if SINK_ROLE in c.roles and not sink_info(c.type).fields
+    )
     if only is None:
         return crms
     if only not in crms:
@@ -132,12 +139,13 @@ def _objects_named(config: Config, connection: str) -> list[str]:
 @app.command("refresh")
 def refresh(config: ConfigOption = None, connection: ConnectionOption = None) -> None:
     """Re-read the CRM schema from the org now (after adding a field), and cache it."""
-    from sync.crm_schema import DEFAULT_OBJECTS, OrgSchema, cached_objects
+    from connectors.registry import sink_info
+    from sync.crm_schema import OrgSchema, cached_objects
 
     loaded = load_config(config_path(config))
     names = _crm_connections(loaded, connection)
     if not names:
-        raise ConfigError(f"{loaded.path} has no Salesforce or HubSpot connection")
+        raise ConfigError(f"{loaded.path} has no CRM connection whose schema is read from the CRM")
     engine = open_config_ledger(loaded)
     try:
         for name in names:
@@ -147,7 +155,7 @@ def refresh(config: ConfigOption = None, connection: ConnectionOption = None) ->
                     [o for o, crm, _e, _r in cached_objects(engine, name) if crm == conn.type]
                     + _objects_named(loaded, name)
                 )
-            ) or list(DEFAULT_OBJECTS.get(conn.type, ()))
+            ) or list(sink_info(conn.type).objects_to_read())
             org = OrgSchema(engine, name, conn.type, conn.build)
             try:
                 missing = org.refresh_objects(objects)

@@ -11,7 +11,8 @@ Where a catalogue comes from is always explicit, and every message says which on
   HubSpot's properties API, cached in the ledger), what ``closedloop mappings validate``,
   ``config check``, ``check`` and ``sync`` use;
 - ``offline_catalogue()``: the sandbox emulators' schemas (else ``STANDARD``, the standard
-  fields below), only when asked for (``--offline``) and in tests;
+  fields below) and the catalogues plugin sinks declare (``SinkInfo.fields``), only when asked
+  for (``--offline``) and in tests;
 - ``UNCHECKED``: no CRM schema at all, for readers that only need a mapping's lifecycle.
 
 A catalogue is also a ``SchemaSource`` (it answers every request with itself), so functions
@@ -29,15 +30,19 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from connectors.registry import sink_info, sink_names
+
 __all__ = [
     "HUBSPOT_ENGAGEMENTS",
-    "PERSON_OBJECTS",
     "STANDARD",
     "UNCHECKED",
     "FieldCatalogue",
     "FieldInfo",
     "SchemaSource",
+    "deal_objects",
+    "declared_catalogue",
     "offline_catalogue",
+    "person_objects",
 ]
 
 
@@ -445,11 +450,29 @@ STANDARD = FieldCatalogue(
 )
 
 HUBSPOT_ENGAGEMENTS: tuple[str, ...] = ("note", "task", "email", "meeting", "call")
-# The CRM objects a person can be, per CRM: person fields are checked against their union.
-PERSON_OBJECTS: dict[str, tuple[str, ...]] = {
-    "salesforce": ("Lead", "Contact"),
-    "hubspot": ("contact",),
-}
+
+
+def person_objects(crm: str) -> tuple[str, ...]:
+    """The objects a person can be in ``crm`` (as its connector declares them): person fields
+    are checked against their union."""
+    return sink_info(crm).person_objects
+
+
+def deal_objects(crm: str) -> tuple[str, ...]:
+    """The objects of ``crm`` holding deals (``lifecycle.stage_field`` is one of their fields)."""
+    return sink_info(crm).deal_objects
+
+
+def declared_catalogue(crm: str, origin: str) -> FieldCatalogue | None:
+    """The field catalogue the connector of ``crm`` declares (``SinkInfo.fields``), or None."""
+    declared = sink_info(crm).fields
+    if not declared:
+        return None
+    objects = {
+        obj: {info.name: info for info in map(FieldInfo.from_row, rows)}
+        for obj, rows in declared.items()
+    }
+    return FieldCatalogue({crm: objects}, origin=origin, origins={crm: origin})
 
 
 # Custom properties closedloop's HubSpot connector creates (``closedloop check hubspot --fix``;
@@ -489,6 +512,10 @@ def offline_catalogue() -> FieldCatalogue:
         except ImportError:
             continue
         catalogue = catalogue.merged(built)
+    for crm in sink_names():  # plugin sinks: the catalogue their connector declares
+        declared = declared_catalogue(crm, OFFLINE_ORIGIN)
+        if declared is not None and crm not in catalogue.objects:
+            catalogue = catalogue.merged(declared)
     return replace(
         catalogue, origin=OFFLINE_ORIGIN, origins=dict.fromkeys(catalogue.objects, OFFLINE_ORIGIN)
     )

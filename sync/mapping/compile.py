@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 from connectors.base import Person, PersonKind, RenderedTouch, Touch, TouchKind
 from connectors.errors import MappingError
-from sync.mapping.catalogue import PERSON_OBJECTS, FieldCatalogue
+from sync.mapping.catalogue import FieldCatalogue, person_objects
 from sync.mapping.conditions import (
     Predicate,
     compile_condition,
@@ -391,7 +391,7 @@ class _Context:
         return KindPlan(target, constants, tuple(computed), event=event)
 
     def person_rule(self, name: str, rule: Any) -> PersonFieldPlan:
-        objects = PERSON_OBJECTS.get(self.model.crm, ())
+        objects = person_objects(self.model.crm)
         return compile_person_rule(
             name, rule.source, rule.direction, rule.rule, self.transform(rule, objects, name)
         )

@@ -26,6 +26,7 @@ from pydantic import (
     Field,
     PositiveInt,
     Tag,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -740,6 +741,33 @@ class CampaignMembers(_Strict):
 # --- the file ----------------------------------------------------------------------------
 
 
+def _check_crm(value: Any) -> Any:
+    # Any installed connector type with the sink role (``crm``): Salesforce, HubSpot, a plugin.
+    from connectors.registry import sink_names
+
+    if isinstance(value, str) and value not in (known := sink_names()):
+        raise PydanticCustomError(
+            "crm",
+            "not an installed CRM connector type{hint}; installed: {known} "
+            "(`closedloop connectors list` shows every connector and its roles)",
+            {"hint": did_you_mean(value, known), "known": ", ".join(known)},
+        )
+    return value
+
+
+CrmName = Annotated[
+    str,
+    BeforeValidator(_check_crm),
+    WithJsonSchema(
+        {
+            "anyOf": [{"enum": ["salesforce", "hubspot"]}, {"type": "string", "minLength": 1}],
+            "description": "the CRM connector type touches are written to: salesforce, hubspot, "
+            "or an installed plugin with the crm role",
+        }
+    ),
+]
+
+
 class MappingFile(_Strict):
     """A closedloop mapping file: how touches, people and lifecycle map onto one CRM."""
 
@@ -754,7 +782,7 @@ class MappingFile(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
     source: str = Field(description="the source connector type: marketo, hubspot, files, ...")
-    crm: Literal["salesforce", "hubspot"]
+    crm: CrmName
     timezone: str = Field(default="UTC", description="IANA zone for dates written to the CRM")
     truncation_marker: str = Field(default=" [...]", description="appended to cut text")
     touches: TouchRules

@@ -37,12 +37,13 @@ from connectors.errors import ConfigError, ConfigIssue, MappingError, did_you_me
 from sync.mapping.catalogue import (
     CLOSEDLOOP_HUBSPOT_PROPERTIES,
     HUBSPOT_ENGAGEMENTS,
-    PERSON_OBJECTS,
     STANDARD,
     UNCHECKED,
     FieldCatalogue,
     FieldInfo,
     SchemaSource,
+    deal_objects,
+    person_objects,
 )
 from sync.mapping.compile import CompiledMapping, compile_mapping
 from sync.mapping.conditions import check_path
@@ -79,7 +80,6 @@ __all__ = [
     "validate_located",
 ]
 
-_DEAL_OBJECTS = {"salesforce": ("Opportunity",), "hubspot": ("deal",)}
 # Sources whose kind of value is known, with a sample: their transform chains are checked
 # against the field's type at validate time (others are checked per touch by ``compile``).
 _SAMPLE_TIME = datetime(2024, 5, 6, 13, 0, tzinfo=UTC)
@@ -150,10 +150,10 @@ def needed_objects(model: MappingFile) -> list[str]:
     for target in targets:
         if target not in EVENT_TARGETS:
             found[target] = None
-    for obj in PERSON_OBJECTS.get(model.crm, ()):
+    for obj in person_objects(model.crm):
         found[obj] = None
     if model.lifecycle is not None and model.lifecycle.stage_field is not None:
-        for obj in _DEAL_OBJECTS.get(model.crm, ()):
+        for obj in deal_objects(model.crm):
             found[obj] = None
     return list(found)
 
@@ -295,6 +295,12 @@ class _Semantic:
                 f"the org has no object {obj!r} the integration user can see"
                 f"{did_you_mean(obj, names)} (checked {self.catalogue.origin_for(self.crm)})",
             )
+        elif self.catalogue.lists_objects and obj not in known and self.crm != "salesforce":
+            self.add(
+                path,
+                f"{self.crm} has no object {obj!r}{did_you_mean(obj, known)} (objects: "
+                f"{', '.join(known)}; checked {self.catalogue.origin_for(self.crm)})",
+            )
         elif self.catalogue.lists_objects and obj not in known and not obj.endswith("__c"):
             self.add(
                 path,
@@ -346,7 +352,7 @@ class _Semantic:
             if name in own:
                 return "; `closedloop check hubspot --fix` creates closedloop's own properties"
             return ""
-        if name.endswith("__c"):
+        if self.crm == "salesforce" and name.endswith("__c"):
             # Describe omits the fields a user has no read access to, and a field deployed
             # through the Metadata or Tooling API grants none until an admin does.
             # https://developer.salesforce.com/docs/atlas.en-us.api_meta.meta/api_meta/meta_profile.htm
@@ -608,7 +614,7 @@ class _Semantic:
 
     def people(self) -> None:
         people = self.model.people
-        objects = PERSON_OBJECTS.get(self.crm, ())
+        objects = person_objects(self.crm)
         base: KeyPath = ("people",)
         creates = people.unknown in ("create_lead", "create_contact")
         for name, rule in people.fields.items():
@@ -657,13 +663,13 @@ class _Semantic:
         if lifecycle is None:
             return
         base: KeyPath = ("lifecycle",)
-        people_objects = PERSON_OBJECTS.get(self.crm, ())
+        people_objects = person_objects(self.crm)
         status = self.check_field((*base, "status_field"), people_objects, lifecycle.status_field,
                                   key=False)  # fmt: skip
         stage = None
         if lifecycle.stage_field is not None:
             stage = self.check_field(
-                (*base, "stage_field"), _DEAL_OBJECTS[self.crm], lifecycle.stage_field, key=False
+                (*base, "stage_field"), deal_objects(self.crm), lifecycle.stage_field, key=False
             )
         if lifecycle.reason_field is not None:
             self.check_field((*base, "reason_field"), people_objects, lifecycle.reason_field,
@@ -725,7 +731,7 @@ class _Semantic:
                      f"{name!r} is already status_field; set status_field to the lead status "
                      "(hs_lead_status) or remove lifecycle_field")  # fmt: skip
             return
-        info = self.check_field((*base, "lifecycle_field"), PERSON_OBJECTS.get(self.crm, ()),
+        info = self.check_field((*base, "lifecycle_field"), person_objects(self.crm),
                                 name, key=False)  # fmt: skip
         if not lifecycle.lifecycle_stages:
             self.add((*base, "lifecycle_field"),
@@ -778,6 +784,13 @@ class _Semantic:
                 base,
                 "an owner is given to people closedloop creates; with unknown: hold "
                 "it creates none (set unknown: create_lead or create_contact)",
+            )
+            return
+        if self.crm not in ("salesforce", "hubspot"):
+            self.add(
+                base,
+                f"owner settings are for Salesforce and HubSpot mappings; {self.crm} people "
+                "get the owner its connector gives them: remove owner",
             )
             return
         if self.crm == "hubspot":
@@ -840,7 +853,7 @@ class _Semantic:
             else:
                 self.check_field(
                     base,
-                    PERSON_OBJECTS.get(self.crm, ()),
+                    person_objects(self.crm),
                     "HasOptedOutOfEmail",
                     write="update",
                     key=False,

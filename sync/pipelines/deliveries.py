@@ -86,6 +86,7 @@ from connectors.base import (
     TouchKind,
 )
 from connectors.errors import ConfigError, MappingError, RecordRejected, Transient
+from connectors.registry import sink_info
 from sync.ingest import insert_rejects
 from sync.ledger.dialect import dialect_insert
 from sync.ledger.models import (
@@ -109,7 +110,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HELD",
-    "PUSH_CAPACITY",
     "Deliverer",
     "Pending",
     "Prepared",
@@ -128,9 +128,6 @@ _RUN = SyncRunRow.__table__  # type: ignore[attr-defined]
 _OPT_OUT = OptOutRow.__table__  # type: ignore[attr-defined]
 
 HELD = "held: the CRM does not know this person yet (mapping says hold)"
-# Records one counted push call can carry, per CRM type (ARCHITECTURE.md "Limits"): a
-# Salesforce Composite request of 5 collections x 200, a HubSpot batch of 100.
-PUSH_CAPACITY = {"salesforce": 1000, "hubspot": 100}
 # Transient failures of a CRM call are retried this many times in all before the run fails.
 CALL_ATTEMPTS = 4
 _LOOKUP_CHUNK = 500
@@ -316,7 +313,8 @@ class Deliverer:
         connection = ctx.config.connections.get(sink)
         per_call = getattr(crm, "touches_per_call", None)
         if not isinstance(per_call, int):
-            per_call = PUSH_CAPACITY.get(connection.type if connection else "", 0)
+            # Records one counted push call carries, as the CRM's connector type declares it.
+            per_call = sink_info(connection.type).push_capacity if connection else 0
         self.per_call: int = per_call
         self.pushed_records = 0
         # Campaign Name -> Id, resolved once per run (campaign member sync).

@@ -6,18 +6,17 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from connectors import registry
-from connectors.base import Cursor
+from connectors.base import Cursor, Person, PersonKind, RenderedTouch
 from connectors.errors import ConfigError
 from connectors.testing import KitSpec, connector_battery
 
-PLUGIN_SOURCE = Path(__file__).parent.parent / "plugins" / "echo"
 BIN = Path(sys.executable).parent
 SETTINGS = {
     "token": "let-me-in",
@@ -27,29 +26,9 @@ SETTINGS = {
 
 
 @pytest.fixture(scope="module")
-def plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def plugin_dir(echo_plugin_dir: Path) -> Path:
     """The echo plugin installed with pip into a folder of its own (not into the venv)."""
-    target = tmp_path_factory.mktemp("echo-plugin")
-    build = tmp_path_factory.mktemp("echo-build")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--disable-pip-version-check",
-            "--target",
-            str(target),
-            str(PLUGIN_SOURCE),
-        ],
-        check=True,
-        cwd=build,
-        env={**os.environ, "PIP_NO_INPUT": "1"},
-    )
-    return target
+    return echo_plugin_dir
 
 
 @pytest.fixture
@@ -118,13 +97,44 @@ def test_unknown_connector_type_on_the_cli_exits_2_and_lists_known_types(plugin_
     assert "echo" in result.stderr
 
 
+def test_a_plugin_sink_declares_its_roles_and_catalogue(plugin_on_path: None) -> None:
+    assert "echo" in registry.sink_names()
+    sink = registry.sink_info("echo")
+    assert sink.person_objects == ("person",)
+    assert {"activity", "person"} <= set(sink.fields)
+    assert registry.sink_info("marketo") == registry.SinkInfo()  # a source only: no sink
+
+
 @pytest.fixture
-def kit(plugin_on_path: None) -> KitSpec:
+def kit(plugin_on_path: None, tmp_path: Path) -> KitSpec:
     info = registry.get_connector("echo")
+    settings = {**SETTINGS, "store": str(tmp_path / "echo")}
+    crm = info.build("badges", settings)
+    emails = list(SETTINGS["emails"])
+    people = crm.create_people([Person("test", "", PersonKind.CONTACT, e) for e in emails])
+
+    def touches() -> list[RenderedTouch]:
+        return [
+            RenderedTouch(
+                f"badges:echo-{i}",
+                "activity",
+                {"touch_key": f"badges:echo-{i}", "subject": "Form fill", "person": p.external_id},
+                person_id=p.external_id,
+            )
+            for i, p in enumerate(people)
+        ]
+
+    def count_written(keys: Sequence[str]) -> dict[str, int]:
+        records = json.loads((tmp_path / "echo" / "records.json").read_text(encoding="utf-8"))
+        return {key: sum(1 for k in records if k == key) for key in keys}
+
     return KitSpec(
-        make=lambda: info.build("badges", SETTINGS),
-        make_unauthorised=lambda: info.build("badges", {**SETTINGS, "token": "nope"}),
+        make=lambda: info.build("badges", settings),
+        make_unauthorised=lambda: info.build("badges", {**settings, "token": "nope"}),
         until=datetime(2027, 1, 1, tzinfo=UTC),
+        touches_to_push=touches,
+        count_written=count_written,
+        known_emails=emails,
     )
 
 
