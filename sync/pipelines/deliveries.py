@@ -41,6 +41,18 @@ refuses (unknown Campaign, a status that Campaign lacks) becomes a dead letter o
 with Salesforce's code and message, keyed by the touch; the touch's delivery stays ``confirmed``.
 Replaying that letter re-pushes the touch, and so retries the membership.
 
+Person fields (mapping ``people.fields``): touches carry their person as the source knows it
+(``attributes["person"]``: a Marketo lead's name, company, title, phone, country and
+``updatedAt``; a file row's columns; a HubSpot form's fields; a webhook's ``person``). People
+created in step 1 get the mapped values. After step 1, for the people of the batch's ready
+touches that the CRM already had (once per person per run, from their newest touch), one
+batched ``crm.read_person_fields`` reads the mapped fields as the CRM holds them now (with the
+field-history time of each two-way field), ``plan_person`` applies the rules (a value a rule
+protects is never overwritten, a blank never overwrites) and one batched ``crm.update_people``
+writes what the rules allow. Field writes are idempotent, so a replay after a crash writes the
+same values again; a person the CRM refuses to update is logged and counted
+(``person_updates_refused``), and their touches flow on.
+
 Owners (mapping ``people.owner``): people created in step 1 carry the mapping's owner (a
 Salesforce User or queue as ``OwnerId``, a HubSpot ``hubspot_owner_id``), or their creates the
 ``Sforce-Auto-Assign`` header that runs a Salesforce assignment rule (``_owner``).
@@ -60,7 +72,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +93,7 @@ from connectors.base import (
     MemberResult,
     Person,
     PersonKind,
+    PersonUpdate,
     RenderedTouch,
     Touch,
     TouchKind,
@@ -115,6 +128,7 @@ __all__ = [
     "Prepared",
     "Rejection",
     "person_from_row",
+    "source_person",
     "touch_from_row",
     "touch_payload",
 ]
@@ -212,6 +226,42 @@ def touch_payload(touch: Touch) -> dict[str, Any]:
         "asset": touch.asset,
         "attributes": dict(touch.attributes),
     }
+
+
+# Person fields a touch may carry (``attributes["person"]``) that are not Person attributes:
+# the mapping reads them as person.fields.<name>.
+_PERSON_EXTRAS = ("title", "phone", "country")
+
+
+def source_person(touch: Touch, email: str) -> Person | None:
+    """The person of ``touch`` as its source knows them (``attributes["person"]``: names,
+    company, title, phone, country, ``updated_at``), or None when the touch carries none."""
+    given = touch.attributes.get("person")
+    if not isinstance(given, Mapping):
+        return None
+    named = {k: v.strip() for k, v in given.items() if isinstance(v, str) and v.strip()}
+    updated_at = _parse_time(named.get("updated_at")) or touch.occurred_at
+    return Person(
+        source=touch.source,
+        external_id=touch.person_ref or email,
+        kind=PersonKind.LEAD,
+        email=email,
+        first_name=named.get("first_name"),
+        last_name=named.get("last_name"),
+        company=named.get("company"),
+        updated_at=updated_at,
+        fields={k: named[k] for k in _PERSON_EXTRAS if k in named},
+    )
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def person_from_row(row: Any) -> Person:
@@ -330,6 +380,8 @@ class Deliverer:
         self.audit = KeyAudit(ctx, crm, sink) if isinstance(crm, KeyedSink) else None
         # Run id -> when it finished (None: it never did), for ``_sent_by``.
         self._run_ends: dict[int, datetime | None] = {}
+        # Emails whose person fields this run has settled (created or updated): once a run.
+        self._fields_done: set[str] = set()
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -407,24 +459,16 @@ class Deliverer:
         held: set[str] = set()
         owner_id, assignment = self._owner()
         for email, touch in touches_by_email.items():
-            # The row's own person fields (a file's name, company and title columns), for the
-            # mapping's person.first_name, person.company, person.fields.title ...
-            given = touch.attributes.get("person")
-            named = {k: v for k, v in given.items() if isinstance(v, str) and v.strip()} if (
-                isinstance(given, Mapping)
-            ) else {}  # fmt: skip
-            source_person = Person(
+            # The touch's own person (a Marketo lead's fields, a file's name, company and title
+            # columns), for the mapping's person.first_name, person.company, person.fields.title
+            given = source_person(touch, email) or Person(
                 source=touch.source,
                 external_id=touch.person_ref or email,
                 kind=PersonKind.LEAD,
                 email=email,
-                first_name=named.get("first_name"),
-                last_name=named.get("last_name"),
-                company=named.get("company"),
                 updated_at=touch.occurred_at,
-                fields={k: v for k, v in named.items() if k in ("title", "phone")},
             )
-            plan = self.mapping.plan_person(source_person, None)
+            plan = self.mapping.plan_person(given, None)
             if plan.action != "create":
                 held.add(email)
                 continue
@@ -831,6 +875,7 @@ class Deliverer:
                         reason = f"creating the person for {_email(p.touch)} was refused: {exc}"
                         work.reject(p, exc.code, reason, DeadLetterStage.RESOLVE)
             people.update(created)
+            self._fields_done.update(created)
         work.people = people
         ready: list[Touch] = []
         held: dict[int, str] = {}
@@ -847,7 +892,66 @@ class Deliverer:
                 held[p.touch_id] = HELD
             else:
                 self._not_created(work, p, refused.get(email))
+        self._update_people(people, ready)
         return ready, held
+
+    def _update_people(self, people: Mapping[str, Person], ready: Sequence[Touch]) -> None:
+        """Apply the mapping's ``people.fields`` rules to the people of ``ready`` touches that
+        the CRM already had: one batched read of the CRM's values, one batched update."""
+        rules = [
+            r for r in self.mapping.person_rules if r.direction != "from_crm" and r.rule != "never"
+        ]
+        read = getattr(self.crm, "read_person_fields", None)
+        write = getattr(self.crm, "update_people", None)
+        if not rules or read is None or write is None:
+            return
+        newest: dict[str, Person] = {}
+        for touch in sorted(ready, key=lambda t: (t.occurred_at, t.key)):
+            email = _email(touch)
+            person = people.get(email)
+            if email in self._fields_done or person is None or not person.external_id:
+                continue
+            given = source_person(touch, email)
+            if given is not None:
+                newest[email] = given  # the newest touch's person wins
+        if not newest:
+            return
+        self._fields_done.update(newest)
+        targets = [people[email] for email in newest]
+        fields = list(dict.fromkeys(r.crm_field for r in rules))
+        two_way = [r.crm_field for r in rules if r.direction == "both"]
+        snapshots = self._call(lambda: read(targets, fields, two_way))
+        updates: list[PersonUpdate] = []
+        for email, given in newest.items():
+            person = people[email]
+            snapshot = snapshots.get(person.external_id)
+            if snapshot is None:  # gone from the CRM since it was resolved
+                continue
+            current = replace(
+                person, first_name=None, last_name=None, company=None, owner_id=None,
+                status=None, lead_source=None, lifecycle_stage=None,
+                fields=dict(snapshot.values), updated_at=snapshot.updated_at,
+            )  # fmt: skip
+            plan = self.mapping.plan_person(given, current, snapshot.changed_at)
+            if plan.crm_updates:
+                updates.append(PersonUpdate(person, dict(plan.crm_updates)))
+        if not updates:
+            return
+        refusals = {
+            (r.key or ""): r for r in self._call(lambda: write(updates)) if r.key is not None
+        }
+        for email, why in refusals.items():
+            log.warning("person update refused", sink=self.sink, email=email, code=why.code,
+                        reason=str(why))  # fmt: skip
+        done = [u for u in updates if (u.person.email or "").lower() not in refusals]
+        merged = [_with_values(u.person, u.values) for u in done]
+        if merged:
+            with self.ctx.transaction() as conn:
+                upsert_people(conn, self.sink, merged)
+            for person in merged:
+                self._cache((person.email or "").lower(), person)
+        self.ctx.add("people_updated", len(done))
+        self.ctx.add("person_updates_refused", len(refusals))
 
     def _not_created(self, work: _Batch, p: Pending, why: RecordRejected | None) -> None:
         """Set aside a touch whose person the CRM did not create: pending when the CRM said
@@ -1141,6 +1245,17 @@ class _Batch:
         rejection = Rejection(pending.touch.key, code, reason, touch_payload(pending.touch))
         self.rejects.append((pending.touch_id, rejection, stage.value))
         self.rejected.add(pending.touch.key)
+
+
+def _with_values(person: Person, values: Mapping[str, Any]) -> Person:
+    """``person`` after the CRM fields ``values`` were written on it (for the ledger's copy)."""
+    return replace(
+        person,
+        first_name=_text(values, "FirstName", "firstname") or person.first_name,
+        last_name=_text(values, "LastName", "lastname") or person.last_name,
+        company=_text(values, "Company", "company") or person.company,
+        fields={**person.fields, **values},
+    )
 
 
 def _email(touch: Touch) -> str:
