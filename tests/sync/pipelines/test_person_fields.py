@@ -10,7 +10,7 @@ last (Salesforce field history, HubSpot property history).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -116,10 +116,8 @@ class World:
 
 
 @pytest.fixture
-def world(
-    sandbox_factory: Callable[..., SandboxServer], tmp_path: Path, ledger_url: str
-) -> Iterator[World]:
-    yield World(sandbox_factory(seed=None), tmp_path, ledger_url)
+def world(sandbox_factory: Callable[..., SandboxServer], tmp_path: Path, ledger_url: str) -> World:
+    return World(sandbox_factory(seed=None), tmp_path, ledger_url)
 
 
 def test_mason_white_becomes_a_lead_and_a_contact_and_the_rules_hold_on_the_next_syncs(
