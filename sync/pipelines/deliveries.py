@@ -240,6 +240,8 @@ def source_person(touch: Touch, email: str) -> Person | None:
     if not isinstance(given, Mapping):
         return None
     named = {k: v.strip() for k, v in given.items() if isinstance(v, str) and v.strip()}
+    if not named.keys() - {"updated_at"}:
+        return None
     updated_at = _parse_time(named.get("updated_at")) or touch.occurred_at
     return Person(
         source=touch.source,
