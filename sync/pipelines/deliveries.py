@@ -49,9 +49,12 @@ touches that the CRM already had (once per person per run, from their newest tou
 batched ``crm.read_person_fields`` reads the mapped fields as the CRM holds them now (with the
 field-history time of each two-way field), ``plan_person`` applies the rules (a value a rule
 protects is never overwritten, a blank never overwrites) and one batched ``crm.update_people``
-writes what the rules allow. Field writes are idempotent, so a replay after a crash writes the
-same values again; a person the CRM refuses to update is logged and counted
-(``person_updates_refused``), and their touches flow on.
+writes what the rules allow. A person so settled is not read again until their source person
+(values, ``updated_at``, or the mapping's rules) changes or the ledger's copy of the CRM record is
+refreshed (a lookup, a dispositions or reconcile pull): ``person.fields_digest``, cleared by every
+refresh (people created here are settled by their create). Field writes are idempotent, so a
+replay after a crash writes the same values again; a person the CRM refuses to update is logged
+and counted (``person_updates_refused``), and their touches flow on.
 
 Owners (mapping ``people.owner``): people created in step 1 carry the mapping's owner (a
 Salesforce User or queue as ``OwnerId``, a HubSpot ``hubspot_owner_id``), or their creates the
@@ -69,6 +72,8 @@ replaying it tries the opt-out again.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -314,6 +319,8 @@ def person_values(crm: str, person: Person) -> dict[str, Any]:
         "created_at": person.created_at,
         "updated_at": person.updated_at,
         "pulled_at": utcnow(),
+        # A refresh from the CRM means its values may have changed: settle the person again.
+        "fields_digest": None,
     }
 
 
@@ -459,6 +466,7 @@ class Deliverer:
         CRM's refusals by email, from its ``last_rejections``)."""
         plans: dict[str, Person] = {}
         held: set[str] = set()
+        digests: dict[str, str] = {}  # email -> the source person its create settles
         owner_id, assignment = self._owner()
         for email, touch in touches_by_email.items():
             # The touch's own person (a Marketo lead's fields, a file's name, company and title
@@ -474,6 +482,7 @@ class Deliverer:
             if plan.action != "create":
                 held.add(email)
                 continue
+            digests[email] = self._fields_digest(given)
             fields = dict(plan.crm_updates)
             kind = PersonKind.CONTACT if plan.target == "Contact" else PersonKind.LEAD
             plans[email] = Person(
@@ -520,6 +529,10 @@ class Deliverer:
         if created:
             with self.ctx.transaction() as conn:
                 upsert_people(conn, self.sink, created.values())
+                self._settled(conn, {
+                    p.external_id: digests[email] for email, p in created.items()
+                    if email in digests
+                })  # fmt: skip
         for email, person in created.items():
             self._cache(email, person)
         self.ctx.add("created_people", len(created))
@@ -919,11 +932,22 @@ class Deliverer:
         if not newest:
             return
         self._fields_done.update(newest)
+        digests = {email: self._fields_digest(given) for email, given in newest.items()}
+        settled = self._settled_digests([people[email].external_id for email in newest])
+        newest = {
+            email: given
+            for email, given in newest.items()
+            if settled.get(people[email].external_id) != digests[email]
+        }
+        if not newest:
+            return
         targets = [people[email] for email in newest]
+        self.ctx.add("people_checked", len(targets))
         fields = list(dict.fromkeys(r.crm_field for r in rules))
         two_way = [r.crm_field for r in rules if r.direction == "both"]
         snapshots = self._call(lambda: read(targets, fields, two_way))
         updates: list[PersonUpdate] = []
+        unchanged: list[str] = []
         for email, given in newest.items():
             person = people[email]
             snapshot = snapshots.get(person.external_id)
@@ -937,23 +961,64 @@ class Deliverer:
             plan = self.mapping.plan_person(given, current, snapshot.changed_at)
             if plan.crm_updates:
                 updates.append(PersonUpdate(person, dict(plan.crm_updates)))
-        if not updates:
-            return
+            else:
+                unchanged.append(email)
         refusals = {
             (r.key or ""): r for r in self._call(lambda: write(updates)) if r.key is not None
-        }
+        } if updates else {}  # fmt: skip
         for email, why in refusals.items():
             log.warning("person update refused", sink=self.sink, email=email, code=why.code,
                         reason=str(why))  # fmt: skip
         done = [u for u in updates if (u.person.email or "").lower() not in refusals]
         merged = [_with_values(u.person, u.values) for u in done]
-        if merged:
-            with self.ctx.transaction() as conn:
+        settled_now = {
+            people[email].external_id: digests[email]
+            for email in [*unchanged, *((u.person.email or "").lower() for u in done)]
+        }
+        with self.ctx.transaction() as conn:
+            if merged:
                 upsert_people(conn, self.sink, merged)
-            for person in merged:
-                self._cache((person.email or "").lower(), person)
+            self._settled(conn, settled_now)
+        for person in merged:
+            self._cache((person.email or "").lower(), person)
         self.ctx.add("people_updated", len(done))
         self.ctx.add("person_updates_refused", len(refusals))
+
+    def _fields_digest(self, given: Person) -> str:
+        """What settling ``given`` depends on: its values and time, and the mapping's rules."""
+        rules = [
+            (r.crm_field, r.source_path, r.direction, r.rule) for r in self.mapping.person_rules
+        ]
+        person = [given.first_name, given.last_name, given.company, dict(given.fields)]
+        stamp = given.updated_at.isoformat() if given.updated_at else None
+        text = json.dumps([rules, person, stamp], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+    def _settled(self, conn: Connection, digests: Mapping[str, str]) -> None:
+        """Record that these CRM people (by id) were settled against these source digests."""
+        if not digests:
+            return
+        conn.execute(
+            update(_PERSON)
+            .where(_PERSON.c.crm == self.sink, _PERSON.c.external_id == bindparam("xid"))
+            .values(fields_digest=bindparam("digest")),
+            [{"xid": xid, "digest": digest} for xid, digest in digests.items()],
+        )
+
+    def _settled_digests(self, external_ids: Sequence[str]) -> dict[str, str]:
+        """The ledger's ``fields_digest`` of these CRM people (those that have one)."""
+        out: dict[str, str] = {}
+        with self.ctx.engine.connect() as conn:
+            for start in range(0, len(external_ids), _LOOKUP_CHUNK):
+                rows = conn.execute(
+                    select(_PERSON.c.external_id, _PERSON.c.fields_digest).where(
+                        _PERSON.c.crm == self.sink,
+                        _PERSON.c.external_id.in_(external_ids[start : start + _LOOKUP_CHUNK]),
+                        _PERSON.c.fields_digest.is_not(None),
+                    )
+                )
+                out.update({row.external_id: row.fields_digest for row in rows})
+        return out
 
     def _not_created(self, work: _Batch, p: Pending, why: RecordRejected | None) -> None:
         """Set aside a touch whose person the CRM did not create: pending when the CRM said

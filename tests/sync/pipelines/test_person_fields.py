@@ -9,6 +9,7 @@ last (Salesforce field history, HubSpot property history).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from datetime import timedelta
@@ -189,6 +190,39 @@ def test_mason_white_becomes_a_lead_and_a_contact_and_the_rules_hold_on_the_next
     assert world.lead()["Title"] == "Chief Growth Officer"
     assert world.lead()["Company"] == "Cedarline Media Group"
     assert world.contact()["jobtitle"] == "Chief Growth Officer"
+
+
+def _last_counts(world: World, pipeline: str) -> dict[str, int]:
+    shown = _cli("runs", "--format", "json", "--config", str(world.config))
+    assert shown.exit_code == 0, shown.output
+    runs = [r for r in json.loads(shown.output) if r["pipeline"] == pipeline]
+    return dict(runs[0]["counts"])
+
+
+def test_a_person_is_read_again_only_when_the_source_person_changed(world: World) -> None:
+    now = world.marketo.clock.now()
+    with world.marketo.lock:
+        lead_id = world.marketo.add_lead(
+            {"email": EMAIL, "lastName": "White", "company": "Cedarline Media"},
+            now - timedelta(days=2),
+        )
+        world.marketo.add_activity(lead_id, OPEN_EMAIL, now - timedelta(days=1))
+    world.sync()  # creates the Lead with its fields
+    with world.marketo.lock:
+        world.marketo.add_activity(lead_id, OPEN_EMAIL, primary=(102, "Webinar invite"))
+
+    world.sync()
+
+    counts = _last_counts(world, "marketo-to-salesforce")
+    assert counts.get("pushed") == 1
+    assert "people_checked" not in counts  # settled on create; nothing changed since
+
+    world.lead_changes(lead_id, now, title="Head of Growth")
+    world.sync()
+
+    counts = _last_counts(world, "marketo-to-salesforce")
+    assert (counts.get("people_checked"), counts.get("people_updated")) == (1, 1)
+    assert world.lead()["Title"] == "Head of Growth"
 
 
 def test_a_dry_run_counts_the_field_updates_and_writes_none(
