@@ -959,8 +959,10 @@ class Deliverer:
                 fields=dict(snapshot.values), updated_at=snapshot.updated_at,
             )  # fmt: skip
             plan = self.mapping.plan_person(given, current, snapshot.changed_at)
-            if plan.crm_updates:
-                updates.append(PersonUpdate(person, dict(plan.crm_updates)))
+            # Only fields the record has (a Contact has no Company): the snapshot holds those.
+            values = {k: v for k, v in plan.crm_updates.items() if k in snapshot.values}
+            if values:
+                updates.append(PersonUpdate(person, values))
             else:
                 unchanged.append(email)
         refusals = {

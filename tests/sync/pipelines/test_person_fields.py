@@ -300,3 +300,29 @@ def test_salesforce_refuses_a_lead_without_company_or_last_name(
 
     assert [r.code for r in refused] == ["REQUIRED_FIELD_MISSING"]
     crm.close()
+
+
+def test_a_contact_is_read_and_updated_without_the_lead_only_company(
+    sandbox_factory: Callable[..., SandboxServer], tmp_path: Path
+) -> None:
+    sandbox = sandbox_factory(seed=None)
+    store = sandbox.store("salesforce")
+    with store.lock:
+        account = store.create("Account", {"Name": "Cedarline Media"})
+        contact = store.create(
+            "Contact", {"LastName": "White", "AccountId": account, "Email": EMAIL}
+        )
+    config = load_config(write_sandbox_config(tmp_path, sandbox, pipelines={}))
+    crm = SalesforceConnector("salesforce", config.connections["salesforce"].settings)  # type: ignore[arg-type]
+    person = Person("salesforce", contact, PersonKind.CONTACT, EMAIL)
+
+    read = crm.read_person_fields([person], ["Company", "Title", "Phone"], ["Title"])
+    refused = crm.update_people([PersonUpdate(person, {"Title": "Head of Growth"})])
+
+    assert read[contact].values == {"Title": None, "Phone": None}
+    assert read[contact].changed_at == {}  # no ContactHistory in this org: LastModifiedDate
+    assert read[contact].updated_at is not None
+    assert refused == []
+    with store.lock:
+        assert store.records["Contact"][contact]["Title"] == "Head of Growth"
+    crm.close()
