@@ -494,7 +494,13 @@ class ActivitySource(Protocol):
 
 @runtime_checkable
 class Crm(Protocol):
-    """A CRM: identity lookups, idempotent timeline writes, and change pulls."""
+    """A CRM: identity lookups, idempotent timeline writes, and change pulls.
+
+    Optional, for the mapping's ``people.fields`` rules on people the CRM already has (a CRM
+    without them gets its people's fields on create only): ``read_person_fields(people, fields,
+    history) -> dict[id, PersonSnapshot]`` and ``update_people(updates: Sequence[PersonUpdate])
+    -> list[RecordRejected]`` (refusals keyed by e-mail), both batched.
+    """
 
     name: str
 
