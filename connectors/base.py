@@ -55,6 +55,8 @@ __all__ = [
     "Page",
     "Person",
     "PersonKind",
+    "PersonSnapshot",
+    "PersonUpdate",
     "Program",
     "ReasonChange",
     "RenderedTouch",
@@ -148,6 +150,30 @@ class Person:
     updated_at: datetime | None = None
     deleted: bool = False
     fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PersonSnapshot:
+    """Some fields of a CRM person as the CRM holds them now (``read_person_fields``).
+
+    ``changed_at`` holds, per field, when its value last changed, where the CRM keeps field
+    history (Salesforce LeadHistory / ContactHistory of tracked fields, HubSpot property
+    history); a field without one falls back to ``updated_at``, the record's last change.
+    """
+
+    external_id: str
+    values: Mapping[str, Any]
+    changed_at: Mapping[str, datetime] = field(default_factory=dict)
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PersonUpdate:
+    """Field values to write on one existing Lead or Contact (``update_people``); ``person``
+    names the record (its CRM id, kind and email)."""
+
+    person: Person
+    values: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -468,7 +494,13 @@ class ActivitySource(Protocol):
 
 @runtime_checkable
 class Crm(Protocol):
-    """A CRM: identity lookups, idempotent timeline writes, and change pulls."""
+    """A CRM: identity lookups, idempotent timeline writes, and change pulls.
+
+    Optional, for the mapping's ``people.fields`` rules on people the CRM already has (a CRM
+    without them gets its people's fields on create only): ``read_person_fields(people, fields,
+    history) -> dict[id, PersonSnapshot]`` and ``update_people(updates: Sequence[PersonUpdate])
+    -> list[RecordRejected]`` (refusals keyed by e-mail), both batched.
+    """
 
     name: str
 

@@ -109,6 +109,7 @@ _SPECS: dict[str, tuple[_Spec, ...]] = {
         ("company", "string", "text", None),
         ("jobtitle", "string", "text", None),
         ("phone", "string", "phonenumber", None),
+        ("country", "string", "text", None),
         ("website", "string", "text", None),
         ("createdate", "datetime", "date", None),
         ("lastmodifieddate", "datetime", "date", None),

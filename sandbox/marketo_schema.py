@@ -149,6 +149,8 @@ LEAD_FIELDS = (
     "createdAt",
     "company",
     "title",
+    "phone",
+    "country",
     "leadScore",
     "leadSource",
     "leadStatus",

@@ -386,6 +386,7 @@ OBJECTS: dict[str, ObjectDef] = {
                 FieldDef("Email", "email", "Email", length=80, id_lookup=True, indexed=True),
                 FieldDef("Phone", "phone", "Business Phone", length=40),
                 _text("Title", "Title", 128),
+                _text("MailingCountry", "Mailing Country", 80),
                 _pick("LeadSource", "Lead Source", LEAD_SOURCES),
                 _opted_out(),
                 _owner(),
@@ -407,6 +408,7 @@ OBJECTS: dict[str, ObjectDef] = {
                 _text("Company", "Company", 255, nillable=False),
                 FieldDef("Email", "email", "Email", length=80, id_lookup=True, indexed=True),
                 FieldDef("Phone", "phone", "Phone", length=40),
+                _text("Country", "Country", 80),
                 FieldDef("Website", "url", "Website", length=255),
                 _pick(
                     "Status",

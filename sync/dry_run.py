@@ -9,9 +9,11 @@ produce, with two stand-ins:
   found), and none of them survive it. The same on SQLite and PostgreSQL. Threads of the run
   (pushes in flight, heartbeats) take turns on the connection.
 - ``DryRunCrm`` lets a CRM connector's reads through (lookups, describes, key scans, change
-  pulls) and answers its writes itself: people it would create get ids ``dry-run-N``, every
-  touch would land, every campaign member would be settled, every opt-out set (the CRM's own
-  read of who is already opted out is skipped); it counts what it was asked to do.
+  pulls, the person fields the mapping's rules compare) and answers its writes itself: people
+  it would create get ids ``dry-run-N``, the person-field updates the rules allow are counted
+  (``people_updated``) and not written, every touch would land, every campaign member would
+  be settled, every opt-out set (the CRM's own read of who is already opted out is skipped);
+  it counts what it was asked to do.
   Vendor-side checks that need no write (the org's own schema: fields, types, picklists, field
   lengths) are made as in a real run, at the map stage; refusals the CRM would make only on a
   write (a validation rule, a duplicate rule) cannot be foreseen and are said to be so.
@@ -37,6 +39,7 @@ from connectors.base import (
     MemberResult,
     OptOutResult,
     Person,
+    PersonUpdate,
     RenderedTouch,
 )
 from connectors.errors import ConfigError
@@ -52,8 +55,8 @@ SIMULATED_KINDS = frozenset({"touches", "dispositions", "reconcile"})
 # What a CRM connector may do for real in a dry run: it only reads.
 _READS = frozenset({
     "api_calls", "calls", "check", "check_opt_out", "check_owner", "close", "describe_fields",
-    "include_reason_fields", "keyed_targets", "pull_changes", "pull_touches", "resolve_people",
-    "scan_keyed", "use_lifecycle",
+    "include_reason_fields", "keyed_targets", "pull_changes", "pull_touches",
+    "read_person_fields", "resolve_people", "scan_keyed", "use_lifecycle",
 })  # fmt: skip
 
 
@@ -124,6 +127,11 @@ class DryRunCrm:
     def create_people(self, people: Sequence[Person], **_options: Any) -> list[Person]:
         self.would["people_created"] += len(people)
         return [replace(person, source=self.name, external_id=self._next_id()) for person in people]
+
+    def update_people(self, updates: Sequence[PersonUpdate]) -> list[Any]:
+        """A simulated field update refuses nobody (and writes nothing)."""
+        self.would["people_updated"] += len(updates)
+        return []
 
     def push_touches(self, touches: Sequence[RenderedTouch]) -> list[DeliveryResult]:
         out = []

@@ -35,7 +35,7 @@ from connectors.base import TouchKind
 
 __all__ = ["PERSON_FIELDS", "PERSON_HEADERS", "FileColumns", "FilesSettings"]
 
-PERSON_FIELDS = ("first_name", "last_name", "company", "title", "phone")
+PERSON_FIELDS = ("first_name", "last_name", "company", "title", "phone", "country")
 #: Header names (lower case; spaces, ``_``, ``-`` and ``.`` ignored) read as a person field when
 #: the connection names no column for it: what Excel, badge scanners and event apps write.
 PERSON_HEADERS: dict[str, tuple[str, ...]] = {
@@ -45,6 +45,7 @@ PERSON_HEADERS: dict[str, tuple[str, ...]] = {
                 "unternehmen", "employer", "accountname"),
     "title": ("title", "jobtitle", "position", "jobposition", "role", "funktion"),
     "phone": ("phone", "phonenumber", "telephone", "telefon", "mobile", "mobilephone"),
+    "country": ("country", "countryname", "land", "pays"),
 }  # fmt: skip
 
 
@@ -64,12 +65,14 @@ class FileColumns(BaseModel):
     source_id: str | None = None
     # The person on the row, for the Lead or Contact created when the CRM does not know them
     # (the mapping's person.first_name, person.last_name, person.company, person.fields.title,
-    # person.fields.phone). None: a CSV header column of a usual name is used (PERSON_HEADERS).
+    # person.fields.phone, person.fields.country). None: a CSV header column of a usual name is
+    # used (PERSON_HEADERS).
     first_name: str | None = None
     last_name: str | None = None
     company: str | None = None
     title: str | None = None
     phone: str | None = None
+    country: str | None = None
 
     def mapped(self) -> dict[str, str]:
         """Touch field -> column, for the fields that come from a column (person columns are

@@ -6,7 +6,9 @@
 - ``engagements``: exactly-once timeline writes keyed by the touch key (``engagements.py``);
 - ``timeline`` / ``behavioral``: the optional event sinks (mapping targets ``timeline_event``,
   ``behavioral_event``; ``events.py``);
-- ``people``: contacts by e-mail, upserts, lifecycle values (``identity.py``);
+- ``people``: contacts by e-mail, upserts, lifecycle values (``identity.py``); the mapped
+  person fields of existing contacts, read with property history and batch-updated
+  (``personfields.py``);
 - ``changes``: windowed change pulls under the search cap (``changes.py``);
 - ``marketing``: e-mail events and form submissions as touches (``marketing.py``);
 - ``check.py``: ``closedloop check hubspot [--fix]``.
@@ -30,6 +32,8 @@ from connectors.base import (
     OptOutResult,
     Page,
     Person,
+    PersonSnapshot,
+    PersonUpdate,
     RenderedTouch,
     Touch,
 )
@@ -48,6 +52,7 @@ from connectors.hubspot.history import HISTORY_STREAMS
 from connectors.hubspot.identity import Lifecycle, PeopleDirectory
 from connectors.hubspot.marketing import MarketingSource
 from connectors.hubspot.optout import check_owner, check_subscription, opt_out
+from connectors.hubspot.personfields import read_fields, update_fields
 from connectors.hubspot.schema import describe_fields
 from connectors.hubspot.settings import HubSpotSettings
 from connectors.ratelimit import Clock
@@ -139,6 +144,20 @@ class HubSpotConnector:
         """Create (or update) contacts by e-mail through batch upsert (100 per call); those
         HubSpot refuses are in ``last_rejections`` afterwards."""
         return self.people.create(people)
+
+    def read_person_fields(
+        self, people: Sequence[Person], fields: Sequence[str], history: Sequence[str] = ()
+    ) -> dict[str, PersonSnapshot]:
+        """The current ``fields`` of these contacts by id, with the property-history time of
+        each ``history`` field (``personfields``)."""
+        ids = [p.external_id for p in people if p.external_id]
+        return read_fields(self.client, ids, fields, history) if ids else {}
+
+    def update_people(self, updates: Sequence[PersonUpdate]) -> list[RecordRejected]:
+        """Write property values on existing contacts (batch update, 100 per call); returns
+        the refusals keyed by e-mail."""
+        _, refused, _ = update_fields(self.client, updates)
+        return refused
 
     def opt_out(self, people: Sequence[Person], subscription: str = "all") -> list[OptOutResult]:
         """Unsubscribe the people from all email or one subscription type; never subscribes

@@ -18,7 +18,10 @@ only report aggregates), so a HubSpot source cannot produce ``page_view`` touche
 Because both feeds come newest first, the range ``(cursor, until]`` is read in windows of
 ``_WINDOW`` (30 days), oldest window first; a window's touches are sorted by time (then key) and
 yielded with the cursor at the window's end, so a stopped pull resumes at the last whole window.
-Touch keys are stable: ``email:<event id>`` and ``form:<conversion id>``.
+Touch keys are stable: ``email:<event id>`` and ``form:<conversion id>``. A form fill carries
+the contact fields the form asked for (firstname, lastname, company, jobtitle, phone, country)
+as ``attributes["person"]``, for the mapping's people fields; e-mail events name only the
+recipient.
 
 A record that cannot be read never stops a pull: it goes into its window's ``Page.rejects``
 (a dead letter of stage ``pull`` with the raw record) and the rest flows. HubSpot documents an
@@ -283,6 +286,16 @@ class MarketingSource:
             if isinstance(v, Mapping)
         }
         email = values.get("email")
+        # The form's contact fields (HubSpot contact property names) as the touch's person.
+        person = {
+            name: value.strip()
+            for prop, name in _FORM_PERSON.items()
+            if isinstance(value := values.get(prop), str) and value.strip()
+        }
+        attributes: dict[str, Any] = {"form_id": form_id, "page_url": row.get("pageUrl")}
+        if person:
+            person["updated_at"] = datetime.fromtimestamp(submitted / 1000, UTC).isoformat()
+            attributes["person"] = person
         return Touch(
             source=self.source,
             source_id=f"form:{conversion}",
@@ -291,9 +304,20 @@ class MarketingSource:
             email=email.strip().lower() if isinstance(email, str) and email.strip() else None,
             channel="web",
             asset=name,
-            attributes={"form_id": form_id, "page_url": row.get("pageUrl")},
+            attributes=attributes,
             raw=dict(row),
         )
+
+
+# Form field (a HubSpot contact property) -> the person field a touch carries.
+_FORM_PERSON = {
+    "firstname": "first_name",
+    "lastname": "last_name",
+    "company": "company",
+    "jobtitle": "title",
+    "phone": "phone",
+    "country": "country",
+}
 
 
 def _is_ms(value: Any) -> bool:

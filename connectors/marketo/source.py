@@ -9,8 +9,10 @@ Incremental pull (``pull_touches``), in as few calls as Marketo allows:
   always advancing the one that is furthest behind, so the cursor can move forward safely;
 - activities carry only a lead id: emails come from ``leads.json?filterType=id`` lookups of
   exactly 300 ids at a time (a touch waits until its lead's batch is full, or the pull ends),
-  cached for the pull. Lead lookups follow ``nextPageToken`` while ``moreResult`` says there is
-  more (an e-mail address may belong to several leads).
+  cached for the pull. The same lookup reads the lead's name, company, title, phone, country
+  and ``updatedAt`` (``PERSON_FIELDS``), which each touch carries as ``attributes["person"]``
+  for the people fields of the mapping. Lead lookups follow ``nextPageToken`` while
+  ``moreResult`` says there is more (an e-mail address may belong to several leads).
 
 The cursor value is the activity time (ISO, UTC) up to which every activity has been yielded;
 ``boundary_keys`` are the keys yielded at exactly that time (Marketo times have second
@@ -34,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -79,6 +81,18 @@ _MAX_FILTER_CHARS = 6000
 # Touches per page of a bulk backfill (the CSV is read whole; pages keep commits small).
 _BULK_PAGE = 3000
 _LEAD_FIELDS = "id,email,firstName,lastName,company,leadScore,createdAt,updatedAt"
+# Marketo lead field (REST API name) -> the person field a touch carries in
+# ``attributes["person"]`` (the names files use too); read with every activity's email.
+PERSON_FIELDS = {
+    "firstName": "first_name",
+    "lastName": "last_name",
+    "company": "company",
+    "title": "title",
+    "phone": "phone",
+    "country": "country",
+    "updatedAt": "updated_at",
+}
+_DETAIL_FIELDS = ",".join(["id", "email", *PERSON_FIELDS])
 _BULK_FIELDS = [
     "marketoGUID",
     "leadId",
@@ -112,6 +126,7 @@ class _Pending:
         self.rejects: list[RecordRejected] = []
         self.unknown: dict[int, None] = {}  # insertion-ordered set of lead ids to look up
         self.emails: dict[int, str | None] = {}
+        self.people: dict[int, dict[str, str]] = {}  # lead id -> its person fields
         self.emitted_at: dict[datetime, set[str]] = {}
         self.seen: set[str] = set()
         self.max_emitted: datetime | None = None
@@ -166,9 +181,12 @@ class _Pending:
         """Look up lead emails 300 at a time (the remainder too when ``final``)."""
         while len(self.unknown) >= MAX_IDS_PER_CALL or (final and self.unknown):
             batch = list(self.unknown)[:MAX_IDS_PER_CALL]
-            found = self.source.lead_emails(batch)
+            found = self.source.lead_details(batch)
             for lead in batch:
-                self.emails[lead] = found.get(lead)
+                details = found.get(lead)
+                self.emails[lead] = details[0] if details else None
+                if details and details[1]:
+                    self.people[lead] = details[1]
                 del self.unknown[lead]
 
     def take(self, safe: datetime | None, idle: datetime | None = None) -> Page[Touch] | None:
@@ -190,6 +208,11 @@ class _Pending:
             except RecordRejected as refused:
                 self.rejects.append(refused)
                 continue
+            person = self.people.get(lead) if lead is not None else None
+            if person:
+                # The lead's own fields travel with the touch (``PERSON_FIELDS``): the mapping's
+                # person.first_name, person.company, person.fields.title ... at delivery.
+                touch = replace(touch, attributes={**touch.attributes, "person": person})
             ready.append(touch)
             self._emitted(when, touch.key)
         self.items = waiting
@@ -482,17 +505,31 @@ class MarketoSource:
 
     def lead_emails(self, lead_ids: Sequence[int]) -> dict[int, str | None]:
         """Emails of the leads with ``lead_ids`` (300 per call); unknown leads are omitted."""
-        found: dict[int, str | None] = {}
+        return {lead: email for lead, (email, _) in self.lead_details(lead_ids).items()}
+
+    def lead_details(self, lead_ids: Sequence[int]) -> dict[int, tuple[str | None, dict[str, str]]]:
+        """(email, person fields) of the leads with ``lead_ids``, 300 per call; unknown leads
+        are omitted. Person fields are ``PERSON_FIELDS`` names with a value, plus ``updated_at``
+        (the lead's ``updatedAt``: when the source last changed the person)."""
+        found: dict[int, tuple[str | None, dict[str, str]]] = {}
         for chunk in _chunks(list(dict.fromkeys(lead_ids)), MAX_IDS_PER_CALL):
             params = {
                 "filterType": "id",
                 "filterValues": ",".join(str(i) for i in chunk),
-                "fields": "id,email",
+                "fields": _DETAIL_FIELDS,
                 "batchSize": MAX_IDS_PER_CALL,
             }
             for lead in self._leads(params):
                 email = lead.get("email")
-                found[int(lead["id"])] = email.strip().lower() if isinstance(email, str) else None
+                person = {
+                    name: value.strip()
+                    for field_name, name in PERSON_FIELDS.items()
+                    if isinstance(value := lead.get(field_name), str) and value.strip()
+                }
+                found[int(lead["id"])] = (
+                    email.strip().lower() if isinstance(email, str) else None,
+                    person,
+                )
         return found
 
     def lookup_leads(self, emails: Iterable[str]) -> dict[str, Person]:

@@ -21,6 +21,9 @@ Calls per operation (every one counted in ``api_calls``; ARCHITECTURE.md "Limits
   Creates are safe to repeat: Salesforce keeps one member per Campaign and person, and a
   create that meets an existing member (a replay, a race with a rep or another sync) is read
   back and settled as an update.
+- ``read_person_fields`` / ``update_people``: ``Id IN`` reads of the mapped person fields (and
+  of LeadHistory / ContactHistory for two-way fields), then sObject Collections updates, 1,000
+  people per counted call (``personfields``).
 - ``opt_out``: one Composite request of ``Id IN`` reads of ``HasOptedOutOfEmail`` (Lead and
   Contact), then sObject Collections updates of those not yet out (1,000 per call; ``owners``).
   ``create_people`` with an owner sends the ``Sforce-Auto-Assign`` header on its subrequests.
@@ -60,6 +63,8 @@ from connectors.base import (
     Page,
     Person,
     PersonKind,
+    PersonSnapshot,
+    PersonUpdate,
     RenderedTouch,
 )
 from connectors.errors import AuthError, ClosedloopError, ConfigError, RecordRejected, Transient
@@ -96,6 +101,7 @@ from connectors.salesforce.members import (
     short_id,
 )
 from connectors.salesforce.owners import AUTO_ASSIGN, check_owner, opt_out
+from connectors.salesforce.personfields import read_fields, update_fields
 from connectors.salesforce.schema import describe_fields
 from connectors.salesforce.settings import SalesforceSettings
 from connectors.salesforce.streams import (
@@ -200,6 +206,9 @@ class SalesforceConnector:
         self.settings = settings
         self.client = SalesforceClient(settings, sleep=sleep)
         self.last_rejections: list[RecordRejected] = []
+        # Lead and Contact fields (all, and those the integration user may update): described
+        # once, on the first person-field read or update.
+        self._person_schema: tuple[dict[str, set[str]], dict[str, set[str]]] | None = None
 
     def include_reason_fields(self, names: Sequence[str]) -> None:
         """Also pull these Lead fields (a mapping's ``lifecycle.reason_field``) with each Lead
@@ -438,6 +447,38 @@ class SalesforceConnector:
                         )
                     )
         return created
+
+    def _person_fields(self) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+        if self._person_schema is None:
+            described = self.describe_fields(["Lead", "Contact"])
+            known = {o: {str(r["name"]) for r in rows or []} for o, rows in described.items()}
+            writable = {
+                o: {str(r["name"]) for r in rows or [] if r.get("updateable")}
+                for o, rows in described.items()
+            }
+            self._person_schema = (known, writable)
+        return self._person_schema
+
+    def read_person_fields(
+        self, people: Sequence[Person], fields: Sequence[str], history: Sequence[str] = ()
+    ) -> dict[str, PersonSnapshot]:
+        """The current ``fields`` of these Leads and Contacts by id, with the field-history
+        time of each ``history`` field where the org tracks it (``personfields``)."""
+        kinds = {p.external_id: p.kind for p in people if p.external_id}
+        if not kinds:
+            return {}
+        known, _ = self._person_fields()
+        return read_fields(
+            self.client, kinds, fields, history, known=known,
+            max_chars=self.settings.max_soql_chars,
+        )  # fmt: skip
+
+    def update_people(self, updates: Sequence[PersonUpdate]) -> list[RecordRejected]:
+        """Write field values on existing Leads and Contacts, 1,000 per counted call; returns
+        the refusals keyed by e-mail (a row still locked: ``retryable``)."""
+        _, writable = self._person_fields()
+        _, refused, _ = update_fields(self.client, updates, writable)
+        return refused
 
     def opt_out(self, people: Sequence[Person], subscription: str = "all") -> list[OptOutResult]:
         """Set ``HasOptedOutOfEmail`` on the people's Leads and Contacts that lack it; never

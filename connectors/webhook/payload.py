@@ -10,8 +10,14 @@ A body is one activity object or a list of them::
       "email": "ann@example.com",             required
       "occurred_at": "2024-05-01T14:30:00Z",  required: ISO 8601 with offset, or unix seconds
       "campaign": "...", "channel": "...", "asset": "...", "person_ref": "...",   optional text
-      "attributes": {"anything": "JSON"}      optional object
+      "attributes": {"anything": "JSON"},     optional object
+      "person": {"first_name": "Ann", "last_name": "Lee", "company": "Acme",
+                 "title": "CTO", "phone": "...", "country": "DE"}   optional, all text
     }
+
+``person`` is who the activity's person is (the mapping's ``person.first_name``,
+``person.company``, ``person.fields.title`` ...): it fills the Lead or Contact closedloop creates
+and feeds the mapping's ``people.fields`` rules for people the CRM already has.
 
 Unknown fields are refused (a misspelled ``emial`` should fail loudly, not import a touch
 without an email); free-form data goes in ``attributes``. Each item is judged on its own: one
@@ -54,8 +60,10 @@ ITEM_FIELDS = frozenset(
         "asset",
         "person_ref",
         "attributes",
+        "person",
     }
 )
+PERSON_ITEM_FIELDS = ("first_name", "last_name", "company", "title", "phone", "country")
 _TEXT_FIELDS = ("campaign", "channel", "asset", "person_ref")
 _PAYLOAD_CHARS = 4000
 
@@ -138,6 +146,9 @@ def _parse(source: str, item: Any, now: datetime) -> Touch:
             "wrong_type", f"attributes: expected an object, got {_type_name(attributes)}"
         )
     check_json_value(attributes, "attributes")
+    person = _person(item.get("person"))
+    if person:
+        attributes = {**attributes, "person": person}
     source_id = _source_id(item.get("id"))
     if source_id is None:
         source_id = hashed_source_id(email, kind, occurred_at, texts["campaign"], texts["asset"])
@@ -154,6 +165,31 @@ def _parse(source: str, item: Any, now: datetime) -> Touch:
         attributes=attributes,
         raw=item,
     )
+
+
+def _person(value: Any) -> dict[str, str]:
+    """The item's ``person`` object as person fields with a value (all text, known names)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise FieldError("wrong_type", f"person: expected an object, got {_type_name(value)}")
+    unknown = sorted(str(k) for k in value if k not in PERSON_ITEM_FIELDS)
+    if unknown:
+        raise FieldError(
+            "unknown_field",
+            f"person: unknown field {', '.join(repr(n[:40]) for n in unknown[:5])}; "
+            f"known: {', '.join(PERSON_ITEM_FIELDS)}",
+        )
+    out: dict[str, str] = {}
+    for name, text in value.items():
+        if text is None:
+            continue
+        if not isinstance(text, str):
+            raise FieldError("wrong_type", f"person.{name}: expected text, got {_type_name(text)}")
+        checked = check_text(f"person.{name}", text, max_len=ID_MAX)
+        if checked:
+            out[name] = checked
+    return out
 
 
 def _source_id(value: Any) -> str | None:

@@ -44,6 +44,8 @@ _OPTION_NAMES = {
     "columns.last_name": "--last-name-column",
     "columns.company": "--company-column",
     "columns.title": "--title-column",
+    "columns.phone": "--phone-column",
+    "columns.country": "--country-column",
     "kind": "--kind",
     "occurred_at": "--occurred-at",
     "campaign": "--campaign",
@@ -223,6 +225,12 @@ def import_command(
     title_column: Annotated[
         str | None, Opt(help="Column with the job title (default: a 'Title' header).")
     ] = None,
+    phone_column: Annotated[
+        str | None, Opt(help="Column with the phone number (default: a 'Phone' header).")
+    ] = None,
+    country_column: Annotated[
+        str | None, Opt(help="Column with the country (default: a 'Country' header).")
+    ] = None,
     delimiter: Annotated[
         str | None,
         Opt(help="CSV delimiter, e.g. ';' or tab (default: found from the header line)."),
@@ -252,6 +260,8 @@ def import_command(
         "columns.last_name": last_name_column,
         "columns.company": company_column,
         "columns.title": title_column,
+        "columns.phone": phone_column,
+        "columns.country": country_column,
         "occurred_at": occurred_at,
         "kind": kind,
         "campaign": campaign,

@@ -282,6 +282,9 @@ class PersonRow(LedgerModel, table=True):
     pulled_at: datetime = Field(
         default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
     )
+    # The source person (and person-field rules) last settled on this record by the mapping's
+    # ``people.fields`` rules; any refresh of the row from the CRM clears it (revision 0007).
+    fields_digest: str | None = None
 
 
 class AccountRow(LedgerModel, table=True):

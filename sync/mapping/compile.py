@@ -215,11 +215,17 @@ class CompiledMapping:
             return sorted(touches, key=lambda t: (t.occurred_at, t.key))
         return digest_touches(touches, self.digests, ZoneInfo(self.timezone))
 
-    def plan_person(self, source_person: Person, crm_person: Person | None) -> PersonPlan:
-        """Which person fields to write on which side, and whether to create, hold or update."""
+    def plan_person(
+        self,
+        source_person: Person,
+        crm_person: Person | None,
+        changed_at: Mapping[str, datetime] | None = None,
+    ) -> PersonPlan:
+        """Which person fields to write on which side, and whether to create, hold or update
+        (``changed_at``: when each CRM field last changed, from the CRM's field history)."""
         return plan_person(
             self.crm, self.person_rules, self.unknown_people, self.create_defaults,
-            source_person, crm_person,
+            source_person, crm_person, changed_at,
         )  # fmt: skip
 
 

@@ -4,8 +4,12 @@ Rules (``people.fields.<CRM field>.rule``):
 
 - ``prefer_crm_unless_blank``: the CRM keeps its value; closedloop only fills blanks.
 - ``always_overwrite``: the side named by ``direction`` is overwritten whenever values differ.
-- ``two_way_latest``: the side updated more recently (``Person.updated_at`` of each) wins;
-  a tie or a missing timestamp keeps both as they are.
+- ``two_way_latest``: the side changed more recently wins. The CRM side's time is when that
+  field last changed, from the CRM's field history where it keeps one (Salesforce
+  LeadHistory / ContactHistory for fields with history tracking on, HubSpot property history),
+  else the record's last modification (``Person.updated_at``); the source side's time is the
+  source person's ``updated_at`` (Marketo's lead ``updatedAt``, a form's submission time, a
+  file row's touch time). A tie or a missing time keeps both as they are.
 - ``never``: documented as not synced; nothing is ever written.
 
 A blank value never overwrites a non-blank one, under any rule: the failure this project exists
@@ -141,6 +145,7 @@ def plan_person(  # noqa: PLR0917 - the compiled mapping passes its own parts th
     create_defaults: Mapping[str, Any],
     source_person: Person,
     crm_person: Person | None,
+    changed_at: Mapping[str, datetime] | None = None,
 ) -> PersonPlan:
     """Decide every person field for one person (see module docstring for the rules)."""
     decisions: list[FieldDecision] = []
@@ -164,9 +169,8 @@ def plan_person(  # noqa: PLR0917 - the compiled mapping passes its own parts th
             )  # fmt: skip
             continue
         current = crm_value(crm, crm_person, rule.crm_field)
-        action, reason = _decide(
-            rule, value, current, source_person.updated_at, crm_person.updated_at
-        )
+        crm_at = (changed_at or {}).get(rule.crm_field) or crm_person.updated_at
+        action, reason = _decide(rule, value, current, source_person.updated_at, crm_at)
         if action == "write_crm":
             crm_updates[rule.crm_field] = value
         elif action == "write_source":

@@ -41,6 +41,21 @@ refuses (unknown Campaign, a status that Campaign lacks) becomes a dead letter o
 with Salesforce's code and message, keyed by the touch; the touch's delivery stays ``confirmed``.
 Replaying that letter re-pushes the touch, and so retries the membership.
 
+Person fields (mapping ``people.fields``): touches carry their person as the source knows it
+(``attributes["person"]``: a Marketo lead's name, company, title, phone, country and
+``updatedAt``; a file row's columns; a HubSpot form's fields; a webhook's ``person``). People
+created in step 1 get the mapped values. After step 1, for the people of the batch's ready
+touches that the CRM already had (once per person per run, from their newest touch), one
+batched ``crm.read_person_fields`` reads the mapped fields as the CRM holds them now (with the
+field-history time of each two-way field), ``plan_person`` applies the rules (a value a rule
+protects is never overwritten, a blank never overwrites) and one batched ``crm.update_people``
+writes what the rules allow. A person so settled is not read again until their source person
+(values, ``updated_at``, or the mapping's rules) changes or the ledger's copy of the CRM record is
+refreshed (a lookup, a dispositions or reconcile pull): ``person.fields_digest``, cleared by every
+refresh (people created here are settled by their create). Field writes are idempotent, so a
+replay after a crash writes the same values again; a person the CRM refuses to update is logged
+and counted (``person_updates_refused``), and their touches flow on.
+
 Owners (mapping ``people.owner``): people created in step 1 carry the mapping's owner (a
 Salesforce User or queue as ``OwnerId``, a HubSpot ``hubspot_owner_id``), or their creates the
 ``Sforce-Auto-Assign`` header that runs a Salesforce assignment rule (``_owner``).
@@ -57,10 +72,12 @@ replaying it tries the opt-out again.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +98,7 @@ from connectors.base import (
     MemberResult,
     Person,
     PersonKind,
+    PersonUpdate,
     RenderedTouch,
     Touch,
     TouchKind,
@@ -115,6 +133,7 @@ __all__ = [
     "Prepared",
     "Rejection",
     "person_from_row",
+    "source_person",
     "touch_from_row",
     "touch_payload",
 ]
@@ -211,6 +230,44 @@ def touch_payload(touch: Touch) -> dict[str, Any]:
     }
 
 
+# Person fields a touch may carry (``attributes["person"]``) that are not Person attributes:
+# the mapping reads them as person.fields.<name>.
+_PERSON_EXTRAS = ("title", "phone", "country")
+
+
+def source_person(touch: Touch, email: str) -> Person | None:
+    """The person of ``touch`` as its source knows them (``attributes["person"]``: names,
+    company, title, phone, country, ``updated_at``), or None when the touch carries none."""
+    given = touch.attributes.get("person")
+    if not isinstance(given, Mapping):
+        return None
+    named = {k: v.strip() for k, v in given.items() if isinstance(v, str) and v.strip()}
+    if not named.keys() - {"updated_at"}:
+        return None
+    updated_at = _parse_time(named.get("updated_at")) or touch.occurred_at
+    return Person(
+        source=touch.source,
+        external_id=touch.person_ref or email,
+        kind=PersonKind.LEAD,
+        email=email,
+        first_name=named.get("first_name"),
+        last_name=named.get("last_name"),
+        company=named.get("company"),
+        updated_at=updated_at,
+        fields={k: named[k] for k in _PERSON_EXTRAS if k in named},
+    )
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def person_from_row(row: Any) -> Person:
     """A ledger ``person`` row as the connector record type."""
     return Person(
@@ -259,6 +316,8 @@ def person_values(crm: str, person: Person) -> dict[str, Any]:
         "created_at": person.created_at,
         "updated_at": person.updated_at,
         "pulled_at": utcnow(),
+        # A refresh from the CRM means its values may have changed: settle the person again.
+        "fields_digest": None,
     }
 
 
@@ -328,6 +387,8 @@ class Deliverer:
         self.audit = KeyAudit(ctx, crm, sink) if isinstance(crm, KeyedSink) else None
         # Run id -> when it finished (None: it never did), for ``_sent_by``.
         self._run_ends: dict[int, datetime | None] = {}
+        # Emails whose person fields this run has settled (created or updated): once a run.
+        self._fields_done: set[str] = set()
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -403,29 +464,23 @@ class Deliverer:
         CRM's refusals by email, from its ``last_rejections``)."""
         plans: dict[str, Person] = {}
         held: set[str] = set()
+        digests: dict[str, str] = {}  # email -> the source person its create settles
         owner_id, assignment = self._owner()
         for email, touch in touches_by_email.items():
-            # The row's own person fields (a file's name, company and title columns), for the
-            # mapping's person.first_name, person.company, person.fields.title ...
-            given = touch.attributes.get("person")
-            named = {k: v for k, v in given.items() if isinstance(v, str) and v.strip()} if (
-                isinstance(given, Mapping)
-            ) else {}  # fmt: skip
-            source_person = Person(
+            # The touch's own person (a Marketo lead's fields, a file's name, company and title
+            # columns), for the mapping's person.first_name, person.company, person.fields.title
+            given = source_person(touch, email) or Person(
                 source=touch.source,
                 external_id=touch.person_ref or email,
                 kind=PersonKind.LEAD,
                 email=email,
-                first_name=named.get("first_name"),
-                last_name=named.get("last_name"),
-                company=named.get("company"),
                 updated_at=touch.occurred_at,
-                fields={k: v for k, v in named.items() if k in ("title", "phone")},
             )
-            plan = self.mapping.plan_person(source_person, None)
+            plan = self.mapping.plan_person(given, None)
             if plan.action != "create":
                 held.add(email)
                 continue
+            digests[email] = self._fields_digest(given)
             fields = dict(plan.crm_updates)
             kind = PersonKind.CONTACT if plan.target == "Contact" else PersonKind.LEAD
             plans[email] = Person(
@@ -472,6 +527,10 @@ class Deliverer:
         if created:
             with self.ctx.transaction() as conn:
                 upsert_people(conn, self.sink, created.values())
+                self._settled(conn, {
+                    p.external_id: digests[email] for email, p in created.items()
+                    if email in digests
+                })  # fmt: skip
         for email, person in created.items():
             self._cache(email, person)
         self.ctx.add("created_people", len(created))
@@ -829,6 +888,7 @@ class Deliverer:
                         reason = f"creating the person for {_email(p.touch)} was refused: {exc}"
                         work.reject(p, exc.code, reason, DeadLetterStage.RESOLVE)
             people.update(created)
+            self._fields_done.update(created)
         work.people = people
         ready: list[Touch] = []
         held: dict[int, str] = {}
@@ -845,7 +905,120 @@ class Deliverer:
                 held[p.touch_id] = HELD
             else:
                 self._not_created(work, p, refused.get(email))
+        self._update_people(people, ready)
         return ready, held
+
+    def _update_people(self, people: Mapping[str, Person], ready: Sequence[Touch]) -> None:
+        """Apply the mapping's ``people.fields`` rules to the people of ``ready`` touches that
+        the CRM already had: one batched read of the CRM's values, one batched update."""
+        rules = [
+            r for r in self.mapping.person_rules if r.direction != "from_crm" and r.rule != "never"
+        ]
+        read = getattr(self.crm, "read_person_fields", None)
+        write = getattr(self.crm, "update_people", None)
+        if not rules or read is None or write is None:
+            return
+        newest: dict[str, Person] = {}
+        for touch in sorted(ready, key=lambda t: (t.occurred_at, t.key)):
+            email = _email(touch)
+            person = people.get(email)
+            if email in self._fields_done or person is None or not person.external_id:
+                continue
+            given = source_person(touch, email)
+            if given is not None:
+                newest[email] = given  # the newest touch's person wins
+        if not newest:
+            return
+        self._fields_done.update(newest)
+        digests = {email: self._fields_digest(given) for email, given in newest.items()}
+        settled = self._settled_digests([people[email].external_id for email in newest])
+        newest = {
+            email: given
+            for email, given in newest.items()
+            if settled.get(people[email].external_id) != digests[email]
+        }
+        if not newest:
+            return
+        targets = [people[email] for email in newest]
+        self.ctx.add("people_checked", len(targets))
+        fields = list(dict.fromkeys(r.crm_field for r in rules))
+        two_way = [r.crm_field for r in rules if r.direction == "both"]
+        snapshots = self._call(lambda: read(targets, fields, two_way))
+        updates: list[PersonUpdate] = []
+        unchanged: list[str] = []
+        for email, given in newest.items():
+            person = people[email]
+            snapshot = snapshots.get(person.external_id)
+            if snapshot is None:  # gone from the CRM since it was resolved
+                continue
+            current = replace(
+                person, first_name=None, last_name=None, company=None, owner_id=None,
+                status=None, lead_source=None, lifecycle_stage=None,
+                fields=dict(snapshot.values), updated_at=snapshot.updated_at,
+            )  # fmt: skip
+            plan = self.mapping.plan_person(given, current, snapshot.changed_at)
+            # Only fields the record has (a Contact has no Company): the snapshot holds those.
+            values = {k: v for k, v in plan.crm_updates.items() if k in snapshot.values}
+            if values:
+                updates.append(PersonUpdate(person, values))
+            else:
+                unchanged.append(email)
+        refusals = {
+            (r.key or ""): r for r in self._call(lambda: write(updates)) if r.key is not None
+        } if updates else {}  # fmt: skip
+        for email, why in refusals.items():
+            log.warning("person update refused", sink=self.sink, email=email, code=why.code,
+                        reason=str(why))  # fmt: skip
+        done = [u for u in updates if (u.person.email or "").lower() not in refusals]
+        merged = [_with_values(u.person, u.values) for u in done]
+        settled_now = {
+            people[email].external_id: digests[email]
+            for email in [*unchanged, *((u.person.email or "").lower() for u in done)]
+        }
+        with self.ctx.transaction() as conn:
+            if merged:
+                upsert_people(conn, self.sink, merged)
+            self._settled(conn, settled_now)
+        for person in merged:
+            self._cache((person.email or "").lower(), person)
+        self.ctx.add("people_updated", len(done))
+        self.ctx.add("person_updates_refused", len(refusals))
+
+    def _fields_digest(self, given: Person) -> str:
+        """What settling ``given`` depends on: its values and time, and the mapping's rules."""
+        rules = [
+            (r.crm_field, r.source_path, r.direction, r.rule) for r in self.mapping.person_rules
+        ]
+        person = [given.first_name, given.last_name, given.company, dict(given.fields)]
+        stamp = given.updated_at.isoformat() if given.updated_at else None
+        text = json.dumps([rules, person, stamp], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+    def _settled(self, conn: Connection, digests: Mapping[str, str]) -> None:
+        """Record that these CRM people (by id) were settled against these source digests."""
+        if not digests:
+            return
+        conn.execute(
+            update(_PERSON)
+            .where(_PERSON.c.crm == self.sink, _PERSON.c.external_id == bindparam("xid"))
+            .values(fields_digest=bindparam("digest")),
+            [{"xid": xid, "digest": digest} for xid, digest in digests.items()],
+        )
+
+    def _settled_digests(self, external_ids: Sequence[str]) -> dict[str, str]:
+        """The ledger's ``fields_digest`` of these CRM people (those that have one)."""
+        out: dict[str, str] = {}
+        with self.ctx.engine.connect() as conn:
+            for start in range(0, len(external_ids), _LOOKUP_CHUNK):
+                rows = conn.execute(
+                    select(_PERSON.c.external_id, _PERSON.c.fields_digest).where(
+                        _PERSON.c.crm == self.sink,
+                        _PERSON.c.external_id.in_(external_ids[start : start + _LOOKUP_CHUNK]),
+                        _PERSON.c.fields_digest.is_not(None),
+                    )
+                )
+                out.update({row.external_id: row.fields_digest for row in rows})
+        return out
 
     def _not_created(self, work: _Batch, p: Pending, why: RecordRejected | None) -> None:
         """Set aside a touch whose person the CRM did not create: pending when the CRM said
@@ -1139,6 +1312,17 @@ class _Batch:
         rejection = Rejection(pending.touch.key, code, reason, touch_payload(pending.touch))
         self.rejects.append((pending.touch_id, rejection, stage.value))
         self.rejected.add(pending.touch.key)
+
+
+def _with_values(person: Person, values: Mapping[str, Any]) -> Person:
+    """``person`` after the CRM fields ``values`` were written on it (for the ledger's copy)."""
+    return replace(
+        person,
+        first_name=_text(values, "FirstName", "firstname") or person.first_name,
+        last_name=_text(values, "LastName", "lastname") or person.last_name,
+        company=_text(values, "Company", "company") or person.company,
+        fields={**person.fields, **values},
+    )
 
 
 def _email(touch: Touch) -> str:

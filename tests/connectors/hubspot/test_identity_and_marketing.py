@@ -98,6 +98,10 @@ def test_email_events_and_form_fills_become_touches_with_their_details(
     assert form.email
     assert form.asset
     assert form.key.startswith("hubspot:form:")
+    # The form's contact fields travel with the touch, for the mapping's people fields.
+    person = form.attributes["person"]
+    assert person["first_name"]
+    assert person["updated_at"] == form.occurred_at.isoformat()
     click = next(t for t in touches if t.kind is TouchKind.EMAIL_CLICK)
     assert click.asset
     assert click.campaign

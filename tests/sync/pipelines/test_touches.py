@@ -324,17 +324,17 @@ def _last_errors(engine: Any, keys: set[str]) -> set[str]:
     return {r.last_error for r in rows}
 
 
-def test_a_new_email_becomes_a_lead_with_the_rows_name_company_and_title(
+def test_a_new_email_becomes_a_lead_with_the_rows_name_company_title_and_country(
     workspace_factory: Any,
 ) -> None:
     ws = workspace_factory({PIPELINE: badge_pipeline()})
     path = ws.folder / "cards.csv"
     # As Excel writes it on a German Windows: cp1252, ";", the person's columns by usual names.
     path.write_bytes(
-        "Badge;Email;Scanned;First Name;Last Name;Company;Job Title\r\n"
+        "Badge;Email;Scanned;First Name;Last Name;Company;Job Title;Land\r\n"
         f"B0;juergen@new-guests.example;{SCAN_DAY:%Y-%m-%d}T10:00:00Z;Jürgen;Müller;"
-        "Bäcker GmbH;Einkauf\r\n"
-        f"B1;anon@new-guests.example;{SCAN_DAY:%Y-%m-%d}T10:05:00Z;;;;\r\n".encode("cp1252")
+        "Bäcker GmbH;Einkauf;Deutschland\r\n"
+        f"B1;anon@new-guests.example;{SCAN_DAY:%Y-%m-%d}T10:05:00Z;;;;;\r\n".encode("cp1252")
     )
     settings = ws.config.connections[BADGES].settings
     assert import_file(ws.engine, path, BADGES, settings).imported == 2
@@ -349,6 +349,7 @@ def test_a_new_email_becomes_a_lead_with_the_rows_name_company_and_title(
     assert lead is not None
     assert (lead["FirstName"], lead["LastName"]) == ("Jürgen", "Müller")
     assert (lead["Company"], lead["Title"]) == ("Bäcker GmbH", "Einkauf")
+    assert lead["Country"] == "Deutschland"
     (anonymous,) = store.find("Lead", "Email", "anon@new-guests.example")
     assert store.get("Lead", anonymous)["Company"] == "[not provided]"  # type: ignore[index]
     with ws.engine.connect() as conn:
