@@ -102,6 +102,7 @@ from sync.mapping.digest import is_digest
 from sync.pipelines.keyaudit import KeyAudit
 from sync.synclog import LogEntry
 from sync.synclog import record as log_steps
+from sync.synclog import rows as log_rows
 
 if TYPE_CHECKING:
     from sync.mapping import CompiledMapping
@@ -661,6 +662,7 @@ class Deliverer:
             for tid in prepared.members[key]
         ]
         intended = [tid for r in prepared.rendered for tid in prepared.members[r.key]]
+        steps = log_rows(self._prepare_log(work, prepared))
         with self.ctx.transaction() as conn:
             self._mark(conn, intended, DeliveryState.INTENDED, bump=True)
             if found:
@@ -678,7 +680,7 @@ class Deliverer:
                 self._mark(conn, ids, DeliveryState.FAILED, error=error, bump=True)
             self._dead_letter(conn, work.rejects)
             self._record_opt_outs(conn, opt_outs, opt_out_refusals)
-            log_steps(conn, self._prepare_log(work, prepared))
+            log_steps(conn, steps)
             self.after_prepare(conn, batch)
         self.ctx.progress("map", len(batch))
         return prepared
@@ -1031,6 +1033,7 @@ class Deliverer:
                      DeadLetterStage.PUSH.value)
                     for tid in ids
                 )  # fmt: skip
+        steps = log_rows(self._push_log(prepared, by_key, member_later))
         with self.ctx.transaction() as conn:
             self._confirm(conn, confirmed)
             if self.audit is not None:
@@ -1045,7 +1048,7 @@ class Deliverer:
                 )  # fmt: skip
             for error, ids in later.items():
                 self._mark(conn, ids, DeliveryState.FAILED, error=error, bump=True)
-            log_steps(conn, self._push_log(prepared, by_key, member_later))
+            log_steps(conn, steps)
         retried = sum(len(ids) for ids in later.values())
         self.pushed_records += len(prepared.rendered)
         self.ctx.add("pushed", len(confirmed))
