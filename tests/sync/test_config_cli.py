@@ -334,3 +334,35 @@ def test_the_commented_alerts_and_sync_log_sections_of_init_check_once_their_sec
     assert sorted(loaded.alerts.channels) == ["ops-mail", "ops-slack", "pager"]
     assert loaded.alerts.triggers.lag == "2h"
     assert "k" * 24 not in str(loaded.display())
+
+
+def test_config_check_refuses_a_bad_alert_channel_and_a_missing_secret_with_clear_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SLACK_HOOK_URL", raising=False)
+    config = tmp_path / "closedloop.yaml"
+    config.write_text(
+        """version: 1
+sync_log: {retention: 30 days}
+alerts:
+  channels:
+    chat: {type: teams, url: "https://example.com/hook"}
+    slack: {type: slack, webhook_url: "${SLACK_HOOK_URL}"}
+    pager: {type: webhook, url: "https://hooks.example.com/x"}
+    mail: {type: email, host: smtp.example.com, sender: a@example.com, to: [b@example.com],
+           username: a@example.com}
+""",
+        encoding="utf-8",
+    )
+
+    result = CliRunner().invoke(init_app(), ["check", "--config", str(config)])
+
+    assert result.exit_code == 2
+    for expected in (
+        "sync_log.retention: expected a duration such as 30s, 15m, 2h or 1d",
+        "alerts.channels.chat.type: expected one of slack, email, webhook; got 'teams'",
+        "alerts.channels.slack.webhook_url: environment variable SLACK_HOOK_URL is not set",
+        "alerts.channels.pager.secret: required key is missing",
+        "alerts.channels.mail: give both username and password (password_file) to log in",
+    ):
+        assert expected in result.output
