@@ -30,6 +30,7 @@ from sync.logs import redact
 
 __all__ = [
     "DEFAULT_LIMIT",
+    "STEP_LABELS",
     "LogEntry",
     "LogEntryView",
     "compress",
@@ -46,6 +47,17 @@ DEFAULT_LIMIT = 1000
 # Answers longer than this are cut (a vendor's HTML error page says nothing more at 100 KB).
 _ANSWER_MAX = 4000
 _OPERATIONS = frozenset(op.value for op in SyncLogOperation)
+# How ``closedloop log`` (and the health page) names each operation.
+STEP_LABELS = {
+    "pull": "pulled",
+    "match": "matched",
+    "map": "mapped",
+    "create": "sent: created",
+    "update": "sent: updated",
+    "skip": "skipped",
+    "refuse": "refused",
+    "replay": "replayed",
+}
 
 
 @dataclass(frozen=True, slots=True)

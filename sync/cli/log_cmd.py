@@ -26,16 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ["log_command"]
 
-_STEP = {
-    "pull": "pulled",
-    "match": "matched",
-    "map": "mapped",
-    "create": "sent: created",
-    "update": "sent: updated",
-    "skip": "skipped",
-    "refuse": "refused",
-    "replay": "replayed",
-}
 COLUMNS = ("at", "step", "pipeline", "touch", "crm", "crm_id", "answer")
 
 
@@ -91,6 +81,8 @@ def _table(
     from rich.table import Table
     from rich.text import Text
 
+    from sync.synclog import STEP_LABELS
+
     table = Table(title=Text(f"sync log of {subject}"), title_justify="left", show_lines=True)
     for column in COLUMNS:
         table.add_column(column, overflow="fold")
@@ -100,7 +92,7 @@ def _table(
             sent = json.dumps(step.payload, indent=1, ensure_ascii=False, default=str)
             answer = f"{answer}\n{sent}" if answer else sent
         table.add_row(*(Text(cell) for cell in (
-            step.at.strftime("%Y-%m-%d %H:%M:%S"), _STEP.get(step.operation, step.operation),
+            step.at.strftime("%Y-%m-%d %H:%M:%S"), STEP_LABELS.get(step.operation, step.operation),
             step.pipeline or "-", step.touch_key or "-", step.crm, step.crm_id or "-", answer,
         )))  # fmt: skip
     console.print(table)
