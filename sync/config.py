@@ -47,6 +47,7 @@ from pydantic import (
 
 from connectors.errors import ConfigError, ConfigIssue, did_you_mean
 from connectors.registry import ConnectorInfo, connector_names, get_connector
+from sync.alerts.settings import AlertsConfig
 from sync.analytics.settings import AnalyticsSettings
 from sync.attribution.settings import AttributionConfig
 from sync.logs import REDACTED, config_loaded, register_secret
@@ -74,6 +75,7 @@ __all__ = [
     "MappingsSection",
     "Pipeline",
     "Schedule",
+    "SyncLogSection",
     "config_path",
     "load_config",
     "parse_duration",
@@ -286,6 +288,17 @@ class MappingsSection(_Strict):
         return parse_duration(self.schema_max_age)
 
 
+class SyncLogSection(_Strict):
+    """The ``sync_log:`` section: how long the row-level sync log keeps each step."""
+
+    retention: Annotated[str, BeforeValidator(_duration)] = "30d"
+
+    @property
+    def keep(self) -> timedelta:
+        """``retention`` as a timedelta."""
+        return parse_duration(self.retention)
+
+
 class _ConfigFile(_Strict):
     """The top level of closedloop.yaml; sections of named entries are validated entry by entry."""
 
@@ -298,6 +311,8 @@ class _ConfigFile(_Strict):
     attribution: AttributionSection = AttributionSection()
     analytics: AnalyticsSection = AnalyticsSection()
     mappings: MappingsSection = MappingsSection()
+    sync_log: SyncLogSection = SyncLogSection()
+    alerts: AlertsConfig = AlertsConfig()
 
 
 @dataclass(frozen=True)
@@ -328,6 +343,8 @@ class Config:
     attribution: AttributionSection = field(default_factory=AttributionSection)
     analytics: AnalyticsSection = field(default_factory=AnalyticsSection)
     mappings: MappingsSection = field(default_factory=MappingsSection)
+    sync_log: SyncLogSection = field(default_factory=SyncLogSection)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
     def database_url(self, environ: Mapping[str, str] | None = None) -> str | None:
         """``CLOSEDLOOP_DATABASE_URL``, else ``ledger.url`` (relative SQLite paths from the
@@ -381,6 +398,8 @@ class Config:
             "attribution": self.attribution.model_dump(mode="json"),
             "analytics": self.analytics.model_dump(mode="json"),
             "mappings": self.mappings.model_dump(mode="json"),
+            "sync_log": self.sync_log.model_dump(mode="json"),
+            "alerts": self.alerts.model_dump(mode="json"),
         }
 
 
@@ -521,6 +540,8 @@ class _Loader:
             raise ConfigError(f"{self.located.file}: {count}", issues)
         for conn in connections.values():
             _register_secrets(conn.settings)
+        for channel in head.alerts.channels.values():
+            _register_secrets(channel)
         url = head.ledger.url
         if url is not None:
             from sqlalchemy.engine import make_url
@@ -539,6 +560,8 @@ class _Loader:
             attribution=head.attribution,
             analytics=head.analytics,
             mappings=head.mappings,
+            sync_log=head.sync_log,
+            alerts=head.alerts,
         )
 
     # -- preparing raw data: interpolation, *_file secrets, relative paths --

@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 from typer.testing import CliRunner
 
 from connectors import registry
+from connectors.errors import ConfigError
 from sync.cli import config_cmd
+from sync.config import load_config
 
 CONFIGS = Path(__file__).parent / "configs"
 ROOT = Path(__file__).resolve().parents[2]
@@ -296,3 +298,71 @@ def test_the_commented_hubspot_part_of_init_is_what_the_demo_adds() -> None:
         block.append("  " + line[4:])
     connection = yaml.safe_load("\n".join(block))["hubspot"]
     assert connection == config_cmd.SANDBOX_HUBSPOT
+
+
+def _uncomment(text: str, first: str) -> str:
+    """``text`` with the commented block starting at the line ``# <first>`` uncommented."""
+    lines = text.splitlines()
+    start = lines.index(f"# {first}")
+    end = start
+    while end < len(lines) and lines[end].startswith("# "):
+        lines[end] = lines[end][2:]
+        end += 1
+    return "\n".join(lines) + "\n"
+
+
+def test_the_commented_alerts_and_sync_log_sections_of_init_check_once_their_secrets_exist(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "closedloop.yaml"
+    assert CliRunner().invoke(init_app(), ["init", str(target)]).exit_code == 0
+    text = _uncomment(target.read_text(encoding="utf-8"), "sync_log:")
+    target.write_text(_uncomment(text, "alerts:"), encoding="utf-8")
+
+    with pytest.raises(ConfigError) as missing:
+        load_config(target)
+    secrets = tmp_path / ".closedloop" / "secrets"
+    for name in ("slack-webhook", "smtp-password", "webhook-key"):
+        assert f"file not found: '.closedloop/secrets/{name}'" in str(missing.value.issues)
+        (secrets / name).write_text(
+            "https://hooks.slack.com/services/T0/B0/x" if name == "slack-webhook" else "k" * 24
+        )
+    (tmp_path / ".closedloop" / "sandbox-ca.pem").write_text("a CA the sandbox writes\n")
+    loaded = load_config(target)
+
+    assert loaded.sync_log.keep.days == 30
+    assert sorted(loaded.alerts.channels) == ["ops-mail", "ops-slack", "pager"]
+    assert loaded.alerts.triggers.lag == "2h"
+    assert "k" * 24 not in str(loaded.display())
+
+
+def test_config_check_refuses_a_bad_alert_channel_and_a_missing_secret_with_clear_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SLACK_HOOK_URL", raising=False)
+    config = tmp_path / "closedloop.yaml"
+    config.write_text(
+        """version: 1
+sync_log: {retention: 30 days}
+alerts:
+  channels:
+    chat: {type: teams, url: "https://example.com/hook"}
+    slack: {type: slack, webhook_url: "${SLACK_HOOK_URL}"}
+    pager: {type: webhook, url: "https://hooks.example.com/x"}
+    mail: {type: email, host: smtp.example.com, sender: a@example.com, to: [b@example.com],
+           username: a@example.com}
+""",
+        encoding="utf-8",
+    )
+
+    result = CliRunner().invoke(init_app(), ["check", "--config", str(config)])
+
+    assert result.exit_code == 2
+    for expected in (
+        "sync_log.retention: expected a duration such as 30s, 15m, 2h or 1d",
+        "alerts.channels.chat.type: expected one of slack, email, webhook; got 'teams'",
+        "alerts.channels.slack.webhook_url: environment variable SLACK_HOOK_URL is not set",
+        "alerts.channels.pager.secret: required key is missing",
+        "alerts.channels.mail: give both username and password (password_file) to log in",
+    ):
+        assert expected in result.output
