@@ -73,6 +73,11 @@ class Connections:
             self._instances[name] = instance
             return instance
 
+    def built(self, name: str) -> Any:
+        """The connector of ``name`` if it was built already, else None (builds nothing)."""
+        with self._lock:
+            return self._instances.get(name)
+
     def crm(self, name: str) -> Crm:
         """Connection ``name`` as a CRM; ConfigError when its connector is not one."""
         instance = self.get(name)

@@ -118,6 +118,8 @@ class HubSpotClient:
                 name="closedloop's share of the HubSpot daily API limit",
             )
         )
+        # The account's daily limit and what is left of it, from the newest Daily headers.
+        self.daily_usage: tuple[int, int] | None = None
         self.calls = 0
         self.calls_by: Counter[str] = Counter()
         self.rate_waits = 0
@@ -188,6 +190,8 @@ class HubSpotClient:
         if daily is not None and daily > 0:
             self.quota.limit = max(1, int(daily * self.settings.daily_budget_share))
         daily_left = _int_header(headers, "X-HubSpot-RateLimit-Daily-Remaining")
+        if daily is not None and daily > 0 and daily_left is not None:
+            self.daily_usage = (max(0, daily - daily_left), daily)
         if daily_left is not None and daily_left <= 0:
             self.quota.exhaust()
 

@@ -60,6 +60,7 @@ __all__ = [
 
 LEASE_TTL_S = 60.0
 EXIT_HELD = 3  # a pipeline was skipped: another live process holds its lease
+EXIT_BUDGET = 4  # a run stopped at a daily API budget ("budget reached; resumes at ...")
 
 ConfigOption = Annotated[
     Path | None,
@@ -292,7 +293,8 @@ def _run_and_report(
     stop: threading.Event | None = None,
     skip_held: bool = False,
 ) -> int:
-    """Run ``names`` and print what they did; the exit code (0, 1 failed, ``EXIT_HELD``)."""
+    """Run ``names`` and print what they did; the exit code (0, 1 failed, ``EXIT_BUDGET``,
+    ``EXIT_HELD``)."""
     from sync.connections import Connections
 
     console = output_console()
@@ -310,6 +312,8 @@ def _run_and_report(
     _print_outcome(console, summaries, title)
     if not all(s.ok for s in summaries):
         return 1
+    if any((s.error or "").startswith("budget reached") for s in summaries):
+        return EXIT_BUDGET
     if skipped and not skip_held:
         console.print(
             f"[yellow]skipped {', '.join(skipped)}: another process holds the lease; "
