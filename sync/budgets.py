@@ -61,6 +61,8 @@ __all__ = [
 _USAGE = ApiUsageRow.__table__  # type: ignore[attr-defined]
 _DAY = timedelta(days=1)
 _MARKETO_TZ = ZoneInfo("America/Chicago")
+# Connector types whose allocation is a rolling 24 h window (no day boundary).
+ROLLING_TYPES = frozenset({"salesforce"})
 
 
 # Pipeline kind -> priority (0 first). A backfill (``closedloop backfill``) is always last.
@@ -108,8 +110,8 @@ def vendor_day(config: Config, connection: str, now: datetime) -> tuple[str, dat
 def _live_usage(connector: Any) -> tuple[int | None, int | None]:
     """(used today, daily allocation) as the vendor last reported them to ``connector``."""
     client = getattr(connector, "client", None)
-    for attribute in ("usage", "daily_usage"):  # Salesforce, HubSpot
-        figures = getattr(client, attribute, None)
+    current = getattr(client, "current_usage", None)  # Salesforce: None once it may be stale
+    for figures in (current() if callable(current) else None, getattr(client, "daily_usage", None)):
         if isinstance(figures, tuple) and len(figures) == 2:
             return int(figures[0]), int(figures[1])
     return None, None
@@ -324,6 +326,11 @@ class BudgetGate:
         """The error to stop with when a connection's limit for this priority is spent."""
         now = self.clock()
         for name in self.names:
+            rolling = self.config.connections[name].type in ROLLING_TYPES
+            if rolling and _live_usage(self.connector(name))[0] is None:
+                # A rolling window frees calls all the time: only a figure the vendor sends now
+                # counts (the connection's first call of the run reads it).
+                continue
             fc = self._forecast(name, now)
             if fc.cap is None:
                 continue
@@ -331,7 +338,6 @@ class BudgetGate:
             limit = limit_of(budget, fc.cap, self.priority)
             if fc.used < limit:
                 continue
-            rolling = self.config.connections[name].type == "salesforce"
             resume = _resume_at(fc, limit, now, rolling)
             which = PRIORITY_NAMES[self.priority]
             share = "" if self.priority == 0 else f" (the part {which} may use: {limit:,})"

@@ -509,6 +509,7 @@ def runs_command(
             query = query.where(table_.c.pipeline == pipeline)
         with engine.connect() as conn:
             rows = conn.execute(query).all()
+        budgets = _budget_lines(loaded, engine) if loaded is not None else []
     finally:
         engine.dispose()
     if fmt != "table":
@@ -530,6 +531,17 @@ def runs_command(
         ])  # fmt: skip
     columns = ("id", "pipeline", "state", "started", "time", "counts", "API calls", "error")
     print_listing(console, "Recent runs", columns, cells, head=5)
+    if budgets:
+        console.print("API budgets today:", highlight=False)
+        for line in budgets:
+            console.print(f"  {line}", highlight=False, soft_wrap=True)
+
+
+def _budget_lines(loaded: Config, engine: Engine) -> list[str]:
+    """Each budgeted connection's cap, calls used today and forecast, from the ledger."""
+    from sync.budgets import forecasts
+
+    return [f"{fc.connection}: {fc.describe()}" for fc in forecasts(loaded, engine)]
 
 
 RUN_COLUMNS = ("id", "pipeline", "kind", "state", "started_at", "finished_at", "duration_s",
