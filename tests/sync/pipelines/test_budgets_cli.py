@@ -12,14 +12,19 @@ import yaml
 from typer.testing import CliRunner
 
 from sync.cli import check_cmd
+from sync.cli.serve_cmd import build_service_app, metrics_route
 from sync.cli.sync_cmd import EXIT_BUDGET, _standalone
 from sync.config import load_config
+from sync.connections import Connections
+from sync.metrics import ServiceMetrics
+from tests.connectors.webhook.sender import Client
 from tests.sync.pipelines.conftest import (
     Workspace,
     badge_pipeline,
     badge_rows,
     known_emails,
 )
+from tests.sync.test_serve import metric
 
 PIPELINE = "badges-to-salesforce"
 TOUCHES = 12
@@ -73,6 +78,19 @@ def test_a_sync_stops_at_the_daily_cap_and_the_next_day_delivers_the_rest_once(
     assert "budget reached" in runs.output
     assert re.search(r"salesforce: cap 10 calls", runs.output), runs.output
 
+    # /metrics of a serve process (it has not called Salesforce yet): the ledger's figures.
+    with Connections(ws.config) as connections:
+        metrics = ServiceMetrics(ws.engine, connections=connections)
+        app = build_service_app(ws.engine, {}, extra_routes=[metrics_route(metrics)])
+        text = Client(app).get("/metrics").text
+    assert metric(text, "closedloop_api_budget_cap_calls", connection="salesforce") == 10
+    used = metric(text, "closedloop_api_budget_used_calls", connection="salesforce")
+    assert used is not None
+    assert used >= 10
+    forecast = metric(text, "closedloop_api_budget_forecast_calls", connection="salesforce")
+    assert forecast is not None
+    assert forecast >= used
+
     # Again the same day: nothing runs (the vendor says the cap is reached), nothing is lost.
     again = _cli(ws, "sync")
     assert again.exit_code == EXIT_BUDGET, again.output
@@ -85,4 +103,5 @@ def test_a_sync_stops_at_the_daily_cap_and_the_next_day_delivers_the_rest_once(
     assert len(states) == TOUCHES
     assert {state for state, _ in states.values()} == {"confirmed"}
     tasks = ws.tasks_by_key()
-    assert set(tasks) == set(states) and set(tasks.values()) == {1}  # none lost, none doubled
+    assert set(tasks) == set(states)
+    assert set(tasks.values()) == {1}
