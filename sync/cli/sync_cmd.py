@@ -534,7 +534,7 @@ def runs_command(
     if budgets:
         console.print("API budgets today:", highlight=False)
         for line in budgets:
-            console.print(f"  {line}", highlight=False, soft_wrap=True)
+            console.print(f"  {line}", highlight=False)
 
 
 def _budget_lines(loaded: Config, engine: Engine) -> list[str]:
