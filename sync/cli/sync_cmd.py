@@ -4,7 +4,8 @@
 progress bar per stage when stderr is a terminal, then prints what each run did. ``--loop``
 keeps running them in the foreground on their configured schedules (a simple loop for a
 terminal; ``closedloop serve`` is the real scheduler). Exit code 1 when a run failed, 3 when a
-pipeline was skipped because another live process holds its lease (0 with ``--skip-held``).
+pipeline was skipped because another live process holds its lease (0 with ``--skip-held``), 4
+when a run stopped at a daily API budget ("budget reached; resumes at ...": ``sync.budgets``).
 
 Before any pipeline runs, every mapping file a selected pipeline uses is checked the way
 ``config check`` and ``mappings validate`` check it (``config_cmd.check_pipeline_mappings``):
@@ -21,7 +22,8 @@ replica killed a moment ago) is taken at once, never waited out.
 
 ``backfill --since DATE`` pulls again from DATE regardless of the cursor (touches already in the
 ledger are recognised by key, CRM writes are upserts: running it twice changes nothing).
-``runs`` lists recent runs with their counts, API calls and errors.
+``runs`` lists recent runs with their counts, API calls and errors, then each budgeted
+connection's cap, calls used today and forecast.
 """
 
 from __future__ import annotations
