@@ -279,9 +279,8 @@ def _resume_at(fc: BudgetForecast, limit: int, now: datetime, rolling: bool) -> 
 
 
 class BudgetGate:
-    """Stops a run at its connections' budgets, for its pipeline's priority.
-
-    ``calls_so_far`` gives this run's calls per connection not yet in the ledger."""
+    """Stops a run at its connections' budgets, for its pipeline's priority: the ledger's count
+    of today's calls plus this process's calls not yet recorded (``Connections``)."""
 
     def __init__(
         self,
@@ -291,7 +290,6 @@ class BudgetGate:
         pipeline_name: str,
         *,
         backfill: bool,
-        calls_so_far: Callable[[], Mapping[str, int]],
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         pipeline = config.pipelines[pipeline_name]
@@ -300,7 +298,6 @@ class BudgetGate:
         self.connections = connections
         self.pipeline_name = pipeline_name
         self.priority = priority_of(pipeline, backfill=backfill)
-        self.calls_so_far = calls_so_far
         self.clock = clock
         ends = [pipeline.source, pipeline.sink]
         self.names = [
@@ -315,7 +312,7 @@ class BudgetGate:
             name,
             connector=self.connector(name),
             now=now,
-            extra_calls=self.calls_so_far().get(name, 0),
+            extra_calls=self.connections.unrecorded_calls(name),
         )
 
     def connector(self, name: str) -> Any:

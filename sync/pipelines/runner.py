@@ -420,14 +420,7 @@ def run_pipeline(
     own_connections = connections is None
     conns = connections if connections is not None else Connections(config)
     calls_before = conns.api_calls()
-
-    def calls_so_far() -> dict[str, int]:
-        now = conns.api_calls()
-        return {n: now[n] - calls_before.get(n, 0) for n in now}
-
-    gate = BudgetGate(
-        config, engine, conns, name, backfill=since is not None, calls_so_far=calls_so_far
-    )
+    gate = BudgetGate(config, engine, conns, name, backfill=since is not None)
     ctx = RunContext(
         config=config,
         name=name,
@@ -448,11 +441,10 @@ def run_pipeline(
         lost = _execute(ctx, summary)
     finally:
         calls_after = conns.api_calls()
-        for conn_name in (
-            [] if conns.dry_run else gate.names
-        ):  # today's calls, for every process's budget and forecast
-            spent = calls_after.get(conn_name, 0) - calls_before.get(conn_name, 0)
-            record_calls(engine, config, conn_name, spent, connector=gate.connector(conn_name))
+        # Today's calls, in the ledger for every process's budget and forecast.
+        for conn_name in [] if conns.dry_run else gate.names:
+            spent = conns.unrecorded_calls(conn_name, take=True)
+            record_calls(engine, config, conn_name, spent, connector=conns.built(conn_name))
         if own_connections:
             conns.close()
     summary.finished_at = clock()

@@ -44,8 +44,7 @@ def ws(workspace_factory: Any) -> Workspace:
 
 def _gate(config: Config, ws: Workspace, pipeline: str, *, backfill: bool = False) -> BudgetGate:
     return BudgetGate(
-        config, ws.engine, Connections(config), pipeline, backfill=backfill,
-        calls_so_far=dict, clock=lambda: NOON,
+        config, ws.engine, Connections(config), pipeline, backfill=backfill, clock=lambda: NOON,
     )  # fmt: skip
 
 
@@ -111,3 +110,17 @@ def test_a_backfill_past_its_limit_stops_before_any_call_and_says_when_it_resume
     assert re.search(r"budget reached; resumes at \d{4}-\d\d-\d\d 0[56]:00 UTC", done.output)
     assert "marketo used 85 of its cap of 100 calls today" in done.output
     assert forecast(ws.config, ws.engine, "marketo").closedloop_calls == 85  # none made
+
+
+def test_runs_sharing_a_connector_in_one_process_record_each_call_once(ws: Workspace) -> None:
+    class Counted:
+        api_calls = 30
+
+    marketo = Counted()
+    connections = Connections(ws.config, instances={"marketo": marketo})
+    assert connections.unrecorded_calls("marketo") == 30
+    # Two runs end one after the other: the first records all 30, the second only what came after.
+    assert connections.unrecorded_calls("marketo", take=True) == 30
+    marketo.api_calls = 45
+    assert connections.unrecorded_calls("marketo", take=True) == 15
+    assert connections.unrecorded_calls("marketo", take=True) == 0
