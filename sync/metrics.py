@@ -6,7 +6,8 @@ Two kinds of figures:
   counters do; sum them over replicas): run durations by pipeline and state
   (``closedloop_run_duration_seconds``), errors by pipeline and kind (``closedloop_errors_total``),
   ticks by outcome (``closedloop_ticks_total``: ran, skipped because another replica held the
-  lease or had run it already), API calls per connection made by this process
+  lease or had run it already, or because the pipeline's last run stopped at its daily API
+  budget and the resume time has not come), API calls per connection made by this process
   (``closedloop_api_calls_total``) and the daily budget left where the connector keeps one
   (``closedloop_api_budget_remaining``).
 - The daily API budget of every budgeted connection (``sync.budgets``), from the ledger's
