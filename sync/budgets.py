@@ -107,13 +107,19 @@ def vendor_day(config: Config, connection: str, now: datetime) -> tuple[str, dat
     return local.date().isoformat(), start.astimezone(UTC), end.astimezone(UTC)
 
 
-def _live_usage(connector: Any) -> tuple[int | None, int | None]:
-    """(used today, daily allocation) as the vendor last reported them to ``connector``."""
+def _live_usage(connector: Any, day_start: datetime | None = None) -> tuple[int | None, int | None]:
+    """(used today, daily allocation) as the vendor last reported them to ``connector``: the
+    Salesforce org's current reading, HubSpot's Daily headers when read since ``day_start``."""
     client = getattr(connector, "client", None)
     current = getattr(client, "current_usage", None)  # Salesforce: None once it may be stale
-    for figures in (current() if callable(current) else None, getattr(client, "daily_usage", None)):
-        if isinstance(figures, tuple) and len(figures) == 2:
-            return int(figures[0]), int(figures[1])
+    figures = current() if callable(current) else None
+    if figures is None:
+        figures = getattr(client, "daily_usage", None)  # HubSpot
+        read_at = getattr(client, "daily_usage_at", None)
+        if day_start is not None and isinstance(read_at, datetime) and read_at < day_start:
+            figures = None  # yesterday's figure: the day has started again since
+    if isinstance(figures, tuple) and len(figures) == 2:
+        return int(figures[0]), int(figures[1])
     return None, None
 
 
@@ -206,7 +212,7 @@ def forecast(
     day, start, end = vendor_day(config, connection, moment)
     row = _ledger_row(engine, connection, day)
     ours = (int(row.calls) if row is not None else 0) + extra_calls
-    used_live, allocation_live = _live_usage(connector)
+    used_live, allocation_live = _live_usage(connector, start)
     vendor_used = used_live if used_live is not None else (row.vendor_used if row else None)
     allocation = allocation_live or (row.allocation if row is not None else None)
     allocation = allocation or _static_allocation(config, connection)
@@ -252,8 +258,8 @@ def record_calls(
     if connection not in config.connections:
         return
     moment = now or utcnow()
-    day, _, _ = vendor_day(config, connection, moment)
-    used, allocation = _live_usage(connector)
+    day, start, _ = vendor_day(config, connection, moment)
+    used, allocation = _live_usage(connector, start)
     figures: dict[str, Any] = {"updated_at": moment}
     if used is not None:
         figures.update(vendor_used=used, allocation=allocation)

@@ -4,7 +4,7 @@ processes; a backfill refused at its limit through the CLI, saying when it resum
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -124,3 +124,20 @@ def test_runs_sharing_a_connector_in_one_process_record_each_call_once(ws: Works
     marketo.api_calls = 45
     assert connections.unrecorded_calls("marketo", take=True) == 15
     assert connections.unrecorded_calls("marketo", take=True) == 0
+
+
+def test_hubspots_daily_figures_count_only_on_the_day_they_were_read(ws: Workspace) -> None:
+    class Client:
+        daily_usage = (900, 1_000)
+        daily_usage_at = NOON - timedelta(days=1)
+
+    class HubSpot:
+        client = Client()
+
+    yesterdays = forecast(ws.config, ws.engine, "hubspot", connector=HubSpot(), now=NOON)
+    assert (yesterdays.used, yesterdays.used_source, yesterdays.cap) == (0, "ledger", None)
+    # Read an hour ago: today in Tokyo (the day began at 15:00 UTC yesterday).
+    Client.daily_usage_at = NOON - timedelta(hours=1)
+    todays = forecast(ws.config, ws.engine, "hubspot", connector=HubSpot(), now=NOON)
+    assert (todays.used, todays.used_source, todays.cap) == (900, "vendor", 500)
+    assert todays.reached
