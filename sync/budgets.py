@@ -53,6 +53,7 @@ __all__ = [
     "BudgetReached",
     "forecast",
     "forecasts",
+    "has_daily_allocation",
     "priority_of",
     "record_calls",
     "vendor_day",
@@ -233,9 +234,19 @@ def forecast(
     )
 
 
+def has_daily_allocation(config: Config, connection: str) -> bool:
+    """Whether the vendor gives ``connection`` a daily allocation to budget (HubSpot OAuth apps
+    have none)."""
+    conn = config.connections.get(connection)
+    if conn is None or conn.type not in BUDGETED_TYPES:
+        return False
+    auth = getattr(conn.settings, "auth", None)
+    return not (conn.type == "hubspot" and getattr(auth, "method", None) == "oauth")
+
+
 def budgeted(config: Config) -> list[str]:
-    """The connections a budget applies to: every one of a type with a daily allocation."""
-    return [n for n, c in config.connections.items() if c.type in BUDGETED_TYPES]
+    """The connections a budget applies to: every one with a daily allocation."""
+    return [n for n in config.connections if has_daily_allocation(config, n)]
 
 
 def forecasts(
@@ -307,9 +318,8 @@ class BudgetGate:
         self.clock = clock
         ends = [pipeline.source, pipeline.sink]
         self.names = [
-            n for n in dict.fromkeys(e for e in ends if e)
-            if n in config.connections and config.connections[n].type in BUDGETED_TYPES
-        ]  # fmt: skip
+            n for n in dict.fromkeys(e for e in ends if e) if has_daily_allocation(config, n)
+        ]
 
     def _forecast(self, name: str, now: datetime) -> BudgetForecast:
         return forecast(
@@ -344,9 +354,14 @@ class BudgetGate:
             resume = _resume_at(fc, limit, now, rolling)
             which = PRIORITY_NAMES[self.priority]
             share = "" if self.priority == 0 else f" (the part {which} may use: {limit:,})"
+            why = (
+                f"{name} used {fc.used:,} of its cap of {fc.cap:,} calls today{share}"
+                if fc.cap > 0
+                else f"the cap of {name} leaves no call ({fc.cap:,}: reserve_calls is larger "
+                "than its share)"
+            )
             return BudgetReached(
-                f"budget reached; resumes at {resume:%Y-%m-%d %H:%M} UTC: {name} used "
-                f"{fc.used:,} of its cap of {fc.cap:,} calls today{share}; raise "
+                f"budget reached; resumes at {resume:%Y-%m-%d %H:%M} UTC: {why}; raise "
                 f"budgets.{name}.daily_share or lower reserve_calls to allow more",
                 retry_after=max(0.0, (resume - now).total_seconds()),
                 resume_at=resume,

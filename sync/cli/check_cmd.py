@@ -141,10 +141,10 @@ def _with_budget(
     """``done`` with the connection's daily budget (``sync.budgets``) in place of the
     connector's own "api budget" line: the cap, calls used today and the forecast to the end
     of the vendor's day. Failed when the cap leaves no call or is already reached."""
-    from sync.budgets import forecast
+    from sync.budgets import forecast, has_daily_allocation
     from sync.cli.schema_cmd import open_config_ledger
 
-    if any(r.name in _REACH and not r.ok for r in done):
+    if any(r.name in _REACH and not r.ok for r in done) or not has_daily_allocation(config, name):
         return done
     engine = open_config_ledger(config)
     try:
