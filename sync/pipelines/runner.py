@@ -444,7 +444,10 @@ def run_pipeline(
         # Today's calls, in the ledger for every process's budget and forecast.
         for conn_name in [] if conns.dry_run else gate.names:
             spent = conns.unrecorded_calls(conn_name, take=True)
-            record_calls(engine, config, conn_name, spent, connector=conns.built(conn_name))
+            try:
+                record_calls(engine, config, conn_name, spent, connector=conns.built(conn_name))
+            except Exception as exc:  # noqa: BLE001 - the run's own outcome matters more
+                log.warning("calls not counted", connection=conn_name, error=type(exc).__name__)
         if own_connections:
             conns.close()
     summary.finished_at = clock()
