@@ -22,7 +22,8 @@ closedloop may use, and a number of calls to leave unused (``reserve_calls``)::
   Touches not yet delivered stay pending for that run.
 - **Forecast.** Calls used so far today, projected to the end of the vendor's day at today's
   pace, against the cap (``forecast``): shown by ``closedloop check``, ``closedloop runs``,
-  /metrics and the web health page.
+  /metrics and the web health page. For Salesforce's rolling figure: the org's usage now plus
+  closedloop's own calls at today's pace until midnight UTC.
 """
 
 from __future__ import annotations
@@ -220,7 +221,11 @@ def forecast(
     used, source = (vendor_used, "vendor") if vendor_used is not None else (ours, "ledger")
     elapsed = max((moment - start).total_seconds(), 60.0)
     remaining = max((end - moment).total_seconds(), 0.0)
-    projected = used + math.ceil(used * remaining / elapsed)
+    # A rolling figure covers the last 24 h, not the day so far: what is added on top of it by
+    # the day's end is closedloop's own pace today (calls leaving the window are not counted).
+    rolling = config.connections[connection].type in ROLLING_TYPES and source == "vendor"
+    pace = ours if rolling else used
+    projected = used + math.ceil(pace * remaining / elapsed)
     return BudgetForecast(
         connection=connection,
         day=day,

@@ -141,3 +141,18 @@ def test_hubspots_daily_figures_count_only_on_the_day_they_were_read(ws: Workspa
     todays = forecast(ws.config, ws.engine, "hubspot", connector=HubSpot(), now=NOON)
     assert (todays.used, todays.used_source, todays.cap) == (900, "vendor", 500)
     assert todays.reached
+
+
+def test_salesforces_rolling_usage_is_forecast_with_closedloops_own_pace(ws: Workspace) -> None:
+    class Client:
+        def current_usage(self) -> tuple[int, int]:
+            return (500, 1_000)  # the org's last 24 h, every integration
+
+    class Salesforce:
+        client = Client()
+
+    record_calls(ws.engine, ws.config, "salesforce", 70, now=NOON)  # half the UTC day gone
+    fc = forecast(ws.config, ws.engine, "salesforce", connector=Salesforce(), now=NOON)
+    assert (fc.used, fc.used_source, fc.closedloop_calls) == (500, "vendor", 70)
+    assert fc.projected == 570  # 70 more by midnight UTC at closedloop's pace
+    assert fc.cap == 500 - 1_000  # reserve_calls 1000 (the sandbox config) leaves no call here
