@@ -63,6 +63,7 @@ LEDGER_TABLES = {
     "opt_out",
     "sync_log",
     "alert_state",
+    "api_usage",
 }
 WHEN = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 
