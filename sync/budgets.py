@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Engine, select, update
 
 from connectors.errors import RateLimited
 from sync.config import BUDGETED_TYPES
@@ -190,16 +190,17 @@ class BudgetForecast:
         )  # fmt: skip
 
 
-def _ledger_row(engine: Engine, connection: str, day: str) -> Any:
-    with engine.connect() as conn:
-        return conn.execute(
-            select(_USAGE).where(_USAGE.c.connection == connection, _USAGE.c.day == day)
-        ).first()
+def _ledger_row(ledger: Engine | Connection, connection: str, day: str) -> Any:
+    query = select(_USAGE).where(_USAGE.c.connection == connection, _USAGE.c.day == day)
+    if isinstance(ledger, Connection):  # inside the caller's transaction (SQLite: no second one)
+        return ledger.execute(query).first()
+    with ledger.connect() as conn:
+        return conn.execute(query).first()
 
 
 def forecast(
     config: Config,
-    engine: Engine,
+    engine: Engine | Connection,
     connection: str,
     *,
     connector: Any = None,
@@ -255,9 +256,10 @@ def budgeted(config: Config) -> list[str]:
 
 
 def forecasts(
-    config: Config, engine: Engine, *, now: datetime | None = None
+    config: Config, engine: Engine | Connection, *, now: datetime | None = None
 ) -> list[BudgetForecast]:
-    """The forecast of every budgeted connection from the ledger alone (``runs``, /metrics)."""
+    """The forecast of every budgeted connection from the ledger alone (``runs``, /metrics,
+    alerts; given a connection, read in its transaction)."""
     return [forecast(config, engine, name, now=now) for name in budgeted(config)]
 
 

@@ -4,9 +4,9 @@
 - ``dead_letters:<pipeline>``: more open dead letters than ``triggers.dead_letters``;
 - ``error_group:<pipeline>:<stage>:<code>``: open dead letters of a (pipeline, stage, code) not
   seen open before (clears when none of the group is open any more);
-- ``budget:<connection>``: the share of the connection's daily API budget used reached
-  ``triggers.budget_share``, as a budget reader says (``register_budget_reader``: the budgets
-  code plugs in its figures; without a reader the trigger is not evaluated);
+- ``budget:<connection>``: today's calls of a budgeted connection reached
+  ``triggers.budget_share`` of its cap (``sync.budgets``: the vendor's own usage figure where it
+  reports one, else closedloop's calls counted in the ledger);
 - ``lag:<pipeline>``: the pipeline's last successful run ended longer ago than ``triggers.lag``;
 - ``backlog_age:<pipeline>``: the oldest touch waiting for the pipeline's CRM (delivery intended
   or failed) was pulled longer ago than ``triggers.backlog_age``;
@@ -20,7 +20,7 @@ that was active and is no longer listed has cleared (an error group with no open
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -42,10 +42,8 @@ if TYPE_CHECKING:
     from sync.config import Config
 
 __all__ = [
-    "BudgetReader",
     "Condition",
     "read_conditions",
-    "register_budget_reader",
 ]
 
 _RUN = SyncRunRow.__table__  # type: ignore[attr-defined]
@@ -53,17 +51,6 @@ _DEAD = DeadLetterRow.__table__  # type: ignore[attr-defined]
 _DELIVERY = DeliveryRow.__table__  # type: ignore[attr-defined]
 _TOUCH = TouchRow.__table__  # type: ignore[attr-defined]
 _ERROR_MAX = 300
-
-BudgetReader = Callable[["Config", Connection], Mapping[str, float]]
-"""Connection name -> share (0..1) of its daily API budget closedloop has used today."""
-
-_budget_readers: list[BudgetReader] = []
-
-
-def register_budget_reader(reader: BudgetReader) -> None:
-    """Let the budget trigger read shares from ``reader`` (the budgets code registers one)."""
-    if reader not in _budget_readers:
-        _budget_readers.append(reader)
 
 
 @dataclass(frozen=True)
@@ -114,8 +101,8 @@ def read_conditions(
         if triggers.new_error_group:
             out.extend(_error_groups(open_counts))
             complete.add("error_group")
-    if triggers.budget_share is not None and _budget_readers:
-        out.extend(_budgets(conn, config, triggers.budget_share))
+    if triggers.budget_share is not None:
+        out.extend(_budgets(conn, config, now, triggers.budget_share))
     if triggers.lag is not None:
         out.extend(_lag(conn, names, now, parse_duration(triggers.lag).total_seconds()))
     if triggers.backlog_age is not None:
@@ -210,10 +197,10 @@ def _error_groups(counts: Mapping[tuple[str, str, str], int]) -> list[Condition]
     return out
 
 
-def _budgets(conn: Connection, config: Config, threshold: float) -> list[Condition]:
-    shares: dict[str, float] = {}
-    for reader in _budget_readers:
-        shares.update(reader(config, conn))
+def _budgets(conn: Connection, config: Config, now: datetime, threshold: float) -> list[Condition]:
+    from sync.budgets import forecasts
+
+    shares = {f.connection: f.used / f.cap for f in forecasts(config, conn, now=now) if f.cap}
     out = []
     for name, share in sorted(shares.items()):
         reached = share >= threshold
@@ -222,7 +209,7 @@ def _budgets(conn: Connection, config: Config, threshold: float) -> list[Conditi
             if reached
             else f"{name}: API budget use back to {share:.0%}"
         )
-        detail = f"closedloop used {share:.0%} of its daily API budget (alert at {threshold:.0%})"
+        detail = f"{share:.0%} of the daily API budget used (alert at {threshold:.0%})"
         out.append(Condition(f"budget:{name}", "budget", None, reached, title, detail,
                              {"share": round(share, 3), "threshold": threshold}))  # fmt: skip
     return out

@@ -24,7 +24,7 @@ Example::
         run_failed: true          # a pipeline's last run failed
         dead_letters: 100         # open dead letters of a pipeline over this many
         new_error_group: true     # a new (pipeline, stage, code) among open dead letters
-        budget_share: 0.8         # a connection used this share of its daily API budget
+        budget_share: 0.8         # a connection used this share of its daily API cap (budgets:)
         lag: 2h                   # a pipeline has not run successfully for this long
         backlog_age: 1h           # the oldest touch waiting for its CRM is this old
         lease_lost: true          # a replica lost its lease in the middle of a run

@@ -12,7 +12,6 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine, insert, update
 
-from sync.alerts import conditions
 from sync.alerts.channels import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -266,25 +265,22 @@ def test_dead_letters_over_the_threshold_and_a_new_error_group_each_raise_one_no
     ]  # fmt: skip
 
 
-def test_lag_budget_and_a_lost_lease_start_and_clear(
-    ledger_engine: Engine, receiver: HttpReceiver, monkeypatch: pytest.MonkeyPatch
+def test_lag_and_a_lost_lease_start_and_clear(
+    ledger_engine: Engine, receiver: HttpReceiver
 ) -> None:
-    shares = {"salesforce": 0.85}
-    monkeypatch.setattr(conditions, "_budget_readers", [lambda _config, _conn: shares])
-    config = _config(receiver, run_failed=False, lag="2h", budget_share=0.8)
+    config = _config(receiver, run_failed=False, lag="2h")
     monitor = AlertMonitor(config, ledger_engine, clock=lambda: NOW)
     _run(ledger_engine, "succeeded", ago_h=3)
 
     first = monitor.after_run("badges", lease_lost=True)
-    shares["salesforce"] = 0.4
     _run(ledger_engine, "succeeded")
     second = monitor.after_run("badges", lease_lost=False)
 
     assert sorted((n.key, n.started) for n in first) == [
-        ("budget:salesforce", True), ("lag:badges", True), ("lease_lost:badges", True),
+        ("lag:badges", True), ("lease_lost:badges", True),
     ]  # fmt: skip
     assert sorted((n.key, n.started) for n in second) == [
-        ("budget:salesforce", False), ("lag:badges", False), ("lease_lost:badges", False),
+        ("lag:badges", False), ("lease_lost:badges", False),
     ]  # fmt: skip
     lag = next(n for n in first if n.key == "lag:badges")
     assert lag.figures == {"lag_s": 3 * 3600, "threshold_s": 7200}

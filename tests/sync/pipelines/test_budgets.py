@@ -156,3 +156,43 @@ def test_salesforces_rolling_usage_is_forecast_with_closedloops_own_pace(ws: Wor
     assert (fc.used, fc.used_source, fc.closedloop_calls) == (500, "vendor", 70)
     assert fc.projected == 570  # 70 more by midnight UTC at closedloop's pace
     assert fc.cap == 500 - 1_000  # reserve_calls 1000 (the sandbox config) leaves no call here
+
+
+def test_a_budget_alert_starts_at_the_share_of_the_cap_and_clears_the_next_vendor_day(
+    ws: Workspace,
+) -> None:
+    from dataclasses import replace
+
+    from pydantic import SecretStr
+
+    from sync.alerts.monitor import AlertMonitor
+    from sync.alerts.settings import AlertsConfig, SlackChannel, Triggers
+    from tests.sync.alert_receivers import http_receiver
+
+    receiver = http_receiver()
+    try:
+        alerts = AlertsConfig(
+            page_url="https://closedloop.example.com/health",
+            channels={
+                "slack": SlackChannel(type="slack", webhook_url=SecretStr(f"{receiver.url}/s"))
+            },
+            triggers=Triggers(run_failed=False, budget_share=0.8),
+        )
+        config = replace(ws.config, alerts=alerts)
+        record_calls(ws.engine, config, "marketo", 79, now=NOON)  # the cap is 100
+        assert AlertMonitor(config, ws.engine, clock=lambda: NOON).evaluate() == []
+
+        record_calls(ws.engine, config, "marketo", 6, now=NOON)
+        [started] = AlertMonitor(config, ws.engine, clock=lambda: NOON).evaluate()
+        next_day = datetime(2026, 7, 2, 6, tzinfo=UTC)
+        [cleared] = AlertMonitor(config, ws.engine, clock=lambda: next_day).evaluate()
+    finally:
+        receiver.stop()
+
+    assert (started.key, started.started, started.figures["share"]) == (
+        "budget:marketo",
+        True,
+        0.85,
+    )
+    assert (cleared.key, cleared.started) == ("budget:marketo", False)
+    assert [p.path for p in receiver.posted] == ["/s", "/s"]
