@@ -13,7 +13,9 @@ Two kinds of figures:
   deliveries by sink and state (``closedloop_deliveries``), open dead letters by pipeline
   (``closedloop_dead_letters_open``), and the lag of each pipeline
   (``closedloop_lag_seconds``: now minus the newest cursor commit of any of its streams, i.e.
-  how long ago the pipeline last recorded progress). ``closedloop_ledger_up`` is 0 when the
+  how long ago the pipeline last recorded progress) and how long ago each pipeline last finished
+  a run, idle ones included (``closedloop_last_check_seconds``: idle runs keep no run row, see
+  ``sync.pipelines.runner``). ``closedloop_ledger_up`` is 0 when the
   ledger did not answer the scrape (the other ledger figures are then missing, not zero).
 """
 
@@ -33,6 +35,8 @@ from sqlalchemy import Engine, func, select
 from sync.leases import TICK_STREAM
 from sync.ledger.models import CursorRow, DeadLetterRow, DeadLetterStatus, DeliveryRow
 from sync.ledger.types import utcnow
+from sync.pipelines.runner import CHECKED_STREAM
+from sync.wakeups import WAKE_STREAM
 
 if TYPE_CHECKING:
     from sync.connections import Connections
@@ -100,6 +104,11 @@ class _LedgerCollector(Collector):
             "Seconds since the pipeline last committed a cursor (its newest checkpoint).",
             labels=["pipeline"],
         )
+        checked = GaugeMetricFamily(
+            "closedloop_last_check_seconds",
+            "Seconds since the pipeline last finished a run, idle runs included.",
+            labels=["pipeline"],
+        )
         with self.engine.connect() as conn:
             for sink, state, count in conn.execute(
                 select(_DELIVERY.c.sink, _DELIVERY.c.state, func.count()).group_by(
@@ -115,14 +124,21 @@ class _LedgerCollector(Collector):
                 dead.add_metric([pipeline], count)
             newest = conn.execute(
                 select(_CURSOR.c.pipeline, func.max(_CURSOR.c.updated_at))
-                .where(_CURSOR.c.stream != TICK_STREAM)
+                .where(_CURSOR.c.stream.not_in([TICK_STREAM, WAKE_STREAM, CHECKED_STREAM]))
                 .group_by(_CURSOR.c.pipeline)
+            ).all()
+            looked = conn.execute(
+                select(_CURSOR.c.pipeline, _CURSOR.c.updated_at).where(
+                    _CURSOR.c.stream == CHECKED_STREAM
+                )
             ).all()
         now = self.clock()
         for pipeline, updated in newest:
             if updated is not None:
                 lag.add_metric([pipeline], max(0.0, (now - _utc(updated)).total_seconds()))
-        return [deliveries, dead, lag]
+        for pipeline, updated in looked:
+            checked.add_metric([pipeline], max(0.0, (now - _utc(updated)).total_seconds()))
+        return [deliveries, dead, lag, checked]
 
 
 def _utc(value: Any) -> datetime:

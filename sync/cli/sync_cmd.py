@@ -484,11 +484,12 @@ def runs_command(
     database_url: DatabaseOption = None,
     fmt: FormatOption = "table",
 ) -> None:
-    """List recent runs, newest first: state, counts, API calls and errors."""
+    """List recent runs, newest first: state, counts, API calls and errors; then when each
+    pipeline last looked for work (``closedloop serve`` keeps no row for a run that found none)."""
     from sqlalchemy import select
 
     from sync.ledger.models import SyncRunRow
-    from sync.pipelines.runner import summary_from_row
+    from sync.pipelines.runner import last_checked, summary_from_row
 
     check_format(fmt)
     loaded = None
@@ -505,13 +506,16 @@ def runs_command(
             query = query.where(table_.c.pipeline == pipeline)
         with engine.connect() as conn:
             rows = conn.execute(query).all()
+        checked = last_checked(engine)
     finally:
         engine.dispose()
     if fmt != "table":
         _print_runs(fmt, [summary_from_row(row) for row in rows])
         return
     console = output_console()
-    if not rows:
+    if pipeline:
+        checked = {k: v for k, v in checked.items() if k == pipeline}
+    if not rows and not checked:
         console.print("no runs yet: run `closedloop sync`")
         return
     cells = []
@@ -525,7 +529,12 @@ def runs_command(
             counts or "-", _calls(s), s.error or "",
         ])  # fmt: skip
     columns = ("id", "pipeline", "state", "started", "time", "counts", "API calls", "error")
-    print_listing(console, "Recent runs", columns, cells, head=5)
+    if cells:
+        print_listing(console, "Recent runs", columns, cells, head=5)
+    from rich.markup import escape
+
+    for name, when in sorted(checked.items()):
+        console.print(f"{escape(name)}: last checked {when:%Y-%m-%d %H:%M:%S} UTC")
 
 
 RUN_COLUMNS = ("id", "pipeline", "kind", "state", "started_at", "finished_at", "duration_s",

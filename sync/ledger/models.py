@@ -25,6 +25,8 @@ what has a name).
   the org described and when; mappings are validated against it, see ``sync.crm_schema``).
 - Opt-outs (revision 0006): ``opt_out`` (per sink and address, the email opt-out closedloop set
   or found set, so an unsubscribe is applied exactly once).
+- Wake-ups (revision 0012): ``wakeup`` (per touch source, a counter raised whenever a webhook or
+  an import stores its touches; ``closedloop serve`` runs the source's pipelines at once).
 
 Times are aware UTC datetimes (``UtcDateTime``), money is ``Numeric(18, 2)``, emails are
 lower-cased on the way in (``EmailAddress``), and no text column stores a control character
@@ -43,7 +45,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Date, Index, MetaData, Text, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, Date, Index, MetaData, Text, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlalchemy.sql.elements import conv
 from sqlmodel import Field, SQLModel
@@ -88,6 +90,7 @@ __all__ = [
     "SourceProgramRow",
     "SyncRunRow",
     "TouchRow",
+    "WakeupRow",
 ]
 
 LEDGER_METADATA = MetaData(
@@ -758,6 +761,19 @@ class OptOutRow(LedgerModel, table=True):
     recorded_at: datetime = Field(
         default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
     )
+
+
+# --- wake-ups (revision 0012) -----------------------------------------------------------------
+
+
+class WakeupRow(LedgerModel, table=True):
+    """How often touches of one source were stored by a webhook or an import (``sync.wakeups``)."""
+
+    __tablename__ = "wakeup"
+
+    source: str = Field(primary_key=True)
+    generation: int = Field(sa_type=BigInteger)
+    woken_at: datetime = Field(sa_type=UtcDateTime)
 
 
 # Every plain text column stores no control characters, alike on SQLite and PostgreSQL
