@@ -170,9 +170,18 @@ def pipeline_runner(
     from sync.pipelines.runner import run_pipeline
 
     def run(name: str, fence: Fence, stop: threading.Event) -> RunResult:
+        # A source another pipeline pulled at this tick is not pulled again (fan-out).
+        tick = None
+        pipeline = config.pipelines.get(name)
+        if pipeline is not None and pipeline.schedule is not None:
+            # The latest tick (a cron schedule firing less than daily: none, so pull anyway).
+            period = pipeline.schedule.interval or timedelta(days=1)
+            lookback = period + timedelta(seconds=DEFAULT_MISFIRE_GRACE_SECONDS + 1)
+            tick = tick_at(pipeline_trigger(pipeline.schedule), datetime.now(UTC), lookback)
         summary: RunResult = run_pipeline(
-            config, name, engine, fence=fence, stop=stop, connections=connections, keep_idle=False
-        )
+            config, name, engine, fence=fence, stop=stop, connections=connections,
+            keep_idle=False, pulled_since=tick,
+        )  # fmt: skip
         return summary
 
     return run

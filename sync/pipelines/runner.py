@@ -156,6 +156,7 @@ class RunContext:
         stop: threading.Event | None,
         progress: Progress | None,
         since: datetime | None,
+        pulled_since: datetime | None = None,
     ) -> None:
         self.config = config
         self.name = name
@@ -166,6 +167,8 @@ class RunContext:
         self.started_at = started_at
         self.fence = fence
         self.since = since
+        # A pull of the source reaching this moment is fresh enough for this run (its tick).
+        self.pulled_since = pulled_since
         self.counts: Counter[str] = Counter()
         self.minimum_calls: dict[str, int] = {}
         self.notes: list[str] = []
@@ -403,11 +406,14 @@ def run_pipeline(
     since: datetime | None = None,
     clock: Callable[[], datetime] = utcnow,
     keep_idle: bool = True,
+    pulled_since: datetime | None = None,
 ) -> RunSummary:
     """Run pipeline ``name`` once, batch by batch, and record the run; see the module doc.
 
     ``clock`` dates the run; its start is the ``until`` of every pull (the demo passes the
-    clock of its sandbox's world). ``keep_idle=False`` deletes the run's row when it was idle."""
+    clock of its sandbox's world). ``keep_idle=False`` deletes the run's row when it was idle.
+    ``pulled_since``: a source another pipeline pulled up to this moment is not pulled again
+    (the scheduler passes the tick; default: the run's start)."""
     from sync.connections import Connections
 
     pipeline = config.pipelines.get(name)
@@ -430,6 +436,7 @@ def run_pipeline(
         stop=stop,
         progress=progress,
         since=since,
+        pulled_since=pulled_since,
     )
     summary = RunSummary(run_id, name, pipeline.kind, RunState.RUNNING.value, started)
     log.info("run started", pipeline=name, run_id=run_id, kind=pipeline.kind)
