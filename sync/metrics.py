@@ -6,7 +6,8 @@ Two kinds of figures:
   counters do; sum them over replicas): run durations by pipeline and state
   (``closedloop_run_duration_seconds``), errors by pipeline and kind (``closedloop_errors_total``),
   ticks by outcome (``closedloop_ticks_total``: ran, skipped because another replica held the
-  lease or had run it already), API calls per connection made by this process
+  lease or had run it already, and ``woken``: run at once for new touches of its source, see
+  ``sync.wakeups``), API calls per connection made by this process
   (``closedloop_api_calls_total``) and the daily budget left where the connector keeps one
   (``closedloop_api_budget_remaining``).
 - Read from the ledger at every scrape, so every replica reports the same shared state:

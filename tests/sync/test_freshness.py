@@ -174,10 +174,10 @@ def test_a_burst_of_50_webhooks_makes_few_runs_and_delivers_each_touch_once(
 
 
 def test_two_replicas_run_a_woken_pipeline_once(
-    sandbox: SandboxServer, tmp_path: Path, serves: list[Serve], ledger: tuple[str, Engine]
+    sandbox: SandboxServer, tmp_path: Path, serves: list[Serve], ledger_url: str
 ) -> None:
-    url, engine = ledger
-    config = freshness_config(tmp_path, sandbox, url)
+    engine = make_engine(ledger_url)
+    config = freshness_config(tmp_path, sandbox, ledger_url)
     replicas = [start_serve(config, tmp_path) for _ in range(2)]
     serves.extend(replicas)
     for replica in replicas:
@@ -190,6 +190,7 @@ def test_two_replicas_run_a_woken_pipeline_once(
                what="a replica finding the wake-up done")  # fmt: skip
     assert sum(ticks(r, "woken") for r in replicas) == 1
     assert len(runs(engine)) == 1
+    engine.dispose()
     for replica in replicas:
         assert replica.stop() == 0
 
