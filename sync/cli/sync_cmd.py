@@ -513,8 +513,17 @@ def runs_command(
         _print_runs(fmt, [summary_from_row(row) for row in rows])
         return
     console = output_console()
-    if pipeline:
-        checked = {k: v for k, v in checked.items() if k == pipeline}
+    # Runs that found nothing keep no row: say when each pipeline last checked, where that is
+    # after its newest run listed.
+    newest: dict[str, datetime] = {}
+    for row in rows:
+        if row.finished_at is not None:
+            newest[row.pipeline] = max(row.finished_at, newest.get(row.pipeline, row.finished_at))
+    checked = {
+        name: when
+        for name, when in checked.items()
+        if (not pipeline or name == pipeline) and (name not in newest or when > newest[name])
+    }
     if not rows and not checked:
         console.print("no runs yet: run `closedloop sync`")
         return
@@ -534,7 +543,7 @@ def runs_command(
     from rich.markup import escape
 
     for name, when in sorted(checked.items()):
-        console.print(f"{escape(name)}: last checked {when:%Y-%m-%d %H:%M:%S} UTC")
+        console.print(f"{escape(name)}: last checked {when:%Y-%m-%d %H:%M:%S} UTC, nothing new")
 
 
 RUN_COLUMNS = ("id", "pipeline", "kind", "state", "started_at", "finished_at", "duration_s",

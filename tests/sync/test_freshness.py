@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,16 @@ import pytest
 import yaml
 from sqlalchemy import Engine, select
 
+from connectors.base import Touch
+from connectors.webhook.payload import parse_item
 from sandbox.server import SandboxServer
 from sync.cli.demo_cmd import write_sandbox_config
-from sync.ledger import SyncRunRow, make_engine
+from sync.config import load_config
+from sync.ingest import store_touches
+from sync.ledger import SyncRunRow, make_engine, open_ledger
+from sync.pipelines.runner import last_checked
+from sync.scheduler import PipelineScheduler, TickOutcome
+from sync.wakeups import notify
 from tests.connectors.webhook.sender import SECRET, activity, encode, signed_headers
 from tests.sync.pipelines.conftest import badge_rows, known_emails
 from tests.sync.test_serve import BIN, Serve, metric, start_serve, wait_until
@@ -141,15 +149,16 @@ def test_a_webhook_touch_lands_at_once_not_at_the_next_tick_and_idle_runs_keep_n
     assert run.state == "succeeded"
     assert run.counts["pushed"] == 1
 
-    # The same touch again is a duplicate: it wakes nothing, and no run row is added.
+    # A wake-up with nothing new (the same touch again is a duplicate and wakes nothing): the
+    # run finds nothing to do and keeps no run row; `runs` says when it last checked.
     post(serve, [touch(1, email)])
-    # Another file source's pipeline was checked once at start (nothing to do): no run row.
-    assert runs(engine, "badges-to-salesforce") == []
+    notify(engine, [SOURCE])
+    wait_until(lambda: ticks(serve, "woken") == 2, what="the idle woken run")
+    assert len(runs(engine)) == 1
     listing = subprocess.run(
         [str(BIN), "runs", "--config", str(config)], capture_output=True, text=True, check=True
     ).stdout
     assert f"{PIPELINE}: last checked" in listing
-    assert len(runs(engine)) == 1
     assert tasks_by_key(sandbox) == Counter({f"{SOURCE}:fresh-1": 1})
     assert serve.stop() == 0
 
@@ -219,3 +228,29 @@ def test_a_file_import_wakes_a_running_serve(
     assert ticks(serve, "ran", "badges-to-salesforce") == 0
     assert [run.counts.get("pushed") for run in runs(engine, "badges-to-salesforce")] == [3]
     assert serve.stop() == 0
+
+
+def test_idle_ticks_keep_no_run_row_and_move_the_last_checked_time(
+    sandbox: SandboxServer, tmp_path: Path, ledger_url: str
+) -> None:
+    config = load_config(freshness_config(tmp_path, sandbox, ledger_url))
+    engine = open_ledger(ledger_url)
+    scheduler = PipelineScheduler.from_config(config, engine)
+    day = datetime(2026, 1, 1, tzinfo=UTC)
+    try:
+        for n in range(3):  # nothing to deliver
+            assert scheduler.run_tick(PIPELINE, day + timedelta(days=n)) == TickOutcome.RAN
+        assert runs(engine) == []
+        first = last_checked(engine)[PIPELINE]
+
+        [email] = known_emails(sandbox, 1)
+        parsed = parse_item(SOURCE, 0, touch(3, email), datetime.now(UTC))
+        assert isinstance(parsed, Touch)
+        store_touches(engine, [parsed])
+        assert scheduler.run_tick(PIPELINE, day + timedelta(days=3)) == TickOutcome.RAN
+        assert [run.counts.get("pushed") for run in runs(engine)] == [1]
+        assert scheduler.run_tick(PIPELINE, day + timedelta(days=4)) == TickOutcome.RAN
+        assert len(runs(engine)) == 1
+        assert last_checked(engine)[PIPELINE] > first
+    finally:
+        engine.dispose()
