@@ -43,6 +43,19 @@ only decides when its scheduler fires and which tick it works out; a replica who
 fires early or late but cannot run a recorded tick again. Keep replicas NTP-synced so that
 ticks fire on time.
 
+Wake-ups. Scheduled touches pipelines also run as soon as new touches of their source are
+stored (a webhook, a file import: ``sync.wakeups``). A thread reads the sources' wake-up counters
+every ``wake_poll_seconds`` (at once when this process's webhook receiver ``poke``s it); a pipeline
+whose source's counter moved waits ``debounce_seconds`` for more, then ``run_wake`` runs it under
+the same lease, skipping when a run that had read that counter already finished on any replica;
+counters raised during a run make one follow-up run. One run of a pipeline at a time in this
+process: scheduled ticks and wake-ups share a per-pipeline lock besides the lease.
+
+Idle runs (nothing new stored, delivered or refused) keep no ``sync_run`` row: the runner deletes
+it and updates the pipeline's last-checked time instead (``sync.pipelines.runner``). Each run is
+told its tick (``pulled_since``), so a source another pipeline pulled at this tick is not pulled
+again (``sync.pipelines.touches``).
+
 ``stop`` (SIGTERM in ``closedloop serve``) stops scheduling, sets the stop event of every running
 pipeline so it finishes and commits its current batch, waits for them, and releases the leases.
 """
