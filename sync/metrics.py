@@ -7,7 +7,8 @@ Two kinds of figures:
   (``closedloop_run_duration_seconds``), errors by pipeline and kind (``closedloop_errors_total``),
   ticks by outcome (``closedloop_ticks_total``: ran, skipped because another replica held the
   lease or had run it already, or because the pipeline's last run stopped at its daily API
-  budget and the resume time has not come), API calls per connection made by this process
+  budget and the resume time has not come, and ``woken``: run at once for new touches of its
+  source, see ``sync.wakeups``), API calls per connection made by this process
   (``closedloop_api_calls_total``) and the daily budget left where the connector keeps one
   (``closedloop_api_budget_remaining``).
 - The daily API budget of every budgeted connection (``sync.budgets``), from the ledger's
@@ -19,7 +20,9 @@ Two kinds of figures:
   deliveries by sink and state (``closedloop_deliveries``), open dead letters by pipeline
   (``closedloop_dead_letters_open``), and the lag of each pipeline
   (``closedloop_lag_seconds``: now minus the newest cursor commit of any of its streams, i.e.
-  how long ago the pipeline last recorded progress). ``closedloop_ledger_up`` is 0 when the
+  how long ago the pipeline last recorded progress) and how long ago each pipeline last finished
+  a run, idle ones included (``closedloop_last_check_seconds``: idle runs keep no run row, see
+  ``sync.pipelines.runner``). ``closedloop_ledger_up`` is 0 when the
   ledger did not answer the scrape (the other ledger figures are then missing, not zero).
 """
 
@@ -39,6 +42,8 @@ from sqlalchemy import Engine, func, select
 from sync.leases import TICK_STREAM
 from sync.ledger.models import CursorRow, DeadLetterRow, DeadLetterStatus, DeliveryRow
 from sync.ledger.types import utcnow
+from sync.pipelines.runner import CHECKED_STREAM
+from sync.wakeups import WAKE_STREAM
 
 if TYPE_CHECKING:
     from sync.connections import Connections
@@ -106,6 +111,11 @@ class _LedgerCollector(Collector):
             "Seconds since the pipeline last committed a cursor (its newest checkpoint).",
             labels=["pipeline"],
         )
+        checked = GaugeMetricFamily(
+            "closedloop_last_check_seconds",
+            "Seconds since the pipeline last finished a run, idle runs included.",
+            labels=["pipeline"],
+        )
         with self.engine.connect() as conn:
             for sink, state, count in conn.execute(
                 select(_DELIVERY.c.sink, _DELIVERY.c.state, func.count()).group_by(
@@ -121,14 +131,21 @@ class _LedgerCollector(Collector):
                 dead.add_metric([pipeline], count)
             newest = conn.execute(
                 select(_CURSOR.c.pipeline, func.max(_CURSOR.c.updated_at))
-                .where(_CURSOR.c.stream != TICK_STREAM)
+                .where(_CURSOR.c.stream.not_in([TICK_STREAM, WAKE_STREAM, CHECKED_STREAM]))
                 .group_by(_CURSOR.c.pipeline)
+            ).all()
+            looked = conn.execute(
+                select(_CURSOR.c.pipeline, _CURSOR.c.updated_at).where(
+                    _CURSOR.c.stream == CHECKED_STREAM
+                )
             ).all()
         now = self.clock()
         for pipeline, updated in newest:
             if updated is not None:
                 lag.add_metric([pipeline], max(0.0, (now - _utc(updated)).total_seconds()))
-        return [deliveries, dead, lag]
+        for pipeline, updated in looked:
+            checked.add_metric([pipeline], max(0.0, (now - _utc(updated)).total_seconds()))
+        return [deliveries, dead, lag, checked]
 
 
 def _utc(value: Any) -> datetime:

@@ -48,6 +48,19 @@ it prunes the sync log of steps older than ``sync_log.retention`` (on the first 
 a day) and evaluates the alerts (``sync.alerts.monitor``), telling them whether the run kept
 its lease. A failing upkeep is logged and never stops the schedule.
 
+Wake-ups. Scheduled touches pipelines also run as soon as new touches of their source are
+stored (a webhook, a file import: ``sync.wakeups``). A thread reads the sources' wake-up counters
+every ``wake_poll_seconds`` (at once when this process's webhook receiver ``poke``s it); a pipeline
+whose source's counter moved waits ``debounce_seconds`` for more, then ``run_wake`` runs it under
+the same lease, skipping when a run that had read that counter already finished on any replica;
+counters raised during a run make one follow-up run. One run of a pipeline at a time in this
+process: scheduled ticks and wake-ups share a per-pipeline lock besides the lease.
+
+Idle runs (nothing new stored, delivered or refused) keep no ``sync_run`` row: the runner deletes
+it and updates the pipeline's last-checked time instead (``sync.pipelines.runner``). Each run is
+told its tick (``pulled_since``), so a source another pipeline pulled at this tick is not pulled
+again (``sync.pipelines.touches``).
+
 ``stop`` (SIGTERM in ``closedloop serve``) stops scheduling, sets the stop event of every running
 pipeline so it finishes and commits its current batch, waits for them, and releases the leases.
 """
@@ -63,7 +76,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from sync import leases
+from sync import leases, wakeups
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -94,6 +107,10 @@ DEFAULT_MISFIRE_GRACE_SECONDS = 30
 # a tenth of the interval when that is shorter), so the wait never delays the next tick.
 NEXT_TICK_MARGIN_SECONDS = 1.0
 LEASE_RETRY_SECONDS = 0.05
+# How often the wake-up counters are read (a webhook stored by this process wakes it at once),
+# and how long a wake-up waits for more before it runs, so a burst of touches makes one run.
+DEFAULT_WAKE_POLL_SECONDS = 0.5
+DEFAULT_DEBOUNCE_SECONDS = 0.2
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PRUNE_EVERY_SECONDS = 86_400.0
 
@@ -121,6 +138,7 @@ class TickOutcome:
     """What one replica did with one tick of one pipeline (a label of metrics and logs)."""
 
     RAN = "ran"
+    WOKEN = "woken"  # run at once for new touches of its source (``sync.wakeups``)
     HELD = "skipped_held"  # another runner holds the lease
     DONE = "skipped_done"  # the tick was already run (by another replica)
     STOPPING = "skipped_stopping"  # the process is shutting down
@@ -173,9 +191,18 @@ def pipeline_runner(
     from sync.pipelines.runner import run_pipeline
 
     def run(name: str, fence: Fence, stop: threading.Event) -> RunResult:
+        # A source another pipeline pulled at this tick is not pulled again (fan-out).
+        tick = None
+        pipeline = config.pipelines.get(name)
+        if pipeline is not None and pipeline.schedule is not None:
+            # The latest tick (a cron schedule firing less than daily: none, so pull anyway).
+            period = pipeline.schedule.interval or timedelta(days=1)
+            lookback = period + timedelta(seconds=DEFAULT_MISFIRE_GRACE_SECONDS + 1)
+            tick = tick_at(pipeline_trigger(pipeline.schedule), datetime.now(UTC), lookback)
         summary: RunResult = run_pipeline(
-            config, name, engine, fence=fence, stop=stop, connections=connections
-        )
+            config, name, engine, fence=fence, stop=stop, connections=connections,
+            keep_idle=False, pulled_since=tick,
+        )  # fmt: skip
         return summary
 
     return run
@@ -203,6 +230,8 @@ class PipelineScheduler:
         max_patience: float | None = None,
         observer: SchedulerObserver | None = None,
         after_run: Callable[[str, bool], None] | None = None,
+        wake_poll_seconds: float = DEFAULT_WAKE_POLL_SECONDS,
+        debounce_seconds: float = DEFAULT_DEBOUNCE_SECONDS,
     ) -> None:
         if lease_seconds <= 0:
             raise ValueError("the lease period must be positive")
@@ -216,7 +245,10 @@ class PipelineScheduler:
         self.observer = observer
         self.after_run = after_run
         self._lease_lost: dict[str, bool] = {}
+        self.wake_poll_seconds = wake_poll_seconds
+        self.debounce_seconds = debounce_seconds
         self.jobs: dict[str, _Job] = {}
+        self.sources: dict[str, str] = {}  # touches pipeline -> the source it reads
         for name, pipeline in pipelines.items():
             if pipeline.enabled and pipeline.schedule is not None:
                 self.jobs[name] = _Job(
@@ -224,12 +256,20 @@ class PipelineScheduler:
                     pipeline_trigger(pipeline.schedule),
                     timedelta(seconds=misfire_grace_seconds + 1),
                 )
+                if pipeline.kind == "touches" and pipeline.source is not None:
+                    self.sources[name] = pipeline.source
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._active: dict[str, threading.Event] = {}
         # Pipeline -> when its budget frees up, after a run stopped with "budget reached".
         self._paused: dict[str, datetime] = {}
         self._scheduler: Any = None
+        # One run of a pipeline at a time in this process (the lease is re-entrant per owner).
+        self._local = {name: threading.Lock() for name in self.jobs}
+        self._wanted: dict[str, int] = {}
+        self._woken = {name: threading.Event() for name in self.sources}
+        self._poke = threading.Event()
+        self._threads: list[threading.Thread] = []
 
     @classmethod
     def from_config(
@@ -279,6 +319,16 @@ class PipelineScheduler:
             )
         scheduler.start()
         self._scheduler = scheduler
+        if self.sources:
+            self._threads = [
+                threading.Thread(target=self._watch, name="closedloop-wake-watch", daemon=True)
+            ] + [
+                threading.Thread(target=self._wake_loop, args=[name], name=f"wake {name}",
+                                 daemon=True)
+                for name in sorted(self._woken)
+            ]  # fmt: skip
+            for thread in self._threads:
+                thread.start()
         _log.info(
             "scheduler started",
             owner=self.owner,
@@ -286,9 +336,64 @@ class PipelineScheduler:
             lease_seconds=self.lease_seconds,
         )
 
+    def poke(self) -> None:
+        """Read the wake-up counters now (this process just raised one)."""
+        self._poke.set()
+
+    def _watch(self) -> None:
+        """Read the wake-up counters every ``wake_poll_seconds`` (or when poked) and wake the
+        pipelines of every source whose counter moved (all of them once at start)."""
+        seen: dict[str, int] = {}
+        while not self.stopping:
+            self._poke.clear()
+            try:
+                current = wakeups.generations(self.engine)
+            except Exception as exc:  # noqa: BLE001 - the ledger may be down: poll again
+                _log.warning("wake-up counters not read", error=type(exc).__name__)
+                current = {}
+            for source, generation in current.items():
+                if generation <= seen.get(source, 0):
+                    continue
+                seen[source] = generation
+                for name, read in self.sources.items():
+                    if read == source:
+                        with self._lock:
+                            self._wanted[name] = max(generation, self._wanted.get(name, 0))
+                        self._woken[name].set()
+            self._poke.wait(self.wake_poll_seconds)
+
+    def _wake_loop(self, name: str) -> None:
+        """Run ``name`` once per burst of wake-ups: wait ``debounce_seconds`` after the first,
+        then run for the newest counter; wake-ups during the run make one follow-up run."""
+        woken = self._woken[name]
+        while True:
+            woken.wait()
+            if self._stopping.wait(self.debounce_seconds):
+                return
+            woken.clear()
+            with self._lock:
+                generation = self._wanted.get(name, 0)
+            try:
+                outcome = self.run_wake(name, generation)
+            except Exception as exc:  # noqa: BLE001 - the ledger may be down: try again later
+                _log.error("wake-up failed", pipeline=name, error=type(exc).__name__)
+                outcome = TickOutcome.FAILED
+                woken.set()
+                if self._stopping.wait(self.poll_seconds):
+                    return
+            if outcome != TickOutcome.WOKEN:
+                _log.debug("wake-up skipped", pipeline=name, outcome=outcome)
+            if self.observer is not None:
+                self.observer.tick(name, datetime.now(UTC), outcome, self.owner)
+            if self.stopping:
+                return
+
     def request_stop(self) -> list[str]:
         """Start no new run and ask the running ones to stop after their batch; no waiting."""
         self._stopping.set()
+        self._poke.set()
+        for woken in self._woken.values():
+            woken.set()
         with self._lock:
             for event in self._active.values():
                 event.set()
@@ -302,6 +407,9 @@ class PipelineScheduler:
         _log.info("scheduler stopping", owner=self.owner, running=running)
         if self._scheduler.running:
             self._scheduler.shutdown(wait=wait)
+        if wait:
+            for thread in self._threads:
+                thread.join()
         _log.info("scheduler stopped", owner=self.owner)
 
     def run_tick(self, name: str, tick: datetime, *, patience: float = 0.0) -> str:
@@ -310,47 +418,112 @@ class PipelineScheduler:
         A held lease is waited for up to ``patience`` seconds: its holder may be about to
         finish the previous tick, or may have died and its holding be about to expire.
         """
+
+        def done() -> bool:
+            last = leases.last_tick(self.engine, name)
+            return last is not None and last >= tick
+
+        def record(fence: Fence) -> None:
+            leases.record_tick(self.engine, fence, name, tick)
+
+        return self._guarded(name, tick.isoformat(), patience, done, record, TickOutcome.RAN)
+
+    def run_wake(self, name: str, generation: int, *, patience: float | None = None) -> str:
+        """Run pipeline ``name`` for the wake-up counter ``generation`` of its source, unless a
+        run that read that counter already finished (here or on another replica). A held lease
+        is waited for up to ``patience`` seconds (None: as long as it is held)."""
+        source = self.sources[name]
+
+        def done() -> bool:
+            return wakeups.handled(self.engine, name) >= generation
+
+        seen = {"generation": generation}
+
+        def record(fence: Fence) -> None:
+            wakeups.record_handled(self.engine, fence, name, seen["generation"])
+
+        def before() -> None:  # the counter as the run starts: later touches wake it again
+            seen["generation"] = max(generation, wakeups.generation_of(self.engine, source))
+
+        wait = float("inf") if patience is None else patience
+        label = f"wake {generation}"
+        return self._guarded(name, label, wait, done, record, TickOutcome.WOKEN, before=before)
+
+    def _hold(self, name: str, patience: float) -> Fence | None:
+        """Take pipeline ``name``: its lock in this process, then its lease in the ledger,
+        waiting up to ``patience`` seconds; None when not taken (or the process is stopping)."""
+        local = self._local[name]
+        lease = leases.lease_name(name)
+        deadline = time.monotonic() + patience
+        while True:
+            held = None
+            if local.acquire(blocking=False):
+                try:
+                    fence = leases.acquire(self.engine, lease, self.owner, self.lease_seconds)
+                    if fence is None:
+                        held = leases.holding(self.engine, lease)
+                except BaseException:
+                    local.release()
+                    raise
+                if fence is not None:
+                    return fence
+                local.release()
+            wait = min(self.poll_seconds, deadline - time.monotonic())
+            if held is not None:  # wake when it expires, if that comes first
+                wait = min(wait, held.expires_in + 0.01)
+            if wait <= 0 or self._stopping.wait(max(wait, 0.01)):
+                return None
+
+    def _guarded(  # noqa: PLR0917 - private, called twice
+        self,
+        name: str,
+        label: str,
+        patience: float,
+        done: Callable[[], bool],
+        record: Callable[[Fence], None],
+        ran: str,
+        *,
+        before: Callable[[], None] | None = None,
+    ) -> str:
+        """Under the lease: skip when ``done``, else run, ``record`` and release."""
         if self.stopping:
             return TickOutcome.STOPPING
         with self._lock:
             paused = self._paused.get(name)
         if paused is not None and datetime.now(UTC) < paused:
             return TickOutcome.BUDGET
-        lease = leases.lease_name(name)
-        deadline = time.monotonic() + patience
-        while (fence := leases.acquire(self.engine, lease, self.owner, self.lease_seconds)) is None:
-            wait = min(self.poll_seconds, deadline - time.monotonic())
-            held = leases.holding(self.engine, lease)
-            if held is not None:  # wake when it expires, if that comes first
-                wait = min(wait, held.expires_in + 0.01)
-            if wait <= 0 or self._stopping.wait(max(wait, 0.01)):
-                return TickOutcome.HELD
+        fence = self._hold(name, patience)
+        if fence is None:
+            return TickOutcome.HELD
         finished: dict[str, Any] | None = None
-        ran = False
+        did_run = False
         try:
-            done = leases.last_tick(self.engine, name)
-            if done is not None and done >= tick:
+            if done():
                 return TickOutcome.DONE
+            if before is not None:
+                before()
             stop = threading.Event()
             with self._lock:
                 if self.stopping:
                     return TickOutcome.STOPPING
                 self._active[name] = stop
             try:
-                ran = True
-                finished = self._run(name, tick, fence, stop)
+                did_run = True
+                finished = self._run(name, label, fence, stop, record)
             finally:
                 with self._lock:
                     self._active.pop(name, None)
-            return TickOutcome.RAN
+            return ran
         finally:
             try:
                 leases.release(self.engine, fence)
             except Exception as exc:  # noqa: BLE001 - the lease then simply expires
-                _log.warning("lease release failed", lease=lease, error=type(exc).__name__)
+                _log.warning("lease release failed", lease=fence.name, error=type(exc).__name__)
+            finally:
+                self._local[name].release()
             if finished is not None:  # logged once the lease is free again
-                _log.info("tick finished", pipeline=name, tick=tick.isoformat(), **finished)
-            if ran:
+                _log.info("tick finished", pipeline=name, tick=label, **finished)
+            if did_run:
                 self._upkeep(name)
 
     def _upkeep(self, name: str) -> None:
@@ -364,12 +537,17 @@ class PipelineScheduler:
             _log.warning("upkeep after run failed", pipeline=name, error=type(exc).__name__)
 
     def _run(
-        self, name: str, tick: datetime, fence: Fence, stop: threading.Event
+        self,
+        name: str,
+        label: str,
+        fence: Fence,
+        stop: threading.Event,
+        record: Callable[[Fence], None],
     ) -> dict[str, Any] | None:
-        """Run the pipeline under a heartbeat and record the tick; what to log when it ends."""
+        """Run the pipeline under a heartbeat and ``record`` it; what to log when it ends."""
         from sync.pipelines.runner import FenceLost
 
-        log = _log.bind(pipeline=name, tick=tick.isoformat(), owner=self.owner, fence=fence.token)
+        log = _log.bind(pipeline=name, tick=label, owner=self.owner, fence=fence.token)
         log.info("tick running")
         started = time.monotonic()
         result: RunResult | None = None
@@ -391,7 +569,7 @@ class PipelineScheduler:
             self._lease_lost[name] = True
             return None
         try:
-            leases.record_tick(self.engine, fence, name, tick)
+            record(fence)
         except FenceLost:
             log.error("tick not recorded: the lease was taken over")
             self._lease_lost[name] = True

@@ -4,8 +4,10 @@ The column mapping comes from the ``files`` connection NAME in ``closedloop.yaml
 ``$CLOSEDLOOP_CONFIG`` or ./closedloop.yaml), or, when mapping options are given, from those
 options (NAME is then the touches' source). Rows are stored in batches; bad rows become dead
 letters of pipeline ``import:<NAME>`` and are listed with their line numbers. Importing the same
-file again stores nothing new. Exit code 0 whenever the file was processed, even with rejects;
-an unreadable file or a bad mapping stops with a message and a non-zero code.
+file again stores nothing new. New touches wake the source's pipelines in a running ``closedloop
+serve`` at once (``sync.wakeups``), instead of at their next tick. Exit code 0 whenever the file
+was processed, even with rejects; an unreadable file or a bad mapping stops with a message and a
+non-zero code.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ def store_records(
     """Store a stream of touches and rejects in batches; returns the counts."""
     from connectors.base import Touch
     from sync.ingest import insert_rejects, insert_touches
+    from sync.wakeups import raise_generation
 
     report = ImportReport(source)
     iterator = iter(records)
@@ -105,6 +108,8 @@ def store_records(
         with engine.begin() as conn:
             result = insert_touches(conn, touches)
             report.dead_letters += insert_rejects(conn, report.pipeline, "pull", rejects)
+            if result.inserted:  # with the touches: a running serve delivers them at once
+                raise_generation(conn, [source])
         report.read += len(batch)
         report.imported += result.inserted
         report.known += result.duplicates

@@ -8,7 +8,8 @@ takes extra routes, a readiness check and a lifespan. Routes:
 - ``POST /hooks/{source}``: the signed webhook receiver (``connectors.webhook``), one source per
   ``webhook`` connection; touches are committed (``sync.ingest.GroupCommitter``: concurrent
   requests share a transaction) before the sender gets its answer; refused items become dead
-  letters of pipeline ``webhook:<source>``.
+  letters of pipeline ``webhook:<source>``. New touches wake the scheduled touches pipelines of
+  their source at once (``sync.wakeups``), on this replica and, through the ledger, on the others.
 - ``GET /healthz``: the process is alive (no I/O).
 - ``GET /readyz``: the ledger answers a query and the scheduler runs (503 with a reason when not).
 - ``GET /metrics``: Prometheus exposition (``sync.metrics``).
@@ -79,10 +80,12 @@ def build_service_app(
     lifespan: Lifespan[Any] | None = None,
     clock: Callable[[], float] = time.time,
     ready: Callable[[], str | None] | None = None,
+    on_stored: Callable[[set[str]], None] | None = None,
 ) -> Starlette:
     """The service's ASGI app: webhook receiver, /healthz, /readyz, plus ``extra_routes``.
 
     ``ready`` is asked by /readyz after the ledger: None when ready, else the reason why not.
+    ``on_stored`` is told the sources of a request once touches new to the ledger committed.
     """
     from sqlalchemy import text
     from starlette.applications import Starlette
@@ -96,7 +99,9 @@ def build_service_app(
     committer = GroupCommitter(engine)
 
     async def commit(touches: Sequence[Touch]) -> None:
-        await committer.commit_async(touches)
+        stored = await committer.commit_async(touches)
+        if stored.inserted and on_stored is not None:
+            on_stored({touch.source for touch in touches})
 
     def dead_letter(source: str, rejects: Sequence[ItemReject]) -> None:
         store_rejects(engine, f"webhook:{source}", "pull", rejects)
@@ -229,6 +234,7 @@ def serve_command(  # noqa: PLR0917 - Typer maps each parameter to a CLI option
     from sync.ledger import default_database_url, mask_url, open_ledger
     from sync.metrics import ServiceMetrics
     from sync.scheduler import PipelineScheduler
+    from sync.wakeups import Notifier
 
     # Loading the config applies its logging section (sync.logs: --log-level / env var win).
     loaded = load_config(config_path(config))
@@ -277,6 +283,7 @@ def serve_command(  # noqa: PLR0917 - Typer maps each parameter to a CLI option
         extra_routes=[metrics_route(metrics)],
         lifespan=scheduler_lifespan(scheduler, connections.close),
         ready=scheduler_ready,
+        on_stored=Notifier(engine, on_raised=scheduler.poke).touched,
     )
 
     class _Server(uvicorn.Server):

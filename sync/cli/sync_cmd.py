@@ -492,11 +492,12 @@ def runs_command(
     database_url: DatabaseOption = None,
     fmt: FormatOption = "table",
 ) -> None:
-    """List recent runs, newest first: state, counts, API calls and errors."""
+    """List recent runs, newest first: state, counts, API calls and errors; then when each
+    pipeline last looked for work (``closedloop serve`` keeps no row for a run that found none)."""
     from sqlalchemy import select
 
     from sync.ledger.models import SyncRunRow
-    from sync.pipelines.runner import summary_from_row
+    from sync.pipelines.runner import last_checked, summary_from_row
 
     check_format(fmt)
     loaded = None
@@ -514,13 +515,25 @@ def runs_command(
         with engine.connect() as conn:
             rows = conn.execute(query).all()
         budgets = _budget_lines(loaded, engine) if loaded is not None else []
+        checked = last_checked(engine)
     finally:
         engine.dispose()
     if fmt != "table":
         _print_runs(fmt, [summary_from_row(row) for row in rows])
         return
     console = output_console()
-    if not rows:
+    # Runs that found nothing keep no row: say when each pipeline last checked, where that is
+    # after its newest run listed.
+    newest: dict[str, datetime] = {}
+    for row in rows:
+        if row.finished_at is not None:
+            newest[row.pipeline] = max(row.finished_at, newest.get(row.pipeline, row.finished_at))
+    checked = {
+        name: when
+        for name, when in checked.items()
+        if (not pipeline or name == pipeline) and (name not in newest or when > newest[name])
+    }
+    if not rows and not checked:
         console.print("no runs yet: run `closedloop sync`")
         return
     cells = []
@@ -534,7 +547,12 @@ def runs_command(
             counts or "-", _calls(s), s.error or "",
         ])  # fmt: skip
     columns = ("id", "pipeline", "state", "started", "time", "counts", "API calls", "error")
-    print_listing(console, "Recent runs", columns, cells, head=5)
+    if cells:
+        print_listing(console, "Recent runs", columns, cells, head=5)
+    from rich.markup import escape
+
+    for name, when in sorted(checked.items()):
+        console.print(f"{escape(name)}: last checked {when:%Y-%m-%d %H:%M:%S} UTC, nothing new")
     if budgets:
         console.print("API budgets today:", highlight=False)
         for line in budgets:

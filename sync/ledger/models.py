@@ -30,6 +30,8 @@ what has a name).
   pruned after a retention, see ``sync.synclog``) and ``alert_state`` (per alert condition,
   whether it holds and since when, so each start and each clearing is announced once, see
   ``sync.alerts``).
+- Wake-ups (revision 0012): ``wakeup`` (per touch source, a counter raised whenever a webhook or
+  an import stores its touches; ``closedloop serve`` runs the source's pipelines at once).
 
 Times are aware UTC datetimes (``UtcDateTime``), money is ``Numeric(18, 2)``, emails are
 lower-cased on the way in (``EmailAddress``), and no text column stores a control character
@@ -48,7 +50,16 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Date, Index, LargeBinary, MetaData, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    Index,
+    LargeBinary,
+    MetaData,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import registry
 from sqlalchemy.sql.elements import conv
 from sqlmodel import Field, SQLModel
@@ -97,6 +108,7 @@ __all__ = [
     "SyncLogOperation",
     "SyncRunRow",
     "TouchRow",
+    "WakeupRow",
 ]
 
 LEDGER_METADATA = MetaData(
@@ -855,6 +867,19 @@ class ApiUsageRow(LedgerModel, table=True):
     updated_at: datetime = Field(
         default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
     )
+
+
+# --- wake-ups (revision 0012) -----------------------------------------------------------------
+
+
+class WakeupRow(LedgerModel, table=True):
+    """How often touches of one source were stored by a webhook or an import (``sync.wakeups``)."""
+
+    __tablename__ = "wakeup"
+
+    source: str = Field(primary_key=True)
+    generation: int = Field(sa_type=BigInteger)
+    woken_at: datetime = Field(sa_type=UtcDateTime)
 
 
 # Every plain text column stores no control characters, alike on SQLite and PostgreSQL

@@ -15,6 +15,12 @@ a budget reached          interrupted   "budget reached; resumes at ..." (``sync
 anything else             failed        the message is kept in the run record
 ========================  ============  =========================================
 
+Idle runs. A run that succeeds having found nothing to do (every count zero, or only touches the
+ledger already had) is no news: with ``keep_idle=False`` (``closedloop serve``) its ``sync_run``
+row is deleted as it finishes, so a pipeline scheduled ``every: 1s`` does not add 86,400 rows a
+day. Every finished run, idle or not, updates the pipeline's ``CHECKED_STREAM`` cursor in place
+with its finish time: ``closedloop runs`` and ``/metrics`` show when each pipeline last looked.
+
 Fencing: every checkpoint (cursor and the rows it covers, intended and confirmed deliveries)
 goes through ``RunContext.transaction``, which first re-reads the lease row with a conditional
 UPDATE in the SAME transaction. On PostgreSQL that UPDATE also locks the lease row until the
@@ -49,12 +55,14 @@ if TYPE_CHECKING:
     from sync.connections import Connections
 
 __all__ = [
+    "CHECKED_STREAM",
     "Fence",
     "FenceLost",
     "Progress",
     "RunContext",
     "RunSummary",
     "finish_run",
+    "last_checked",
     "load_cursor",
     "run_pipeline",
     "save_cursor",
@@ -65,6 +73,11 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 Progress = Callable[[str, int], None]
+
+CHECKED_STREAM = "checked"
+"""The cursor stream holding, as its value, when a pipeline's last run finished (idle or not)."""
+# Counts a run may have without having done anything: it read what the ledger already had.
+_IDLE_COUNTS = frozenset({"pulled", "duplicates"})
 
 _RUN = SyncRunRow.__table__  # type: ignore[attr-defined]
 _CURSOR = CursorRow.__table__  # type: ignore[attr-defined]
@@ -106,6 +119,13 @@ class RunSummary:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def idle(self) -> bool:
+        """True when the run succeeded with nothing new: no touch stored, delivered or refused."""
+        return self.state == RunState.SUCCEEDED.value and not any(
+            amount for name, amount in self.counts.items() if name not in _IDLE_COUNTS
+        )
+
+    @property
     def ok(self) -> bool:
         """True unless the run failed (an interrupted run is not a failure)."""
         return self.state != RunState.FAILED.value
@@ -139,6 +159,7 @@ class RunContext:
         progress: Progress | None,
         since: datetime | None,
         budget: BudgetGate | None = None,
+        pulled_since: datetime | None = None,
     ) -> None:
         self.config = config
         self.name = name
@@ -149,6 +170,8 @@ class RunContext:
         self.started_at = started_at
         self.fence = fence
         self.since = since
+        # A pull of the source reaching this moment is fresh enough for this run (its tick).
+        self.pulled_since = pulled_since
         self.counts: Counter[str] = Counter()
         self.minimum_calls: dict[str, int] = {}
         self.notes: list[str] = []
@@ -404,11 +427,15 @@ def run_pipeline(
     connections: Connections | None = None,
     since: datetime | None = None,
     clock: Callable[[], datetime] = utcnow,
+    keep_idle: bool = True,
+    pulled_since: datetime | None = None,
 ) -> RunSummary:
     """Run pipeline ``name`` once, batch by batch, and record the run; see the module doc.
 
     ``clock`` dates the run; its start is the ``until`` of every pull (the demo passes the
-    clock of its sandbox's world)."""
+    clock of its sandbox's world). ``keep_idle=False`` deletes the run's row when it was idle.
+    ``pulled_since``: a source another pipeline pulled up to this moment is not pulled again
+    (the scheduler passes the tick; default: the run's start)."""
     from sync.budgets import BudgetGate, record_calls
     from sync.connections import Connections
 
@@ -434,6 +461,7 @@ def run_pipeline(
         progress=progress,
         since=since,
         budget=gate if gate.names and not conns.dry_run else None,
+        pulled_since=pulled_since,
     )
     summary = RunSummary(run_id, name, pipeline.kind, RunState.RUNNING.value, started)
     log.info("run started", pipeline=name, run_id=run_id, kind=pipeline.kind)
@@ -459,7 +487,8 @@ def run_pipeline(
     }
     summary.minimum_calls = dict(ctx.minimum_calls)
     summary.notes = list(ctx.notes)
-    _finish_run(engine, summary)
+    token = fence.token if fence is not None else None
+    _finish_run(engine, summary, keep=keep_idle or not summary.idle, token=token)
     log.info(
         "run finished",
         pipeline=name,
@@ -474,7 +503,17 @@ def run_pipeline(
     return summary
 
 
-def _finish_run(engine: Engine, summary: RunSummary) -> None:
+def _finish_run(
+    engine: Engine, summary: RunSummary, *, keep: bool = True, token: int | None = None
+) -> None:
+    if not keep:
+        try:
+            with engine.begin() as conn:
+                conn.execute(_RUN.delete().where(_RUN.c.id == summary.run_id))
+                _checked(conn, summary, token)
+            return
+        except Exception as exc:  # noqa: BLE001 - e.g. a row that points at it: keep the run
+            log.warning("idle run kept", run_id=summary.run_id, error=type(exc).__name__)
     counts: dict[str, Any] = dict(summary.counts)
     counts["kind"] = summary.kind
     if summary.minimum_calls:
@@ -495,6 +534,23 @@ def _finish_run(engine: Engine, summary: RunSummary) -> None:
                 error=summary.error,
             )
         )
+        _checked(conn, summary, token)
+
+
+def _checked(conn: Connection, summary: RunSummary, token: int | None) -> None:
+    """Update the pipeline's ``CHECKED_STREAM`` cursor in place: when its last run finished."""
+    when = summary.finished_at or utcnow()
+    cursor = Cursor(when.isoformat())
+    save_cursor(conn, summary.pipeline, CHECKED_STREAM, cursor, fencing_token=token)
+
+
+def last_checked(engine: Engine) -> dict[str, datetime]:
+    """When each pipeline's last run finished (idle runs included), by pipeline."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(_CURSOR.c.pipeline, _CURSOR.c.value).where(_CURSOR.c.stream == CHECKED_STREAM)
+        ).all()
+    return {row.pipeline: datetime.fromisoformat(row.value) for row in rows if row.value}
 
 
 def summary_from_row(row: Any) -> RunSummary:

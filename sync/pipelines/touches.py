@@ -9,6 +9,14 @@ imports, the webhook receiver) have no pull: the pipeline delivers what the ledg
 them. A pull that fails (quota spent, the source down) still lets the run deliver what the
 ledger already holds before the run fails with the pull's error.
 
+One pull per source, fanned out to every sink. The pull belongs to the source, not to the
+pipeline: its cursor is stored under ``source:<name>`` (a pipeline's own cursor of before is
+read once as the start) and it runs under the lease ``source:<name>``, so two pipelines reading
+one Marketo source to two CRMs never pull it side by side. The pull records its ``until`` (stream
+``PULLED_STREAM``); a pipeline that gets the source lease after a pull reaching its tick (when
+scheduled; else its own start) skips its pull and delivers what the ledger holds, since the
+ledger keeps touches by source and every sink's delivery reads them from there.
+
 Deliver (``deliveries.Deliverer``), streaming through the ledger by touch id in batches of
 ``batch_size``: first the touches left ``intended`` by a crash or ``failed`` (held people,
 unanswered records), then the touches after the ``deliver`` cursor, the highest touch id whose
@@ -20,29 +28,46 @@ the touches it delivered (see ``deliveries`` for why a crash loses none).
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import structlog
 from sqlalchemy import Connection, and_, select
 
 from connectors.base import Cursor
 from connectors.errors import ClosedloopError, ConfigError
+from sync import leases
 from sync.ingest import insert_rejects, insert_touches
 from sync.ledger.models import DeadLetterStage, DeliveryRow, DeliveryState, TouchRow
 from sync.pipelines.deliveries import Deliverer, Pending, touch_from_row
-from sync.pipelines.runner import FenceLost
+from sync.pipelines.runner import Fence, FenceLost, load_cursor, save_cursor
 
 if TYPE_CHECKING:
     from sync.mapping import CompiledMapping
     from sync.pipelines.runner import RunContext
 
-__all__ = ["DELIVER_STREAM", "PULL_STREAM", "cursor_value", "load_pipeline_mapping", "run_touches"]
+__all__ = [
+    "DELIVER_STREAM",
+    "PULLED_STREAM",
+    "PULL_STREAM",
+    "cursor_value",
+    "load_pipeline_mapping",
+    "run_touches",
+    "source_key",
+]
 
 PULL_STREAM = "touches"
 DELIVER_STREAM = "deliver"
+PULLED_STREAM = "pulled"  # of a source: the ``until`` of its last complete pull
+SOURCE_LEASE_SECONDS = 60.0
+SOURCE_LEASE_RETRY_SECONDS = 0.1
+
+log = structlog.get_logger(__name__)
 
 _TOUCH = TouchRow.__table__  # type: ignore[attr-defined]
 _DELIVERY = DeliveryRow.__table__  # type: ignore[attr-defined]
@@ -99,6 +124,11 @@ def run_touches(ctx: RunContext) -> None:
         raise pull_error
 
 
+def source_key(source_name: str) -> str:
+    """The name of a pulled source's lease and cursors, shared by every pipeline reading it."""
+    return f"source:{source_name}"
+
+
 def _pull(ctx: RunContext, source_name: str) -> None:
     source = ctx.connections.source(source_name)
     if source is None:
@@ -107,15 +137,63 @@ def _pull(ctx: RunContext, source_name: str) -> None:
             "delivering what the ledger holds"
         )
         return
-    stored = ctx.load_cursor(PULL_STREAM)
+    with _source_lease(ctx, source_name) as fence:
+        if fence is None:  # stopped while another pipeline was pulling the source
+            return
+        if ctx.since is None and _pulled_enough(ctx, source_name):
+            ctx.note(
+                f"{source_name} was already pulled for this run by a pipeline sharing it: "
+                "delivering what the ledger holds"
+            )
+            return
+        _pull_pages(ctx, source, source_name, fence)
+
+
+@contextmanager
+def _source_lease(ctx: RunContext, source_name: str) -> Iterator[Fence | None]:
+    """Hold the source's lease while pulling it (another pipeline of the same source waits
+    for it); None when a stop was requested while waiting."""
+    name = source_key(source_name)
+    owner = leases.process_owner("pull")
+    while (fence := leases.acquire(ctx.engine, name, owner, SOURCE_LEASE_SECONDS)) is None:
+        if ctx.should_stop():
+            yield None
+            return
+        time.sleep(SOURCE_LEASE_RETRY_SECONDS)
+    try:
+        with leases.Heartbeat(ctx.engine, fence, SOURCE_LEASE_SECONDS):
+            yield fence
+    finally:
+        try:
+            leases.release(ctx.engine, fence)
+        except Exception:  # noqa: BLE001 - the lease then simply expires
+            log.warning("source lease release failed", lease=name)
+
+
+def _pulled_enough(ctx: RunContext, source_name: str) -> bool:
+    """Whether the source's last complete pull reached at least the moment this run needs
+    (its tick when scheduled, else its own start): then another pipeline pulled it for us."""
+    with ctx.engine.connect() as conn:
+        pulled = load_cursor(conn, source_key(source_name), PULLED_STREAM).value
+    needed = ctx.pulled_since or ctx.started_at
+    return pulled is not None and datetime.fromisoformat(pulled) >= needed
+
+
+def _pull_pages(ctx: RunContext, source: Any, source_name: str, fence: Fence) -> None:
+    key = source_key(source_name)
+    with ctx.engine.connect() as conn:
+        stored = load_cursor(conn, key, PULL_STREAM)
+    if stored.value is None:  # pulled before pulls were shared: this pipeline's own cursor
+        stored = ctx.load_cursor(PULL_STREAM)
     cursor = Cursor(cursor_value(ctx.since)) if ctx.since is not None else stored
     refused = 0
     for page in source.pull_touches(cursor, until=ctx.started_at):
         with ctx.transaction() as conn:
+            leases.check_fence(conn, fence)
             result = insert_touches(conn, page.records)
             letters = insert_rejects(conn, ctx.name, DeadLetterStage.PULL.value, page.rejects)
             if _moves_forward(stored, page.cursor):
-                ctx.save_cursor(conn, PULL_STREAM, page.cursor)
+                save_cursor(conn, key, PULL_STREAM, page.cursor, fencing_token=fence.token)
         refused += len(page.rejects)
         ctx.add("pulled", len(page.records))
         ctx.add("new", result.inserted)
@@ -124,6 +202,10 @@ def _pull(ctx: RunContext, source_name: str) -> None:
         ctx.add("dead_lettered", letters)
         ctx.progress("pull", len(page.records) + len(page.rejects))
         ctx.check_stop()
+    with ctx.transaction() as conn:
+        leases.check_fence(conn, fence)
+        until = Cursor(ctx.started_at.isoformat())
+        save_cursor(conn, key, PULLED_STREAM, until, fencing_token=fence.token)
     if refused:
         ctx.note(
             f"{refused} record(s) from {source_name} could not be read and became dead letters "

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, update
 
-from sync import leases
+from sync import leases, wakeups
 from sync.config import Pipeline, Schedule
 from sync.ledger import LeaseRow
 from sync.pipelines.runner import Fence
@@ -399,3 +399,80 @@ def test_a_pipeline_stopped_at_its_budget_is_skipped_until_the_resume_time(
     assert scheduler.run_tick(p, TICK + timedelta(seconds=2)) == TickOutcome.RAN
     assert scheduler.run_tick(p, TICK + timedelta(seconds=3)) == TickOutcome.RAN
     assert ran == [p, p, p]
+
+
+# --- wake-ups ---------------------------------------------------------------------------------
+
+
+def touches_every(duration: str, source: str) -> Pipeline:
+    return Pipeline(kind="touches", source=source, sink="crm", schedule=Schedule(every=duration))
+
+
+def test_a_wake_up_runs_once_across_replicas_and_a_newer_one_runs_again(
+    ledger: Engine, p: str
+) -> None:
+    journal = Journal()
+    source = f"{p}-hooks"
+    pipelines = {p: touches_every("1h", source)}
+    first = PipelineScheduler(ledger, pipelines, journal, owner="replica-a")
+    second = PipelineScheduler(ledger, pipelines, journal, owner="replica-b")
+    wakeups.notify(ledger, [source])
+
+    assert first.run_wake(p, 1) == TickOutcome.WOKEN
+    assert second.run_wake(p, 1) == TickOutcome.DONE
+    wakeups.notify(ledger, [source])  # touches stored after that run read the counter
+    assert second.run_wake(p, 2) == TickOutcome.WOKEN
+    assert first.run_wake(p, 2) == TickOutcome.DONE
+
+    assert [fence.owner for _, fence in journal.runs] == ["replica-a", "replica-b"]
+    assert wakeups.handled(ledger, p) == 2
+
+
+def test_a_run_records_the_counter_it_started_from_so_later_touches_get_a_follow_up(
+    ledger: Engine, p: str
+) -> None:
+    source = f"{p}-hooks"
+
+    def touched_meanwhile(_name: str, _fence: Fence, _stop: threading.Event) -> None:
+        wakeups.notify(ledger, [source])  # a webhook stored while the run goes on
+
+    journal = Journal(action=touched_meanwhile)
+    replica = PipelineScheduler(ledger, {p: touches_every("1h", source)}, journal)
+    wakeups.notify(ledger, [source])
+
+    assert replica.run_wake(p, 1) == TickOutcome.WOKEN
+    assert wakeups.handled(ledger, p) == 1  # not 2: the run may have missed those touches
+    assert wakeups.generation_of(ledger, source) == 2
+    assert replica.run_wake(p, 2) == TickOutcome.WOKEN
+
+
+def test_only_scheduled_enabled_touches_pipelines_are_woken_by_their_source(
+    ledger: Engine, p: str
+) -> None:
+    pipelines = {
+        f"{p}-a": touches_every("1h", "hooks"),
+        f"{p}-b": touches_every("1h", "scans"),
+        f"{p}-c": every("1h"),
+        f"{p}-d": Pipeline(kind="touches", source="hooks", sink="crm"),
+    }
+    replica = PipelineScheduler(ledger, pipelines, Journal())
+    assert replica.sources == {f"{p}-a": "hooks", f"{p}-b": "scans"}
+
+
+def test_wake_ups_waiting_when_a_replica_starts_make_one_run(
+    ledger: Engine, p: str, schedulers: list[PipelineScheduler]
+) -> None:
+    source = f"{p}-hooks"
+    ticks = Ticks()
+    for _ in range(20):  # e.g. imports while no replica was running
+        wakeups.notify(ledger, [source])
+    replica = PipelineScheduler(
+        ledger, {p: touches_every("24h", source)}, Journal(), observer=ticks
+    )
+    schedulers.append(replica)
+    replica.start()
+    ticks.wait_for(lambda: any(o == TickOutcome.WOKEN for _p, _t, o, _w in ticks.seen))
+    replica.stop()
+    woken = [t for _p, t, outcome, _w in ticks.seen if outcome == TickOutcome.WOKEN]
+    assert len(woken) == 1
+    assert wakeups.handled(ledger, p) == 20
