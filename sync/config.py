@@ -50,6 +50,7 @@ from connectors.registry import ConnectorInfo, connector_names, get_connector
 from sync.analytics.settings import AnalyticsSettings
 from sync.attribution.settings import AttributionConfig
 from sync.logs import REDACTED, config_loaded, register_secret
+from sync.ui.settings import UiSettings
 from sync.writeback.settings import AttributionWriteback, SlaWriteback
 from sync.yamlfile import (
     KeyPath,
@@ -299,6 +300,7 @@ class _ConfigFile(_Strict):
     attribution: AttributionSection = AttributionSection()
     analytics: AnalyticsSection = AnalyticsSection()
     mappings: MappingsSection = MappingsSection()
+    ui: UiSettings = UiSettings()
 
 
 @dataclass(frozen=True)
@@ -329,6 +331,7 @@ class Config:
     attribution: AttributionSection = field(default_factory=AttributionSection)
     analytics: AnalyticsSection = field(default_factory=AnalyticsSection)
     mappings: MappingsSection = field(default_factory=MappingsSection)
+    ui: UiSettings = field(default_factory=UiSettings)
 
     def database_url(self, environ: Mapping[str, str] | None = None) -> str | None:
         """``CLOSEDLOOP_DATABASE_URL``, else ``ledger.url`` (relative SQLite paths from the
@@ -382,6 +385,7 @@ class Config:
             "attribution": self.attribution.model_dump(mode="json"),
             "analytics": self.analytics.model_dump(mode="json"),
             "mappings": self.mappings.model_dump(mode="json"),
+            "ui": self.ui.model_dump(mode="json"),
         }
 
 
@@ -522,6 +526,7 @@ class _Loader:
             raise ConfigError(f"{self.located.file}: {count}", issues)
         for conn in connections.values():
             _register_secrets(conn.settings)
+        _register_secrets(head.ui)
         url = head.ledger.url
         if url is not None:
             from sqlalchemy.engine import make_url
@@ -540,6 +545,7 @@ class _Loader:
             attribution=head.attribution,
             analytics=head.analytics,
             mappings=head.mappings,
+            ui=head.ui,
         )
 
     # -- preparing raw data: interpolation, *_file secrets, relative paths --
