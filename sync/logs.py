@@ -28,6 +28,7 @@ __all__ = [
     "config_loaded",
     "configure_logging",
     "end_command",
+    "redact",
     "register_secret",
 ]
 
@@ -86,6 +87,11 @@ _redactor = SecretRedactor()
 def register_secret(value: str) -> None:
     """Mask ``value`` in every log line from now on (called for each secret the config loads)."""
     _redactor.add(value)
+
+
+def redact(value: Any) -> Any:
+    """``value`` with every registered secret masked (text the ledger keeps: the sync log)."""
+    return _redactor.scrub(value)
 
 
 def _stderr_logger(*_args: Any) -> structlog.PrintLogger:

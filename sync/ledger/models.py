@@ -26,6 +26,11 @@ what has a name).
   the org described and when; mappings are validated against it, see ``sync.crm_schema``).
 - Opt-outs (revision 0006): ``opt_out`` (per sink and address, the email opt-out closedloop set
   or found set, so an unsubscribe is applied exactly once).
+- Sync log and alerts (revision 0009): ``sync_log`` (one row per step a record went through:
+  pulled, matched, mapped, sent with its compressed payload and the vendor's answer, replayed;
+  pruned after a retention, see ``sync.synclog``) and ``alert_state`` (per alert condition,
+  whether it holds and since when, so each start and each clearing is announced once, see
+  ``sync.alerts``).
 
 Times are aware UTC datetimes (``UtcDateTime``), money is ``Numeric(18, 2)``, emails are
 lower-cased on the way in (``EmailAddress``), and no text column stores a control character
@@ -44,7 +49,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Date, Index, MetaData, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, Date, Index, LargeBinary, MetaData, Text, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlalchemy.sql.elements import conv
 from sqlmodel import Field, SQLModel
@@ -61,6 +66,7 @@ __all__ = [
     "LEDGER_METADATA",
     "AccountMatchRow",
     "AccountRow",
+    "AlertStateRow",
     "AttributionCreditRow",
     "AttributionOutcomeRow",
     "AttributionRunRow",
@@ -87,6 +93,8 @@ __all__ = [
     "PersonRow",
     "RunState",
     "SourceProgramRow",
+    "SyncLogEntry",
+    "SyncLogOperation",
     "SyncRunRow",
     "TouchRow",
     "UiAuditRow",
@@ -790,6 +798,69 @@ class OptOutRow(LedgerModel, table=True):
     recorded_at: datetime = Field(
         default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
     )
+
+
+# --- sync log and alerts (revision 0009) ------------------------------------------------------
+
+
+class SyncLogOperation(enum.StrEnum):
+    """What one step did to one record (``sync_log.operation``)."""
+
+    CREATE = "create"  # pushed: the CRM created the record
+    UPDATE = "update"  # pushed: the CRM updated a record it had
+    SKIP = "skip"  # not pushed: the mapping filtered it, or the CRM already held it
+    REFUSE = "refuse"  # pushed and refused (or held back: the answer says why)
+    REPLAY = "replay"  # a dead letter sent round again
+    PULL = "pull"  # read from a source
+    MATCH = "match"  # its person found in (or created by) the CRM
+    MAP = "map"  # rendered by the mapping into the payload to send
+
+
+class SyncLogEntry(LedgerModel, table=True):
+    """One step one record went through, for ``closedloop log`` and the health page.
+
+    ``payload`` is the JSON sent (or read), zlib-compressed; ``answer`` is the vendor's answer,
+    status or error with secrets masked. Rows older than ``sync_log.retention`` are pruned.
+    """
+
+    __tablename__ = "sync_log"
+    __table_args__ = (CheckConstraint(_in("operation", SyncLogOperation), name="operation"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(
+        default_factory=utcnow,
+        sa_type=UtcDateTime,
+        index=True,
+        sa_column_kwargs={"default": utcnow},
+    )
+    pipeline: str
+    touch_key: str | None = Field(default=None, index=True)
+    email: str | None = Field(default=None, sa_type=EmailAddress, index=True)
+    crm: str  # the connection name of the CRM (or source) the step was about
+    crm_id: str | None = Field(default=None, index=True)
+    operation: str
+    payload: bytes | None = Field(default=None, sa_type=LargeBinary)
+    answer: str | None = Field(default=None, sa_type=Text)
+    run_id: int | None = None
+
+
+class AlertStateRow(LedgerModel, table=True):
+    """Whether one alert condition holds (``key``: trigger and pipeline), since when, and the
+    figures last announced; a notice goes out only when ``active`` flips."""
+
+    __tablename__ = "alert_state"
+
+    key: str = Field(primary_key=True)
+    trigger: str
+    pipeline: str | None = None
+    active: bool = Field(default=False, sa_column_kwargs={"default": False})
+    since: datetime = Field(sa_type=UtcDateTime)
+    figures: dict[str, Any] = Field(
+        default_factory=_empty_dict,
+        sa_type=JsonDocument,
+        sa_column_kwargs={"default": _empty_dict},
+    )
+    notified_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
 # Every plain text column stores no control characters, alike on SQLite and PostgreSQL

@@ -100,6 +100,8 @@ from sync.ledger.models import (
 from sync.ledger.types import utcnow
 from sync.mapping.digest import is_digest
 from sync.pipelines.keyaudit import KeyAudit
+from sync.synclog import LogEntry
+from sync.synclog import record as log_steps
 
 if TYPE_CHECKING:
     from sync.mapping import CompiledMapping
@@ -179,6 +181,9 @@ class Prepared:
     # with that record's id instead of being written again.
     found: dict[str, str] = field(default_factory=dict)
     digests: set[str] = field(default_factory=set)  # rendered keys that are digests
+    # Rendered key -> (touch key, email) of each touch behind it, for the sync log.
+    sources: dict[str, list[tuple[str, str | None]]] = field(default_factory=dict)
+    log: list[LogEntry] = field(default_factory=list)  # steps logged with the intents
 
 
 def touch_from_row(row: Any) -> Touch:
@@ -671,6 +676,7 @@ class Deliverer:
                 self._mark(conn, ids, DeliveryState.FAILED, error=error, bump=True)
             self._dead_letter(conn, work.rejects)
             self._record_opt_outs(conn, opt_outs, opt_out_refusals)
+            log_steps(conn, self._prepare_log(work, prepared))
             self.after_prepare(conn, batch)
         self.ctx.progress("map", len(batch))
         return prepared
@@ -831,6 +837,7 @@ class Deliverer:
                         reason = f"creating the person for {_email(p.touch)} was refused: {exc}"
                         work.reject(p, exc.code, reason, DeadLetterStage.RESOLVE)
             people.update(created)
+            work.created = set(created)
         work.people = people
         ready: list[Touch] = []
         held: dict[int, str] = {}
@@ -895,6 +902,12 @@ class Deliverer:
                 continue
             if rendered is None:
                 filtered += len(members)
+                prepared.log.extend(
+                    self._step(
+                        "skip", p.touch.key, p.touch.email, answer="filtered out by the mapping"
+                    )
+                    for p in members
+                )
                 continue
             if record is not None:
                 rendered = replace(rendered, crm_id=record)
@@ -902,6 +915,7 @@ class Deliverer:
                 prepared.digests.add(rendered.key)
             prepared.rendered.append(rendered)
             prepared.members[rendered.key] = [p.touch_id for p in members]
+            prepared.sources[rendered.key] = [(p.touch.key, p.touch.email) for p in members]
             self._claim_members(prepared, rendered, members)
         self.ctx.add("filtered", filtered)
         self.ctx.add("rendered", len(prepared.rendered))
@@ -1029,11 +1043,90 @@ class Deliverer:
                 )  # fmt: skip
             for error, ids in later.items():
                 self._mark(conn, ids, DeliveryState.FAILED, error=error, bump=True)
+            log_steps(conn, self._push_log(prepared, by_key, member_later))
         retried = sum(len(ids) for ids in later.values())
         self.pushed_records += len(prepared.rendered)
         self.ctx.add("pushed", len(confirmed))
         self.ctx.add("failed", len(unanswered) + retried)
         self.ctx.progress("push", len(confirmed) + len(rejects) + len(unanswered) + retried)
+
+    # -- sync log ------------------------------------------------------------------------------
+
+    def _step(
+        self,
+        operation: str,
+        touch_key: str | None,
+        email: str | None,
+        *,
+        crm_id: str | None = None,
+        payload: Mapping[str, Any] | None = None,
+        answer: str | None = None,
+    ) -> LogEntry:
+        return LogEntry(
+            pipeline=self.ctx.name, crm=self.sink, operation=operation, touch_key=touch_key,
+            email=email, crm_id=crm_id, payload=payload, answer=answer, run_id=self.ctx.run_id,
+        )  # fmt: skip
+
+    def _prepare_log(self, work: _Batch, prepared: Prepared) -> list[LogEntry]:
+        """The sync log of a prepared batch: people matched, records filtered out or refused
+        before the push, records the key audit found in the CRM."""
+        entries = list(prepared.log)
+        emails = {_email(p.touch) for p in work.batch if p.touch.key not in work.rejected}
+        for email in sorted(emails & work.people.keys()):
+            person = work.people[email]
+            how = "created" if email in work.created else "found"
+            entries.append(self._step(
+                "match", None, email, crm_id=person.external_id or None,
+                answer=f"{how} {person.kind.value} {person.external_id}",
+            ))  # fmt: skip
+        for _tid, rejection, stage in work.rejects:
+            address = rejection.payload.get("email")
+            entries.append(self._step(
+                "refuse", rejection.key, address if isinstance(address, str) else None,
+                answer=f"{stage}: {rejection.code}: {rejection.reason}",
+            ))  # fmt: skip
+        for key, crm_id in prepared.found.items():
+            entries.extend(
+                self._step("skip", touch_key, email, crm_id=crm_id,
+                           answer=f"{self.sink} already holds this record; not written again")
+                for touch_key, email in prepared.sources.get(key, [])
+            )  # fmt: skip
+        return entries
+
+    def _push_log(
+        self,
+        prepared: Prepared,
+        by_key: Mapping[str, DeliveryResult],
+        member_later: Mapping[str, str],
+    ) -> list[LogEntry]:
+        """The sync log of a pushed batch: one row per touch, with the payload sent and the
+        CRM's answer."""
+        entries: list[LogEntry] = []
+        for rendered in prepared.rendered:
+            result = by_key.get(rendered.key)
+            crm_id: str | None = None
+            if result is None:
+                operation, answer = "refuse", f"{self.sink} returned no result; will retry"
+            elif result.ok:
+                created = rendered.crm_id is None if result.created is None else result.created
+                operation = "create" if created else "update"
+                crm_id = result.crm_id
+                answer = f"ok: {operation}d {rendered.target} {crm_id or ''}".rstrip()
+                if rendered.key in member_later:
+                    answer += f"; {member_later[rendered.key]}"
+            else:
+                operation = "refuse"
+                answer = f"{result.error_code or 'REJECTED'}: {result.error_message or ''}".strip()
+                if result.retryable:
+                    answer += "; will retry"
+            payload = {"key": rendered.key, "target": rendered.target,
+                       "payload": dict(rendered.payload)}  # fmt: skip
+            entries.extend(
+                self._step(operation, touch_key, email, crm_id=crm_id, payload=payload,
+                           answer=answer)
+                for touch_key, email in prepared.sources.get(rendered.key, [])
+            )  # fmt: skip
+        return entries
 
     def _sync_members(
         self, claims: Sequence[MemberClaim]
@@ -1135,6 +1228,7 @@ class _Batch:
         self.later: dict[str, list[int]] = {}
         # Touch key -> CRM record id of touches delivered before and rolled into a digest again.
         self.delivered_ids: dict[str, str] = {}
+        self.created: set[str] = set()  # emails of the people created for this batch
 
     def reject(self, pending: Pending, code: str, reason: str, stage: DeadLetterStage) -> None:
         """Set one touch aside as a dead letter of ``stage``."""

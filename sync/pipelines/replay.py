@@ -36,6 +36,8 @@ from sync.pipelines.runner import (
     run_fingerprints,
     start_run,
 )
+from sync.synclog import LogEntry
+from sync.synclog import record as log_steps
 
 if TYPE_CHECKING:
     from sync.config import Config
@@ -150,6 +152,7 @@ def _replay_rows(
             ).all()
         )
         now = utcnow()
+        steps: list[LogEntry] = []
         for row in rows:
             if row.record_key not in touches:
                 continue
@@ -165,6 +168,13 @@ def _replay_rows(
             else:
                 report.failed.append(row.id)
             conn.execute(update(_DEAD).where(_DEAD.c.id == row.id).values(**values))
+            steps.append(LogEntry(
+                pipeline=ctx.name, crm=sink, operation="replay", touch_key=row.record_key,
+                email=touches[row.record_key].email, run_id=ctx.run_id, at=ctx.started_at,
+                answer=f"dead letter {row.id} replayed: "
+                + ("resolved" if ok else "still failing, left open"),
+            ))  # fmt: skip
+        log_steps(conn, steps)
 
 
 def _is_member_letter(row: Any) -> bool:

@@ -61,6 +61,8 @@ LEDGER_TABLES = {
     "crm_user",
     "source_program",
     "opt_out",
+    "sync_log",
+    "alert_state",
     "ui_audit",
 }
 WHEN = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
