@@ -133,12 +133,14 @@ class UiApp:
         self.env = _environment()
         self.css = report_css()
         self.js = (_STATIC / "ui.js").read_text(encoding="utf-8")
+        self.icon = (_STATIC / "favicon.svg").read_text(encoding="utf-8")
 
     def routes(self) -> list[BaseRoute]:
         """The routes to mount next to the service's own."""
         return [
             Route(f"{PREFIX}/static/ui.css", self.static_css, methods=["GET"]),
             Route(f"{PREFIX}/static/ui.js", self.static_js, methods=["GET"]),
+            Route(f"{PREFIX}/static/favicon.svg", self.static_icon, methods=["GET"]),
             Route(f"{PREFIX}/sign-in", self.sign_in, methods=["GET", "POST"]),
             Route(f"{PREFIX}/sign-out", self.sign_out, methods=["POST"]),
             Route(f"{PREFIX}/", self.overview, methods=["GET"]),
@@ -237,6 +239,11 @@ class UiApp:
     async def static_js(self, _request: Request) -> Response:
         return Response(
             self.js, media_type="text/javascript", headers={"Cache-Control": "max-age=300"}
+        )
+
+    async def static_icon(self, _request: Request) -> Response:
+        return Response(
+            self.icon, media_type="image/svg+xml", headers={"Cache-Control": "max-age=3600"}
         )
 
     async def to_overview(self, _request: Request) -> Response:

@@ -52,6 +52,7 @@ _CURSOR = CursorRow.__table__  # type: ignore[attr-defined]
 _AUDIT = UiAuditRow.__table__  # type: ignore[attr-defined]
 _OPEN = DeadLetterStatus.OPEN.value
 _WAITING = (DeliveryState.INTENDED.value, DeliveryState.FAILED.value)
+_SENDING = ("create", "update", "refuse")  # sync log operations that carry what was sent
 DELIVER_STREAM = "deliver"  # sync.pipelines.touches.DELIVER_STREAM (not imported: no SDKs)
 
 
@@ -282,6 +283,7 @@ class LetterDetail:
     touch: Any = None
     deliveries: list[Any] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
+    sent: dict[str, Any] | None = None  # the newest payload the log says was sent (or refused)
 
 
 def letter_detail(engine: Engine, letter_id: int) -> LetterDetail | None:
@@ -309,33 +311,30 @@ def letter_detail(engine: Engine, letter_id: int) -> LetterDetail | None:
                 detail.history.append(
                     {"at": other.created_at, "what": f"{other.stage} refused ({other.code})",
                      "detail": other.reason, "status": other.status, "run_id": other.run_id,
-                     "payload": None}
+                     "payload": None, "crm_id": None}
                 )  # fmt: skip
-    detail.history.extend(_sync_log(engine, letter.record_key))
+    logged = _sync_log(engine, letter.record_key)
+    sent = [h for h in logged if h["payload"] and h["what"].split(" ")[0] in _SENDING]
+    detail.sent = sent[-1] if sent else None
+    detail.history.extend(logged)
     detail.history.sort(key=lambda h: h["at"] or datetime.min.replace(tzinfo=UTC))
     return detail
 
 
 def _sync_log(engine: Engine, touch_key: str | None) -> list[dict[str, Any]]:
-    """The record's story from the row-level sync log, where this ledger keeps one."""
+    """The record's story from the row-level sync log (``sync.synclog``)."""
     if not touch_key:
         return []
-    try:
-        from sync import synclog  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return []
+    from sync.synclog import story
+
     with engine.connect() as conn:
-        entries = synclog.story(conn, touch_key=touch_key, limit=100)
-    out: list[dict[str, Any]] = []
-    for entry in entries:
-        get = entry.get if isinstance(entry, dict) else lambda k, e=entry: getattr(e, k, None)
-        out.append(
-            {"at": _utc(get("at") or get("created_at")),
-             "what": " ".join(str(x) for x in (get("stage"), get("operation")) if x),
-             "detail": get("answer") or get("response"), "payload": get("payload"),
-             "status": get("status"), "run_id": get("run_id")}
-        )  # fmt: skip
-    return out
+        entries = story(conn, touch_key=touch_key, limit=100)
+    return [
+        {"at": e.at, "what": f"{e.operation} ({e.crm})" if e.crm else e.operation,
+         "detail": e.answer, "payload": e.payload, "status": None, "run_id": e.run_id,
+         "crm_id": e.crm_id}
+        for e in entries
+    ]  # fmt: skip
 
 
 def runs(engine: Engine, *, before: int | None = None, limit: int = 50) -> list[Any]:
