@@ -247,3 +247,47 @@ def test_a_users_file_with_a_plain_password_is_refused_by_config_check(tmp_path:
     text = str(caught.value) + " ".join(i.message for i in caught.value.issues)
     assert "argon2 hash" in text
     assert "hunter2" not in text
+
+
+def test_a_trusted_proxy_names_the_user_and_an_untrusted_one_is_ignored(
+    tmp_path: Path, serve_page: Any
+) -> None:
+    trusted = ui_config(
+        tmp_path, f"sqlite:///{tmp_path / 'p.db'}",
+        proxy={"header": "X-Forwarded-User", "trusted": ["127.0.0.0/8"], "operators": ["dana"]},
+    )  # fmt: skip
+    engine = open_ledger(trusted.database_url())
+    _letter(engine, "badges:B7", "refused")
+    served = serve_page(trusted, engine)
+    dana = served.client()
+    dana.headers["X-Forwarded-User"] = "dana"
+    overview = dana.get("/ui/")
+    assert overview.status_code == 200
+    assert "dana (operator)" in overview.text
+    key = re.search(r'data-group="([0-9a-f]{16})"', dana.get("/ui/errors").text)
+    assert key is not None
+    token = _csrf(dana.get(f"/ui/errors/{key.group(1)}").text)
+    done = dana.post("/ui/act", data={"action": "discard", "ids": "1", "csrf": token})
+    assert done.status_code == 303
+    assert _status(engine, 1) == "discarded"
+    eve = served.client()
+    eve.headers["X-Forwarded-User"] = "eve"
+    assert "eve (viewer)" in eve.get("/ui/").text
+
+    far = tmp_path / "far"
+    far.mkdir()
+    untrusted = ui_config(
+        far, f"sqlite:///{far / 'p.db'}",
+        proxy={"header": "X-Forwarded-User", "trusted": ["10.0.0.5"], "operators": ["dana"]},
+    )  # fmt: skip
+    other = serve_page(untrusted, open_ledger(untrusted.database_url())).client()
+    other.headers["X-Forwarded-User"] = "dana"
+    assert other.get("/ui/").status_code == 303  # to sign-in: the header alone proves nothing
+
+
+def test_init_writes_the_ui_section_commented_out(tmp_path: Path) -> None:
+    from sync.cli.config_cmd import SANDBOX_CONFIG
+
+    assert "# ui:\n#   users_file: .closedloop/ui-users.txt" in SANDBOX_CONFIG
+    enabled = yaml.safe_load(SANDBOX_CONFIG.replace("# ui:\n#   users_file:", "ui:\n  users_file:"))
+    assert enabled["ui"] == {"users_file": ".closedloop/ui-users.txt"}
