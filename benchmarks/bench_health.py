@@ -1,16 +1,18 @@
 """The sync-health page over a big ledger: every page in under 300 ms (issue 17).
 
-The ledger holds 500,000 touches delivered to two CRMs (1,000,000 deliveries: 1% of them
+The ledger holds 505,000 touches, 500,000 delivered to two CRMs (1,000,000 deliveries: 1% of them
 failed or dead, the newest 5,000 touches not yet delivered), 100,000 open dead letters in
 about 40 error groups (every reason names its own record: e-mails, ids, numbers) plus 5,000
 replayed ones, and 5,000 runs over 30 days. It is written with bulk inserts, once per backend,
 and reused by later runs (SQLite in the system's temp folder; PostgreSQL in a database
 ``closedloop_bench_health`` next to ``$CLOSEDLOOP_TEST_POSTGRES_URL`` when that is set).
 
-Measured through HTTP (uvicorn on loopback, signed in as an operator): the first view of the
-errors (it masks and stores the 100,000 letters' message templates once: ``sync.ui.grouping``),
-then the median of repeated views of the overview, the errors, the largest group, a record and
-the runs. The plan of the error-group query is printed, to show it reads the index only.
+Measured through HTTP (uvicorn on loopback, signed in as an operator): the median of repeated
+views of the overview, the errors, the largest group, a record and the runs. The plan of the
+error-group query is printed, to show it reads the index only. Letters are written with their
+message template and group, as ``insert_rejects`` writes them; the one-off cost of grouping
+100,000 letters written before revision 0010 (the page's first view after an upgrade) is
+measured last.
 """
 
 from __future__ import annotations
@@ -27,13 +29,13 @@ from types import SimpleNamespace
 from typing import Any
 
 TARGET_MS = 300.0
-TOUCHES = 500_000
+TOUCHES = 505_000
 SINKS = ("salesforce", "hubspot")
 LETTERS = 100_000
 RUNS = 5_000
 UNDELIVERED = 5_000
 REPEAT = 15
-LAYOUT = "v1"  # bump when the ledger written here changes shape
+LAYOUT = "v2"  # bump when the ledger written here changes shape
 NOW = datetime.now(UTC).replace(microsecond=0)
 CHUNK = 20_000
 PASSWORD = "bench-operator-password"  # noqa: S105 - a throwaway user of a throwaway ledger
@@ -78,6 +80,9 @@ def _rows_deliveries(start: int, stop: int) -> list[dict[str, Any]]:
 
 
 def _rows_letters(start: int, stop: int) -> list[dict[str, Any]]:
+    """Dead letters as ``insert_rejects`` writes them: with their template and group."""
+    from sync.ui.grouping import group_columns
+
     rows = []
     for i in range(start, stop):
         kind = i % len(_REASONS)
@@ -89,7 +94,8 @@ def _rows_letters(start: int, stop: int) -> list[dict[str, Any]]:
         ) + ("" if i % 4 == 0 else f" (attempt {i % 4})" if i % 4 == 1 else
              " on create" if i % 4 == 2 else " on update")  # fmt: skip
         rows.append(
-            {"pipeline": PIPELINES[sink], "stage": "push",
+            {**group_columns(PIPELINES[sink], "push", _CODES[kind], reason),
+             "pipeline": PIPELINES[sink], "stage": "push",
              "record_key": f"marketo:{1 + i % TOUCHES}",
              "code": _CODES[kind], "reason": reason, "payload": {"key": f"marketo:{i}", "n": i},
              "created_at": NOW - timedelta(seconds=(LETTERS - i) * 20),
@@ -209,6 +215,7 @@ def _config(folder: Path, url: str) -> Any:
     from sync.cli.demo_cmd import write_sandbox_config
     from sync.config import load_config
 
+    folder.mkdir(parents=True, exist_ok=True)
     ca = folder / "ca.pem"
     ca.write_text("not used: nothing connects\n", encoding="utf-8")
     fake = SimpleNamespace(
@@ -279,16 +286,11 @@ def _measure(backend: str, url: str, folder: Path) -> list[str]:
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
             client.post("/ui/sign-in", data={"user": "otto", "password": PASSWORD})
-            started = time.perf_counter()
             errors = client.get("/ui/errors")
-            first = time.perf_counter() - started
             keys = re.findall(r'data-group="([0-9a-f]{16})"', errors.text)
             letter = re.search(r"/ui/letters/(\d+)", client.get(f"/ui/errors/{keys[0]}").text)
             assert letter is not None
-            lines.append(
-                f"{backend}: first view of the errors (groups {LETTERS:,} letters once): "
-                f"{first * 1000:,.0f} ms, {len(keys)} groups"
-            )
+            lines.append(f"{backend}: {len(keys)} error groups")
             lines.append(f"{backend}: error-group query plan: {_plan(engine)}")
             worst = 0.0
             for name, path in (
@@ -316,10 +318,31 @@ def _measure(backend: str, url: str, folder: Path) -> list[str]:
         server.should_exit = True
         thread.join(10)
         engine.dispose()
-    # Leave the ledger as measured: the next run reuses it (templates filled again from NULL).
-    with open_ledger(url).begin() as conn:
-        conn.exec_driver_sql("UPDATE dead_letter SET template = NULL, group_key = NULL")
+    lines.append(f"{backend}: {_refill(url)}")
     return lines
+
+
+def _refill(url: str) -> str:
+    """The one-off cost of grouping letters written before revision 0010 (or by a writer that
+    does not group them): the page's first view fills them all (``fill_groups``)."""
+    from sync.ledger import open_ledger
+    from sync.ui.grouping import fill_groups
+
+    engine = open_ledger(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "UPDATE dead_letter SET template = NULL, group_key = NULL WHERE status = 'open'"
+            )
+        started = time.perf_counter()
+        filled = fill_groups(engine)
+        seconds = time.perf_counter() - started
+    finally:
+        engine.dispose()
+    return (
+        f"grouping {filled:,} letters written without a group (once, at the first view after "
+        f"an upgrade): {seconds:.1f} s"
+    )
 
 
 def run() -> list[str]:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+import structlog
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
     from sync.connections import Connections
 
 __all__ = ["UiApp", "ui_routes"]
+
+_log = structlog.get_logger("closedloop.ui")
 
 PREFIX = "/ui"
 _HEADERS = {
@@ -480,21 +483,18 @@ class UiApp:
 
 
 def _forecasts(config: Config, engine: Engine, now: datetime) -> dict[str, Any]:
-    """Budget forecasts per connection, where the budgets module offers them."""
+    """Each budgeted connection's budget today and its forecast to the end of the vendor's day
+    (``sync.budgets.forecasts``), where this build has budgets."""
     try:
         from sync import budgets  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         return {}
-    forecast = getattr(budgets, "forecast", None)
-    if forecast is None:
+    try:
+        found = budgets.forecasts(config, engine, now=now)
+    except Exception as exc:  # noqa: BLE001 - the page shows the rest without forecasts
+        _log.warning("budget forecast failed", error=type(exc).__name__)
         return {}
-    out: dict[str, Any] = {}
-    for name in config.connections:
-        try:
-            out[name] = forecast(config, engine, name, now=now)
-        except Exception:  # noqa: BLE001, S112 - a connection without a budget has no forecast
-            continue
-    return out
+    return {f.connection: f for f in found}
 
 
 def _quote(path: str) -> str:

@@ -4,8 +4,9 @@ A vendor's message names the record it refused (an id, an address, the value it 
 so no two reasons are equal. :func:`message_template` masks what varies (quoted values, e-mail
 addresses, URLs, ids, numbers), so that "Type: bad value for restricted picklist field: 'Expo
 2026'" and the same refusal of another record fall together. The template and the group's key
-(a digest of pipeline, stage, code and template) are stored on the letter the first time the
-page reads it (:func:`fill_groups`), so grouping 100,000 letters is one indexed GROUP BY.
+(a digest of pipeline, stage, code and template) are stored with the letter when it is written
+(``sync.ingest.insert_rejects``), or the first time the page reads a letter written otherwise
+(:func:`fill_groups`), so grouping 100,000 letters is one indexed GROUP BY.
 """
 
 from __future__ import annotations
@@ -19,38 +20,55 @@ from sqlalchemy import Engine, bindparam, select, update
 
 from sync.ledger.models import DeadLetterRow, DeadLetterStatus
 
-__all__ = ["GROUP_KEY", "fill_groups", "group_key", "message_template"]
+__all__ = ["GROUP_KEY", "fill_groups", "group_columns", "group_key", "message_template"]
 
 _DEAD = DeadLetterRow.__table__  # type: ignore[attr-defined]
 GROUP_KEY = re.compile(r"[0-9a-f]{16}")  # what a group's key looks like (in a URL too)
 _TEMPLATE_CHARS = 300
 _FILL_BATCH = 2000
 
-# Order matters: quoted values first (they may hold anything), then addresses and URLs (which
-# hold dots and digits), then id-like tokens, then the numbers left.
-_MASKS = (
-    (re.compile(r"'[^'\n]{0,200}'|\"[^\"\n]{0,200}\"|`[^`\n]{0,200}`"), "'…'"),
-    (re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)*"), "<email>"),
-    (re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE), "<url>"),
-    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I), "<id>"),
-    (re.compile(r"\b(?=[A-Za-z0-9_:-]*\d)(?=[A-Za-z0-9_:-]*[A-Za-z])[A-Za-z0-9_:-]{5,}\b"), "<id>"),
-    (re.compile(r"[-+]?\d[\d,.]*"), "<n>"),
+# One pass over the text, alternatives in order: quoted values (they may hold anything), URLs
+# and addresses (which hold dots and digits), word-like tokens (ids: letters and digits mixed;
+# long numbers), then the numbers left.
+_TOKENS = re.compile(
+    r"""(?P<quoted>'[^'\n]{0,200}'|"[^"\n]{0,200}"|`[^`\n]{0,200}`)
+      |(?P<url>\b[a-z][a-z0-9+.-]*://\S+)
+      |(?P<email>(?<![\w.+-])[\w.+-]++@[\w-]+(?:\.[\w-]+)*+)
+      |(?P<word>\b[A-Za-z0-9_-]{5,}\b)
+      |(?P<number>[-+]?\d[\d,.]*+)""",
+    re.IGNORECASE | re.VERBOSE,
 )
+_MASKS = {"quoted": "'…'", "url": "<url>", "email": "<email>", "number": "<n>"}
+_DIGIT = re.compile(r"\d")
+_LETTER = re.compile(r"[A-Za-z]")
+
+
+def _mask(match: re.Match[str]) -> str:
+    kind = match.lastgroup or ""
+    if kind != "word":
+        return _MASKS[kind]
+    token = match.group()
+    if not _DIGIT.search(token):
+        return token  # a word, a code: INVALID_EMAIL_ADDRESS
+    return "<id>" if _LETTER.search(token) else "<n>"
 
 
 def message_template(reason: str) -> str:
     """``reason`` with what names one record masked (see the module docstring)."""
-    text = reason[:2000]
-    for pattern, mask in _MASKS:
-        text = pattern.sub(mask, text)
-    text = " ".join(text.split())
-    return text[:_TEMPLATE_CHARS]
+    text = _TOKENS.sub(_mask, reason[:2000])
+    return " ".join(text.split())[:_TEMPLATE_CHARS]
 
 
 def group_key(pipeline: str, stage: str, code: str, template: str) -> str:
     """The 16 hex digits that name an error group (stable across processes and replicas)."""
     joined = "\x1f".join((pipeline, stage, code, template))
     return hashlib.sha256(joined.encode("utf-8")).hexdigest()[:16]
+
+
+def group_columns(pipeline: str, stage: str, code: str, reason: str) -> dict[str, str]:
+    """The ``template`` and ``group_key`` of a new dead letter (what ``insert_rejects`` stores)."""
+    template = message_template(reason or "")
+    return {"template": template, "group_key": group_key(pipeline, stage, code, template)}
 
 
 def fill_groups(engine: Engine) -> int:

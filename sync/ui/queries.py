@@ -94,13 +94,17 @@ def pipeline_statuses(config: Config, engine: Engine, now: datetime) -> list[Pip
     """Every pipeline of ``config``: last run, next run, backlog, lag and open dead letters."""
     out: list[PipelineStatus] = []
     with engine.connect() as conn:
-        open_by_pipeline: dict[str, int] = dict(
-            conn.execute(
-                select(_DEAD.c.pipeline, func.count())
-                .where(_DEAD.c.status == _OPEN)
-                .group_by(_DEAD.c.pipeline)
-            ).all()
-        )
+        # One count per pipeline: each reads the (pipeline, status) index alone.
+        open_by_pipeline = {
+            name: int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(_DEAD)
+                    .where(_DEAD.c.pipeline == name, _DEAD.c.status == _OPEN)
+                ).scalar_one()
+            )
+            for name in config.pipelines
+        }
         lags = {
             p: _utc(t)
             for p, t in conn.execute(
@@ -109,6 +113,7 @@ def pipeline_statuses(config: Config, engine: Engine, now: datetime) -> list[Pip
                 .group_by(_CURSOR.c.pipeline)
             ).all()
         }
+        retries: dict[str, dict[str, tuple[int, datetime | None]]] = {}
         for name, spec in config.pipelines.items():
             schedule = None
             if spec.schedule is not None:
@@ -128,28 +133,43 @@ def pipeline_statuses(config: Config, engine: Engine, now: datetime) -> list[Pip
             if newest is not None:
                 status.lag_seconds = max(0.0, (now - newest).total_seconds())
             if spec.kind == "touches" and spec.source and spec.sink:
-                status.backlog, status.oldest_waiting = _backlog(conn, name, spec)
+                if spec.sink not in retries:
+                    retries[spec.sink] = _retries(conn, spec.sink)
+                status.backlog, status.oldest_waiting = _backlog(
+                    conn, name, spec, retries[spec.sink]
+                )
             out.append(status)
     return out
 
 
-def _backlog(conn: Any, name: str, spec: Any) -> tuple[int, datetime | None]:
-    """Touches of the pipeline's source waiting for its sink: retries and new ones."""
-    retry_count, retry_oldest = conn.execute(
-        select(func.count(), func.min(_DELIVERY.c.intended_at))
-        .select_from(_DELIVERY.join(_TOUCH, _TOUCH.c.id == _DELIVERY.c.touch_id))
-        .where(
-            _DELIVERY.c.sink == spec.sink,
-            _DELIVERY.c.state.in_(_WAITING),
-            _TOUCH.c.source == spec.source,
+def _retries(conn: Any, sink: str) -> dict[str, tuple[int, datetime | None]]:
+    """Deliveries to ``sink`` waiting for a retry, per touch source: count and oldest."""
+    return {
+        source: (int(count), _utc(oldest))
+        for source, count, oldest in conn.execute(
+            select(_TOUCH.c.source, func.count(), func.min(_DELIVERY.c.intended_at))
+            .select_from(_DELIVERY.join(_TOUCH, _TOUCH.c.id == _DELIVERY.c.touch_id))
+            .where(_DELIVERY.c.sink == sink, _DELIVERY.c.state.in_(_WAITING))
+            .group_by(_TOUCH.c.source)
         )
-    ).one()
+    }
+
+
+def _backlog(
+    conn: Any, name: str, spec: Any, retries: dict[str, tuple[int, datetime | None]]
+) -> tuple[int, datetime | None]:
+    """Touches of the pipeline's source waiting for its sink: retries and new ones."""
+    retry_count, retry_oldest = retries.get(spec.source, (0, None))
     cursor = conn.execute(
         select(_CURSOR.c.value).where(
             _CURSOR.c.pipeline == name, _CURSOR.c.stream == DELIVER_STREAM
         )
     ).scalar()
     after = int(cursor) if cursor and str(cursor).isdigit() else 0
+    # After a cursor, ``source || ''`` (which no index serves) makes the database read the
+    # short range of the primary key past it, not every touch of the source through the
+    # (source, source_id) index that SQLite picks for a plain ``source = ?``.
+    source = _TOUCH.c.source.concat("") if after else _TOUCH.c.source
     new_count, new_oldest = conn.execute(
         select(func.count(), func.min(_TOUCH.c.pulled_at))
         .select_from(
@@ -158,10 +178,10 @@ def _backlog(conn: Any, name: str, spec: Any) -> tuple[int, datetime | None]:
                 and_(_DELIVERY.c.touch_id == _TOUCH.c.id, _DELIVERY.c.sink == spec.sink),
             )
         )
-        .where(_TOUCH.c.source == spec.source, _TOUCH.c.id > after, _DELIVERY.c.id.is_(None))
+        .where(source == spec.source, _TOUCH.c.id > after, _DELIVERY.c.id.is_(None))
     ).one()
-    oldest = [t for t in (_utc(retry_oldest), _utc(new_oldest)) if t is not None]
-    return int(retry_count) + int(new_count), min(oldest) if oldest else None
+    oldest = [t for t in (retry_oldest, _utc(new_oldest)) if t is not None]
+    return retry_count + int(new_count), min(oldest) if oldest else None
 
 
 def api_calls_today(config: Config, engine: Engine, now: datetime) -> dict[str, int]:
