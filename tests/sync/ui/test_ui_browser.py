@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -149,5 +150,20 @@ def test_an_admin_finds_a_salesforce_refusal_fixes_the_mapping_replays_and_sees_
     assert page.locator("tbody tr").count() == 2  # the run and the replay, with fingerprints
     assert re.search(r"[0-9a-f]{12}", page.locator("tbody tr").first.inner_text())
     assert {state for state, _ in ws.deliveries().values()} == {"confirmed"}
+
+    page.click("nav >> text=Overview")
+    page.locator(f"tr[data-pipeline='{PIPELINE}'] button", has_text="Run now").click()
+    assert f"Run of {PIPELINE} started." in page.locator(".flash").inner_text()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        page.goto(f"{served.url}/ui/runs")
+        if (
+            page.locator("tbody tr").count() == 3
+            and "succeeded" in page.locator("tbody tr").first.inner_text()
+        ):
+            break
+        time.sleep(0.5)
+    assert page.locator("tbody tr").count() == 3  # the page's run, recorded like any other
+    page.screenshot(path=screens / "9-runs-after-run-now.png", full_page=True)
     assert problems == []
     context.close()

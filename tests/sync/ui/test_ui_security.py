@@ -291,3 +291,42 @@ def test_init_writes_the_ui_section_commented_out(tmp_path: Path) -> None:
     assert "# ui:\n#   users_file: .closedloop/ui-users.txt" in SANDBOX_CONFIG
     enabled = yaml.safe_load(SANDBOX_CONFIG.replace("# ui:\n#   users_file:", "ui:\n  users_file:"))
     assert enabled["ui"] == {"users_file": ".closedloop/ui-users.txt"}
+
+
+def test_closedloop_serve_mounts_the_page_behind_sign_in(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from sandbox.core import free_port
+
+    config = ui_config(tmp_path, f"sqlite:///{tmp_path / 'serve.db'}")
+    port = free_port()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "closedloop"), "serve", "--port", str(port),
+         "--config", str(config.path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.2)
+            answer = client.get("/ui/")
+            assert answer.status_code == 303
+            assert answer.headers["location"].startswith("/ui/sign-in")
+            signed = client.post(
+                "/ui/sign-in", data={"user": "vera", "password": "viewer-password-1"}
+            )
+            assert signed.status_code == 303
+            assert "vera (viewer)" in client.get("/ui/").text
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "sync health page: /ui/" in err
