@@ -47,6 +47,7 @@ from pydantic import (
 
 from connectors.errors import ConfigError, ConfigIssue
 from connectors.registry import ConnectorInfo, connector_names, get_connector
+from sync.alerts.settings import AlertsConfig
 from sync.analytics.settings import AnalyticsSettings
 from sync.attribution.settings import AttributionConfig
 from sync.logs import REDACTED, config_loaded, register_secret
@@ -76,6 +77,7 @@ __all__ = [
     "MappingsSection",
     "Pipeline",
     "Schedule",
+    "SyncLogSection",
     "config_path",
     "load_config",
     "parse_duration",
@@ -288,6 +290,17 @@ class MappingsSection(_Strict):
         return parse_duration(self.schema_max_age)
 
 
+class SyncLogSection(_Strict):
+    """The ``sync_log:`` section: how long the row-level sync log keeps each step."""
+
+    retention: Annotated[str, BeforeValidator(_duration)] = "30d"
+
+    @property
+    def keep(self) -> timedelta:
+        """``retention`` as a timedelta."""
+        return parse_duration(self.retention)
+
+
 class _ConfigFile(_Strict):
     """The top level of closedloop.yaml; sections of named entries are validated entry by entry."""
 
@@ -301,6 +314,8 @@ class _ConfigFile(_Strict):
     analytics: AnalyticsSection = AnalyticsSection()
     mappings: MappingsSection = MappingsSection()
     ui: UiSettings = UiSettings()
+    sync_log: SyncLogSection = SyncLogSection()
+    alerts: AlertsConfig = AlertsConfig()
 
 
 @dataclass(frozen=True)
@@ -332,6 +347,8 @@ class Config:
     analytics: AnalyticsSection = field(default_factory=AnalyticsSection)
     mappings: MappingsSection = field(default_factory=MappingsSection)
     ui: UiSettings = field(default_factory=UiSettings)
+    sync_log: SyncLogSection = field(default_factory=SyncLogSection)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
     def database_url(self, environ: Mapping[str, str] | None = None) -> str | None:
         """``CLOSEDLOOP_DATABASE_URL``, else ``ledger.url`` (relative SQLite paths from the
@@ -386,6 +403,8 @@ class Config:
             "analytics": self.analytics.model_dump(mode="json"),
             "mappings": self.mappings.model_dump(mode="json"),
             "ui": self.ui.model_dump(mode="json"),
+            "sync_log": self.sync_log.model_dump(mode="json"),
+            "alerts": self.alerts.model_dump(mode="json"),
         }
 
 
@@ -527,6 +546,8 @@ class _Loader:
         for conn in connections.values():
             _register_secrets(conn.settings)
         _register_secrets(head.ui)
+        for channel in head.alerts.channels.values():
+            _register_secrets(channel)
         url = head.ledger.url
         if url is not None:
             from sqlalchemy.engine import make_url
@@ -546,6 +567,8 @@ class _Loader:
             analytics=head.analytics,
             mappings=head.mappings,
             ui=head.ui,
+            sync_log=head.sync_log,
+            alerts=head.alerts,
         )
 
     # -- preparing raw data: interpolation, *_file secrets, relative paths --

@@ -43,6 +43,11 @@ only decides when its scheduler fires and which tick it works out; a replica who
 fires early or late but cannot run a recorded tick again. Keep replicas NTP-synced so that
 ticks fire on time.
 
+Upkeep. After each run the scheduler calls ``after_run`` (``Upkeep`` when built from a config):
+it prunes the sync log of steps older than ``sync_log.retention`` (on the first run, then once
+a day) and evaluates the alerts (``sync.alerts.monitor``), telling them whether the run kept
+its lease. A failing upkeep is logged and never stops the schedule.
+
 ``stop`` (SIGTERM in ``closedloop serve``) stops scheduling, sets the stop event of every running
 pipeline so it finishes and commits its current batch, waits for them, and releases the leases.
 """
@@ -76,6 +81,7 @@ __all__ = [
     "RunResult",
     "SchedulerObserver",
     "TickOutcome",
+    "Upkeep",
     "default_owner",
     "pipeline_runner",
     "pipeline_trigger",
@@ -89,6 +95,7 @@ DEFAULT_MISFIRE_GRACE_SECONDS = 30
 NEXT_TICK_MARGIN_SECONDS = 1.0
 LEASE_RETRY_SECONDS = 0.05
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+PRUNE_EVERY_SECONDS = 86_400.0
 
 _log = structlog.get_logger("closedloop.scheduler")
 
@@ -194,6 +201,7 @@ class PipelineScheduler:
         misfire_grace_seconds: int = DEFAULT_MISFIRE_GRACE_SECONDS,
         max_patience: float | None = None,
         observer: SchedulerObserver | None = None,
+        after_run: Callable[[str, bool], None] | None = None,
     ) -> None:
         if lease_seconds <= 0:
             raise ValueError("the lease period must be positive")
@@ -205,6 +213,8 @@ class PipelineScheduler:
         self.max_patience = max_patience
         self.poll_seconds = min(1.0, max(LEASE_RETRY_SECONDS, lease_seconds / 20))
         self.observer = observer
+        self.after_run = after_run
+        self._lease_lost: dict[str, bool] = {}
         self.jobs: dict[str, _Job] = {}
         for name, pipeline in pipelines.items():
             if pipeline.enabled and pipeline.schedule is not None:
@@ -229,6 +239,7 @@ class PipelineScheduler:
     ) -> PipelineScheduler:
         """A scheduler for ``config``'s pipelines running them with the real pipeline runner."""
         run = pipeline_runner(config, engine, connections=connections)
+        kwargs.setdefault("after_run", Upkeep(config, engine))
         return cls(engine, config.pipelines, run, **kwargs)
 
     @property
@@ -308,6 +319,7 @@ class PipelineScheduler:
             if wait <= 0 or self._stopping.wait(max(wait, 0.01)):
                 return TickOutcome.HELD
         finished: dict[str, Any] | None = None
+        ran = False
         try:
             done = leases.last_tick(self.engine, name)
             if done is not None and done >= tick:
@@ -318,6 +330,7 @@ class PipelineScheduler:
                     return TickOutcome.STOPPING
                 self._active[name] = stop
             try:
+                ran = True
                 finished = self._run(name, tick, fence, stop)
             finally:
                 with self._lock:
@@ -330,6 +343,18 @@ class PipelineScheduler:
                 _log.warning("lease release failed", lease=lease, error=type(exc).__name__)
             if finished is not None:  # logged once the lease is free again
                 _log.info("tick finished", pipeline=name, tick=tick.isoformat(), **finished)
+            if ran:
+                self._upkeep(name)
+
+    def _upkeep(self, name: str) -> None:
+        """Call ``after_run`` for a finished run of ``name``; its failure is only logged."""
+        lost = self._lease_lost.pop(name, False)
+        if self.after_run is None:
+            return
+        try:
+            self.after_run(name, lost)
+        except Exception as exc:  # noqa: BLE001 - upkeep must not stop the schedule
+            _log.warning("upkeep after run failed", pipeline=name, error=type(exc).__name__)
 
     def _run(
         self, name: str, tick: datetime, fence: Fence, stop: threading.Event
@@ -355,11 +380,13 @@ class PipelineScheduler:
         if self.observer is not None:
             self.observer.run_finished(name, seconds, result, error)
         if beat.lost.is_set() or error == "FenceLost":
+            self._lease_lost[name] = True
             return None
         try:
             leases.record_tick(self.engine, fence, name, tick)
         except FenceLost:
             log.error("tick not recorded: the lease was taken over")
+            self._lease_lost[name] = True
             return None
         return {
             "owner": self.owner,
@@ -398,3 +425,47 @@ class PipelineScheduler:
             _log.debug("tick skipped", pipeline=name, tick=tick.isoformat(), outcome=outcome)
         if self.observer is not None:
             self.observer.tick(name, tick, outcome, self.owner)
+
+
+class Upkeep:
+    """After runs: prune the sync log past its retention (first, then once a day) and evaluate
+    the alerts; one evaluation at a time in this process."""
+
+    def __init__(self, config: Config, engine: Engine) -> None:
+        from sync.alerts.monitor import AlertMonitor
+
+        self.engine = engine
+        self.retention = config.sync_log.keep
+        self.monitor = AlertMonitor(config, engine)
+        self._lock = threading.Lock()
+        self._pruned_at: float | None = None
+
+    def __call__(self, pipeline: str, lease_lost: bool) -> None:
+        """What the scheduler calls after a run of ``pipeline``."""
+        with self._lock:
+            self.prune()
+            self.monitor.after_run(pipeline, lease_lost=lease_lost)
+
+    def after_runs(self) -> None:
+        """What ``closedloop sync`` calls after its runs; failures are only logged."""
+        with self._lock:
+            try:
+                self.prune()
+                self.monitor.evaluate()
+            except Exception as exc:  # noqa: BLE001 - the runs' own outcome stands
+                _log.warning("upkeep after runs failed", error=type(exc).__name__)
+
+    def prune(self) -> int:
+        """Delete sync log steps older than the retention, at most once a day; rows deleted."""
+        from sync import synclog
+        from sync.ledger.types import utcnow
+
+        now = time.monotonic()
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY_SECONDS:
+            return 0
+        self._pruned_at = now
+        with self.engine.begin() as conn:
+            deleted = synclog.prune(conn, utcnow() - self.retention)
+        if deleted:
+            _log.info("sync log pruned", deleted=deleted, retention=str(self.retention))
+        return deleted

@@ -51,6 +51,7 @@ def _mount() -> None:
         dead_letters_cmd,
         demo_cmd,
         import_cmd,
+        log_cmd,
         mappings_cmd,
         matches_cmd,
         report_cmd,
@@ -67,6 +68,7 @@ def _mount() -> None:
     app.command("backfill")(sync_cmd.backfill_command)
     app.command("runs")(sync_cmd.runs_command)
     app.add_typer(dead_letters_cmd.app, name="dead-letters")
+    app.command("log")(log_cmd.log_command)
     app.command("report")(report_cmd.report_command)
     app.add_typer(sla_cmd.app, name="sla")
     app.add_typer(attribution_cmd.app, name="attribution")

@@ -347,6 +347,41 @@ mappings:
 #   # session_hours: 8
 #   # enabled: false         # no page (webhooks, probes and /metrics only)
 
+# The sync log keeps every step of every record (pulled, matched, sent with its payload, the
+# CRM's answer, replayed) for `closedloop log --email/--touch/--record`; older steps are pruned.
+# sync_log:
+#   retention: 30d
+
+# Alerts: a notice when a condition starts and one when it clears (never repeated while it
+# holds), naming the pipeline and the figures, with a link to page_url. Secrets from files
+# (<key>_file) or the environment (${NAME}). Checked by `closedloop config check`.
+# alerts:
+#   page_url: https://closedloop.example.com/
+#   channels:
+#     ops-slack:
+#       type: slack                          # a Slack incoming webhook
+#       webhook_url_file: .closedloop/secrets/slack-webhook
+#     ops-mail:
+#       type: email                          # SMTP; STARTTLS is always used
+#       host: smtp.example.com
+#       port: 587
+#       username: closedloop@example.com
+#       password_file: .closedloop/secrets/smtp-password
+#       sender: closedloop@example.com
+#       to: [marketing-ops@example.com]
+#     pager:
+#       type: webhook                        # JSON, signed: X-Closedloop-Signature (HMAC-SHA256)
+#       url: https://hooks.example.com/closedloop
+#       secret_file: .closedloop/secrets/webhook-key
+#   triggers:
+#     run_failed: true                       # a pipeline's last run failed
+#     dead_letters: 100                      # open dead letters of a pipeline over this many
+#     new_error_group: true                  # a new (pipeline, stage, code) of dead letters
+#     budget_share: 0.8                      # share of a CRM's daily API budget used
+#     lag: 2h                                # no successful run for this long
+#     backlog_age: 1h                        # the oldest touch waiting for its CRM
+#     lease_lost: true                       # a replica lost its lease in the middle of a run
+
 # The report (`closedloop report`). Campaign names and rep names come from the systems
 # themselves (Marketo programs synced to CRM campaigns, else the campaign of the same name;
 # Salesforce users, HubSpot owners); the report's "data quality" box lists what is still

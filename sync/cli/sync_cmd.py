@@ -294,6 +294,7 @@ def _run_and_report(
 ) -> int:
     """Run ``names`` and print what they did; the exit code (0, 1 failed, ``EXIT_HELD``)."""
     from sync.connections import Connections
+    from sync.scheduler import Upkeep
 
     console = output_console()
     bars = _Bars(Console(stderr=True))
@@ -308,6 +309,7 @@ def _run_and_report(
                 progress=bars.for_pipeline, since=since, stop=stop, skipped=skipped,
             )  # fmt: skip
     _print_outcome(console, summaries, title)
+    Upkeep(loaded, engine).after_runs()  # prune the sync log, send the alerts due
     if not all(s.ok for s in summaries):
         return 1
     if skipped and not skip_held:

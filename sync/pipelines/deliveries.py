@@ -333,6 +333,8 @@ class Deliverer:
         self.opted_out: set[str] = set()
         # Sinks whose creates are not idempotent: the ledger vouches for each key it sends.
         self.audit = KeyAudit(ctx, crm, sink) if isinstance(crm, KeyedSink) else None
+        # Emails whose person this run has logged as matched (once per run, not per batch).
+        self._matched: set[str] = set()
         # Run id -> when it finished (None: it never did), for ``_sent_by``.
         self._run_ends: dict[int, datetime | None] = {}
 
@@ -1068,11 +1070,14 @@ class Deliverer:
         )  # fmt: skip
 
     def _prepare_log(self, work: _Batch, prepared: Prepared) -> list[LogEntry]:
-        """The sync log of a prepared batch: people matched, records filtered out or refused
-        before the push, records the key audit found in the CRM."""
+        """The sync log of a prepared batch: people matched (once per run), records filtered
+        out or refused before the push, records the key audit found in the CRM."""
         entries = list(prepared.log)
         emails = {_email(p.touch) for p in work.batch if p.touch.key not in work.rejected}
-        for email in sorted(emails & work.people.keys()):
+        if len(self._matched) >= _PEOPLE_CACHE_MAX:
+            self._matched.clear()
+        for email in sorted((emails & work.people.keys()) - self._matched):
+            self._matched.add(email)
             person = work.people[email]
             how = "created" if email in work.created else "found"
             entries.append(self._step(

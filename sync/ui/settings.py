@@ -102,7 +102,6 @@ class UiSettings(BaseModel):
     secure_cookie: Literal["auto", "always", "never"] = "auto"
     session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
     sign_in_attempts: int = Field(default=5, ge=1, le=1000)  # failures per address per 5 min
-    public_url: str | None = None  # how people reach the page (for links in alerts)
 
     @model_validator(mode="after")
     def _users_parse(self) -> UiSettings:

@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 from typer.testing import CliRunner
 
 from connectors import registry
+from connectors.errors import ConfigError
 from sync.cli import config_cmd
+from sync.config import load_config
 
 CONFIGS = Path(__file__).parent / "configs"
 ROOT = Path(__file__).resolve().parents[2]
@@ -296,3 +298,39 @@ def test_the_commented_hubspot_part_of_init_is_what_the_demo_adds() -> None:
         block.append("  " + line[4:])
     connection = yaml.safe_load("\n".join(block))["hubspot"]
     assert connection == config_cmd.SANDBOX_HUBSPOT
+
+
+def _uncomment(text: str, first: str) -> str:
+    """``text`` with the commented block starting at the line ``# <first>`` uncommented."""
+    lines = text.splitlines()
+    start = lines.index(f"# {first}")
+    end = start
+    while end < len(lines) and lines[end].startswith("# "):
+        lines[end] = lines[end][2:]
+        end += 1
+    return "\n".join(lines) + "\n"
+
+
+def test_the_commented_alerts_and_sync_log_sections_of_init_check_once_their_secrets_exist(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "closedloop.yaml"
+    assert CliRunner().invoke(init_app(), ["init", str(target)]).exit_code == 0
+    text = _uncomment(target.read_text(encoding="utf-8"), "sync_log:")
+    target.write_text(_uncomment(text, "alerts:"), encoding="utf-8")
+
+    with pytest.raises(ConfigError) as missing:
+        load_config(target)
+    secrets = tmp_path / ".closedloop" / "secrets"
+    for name in ("slack-webhook", "smtp-password", "webhook-key"):
+        assert f"file not found: '.closedloop/secrets/{name}'" in str(missing.value.issues)
+        (secrets / name).write_text(
+            "https://hooks.slack.com/services/T0/B0/x" if name == "slack-webhook" else "k" * 24
+        )
+    (tmp_path / ".closedloop" / "sandbox-ca.pem").write_text("a CA the sandbox writes\n")
+    loaded = load_config(target)
+
+    assert loaded.sync_log.keep.days == 30
+    assert sorted(loaded.alerts.channels) == ["ops-mail", "ops-slack", "pager"]
+    assert loaded.alerts.triggers.lag == "2h"
+    assert "k" * 24 not in str(loaded.display())

@@ -285,12 +285,33 @@ def test_a_trusted_proxy_names_the_user_and_an_untrusted_one_is_ignored(
     assert other.get("/ui/").status_code == 303  # to sign-in: the header alone proves nothing
 
 
-def test_init_writes_the_ui_section_commented_out(tmp_path: Path) -> None:
-    from sync.cli.config_cmd import SANDBOX_CONFIG
+def test_init_writes_the_ui_section_commented_out_and_it_checks_once_the_users_exist(
+    tmp_path: Path,
+) -> None:
+    from typer.testing import CliRunner
 
-    assert "# ui:\n#   users_file: .closedloop/ui-users.txt" in SANDBOX_CONFIG
-    enabled = yaml.safe_load(SANDBOX_CONFIG.replace("# ui:\n#   users_file:", "ui:\n  users_file:"))
-    assert enabled["ui"] == {"users_file": ".closedloop/ui-users.txt"}
+    from sync.cli import app
+    from tests.sync.ui.conftest import write_users
+
+    target = tmp_path / "closedloop.yaml"
+    assert CliRunner().invoke(app, ["init", str(target)]).exit_code == 0
+    lines = target.read_text(encoding="utf-8").splitlines()
+    start = lines.index("# ui:")
+    end = start
+    while lines[end].startswith("# "):
+        lines[end] = lines[end][2:]
+        end += 1
+    target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (tmp_path / ".closedloop" / "sandbox-ca.pem").write_text("a CA the sandbox writes\n")
+    with pytest.raises(ConfigError) as missing:
+        load_config(target)
+    assert "file not found: '.closedloop/ui-users.txt'" in str(missing.value.issues)
+    (tmp_path / ".closedloop" / "ui-users.txt").write_text(
+        write_users(tmp_path).read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    loaded = load_config(target)
+    assert sorted(loaded.ui.user_table()) == ["otto", "vera"]
+    assert "$argon2" not in str(loaded.display())
 
 
 def test_closedloop_serve_mounts_the_page_behind_sign_in(tmp_path: Path) -> None:
