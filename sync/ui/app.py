@@ -41,6 +41,7 @@ from starlette.routing import BaseRoute, Route
 
 from sync.csvout import write_rows
 from sync.ledger.types import utcnow
+from sync.logs import redact
 from sync.ui import actions, queries
 from sync.ui.auth import COOKIE, Authenticator, Session
 from sync.ui.grouping import GROUP_KEY
@@ -109,6 +110,9 @@ def _environment() -> Environment:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        # Every value shown goes through the log redactor: a secret the config loaded that a
+        # vendor echoed into a message (or a payload) is masked, never rendered.
+        finalize=lambda value: redact(value) if isinstance(value, str) else value,
     )
     env.filters["when"] = _when
     env.filters["ago"] = _ago

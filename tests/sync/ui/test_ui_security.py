@@ -207,9 +207,19 @@ def test_an_error_group_exports_as_csv_with_formulas_neutralised(page: Any) -> N
     assert {r["reason"] for r in rows} == {XSS_REASON, "'" + FORMULA}
 
 
-def test_no_page_shows_a_password_hash(page: Any, tmp_path: Path) -> None:
-    served, _engine = page
+def test_no_page_shows_a_password_hash_or_a_secret_a_vendor_echoed(
+    page: Any, tmp_path: Path
+) -> None:
+    from sync.logs import register_secret
+
+    served, engine = page
+    secret = "tok-5ecret-echoed-by-the-vendor"
+    register_secret(secret)
+    echoed = _letter(engine, "badges:B3", f"refused: bad token {secret}")
     otto = served.sign_in("otto")
+    shown = otto.get(f"/ui/letters/{echoed}").text
+    assert "bad token" in shown
+    assert secret not in shown
     for path in ("/ui/", "/ui/errors", "/ui/runs", "/ui/letters/1", "/ui/export/runs.csv"):
         assert "$argon2" not in otto.get(path).text
 
