@@ -156,7 +156,7 @@ def _fill(engine: Any) -> dict[str, int]:
             )  # fmt: skip
     if engine.dialect.name == "postgresql":
         with engine.connect() as plain:
-            plain.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+            plain.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE")
     return counts
 
 
@@ -337,6 +337,11 @@ def _refill(url: str) -> str:
         started = time.perf_counter()
         filled = fill_groups(engine)
         seconds = time.perf_counter() - started
+        if engine.dialect.name == "postgresql":  # as autovacuum does after so many updates
+            with engine.connect() as plain:
+                plain.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                    "VACUUM ANALYZE dead_letter"
+                )
     finally:
         engine.dispose()
     return (

@@ -325,6 +325,7 @@ class UiApp:
                 "calls": queries.api_calls_today(self.config, self.engine, now),
                 "forecasts": _forecasts(self.config, self.engine, now),
                 "audit": queries.audit_entries(self.engine),
+                "open_cap": queries.OPEN_CAP,
             }
 
         values = await run_in_threadpool(read)
