@@ -110,14 +110,17 @@ def pipeline_statuses(config: Config, engine: Engine, now: datetime) -> list[Pip
             )
             for name in config.pipelines
         }
-        lags = {
-            p: _utc(t)
-            for p, t in conn.execute(
-                select(_CURSOR.c.pipeline, func.max(_CURSOR.c.updated_at))
-                .where(_CURSOR.c.stream != TICK_STREAM)
-                .group_by(_CURSOR.c.pipeline)
-            ).all()
-        }
+        # The cursor table is small (a row per pipeline and stream): read it once.
+        lags: dict[str, datetime] = {}
+        delivered: dict[str, int] = {}
+        for pipeline, stream, value, updated in conn.execute(
+            select(_CURSOR.c.pipeline, _CURSOR.c.stream, _CURSOR.c.value, _CURSOR.c.updated_at)
+        ):
+            moment = _utc(updated)
+            if stream != TICK_STREAM and moment is not None:
+                lags[pipeline] = max(lags.get(pipeline, moment), moment)
+            if stream == DELIVER_STREAM and value and str(value).isdigit():
+                delivered[pipeline] = int(value)
         retries: dict[str, dict[str, tuple[int, datetime | None]]] = {}
         for name, spec in config.pipelines.items():
             schedule = None
@@ -141,7 +144,7 @@ def pipeline_statuses(config: Config, engine: Engine, now: datetime) -> list[Pip
                 if spec.sink not in retries:
                     retries[spec.sink] = _retries(conn, spec.sink)
                 status.backlog, status.oldest_waiting = _backlog(
-                    conn, name, spec, retries[spec.sink]
+                    conn, spec, retries[spec.sink], delivered.get(name, 0)
                 )
             out.append(status)
     return out
@@ -161,16 +164,11 @@ def _retries(conn: Any, sink: str) -> dict[str, tuple[int, datetime | None]]:
 
 
 def _backlog(
-    conn: Any, name: str, spec: Any, retries: dict[str, tuple[int, datetime | None]]
+    conn: Any, spec: Any, retries: dict[str, tuple[int, datetime | None]], after: int
 ) -> tuple[int, datetime | None]:
-    """Touches of the pipeline's source waiting for its sink: retries and new ones."""
+    """Touches of the pipeline's source waiting for its sink: retries, and new ones past the
+    deliver cursor (touch id ``after``)."""
     retry_count, retry_oldest = retries.get(spec.source, (0, None))
-    cursor = conn.execute(
-        select(_CURSOR.c.value).where(
-            _CURSOR.c.pipeline == name, _CURSOR.c.stream == DELIVER_STREAM
-        )
-    ).scalar()
-    after = int(cursor) if cursor and str(cursor).isdigit() else 0
     # After a cursor, ``source || ''`` (which no index serves) makes the database read the
     # short range of the primary key past it, not every touch of the source through the
     # (source, source_id) index that SQLite picks for a plain ``source = ?``.
