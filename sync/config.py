@@ -63,6 +63,7 @@ from sync.yamlfile import (
 )
 
 __all__ = [
+    "BUDGETED_TYPES",
     "CONFIG_ENV",
     "DATABASE_URL_ENV",
     "DEFAULT_CONFIG",
@@ -259,11 +260,20 @@ class Pipeline(_Strict):
     batch_size: int = Field(default=1000, gt=0, le=100_000)
 
 
+# Connector types with a daily API allocation a budget can share (``sync.budgets``).
+BUDGETED_TYPES = frozenset({"salesforce", "hubspot", "marketo"})
+# Marketo's default daily allocation (``connectors.marketo.settings``: ``daily_quota``).
+_MARKETO_DAILY_QUOTA = 50_000
+
+
 class Budget(_Strict):
-    """How much of a connection's daily API allocation closedloop may spend, and what to leave."""
+    """How much of a connection's daily API allocation closedloop may spend, and what to leave
+    (``sync.budgets``): cap = allocation * daily_share - reserve_calls; each pipeline priority
+    below the first leaves ``priority_reserve`` of the cap per priority above it."""
 
     daily_share: float = Field(default=0.5, gt=0, le=1)
     reserve_calls: int = Field(default=0, ge=0)
+    priority_reserve: float = Field(default=0.1, ge=0, le=0.45)
 
 
 class AttributionSection(AttributionConfig):
@@ -373,11 +383,13 @@ class Config:
         return self.ledger.url
 
     def budget(self, connection: str) -> Budget:
-        """The API budget of ``connection``: its ``budgets`` entry, else its own settings."""
-        if connection in self.budgets:
-            return self.budgets[connection]
+        """The API budget of ``connection``: its ``budgets`` entry, the share taken from the
+        connection's own ``daily_budget_share`` when the entry does not set one."""
+        entry = self.budgets.get(connection, Budget())
         share = getattr(self.connections[connection].settings, "daily_budget_share", None)
-        return Budget(daily_share=share) if isinstance(share, float) else Budget()
+        if "daily_share" not in entry.model_fields_set and isinstance(share, float):
+            return entry.model_copy(update={"daily_share": share})
+        return entry
 
     def display(self, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         """The effective configuration as plain data with secrets masked (``config show``)."""
@@ -548,6 +560,7 @@ class _Loader:
         _register_secrets(head.ui)
         for channel in head.alerts.channels.values():
             _register_secrets(channel)
+        connections = _with_budget_shares(connections, budgets)
         url = head.ledger.url
         if url is not None:
             from sqlalchemy.engine import make_url
@@ -910,7 +923,7 @@ class _Loader:
     def _check_budgets(self, budgets: dict[str, Budget], defined: Mapping[str, Any]) -> None:
         names = sorted(defined)
         raw = self.located.data.get("budgets")
-        for name in budgets:
+        for name, budget in budgets.items():
             path: KeyPath = ("budgets", name)
             if name not in defined:
                 listed = ", ".join(names) or "(none)"
@@ -922,6 +935,35 @@ class _Loader:
                 )
                 continue
             conn = defined[name]
+            kind = conn.get("type") if isinstance(conn, dict) else None
+            if isinstance(kind, str) and kind not in BUDGETED_TYPES:
+                self._add(
+                    path,
+                    f"connection {name!r} is of type {kind!r}, which has no daily API allocation "
+                    f"to budget (budgets apply to {', '.join(sorted(BUDGETED_TYPES))}); remove "
+                    "this entry",
+                    key=True,
+                )
+                continue
+            auth = conn.get("auth") if isinstance(conn, dict) else None
+            if kind == "hubspot" and isinstance(auth, dict) and auth.get("method") == "oauth":
+                self._add(
+                    path,
+                    f"connection {name!r} is a HubSpot OAuth app, which HubSpot gives no daily "
+                    "call limit (only a burst limit): there is nothing to share; remove this "
+                    "entry, or use a private app token",
+                    key=True,
+                )
+                continue
+            quota = conn.get("daily_quota", _MARKETO_DAILY_QUOTA) if kind == "marketo" else None
+            if isinstance(quota, int) and int(quota * budget.daily_share) <= budget.reserve_calls:
+                self._add(
+                    path,
+                    f"the cap is {int(quota * budget.daily_share):,} - {budget.reserve_calls:,} "
+                    f"calls of Marketo's daily quota of {quota:,}: no call could ever run; "
+                    "raise daily_share or lower reserve_calls",
+                )
+                continue
             if (
                 isinstance(conn, dict)
                 and "daily_budget_share" in conn
@@ -963,6 +1005,24 @@ class _Loader:
         for secret in sorted(self.secrets, key=len, reverse=True):
             message = message.replace(secret, REDACTED)
         return replace(issue, key_path=key_path, message=message)
+
+
+def _with_budget_shares(
+    connections: dict[str, Connection], budgets: Mapping[str, Budget]
+) -> dict[str, Connection]:
+    """The connections with each ``budgets`` share handed to the connector's own guard
+    (``daily_budget_share``: Salesforce's and HubSpot's clients stop there between calls)."""
+    out = dict(connections)
+    for name, budget in budgets.items():
+        conn = out.get(name)
+        if (
+            conn is not None
+            and "daily_share" in budget.model_fields_set
+            and "daily_budget_share" in type(conn.settings).model_fields
+        ):
+            settings = conn.settings.model_copy(update={"daily_budget_share": budget.daily_share})
+            out[name] = replace(conn, settings=settings)
+    return out
 
 
 def _register_secrets(model: BaseModel) -> None:

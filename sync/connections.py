@@ -59,6 +59,8 @@ class Connections:
         self._given = frozenset(self._instances)
         self._lock = threading.Lock()
         self._slots: dict[str, threading.BoundedSemaphore] = {}
+        # API calls of each connector already added to the ledger's daily count (sync.budgets).
+        self._recorded: dict[str, int] = {}
 
     def get(self, name: str) -> Any:
         """The connector instance of connection ``name`` (built now if it was not yet)."""
@@ -72,6 +74,11 @@ class Connections:
             instance = connection.build()
             self._instances[name] = instance
             return instance
+
+    def built(self, name: str) -> Any:
+        """The connector of ``name`` if it was built already, else None (builds nothing)."""
+        with self._lock:
+            return self._instances.get(name)
 
     def crm(self, name: str) -> Crm:
         """Connection ``name`` as a CRM; ConfigError when its connector is not one."""
@@ -120,12 +127,24 @@ class Connections:
                 out[name] = calls
         return out
 
+    def unrecorded_calls(self, name: str, *, take: bool = False) -> int:
+        """API calls of connection ``name`` in this process not yet in the ledger's daily
+        count (``take``: and mark them recorded now). Runs sharing a connector in one process
+        count each call once."""
+        with self._lock:
+            made = api_calls_of(self._instances.get(name)) or 0
+            unrecorded = max(0, made - self._recorded.get(name, 0))
+            if take:
+                self._recorded[name] = made
+            return unrecorded
+
     def close(self) -> None:
         """Close every connector this object built (ones passed in stay open)."""
         with self._lock:
             items = [(n, i) for n, i in self._instances.items() if n not in self._given]
             for name, _ in items:
                 del self._instances[name]
+                self._recorded.pop(name, None)
         for _, instance in items:
             close = getattr(instance, "close", None)
             if callable(close):

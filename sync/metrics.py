@@ -6,9 +6,15 @@ Two kinds of figures:
   counters do; sum them over replicas): run durations by pipeline and state
   (``closedloop_run_duration_seconds``), errors by pipeline and kind (``closedloop_errors_total``),
   ticks by outcome (``closedloop_ticks_total``: ran, skipped because another replica held the
-  lease or had run it already), API calls per connection made by this process
+  lease or had run it already, or because the pipeline's last run stopped at its daily API
+  budget and the resume time has not come), API calls per connection made by this process
   (``closedloop_api_calls_total``) and the daily budget left where the connector keeps one
   (``closedloop_api_budget_remaining``).
+- The daily API budget of every budgeted connection (``sync.budgets``), from the ledger's
+  count of today's calls and the vendor's own usage figures: the cap
+  (``closedloop_api_budget_cap_calls``), the calls used today
+  (``closedloop_api_budget_used_calls``) and the forecast to the end of the vendor's day at
+  today's pace (``closedloop_api_budget_forecast_calls``).
 - Read from the ledger at every scrape, so every replica reports the same shared state:
   deliveries by sink and state (``closedloop_deliveries``), open dead letters by pipeline
   (``closedloop_dead_letters_open``), and the lag of each pipeline
@@ -136,8 +142,9 @@ def _utc(value: Any) -> datetime:
 class _ConnectionsCollector(Collector):
     """API calls and budget left of the connectors this process built."""
 
-    def __init__(self, connections: Connections) -> None:
+    def __init__(self, connections: Connections, engine: Engine) -> None:
         self.connections = connections
+        self.engine = engine
 
     def describe(self) -> Iterable[Metric]:
         return ()
@@ -161,6 +168,36 @@ class _ConnectionsCollector(Collector):
                 left.add_metric([name], remaining)
         yield calls
         yield left
+        yield from self._budgets()
+
+    def _budgets(self) -> Iterator[Metric]:
+        from sync.budgets import budgeted, forecast
+
+        gauges = {
+            name: GaugeMetricFamily(
+                f"closedloop_api_budget_{name}_calls", text, labels=["connection"]
+            )
+            for name, text in (
+                ("cap", "Calls closedloop may use in the vendor's day (the budget's cap)."),
+                ("used", "Calls used today (the vendor's figure where it reports one)."),
+                ("forecast", "Calls forecast by the end of the vendor's day at today's pace."),
+            )
+        }
+        config = self.connections.config
+        try:
+            found = [
+                forecast(config, self.engine, n, connector=self.connections.built(n))
+                for n in budgeted(config)
+            ]
+        except Exception as exc:  # noqa: BLE001 - a scrape must not fail with the ledger
+            _log.warning("budget figures unavailable", error=type(exc).__name__)
+            return
+        for fc in found:
+            if fc.cap is not None:
+                gauges["cap"].add_metric([fc.connection], fc.cap)
+            gauges["used"].add_metric([fc.connection], fc.used)
+            gauges["forecast"].add_metric([fc.connection], fc.projected)
+        yield from gauges.values()
 
 
 class ServiceMetrics:
@@ -195,7 +232,7 @@ class ServiceMetrics:
         )
         self.registry.register(_LedgerCollector(engine, clock))
         if connections is not None:
-            self.registry.register(_ConnectionsCollector(connections))
+            self.registry.register(_ConnectionsCollector(connections, engine))
 
     def tick(self, pipeline: str, tick: datetime, outcome: str, owner: str) -> None:  # noqa: ARG002
         """Count one tick by outcome (a failed tick also counts as an error)."""

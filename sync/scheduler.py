@@ -124,6 +124,7 @@ class TickOutcome:
     HELD = "skipped_held"  # another runner holds the lease
     DONE = "skipped_done"  # the tick was already run (by another replica)
     STOPPING = "skipped_stopping"  # the process is shutting down
+    BUDGET = "skipped_budget"  # its last run stopped at a daily API budget; not resumed yet
     FAILED = "failed"  # the ledger could not be asked (it is retried at the next tick)
 
 
@@ -226,6 +227,8 @@ class PipelineScheduler:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._active: dict[str, threading.Event] = {}
+        # Pipeline -> when its budget frees up, after a run stopped with "budget reached".
+        self._paused: dict[str, datetime] = {}
         self._scheduler: Any = None
 
     @classmethod
@@ -309,6 +312,10 @@ class PipelineScheduler:
         """
         if self.stopping:
             return TickOutcome.STOPPING
+        with self._lock:
+            paused = self._paused.get(name)
+        if paused is not None and datetime.now(UTC) < paused:
+            return TickOutcome.BUDGET
         lease = leases.lease_name(name)
         deadline = time.monotonic() + patience
         while (fence := leases.acquire(self.engine, lease, self.owner, self.lease_seconds)) is None:
@@ -377,6 +384,7 @@ class PipelineScheduler:
                 error = type(exc).__name__
                 log.exception("run raised")
         seconds = time.monotonic() - started
+        self._pause_at_budget(name, result)
         if self.observer is not None:
             self.observer.run_finished(name, seconds, result, error)
         if beat.lost.is_set() or error == "FenceLost":
@@ -395,6 +403,18 @@ class PipelineScheduler:
             "seconds": round(seconds, 3),
             "error": error or (None if result is None else result.error),
         }
+
+    def _pause_at_budget(self, name: str, result: RunResult | None) -> None:
+        """Skip ``name``'s ticks until its budget frees up when its run stopped at one
+        (``sync.budgets``: "budget reached; resumes at ..."); other pipelines of the same
+        connection keep their own turn, as their priority may still leave them calls."""
+        resume = getattr(result, "resume_at", None)
+        error = None if result is None else result.error
+        with self._lock:
+            if isinstance(resume, datetime) and (error or "").startswith("budget reached"):
+                self._paused[name] = resume
+            else:
+                self._paused.pop(name, None)
 
     def patience(self, tick: datetime, upcoming: datetime | None, now: datetime) -> float:
         """How long a replica firing ``tick`` at ``now`` waits for a held lease: until a

@@ -39,6 +39,7 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -118,6 +119,9 @@ class HubSpotClient:
                 name="closedloop's share of the HubSpot daily API limit",
             )
         )
+        # (used today, daily limit) of the account from the newest Daily headers, and when.
+        self.daily_usage: tuple[int, int] | None = None
+        self.daily_usage_at: datetime | None = None
         self.calls = 0
         self.calls_by: Counter[str] = Counter()
         self.rate_waits = 0
@@ -188,6 +192,9 @@ class HubSpotClient:
         if daily is not None and daily > 0:
             self.quota.limit = max(1, int(daily * self.settings.daily_budget_share))
         daily_left = _int_header(headers, "X-HubSpot-RateLimit-Daily-Remaining")
+        if daily is not None and daily > 0 and daily_left is not None:
+            self.daily_usage = (max(0, daily - daily_left), daily)
+            self.daily_usage_at = self.clock.now()
         if daily_left is not None and daily_left <= 0:
             self.quota.exhaust()
 

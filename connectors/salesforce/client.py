@@ -121,8 +121,10 @@ class SalesforceClient:
         self.settings = settings
         self.api_calls = 0
         self.logins = 0
-        # (used, max) of the org's rolling 24 h allocation, from the newest Sforce-Limit-Info.
+        # (used, max) of the org's rolling 24 h allocation, from the newest Sforce-Limit-Info,
+        # and when it was read (the window frees calls as time passes).
         self.usage: tuple[int, int] | None = None
+        self.usage_at = 0.0
         self._sleep = sleep
         self._sf: Salesforce | None = None
         self.session = requests.Session()
@@ -140,6 +142,7 @@ class SalesforceClient:
             match = _USAGE.search(header)
             if match:
                 self.usage = (int(match.group(1)), int(match.group(2)))
+                self.usage_at = time.monotonic()
 
     @property
     def sf(self) -> Salesforce:
@@ -202,10 +205,21 @@ class SalesforceClient:
             resume_at=resume_at,
         )
 
+    def current_usage(self) -> tuple[int, int] | None:
+        """The org's (used, max) as last read, or None once the rolling window may have freed
+        calls since (past the resume time it implied): the next call reads it again."""
+        if self.usage is None:
+            return None
+        allowed = self.allowed_calls() or 0
+        if self.usage[0] >= allowed and time.monotonic() >= self.usage_at + self._resume_after():
+            return None
+        return self.usage
+
     def check_budget(self) -> None:
         """RateLimited when the org's usage has reached this connection's share."""
         allowed = self.allowed_calls()
-        if allowed is not None and self.usage is not None and self.usage[0] >= allowed:
+        usage = self.current_usage()
+        if allowed is not None and usage is not None and usage[0] >= allowed:
             raise self._rate_limited("API budget reached")
 
     # ------------------------------------------------------------------ calls

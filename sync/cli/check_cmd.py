@@ -105,6 +105,7 @@ def salesforce(config: ConfigOption = None, connection: ConnectionOption = None)
     connector = loaded.connections[name].build()
     try:
         results = connector.check(campaign_members=_syncs_campaign_members(loaded, name))
+        results = _with_budget(loaded, name, connector, results)
         results += _salesforce_writeback_checks(loaded, connector)
         results += _owner_checks(loaded, name, connector, results)
         results += _mapping_checks(loaded, name, connector, results)
@@ -132,6 +133,44 @@ def _mappings_into(config: Config, sink: str) -> Iterator[Any]:
 
 # Checks whose failure means the org could not be reached at all.
 _REACH = frozenset({"credentials", "connection", "api version", "hubspot.token"})
+
+
+def _with_budget(
+    config: Config, name: str, connector: Any, done: list[CheckResult]
+) -> list[CheckResult]:
+    """``done`` with the connection's daily budget (``sync.budgets``) in place of the
+    connector's own "api budget" line: the cap, calls used today and the forecast to the end
+    of the vendor's day. Failed when the cap leaves no call or is already reached."""
+    from sync.budgets import forecast, has_daily_allocation
+    from sync.cli.schema_cmd import open_config_ledger
+
+    if any(r.name in _REACH and not r.ok for r in done) or not has_daily_allocation(config, name):
+        return done
+    engine = open_config_ledger(config)
+    try:
+        fc = forecast(config, engine, name, connector=connector)
+    finally:
+        engine.dispose()
+    budget = config.budget(name)
+    rule = (
+        f"daily_share {budget.daily_share:g} of the allocation, less reserve_calls "
+        f"{budget.reserve_calls:,}"
+    )
+    if fc.cap is not None and fc.cap <= 0:
+        result = CheckResult(
+            "api budget", False, f"{fc.describe()} ({rule})",
+            f"raise budgets.{name}.daily_share or lower reserve_calls: no call can run",
+        )  # fmt: skip
+    elif fc.reached:
+        result = CheckResult(
+            "api budget", False, f"{fc.describe()} ({rule})",
+            "syncs through this connection stop until the budget frees up (the run says "
+            f"when); raise budgets.{name}.daily_share if the org can spare more",
+        )  # fmt: skip
+    else:
+        result = CheckResult("api budget", True, f"{fc.describe()} ({rule})")
+    kept = [r for r in done if r.name != "api budget"]
+    return [*kept, result]
 
 
 def _mapping_checks(
@@ -275,6 +314,7 @@ def hubspot(
     connector = loaded.connections[name].build()
     try:
         results = connector.check_and_fix() if fix else connector.check()
+        results = _with_budget(loaded, name, connector, results)
         extra = _hubspot_writeback_properties(loaded)
         if extra and all(r.ok for r in results if r.name == "hubspot.token"):
             results += check_properties(connector.client, extra, fix=fix)

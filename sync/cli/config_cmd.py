@@ -324,11 +324,16 @@ pipelines:
   #   mapping: mappings/marketo-hubspot.yaml
   #   schedule: {every: 10m}
 
-# API budgets: the share of each CRM's daily API allocation closedloop may use (other
-# integrations share it), and calls to keep in reserve.
+# API budgets: a daily cap per connection = daily_share of the vendor's daily API allocation
+# (other integrations share it) minus reserve_calls. When it runs short, dispositions and
+# hand-offs come first, touches next, backfills last: each priority leaves priority_reserve of
+# the cap per priority above it. A run at its cap stops cleanly ("budget reached; resumes at
+# ...", exit 4); `check`, `runs` and /metrics show today's calls and the forecast.
 budgets:
   salesforce: {daily_share: 0.5, reserve_calls: 1000}
-  # hubspot: {daily_share: 0.5}
+  # salesforce: {daily_share: 0.5, reserve_calls: 1000, priority_reserve: 0.1}
+  # hubspot: {daily_share: 0.5}          # private apps only (OAuth apps have no daily limit)
+  # marketo: {daily_share: 0.5}          # of the connection's daily_quota (default 50,000)
 
 # Mappings are checked against each CRM's own fields, read through its connection and cached in
 # the ledger; the cache is read again when older than this. After adding a field in the CRM, run

@@ -163,6 +163,8 @@ def write_sandbox_config(
         "campaign": BADGE_CAMPAIGN,
     }
     connections_.update(connections or {})
+    if connections_["hubspot"].get("auth", {}).get("method") == "oauth":
+        del data["budgets"]["hubspot"]  # HubSpot gives OAuth apps no daily limit to share
     # Both sandbox CRMs hold the same company: the report reads Salesforce's copy only (the
     # template's analytics.crms), so no person, deal or dollar counts twice. Campaign and rep
     # names are derived from the systems (Marketo programs, CRM users): no hand-made maps.

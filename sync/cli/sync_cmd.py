@@ -4,7 +4,8 @@
 progress bar per stage when stderr is a terminal, then prints what each run did. ``--loop``
 keeps running them in the foreground on their configured schedules (a simple loop for a
 terminal; ``closedloop serve`` is the real scheduler). Exit code 1 when a run failed, 3 when a
-pipeline was skipped because another live process holds its lease (0 with ``--skip-held``).
+pipeline was skipped because another live process holds its lease (0 with ``--skip-held``), 4
+when a run stopped at a daily API budget ("budget reached; resumes at ...": ``sync.budgets``).
 
 Before any pipeline runs, every mapping file a selected pipeline uses is checked the way
 ``config check`` and ``mappings validate`` check it (``config_cmd.check_pipeline_mappings``):
@@ -21,7 +22,8 @@ replica killed a moment ago) is taken at once, never waited out.
 
 ``backfill --since DATE`` pulls again from DATE regardless of the cursor (touches already in the
 ledger are recognised by key, CRM writes are upserts: running it twice changes nothing).
-``runs`` lists recent runs with their counts, API calls and errors.
+``runs`` lists recent runs with their counts, API calls and errors, then each budgeted
+connection's cap, calls used today and forecast.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ __all__ = [
 
 LEASE_TTL_S = 60.0
 EXIT_HELD = 3  # a pipeline was skipped: another live process holds its lease
+EXIT_BUDGET = 4  # a run stopped at a daily API budget ("budget reached; resumes at ...")
 
 ConfigOption = Annotated[
     Path | None,
@@ -292,7 +295,8 @@ def _run_and_report(
     stop: threading.Event | None = None,
     skip_held: bool = False,
 ) -> int:
-    """Run ``names`` and print what they did; the exit code (0, 1 failed, ``EXIT_HELD``)."""
+    """Run ``names`` and print what they did; the exit code (0, 1 failed, ``EXIT_BUDGET``,
+    ``EXIT_HELD``)."""
     from sync.connections import Connections
     from sync.scheduler import Upkeep
 
@@ -312,6 +316,8 @@ def _run_and_report(
     Upkeep(loaded, engine).after_runs()  # prune the sync log, send the alerts due
     if not all(s.ok for s in summaries):
         return 1
+    if any((s.error or "").startswith("budget reached") for s in summaries):
+        return EXIT_BUDGET
     if skipped and not skip_held:
         console.print(
             f"[yellow]skipped {', '.join(skipped)}: another process holds the lease; "
@@ -507,6 +513,7 @@ def runs_command(
             query = query.where(table_.c.pipeline == pipeline)
         with engine.connect() as conn:
             rows = conn.execute(query).all()
+        budgets = _budget_lines(loaded, engine) if loaded is not None else []
     finally:
         engine.dispose()
     if fmt != "table":
@@ -528,6 +535,17 @@ def runs_command(
         ])  # fmt: skip
     columns = ("id", "pipeline", "state", "started", "time", "counts", "API calls", "error")
     print_listing(console, "Recent runs", columns, cells, head=5)
+    if budgets:
+        console.print("API budgets today:", highlight=False)
+        for line in budgets:
+            console.print(f"  {line}", highlight=False)
+
+
+def _budget_lines(loaded: Config, engine: Engine) -> list[str]:
+    """Each budgeted connection's cap, calls used today and forecast, from the ledger."""
+    from sync.budgets import forecasts
+
+    return [f"{fc.connection}: {fc.describe()}" for fc in forecasts(loaded, engine)]
 
 
 RUN_COLUMNS = ("id", "pipeline", "kind", "state", "started_at", "finished_at", "duration_s",

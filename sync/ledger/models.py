@@ -67,6 +67,7 @@ __all__ = [
     "AccountMatchRow",
     "AccountRow",
     "AlertStateRow",
+    "ApiUsageRow",
     "AttributionCreditRow",
     "AttributionOutcomeRow",
     "AttributionRunRow",
@@ -861,6 +862,31 @@ class AlertStateRow(LedgerModel, table=True):
         sa_column_kwargs={"default": _empty_dict},
     )
     notified_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+# --- API budgets (revision 0008) ------------------------------------------------------------
+
+
+class ApiUsageRow(LedgerModel, table=True):
+    """API calls closedloop made through one connection in one vendor day (``sync.budgets``).
+
+    ``day`` is the vendor's calendar day (its own time zone; UTC for Salesforce's rolling
+    allocation). Every run adds its calls, so the count holds across processes and replicas;
+    ``vendor_used`` / ``allocation`` keep the vendor's own figures where it reports them.
+    """
+
+    __tablename__ = "api_usage"
+    __table_args__ = (UniqueConstraint("connection", "day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    connection: str
+    day: str
+    calls: int = 0
+    vendor_used: int | None = None
+    allocation: int | None = None
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
+    )
 
 
 # Every plain text column stores no control characters, alike on SQLite and PostgreSQL

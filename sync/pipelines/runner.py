@@ -10,6 +10,7 @@ pipeline ended with       run state     what happens next
 nothing left to do        succeeded
 ``stop`` set              interrupted   the current batch was finished and committed
 ``RateLimited``           interrupted   the error says when to resume
+a budget reached          interrupted   "budget reached; resumes at ..." (``sync.budgets``)
 ``FenceLost``             failed        re-raised: another replica holds the lease
 anything else             failed        the message is kept in the run record
 ========================  ============  =========================================
@@ -43,6 +44,7 @@ from sync.ledger.models import CursorRow, LeaseRow, RunState, SyncRunRow
 from sync.ledger.types import utcnow
 
 if TYPE_CHECKING:
+    from sync.budgets import BudgetGate
     from sync.config import Config, Pipeline
     from sync.connections import Connections
 
@@ -136,6 +138,7 @@ class RunContext:
         stop: threading.Event | None,
         progress: Progress | None,
         since: datetime | None,
+        budget: BudgetGate | None = None,
     ) -> None:
         self.config = config
         self.name = name
@@ -152,6 +155,8 @@ class RunContext:
         self._stop = stop
         self._progress = progress
         self._lock = threading.Lock()
+        # Stops the run between batches once a connection's daily budget is spent.
+        self.budget = budget
 
     # -- counting and progress ----------------------------------------------------------------
 
@@ -172,13 +177,18 @@ class RunContext:
         log.info("pipeline note", pipeline=self.name, note=text)
 
     def should_stop(self) -> bool:
-        """Whether a stop was requested; pipelines check between batches."""
-        return self._stop is not None and self._stop.is_set()
+        """Whether a stop was requested or a budget is spent; pipelines check between batches."""
+        if self._stop is not None and self._stop.is_set():
+            return True
+        return self.budget is not None and self.budget.reached() is not None
 
     def check_stop(self) -> None:
-        """End the pipeline here (the run becomes "interrupted") when a stop was requested."""
-        if self.should_stop():
+        """End the pipeline here (the run becomes "interrupted") when a stop was requested,
+        or with ``BudgetReached`` when a connection's budget is spent."""
+        if self._stop is not None and self._stop.is_set():
             raise _Stopped
+        if self.budget is not None:
+            self.budget.check()
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -368,13 +378,25 @@ def start_run(
 def _execute(ctx: RunContext, summary: RunSummary) -> FenceLost | None:
     """Run the pipeline and set the summary's state and error from how it ended."""
     try:
+        if ctx.budget is not None:
+            ctx.budget.check()  # nothing to start when the budget is already spent
         _dispatch(ctx.pipeline.kind)(ctx)
         summary.state = RunState.SUCCEEDED.value
     except _Stopped:
         summary.state = RunState.INTERRUPTED.value
         summary.error = "stopped on request after committing the current batch"
     except RateLimited as exc:
+        from sync.budgets import BudgetReached
+
         summary.state = RunState.INTERRUPTED.value
+        # A connector's own guard may stop a call first: the budget then says why and when.
+        reached = exc if isinstance(exc, BudgetReached) else None
+        if reached is None and ctx.budget is not None:
+            reached = ctx.budget.reached()
+        if reached is not None:
+            summary.resume_at = reached.resume_at
+            summary.error = str(reached)
+            return None
         summary.resume_at = exc.resume_at
         when = exc.resume_at.isoformat() if exc.resume_at else f"in {exc.retry_after:.0f} s"
         summary.error = f"rate limited: {exc} (resume {when})"
@@ -413,6 +435,7 @@ def run_pipeline(
 
     ``clock`` dates the run; its start is the ``until`` of every pull (the demo passes the
     clock of its sandbox's world)."""
+    from sync.budgets import BudgetGate, record_calls
     from sync.connections import Connections
 
     pipeline = config.pipelines.get(name)
@@ -425,6 +448,7 @@ def run_pipeline(
     own_connections = connections is None
     conns = connections if connections is not None else Connections(config)
     calls_before = conns.api_calls()
+    gate = BudgetGate(config, engine, conns, name, backfill=since is not None)
     ctx = RunContext(
         config=config,
         name=name,
@@ -437,6 +461,7 @@ def run_pipeline(
         stop=stop,
         progress=progress,
         since=since,
+        budget=gate if gate.names and not conns.dry_run else None,
     )
     summary = RunSummary(run_id, name, pipeline.kind, RunState.RUNNING.value, started)
     log.info("run started", pipeline=name, run_id=run_id, kind=pipeline.kind)
@@ -444,6 +469,13 @@ def run_pipeline(
         lost = _execute(ctx, summary)
     finally:
         calls_after = conns.api_calls()
+        # Today's calls, in the ledger for every process's budget and forecast.
+        for conn_name in [] if conns.dry_run else gate.names:
+            spent = conns.unrecorded_calls(conn_name, take=True)
+            try:
+                record_calls(engine, config, conn_name, spent, connector=conns.built(conn_name))
+            except Exception as exc:  # noqa: BLE001 - the run's own outcome matters more
+                log.warning("calls not counted", connection=conn_name, error=type(exc).__name__)
         if own_connections:
             conns.close()
     summary.finished_at = clock()

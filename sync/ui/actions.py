@@ -46,12 +46,14 @@ def replay(
     from sync.pipelines.replay import replay_dead_letters
 
     report = replay_dead_letters(config, engine, connections, ids=list(ids))
-    return {
+    outcome: dict[str, Any] = {
         "replayed": len(report.replayed),
         "failed": len(report.failed),
         "skipped": len(report.skipped),
-        "skip_reasons": sorted(set(report.skipped.values()))[:5],
     }
+    if report.skipped:
+        outcome["skip_reasons"] = sorted(set(report.skipped.values()))[:5]
+    return outcome
 
 
 def discard(engine: Engine, ids: Sequence[int]) -> dict[str, Any]:

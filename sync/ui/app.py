@@ -86,6 +86,12 @@ def _when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _short(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
 def _ago(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -116,6 +122,7 @@ def _environment() -> Environment:
     )
     env.filters["when"] = _when
     env.filters["ago"] = _ago
+    env.filters["short"] = _short
     env.filters["pretty"] = _pretty
     return env
 
@@ -482,7 +489,7 @@ class UiApp:
             f"Replayed {outcome['replayed']}, still failing {outcome['failed']}, "
             f"skipped {outcome['skipped']}."
         )
-        if outcome["skip_reasons"]:
+        if outcome.get("skip_reasons"):
             text += " " + "; ".join(outcome["skip_reasons"])
         return text
 

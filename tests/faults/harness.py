@@ -219,6 +219,7 @@ def make_rig(
             "client_secret": CLIENT_SECRET,
             "refresh_token": REFRESH_TOKEN,
         }
+        data["budgets"].pop("hubspot", None)  # OAuth apps have no daily limit to budget
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return Rig(crm, sandbox, folder, load_config(path), open_ledger(url))
 

@@ -61,6 +61,7 @@ LEDGER_TABLES = {
     "crm_user",
     "source_program",
     "opt_out",
+    "api_usage",
     "sync_log",
     "alert_state",
     "ui_audit",

@@ -371,3 +371,31 @@ def test_a_holder_killed_on_another_machine_is_replaced_within_one_lease_period(
     failover = started[0] - killed
     assert lease_seconds - 0.1 <= failover <= 1.5 * lease_seconds, f"failover took {failover:.2f} s"
     assert leases.last_tick(ledger, p) == TICK
+
+
+def test_a_pipeline_stopped_at_its_budget_is_skipped_until_the_resume_time(
+    ledger: Engine, p: str
+) -> None:
+    @dataclass
+    class AtBudget(Done):
+        resume_at: datetime | None = None
+
+    results = [
+        AtBudget("interrupted", error="budget reached; resumes at 2999-01-01 00:00 UTC: ...",
+                 resume_at=datetime(2999, 1, 1, tzinfo=UTC)),
+    ]  # fmt: skip
+    ran: list[str] = []
+
+    def run(name: str, _fence: Fence, _stop: threading.Event) -> RunResult:
+        ran.append(name)
+        return results.pop(0) if results else Done()
+
+    scheduler = PipelineScheduler(ledger, {p: every("1s")}, run, owner="replica-a")
+    assert scheduler.run_tick(p, TICK) == TickOutcome.RAN
+    assert scheduler.run_tick(p, TICK + timedelta(seconds=1)) == TickOutcome.BUDGET
+    assert ran == [p]  # no run, no call, until the budget frees up
+    # Once the resume time has passed, the next tick runs again.
+    scheduler._paused[p] = datetime.now(UTC) - timedelta(seconds=1)
+    assert scheduler.run_tick(p, TICK + timedelta(seconds=2)) == TickOutcome.RAN
+    assert scheduler.run_tick(p, TICK + timedelta(seconds=3)) == TickOutcome.RAN
+    assert ran == [p, p, p]

@@ -89,6 +89,8 @@ def test_a_private_apps_daily_budget_share_stops_calls_with_rate_limited(
         resolve_one_by_one()
     assert caught.value.resume_at is not None
     assert portal.state.total_calls("hubspot") == 5
+    # The account's own figures from the Daily headers (sync.budgets reads them).
+    assert connector.client.daily_usage == (5, 100)
 
 
 def test_an_oauth_connection_never_stops_for_a_daily_budget(

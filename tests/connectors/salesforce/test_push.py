@@ -166,6 +166,25 @@ def test_work_stops_at_the_budget_share_with_a_time_to_resume(
     assert "daily_budget_share" in str(caught.value)
 
 
+def test_a_usage_reading_past_its_resume_time_is_read_again_with_one_call(
+    sandbox: SandboxServer, make_connector: Make
+) -> None:
+    store = sandbox.store("salesforce")
+    who = known_people(store)[0]["Id"]
+    store.daily_limit, store.api_used = 1_000, 498
+    connector = make_connector(daily_budget_share=0.5)
+    with pytest.raises(RateLimited):
+        connector.push_touches([task(f"marketo:{n}", who) for n in range(3_000)])
+    assert connector.client.current_usage() == (500, 1_000)
+    # The rolling window frees calls while a long-running process waits: once the reading is
+    # older than the resume time it implied, the next call reads the org's usage again.
+    store.api_used = 10
+    connector.client.usage_at -= 86_400
+    assert connector.client.current_usage() is None
+    connector.push_touches([task("marketo:late", who)])
+    assert connector.client.current_usage() == (11, 1_000)
+
+
 def test_request_limit_exceeded_is_rate_limited_not_a_failure(
     sandbox: SandboxServer, make_connector: Make
 ) -> None:

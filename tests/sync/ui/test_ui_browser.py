@@ -96,6 +96,11 @@ def test_an_admin_finds_a_salesforce_refusal_fixes_the_mapping_replays_and_sees_
     page.wait_for_url(f"{served.url}/ui/")
     row = page.locator(f"tr[data-pipeline='{PIPELINE}']")
     assert "succeeded" in row.inner_text()
+    budget = page.locator("tr[data-connection='salesforce'] td").all_inner_texts()
+    assert budget[0] == "salesforce"
+    assert int(budget[1]) > 0  # calls counted by today's run
+    assert int(budget[2]) >= int(budget[1])  # used today (the org's figure, every integration)
+    assert int(budget[4]) >= int(budget[2])  # the forecast to the end of the vendor's day
     page.screenshot(path=screens / "2-overview.png", full_page=True)
 
     page.click("nav >> text=Errors")
