@@ -51,6 +51,7 @@ from sync.alerts.settings import AlertsConfig
 from sync.analytics.settings import AnalyticsSettings
 from sync.attribution.settings import AttributionConfig
 from sync.logs import REDACTED, config_loaded, register_secret
+from sync.ui.settings import UiSettings
 from sync.writeback.settings import AttributionWriteback, SlaWriteback
 from sync.yamlfile import (
     KeyPath,
@@ -321,6 +322,7 @@ class _ConfigFile(_Strict):
     attribution: AttributionSection = AttributionSection()
     analytics: AnalyticsSection = AnalyticsSection()
     mappings: MappingsSection = MappingsSection()
+    ui: UiSettings = UiSettings()
     sync_log: SyncLogSection = SyncLogSection()
     alerts: AlertsConfig = AlertsConfig()
 
@@ -353,6 +355,7 @@ class Config:
     attribution: AttributionSection = field(default_factory=AttributionSection)
     analytics: AnalyticsSection = field(default_factory=AnalyticsSection)
     mappings: MappingsSection = field(default_factory=MappingsSection)
+    ui: UiSettings = field(default_factory=UiSettings)
     sync_log: SyncLogSection = field(default_factory=SyncLogSection)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
@@ -410,6 +413,7 @@ class Config:
             "attribution": self.attribution.model_dump(mode="json"),
             "analytics": self.analytics.model_dump(mode="json"),
             "mappings": self.mappings.model_dump(mode="json"),
+            "ui": self.ui.model_dump(mode="json"),
             "sync_log": self.sync_log.model_dump(mode="json"),
             "alerts": self.alerts.model_dump(mode="json"),
         }
@@ -552,6 +556,7 @@ class _Loader:
             raise ConfigError(f"{self.located.file}: {count}", issues)
         for conn in connections.values():
             _register_secrets(conn.settings)
+        _register_secrets(head.ui)
         for channel in head.alerts.channels.values():
             _register_secrets(channel)
         connections = _with_budget_shares(connections, budgets)
@@ -573,6 +578,7 @@ class _Loader:
             attribution=head.attribution,
             analytics=head.analytics,
             mappings=head.mappings,
+            ui=head.ui,
             sync_log=head.sync_log,
             alerts=head.alerts,
         )

@@ -37,6 +37,7 @@ from connectors.errors import RecordRejected
 from sync.ledger.models import DeadLetterRow, DeadLetterStatus, TouchRow
 from sync.ledger.types import escape_controls, utcnow
 from sync.logs import SecretRedactor
+from sync.ui.grouping import group_columns
 
 __all__ = [
     "GroupCommitter",
@@ -197,6 +198,7 @@ def insert_rejects(
             "created_at": created_at,
             "status": DeadLetterStatus.OPEN.value,
             "attempts": 0,
+            **group_columns(pipeline, stage, code, reject.reason),
         }
         for (key, code), reject in pending.items()
         if (key, code) not in known

@@ -59,6 +59,7 @@ def _mount() -> None:
         serve_cmd,
         sla_cmd,
         sync_cmd,
+        ui_cmd,
     )
 
     app.command("demo")(demo_cmd.demo_command)
@@ -81,6 +82,7 @@ def _mount() -> None:
     app.add_typer(sandbox_cmd.app, name="sandbox")
     app.command("import")(import_cmd.import_command)
     app.command("serve")(serve_cmd.serve_command)
+    app.command("ui-user")(ui_cmd.ui_user_command)
 
 
 _mount()

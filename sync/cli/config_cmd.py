@@ -341,6 +341,17 @@ budgets:
 mappings:
   schema_max_age: 24h
 
+# The sync-health page of `closedloop serve` (/ui/): pipelines, backlog, errors grouped, replay.
+# On 127.0.0.1 (the default) anyone on this machine reaches it; bound to another address serve
+# refuses to start until someone can sign in. Users: one `name:role:argon2-hash` a line, made by
+# `closedloop ui-user NAME --role viewer|operator`; operators may replay, discard and run now.
+# ui:
+#   users_file: .closedloop/ui-users.txt
+#   # proxy: {header: X-Forwarded-User, trusted: [10.0.0.5], operators: [dana]}
+#   # secure_cookie: auto    # always behind TLS that ends at a proxy not in proxy.trusted
+#   # session_hours: 8
+#   # enabled: false         # no page (webhooks, probes and /metrics only)
+
 # The sync log keeps every step of every record (pulled, matched, sent with its payload, the
 # CRM's answer, replayed) for `closedloop log --email/--touch/--record`; older steps are pruned.
 # sync_log:

@@ -13,6 +13,9 @@ takes extra routes, a readiness check and a lifespan. Routes:
 - ``GET /healthz``: the process is alive (no I/O).
 - ``GET /readyz``: the ledger answers a query and the scheduler runs (503 with a reason when not).
 - ``GET /metrics``: Prometheus exposition (``sync.metrics``).
+- ``/ui/``: the sync-health page (``sync.ui``), unless ``ui.enabled`` is false. Bound to an
+  address other than loopback, serve refuses to start (exit 2) while the page has no way to
+  sign anyone in (``ui.users_file`` or ``ui.proxy``).
 
 Before anything is served, every mapping the scheduled pipelines use is checked the way
 ``config check`` does (``config_cmd.require_valid_mappings``): a broken one exits 2 at once.
@@ -55,6 +58,7 @@ if TYPE_CHECKING:
 __all__ = [
     "build_service_app",
     "metrics_route",
+    "refuse_open_page",
     "scheduler_lifespan",
     "serve_command",
     "webhook_sources",
@@ -238,6 +242,7 @@ def serve_command(  # noqa: PLR0917 - Typer maps each parameter to a CLI option
 
     # Loading the config applies its logging section (sync.logs: --log-level / env var win).
     loaded = load_config(config_path(config))
+    refuse_open_page(loaded, host)
     sources = webhook_sources(loaded)
     url = database_url or loaded.database_url() or default_database_url()
     engine = open_ledger(url)
@@ -280,7 +285,7 @@ def serve_command(  # noqa: PLR0917 - Typer maps each parameter to a CLI option
     app = build_service_app(
         engine,
         sources,
-        extra_routes=[metrics_route(metrics)],
+        extra_routes=[metrics_route(metrics), *_page_routes(loaded, engine, connections, console)],
         lifespan=scheduler_lifespan(scheduler, connections.close),
         ready=scheduler_ready,
         on_stored=Notifier(engine, on_raised=scheduler.poke).touched,
@@ -306,6 +311,37 @@ def serve_command(  # noqa: PLR0917 - Typer maps each parameter to a CLI option
 
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _page_routes(config: Config, engine: Engine, connections: Any, console: Any) -> list[Any]:
+    """The sync-health page's routes, unless ``ui.enabled`` is false."""
+    if not config.ui.enabled:
+        return []
+    from sync.ui.app import ui_routes
+
+    console.print("sync health page: /ui/")
+    return list(ui_routes(config, engine, connections))
+
+
+def refuse_open_page(config: Config, host: str) -> None:
+    """Exit 2 when the page would be reachable from the network with no way to sign in."""
+    import ipaddress
+
+    from connectors.errors import ConfigError
+
+    if not config.ui.enabled or config.ui.has_credentials:
+        return
+    try:
+        loopback = host in _LOOPBACK or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(
+            f"closedloop did not start: on {host} the sync-health page (/ui/) would be open to "
+            "the network, and no one can sign in to it: give ui.users_file or ui.proxy in the "
+            "config, set ui.enabled: false, or listen on 127.0.0.1"
+        )
 
 
 def _scheduled(config: Config) -> list[str]:

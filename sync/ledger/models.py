@@ -14,7 +14,8 @@ what has a name).
   changes arrive in any order (a contact role before its opportunity, a merged account ...).
 - History: ``disposition`` (append-only status and stage transitions; re-pulling the same
   change is a no-op thanks to its unique key).
-- Operations: ``cursor`` (per pipeline and stream), ``sync_run``, ``dead_letter``, ``lease``.
+- Operations: ``cursor`` (per pipeline and stream), ``sync_run``, ``dead_letter``, ``lease``;
+  ``ui_audit`` (revision 0010): every action taken on the sync-health page.
 - Reconciliation and attribution (revision 0002): ``person_email`` (every address a person has
   had), ``account_match`` (lead-to-account links and the review queue, with human decisions),
   ``attribution_run`` (versioned runs with an inputs fingerprint), ``attribution_credit`` and
@@ -108,6 +109,7 @@ __all__ = [
     "SyncLogOperation",
     "SyncRunRow",
     "TouchRow",
+    "UiAuditRow",
     "WakeupRow",
 ]
 
@@ -522,6 +524,10 @@ class SyncRunRow(LedgerModel, table=True):
         sa_column_kwargs={"default": _empty_dict},
     )
     error: str | None = Field(default=None, sa_type=Text)
+    # sha256 prefixes of the effective config (secrets masked) and of the pipeline's mapping
+    # file as the run started (revision 0010): which settings a run used (``sync.ui``).
+    config_fingerprint: str | None = None
+    mapping_fingerprint: str | None = None
 
 
 class DeadLetterRow(LedgerModel, table=True):
@@ -530,6 +536,7 @@ class DeadLetterRow(LedgerModel, table=True):
     __tablename__ = "dead_letter"
     __table_args__ = (
         Index(None, "pipeline", "status"),
+        Index(None, "status", "group_key", "created_at"),  # the page's error groups (0010)
         CheckConstraint(_in("stage", DeadLetterStage), name="stage"),
         CheckConstraint(_in("status", DeadLetterStatus), name="status"),
     )
@@ -551,6 +558,11 @@ class DeadLetterRow(LedgerModel, table=True):
     )
     attempts: int = Field(default=0, sa_column_kwargs={"default": 0})
     resolved_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    # The reason with ids, emails, numbers and quoted values masked, and the digest of
+    # (pipeline, stage, code, template): like errors fall in one group on the page (revision
+    # 0010). Filled when the page first reads the letter (``sync.ui.grouping``).
+    template: str | None = Field(default=None, sa_type=Text)
+    group_key: str | None = None
 
 
 class LeaseRow(LedgerModel, table=True):
@@ -563,6 +575,26 @@ class LeaseRow(LedgerModel, table=True):
     fencing_token: int
     acquired_at: datetime = Field(sa_type=UtcDateTime)
     expires_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class UiAuditRow(LedgerModel, table=True):
+    """One action taken on the sync-health page (revision 0010): who, what, when, details."""
+
+    __tablename__ = "ui_audit"
+    __table_args__ = (Index(None, "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(
+        default_factory=utcnow, sa_type=UtcDateTime, sa_column_kwargs={"default": utcnow}
+    )
+    user: str
+    action: str  # replay, discard, run, sign-in ...
+    target: str  # a pipeline, an error group, dead letter ids
+    details: dict[str, Any] = Field(
+        default_factory=_empty_dict,
+        sa_type=JsonDocument,
+        sa_column_kwargs={"default": _empty_dict},
+    )
 
 
 # --- reconciliation and attribution (revision 0002) -------------------------------------------
@@ -845,6 +877,9 @@ class AlertStateRow(LedgerModel, table=True):
         sa_column_kwargs={"default": _empty_dict},
     )
     notified_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+# --- API budgets (revision 0008) ------------------------------------------------------------
 
 
 class ApiUsageRow(LedgerModel, table=True):

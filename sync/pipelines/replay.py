@@ -29,7 +29,13 @@ from sync.ledger.models import (
 )
 from sync.ledger.types import utcnow
 from sync.pipelines.deliveries import Deliverer, Pending, touch_from_row
-from sync.pipelines.runner import RunContext, RunSummary, finish_run, start_run
+from sync.pipelines.runner import (
+    RunContext,
+    RunSummary,
+    finish_run,
+    run_fingerprints,
+    start_run,
+)
 from sync.synclog import LogEntry
 from sync.synclog import record as log_steps
 
@@ -95,7 +101,7 @@ def replay_dead_letters(
             for row in rows:
                 report.skipped[row.id] = why
             continue
-        run_id, started = start_run(engine, name, None)
+        run_id, started = start_run(engine, name, None, fingerprints=run_fingerprints(config, name))
         ctx = RunContext(
             config=config, name=name, pipeline=spec, engine=engine, connections=connections,
             run_id=run_id, started_at=started, fence=None, stop=None, progress=None, since=None,

@@ -347,8 +347,33 @@ def _recycle(ctx: RunContext) -> None:
         ctx.add(key, value)
 
 
+def run_fingerprints(config: Config, name: str) -> dict[str, str | None]:
+    """sha256 prefixes of the effective config (secrets masked) and of pipeline ``name``'s
+    mapping file: which settings a run used (shown on the sync-health page)."""
+    import hashlib
+    import json
+
+    shown = json.dumps(config.display(), sort_keys=True, default=str).encode()
+    mapping = getattr(config.pipelines.get(name), "mapping", None)
+    mapping_digest = None
+    if mapping is not None:
+        try:
+            mapping_digest = hashlib.sha256(mapping.read_bytes()).hexdigest()[:12]
+        except OSError:
+            mapping_digest = None
+    return {
+        "config_fingerprint": hashlib.sha256(shown).hexdigest()[:12],
+        "mapping_fingerprint": mapping_digest,
+    }
+
+
 def start_run(
-    engine: Engine, name: str, fence: Fence | None, *, clock: Callable[[], datetime] = utcnow
+    engine: Engine,
+    name: str,
+    fence: Fence | None,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    fingerprints: dict[str, str | None] | None = None,
 ) -> tuple[int, datetime]:
     """Insert the ``sync_run`` row of a new run of ``name``; returns its id and start time."""
     started = clock()
@@ -363,6 +388,7 @@ def start_run(
                     state=RunState.RUNNING.value,
                     counts={},
                     api_calls={},
+                    **(fingerprints or {}),
                 )
                 .returning(_RUN.c.id)
             ).scalar_one()
@@ -443,7 +469,9 @@ def run_pipeline(
     if pipeline is None:
         known = ", ".join(sorted(config.pipelines)) or "(none)"
         raise ConfigError(f"no pipeline named {name!r}; configured pipelines: {known}")
-    run_id, started = start_run(engine, name, fence, clock=clock)
+    run_id, started = start_run(
+        engine, name, fence, clock=clock, fingerprints=run_fingerprints(config, name)
+    )
     own_connections = connections is None
     conns = connections if connections is not None else Connections(config)
     calls_before = conns.api_calls()

@@ -65,6 +65,7 @@ LEDGER_TABLES = {
     "alert_state",
     "api_usage",
     "wakeup",
+    "ui_audit",
 }
 WHEN = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 

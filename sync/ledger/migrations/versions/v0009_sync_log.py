@@ -1,7 +1,7 @@
 """Sync log and alert state: what was done to each record, and which alerts hold.
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0008
 Create Date: 2026-12-07
 
 Tables: ``sync_log``, one row per step a record went through (pulled, matched, mapped, created,
