@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from sqlalchemy import exists, insert, update
 from sqlmodel import Session, col, select
 
 from sync.attribution.records import AttributionPerson
@@ -22,33 +23,53 @@ __all__ = ["load_people", "record_email_history"]
 
 
 def record_email_history(session: Session, crm: str) -> int:
-    """Remember the current address of every person of ``crm``; returns how many were new."""
+    """Remember the current address of every person of ``crm``; returns how many were new.
+
+    Set-based: the new addresses are inserted in one bulk statement and ``last_seen_at`` of the
+    current ones is refreshed by one UPDATE, so a run over unchanged people costs two reads and
+    one statement, not a write per person."""
     now = utcnow()
-    known = {
-        (row.person_external_id, row.email): row
-        for row in session.exec(select(PersonEmailRow).where(PersonEmailRow.crm == crm)).all()
-    }
-    added = 0
-    people = session.exec(
+    table = PersonEmailRow.__table__  # type: ignore[attr-defined]
+    known = set(
+        session.execute(
+            select(PersonEmailRow.person_external_id, PersonEmailRow.email).where(
+                PersonEmailRow.crm == crm
+            )
+        ).all()
+    )
+    fresh: dict[tuple[str, str], None] = {}
+    for external_id, email in session.execute(
         select(PersonRow.external_id, PersonRow.email).where(
             PersonRow.crm == crm, col(PersonRow.email).is_not(None)
         )
-    ).all()
-    for external_id, email in people:
-        if email is None:
-            continue
-        address = email.strip().lower()
-        row = known.get((external_id, address))
-        if row is None:
-            row = PersonEmailRow(
-                crm=crm, person_external_id=external_id, email=address, first_seen_at=now
-            )
-            known[(external_id, address)] = row
-            added += 1
-        row.last_seen_at = now
-        session.add(row)
-    session.flush()
-    return added
+    ).all():
+        address = email.strip().lower() if email else ""
+        if address and (external_id, address) not in known:
+            fresh[(external_id, address)] = None
+    if fresh:
+        session.execute(
+            insert(table),
+            [
+                {"crm": crm, "person_external_id": person, "email": address,
+                 "first_seen_at": now, "last_seen_at": now}
+                for person, address in fresh
+            ],
+        )  # fmt: skip
+    person = PersonRow.__table__.c  # type: ignore[attr-defined]
+    session.execute(
+        update(table)
+        .where(
+            table.c.crm == crm,
+            table.c.last_seen_at < now,
+            exists().where(
+                person.crm == crm,
+                person.external_id == table.c.person_external_id,
+                person.email == table.c.email,
+            ),
+        )
+        .values(last_seen_at=now)
+    )
+    return len(fresh)
 
 
 def load_people(
