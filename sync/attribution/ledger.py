@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta, tzinfo
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from operator import attrgetter
 from typing import Any
@@ -42,6 +41,7 @@ from sync.attribution.records import (
     Dataset,
 )
 from sync.identity_graph import load_people, record_email_history
+from sync.ledger.dialect import raw_rows, raw_time_parser
 from sync.ledger.models import (
     AttributionCreditRow,
     AttributionOutcomeRow,
@@ -67,7 +67,7 @@ __all__ = [
 
 _BATCH = 5_000
 _CREDIT_BATCH = 50_000
-_FETCH = 10_000
+_CHUNK = 10_000
 _KEY = attrgetter("key")
 _OUTCOME: Table = AttributionOutcomeRow.__table__  # type: ignore[attr-defined]
 
@@ -86,6 +86,12 @@ def crms_with_opportunities(session: Session) -> list[str]:
 
 def load_dataset(session: Session, crm: str, *, use_matches: bool = True) -> Dataset:
     """One CRM's attribution inputs from the ledger (touches resolved to its people)."""
+    return _load(session, crm, use_matches=use_matches)[0]
+
+
+def _load(session: Session, crm: str, *, use_matches: bool = True) -> tuple[Dataset, IdentityGraph]:
+    """The dataset and the identity graph of its people (built once, used to resolve touches
+    and again by the ``Attributor``)."""
     matches = linked_accounts(session, crm) if use_matches else {}
     people = load_people(session, crm, matches)
     graph = IdentityGraph(people)
@@ -97,18 +103,19 @@ def load_dataset(session: Session, crm: str, *, use_matches: bool = True) -> Dat
     )
     dataset = Dataset(people=people)
     intern = sys.intern
-    utc = UTC
-    parse = _time_parser(session)
+    parse = raw_time_parser(session)
     append = dataset.touches.append
     unlinked = 0
-    for key, ref, email, occurred_at, kind, named, own_channel in _raw_rows(
+    own = known.get
+    by_email = graph.by_email.get  # addresses are stored trimmed and lower-cased (EmailAddress)
+    for key, ref, email, occurred_at, kind, named, own_channel in raw_rows(
         session,
         "SELECT key, person_ref, email, occurred_at, kind, campaign, channel FROM touch "
         "ORDER BY id",
     ):
-        person = known.get(ref) if ref is not None else None
-        if person is None:
-            person = graph.person_for_email(email) if email else None
+        person = own(ref)
+        if person is None and email:
+            person = by_email(email) or graph.person_for_email(email)
         if person is None:
             unlinked += 1
             continue
@@ -116,16 +123,7 @@ def load_dataset(session: Session, crm: str, *, use_matches: bool = True) -> Dat
         channel = (
             intern(own_channel) if own_channel else (channels.get(campaign) if campaign else None)
         )
-        append(
-            AttributionTouch(
-                key,
-                person,
-                parse(occurred_at, utc),
-                intern(kind),
-                campaign,
-                channel,
-            )
-        )
+        append(AttributionTouch(key, person, parse(occurred_at), intern(kind), campaign, channel))
     dataset.unlinked_touches = unlinked
     for opp in session.exec(
         select(OpportunityRow).where(
@@ -150,37 +148,7 @@ def load_dataset(session: Session, crm: str, *, use_matches: bool = True) -> Dat
         AttributionRole(r.opportunity_external_id, r.person_external_id, r.is_primary, r.deleted)
         for r in session.exec(select(ContactRoleRow).where(ContactRoleRow.crm == crm)).all()
     )
-    return dataset
-
-
-def _raw_rows(
-    session: Session, sql: str, params: dict[str, Any] | None = None
-) -> Iterator[tuple[Any, ...]]:
-    """Rows of ``sql`` straight from the driver, in the session's transaction: no per-value
-    type processing (a million touches are read in a fraction of the ORM's time). ``:name``
-    parameters; times come back as SQLite's text or PostgreSQL's aware datetimes."""
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        sql = re.sub(r":(\w+)", r"%(\1)s", sql)
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(sql, params or {})
-        while rows := cursor.fetchmany(_FETCH):
-            yield from rows
-    finally:
-        cursor.close()
-
-
-def _time_parser(session: Session) -> Callable[[Any, tzinfo], datetime]:
-    """Turns a raw time of this database (see ``_raw_rows``) into an aware UTC datetime."""
-    if session.connection().dialect.name == "postgresql":
-        return lambda value, utc: value.astimezone(utc)
-
-    def parse(value: Any, utc: tzinfo) -> datetime:
-        moment = datetime.fromisoformat(value)
-        return moment.replace(tzinfo=utc) if moment.tzinfo is None else moment.astimezone(utc)
-
-    return parse
+    return dataset, graph
 
 
 def _text(value: Any) -> str:
@@ -235,9 +203,9 @@ def input_state(
     for sql in ("SELECT count(*), max(id) FROM touch", *_INPUT_TABLES):
         digest.update(b"\n#")
         rows: list[tuple[Any, ...]] = []
-        for row in _raw_rows(session, sql, {"crm": crm}):
+        for row in raw_rows(session, sql, {"crm": crm}):
             rows.append(row)
-            if len(rows) >= _FETCH:
+            if len(rows) >= _CHUNK:
                 digest.update(repr(rows).encode())
                 rows.clear()
         digest.update(repr(rows).encode())
@@ -255,11 +223,14 @@ def fingerprint(
     digest.update(b"\n#touches\n")
     lines: list[str] = []
     for t in sorted(dataset.touches, key=_KEY):
+        moment = t.occurred_at
+        if moment.tzinfo is not UTC:
+            moment = moment.astimezone(UTC)
         lines.append(
-            f"{t.key}\x1f{t.person_id}\x1f{t.occurred_at.astimezone(UTC).isoformat()}"
+            f"{t.key}\x1f{t.person_id}\x1f{moment.isoformat()}"
             f"\x1f{t.kind}\x1f{t.campaign or ''}\x1f{t.channel or ''}\n"
         )
-        if len(lines) >= _FETCH:
+        if len(lines) >= _CHUNK:
             digest.update("".join(lines).encode())
             lines.clear()
     digest.update("".join(lines).encode())
@@ -335,7 +306,7 @@ def run_attribution(
         and (previous.input_state == state)
     ):
         return RunReport(previous.id, crm, previous.fingerprint, True, dict(previous.counts))
-    dataset = load_dataset(session, crm)
+    dataset, graph = _load(session, crm)
     digest = fingerprint(dataset, params, names, as_of)
     if (
         not force
@@ -359,7 +330,7 @@ def run_attribution(
     session.add(run)
     session.flush()
     assert run.id is not None
-    counts = _store_results(session, run.id, Attributor(dataset, params, as_of), names)
+    counts = _store_results(session, run.id, Attributor(dataset, params, as_of, graph=graph), names)
     counts["touches"] = len(dataset.touches)
     counts["unlinked_touches"] = dataset.unlinked_touches
     run.counts = {k: counts[k] for k in _COUNTS}
