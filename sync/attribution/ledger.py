@@ -4,9 +4,12 @@ A run reads one CRM's people (with email history and lead-to-account matches), o
 contact roles and every touch that resolves to one of its people (by ``person_ref``, else by a
 current or former address), attributes every opportunity under the chosen models and stores
 an ``attribution_run`` (its id is the run's version) with its credits and per-opportunity
-outcomes. The fingerprint is a SHA-256 of the sorted input rows, the parameters, the models,
-``as_of`` and ``ALGORITHM_VERSION``: the same inputs always give the same fingerprint and the
-same credits, and a run whose fingerprint matches the latest stored one is not stored twice.
+outcomes. The fingerprint is a SHA-256 of the sorted input rows (touches of kinds the run does
+not count left out: they cannot change a credit), the parameters, the models, ``as_of`` and
+``ALGORITHM_VERSION``: the same inputs always give the same fingerprint and the same credits,
+and a run whose fingerprint matches the latest stored one is not stored twice. Before loading
+anything a run compares the cheap ``input_state`` of the ledger with the latest run's: equal,
+that run is reused at once (a no-op re-run reads no touch).
 
 ``as_of`` (the end of the window of open opportunities) defaults to the next UTC midnight, so
 runs on the same day over the same data are reproducible.
@@ -89,9 +92,17 @@ def load_dataset(session: Session, crm: str, *, use_matches: bool = True) -> Dat
     return _load(session, crm, use_matches=use_matches)[0]
 
 
-def _load(session: Session, crm: str, *, use_matches: bool = True) -> tuple[Dataset, IdentityGraph]:
-    """The dataset and the identity graph of its people (built once, used to resolve touches
-    and again by the ``Attributor``)."""
+def _load(
+    session: Session,
+    crm: str,
+    *,
+    use_matches: bool = True,
+    kinds: frozenset[str] | None = None,
+) -> tuple[Dataset, IdentityGraph, int]:
+    """The dataset, the identity graph of its people (built once: it resolves the touches and
+    serves the ``Attributor``) and how many touches of known people were left out because
+    their kind is not in ``kinds`` (``None``: none left out). Such touches cannot change a
+    credit (the ``Attributor`` drops them first), so a run need not build or hash them."""
     matches = linked_accounts(session, crm) if use_matches else {}
     people = load_people(session, crm, matches)
     graph = IdentityGraph(people)
@@ -105,7 +116,7 @@ def _load(session: Session, crm: str, *, use_matches: bool = True) -> tuple[Data
     intern = sys.intern
     parse = raw_time_parser(session)
     append = dataset.touches.append
-    unlinked = 0
+    unlinked = left_out = 0
     own = known.get
     by_email = graph.by_email.get  # addresses are stored trimmed and lower-cased (EmailAddress)
     for key, ref, email, occurred_at, kind, named, own_channel in raw_rows(
@@ -118,6 +129,9 @@ def _load(session: Session, crm: str, *, use_matches: bool = True) -> tuple[Data
             person = by_email(email) or graph.person_for_email(email)
         if person is None:
             unlinked += 1
+            continue
+        if kinds is not None and kind not in kinds:
+            left_out += 1
             continue
         campaign = intern(named) if named is not None else None
         channel = (
@@ -148,7 +162,7 @@ def _load(session: Session, crm: str, *, use_matches: bool = True) -> tuple[Data
         AttributionRole(r.opportunity_external_id, r.person_external_id, r.is_primary, r.deleted)
         for r in session.exec(select(ContactRoleRow).where(ContactRoleRow.crm == crm)).all()
     )
-    return dataset, graph
+    return dataset, graph, left_out
 
 
 def _text(value: Any) -> str:
@@ -306,7 +320,7 @@ def run_attribution(
         and (previous.input_state == state)
     ):
         return RunReport(previous.id, crm, previous.fingerprint, True, dict(previous.counts))
-    dataset, graph = _load(session, crm)
+    dataset, graph, left_out = _load(session, crm, kinds=params.counted_kinds)
     digest = fingerprint(dataset, params, names, as_of)
     if (
         not force
@@ -331,7 +345,7 @@ def run_attribution(
     session.flush()
     assert run.id is not None
     counts = _store_results(session, run.id, Attributor(dataset, params, as_of, graph=graph), names)
-    counts["touches"] = len(dataset.touches)
+    counts["touches"] = len(dataset.touches) + left_out
     counts["unlinked_touches"] = dataset.unlinked_touches
     run.counts = {k: counts[k] for k in _COUNTS}
     run.finished_at = utcnow()
