@@ -1,8 +1,9 @@
 """Attribution as the user runs it: ``closedloop attribution run --all`` on a benchmark ledger.
 
 The ledger is the sandbox's demo company (seed 11, 8,000 people; 4,000 below a million
-touches) written as many times as it takes to come near the size (``sync.analytics.sample.fill_from_world``: bulk inserts into SQLite in
-a temp folder, removed at the end): distinct people, accounts, deals and contact roles in every
+touches) written as many times as it takes to come near the size
+(``sync.analytics.sample.fill_from_world``: bulk inserts into SQLite in a temp folder, removed
+at the end): distinct people, accounts, deals and contact roles in every
 copy. A fresh child process then runs the real command in-process (``sync.cli.main``: load,
 identity history, fingerprint, the eight models that need no custom weights, store) and
 reports its own time and peak RSS (``VmHWM`` of the process doing the work); a second child
