@@ -16,6 +16,7 @@ Targets (issue 18): first run <= 15 s and <= 600 MB, no-op re-run <= 2 s, at 1,0
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -43,10 +44,12 @@ def build_ledger(url: str, touches: int) -> dict[str, int]:
     from sync.analytics.sample import fill_from_world
     from sync.ledger import open_ledger
 
-    # 8,000 people (about 180,000 touches a copy) make the 1.08M-touch ledger of issue 18;
-    # a smaller company keeps the default size near its 100,000 touches.
-    world = generate(SEED, size=PEOPLE if touches >= FULL_TOUCHES else PEOPLE // 2, now=NOW)
-    copies = max(1, round(touches / max(1, len(world.activities))))
+    # 8,000 people make about 197,000 touches a copy (6 copies: the full size); half as many
+    # keep the default size near its 100,000 touches in one copy.
+    full = touches >= FULL_TOUCHES
+    world = generate(SEED, size=PEOPLE if full else PEOPLE // 2, now=NOW)
+    ratio = touches / max(1, len(world.activities))
+    copies = max(1, math.ceil(ratio) if full else round(ratio))
     engine = open_ledger(url)
     try:
         return fill_from_world(engine, world, copies=copies)
