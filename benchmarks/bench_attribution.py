@@ -1,7 +1,7 @@
 """Attribution as the user runs it: ``closedloop attribution run --all`` on a benchmark ledger.
 
-The ledger is the sandbox's demo company (seed 11, 8,000 people; 4,000 below a million
-touches) written as many times as it takes to come near the size
+The ledger is the sandbox's demo company (seed 11, 8,000 people) written as many times as it
+takes to come near the size
 (``sync.analytics.sample.fill_from_world``: bulk inserts into SQLite in a temp folder, removed
 at the end): distinct people, accounts, deals and contact roles in every
 copy. A fresh child process then runs the real command in-process (``sync.cli.main``: load,
@@ -44,12 +44,11 @@ def build_ledger(url: str, touches: int) -> dict[str, int]:
     from sync.analytics.sample import fill_from_world
     from sync.ledger import open_ledger
 
-    # 8,000 people make about 197,000 touches a copy (6 copies: the full size); half as many
-    # keep the default size near its 100,000 touches in one copy.
-    full = touches >= FULL_TOUCHES
-    world = generate(SEED, size=PEOPLE if full else PEOPLE // 2, now=NOW)
+    # 8,000 people make about 98,500 touches a copy: one copy is the default size, eleven the
+    # 1,083,379-touch ledger of issue 18.
+    world = generate(SEED, size=PEOPLE, now=NOW)
     ratio = touches / max(1, len(world.activities))
-    copies = max(1, math.ceil(ratio) if full else round(ratio))
+    copies = max(1, math.ceil(ratio) if touches >= FULL_TOUCHES else round(ratio))
     engine = open_ledger(url)
     try:
         return fill_from_world(engine, world, copies=copies)
