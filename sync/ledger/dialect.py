@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 __all__ = ["dialect_insert", "raw_rows", "raw_time_parser"]
 
 _FETCH = 10_000
+_CURSORS = itertools.count(1)
 
 
 def dialect_insert(conn: Connection, table: Any) -> Any:
@@ -31,9 +33,13 @@ def raw_rows(
     parameters; times come back as SQLite's text or PostgreSQL's aware datetimes."""
     session.flush()  # pending ORM changes are part of what is read
     connection = session.connection()
+    driver = connection.connection.dbapi_connection
     if connection.dialect.name == "postgresql":
         sql = re.sub(r":(\w+)", r"%(\1)s", sql)
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        # A server-side cursor: rows arrive _FETCH at a time, not all at once into memory.
+        cursor = driver.cursor(name=f"closedloop_raw_{next(_CURSORS)}")  # type: ignore[union-attr]
+    else:
+        cursor = driver.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(sql, params or {})
         while rows := cursor.fetchmany(_FETCH):
