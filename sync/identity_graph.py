@@ -1,9 +1,10 @@
 """The identity graph in the ledger: people with their history, as attribution reads them.
 
 ``person`` rows keep the current state of each Lead or Contact (converted, merged, deleted);
-``person_email`` keeps every address a person has had, so touches sent to a former address
-still find their person. ``record_email_history`` snapshots the current addresses (call it after
-pulling people; attribution and matching runs call it too), ``load_people`` turns the rows into
+``person_email`` keeps every address a person has had (with when it was first and, to the day,
+last seen current), so touches sent to a former address still find their person.
+``record_email_history`` snapshots the current addresses (call it after pulling people;
+attribution and matching runs call it too), ``load_people`` turns the rows into
 ``AttributionPerson`` records, with accounts from accepted or automatic lead-to-account matches
 for leads that have none.
 """
@@ -11,44 +12,59 @@ for leads that have none.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime, time
 
-from sqlmodel import Session, col, select
+from sqlalchemy import exists, insert, literal, select, update
+from sqlmodel import Session
 
 from sync.attribution.records import AttributionPerson
+from sync.ledger.dialect import raw_rows, raw_time_parser
 from sync.ledger.models import PersonEmailRow, PersonRow
-from sync.ledger.types import utcnow
+from sync.ledger.types import UtcDateTime, utcnow
 
 __all__ = ["load_people", "record_email_history"]
 
 
 def record_email_history(session: Session, crm: str) -> int:
-    """Remember the current address of every person of ``crm``; returns how many were new."""
-    now = utcnow()
-    known = {
-        (row.person_external_id, row.email): row
-        for row in session.exec(select(PersonEmailRow).where(PersonEmailRow.crm == crm)).all()
-    }
-    added = 0
-    people = session.exec(
-        select(PersonRow.external_id, PersonRow.email).where(
-            PersonRow.crm == crm, col(PersonRow.email).is_not(None)
-        )
-    ).all()
-    for external_id, email in people:
-        if email is None:
-            continue
-        address = email.strip().lower()
-        row = known.get((external_id, address))
-        if row is None:
-            row = PersonEmailRow(
-                crm=crm, person_external_id=external_id, email=address, first_seen_at=now
-            )
-            known[(external_id, address)] = row
-            added += 1
-        row.last_seen_at = now
-        session.add(row)
+    """Remember the current address of every person of ``crm``; returns how many were new.
+
+    Set-based, in the database: one INSERT ... SELECT adds the addresses not seen before, and
+    one UPDATE refreshes ``last_seen_at`` (kept to the day) of the current addresses not yet
+    seen today, so a second run on the same day over unchanged people writes nothing. Person
+    addresses are stored trimmed and lower-cased (``EmailAddress``), as history rows are."""
     session.flush()
-    return added
+    now = utcnow()
+    today = datetime.combine(now.date(), time(), tzinfo=UTC)
+    history = PersonEmailRow.__table__  # type: ignore[attr-defined]
+    person = PersonRow.__table__  # type: ignore[attr-defined]
+    current = (
+        person.c.crm == crm,
+        person.c.external_id == history.c.person_external_id,
+        person.c.email == history.c.email,
+    )
+    connection = session.connection()
+    added = connection.execute(
+        insert(history).from_select(
+            ["crm", "person_external_id", "email", "first_seen_at", "last_seen_at"],
+            select(
+                person.c.crm,
+                person.c.external_id,
+                person.c.email,
+                literal(now, UtcDateTime),
+                literal(now, UtcDateTime),
+            ).where(
+                person.c.crm == crm,
+                person.c.email.is_not(None),
+                ~exists().where(history.c.crm == crm, *current[1:]),
+            ),
+        )
+    ).rowcount
+    connection.execute(
+        update(history)
+        .where(history.c.crm == crm, history.c.last_seen_at < today, exists().where(*current))
+        .values(last_seen_at=now)
+    )
+    return int(added or 0)
 
 
 def load_people(
@@ -56,34 +72,38 @@ def load_people(
 ) -> list[AttributionPerson]:
     """Every person of ``crm`` with all its addresses (current first) and its account."""
     history: dict[str, list[str]] = {}
-    for person_id, email in session.exec(
-        select(PersonEmailRow.person_external_id, PersonEmailRow.email)
-        .where(PersonEmailRow.crm == crm)
-        .order_by(col(PersonEmailRow.first_seen_at), col(PersonEmailRow.email))
-    ).all():
+    for person_id, email in raw_rows(
+        session,
+        "SELECT person_external_id, email FROM person_email WHERE crm = :crm "
+        "ORDER BY first_seen_at, email",
+        {"crm": crm},
+    ):
         history.setdefault(person_id, []).append(email)
     matched = matched_accounts or {}
+    parse = raw_time_parser(session)
     people = []
-    for row in session.exec(
-        select(PersonRow).where(PersonRow.crm == crm).order_by(col(PersonRow.external_id))
-    ).all():
-        current = [row.email] if row.email else []
-        former = [e for e in history.get(row.external_id, []) if e not in current]
-        account = (
-            row.account_external_id
-            or row.converted_account_external_id
-            or matched.get(row.external_id)
-        )
+    for (
+        external_id, kind, email, account_id, converted_account_id, converted,
+        converted_contact_id, converted_opportunity_id, merged_into, deleted, created_at,
+    ) in raw_rows(
+        session,
+        "SELECT external_id, kind, email, account_external_id, converted_account_external_id, "
+        "converted, converted_contact_external_id, converted_opportunity_external_id, "
+        "merged_into, deleted, created_at FROM person WHERE crm = :crm ORDER BY external_id",
+        {"crm": crm},
+    ):  # fmt: skip
+        current = [email] if email else []
+        former = [e for e in history.get(external_id, []) if e not in current]
         people.append(
             AttributionPerson(
-                id=row.external_id,
-                account_id=account,
-                created_at=row.created_at,
-                is_lead=row.kind == "lead",
-                converted_to=row.converted_contact_external_id if row.converted else None,
-                converted_opportunity_id=row.converted_opportunity_external_id,
-                merged_into=row.merged_into,
-                deleted=row.deleted,
+                id=external_id,
+                account_id=account_id or converted_account_id or matched.get(external_id),
+                created_at=parse(created_at) if created_at is not None else None,
+                is_lead=kind == "lead",
+                converted_to=converted_contact_id if converted else None,
+                converted_opportunity_id=converted_opportunity_id,
+                merged_into=merged_into,
+                deleted=bool(deleted),
                 emails=tuple(current + former),
             )
         )

@@ -30,7 +30,10 @@ class PersonNode:
 
 
 class IdentityGraph:
-    """Canonical ids, people per account, and email lookups (current and former addresses)."""
+    """Canonical ids, people per account, and email lookups (current and former addresses).
+
+    ``by_email`` maps trimmed, lower-cased addresses (as the ledger stores them) to canonical
+    ids; ``person_for_email`` cleans the address first."""
 
     def __init__(self, people: Iterable[AttributionPerson]) -> None:
         self._records = {p.id: p for p in people}
@@ -58,7 +61,7 @@ class IdentityGraph:
                 self.by_account.setdefault(node.account_id, []).append(node.id)
         for ids in self.by_account.values():
             ids.sort()
-        self._by_email = self._email_index()
+        self.by_email = self._email_index()
 
     @property
     def canonical_ids(self) -> dict[str, str]:
@@ -105,4 +108,4 @@ class IdentityGraph:
 
     def person_for_email(self, email: str) -> str | None:
         """The canonical person an address belongs (or belonged) to, if any."""
-        return self._by_email.get(email.strip().lower())
+        return self.by_email.get(email.strip().lower())

@@ -4,9 +4,12 @@ A run reads one CRM's people (with email history and lead-to-account matches), o
 contact roles and every touch that resolves to one of its people (by ``person_ref``, else by a
 current or former address), attributes every opportunity under the chosen models and stores
 an ``attribution_run`` (its id is the run's version) with its credits and per-opportunity
-outcomes. The fingerprint is a SHA-256 of the sorted input rows, the parameters, the models,
-``as_of`` and ``ALGORITHM_VERSION``: the same inputs always give the same fingerprint and the
-same credits, and a run whose fingerprint matches the latest stored one is not stored twice.
+outcomes. The fingerprint is a SHA-256 of the sorted input rows (touches of kinds the run does
+not count left out: they cannot change a credit), the parameters, the models, ``as_of`` and
+``ALGORITHM_VERSION``: the same inputs always give the same fingerprint and the same credits,
+and a run whose fingerprint matches the latest stored one is not stored twice. Before loading
+anything a run compares the cheap ``input_state`` of the ledger with the latest run's: equal,
+that run is reused at once (a no-op re-run reads no touch).
 
 ``as_of`` (the end of the window of open opportunities) defaults to the next UTC midnight, so
 runs on the same day over the same data are reproducible.
@@ -16,14 +19,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import Table, func, insert
-from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from sync.attribution.graph import IdentityGraph
@@ -40,6 +44,7 @@ from sync.attribution.records import (
     Dataset,
 )
 from sync.identity_graph import load_people, record_email_history
+from sync.ledger.dialect import raw_rows, raw_time_parser
 from sync.ledger.models import (
     AttributionCreditRow,
     AttributionOutcomeRow,
@@ -47,7 +52,6 @@ from sync.ledger.models import (
     CampaignRow,
     ContactRoleRow,
     OpportunityRow,
-    TouchRow,
 )
 from sync.ledger.types import utcnow
 from sync.matching import linked_accounts
@@ -57,6 +61,7 @@ __all__ = [
     "crms_with_opportunities",
     "default_as_of",
     "fingerprint",
+    "input_state",
     "latest_run",
     "load_dataset",
     "run_attribution",
@@ -64,7 +69,10 @@ __all__ = [
 ]
 
 _BATCH = 5_000
-_TOUCH: Table = TouchRow.__table__  # type: ignore[attr-defined]
+_CREDIT_BATCH = 50_000
+_CHUNK = 10_000
+_KEY = attrgetter("key")
+_OUTCOME: Table = AttributionOutcomeRow.__table__  # type: ignore[attr-defined]
 
 
 def default_as_of(now: datetime | None = None) -> datetime:
@@ -81,41 +89,56 @@ def crms_with_opportunities(session: Session) -> list[str]:
 
 def load_dataset(session: Session, crm: str, *, use_matches: bool = True) -> Dataset:
     """One CRM's attribution inputs from the ledger (touches resolved to its people)."""
+    return _load(session, crm, use_matches=use_matches)[0]
+
+
+def _load(
+    session: Session,
+    crm: str,
+    *,
+    use_matches: bool = True,
+    kinds: frozenset[str] | None = None,
+) -> tuple[Dataset, IdentityGraph, int]:
+    """The dataset, the identity graph of its people (built once: it resolves the touches and
+    serves the ``Attributor``) and how many touches of known people were left out because
+    their kind is not in ``kinds`` (``None``: none left out). Such touches cannot change a
+    credit (the ``Attributor`` drops them first), so a run need not build or hash them."""
     matches = linked_accounts(session, crm) if use_matches else {}
     people = load_people(session, crm, matches)
     graph = IdentityGraph(people)
-    known = {p.id for p in people}
+    known = {p.id: p.id for p in people}  # the id strings the people hold, shared by touches
     channels = dict(
         session.exec(
             select(CampaignRow.external_id, CampaignRow.channel).where(CampaignRow.crm == crm)
         ).all()
     )
     dataset = Dataset(people=people)
-    touch = _TOUCH.c
-    query = core_select(
-        touch.key,
-        touch.person_ref,
-        touch.email,
-        touch.occurred_at,
-        touch.kind,
-        touch.campaign,
-        touch.channel,
-    ).order_by(touch.id)
-    for key, ref, email, occurred_at, kind, campaign, channel in session.execute(query):
-        person = ref if ref in known else (graph.person_for_email(email) if email else None)
+    intern = sys.intern
+    parse = raw_time_parser(session)
+    append = dataset.touches.append
+    unlinked = left_out = 0
+    own = known.get
+    by_email = graph.by_email.get  # addresses are stored trimmed and lower-cased (EmailAddress)
+    for key, ref, email, occurred_at, kind, named, own_channel in raw_rows(
+        session,
+        "SELECT key, person_ref, email, occurred_at, kind, campaign, channel FROM touch "
+        "ORDER BY id",
+    ):
+        person = own(ref)
+        if person is None and email:
+            person = by_email(email) or graph.person_for_email(email)
         if person is None:
-            dataset.unlinked_touches += 1
+            unlinked += 1
             continue
-        dataset.touches.append(
-            AttributionTouch(
-                key,
-                person,
-                occurred_at,
-                kind,
-                campaign,
-                channel or (channels.get(campaign) if campaign else None),
-            )
+        if kinds is not None and kind not in kinds:
+            left_out += 1
+            continue
+        campaign = intern(named) if named is not None else None
+        channel = (
+            intern(own_channel) if own_channel else (channels.get(campaign) if campaign else None)
         )
+        append(AttributionTouch(key, person, parse(occurred_at), intern(kind), campaign, channel))
+    dataset.unlinked_touches = unlinked
     for opp in session.exec(
         select(OpportunityRow).where(
             OpportunityRow.crm == crm,
@@ -139,7 +162,7 @@ def load_dataset(session: Session, crm: str, *, use_matches: bool = True) -> Dat
         AttributionRole(r.opportunity_external_id, r.person_external_id, r.is_primary, r.deleted)
         for r in session.exec(select(ContactRoleRow).where(ContactRoleRow.crm == crm)).all()
     )
-    return dataset
+    return dataset, graph, left_out
 
 
 def _text(value: Any) -> str:
@@ -148,21 +171,84 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def fingerprint(
-    dataset: Dataset, params: AttributionParams, models: Sequence[str], as_of: datetime
-) -> str:
-    """SHA-256 of the sorted input rows, parameters, models, ``as_of`` and algorithm version."""
-    digest = hashlib.sha256()
-    header = {
+def _header(params: AttributionParams, models: Sequence[str], as_of: datetime) -> dict[str, Any]:
+    return {
         "algorithm": ALGORITHM_VERSION,
         "params": params.describe(),
         "models": sorted(models),
         "as_of": _text(as_of),
     }
-    digest.update(json.dumps(header, sort_keys=True).encode())
+
+
+# What a run reads besides the touches, in a fixed order; every column that can change a credit.
+_INPUT_TABLES = (
+    "SELECT external_id, kind, email, account_external_id, converted_account_external_id, "
+    "converted, converted_contact_external_id, converted_opportunity_external_id, merged_into, "
+    "deleted, created_at FROM person WHERE crm = :crm ORDER BY id",
+    "SELECT person_external_id, email, first_seen_at FROM person_email WHERE crm = :crm "
+    "ORDER BY id",
+    "SELECT person_external_id, account_external_id, status FROM account_match "
+    "WHERE crm = :crm ORDER BY id",
+    "SELECT external_id, channel FROM campaign WHERE crm = :crm ORDER BY id",
+    "SELECT external_id, account_external_id, amount, created_at, close_date, is_closed, "
+    "is_won, campaign_external_id, merged_into, deleted FROM opportunity WHERE crm = :crm "
+    "ORDER BY id",
+    "SELECT opportunity_external_id, person_external_id, is_primary, deleted FROM contact_role "
+    "WHERE crm = :crm ORDER BY id",
+)
+
+
+def input_state(
+    session: Session,
+    crm: str,
+    params: AttributionParams,
+    models: Sequence[str],
+    as_of: datetime,
+) -> str:
+    """SHA-256 of the inputs' state, cheap enough to check before anything is loaded.
+
+    Touches are only ever inserted (ingest never rewrites or deletes one), so the touch table
+    is summed up by its row count and newest id; the CRM's people, addresses, lead-to-account
+    matches, campaigns, deals and contact roles (tens of thousands of rows, where touches are
+    millions) are hashed row by row. Equal states mean equal inputs, hence an equal
+    ``fingerprint``; a different state says nothing (a new touch of nobody known changes it),
+    and the run falls back to the fingerprint."""
+    digest = hashlib.sha256(json.dumps(_header(params, models, as_of), sort_keys=True).encode())
+    for sql in ("SELECT count(*), max(id) FROM touch", *_INPUT_TABLES):
+        digest.update(b"\n#")
+        rows: list[tuple[Any, ...]] = []
+        for row in raw_rows(session, sql, {"crm": crm}):
+            rows.append(row)
+            if len(rows) >= _CHUNK:
+                digest.update(repr(rows).encode())
+                rows.clear()
+        digest.update(repr(rows).encode())
+    return digest.hexdigest()
+
+
+def fingerprint(
+    dataset: Dataset, params: AttributionParams, models: Sequence[str], as_of: datetime
+) -> str:
+    """SHA-256 of the sorted input rows, parameters, models, ``as_of`` and algorithm version."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(_header(params, models, as_of), sort_keys=True).encode())
+    # Touch keys are unique, so touches sorted by key are their lines sorted; each line is
+    # written as ``_text`` would (times in UTC ISO form, None as "").
+    digest.update(b"\n#touches\n")
+    lines: list[str] = []
+    for t in sorted(dataset.touches, key=_KEY):
+        moment = t.occurred_at
+        if moment.tzinfo is not UTC:
+            moment = moment.astimezone(UTC)
+        lines.append(
+            f"{t.key}\x1f{t.person_id}\x1f{moment.isoformat()}"
+            f"\x1f{t.kind}\x1f{t.campaign or ''}\x1f{t.channel or ''}\n"
+        )
+        if len(lines) >= _CHUNK:
+            digest.update("".join(lines).encode())
+            lines.clear()
+    digest.update("".join(lines).encode())
     sections: list[tuple[str, Iterable[Iterable[Any]]]] = [
-        ("touches", ((t.key, t.person_id, t.occurred_at, t.kind, t.campaign, t.channel)
-                     for t in dataset.touches)),
         ("people", ((p.id, p.account_id, p.created_at, p.is_lead, p.converted_to,
                      p.converted_opportunity_id, p.merged_into, p.deleted, *p.emails)
                     for p in dataset.people)),
@@ -208,7 +294,11 @@ def run_attribution(
     as_of: datetime | None = None,
     force: bool = False,
 ) -> RunReport:
-    """Attribute every opportunity of ``crm`` and store the run (unless identical to the last)."""
+    """Attribute every opportunity of ``crm`` and store the run (unless identical to the last).
+
+    The unchanged-input check comes first: when the latest run's ``input_state`` matches, it
+    is reused without loading a touch; otherwise the inputs are loaded and their fingerprint
+    decides (a run over equal inputs is reused and takes the new state)."""
     params = params or AttributionParams()
     names = [Model(m).value for m in models]
     if Model.CUSTOM.value in names and params.custom is None:
@@ -221,42 +311,88 @@ def run_attribution(
         )
     as_of = as_of or default_as_of()
     record_email_history(session, crm)
-    dataset = load_dataset(session, crm)
-    digest = fingerprint(dataset, params, names, as_of)
+    state = input_state(session, crm, params, names, as_of)
     previous = latest_run(session, crm)
+    if (
+        not force
+        and previous is not None
+        and previous.id is not None
+        and (previous.input_state == state)
+    ):
+        return RunReport(previous.id, crm, previous.fingerprint, True, dict(previous.counts))
+    dataset, graph, left_out = _load(session, crm, kinds=params.counted_kinds)
+    digest = fingerprint(dataset, params, names, as_of)
     if (
         not force
         and previous is not None
         and previous.id is not None
         and previous.fingerprint == digest
     ):
+        previous.input_state = state
+        session.add(previous)
+        session.flush()
         return RunReport(previous.id, crm, digest, True, dict(previous.counts))
     run = AttributionRunRow(
         crm=crm,
         models=names,
         params=params.describe(),
         fingerprint=digest,
+        input_state=state,
         algorithm_version=ALGORITHM_VERSION,
         as_of=as_of,
     )
     session.add(run)
     session.flush()
     assert run.id is not None
-    credits: list[dict[str, Any]] = []
+    counts = _store_results(session, run.id, Attributor(dataset, params, as_of, graph=graph), names)
+    counts["touches"] = len(dataset.touches) + left_out
+    counts["unlinked_touches"] = dataset.unlinked_touches
+    run.counts = {k: counts[k] for k in _COUNTS}
+    run.finished_at = utcnow()
+    session.add(run)
+    session.flush()
+    return RunReport(run.id, crm, digest, False, dict(run.counts))
+
+
+_COUNTS = ("opportunities", "touches", "unlinked_touches", "credits", "unattributed")
+_INSERT_CREDITS = (
+    "INSERT INTO attribution_credit (run_id, model, opportunity_external_id, touch_key, "
+    "person_external_id, campaign, channel, occurred_at, share_units, amount, milestones) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_COPY_CREDITS = (
+    "COPY attribution_credit (run_id, model, opportunity_external_id, touch_key, "
+    "person_external_id, campaign, channel, occurred_at, share_units, amount, milestones) "
+    "FROM STDIN"
+)
+
+
+def _store_results(
+    session: Session, run_id: int, attributor: Attributor, names: list[str]
+) -> dict[str, Any]:
+    """Attribute every opportunity and store its outcome and credits; returns the counts.
+
+    Credits go in with the database's bulk path, ``_CREDIT_BATCH`` at a time: one
+    ``executemany`` of plain tuples on SQLite, ``COPY`` on PostgreSQL."""
+    connection = session.connection()
+    postgres = connection.dialect.name == "postgresql"
+    write = _copy_credits if postgres else _insert_credits
+    # SQLite keeps times as naive UTC text and amounts as numbers; psycopg adapts the objects.
+    times: dict[datetime, Any] = {}
+    credits: list[tuple[Any, ...]] = []
     outcomes: list[dict[str, Any]] = []
     counts: dict[str, Any] = {
         "opportunities": 0,
-        "touches": len(dataset.touches),
-        "unlinked_touches": dataset.unlinked_touches,
         "credits": 0,
         "unattributed": dict.fromkeys(names, 0),
     }
-    for result in Attributor(dataset, params, as_of).attribute_all(names):
+    unattributed = counts["unattributed"]
+    for result in attributor.attribute_all(names):
         opp = result.opportunity
         counts["opportunities"] += 1
         outcomes.append(
             {
-                "run_id": run.id,
+                "run_id": run_id,
                 "opportunity_external_id": opp.id,
                 "amount": opp.amount if opp.amount is not None else Decimal(0),
                 "is_closed": opp.is_closed,
@@ -271,39 +407,55 @@ def run_attribution(
         for name in names:
             model_credits = result.credits.get(name, [])
             if not model_credits:
-                counts["unattributed"][name] += 1
+                unattributed[name] += 1
             counts["credits"] += len(model_credits)
-            credits.extend(
-                {
-                    "run_id": run.id,
-                    "model": c.model,
-                    "opportunity_external_id": c.opportunity_id,
-                    "touch_key": c.touch_key,
-                    "person_external_id": c.person_id,
-                    "campaign": c.campaign,
-                    "channel": c.channel,
-                    "occurred_at": c.occurred_at,
-                    "share_units": c.share_units,
-                    "amount": c.amount,
-                    "milestones": ",".join(c.milestones),
-                }
-                for c in model_credits
-            )
-        if len(credits) >= _BATCH:
-            session.execute(insert(AttributionCreditRow), credits)
-            credits = []
+            for c in model_credits:
+                moment = times.get(c.occurred_at)
+                if moment is None:
+                    moment = times[c.occurred_at] = (
+                        c.occurred_at
+                        if postgres
+                        else c.occurred_at.astimezone(UTC)
+                        .replace(tzinfo=None)
+                        .isoformat(" ", "microseconds")
+                    )
+                credits.append((
+                    run_id, c.model, c.opportunity_id, c.touch_key, c.person_id, c.campaign,
+                    c.channel, moment, c.share_units,
+                    Decimal(c.amount_cents).scaleb(-2) if postgres else c.amount_cents / 100,
+                    ",".join(c.milestones),
+                ))  # fmt: skip
+        if len(credits) >= _CREDIT_BATCH:
+            write(session, credits)
+            credits.clear()
         if len(outcomes) >= _BATCH:
-            session.execute(insert(AttributionOutcomeRow), outcomes)
-            outcomes = []
+            session.execute(insert(_OUTCOME), outcomes)
+            outcomes.clear()
     if credits:
-        session.execute(insert(AttributionCreditRow), credits)
+        write(session, credits)
     if outcomes:
-        session.execute(insert(AttributionOutcomeRow), outcomes)
-    run.counts = counts
-    run.finished_at = utcnow()
-    session.add(run)
-    session.flush()
-    return RunReport(run.id, crm, digest, False, counts)
+        session.execute(insert(_OUTCOME), outcomes)
+    return counts
+
+
+def _insert_credits(session: Session, rows: list[tuple[Any, ...]]) -> None:
+    """SQLite: one ``executemany`` of the rows on the session's connection."""
+    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(_INSERT_CREDITS, rows)
+    finally:
+        cursor.close()
+
+
+def _copy_credits(session: Session, rows: list[tuple[Any, ...]]) -> None:
+    """PostgreSQL: ``COPY ... FROM STDIN`` through psycopg on the session's connection."""
+    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(_COPY_CREDITS) as copy:
+            for row in rows:
+                copy.write_row(row)
+    finally:
+        cursor.close()
 
 
 def _cents(value: Any) -> Decimal:

@@ -318,14 +318,17 @@ class Attributor:
         dataset: Dataset,
         params: AttributionParams | None = None,
         as_of: datetime | None = None,
+        *,
+        graph: IdentityGraph | None = None,
     ) -> None:
+        """``graph``: the identity graph of ``dataset.people`` when the caller has built it."""
         self.params = params or AttributionParams()
         self.as_of = as_of if as_of is not None else datetime.now(UTC)
         self._as_of_us = _us(self.as_of)
         self._lookback_us = (
             None if self.params.lookback_days is None else self.params.lookback_days * _DAY_US
         )
-        self.graph = IdentityGraph(dataset.people)
+        self.graph = graph if graph is not None else IdentityGraph(dataset.people)
         self.opportunities = sorted(dataset.opportunities, key=lambda o: o.id)
         canonical = self.graph.canonical
         known = self.graph.canonical_ids

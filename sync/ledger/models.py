@@ -677,6 +677,8 @@ class AttributionRunRow(LedgerModel, table=True):
         sa_column_kwargs={"default": _empty_dict},
     )
     fingerprint: str = Field(index=True)  # sha256 of the sorted inputs, parameters and as_of
+    # sha256 of the inputs' cheap state (sync.attribution.ledger.input_state): checked first
+    input_state: str | None = None
     algorithm_version: str
     as_of: datetime = Field(sa_type=UtcDateTime)
     started_at: datetime = Field(

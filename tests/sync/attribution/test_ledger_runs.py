@@ -15,12 +15,19 @@ from sqlmodel import select
 from typer.testing import CliRunner
 
 from sync.attribution import AttributionParams, PositionWeights
-from sync.attribution.ledger import fingerprint, load_dataset, run_attribution, summarize
+from sync.attribution.ledger import (
+    fingerprint,
+    input_state,
+    load_dataset,
+    run_attribution,
+    summarize,
+)
 from sync.cli.attribution_cmd import app
 from sync.ledger import ledger_session, open_ledger
 from sync.ledger.models import (
     AccountRow,
     AttributionCreditRow,
+    AttributionRunRow,
     CampaignRow,
     ContactRoleRow,
     OpportunityRow,
@@ -148,6 +155,42 @@ def test_the_same_inputs_give_the_same_fingerprint_and_credits(ledger_engine: En
         assert not changed.reused
         other = fingerprint(load_dataset(session, "sf"), AttributionParams(), ["w_shaped"], AS_OF)
         assert other != changed.fingerprint
+
+
+def test_the_unchanged_check_comes_first_and_follows_every_input(ledger_engine: Engine) -> None:
+    seed_ledger(ledger_engine)
+    with ledger_session(ledger_engine) as session:
+        first = run_attribution(session, "sf", ["linear"], as_of=AS_OF)
+        stored = session.get(AttributionRunRow, first.run_id)
+        assert stored is not None
+        state = stored.input_state
+        assert state == input_state(session, "sf", AttributionParams(), ["linear"], AS_OF)
+    # A touch of nobody known and one of a kind the run does not count change the ledger's
+    # state, not the inputs: the run is reused and takes the new state.
+    with ledger_session(ledger_engine) as session:
+        session.add(_touch(10, "stranger@elsewhere.example", day(7), "webinar"))
+        session.add(_touch(11, "ann@acme.example", day(8), "webinar", "email_delivered"))
+    with ledger_session(ledger_engine) as session:
+        again = run_attribution(session, "sf", ["linear"], as_of=AS_OF)
+        assert again.reused
+        assert again.run_id == first.run_id
+        assert again.fingerprint == first.fingerprint
+        stored = session.get(AttributionRunRow, first.run_id)
+        assert stored is not None
+        assert stored.input_state not in (None, state)
+    # A deal changed in place (no new row, no new touch) is a new input: a new run.
+    with ledger_session(ledger_engine) as session:
+        opp = session.exec(select(OpportunityRow).where(OpportunityRow.external_id == "opp1")).one()
+        opp.amount = Decimal("3000.00")
+        session.add(opp)
+        changed = run_attribution(session, "sf", ["linear"], as_of=AS_OF)
+        assert not changed.reused
+        assert changed.counts["touches"] == 4  # all of Ann's, the two mailings not counted too
+        amounts = session.exec(
+            select(AttributionCreditRow.amount).where(AttributionCreditRow.run_id == changed.run_id)
+        ).all()
+        assert sorted(amounts) == [Decimal("1500.00"), Decimal("1500.00")]
+        assert run_attribution(session, "sf", ["linear"], as_of=AS_OF).run_id == changed.run_id
 
 
 def test_show_sums_credits_by_campaign_with_sourced_and_influenced(ledger_engine: Engine) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
@@ -440,11 +440,15 @@ def test_every_credited_touch_is_inside_the_window(
     case: tuple[Dataset, AttributionOpportunity],
 ) -> None:
     dataset, opp = case
-    end = opp.close_date if opp.is_closed and opp.close_date else AS_OF
+    if opp.is_closed and opp.close_date:  # the whole close day counts; 90 days back from it
+        day = datetime.combine(opp.close_date.astimezone(UTC).date(), time(), tzinfo=UTC)
+        start, end = day - timedelta(days=90), day + timedelta(days=1)
+    else:  # up to as_of itself
+        start, end = AS_OF - timedelta(days=90), AS_OF + timedelta(microseconds=1)
     result = Attributor(dataset, _PARAMS, AS_OF).attribute(opp, list(Model))
     for credits in result.credits.values():
         for credit in credits:
-            assert end - timedelta(days=90) <= credit.occurred_at <= end
+            assert start <= credit.occurred_at < end
 
 
 @settings(max_examples=40, deadline=None)
