@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from connectors.errors import ConfigError
-from sync.cli.output import FormatOption, check_format, print_listing, print_records
-from sync.cli.sync_cmd import output_console
+from sync.cli.output import FormatOption, check_format, output_console, print_listing, print_records
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine

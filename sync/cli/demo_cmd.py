@@ -380,7 +380,7 @@ def demo_command(
     ] = None,
 ) -> None:
     """Run the whole loop once against the built-in sandbox and show what happened."""
-    from sync.cli.sync_cmd import output_console, summary_table
+    from sync.cli.output import output_console, summary_table
 
     moment = parse_now(now) if now is not None else None
     console = output_console()

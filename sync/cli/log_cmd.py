@@ -16,8 +16,7 @@ import typer
 
 from connectors.errors import ConfigError
 from sync.cli.dead_letters_cmd import ConfigOption, DatabaseOption, _config, _engine
-from sync.cli.output import FormatOption, check_format, print_records
-from sync.cli.sync_cmd import output_console
+from sync.cli.output import FormatOption, check_format, output_console, print_records
 
 if TYPE_CHECKING:
     from rich.console import Console

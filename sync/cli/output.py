@@ -8,6 +8,7 @@ the one CSV writer (``sync.csvout``, which neutralises cells a spreadsheet would
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
@@ -15,13 +16,25 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from sync.csvout import write_dicts
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from sync.pipelines.runner import RunSummary
 
-__all__ = ["FORMATS", "FormatOption", "check_format", "print_listing", "print_records", "to_json"]
+__all__ = [
+    "FORMATS",
+    "FormatOption",
+    "calls_text",
+    "check_format",
+    "output_console",
+    "print_listing",
+    "print_records",
+    "summary_table",
+    "to_json",
+]
 
 FORMATS = ("table", "json", "csv")
 
@@ -98,3 +111,41 @@ def print_listing(
         for name, cell in zip(columns[head:], row[head:], strict=True):
             if cell and cell != "-":
                 console.print(Padding(Text(f"{name}: {cell}"), (0, 0, 0, 4)))
+
+
+def output_console() -> Console:
+    """Stdout for tables: the terminal's width, or when piped $COLUMNS if set, else wide
+    enough (200) not to fold."""
+    console = Console(highlight=False)
+    if console.is_terminal:
+        return console
+    columns = os.environ.get("COLUMNS", "")
+    return Console(highlight=False, width=int(columns) if columns.isdigit() else 200)
+
+
+def calls_text(summary: RunSummary) -> str:
+    """A run's API calls per connection, with the minimum each needed when known."""
+    parts = []
+    for name, calls in sorted(summary.api_calls.items()):
+        minimum = summary.minimum_calls.get(name)
+        parts.append(f"{name} {calls}" + (f" (min {minimum})" if minimum is not None else ""))
+    return ", ".join(parts) or "-"
+
+
+def summary_table(summaries: Sequence[RunSummary], title: str = "Runs") -> Table:
+    """The table ``sync``, ``backfill`` and the demo print: one row per run."""
+    table = Table(title=title, title_justify="left")
+    for column in ("pipeline", "state", "pulled", "new", "pushed", "held", "dead letters",
+                   "dispositions", "API calls", "time"):  # fmt: skip
+        table.add_column(column, justify="left" if column in ("pipeline", "state") else "right")
+    for s in summaries:
+        style = {"failed": "red", "interrupted": "yellow"}.get(s.state, "green")
+        pulled = s.count("pulled") or sum(
+            s.count(k) for k in ("accounts", "opportunities", "campaigns", "contact_roles")
+        )
+        table.add_row(
+            s.pipeline, f"[{style}]{s.state}[/]", f"{pulled:,}", f"{s.count('new'):,}",
+            f"{s.count('pushed'):,}", f"{s.count('held'):,}", f"{s.count('dead_lettered'):,}",
+            f"{s.count('dispositions'):,}", calls_text(s), f"{s.duration_s:.1f}s",
+        )  # fmt: skip
+    return table

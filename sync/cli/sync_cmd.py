@@ -28,7 +28,6 @@ connection's cap, calls used today and forecast.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -39,10 +38,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from connectors.errors import ConfigError
-from sync.cli.output import FormatOption, check_format, print_listing, print_records
+from sync.cli.output import (
+    FormatOption,
+    calls_text,
+    check_format,
+    output_console,
+    print_listing,
+    print_records,
+    summary_table,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -53,10 +59,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "backfill_command",
-    "output_console",
     "run_selected",
     "runs_command",
-    "summary_table",
     "sync_command",
 ]
 
@@ -123,16 +127,6 @@ def _selected(loaded: Config, names: Sequence[str] | None) -> list[str]:
         known = ", ".join(loaded.pipelines) or "(none)"
         raise ConfigError(f"no pipeline named {', '.join(unknown)}; configured pipelines: {known}")
     return list(dict.fromkeys(names))
-
-
-def output_console() -> Console:
-    """Stdout for tables: the terminal's width, or when piped $COLUMNS if set, else wide
-    enough (200) not to fold."""
-    console = Console(highlight=False)
-    if console.is_terminal:
-        return console
-    columns = os.environ.get("COLUMNS", "")
-    return Console(highlight=False, width=int(columns) if columns.isdigit() else 200)
 
 
 def _owner() -> str:
@@ -246,33 +240,6 @@ class _Bars:
                 typer.echo(f"{pipeline}: {stage} (after {elapsed:.1f}s)", err=True)
 
         return advance
-
-
-def _calls(summary: RunSummary) -> str:
-    parts = []
-    for name, calls in sorted(summary.api_calls.items()):
-        minimum = summary.minimum_calls.get(name)
-        parts.append(f"{name} {calls}" + (f" (min {minimum})" if minimum is not None else ""))
-    return ", ".join(parts) or "-"
-
-
-def summary_table(summaries: Sequence[RunSummary], title: str = "Runs") -> Table:
-    """The table ``sync``, ``backfill`` and the demo print: one row per run."""
-    table = Table(title=title, title_justify="left")
-    for column in ("pipeline", "state", "pulled", "new", "pushed", "held", "dead letters",
-                   "dispositions", "API calls", "time"):  # fmt: skip
-        table.add_column(column, justify="left" if column in ("pipeline", "state") else "right")
-    for s in summaries:
-        style = {"failed": "red", "interrupted": "yellow"}.get(s.state, "green")
-        pulled = s.count("pulled") or sum(
-            s.count(k) for k in ("accounts", "opportunities", "campaigns", "contact_roles")
-        )
-        table.add_row(
-            s.pipeline, f"[{style}]{s.state}[/]", f"{pulled:,}", f"{s.count('new'):,}",
-            f"{s.count('pushed'):,}", f"{s.count('held'):,}", f"{s.count('dead_lettered'):,}",
-            f"{s.count('dispositions'):,}", _calls(s), f"{s.duration_s:.1f}s",
-        )  # fmt: skip
-    return table
 
 
 def _print_outcome(console: Console, summaries: Sequence[RunSummary], title: str) -> None:
@@ -544,7 +511,7 @@ def runs_command(
             str(s.run_id), s.pipeline, s.state,
             s.started_at.strftime("%Y-%m-%d %H:%M:%S"),
             f"{s.duration_s:.1f}s" if s.finished_at else "running",
-            counts or "-", _calls(s), s.error or "",
+            counts or "-", calls_text(s), s.error or "",
         ])  # fmt: skip
     columns = ("id", "pipeline", "state", "started", "time", "counts", "API calls", "error")
     if cells:
@@ -593,30 +560,3 @@ def _print_runs(fmt: str, summaries: Sequence[RunSummary]) -> None:
             for key in ("counts", "api_calls", "minimum_calls"):
                 record[key] = "; ".join(f"{k}={v}" for k, v in record[key].items())
     print_records(fmt, records, RUN_COLUMNS)
-
-
-def _standalone() -> typer.Typer:
-    """These commands as their own small CLI (``python -m sync.cli.sync_cmd``), for tests and
-    for builds where they are not mounted on ``closedloop`` yet."""
-    from sync.cli.dead_letters_cmd import app as dead_letters_app
-    from sync.cli.demo_cmd import demo_command
-
-    standalone = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
-    standalone.command("sync")(sync_command)
-    standalone.command("backfill")(backfill_command)
-    standalone.command("runs")(runs_command)
-    standalone.command("demo")(demo_command)
-    standalone.add_typer(dead_letters_app, name="dead-letters")
-    return standalone
-
-
-if __name__ == "__main__":
-    import sys
-
-    from connectors.errors import ClosedloopError
-
-    try:
-        _standalone()(prog_name="closedloop")
-    except ClosedloopError as error:
-        typer.echo(f"error: {error}", err=True)
-        sys.exit(error.exit_code)

@@ -15,9 +15,8 @@ from sync.ledger.engine import (
     make_engine,
     mask_url,
     normalize_url,
-    open_ledger,
 )
-from sync.ledger.migrate import current, downgrade, head, upgrade, upgrade_sql
+from sync.ledger.migrate import current, downgrade, head, open_ledger, upgrade, upgrade_sql
 from sync.ledger.models import (
     LEDGER_METADATA,
     AccountRow,

@@ -44,7 +44,6 @@ __all__ = [
     "make_engine",
     "mask_url",
     "normalize_url",
-    "open_ledger",
 ]
 
 DATABASE_URL_ENV = "CLOSEDLOOP_DATABASE_URL"
@@ -225,19 +224,6 @@ def _driver_message(exc: BaseException, url: URL) -> str:
     if url.password:
         text = text.replace(str(url.password), "***")
     return text or type(original).__name__
-
-
-def open_ledger(url: str | URL | None = None) -> Engine:
-    """Connect to the ledger and bring its schema to the newest revision (every command's start)."""
-    from sync.ledger.migrate import ensure_schema
-
-    engine = make_engine(url)
-    try:
-        ensure_schema(engine)
-    except BaseException:
-        engine.dispose()
-        raise
-    return engine
 
 
 @contextmanager

@@ -46,6 +46,7 @@ __all__ = [
     "downgrade",
     "ensure_schema",
     "head",
+    "open_ledger",
     "upgrade",
     "upgrade_sql",
 ]
@@ -189,3 +190,14 @@ def ensure_schema(engine: Engine) -> None:
                 "a newer closedloop? Upgrade closedloop, or point it at another database."
             ) from None
     upgrade(engine, "head")
+
+
+def open_ledger(url: str | URL | None = None) -> Engine:
+    """Connect to the ledger and bring its schema to the newest revision (every command's start)."""
+    engine = make_engine(url)
+    try:
+        ensure_schema(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine

@@ -137,7 +137,7 @@ class Rig:
         return imported
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "sync.cli.sync_cmd", "sync", "--config",
+        return [sys.executable, "-m", "sync.cli", "sync", "--config",
                 str(self.config.path), "--pipeline", self.pipeline]  # fmt: skip
 
 

@@ -14,14 +14,14 @@ from typer.testing import CliRunner
 
 from connectors.errors import ConfigError
 from sandbox.seed import DISQUALIFY_REASONS, RECYCLE_REASONS, generate
+from sync.cli import app
 from sync.cli.demo_cmd import DEMO_SEED, DemoResult, parse_now, run_demo
-from sync.cli.sync_cmd import _standalone
 from sync.report import report_data
 from sync.report.export import to_json
 
 
 def test_demo_runs_every_pipeline_against_both_crms_and_prints_the_summary(tmp_path: Path) -> None:
-    result = CliRunner().invoke(_standalone(), ["demo", "--dir", str(tmp_path / "demo")])
+    result = CliRunner().invoke(app, ["demo", "--dir", str(tmp_path / "demo")])
 
     assert result.exit_code == 0, result.output
     expected = (
@@ -146,7 +146,7 @@ def test_the_demo_report_shows_the_reasons_reps_gave_for_recycles_and_disqualifi
 def test_an_unreadable_now_is_refused_before_the_demo_starts(tmp_path: Path) -> None:
     folder = tmp_path / "demo"
     result = CliRunner().invoke(
-        _standalone(), ["demo", "--dir", str(folder)], env={"CLOSEDLOOP_DEMO_NOW": "next friday"}
+        app, ["demo", "--dir", str(folder)], env={"CLOSEDLOOP_DEMO_NOW": "next friday"}
     )
 
     assert isinstance(result.exception, ConfigError)

@@ -12,7 +12,8 @@ import yaml
 from typer.testing import CliRunner
 
 from sync.budgets import BudgetGate, BudgetReached, forecast, record_calls, vendor_day
-from sync.cli.sync_cmd import EXIT_BUDGET, _standalone
+from sync.cli import app
+from sync.cli.sync_cmd import EXIT_BUDGET
 from sync.config import Config, load_config
 from sync.connections import Connections
 from tests.sync.pipelines.conftest import Workspace
@@ -102,7 +103,7 @@ def test_a_backfill_past_its_limit_stops_before_any_call_and_says_when_it_resume
 ) -> None:
     record_calls(ws.engine, ws.config, "marketo", 85)  # other processes' calls today
     done = CliRunner().invoke(
-        _standalone(),
+        app,
         ["backfill", "--since", "2026-01-01", "--pipeline", "marketo-to-salesforce",
          "--config", str(ws.config_path)],
     )  # fmt: skip

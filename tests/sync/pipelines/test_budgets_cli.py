@@ -11,9 +11,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from sync.cli import check_cmd
+from sync.cli import app, check_cmd
 from sync.cli.serve_cmd import build_service_app, metrics_route
-from sync.cli.sync_cmd import EXIT_BUDGET, _standalone
+from sync.cli.sync_cmd import EXIT_BUDGET
 from sync.config import load_config
 from sync.connections import Connections
 from sync.metrics import ServiceMetrics
@@ -45,7 +45,7 @@ def _new_vendor_day(ws: Workspace) -> None:
 
 
 def _cli(ws: Workspace, *args: str) -> Any:
-    return CliRunner().invoke(_standalone(), [*args, "--config", str(ws.config_path)])
+    return CliRunner().invoke(app, [*args, "--config", str(ws.config_path)])
 
 
 @pytest.fixture

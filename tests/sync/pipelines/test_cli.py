@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from connectors.errors import ConfigError
-from sync.cli.sync_cmd import _standalone
+from sync.cli import app
 from tests.sync.pipelines.conftest import (
     BADGES,
     SCAN_DAY,
@@ -46,7 +46,7 @@ def ws(workspace_factory: Any, ledger_url: str) -> Any:
 
 
 def _cli(*args: str) -> Any:
-    return CliRunner().invoke(_standalone(), list(args), catch_exceptions=True)
+    return CliRunner().invoke(app, list(args), catch_exceptions=True)
 
 
 def test_sync_prints_what_each_run_did_and_runs_lists_it(ws: Any) -> None:
@@ -109,7 +109,7 @@ def test_runs_keeps_pipeline_names_whole_at_80_columns(ws: Any) -> None:
     _cli("sync", "--config", str(ws.config_path))
 
     result = CliRunner().invoke(
-        _standalone(), ["runs", "--config", str(ws.config_path)], env={"COLUMNS": "80"}
+        app, ["runs", "--config", str(ws.config_path)], env={"COLUMNS": "80"}
     )
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
@@ -119,7 +119,7 @@ def test_runs_keeps_pipeline_names_whole_at_80_columns(ws: Any) -> None:
     assert "succeeded" in first
     assert any("pushed 3" in line for line in lines)
     wide = CliRunner().invoke(
-        _standalone(), ["runs", "--config", str(ws.config_path)], env={"COLUMNS": "200"}
+        app, ["runs", "--config", str(ws.config_path)], env={"COLUMNS": "200"}
     )
     assert "\u2503 pipeline" in wide.output  # a table where it fits
 

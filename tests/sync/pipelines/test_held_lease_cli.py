@@ -15,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from sync import leases
-from sync.cli.sync_cmd import EXIT_HELD, _standalone
+from sync.cli import app
+from sync.cli.sync_cmd import EXIT_HELD
 from sync.ledger import make_engine
 from tests.sync.pipelines.conftest import badge_pipeline, badge_rows, known_emails
 from tests.sync.test_leases import holder_process
@@ -45,7 +46,7 @@ def lease_holder(url: str) -> Iterator[subprocess.Popen[str]]:
 
 def _sync(ws: Any, *extra: str) -> Any:
     args = ["sync", "--once", "--config", str(ws.config_path), *extra]
-    return CliRunner().invoke(_standalone(), args, catch_exceptions=False)
+    return CliRunner().invoke(app, args, catch_exceptions=False)
 
 
 def test_sync_right_after_a_kill_takes_the_dead_holders_lease_at_once(

@@ -210,7 +210,7 @@ def test_runs_killed_between_intent_and_confirm_then_resumed_leave_5000_notes(
         engine.dispose()
     portal.state.latency_ms = 40  # slow enough that the kills land inside pushes
     env = {**os.environ, "CLOSEDLOOP_LOG_LEVEL": "error"}
-    command = [sys.executable, "-m", "sync.cli.sync_cmd", "sync", "--config",
+    command = [sys.executable, "-m", "sync.cli", "sync", "--config",
                str(config.path), "--pipeline", PIPELINE]  # fmt: skip
     kills = 0
     for _ in range(30):

@@ -12,8 +12,7 @@ from sqlalchemy import select, update
 from typer.testing import CliRunner
 
 from connectors.base import Touch, TouchKind
-from sync.cli import check_cmd
-from sync.cli.sync_cmd import _standalone
+from sync.cli import app, check_cmd
 from sync.ingest import store_touches
 from sync.ledger import DeliveryRow
 from sync.ledger.models import OptOutRow
@@ -40,13 +39,13 @@ def _touch(n: int, email: str, kind: TouchKind, minutes: int = 0) -> Touch:
 
 
 def _sync(ws: Workspace) -> Any:
-    done = CliRunner().invoke(_standalone(), ["sync", "--config", str(ws.config_path)])
+    done = CliRunner().invoke(app, ["sync", "--config", str(ws.config_path)])
     assert done.exit_code == 0, done.output
     return done
 
 
 def _runs(ws: Workspace) -> str:
-    listed = CliRunner().invoke(_standalone(), ["runs", "--config", str(ws.config_path)])
+    listed = CliRunner().invoke(app, ["runs", "--config", str(ws.config_path)])
     assert listed.exit_code == 0, listed.output
     return str(listed.output)
 
@@ -247,15 +246,13 @@ def test_a_salesforce_opt_out_refused_for_a_record_lock_is_a_dead_letter_replay_
 
     assert _sf_person(ws, lead)["HasOptedOutOfEmail"] is False
     assert _ledger(ws) == {}
-    letters = CliRunner().invoke(
-        _standalone(), ["dead-letters", "list", "--config", str(ws.config_path)]
-    )
+    letters = CliRunner().invoke(app, ["dead-letters", "list", "--config", str(ws.config_path)])
     assert "UNABLE_TO_LOCK_ROW" in letters.output
     assert "opted_out" not in _runs(ws)
 
     store.release_locks()
     replayed = CliRunner().invoke(
-        _standalone(), ["dead-letters", "replay", "--all", "--config", str(ws.config_path)]
+        app, ["dead-letters", "replay", "--all", "--config", str(ws.config_path)]
     )
     assert replayed.exit_code == 0, replayed.output
     assert _sf_person(ws, lead)["HasOptedOutOfEmail"] is True

@@ -13,8 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from connectors.base import Touch, TouchKind
-from sync.cli import check_cmd
-from sync.cli.sync_cmd import _standalone
+from sync.cli import app, check_cmd
 from sync.ingest import store_touches
 from tests.sync.pipelines.conftest import BADGES, SCAN_DAY, Workspace, badge_pipeline
 
@@ -98,7 +97,7 @@ def test_salesforce_active_assignment_rule_owns_created_leads_and_check_finds_it
     assert "active rule Inbound routing" in checked.output
 
     store_touches(ws.engine, _touches(NEW))
-    done = _cli(_standalone(), "sync", "--config", str(ws.config_path))
+    done = _cli(app, "sync", "--config", str(ws.config_path))
     assert done.exit_code == 0, done.output
     assert {_lead_owner(ws, e) for e in NEW} == {queue}
 
@@ -123,7 +122,7 @@ def test_salesforce_named_rule_user_and_queue_own_created_leads(sf: Workspace) -
         checked = _check_sf(ws)
         assert checked.exit_code == 0, checked.output
         store_touches(ws.engine, [_touch(f"C{n}", email)])
-        done = _cli(_standalone(), "sync", "--config", str(ws.config_path))
+        done = _cli(app, "sync", "--config", str(ws.config_path))
         assert done.exit_code == 0, done.output
         assert _lead_owner(ws, email) == expected, owner
 
@@ -150,9 +149,9 @@ def test_salesforce_check_and_create_refuse_owners_the_org_lacks(sf: Workspace) 
     assert "lead owner: activate the User or name an active one" in checked.output
     # Synced anyway, Salesforce refuses the Lead: a dead letter with its code, no Lead.
     store_touches(ws.engine, _touches(NEW[:1]))
-    done = _cli(_standalone(), "sync", "--config", str(ws.config_path))
+    done = _cli(app, "sync", "--config", str(ws.config_path))
     assert done.exit_code == 0, done.output
-    letters = _cli(_standalone(), "dead-letters", "list", "--config", str(ws.config_path))
+    letters = _cli(app, "dead-letters", "list", "--config", str(ws.config_path))
     assert "INACTIVE_OWNER_OR_USER" in letters.output
     with store.lock:
         assert not [r for r in store.records["Lead"].values() if r.get("Email") == NEW[0]]
@@ -175,7 +174,7 @@ def test_hubspot_owner_from_the_mapping_owns_created_contacts(
     assert f"owner {owner} (Hana Owner)" in fixed.output
 
     store_touches(ws.engine, _touches(NEW))
-    done = _cli(_standalone(), "sync", "--config", str(ws.config_path))
+    done = _cli(app, "sync", "--config", str(ws.config_path))
     assert done.exit_code == 0, done.output
     with hubspot.lock:
         owners = {
@@ -190,7 +189,7 @@ def test_hubspot_owner_from_the_mapping_owns_created_contacts(
     assert checked.exit_code == 1
     assert "owner 99999999" in checked.output
     store_touches(ws.engine, [_touch("N9", "third.one@newco-example.com")])
-    done = _cli(_standalone(), "sync", "--config", str(ws.config_path))
+    done = _cli(app, "sync", "--config", str(ws.config_path))
     assert done.exit_code == 0, done.output
-    letters = _cli(_standalone(), "dead-letters", "list", "--config", str(ws.config_path))
+    letters = _cli(app, "dead-letters", "list", "--config", str(ws.config_path))
     assert "INVALID_OWNER_ID" in letters.output

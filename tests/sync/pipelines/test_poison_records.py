@@ -20,8 +20,8 @@ from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
 from sandbox.server import SandboxServer
+from sync.cli import app
 from sync.cli.demo_cmd import write_sandbox_config
-from sync.cli.sync_cmd import _standalone
 from sync.config import Config, load_config
 from sync.ledger import DeadLetterRow, DeliveryRow, TouchRow, open_ledger
 from sync.pipelines import run_pipeline
@@ -281,9 +281,9 @@ def test_dead_letters_list_and_show_a_poison_activity_with_its_raw_payload_and_r
     config, _ = workspace(marketo, "rest")
     cli = CliRunner()
 
-    synced = cli.invoke(_standalone(), ["sync", "--config", str(config.path)])
-    listed = cli.invoke(_standalone(), ["dead-letters", "list", "--config", str(config.path)])
-    shown = cli.invoke(_standalone(), ["dead-letters", "show", "1", "--config", str(config.path)])
+    synced = cli.invoke(app, ["sync", "--config", str(config.path)])
+    listed = cli.invoke(app, ["dead-letters", "list", "--config", str(config.path)])
+    shown = cli.invoke(app, ["dead-letters", "show", "1", "--config", str(config.path)])
 
     assert synced.exit_code == 0, synced.output
     assert listed.exit_code == 0, listed.output
