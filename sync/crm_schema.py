@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from sync.config import Config, Pipeline
-    from sync.pipelines.runner import RunContext
+    from sync.pipelines.context import RunContext
 
 __all__ = [
     "DEFAULT_MAX_AGE",

@@ -63,7 +63,7 @@ from sync.ledger.models import CursorRow, LeaseRow
 from sync.ledger.types import UtcDateTime, utcnow
 
 if TYPE_CHECKING:
-    from sync.pipelines.runner import Fence
+    from sync.pipelines.context import Fence
 
 __all__ = [
     "TICK_STREAM",
@@ -176,7 +176,7 @@ def _insert(conn: Connection) -> Any:
 
 
 def _make_fence(name: str, owner: str, token: int) -> Fence:
-    from sync.pipelines.runner import Fence
+    from sync.pipelines.context import Fence
 
     return Fence(name=name, owner=owner, token=token)
 
@@ -311,7 +311,7 @@ def release(engine: Engine, fence: Fence, *, clock: Clock | None = None) -> bool
 def check_fence(conn: Connection, fence: Fence) -> None:
     """Raise ``FenceLost`` unless ``fence`` is the lease's current holding (call inside the
     transaction of a fenced write: on PostgreSQL the row stays locked until it commits)."""
-    from sync.pipelines.runner import FenceLost
+    from sync.pipelines.context import FenceLost
 
     if conn.dialect.name == "postgresql":
         query = select(_LEASE.c.fencing_token).where(_held_by(fence)).with_for_update()

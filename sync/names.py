@@ -29,7 +29,7 @@ from sync.ledger.models import CampaignRow, CrmUserRow, SourceProgramRow, TouchR
 from sync.ledger.types import utcnow
 
 if TYPE_CHECKING:
-    from sync.pipelines.runner import RunContext
+    from sync.pipelines.context import RunContext
 
 __all__ = ["CampaignMatch", "DerivedNames", "derive_names", "refresh_programs"]
 

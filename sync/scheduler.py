@@ -83,7 +83,7 @@ if TYPE_CHECKING:
 
     from sync.config import Config, Pipeline, Schedule
     from sync.connections import Connections
-    from sync.pipelines.runner import Fence
+    from sync.pipelines.context import Fence
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
@@ -545,7 +545,7 @@ class PipelineScheduler:
         record: Callable[[Fence], None],
     ) -> dict[str, Any] | None:
         """Run the pipeline under a heartbeat and ``record`` it; what to log when it ends."""
-        from sync.pipelines.runner import FenceLost
+        from sync.pipelines.context import FenceLost
 
         log = _log.bind(pipeline=name, tick=label, owner=self.owner, fence=fence.token)
         log.info("tick running")

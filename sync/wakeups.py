@@ -32,7 +32,7 @@ from sync.ledger.models import CursorRow, WakeupRow
 from sync.ledger.types import utcnow
 
 if TYPE_CHECKING:
-    from sync.pipelines.runner import Fence
+    from sync.pipelines.context import Fence
 
 __all__ = [
     "WAKE_STREAM",

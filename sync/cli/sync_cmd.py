@@ -55,7 +55,8 @@ if TYPE_CHECKING:
 
     from sync.config import Config
     from sync.connections import Connections
-    from sync.pipelines.runner import Progress, RunSummary
+    from sync.pipelines.context import Progress
+    from sync.pipelines.runner import RunSummary
 
 __all__ = [
     "backfill_command",

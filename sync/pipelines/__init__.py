@@ -7,6 +7,7 @@ exactly-once map-and-push of stored touches, shared with dead-letter replay (``r
 
 from __future__ import annotations
 
-from sync.pipelines.runner import Fence, FenceLost, RunContext, RunSummary, run_pipeline
+from sync.pipelines.context import Fence, FenceLost, RunContext
+from sync.pipelines.runner import RunSummary, run_pipeline
 
 __all__ = ["Fence", "FenceLost", "RunContext", "RunSummary", "run_pipeline"]

@@ -127,7 +127,7 @@ if TYPE_CHECKING:
     from sync.mapping import CompiledMapping
     from sync.mapping.lifecycle import MqlVerdict
     from sync.mapping.members import CampaignRef
-    from sync.pipelines.runner import RunContext
+    from sync.pipelines.context import RunContext
 
 __all__ = [
     "HELD",

@@ -68,7 +68,7 @@ from sync.pipelines.deliveries import upsert_people
 from sync.pipelines.reconcile import opportunity_values, pull_stream, upsert_rows
 
 if TYPE_CHECKING:
-    from sync.pipelines.runner import RunContext
+    from sync.pipelines.context import RunContext
 
 __all__ = [
     "DISPOSITION_STREAMS",

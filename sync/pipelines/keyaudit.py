@@ -37,7 +37,7 @@ from sync.ledger.models import DeliveryRow, KnownKeyRow
 from sync.ledger.types import utcnow
 
 if TYPE_CHECKING:
-    from sync.pipelines.runner import RunContext
+    from sync.pipelines.context import RunContext
 
 __all__ = ["KeyAudit"]
 

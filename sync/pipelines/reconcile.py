@@ -30,11 +30,11 @@ from sync.ledger.models import (
     OpportunityRow,
 )
 from sync.ledger.types import utcnow
+from sync.pipelines.context import cursor_value
 from sync.pipelines.deliveries import upsert_people
-from sync.pipelines.touches import cursor_value
 
 if TYPE_CHECKING:
-    from sync.pipelines.runner import RunContext
+    from sync.pipelines.context import RunContext
 
 __all__ = ["RECONCILE_STREAMS", "pull_stream", "run_reconcile", "upsert_graph", "upsert_rows"]
 

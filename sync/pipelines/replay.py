@@ -28,14 +28,9 @@ from sync.ledger.models import (
     TouchRow,
 )
 from sync.ledger.types import utcnow
+from sync.pipelines.context import RunContext
 from sync.pipelines.deliveries import Deliverer, Pending, touch_from_row
-from sync.pipelines.runner import (
-    RunContext,
-    RunSummary,
-    finish_run,
-    run_fingerprints,
-    start_run,
-)
+from sync.pipelines.runner import RunSummary, finish_run, run_fingerprints, start_run
 from sync.synclog import LogEntry
 from sync.synclog import record as log_steps
 

@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -44,18 +44,17 @@ from connectors.errors import ClosedloopError, ConfigError
 from sync import leases
 from sync.ingest import insert_rejects, insert_touches
 from sync.ledger.models import DeadLetterStage, DeliveryRow, DeliveryState, TouchRow
+from sync.pipelines.context import Fence, FenceLost, cursor_value, load_cursor, save_cursor
 from sync.pipelines.deliveries import Deliverer, Pending, touch_from_row
-from sync.pipelines.runner import Fence, FenceLost, load_cursor, save_cursor
 
 if TYPE_CHECKING:
     from sync.mapping import CompiledMapping
-    from sync.pipelines.runner import RunContext
+    from sync.pipelines.context import RunContext
 
 __all__ = [
     "DELIVER_STREAM",
     "PULLED_STREAM",
     "PULL_STREAM",
-    "cursor_value",
     "load_pipeline_mapping",
     "run_touches",
     "source_key",
@@ -71,11 +70,6 @@ log = structlog.get_logger(__name__)
 
 _TOUCH = TouchRow.__table__  # type: ignore[attr-defined]
 _DELIVERY = DeliveryRow.__table__  # type: ignore[attr-defined]
-
-
-def cursor_value(moment: datetime) -> str:
-    """A time as a cursor value (ISO 8601, UTC, ``Z``), the form sources accept."""
-    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def load_pipeline_mapping(ctx: RunContext) -> CompiledMapping:

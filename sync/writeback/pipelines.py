@@ -24,7 +24,7 @@ from sync.writeback.settings import AttributionWriteback
 from sync.writeback.sla import writeback_sla
 
 if TYPE_CHECKING:
-    from sync.pipelines.runner import RunContext
+    from sync.pipelines.context import RunContext
 
 __all__ = ["run_attribution_pipeline", "run_sla_writeback"]
 

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, select, update
 
 from sync import leases
 from sync.ledger import LeaseRow, make_engine, open_ledger
-from sync.pipelines.runner import Fence, FenceLost
+from sync.pipelines.context import Fence, FenceLost
 from tests.conftest import _scratch_database
 
 T0 = datetime(2030, 1, 1, 9, 0, tzinfo=UTC)

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, update
 from sync import leases, wakeups
 from sync.config import Pipeline, Schedule
 from sync.ledger import LeaseRow
-from sync.pipelines.runner import Fence
+from sync.pipelines.context import Fence
 from sync.scheduler import (
     PipelineScheduler,
     RunResult,
