@@ -253,6 +253,43 @@ def _print_outcome(console: Console, summaries: Sequence[RunSummary], title: str
             console.print(f"[{colour}]{s.pipeline}: {s.error}[/]")
 
 
+def _run_checked(
+    loaded: Config,
+    engine: Engine,
+    names: Sequence[str],
+    *,
+    dry_run: bool = False,
+    since: datetime | None = None,
+    stop: threading.Event | None = None,
+    skipped: list[str] | None = None,
+    leases: bool = True,
+) -> tuple[list[RunSummary], dict[str, dict[str, int]]]:
+    """Check the mappings of ``names``, then run them with a progress bar per stage. With
+    ``dry_run`` inside one rolled-back ledger transaction against
+    CRMs that only answer (``sync.dry_run``). Returns the summaries and, for a dry run, what
+    each CRM would have been sent."""
+    from sync.cli.config_cmd import require_valid_mappings
+    from sync.connections import Connections
+    from sync.dry_run import DryRunLedger
+
+    bars = _Bars(Console(stderr=True))
+    ledger = DryRunLedger(engine) if dry_run else None
+    try:
+        bind = ledger.as_engine() if ledger is not None else engine
+        with Connections(loaded, dry_run=dry_run) as connections:
+            require_valid_mappings(loaded, names, engine=bind, connect=connections.get)
+            with bars.progress:
+                summaries = run_selected(
+                    loaded, bind, names, connections=connections, progress=bars.for_pipeline,
+                    since=since, stop=stop, skipped=skipped, leases=leases,
+                )  # fmt: skip
+            would = {name: dict(crm.would) for name, crm in connections.dry_crms.items()}
+    finally:
+        if ledger is not None:
+            ledger.close()
+    return summaries, would
+
+
 def _run_and_report(
     loaded: Config,
     engine: Engine,
@@ -265,21 +302,11 @@ def _run_and_report(
 ) -> int:
     """Run ``names`` and print what they did; the exit code (0, 1 failed, ``EXIT_BUDGET``,
     ``EXIT_HELD``)."""
-    from sync.connections import Connections
     from sync.scheduler import Upkeep
 
     console = output_console()
-    bars = _Bars(Console(stderr=True))
     skipped: list[str] = []
-    from sync.cli.config_cmd import require_valid_mappings
-
-    with Connections(loaded) as connections:
-        require_valid_mappings(loaded, names, engine=engine, connect=connections.get)
-        with bars.progress:
-            summaries = run_selected(
-                loaded, engine, names, connections=connections,
-                progress=bars.for_pipeline, since=since, stop=stop, skipped=skipped,
-            )  # fmt: skip
+    summaries, _ = _run_checked(loaded, engine, names, since=since, stop=stop, skipped=skipped)
     _print_outcome(console, summaries, title)
     Upkeep(loaded, engine).after_runs()  # prune the sync log, send the alerts due
     if not all(s.ok for s in summaries):
@@ -297,26 +324,11 @@ def _run_and_report(
 
 def _dry_run(loaded: Config, engine: Engine, names: Sequence[str]) -> int:
     """Run ``names`` with nothing written (``sync.dry_run``) and print what they would do."""
-    from sync.cli.config_cmd import require_valid_mappings
-    from sync.connections import Connections
-    from sync.dry_run import SIMULATED_KINDS, DryRunLedger
+    from sync.dry_run import SIMULATED_KINDS
 
     console = output_console()
-    bars = _Bars(Console(stderr=True))
     simulated = [n for n in names if loaded.pipelines[n].kind in SIMULATED_KINDS]
-    ledger = DryRunLedger(engine)
-    try:
-        dry = ledger.as_engine()
-        with Connections(loaded, dry_run=True) as connections:
-            require_valid_mappings(loaded, simulated, engine=dry, connect=connections.get)
-            with bars.progress:
-                summaries = run_selected(
-                    loaded, dry, simulated, connections=connections,
-                    progress=bars.for_pipeline, leases=False,
-                )  # fmt: skip
-            would = {name: dict(crm.would) for name, crm in connections.dry_crms.items()}
-    finally:
-        ledger.close()
+    summaries, would = _run_checked(loaded, engine, simulated, dry_run=True, leases=False)
     _print_outcome(console, summaries, "closedloop sync --dry-run (nothing was written)")
     for name, counts in sorted(would.items()):
         said = ", ".join(f"{key.replace('_', ' ')} {value:,}" for key, value in counts.items())
