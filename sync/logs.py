@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ __all__ = [
     "end_command",
     "redact",
     "register_secret",
+    "scoped_secrets",
 ]
 
 REDACTED = "**redacted**"
@@ -87,6 +89,17 @@ _redactor = SecretRedactor()
 def register_secret(value: str) -> None:
     """Mask ``value`` in every log line from now on (called for each secret the config loads)."""
     _redactor.add(value)
+
+
+@contextmanager
+def scoped_secrets() -> Iterator[None]:
+    """Forget, when the block ends, the secrets registered inside it (each test's own config;
+    a process that loads one config keeps its secrets for good)."""
+    before = set(_redactor._values)
+    try:
+        yield
+    finally:
+        _redactor._values = before
 
 
 def redact(value: Any) -> Any:

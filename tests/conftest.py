@@ -49,6 +49,16 @@ def _admin_conninfo(url: URL) -> dict[str, Any]:
     }
 
 
+@pytest.fixture(autouse=True)
+def _secrets_of_the_test_only() -> Iterator[None]:
+    """Secrets a test's config registers for masking are forgotten after it: a short secret
+    such as "token" must not mask the words of the next test's messages."""
+    from sync.logs import scoped_secrets
+
+    with scoped_secrets():
+        yield
+
+
 @pytest.fixture(scope="session")
 def _postgres_server() -> URL:
     """The server URL from the environment, checked reachable once per worker."""
