@@ -28,9 +28,10 @@ HubSpot's limits depend on the app type
 call with ``_preload_content=False`` (raw JSON, no model deserialization). On failure it follows
 ``connectors.hubspot.errors``: 429 waits for the interval and repeats (a 429 guarantees nothing
 was applied, so even a batch create may repeat), 401 refreshes an OAuth token and repeats once,
-transient failures repeat with backoff only when the caller says the call is idempotent. The
-marketing endpoints the SDK has no typed API for go through ``request``, which uses the same
-SDK ``ApiClient.call_api`` (and so the same pool, auth and limits), not a second HTTP stack.
+transient failures repeat with backoff only when the caller says the call is idempotent
+(``connectors.retry.RetryPolicy``). The marketing endpoints the SDK has no typed API for go
+through ``request``, which uses the same SDK ``ApiClient.call_api`` (and so the same pool, auth
+and limits), not a second HTTP stack.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 ``SalesforceClient`` owns the ``requests.Session`` (``verify`` = the CA bundle or the system
 store, ``trust_env=False`` so REQUESTS_CA_BUNDLE and proxies from the environment never win) and
 the ``simple_salesforce.Salesforce`` built on it from a token we fetched ourselves
-(``connectors.salesforce.auth``). Every call goes through ``run``, which:
+(``connectors.salesforce.auth``). Every call goes through ``run``, which (under
+``retry_policy``, the client's ``connectors.retry.RetryPolicy``):
 
 - refuses to start when the org's usage (``Sforce-Limit-Info``, read by a response hook on
   every answer) has reached this connection's ``daily_budget_share``: ``RateLimited`` saying
