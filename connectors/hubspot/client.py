@@ -28,9 +28,10 @@ HubSpot's limits depend on the app type
 call with ``_preload_content=False`` (raw JSON, no model deserialization). On failure it follows
 ``connectors.hubspot.errors``: 429 waits for the interval and repeats (a 429 guarantees nothing
 was applied, so even a batch create may repeat), 401 refreshes an OAuth token and repeats once,
-transient failures repeat with backoff only when the caller says the call is idempotent. The
-marketing endpoints the SDK has no typed API for go through ``request``, which uses the same
-SDK ``ApiClient.call_api`` (and so the same pool, auth and limits), not a second HTTP stack.
+transient failures repeat with backoff only when the caller says the call is idempotent
+(``connectors.retry.RetryPolicy``). The marketing endpoints the SDK has no typed API for go
+through ``request``, which uses the same SDK ``ApiClient.call_api`` (and so the same pool, auth
+and limits), not a second HTTP stack.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from connectors.errors import AuthError, RateLimited, Transient
 from connectors.hubspot.errors import Action, Failure, classify, to_error
 from connectors.hubspot.settings import HubSpotSettings, OAuthAuth
 from connectors.ratelimit import Clock, DailyQuota, RollingWindowLimiter, SystemClock
+from connectors.retry import RepeatNow, RetryPolicy
 
 __all__ = ["USER_AGENT", "CallError", "HubSpotClient"]
 
@@ -276,55 +278,67 @@ class HubSpotClient:
         ``CallError`` (with the classified failure) instead of the closedloop error, for callers
         that recover themselves (batch create after an unknown outcome).
         """
-        refreshed = False
         rate_waits = 0
-        attempt = 0
-        while True:
-            attempt += 1
+
+        def prepare() -> None:
             self._ensure_token()
             self._admit(what, search)
+
+        def attempt() -> Any:
+            nonlocal rate_waits
             try:
-                response = fn(*args, _preload_content=False, **kwargs)
+                return fn(*args, _preload_content=False, **kwargs)
             except Exception as exc:
                 failure = classify(exc)
                 if failure is None:
                     raise
-                if failure.action is Action.WAIT:
-                    if failure.policy == "DAILY":
-                        if self.quota is None:
-                            raise to_error(failure, what) from None
-                        self.quota.exhaust()
-                        raise self.quota.rate_limited() from None
-                    rate_waits += 1
-                    self.rate_waits += 1
-                    if rate_waits > self.settings.max_rate_waits:
-                        raise RateLimited(
-                            f"HubSpot {what} was still rate limited after "
-                            f"{self.settings.max_rate_waits} waits; another process using the "
-                            "same app (another closedloop run, or a script with this app's "
-                            "token) may be spending its 10-second limit: stop it or lower "
-                            "burst_limit_per_10s",
-                            retry_after=failure.retry_after or 10.0,
-                        ) from None
-                    self._wait(failure, search)
-                    continue
-                if failure.action is Action.REFRESH and self.uses_oauth and not refreshed:
-                    refreshed = True
-                    self.refresh_token()
-                    continue
-                retry = (
-                    failure.action is Action.RETRY
-                    and (idempotent or not failure.applied_unknown)
-                    and attempt < self.settings.max_attempts
+            if failure.action is not Action.WAIT:
+                raise CallError(failure, to_error(failure, what))
+            if failure.policy == "DAILY":
+                if self.quota is None:
+                    raise to_error(failure, what)
+                self.quota.exhaust()
+                raise self.quota.rate_limited()
+            rate_waits += 1
+            self.rate_waits += 1
+            if rate_waits > self.settings.max_rate_waits:
+                raise RateLimited(
+                    f"HubSpot {what} was still rate limited after "
+                    f"{self.settings.max_rate_waits} waits; another process using the "
+                    "same app (another closedloop run, or a script with this app's "
+                    "token) may be spending its 10-second limit: stop it or lower "
+                    "burst_limit_per_10s",
+                    retry_after=failure.retry_after or 10.0,
                 )
-                if retry:
-                    self.clock.sleep(min(30.0, 0.5 * 2 ** (attempt - 1)))
-                    continue
-                error = to_error(failure, what)
-                if raw_failures:
-                    raise CallError(failure, error) from None
-                raise error from None
-            return _decode(response, what)
+            self._wait(failure, search)
+            raise RepeatNow
+
+        def repeatable(exc: BaseException) -> bool:
+            # A transient failure that HubSpot may have applied repeats only when idempotent.
+            return (
+                isinstance(exc, CallError)
+                and exc.failure.action is Action.RETRY
+                and (idempotent or not exc.failure.applied_unknown)
+            )
+
+        policy = RetryPolicy(
+            attempts=self.settings.max_attempts,
+            backoff_s=0.5,
+            backoff_max_s=30.0,
+            transient=repeatable,
+            stale=lambda exc: isinstance(exc, CallError) and exc.failure.action is Action.REFRESH,
+            refresh=self.refresh_token if self.uses_oauth else None,
+            refresh_is_attempt=True,
+            before_attempt=prepare,
+            sleep=self.clock.sleep,
+        )
+        try:
+            response = policy.call(attempt)
+        except CallError as exc:
+            if raw_failures:
+                raise
+            raise exc.error from None
+        return _decode(response, what)
 
     def _admit(self, what: str, search: bool) -> None:
         if self.quota is not None:

@@ -8,7 +8,7 @@ Every API call goes through ``MarketoClient.call``, which
    each 601/602, up to ``MAX_RENEWALS`` times; then the call fails with an AuthError),
 4. translates the answer with ``connectors.marketo.errors``: 606 and 615 wait and repeat,
    607 marks the quota spent until midnight US Central, 5xx/timeouts are ``Transient`` and
-   retried with exponential backoff (tenacity) when the call is safe to repeat.
+   retried with exponential backoff (``connectors.retry``) when the call is safe to repeat.
 
 Which calls are safe to repeat: GETs; adding leads to or removing them from a static list
 (POST/DELETE, but idempotent in Marketo: a lead already in the list stays there once, a lead not
@@ -25,7 +25,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import Retrying
 
 from connectors.errors import AuthError, Fatal, RateLimited, Transient
 from connectors.http import UNREACHABLE_REMEDY, describe_transport_error, make_client
@@ -39,6 +39,7 @@ from connectors.ratelimit import (
     RollingWindowLimiter,
     SystemClock,
 )
+from connectors.retry import RetryPolicy
 
 __all__ = ["MARKETO_TZ", "MarketoClient"]
 
@@ -121,13 +122,14 @@ class MarketoClient:
 
     def retrying(self, attempts: int | None = None) -> Retrying:
         """Repeats on Transient with exponential backoff (1 s to 30 s), ``max_attempts`` tries."""
-        return Retrying(
-            retry=retry_if_exception_type(Transient),
-            stop=stop_after_attempt(attempts or self.settings.max_attempts),
-            wait=wait_exponential(multiplier=1.0, min=1.0, max=30.0),
+        policy = RetryPolicy(
+            attempts=attempts or self.settings.max_attempts,
+            backoff_s=1.0,
+            backoff_min_s=1.0,
+            backoff_max_s=30.0,
             sleep=self.clock.sleep,
-            reraise=True,
         )
+        return policy.retrying()
 
     def download(self, path: str) -> bytes:
         """GET a file (bulk export) under the limits; transient failures are retried."""

@@ -3,7 +3,8 @@
 ``SalesforceClient`` owns the ``requests.Session`` (``verify`` = the CA bundle or the system
 store, ``trust_env=False`` so REQUESTS_CA_BUNDLE and proxies from the environment never win) and
 the ``simple_salesforce.Salesforce`` built on it from a token we fetched ourselves
-(``connectors.salesforce.auth``). Every call goes through ``run``, which:
+(``connectors.salesforce.auth``). Every call goes through ``run``, which (under
+``retry_policy``, the client's ``connectors.retry.RetryPolicy``):
 
 - refuses to start when the org's usage (``Sforce-Limit-Info``, read by a response hook on
   every answer) has reached this connection's ``daily_budget_share``: ``RateLimited`` saying
@@ -41,6 +42,7 @@ from connectors.errors import (
     Transient,
 )
 from connectors.http import unreachable
+from connectors.retry import RetryPolicy
 from connectors.salesforce.auth import can_relogin, login, remedy_for
 from connectors.salesforce.settings import SalesforceSettings
 
@@ -103,6 +105,15 @@ def error_message(content: Any) -> str:
     if isinstance(first, Mapping):
         return str(first.get("message") or "")
     return str(content or "")[:300]
+
+
+class _Failed(Exception):
+    """A failed attempt: the action its failure calls for and the closedloop error it ends in."""
+
+    def __init__(self, action: Action, error: ClosedloopError) -> None:
+        super().__init__(str(error))
+        self.action = action
+        self.error = error
 
 
 def _action(status: int, code: str) -> Action:
@@ -234,27 +245,42 @@ class SalesforceClient:
     ) -> T:
         """Call ``fn`` with the client under the budget, refresh and retry policy
         (``budgeted=False``: a diagnostic call that must run even over the budget)."""
-        refreshed = False
-        attempt = 0
-        while True:
-            if budgeted:
-                self.check_budget()
-            sf = self.sf
+
+        def attempt() -> T:
+            sf = self.sf  # logs in (again, after a refresh); a failed login is not repeated
             try:
                 return fn(sf)
             except _VENDOR_ERRORS as exc:
                 action, error = self.translate(exc, what)
-            # Decided outside the except block: the vendor exception (and the response its
+            # Raised outside the except block: the vendor exception (and the response its
             # traceback holds, with an open socket) must not ride along as __context__.
-            if action is Action.REFRESH and not refreshed and can_relogin(self.settings):
-                refreshed = True
-                self._sf = None
-                continue
-            attempt += 1
-            if action is Action.RETRY and repeatable and attempt < self.settings.max_attempts:
-                self._sleep(self.settings.retry_backoff_s * 2 ** (attempt - 1))
-                continue
-            raise error
+            raise _Failed(action, error)
+
+        policy = self.retry_policy(
+            repeatable=repeatable, before_attempt=self.check_budget if budgeted else None
+        )
+        try:
+            return policy.call(attempt)
+        except _Failed as failed:
+            raise failed.error from None
+
+    def retry_policy(
+        self, *, repeatable: bool, before_attempt: Callable[[], None] | None = None
+    ) -> RetryPolicy:
+        """How a call is repeated: a transient failure with backoff (``repeatable`` calls only),
+        an expired session once after logging in again (when the auth method can)."""
+        return RetryPolicy(
+            attempts=self.settings.max_attempts if repeatable else 1,
+            backoff_s=self.settings.retry_backoff_s,
+            transient=lambda exc: isinstance(exc, _Failed) and exc.action is Action.RETRY,
+            stale=lambda exc: isinstance(exc, _Failed) and exc.action is Action.REFRESH,
+            refresh=self._forget_session if can_relogin(self.settings) else None,
+            before_attempt=before_attempt,
+            sleep=self._sleep,
+        )
+
+    def _forget_session(self) -> None:
+        self._sf = None
 
     def translate(self, exc: Exception, what: str) -> tuple[Action, ClosedloopError]:
         """The action and closedloop error for a vendor exception raised while doing ``what``."""
@@ -382,19 +408,19 @@ class SalesforceClient:
         An expired session mid-job is refreshed once and the job started again from scratch;
         callers must tolerate rows seen twice (pulls do: records are keyed).
         """
-        refreshed = False
-        while True:
-            self.check_budget()
-            handler = getattr(self.sf.bulk2, sobject)
-            method = handler.query_all if include_deleted else handler.query
-            try:
-                for text in method(soql, wait=self.settings.bulk_poll_interval_s):
-                    yield list(csv.DictReader(io.StringIO(text)))
-                return
-            except _VENDOR_ERRORS as exc:
-                action, error = self.translate(exc, f"bulk query of {sobject}")
-            if action is Action.REFRESH and not refreshed and can_relogin(self.settings):
-                refreshed = True
-                self._sf = None
-                continue
-            raise error
+        policy = self.retry_policy(repeatable=False, before_attempt=self.check_budget)
+        try:
+            for attempt in policy.retrying():
+                with attempt:
+                    handler = getattr(self.sf.bulk2, sobject)
+                    method = handler.query_all if include_deleted else handler.query
+                    try:
+                        for text in method(soql, wait=self.settings.bulk_poll_interval_s):
+                            yield list(csv.DictReader(io.StringIO(text)))
+                    except _VENDOR_ERRORS as exc:
+                        action, error = self.translate(exc, f"bulk query of {sobject}")
+                    else:
+                        return
+                    raise _Failed(action, error)
+        except _Failed as failed:
+            raise failed.error from None

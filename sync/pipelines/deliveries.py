@@ -83,12 +83,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import Connection, and_, bindparam, select, update
-from tenacity import (
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-)
+from tenacity import Retrying
 
 from connectors.base import (
     Crm,
@@ -105,6 +100,7 @@ from connectors.base import (
 )
 from connectors.errors import ConfigError, MappingError, RecordRejected, Transient
 from connectors.registry import sink_info
+from connectors.retry import RetryPolicy
 from sync.ingest import insert_rejects
 from sync.ledger.dialect import dialect_insert
 from sync.ledger.models import (
@@ -358,12 +354,7 @@ def upsert_people(conn: Connection, crm: str, people: Iterable[Person]) -> int:
 
 
 def _retrying() -> Retrying:
-    return Retrying(
-        retry=retry_if_exception_type(Transient),
-        stop=stop_after_attempt(CALL_ATTEMPTS),
-        wait=wait_exponential(multiplier=0.25, max=8),
-        reraise=True,
-    )
+    return RetryPolicy(attempts=CALL_ATTEMPTS, backoff_s=0.25, backoff_max_s=8.0).retrying()
 
 
 class Deliverer:

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from connectors.base import Cursor, Opportunity, Person, PersonKind
-from connectors.errors import ConfigError
+from connectors.errors import AuthError, ConfigError
 from connectors.salesforce.connector import SalesforceConnector
 from connectors.salesforce.streams import CampaignMembership, parse_sf_datetime
 from sandbox.server import SandboxServer
-from tests.connectors.salesforce.conftest import live
+from tests.connectors.salesforce.conftest import live, password_auth
 
 Make = Callable[..., SalesforceConnector]
 
@@ -154,6 +154,33 @@ def test_a_large_pull_uses_a_bulk_query_job_and_yields_the_same_records(
     assert bulk_cursor == rest_cursor
     again, _ = drain(make_connector(bulk_threshold=10), "opportunities", bulk_cursor, until)
     assert again == []
+
+
+def test_a_bulk_query_whose_session_expired_logs_in_again_once_and_runs_the_job(
+    sandbox_readonly: SandboxServer, make_connector: Make
+) -> None:
+    store = sandbox_readonly.store("salesforce")
+    soql = "SELECT Id FROM Opportunity"
+    client = make_connector(auth=password_auth(sandbox_readonly)).client
+    store.tokens[client.sf.session_id]["revoked"] = True
+
+    rows = [row for page in client.bulk_query("Opportunity", soql, include_deleted=False)
+            for row in page]  # fmt: skip
+
+    assert client.logins == 2
+    assert sorted(r["Id"] for r in rows) == sorted(r["Id"] for r in live(store, "Opportunity"))
+
+
+def test_a_bulk_query_whose_session_expired_without_a_way_to_log_in_is_an_auth_error(
+    sandbox_readonly: SandboxServer, make_connector: Make
+) -> None:
+    sandbox_readonly.set_faults("salesforce:expired_token=1")
+    client = make_connector().client  # session auth: nothing to log in again with
+
+    with pytest.raises(AuthError, match="INVALID_SESSION_ID"):
+        list(client.bulk_query("Opportunity", "SELECT Id FROM Opportunity", include_deleted=False))
+
+    assert client.logins == 1
 
 
 def test_opportunities_carry_stage_amount_outcome_and_dates(
