@@ -16,7 +16,7 @@ from sandbox.salesforce_bulk import (
     query_page,
 )
 from sandbox.salesforce_call import Call, Reply, not_found
-from sandbox.salesforce_store import ApiError
+from sandbox.salesforce_values import ApiError
 
 __all__ = [
     "h_bulk_ingest_create",

@@ -16,7 +16,8 @@ import orjson
 
 from sandbox.core import Faults
 from sandbox.salesforce_schema import ObjectDef
-from sandbox.salesforce_store import ApiError, DmlError, SalesforceStore
+from sandbox.salesforce_store import SalesforceStore
+from sandbox.salesforce_values import ApiError, DmlError
 
 __all__ = [
     "API",

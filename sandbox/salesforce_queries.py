@@ -11,7 +11,7 @@ from typing import Any
 
 from sandbox.salesforce_call import Call, Reply
 from sandbox.salesforce_soql import SoqlError
-from sandbox.salesforce_store import ApiError
+from sandbox.salesforce_values import ApiError
 
 __all__ = ["DEFAULT_BATCH", "MIN_BATCH", "h_query", "h_query_all", "h_query_more"]
 

@@ -15,7 +15,7 @@ from typing import Any
 from sandbox.salesforce_call import API, Call, Reply, dml_reply, get_sobject, not_found
 from sandbox.salesforce_schema import FieldDef, ObjectDef
 from sandbox.salesforce_soql import normalize_id
-from sandbox.salesforce_store import ApiError, DmlError, FieldTypeError
+from sandbox.salesforce_values import ApiError, DmlError, FieldTypeError
 
 __all__ = [
     "MAX_COLLECTION_RECORDS",

@@ -8,7 +8,7 @@ from typing import Any
 
 from sandbox.salesforce_call import Call, Reply, get_sobject
 from sandbox.salesforce_schema import CustomFieldError, ObjectDef, describe_field
-from sandbox.salesforce_store import ApiError
+from sandbox.salesforce_values import ApiError
 
 __all__ = [
     "MAX_VERSION",
