@@ -49,16 +49,10 @@ from starlette.routing import Route
 from sandbox import credentials
 from sandbox.core import SandboxState
 from sandbox.hubspot_clock import to_ms
+from sandbox.marketo_errors import HttpError, MarketoError
+from sandbox.marketo_limits import SCOPE
 from sandbox.marketo_schema import ACTIVITY_TYPES
-from sandbox.marketo_store import (
-    SCOPE,
-    HttpError,
-    MarketoError,
-    MarketoStore,
-    encode_token,
-    parse_ids,
-    parse_time,
-)
+from sandbox.marketo_store import MarketoStore, encode_token, parse_ids, parse_time
 
 __all__ = ["HttpError", "MarketoError", "MarketoStore", "build_app"]
 

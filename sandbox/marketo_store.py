@@ -1,10 +1,10 @@
-"""The Marketo emulator's store: one instance's leads, activities, lists, exports and limits.
+"""The Marketo emulator's store: one instance's leads, activities, lists and exports.
 
-``MarketoStore`` holds the data (seeded from the world or entered by tests), issues and checks
-access tokens, accounts calls against the rolling rate window, the daily quota and the concurrency
-limit, and answers each read and export request with Marketo's JSON (``MarketoError`` carries
-Marketo's string codes, ``HttpError`` its few HTTP-level errors). The HTTP side, what Marketo does
-around every call, is ``sandbox.marketo``.
+``MarketoStore`` holds the data (seeded from the world or entered by tests) and answers each
+read and export request with Marketo's JSON (``marketo_errors``: ``MarketoError`` carries
+Marketo's string codes, ``HttpError`` its few HTTP-level errors). Its access tokens and call
+limits are ``marketo_limits.CallLimits``. The HTTP side, what Marketo does around every call, is
+``sandbox.marketo``.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ import io
 import itertools
 import json
 import threading
-import time
 import uuid
 from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sandbox.hubspot_clock import StoreClock, to_ms
+from sandbox.marketo_errors import HttpError, MarketoError
+from sandbox.marketo_limits import MARKETO_TZ, SCOPE, CallLimits
 from sandbox.marketo_schema import ACTIVITY_TYPES, KIND_TO_TYPE, LEAD_FIELDS
 from sandbox.world import World
 
@@ -39,7 +39,6 @@ __all__ = [
     "parse_time",
 ]
 
-SCOPE = "closedloop-sandbox@example.com"  # the API-only user owning the custom service
 # Limits below: Adobe's Marketo Engage developer docs and Swagger (docs/vendor-behaviour.md).
 # https://experienceleague.adobe.com/en/docs/marketo-developer/marketo/rest/activities
 MAX_TYPES_PER_CALL = 10
@@ -53,8 +52,6 @@ FILTER_TYPES = frozenset({"email", "id", "sfdcLeadId"})
 # From 2026-12-30, activities filtered by a static list of 10,000+ leads fail with 1003.
 LIST_FILTER_MAX_LEADS = 10_000
 LIST_FILTER_LIMIT_FROM = datetime(2026, 12, 30, tzinfo=UTC)
-# The bulk extract day (and the API quota day) ends at midnight US Central time.
-MARKETO_TZ = ZoneInfo("America/Chicago")
 # Get Export Activity Jobs filters on these (the docs spell the status Canceled and Cancelled).
 _JOB_STATUSES = frozenset(
     {"created", "queued", "processing", "canceled", "cancelled", "completed", "failed"}
@@ -69,24 +66,6 @@ EXPORT_COLUMNS = (
     "primaryAttributeValue",
     "attributes",
 )
-
-
-class MarketoError(Exception):
-    """A response-level Marketo error: a string code and Marketo's message."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
-class HttpError(Exception):
-    """One of the few HTTP-level errors Marketo answers (413, 414, a missing export file)."""
-
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(f"HTTP {status}: {text}")
-        self.status = status
-        self.text = text
 
 
 _EVENT_CHANNELS = ("webinar", "event", "trade_show")
@@ -150,7 +129,7 @@ def _page(items: list[Any], params: dict[str, str]) -> tuple[list[Any], dict[str
     return items[start : start + batch], body
 
 
-class MarketoStore:
+class MarketoStore(CallLimits):
     """One emulated Marketo instance: leads, activities, static lists, exports, tokens, limits.
 
     Tests may change ``rate_max``/``rate_window_s`` (606), ``daily_quota`` (607),
@@ -202,82 +181,6 @@ class MarketoStore:
             self._current = None
             self._calls.clear()
             self._daily = 0
-
-    # ------------------------------------------------------------------ tokens
-    def issue_token(self) -> tuple[str, int]:
-        """The instance's current access token (a new one once it expired) and its seconds left."""
-        now = time.monotonic()
-        with self._guard:
-            current = self._current
-            if current is not None and self._tokens.get(current, 0.0) > now + 1:
-                return current, int(self._tokens[current] - now)
-            token = f"{uuid.uuid4()}:sb"
-            self._tokens[token] = now + self.token_lifetime_s
-            self._current = token
-            return token, max(0, int(self.token_lifetime_s) - 1)
-
-    def revoke(self, token: str) -> None:
-        """Expire ``token`` now (what an expired_token fault does)."""
-        with self._guard:
-            if token in self._tokens:
-                self._tokens[token] = 0.0
-
-    def check_token(self, token: str) -> None:
-        """Raise 600/601/602 unless ``token`` is a live access token."""
-        if not token:
-            raise MarketoError("600", "Access token not specified")
-        with self._guard:
-            expiry = self._tokens.get(token)
-        if expiry is None:
-            raise MarketoError("601", "Access token invalid")
-        if expiry <= time.monotonic():
-            raise MarketoError("602", "Access token expired")
-
-    def take_call(self) -> None:
-        """Account one API call against the rolling window and the daily quota (606/607)."""
-        now = time.monotonic()
-        with self._guard:
-            while self._calls and self._calls[0] <= now - self.rate_window_s:
-                self._calls.popleft()
-            if self._daily >= self.daily_quota:
-                raise MarketoError("607", "Daily quota reached")
-            if len(self._calls) >= self.rate_max:
-                window = f"{self.rate_window_s:g}"
-                raise MarketoError(
-                    "606", f"Max rate limit '{self.rate_max}' exceeded with in '{window}' secs"
-                )
-            self._calls.append(now)
-            self._daily += 1
-
-    def refund(self) -> None:
-        """Give back the last call taken: Marketo does not count calls answered with an error."""
-        with self._guard:
-            if self._calls:
-                self._calls.pop()
-            self._daily = max(0, self._daily - 1)
-
-    def usage(self) -> dict[str, Any]:
-        """GET /rest/v1/stats/usage.json: today's calls (the API user is the only caller)."""
-        with self._guard:
-            total = self._daily
-        day = self.clock.now().astimezone(MARKETO_TZ).date().isoformat()
-        users = [{"userId": SCOPE, "count": total}] if total else []
-        return {"result": [{"date": day, "total": total, "users": users}]}
-
-    def enter(self) -> bool:
-        """Mark one request in flight; False when that exceeds ``max_concurrent`` (615)."""
-        with self._guard:
-            self.in_flight += 1
-            return self.in_flight <= self.max_concurrent
-
-    def leave(self) -> None:
-        """The request is answered."""
-        with self._guard:
-            self.in_flight -= 1
-
-    def request_id(self) -> str:
-        """A Marketo-style request id."""
-        return f"{next(self._requests):x}#{to_ms(self.clock.now()):x}"
 
     # -------------------------------------------------------------- data entry
     def add_lead(self, fields: dict[str, Any], created: datetime | None = None) -> int:
