@@ -1,26 +1,12 @@
-"""``closedloop.yaml``: read, interpolate, validate and cross-check the one configuration file.
+"""Loading closedloop.yaml: find the file, prepare its values, validate, report every issue.
 
-The file names connections (each of a connector type from ``connectors.registry``, validated
-against that type's own settings model), pipelines between them, API budgets, the ledger URL and
-logging. ``load_config`` reports EVERY problem at once as a ``ConfigError`` whose issues carry
-file, line, column and key path, so ``closedloop config check`` can be fixed in one pass.
-
-Before validation, string values are interpolated (``${VAR}``, ``${VAR:-default}``; ``$${`` is a
-literal ``${``), and a key ``<name>_file`` whose model has a field ``<name>`` (and none named
-``<name>_file``) is replaced by the content of that file (one trailing newline stripped): the way
-to keep secrets out of the YAML. Relative paths, in ``*_file`` keys and in every ``Path`` field,
-are relative to the config file's folder, never to the working directory. Every secret loaded is
-registered with ``sync.logs.register_secret`` and scrubbed from error messages.
-
-Pipeline kinds and the roles their ends need (a connector type declares its roles)::
-
-    kind           source          sink            mapping
-    touches        "source" role   "crm" role      required
-    dispositions   "crm" role      (none)          optional (its lifecycle section)
-    reconcile      "crm" role      (none)          optional
-    recycle        "crm" role      "source" role   optional
-    attribution    "crm" role      (none)          (none); writes back with attribution.writeback
-    sla-writeback  "crm" role      (none)          (none); needs analytics.writeback
+``config_path`` picks the file; ``load_config`` reads it with positions (``sync.yamlfile``),
+interpolates ``${VAR}`` placeholders from the environment, replaces ``<name>_file`` keys by the
+secret file's content, makes relative paths relative to the config file's folder, validates each
+section with its model (``sync.config.sections``) and each connection with its connector type's
+settings model, runs the cross-section checks (``sync.config.checks``), and either raises one
+``ConfigError`` listing every issue (secrets scrubbed) or returns the ``Config``
+(``sync.config.model``) with every secret registered for log redaction.
 """
 
 from __future__ import annotations
@@ -30,29 +16,17 @@ import re
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from connectors.errors import ConfigError, ConfigIssue, did_you_mean
 from connectors.registry import ConnectorInfo, connector_names, get_connector
-from sync.alerts.settings import AlertsConfig
-from sync.analytics.settings import AnalyticsSettings
-from sync.attribution.settings import AttributionConfig
+from sync.config.checks import CrossChecks
+from sync.config.model import Config, Connection
+from sync.config.sections import Budget, ConfigFile, Pipeline
 from sync.logs import REDACTED, config_loaded, register_secret
-from sync.ui.settings import UiSettings
-from sync.writeback.settings import AttributionWriteback, SlaWriteback
 from sync.yamlfile import (
     KeyPath,
     LocatedYaml,
@@ -61,49 +35,10 @@ from sync.yamlfile import (
     load_yaml,
 )
 
-__all__ = [
-    "BUDGETED_TYPES",
-    "CONFIG_ENV",
-    "DATABASE_URL_ENV",
-    "DEFAULT_CONFIG",
-    "PIPELINE_KINDS",
-    "AnalyticsSection",
-    "AttributionSection",
-    "Budget",
-    "Config",
-    "Connection",
-    "LedgerConfig",
-    "LoggingConfig",
-    "MappingsSection",
-    "Pipeline",
-    "Schedule",
-    "SyncLogSection",
-    "config_path",
-    "load_config",
-    "parse_duration",
-]
+__all__ = ["CONFIG_ENV", "DEFAULT_CONFIG", "config_path", "load_config"]
 
 DEFAULT_CONFIG = Path("closedloop.yaml")
 CONFIG_ENV = "CLOSEDLOOP_CONFIG"
-DATABASE_URL_ENV = "CLOSEDLOOP_DATABASE_URL"
-PIPELINE_KINDS = (
-    "touches", "dispositions", "reconcile", "recycle", "attribution", "sla-writeback",
-)  # fmt: skip
-
-# kind -> (role the source needs, role the sink needs); None: that end must not be given.
-_ENDS: dict[str, dict[str, str | None]] = {
-    "touches": {"source": "source", "sink": "crm"},
-    "dispositions": {"source": "crm", "sink": None},
-    "reconcile": {"source": "crm", "sink": None},
-    "recycle": {"source": "crm", "sink": "source"},
-    "attribution": {"source": "crm", "sink": None},
-    "sla-writeback": {"source": "crm", "sink": None},
-}
-_ROLE_WORDS = {"source": "an activity source", "crm": "a CRM"}
-
-_DURATION = re.compile(r"(?:\d+[smhd])+")
-_DURATION_PART = re.compile(r"(\d+)([smhd])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _PLACEHOLDER = re.compile(r"\$(\$)?\{([^}]*)\}")
 _VAR_SPEC = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
 # pydantic error types -> what the user should have written (formatted with the error's ctx).
@@ -133,290 +68,6 @@ _EXPECTED = {
 _SECRET_LEAF = re.compile(
     r"(password|secret|token|session_id|private_key|api_key|passphrase)", re.IGNORECASE
 )
-
-
-def parse_duration(text: str) -> timedelta:
-    """``30s``, ``15m``, ``2h``, ``1d`` or combinations (``1h30m``) as a timedelta."""
-    compact = text.strip()
-    if not _DURATION.fullmatch(compact):
-        raise ValueError("expected a duration such as 30s, 15m, 2h or 1d")
-    seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(compact))
-    if seconds <= 0:
-        raise ValueError("expected a duration greater than zero")
-    return timedelta(seconds=seconds)
-
-
-def _duration(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError("expected a duration such as 30s, 15m, 2h or 1d")
-    parse_duration(value)
-    return value.strip()
-
-
-def _crontab(value: Any) -> str:
-    from apscheduler.triggers.cron import CronTrigger
-
-    hint = "expected a cron expression of 5 fields (minute hour day month weekday) like '0 * * * *'"
-    if not isinstance(value, str):
-        raise ValueError(hint)
-    try:
-        CronTrigger.from_crontab(value, timezone="UTC")
-    except ValueError as exc:
-        raise ValueError(f"{hint}: {exc}") from None
-    return value.strip()
-
-
-def _timezone(value: str) -> str:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError("expected an IANA time zone such as UTC or America/Chicago") from None
-    return value
-
-
-def _database_url(value: str) -> str:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        make_url(value)
-    except ArgumentError:
-        raise ValueError(
-            "expected a database URL such as sqlite:///closedloop.db or "
-            "postgresql+psycopg://user@host:5432/closedloop"
-        ) from None
-    return value
-
-
-def _lower(value: Any) -> Any:
-    return value.lower() if isinstance(value, str) else value
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class LedgerConfig(_Strict):
-    """Where the ledger lives; ``CLOSEDLOOP_DATABASE_URL`` wins over ``url`` when set."""
-
-    url: Annotated[str, AfterValidator(_database_url)] | None = None
-
-
-class LoggingConfig(_Strict):
-    """Log level and format (``auto``: JSON lines unless stderr is a terminal), for every command
-    that loads this config; ``--log-level`` and ``CLOSEDLOOP_LOG_LEVEL`` win over the level."""
-
-    level: Annotated[
-        Literal["debug", "info", "warning", "error", "critical"], BeforeValidator(_lower)
-    ] = "info"
-    format: Annotated[Literal["auto", "json", "console"], BeforeValidator(_lower)] = "auto"
-
-
-class Schedule(_Strict):
-    """When a pipeline runs: ``every`` (a duration) or ``cron`` (5 fields, in ``timezone``)."""
-
-    every: Annotated[str, BeforeValidator(_duration)] | None = None
-    cron: Annotated[str, BeforeValidator(_crontab)] | None = None
-    timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Schedule:
-        if (self.every is None) == (self.cron is None):
-            raise ValueError(
-                "give exactly one of 'every' (e.g. 15m) or 'cron' (e.g. '*/15 * * * *')"
-            )
-        return self
-
-    @property
-    def interval(self) -> timedelta | None:
-        """The interval of an ``every`` schedule; None for cron schedules."""
-        return parse_duration(self.every) if self.every is not None else None
-
-    def trigger(self) -> Any:
-        """The APScheduler trigger that fires on this schedule."""
-        if self.every is not None:
-            from apscheduler.triggers.interval import IntervalTrigger
-
-            return IntervalTrigger(
-                seconds=parse_duration(self.every).total_seconds(), timezone="UTC"
-            )
-        from apscheduler.triggers.cron import CronTrigger
-
-        return CronTrigger.from_crontab(str(self.cron), timezone=self.timezone)
-
-
-class Pipeline(_Strict):
-    """One pipeline: what it does (``kind``), between which connections, how and when."""
-
-    kind: Literal["touches", "dispositions", "reconcile", "recycle", "attribution", "sla-writeback"]
-    source: str | None = None
-    sink: str | None = None
-    mapping: Path | None = None
-    schedule: Schedule | None = None
-    enabled: bool = True
-    batch_size: int = Field(default=1000, gt=0, le=100_000)
-
-
-# Connector types with a daily API allocation a budget can share (``sync.budgets``).
-BUDGETED_TYPES = frozenset({"salesforce", "hubspot", "marketo"})
-# Marketo's default daily allocation (``connectors.marketo.settings``: ``daily_quota``).
-_MARKETO_DAILY_QUOTA = 50_000
-
-
-class Budget(_Strict):
-    """How much of a connection's daily API allocation closedloop may spend, and what to leave
-    (``sync.budgets``): cap = allocation * daily_share - reserve_calls; each pipeline priority
-    below the first leaves ``priority_reserve`` of the cap per priority above it."""
-
-    daily_share: float = Field(default=0.5, gt=0, le=1)
-    reserve_calls: int = Field(default=0, ge=0)
-    priority_reserve: float = Field(default=0.1, ge=0, le=0.45)
-
-
-class AttributionSection(AttributionConfig):
-    """The ``attribution:`` section with its optional ``writeback:`` (``sync.writeback``)."""
-
-    writeback: AttributionWriteback | None = None
-
-
-class AnalyticsSection(AnalyticsSettings):
-    """The ``analytics:`` section with its optional ``writeback:`` of SLA breach flags."""
-
-    writeback: SlaWriteback | None = None
-
-
-class MappingsSection(_Strict):
-    """The ``mappings:`` section: how long the cached CRM schema mappings are checked against
-    stays fresh before ``sync`` / ``mappings validate`` read it from the org again."""
-
-    schema_max_age: Annotated[str, BeforeValidator(_duration)] = "24h"
-
-    @property
-    def max_age(self) -> timedelta:
-        """``schema_max_age`` as a timedelta."""
-        return parse_duration(self.schema_max_age)
-
-
-class SyncLogSection(_Strict):
-    """The ``sync_log:`` section: how long the row-level sync log keeps each step."""
-
-    retention: Annotated[str, BeforeValidator(_duration)] = "30d"
-
-    @property
-    def keep(self) -> timedelta:
-        """``retention`` as a timedelta."""
-        return parse_duration(self.retention)
-
-
-class _ConfigFile(_Strict):
-    """The top level of closedloop.yaml; sections of named entries are validated entry by entry."""
-
-    version: Literal[1]
-    ledger: LedgerConfig = LedgerConfig()
-    logging: LoggingConfig = LoggingConfig()
-    connections: dict[str, Any] = Field(default_factory=dict)
-    pipelines: dict[str, Any] = Field(default_factory=dict)
-    budgets: dict[str, Any] = Field(default_factory=dict)
-    attribution: AttributionSection = AttributionSection()
-    analytics: AnalyticsSection = AnalyticsSection()
-    mappings: MappingsSection = MappingsSection()
-    ui: UiSettings = UiSettings()
-    sync_log: SyncLogSection = SyncLogSection()
-    alerts: AlertsConfig = AlertsConfig()
-
-
-@dataclass(frozen=True)
-class Connection:
-    """A named connection: its connector type, that type's roles and its validated settings."""
-
-    name: str
-    type: str
-    roles: frozenset[str]
-    settings: BaseModel
-
-    def build(self) -> Any:
-        """Build the connector instance (imports the vendor SDK only now)."""
-        return get_connector(self.type).build(self.name, self.settings)
-
-
-@dataclass(frozen=True)
-class Config:
-    """A valid closedloop.yaml: every reference checked, every path absolute."""
-
-    path: Path
-    version: int
-    ledger: LedgerConfig
-    logging: LoggingConfig
-    connections: Mapping[str, Connection]
-    pipelines: Mapping[str, Pipeline]
-    budgets: Mapping[str, Budget]
-    attribution: AttributionSection = field(default_factory=AttributionSection)
-    analytics: AnalyticsSection = field(default_factory=AnalyticsSection)
-    mappings: MappingsSection = field(default_factory=MappingsSection)
-    ui: UiSettings = field(default_factory=UiSettings)
-    sync_log: SyncLogSection = field(default_factory=SyncLogSection)
-    alerts: AlertsConfig = field(default_factory=AlertsConfig)
-
-    def database_url(self, environ: Mapping[str, str] | None = None) -> str | None:
-        """``CLOSEDLOOP_DATABASE_URL``, else ``ledger.url`` (relative SQLite paths from the
-        config's folder), else None for the ledger's own default."""
-        env = os.environ if environ is None else environ
-        if env.get(DATABASE_URL_ENV):
-            return env[DATABASE_URL_ENV]
-        if self.ledger.url is None:
-            return None
-        from sqlalchemy.engine import make_url
-
-        url = make_url(self.ledger.url)
-        database = url.database or ""
-        if (
-            url.get_backend_name() == "sqlite"
-            and database not in ("", ":memory:")
-            and not database.startswith("file:")
-            and not Path(database).is_absolute()
-        ):
-            resolved = url.set(database=str(self.path.parent / database))
-            return resolved.render_as_string(hide_password=False)
-        return self.ledger.url
-
-    def budget(self, connection: str) -> Budget:
-        """The API budget of ``connection``: its ``budgets`` entry, the share taken from the
-        connection's own ``daily_budget_share`` when the entry does not set one."""
-        entry = self.budgets.get(connection, Budget())
-        share = getattr(self.connections[connection].settings, "daily_budget_share", None)
-        if "daily_share" not in entry.model_fields_set and isinstance(share, float):
-            return entry.model_copy(update={"daily_share": share})
-        return entry
-
-    def display(self, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-        """The effective configuration as plain data with secrets masked (``config show``)."""
-        url = self.database_url(environ)
-        if url is not None:
-            from sqlalchemy.engine import make_url
-
-            url = make_url(url).render_as_string(hide_password=True)
-        return {
-            "version": self.version,
-            "ledger": {"url": url},
-            "logging": self.logging.model_dump(mode="json"),
-            "connections": {
-                name: {"type": conn.type, **conn.settings.model_dump(mode="json")}
-                for name, conn in self.connections.items()
-            },
-            "pipelines": {
-                name: pipeline.model_dump(mode="json", exclude_none=True)
-                for name, pipeline in self.pipelines.items()
-            },
-            "budgets": {name: b.model_dump(mode="json") for name, b in self.budgets.items()},
-            "attribution": self.attribution.model_dump(mode="json"),
-            "analytics": self.analytics.model_dump(mode="json"),
-            "mappings": self.mappings.model_dump(mode="json"),
-            "ui": self.ui.model_dump(mode="json"),
-            "sync_log": self.sync_log.model_dump(mode="json"),
-            "alerts": self.alerts.model_dump(mode="json"),
-        }
 
 
 def config_path(explicit: Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
@@ -497,7 +148,7 @@ def _starts_with(key_path: str, prefix: str) -> bool:
 
 
 @dataclass
-class _Loader:
+class _Loader(CrossChecks):
     """One load of one file: collects issues, secrets and positions along the way."""
 
     located: LocatedYaml
@@ -519,7 +170,7 @@ class _Loader:
             "budgets": Budget,
         }
         top = self._prepare_model(
-            {k: v for k, v in data.items() if k not in sections}, _ConfigFile, ()
+            {k: v for k, v in data.items() if k not in sections}, ConfigFile, ()
         )
         infos: dict[str, ConnectorInfo] = {}
         for section, model in sections.items():
@@ -541,7 +192,7 @@ class _Loader:
         view = LocatedYaml(
             self.located.file, top, self.located.positions, self.located.key_positions
         )
-        head = self._validate(view, _ConfigFile, top, ())
+        head = self._validate(view, ConfigFile, top, ())
         connections = self._validate_connections(view, top, infos)
         pipelines = self._validate_section(view, top, "pipelines", Pipeline)
         budgets = self._validate_section(view, top, "budgets", Budget)
@@ -810,171 +461,6 @@ class _Loader:
             if validated is not None:
                 out[name] = validated
         return out
-
-    # -- cross-references --
-
-    def _check_pipelines(
-        self, entries: Any, defined: Mapping[str, Any], infos: dict[str, ConnectorInfo]
-    ) -> None:
-        """Check ends and mapping of every pipeline, even one whose other keys are invalid."""
-        if not isinstance(entries, dict):
-            return
-        for name, entry in entries.items():
-            if not isinstance(entry, dict):
-                continue
-            path: KeyPath = ("pipelines", name)
-            kind = entry.get("kind")
-            rules = _ENDS.get(kind) if isinstance(kind, str) else None
-            for end in ("source", "sink"):
-                target = entry.get(end)
-                if rules is None:
-                    if isinstance(target, str):
-                        self._check_defined((*path, end), target, defined)
-                    continue
-                self._check_end(
-                    path,
-                    kind=str(kind),
-                    end=end,
-                    role=rules[end],
-                    target=target,
-                    defined=defined,
-                    infos=infos,
-                )
-            mapping = entry.get("mapping")
-            if mapping is None and kind == "touches":
-                self._add(
-                    (*path, "mapping"),
-                    "required key is missing: a touches pipeline needs a mapping file",
-                )
-            elif (
-                isinstance(mapping, str)
-                and (*path, "mapping") not in self.broken
-                and not Path(mapping).is_file()
-            ):
-                given = self.written.get((*path, "mapping"), mapping)
-                self._add(
-                    (*path, "mapping"),
-                    f"mapping file not found: {given!r} "
-                    "(paths are relative to the config file's folder)",
-                )
-
-    def _check_writeback_pipelines(self, entries: Any, analytics: Any) -> None:
-        """An sla-writeback pipeline needs the ``analytics.writeback`` section it writes by."""
-        if not isinstance(entries, dict):
-            return
-        configured = isinstance(analytics, dict) and isinstance(analytics.get("writeback"), dict)
-        for name, entry in entries.items():
-            if isinstance(entry, dict) and entry.get("kind") == "sla-writeback" and not configured:
-                self._add(
-                    ("pipelines", name, "kind"),
-                    "an sla-writeback pipeline needs an analytics.writeback section (field / "
-                    "time_field for Salesforce, property / time_property for HubSpot)",
-                )
-
-    def _check_defined(self, path: KeyPath, target: str, defined: Mapping[str, Any]) -> bool:
-        if target in defined:
-            return True
-        names = sorted(defined)
-        self._add(
-            path,
-            f"no connection named {target!r}{did_you_mean(target, names)}; "
-            f"defined connections: {', '.join(names) or '(none)'}",
-        )
-        return False
-
-    def _check_end(
-        self,
-        path: KeyPath,
-        *,
-        kind: str,
-        end: str,
-        role: str | None,
-        target: Any,
-        defined: Mapping[str, Any],
-        infos: dict[str, ConnectorInfo],
-    ) -> None:
-        """One end (source or sink) of a pipeline of ``kind``: present, defined, right role."""
-        if role is None:
-            if target is not None:
-                self._add(
-                    (*path, end), f"a {kind} pipeline has no {end}; remove this key", key=True
-                )
-        elif target is None:
-            self._add(
-                (*path, end),
-                f"required key is missing: a {kind} pipeline needs "
-                f"{_ROLE_WORDS[role]} as its {end}",
-            )
-        elif (
-            isinstance(target, str)
-            and self._check_defined((*path, end), target, defined)
-            and target in infos
-            and role not in infos[target].roles
-        ):
-            info = infos[target]
-            self._add(
-                (*path, end),
-                f"connection {target!r} is of type {info.name!r} "
-                f"(roles: {', '.join(sorted(info.roles))}) and cannot be the {end} "
-                f"of a {kind} pipeline, which needs {_ROLE_WORDS[role]}",
-            )
-
-    def _check_budgets(self, budgets: dict[str, Budget], defined: Mapping[str, Any]) -> None:
-        names = sorted(defined)
-        raw = self.located.data.get("budgets")
-        for name, budget in budgets.items():
-            path: KeyPath = ("budgets", name)
-            if name not in defined:
-                listed = ", ".join(names) or "(none)"
-                self._add(
-                    path,
-                    f"budget for an undefined connection {name!r}"
-                    f"{did_you_mean(name, names)}; defined connections: {listed}",
-                    key=True,
-                )
-                continue
-            conn = defined[name]
-            kind = conn.get("type") if isinstance(conn, dict) else None
-            if isinstance(kind, str) and kind not in BUDGETED_TYPES:
-                self._add(
-                    path,
-                    f"connection {name!r} is of type {kind!r}, which has no daily API allocation "
-                    f"to budget (budgets apply to {', '.join(sorted(BUDGETED_TYPES))}); remove "
-                    "this entry",
-                    key=True,
-                )
-                continue
-            auth = conn.get("auth") if isinstance(conn, dict) else None
-            if kind == "hubspot" and isinstance(auth, dict) and auth.get("method") == "oauth":
-                self._add(
-                    path,
-                    f"connection {name!r} is a HubSpot OAuth app, which HubSpot gives no daily "
-                    "call limit (only a burst limit): there is nothing to share; remove this "
-                    "entry, or use a private app token",
-                    key=True,
-                )
-                continue
-            quota = conn.get("daily_quota", _MARKETO_DAILY_QUOTA) if kind == "marketo" else None
-            if isinstance(quota, int) and int(quota * budget.daily_share) <= budget.reserve_calls:
-                self._add(
-                    path,
-                    f"the cap is {int(quota * budget.daily_share):,} - {budget.reserve_calls:,} "
-                    f"calls of Marketo's daily quota of {quota:,}: no call could ever run; "
-                    "raise daily_share or lower reserve_calls",
-                )
-                continue
-            if (
-                isinstance(conn, dict)
-                and "daily_budget_share" in conn
-                and isinstance(raw, dict)
-                and isinstance(raw.get(name), dict)
-                and "daily_share" in raw[name]
-            ):
-                self._add(
-                    (*path, "daily_share"),
-                    f"the share is also set as connections.{name}.daily_budget_share; keep one",
-                    key=True,
-                )
 
     # -- reporting --
 
