@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, and_, func, select
 
+from sync.durations import parse_duration
 from sync.ledger.models import (
     DeadLetterRow,
     DeadLetterStatus,
@@ -86,7 +87,6 @@ def read_conditions(
     lease_lost: Mapping[str, bool] | None = None,
 ) -> tuple[list[Condition], set[str]]:
     """The conditions the config's triggers ask for, and the triggers read completely."""
-    from sync.config import parse_duration
 
     triggers = config.alerts.triggers
     names = sorted(config.pipelines)

@@ -42,6 +42,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
+from sync.durations import duration_text
+
 __all__ = [
     "AlertsConfig",
     "Channel",
@@ -54,15 +56,6 @@ __all__ = [
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _duration(value: Any) -> str:
-    from sync.config import parse_duration
-
-    if not isinstance(value, str):
-        raise ValueError("expected a duration such as 30s, 15m, 2h or 1d")
-    parse_duration(value)
-    return value.strip()
 
 
 def _http_url(value: Any) -> Any:
@@ -131,8 +124,8 @@ class Triggers(_Strict):
     dead_letters: int | None = Field(default=None, ge=0)
     new_error_group: bool = True
     budget_share: float | None = Field(default=None, gt=0, le=1)
-    lag: Annotated[str, BeforeValidator(_duration)] | None = None
-    backlog_age: Annotated[str, BeforeValidator(_duration)] | None = None
+    lag: Annotated[str, BeforeValidator(duration_text)] | None = None
+    backlog_age: Annotated[str, BeforeValidator(duration_text)] | None = None
     lease_lost: bool = True
 
 

@@ -2,14 +2,13 @@
 
 Each section (ledger, logging, a pipeline and its schedule, a budget, mappings, sync_log, and the
 attribution and analytics sections with their writeback) is a strict pydantic model: unknown keys
-are refused. ``parse_duration`` reads the durations several sections take (``30s``, ``1h30m``).
+are refused. Durations (``30s``, ``1h30m``) are read by ``sync.durations``.
 ``ConfigFile`` is the top level; the loader (``sync.config.loader``) validates its sections of
 named entries (connections, pipelines, budgets) entry by entry.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -26,6 +25,7 @@ from pydantic import (
 from sync.alerts.settings import AlertsConfig
 from sync.analytics.settings import AnalyticsSettings
 from sync.attribution.settings import AttributionConfig
+from sync.durations import duration_text, parse_duration
 from sync.ui.settings import UiSettings
 from sync.writeback.settings import AttributionWriteback, SlaWriteback
 
@@ -48,28 +48,6 @@ __all__ = [
 PIPELINE_KINDS = (
     "touches", "dispositions", "reconcile", "recycle", "attribution", "sla-writeback",
 )  # fmt: skip
-
-_DURATION = re.compile(r"(?:\d+[smhd])+")
-_DURATION_PART = re.compile(r"(\d+)([smhd])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> timedelta:
-    """``30s``, ``15m``, ``2h``, ``1d`` or combinations (``1h30m``) as a timedelta."""
-    compact = text.strip()
-    if not _DURATION.fullmatch(compact):
-        raise ValueError("expected a duration such as 30s, 15m, 2h or 1d")
-    seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(compact))
-    if seconds <= 0:
-        raise ValueError("expected a duration greater than zero")
-    return timedelta(seconds=seconds)
-
-
-def _duration(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError("expected a duration such as 30s, 15m, 2h or 1d")
-    parse_duration(value)
-    return value.strip()
 
 
 def _crontab(value: Any) -> str:
@@ -136,7 +114,7 @@ class LoggingConfig(_Strict):
 class Schedule(_Strict):
     """When a pipeline runs: ``every`` (a duration) or ``cron`` (5 fields, in ``timezone``)."""
 
-    every: Annotated[str, BeforeValidator(_duration)] | None = None
+    every: Annotated[str, BeforeValidator(duration_text)] | None = None
     cron: Annotated[str, BeforeValidator(_crontab)] | None = None
     timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
 
@@ -208,7 +186,7 @@ class MappingsSection(_Strict):
     """The ``mappings:`` section: how long the cached CRM schema mappings are checked against
     stays fresh before ``sync`` / ``mappings validate`` read it from the org again."""
 
-    schema_max_age: Annotated[str, BeforeValidator(_duration)] = "24h"
+    schema_max_age: Annotated[str, BeforeValidator(duration_text)] = "24h"
 
     @property
     def max_age(self) -> timedelta:
@@ -219,7 +197,7 @@ class MappingsSection(_Strict):
 class SyncLogSection(_Strict):
     """The ``sync_log:`` section: how long the row-level sync log keeps each step."""
 
-    retention: Annotated[str, BeforeValidator(_duration)] = "30d"
+    retention: Annotated[str, BeforeValidator(duration_text)] = "30d"
 
     @property
     def keep(self) -> timedelta:
