@@ -17,7 +17,6 @@ measured last.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import tempfile
@@ -35,7 +34,6 @@ LETTERS = 100_000
 RUNS = 5_000
 UNDELIVERED = 5_000
 REPEAT = 15
-LAYOUT = "v2"  # bump when the ledger written here changes shape
 NOW = datetime.now(UTC).replace(microsecond=0)
 CHUNK = 20_000
 PASSWORD = "bench-operator-password"  # noqa: S105 - a throwaway user of a throwaway ledger
@@ -160,7 +158,9 @@ def _fill(engine: Any) -> dict[str, int]:
     return counts
 
 
-def _postgres_url() -> str | None:
+def _postgres_database(drop: bool = False) -> str | None:
+    """The benchmark's own PostgreSQL database (made fresh; ``drop``: removed), or None when
+    ``CLOSEDLOOP_TEST_POSTGRES_URL`` names no server."""
     base = os.environ.get("CLOSEDLOOP_TEST_POSTGRES_URL")
     if not base:
         return None
@@ -171,39 +171,22 @@ def _postgres_url() -> str | None:
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            exists = conn.execute(
-                text("SELECT 1 FROM pg_database WHERE datname = 'closedloop_bench_health'")
-            ).scalar()
-            if not exists:
+            conn.execute(text("DROP DATABASE IF EXISTS closedloop_bench_health WITH (FORCE)"))
+            if not drop:
                 conn.execute(text("CREATE DATABASE closedloop_bench_health"))
     finally:
         admin.dispose()
     return url.set(database="closedloop_bench_health").render_as_string(hide_password=False)
 
 
-def _ledger(url: str, marker: Path) -> tuple[dict[str, int], float | None]:
-    """Open (build when missing) the ledger at ``url``; its row counts and build seconds."""
-    from sqlalchemy import func, select
-
+def _ledger(url: str) -> tuple[dict[str, int], float]:
+    """Build the ledger at ``url``; its row counts and build seconds."""
     from sync.ledger import open_ledger
-    from sync.ledger.models import DeliveryRow
 
     engine = open_ledger(url)
     try:
-        if marker.exists():
-            counts = json.loads(marker.read_text(encoding="utf-8"))
-            with engine.connect() as conn:
-                table = DeliveryRow.__table__  # type: ignore[attr-defined]
-                if conn.execute(select(func.count()).select_from(table)).scalar() == counts.get(
-                    "delivery"
-                ):
-                    return counts, None
-        with engine.begin() as conn:
-            for name in ("delivery", "dead_letter", "sync_run", "cursor", "touch", "ui_audit"):
-                conn.exec_driver_sql(f"DELETE FROM {name}")  # noqa: S608 - fixed names
         started = time.perf_counter()
         counts = _fill(engine)
-        marker.write_text(json.dumps(counts), encoding="utf-8")
         return counts, time.perf_counter() - started
     finally:
         engine.dispose()
@@ -265,12 +248,11 @@ def _measure(backend: str, url: str, folder: Path) -> list[str]:
     from sync.ledger import open_ledger
     from sync.ui.app import UiApp
 
-    counts, built = _ledger(url, folder / f"counts-{backend}-{LAYOUT}.json")
+    counts, built = _ledger(url)
     lines = [
         f"{backend}: {counts.get('touch', 0):,} touches, {counts.get('delivery', 0):,} deliveries, "
         f"{counts.get('dead_letter', 0):,} dead letters ({LETTERS:,} open), "
-        f"{counts.get('sync_run', 0):,} runs "
-        + (f"(built in {built:.0f} s)" if built is not None else "(cached)")
+        f"{counts.get('sync_run', 0):,} runs " + f"(built in {built:.0f} s)"
     ]
     config = _config(folder / backend, url)
     engine = open_ledger(url)
@@ -351,13 +333,20 @@ def _refill(url: str) -> str:
 
 
 def run() -> list[str]:
-    """Build (or reuse) the ledgers, then time the page's views on SQLite and PostgreSQL."""
-    folder = Path(tempfile.gettempdir()) / "closedloop-bench-health"
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = _measure("sqlite", f"sqlite:///{folder / f'ledger-{LAYOUT}.db'}", folder)
-    postgres = _postgres_url()
-    if postgres is None:
-        lines.append("postgresql: skipped (set CLOSEDLOOP_TEST_POSTGRES_URL to measure it)")
-    else:
-        lines.extend(_measure("postgresql", postgres, folder))
+    """Build the ledgers in a temporary folder (and database), then time the page's views on
+    SQLite and PostgreSQL; both are removed afterwards."""
+    from sync.logs import configure_logging
+
+    configure_logging("warning")  # the page logs each sign-in at info
+    with tempfile.TemporaryDirectory(prefix="closedloop-bench-health-") as tmp:
+        folder = Path(tmp)
+        lines = _measure("sqlite", f"sqlite:///{folder / 'ledger.db'}", folder)
+        postgres = _postgres_database()
+        if postgres is None:
+            lines.append("postgresql: skipped (set CLOSEDLOOP_TEST_POSTGRES_URL to measure it)")
+            return lines
+        try:
+            lines.extend(_measure("postgresql", postgres, folder))
+        finally:
+            _postgres_database(drop=True)
     return lines
