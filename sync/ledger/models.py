@@ -167,7 +167,10 @@ class TouchRow(LedgerModel, table=True):
     """One marketing activity by one person, as pulled (the raw payload is kept)."""
 
     __tablename__ = "touch"
-    __table_args__ = (UniqueConstraint("source", "source_id"),)
+    __table_args__ = (
+        UniqueConstraint("source", "source_id"),
+        Index(None, "source", "id"),  # a pipeline's new touches, read by id range (touches.py)
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(unique=True)  # "<source>:<source_id>", the idempotency key of CRM writes

@@ -12,10 +12,13 @@ ledger already holds before the run fails with the pull's error.
 Deliver (``deliveries.Deliverer``), streaming through the ledger by touch id in batches of
 ``batch_size``: first the touches left ``intended`` by a crash or ``failed`` (held people,
 unanswered records), then the touches after the ``deliver`` cursor, the highest touch id whose
-fate is recorded. Batches are pipelined: while one batch is being pushed, the next is resolved
-and rendered; pushes in flight per CRM org are bounded by ``Connections.push_slots``. With the
-mapping's ``campaign_members`` on, each push also settles the Salesforce Campaign memberships of
-the touches it delivered (see ``deliveries`` for why a crash loses none).
+fate is recorded (read by keyset, see ``_new_batches``). Before the first batch, the people of
+all the new touches that neither the ledger nor the run knows are looked up in a few full CRM
+lookups (``Deliverer.resolve_ahead``), not one per batch. Batches are pipelined: while one
+batch is being pushed, the next is resolved and rendered; pushes in flight per CRM org are
+bounded by ``Connections.push_slots``. With the mapping's ``campaign_members`` on, each push
+also settles the Salesforce Campaign memberships of the touches it delivered (see
+``deliveries`` for why a crash loses none).
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, Select, select
 
 from connectors.base import Cursor
 from connectors.errors import ClosedloopError, ConfigError
@@ -39,7 +42,15 @@ if TYPE_CHECKING:
     from sync.mapping import CompiledMapping
     from sync.pipelines.runner import RunContext
 
-__all__ = ["DELIVER_STREAM", "PULL_STREAM", "cursor_value", "load_pipeline_mapping", "run_touches"]
+__all__ = [
+    "DELIVER_STREAM",
+    "PULL_STREAM",
+    "cursor_value",
+    "delivered_query",
+    "load_pipeline_mapping",
+    "new_touches_query",
+    "run_touches",
+]
 
 PULL_STREAM = "touches"
 DELIVER_STREAM = "deliver"
@@ -184,22 +195,41 @@ def _retry_batches(ctx: RunContext, source: str, sink: str, size: int) -> Iterat
 def _new_batches(
     ctx: RunContext, source: str, sink: str, size: int, after: int
 ) -> Iterator[list[Pending]]:
-    """Touches after the deliver cursor with no delivery to ``sink`` yet, by touch id."""
+    """Touches after the deliver cursor with no delivery to ``sink`` yet, by touch id.
+
+    Two keyset reads per batch, each an index range whatever the ledger holds (so a batch costs
+    the same at a million touches as at a thousand, on SQLite and PostgreSQL alike): the next
+    ``size`` touches of ``source`` after ``after`` (index ``touch (source, id)``), then which of
+    them already have a delivery to ``sink`` (the unique ``delivery (touch_id, sink)``, over the
+    batch's id range). No join: a planner cannot pick a plan that reads every delivery.
+    """
     while True:
         with ctx.engine.connect() as conn:
-            rows = conn.execute(
-                select(_TOUCH)
-                .outerjoin(
-                    _DELIVERY, and_(_DELIVERY.c.touch_id == _TOUCH.c.id, _DELIVERY.c.sink == sink)
-                )
-                .where(_TOUCH.c.source == source, _TOUCH.c.id > after, _DELIVERY.c.id.is_(None))
-                .order_by(_TOUCH.c.id)
-                .limit(size)
-            ).all()
-        if not rows:
-            return
-        after = rows[-1].id
-        yield [Pending(r.id, touch_from_row(r)) for r in rows]
+            rows = conn.execute(new_touches_query(source, after, size)).all()
+            if not rows:
+                return
+            after = rows[-1].id
+            delivered = set(conn.execute(delivered_query(sink, rows[0].id, rows[-1].id)).scalars())
+        batch = [Pending(r.id, touch_from_row(r)) for r in rows if r.id not in delivered]
+        if batch:
+            yield batch
+
+
+def new_touches_query(source: str, after: int, size: int) -> Select[Any]:
+    """The next ``size`` touches of ``source`` after touch id ``after`` (keyset by id)."""
+    return (
+        select(_TOUCH)
+        .where(_TOUCH.c.source == source, _TOUCH.c.id > after)
+        .order_by(_TOUCH.c.id)
+        .limit(size)
+    )
+
+
+def delivered_query(sink: str, first: int, last: int) -> Select[Any]:
+    """Ids of the touches ``first``..``last`` that have a delivery to ``sink``."""
+    return select(_DELIVERY.c.touch_id).where(
+        _DELIVERY.c.touch_id >= first, _DELIVERY.c.touch_id <= last, _DELIVERY.c.sink == sink
+    )
 
 
 def _deliver(ctx: RunContext, deliverer: _CursorDeliverer, source: str) -> None:
@@ -208,6 +238,19 @@ def _deliver(ctx: RunContext, deliverer: _CursorDeliverer, source: str) -> None:
     stored = ctx.load_cursor(DELIVER_STREAM)
     after = int(stored.value) if stored.value and stored.value.isdigit() else 0
     deliverer.ctx_cursor = after
+    # Every unseen person of the new touches in a few CRM lookups, not one per batch.
+    with ctx.engine.connect() as conn:
+        emails = (
+            conn.execute(
+                select(_TOUCH.c.email)
+                .where(_TOUCH.c.source == source, _TOUCH.c.id > after, _TOUCH.c.email.is_not(None))
+                .distinct()
+            )
+            .scalars()
+            .all()
+        )
+    deliverer.resolve_ahead(emails)
+    del emails
     in_flight_max = ctx.connections.push_limit(sink)
     inflight: deque[Future[None]] = deque()
     with ThreadPoolExecutor(max_workers=in_flight_max, thread_name_prefix="push") as pool:

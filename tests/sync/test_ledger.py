@@ -95,7 +95,7 @@ def test_upgrade_from_empty_creates_every_table(ledger_url: str) -> None:
 def test_current_reports_no_revision_before_and_head_after_upgrade(ledger_url: str) -> None:
     assert current(ledger_url) is None
     upgrade(ledger_url)
-    assert current(ledger_url) == head() == "0006"
+    assert current(ledger_url) == head() == "0011"
 
 
 def test_downgrade_to_base_drops_every_table_and_upgrade_works_again(ledger_url: str) -> None:

@@ -1,0 +1,32 @@
+"""Touches by source and id: a pipeline reads its new touches as an index range.
+
+Revision ID: 0011
+Revises: 0006
+Create Date: 2026-12-07
+
+Index ``ix_touch_source_id`` on ``touch (source, id)``: the touches pipeline reads the next batch
+of a source's touches after its deliver cursor (``source = ? AND id > ? ORDER BY id LIMIT n``),
+which without it scans every touch of the source (SQLite, through the ``(source, source_id)``
+unique index and a sort) or more, so each batch cost grew with the ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0011"
+down_revision: str | Sequence[str] | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    """Create ``ix_touch_source_id``."""
+    op.create_index(op.f("ix_touch_source_id"), "touch", ["source", "id"], unique=False)
+
+
+def downgrade() -> None:
+    """Drop ``ix_touch_source_id``."""
+    op.drop_index(op.f("ix_touch_source_id"), table_name="touch")
