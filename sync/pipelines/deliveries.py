@@ -3,7 +3,9 @@
 The exactly-once protocol for one batch of touches and one sink:
 
 1. resolve each email to a CRM person: the ledger's ``person`` rows first, then one batched
-   ``crm.resolve_people`` for the rest (results cached in ``person``); people the CRM does not
+   ``crm.resolve_people`` for the rest (results cached in ``person``; a touches run has looked
+   up the people of all its new touches before its first batch, ``resolve_ahead``, so a batch
+   seldom asks the CRM); people the CRM does not
    know are created (``crm.create_people``) or held, as the mapping's ``people.unknown`` says;
 2. digest and render every touch with the compiled mapping; a record the mapping cannot render
    becomes a dead letter of stage ``map``;
@@ -137,6 +139,9 @@ _LOOKUP_CHUNK = 500
 _TOUCH_KINDS = frozenset(kind.value for kind in TouchKind)
 # Emails remembered per run (resolved people and known misses); bounded for memory.
 _PEOPLE_CACHE_MAX = 50_000
+# Emails per CRM lookup of ``resolve_ahead``: Salesforce packs them into Composite calls of five
+# 100,000-character SOQL IN lists (about 3,000 addresses each) per object, Lead then Contact.
+AHEAD_CHUNK = 15_000
 
 
 @dataclass(frozen=True)
@@ -330,6 +335,9 @@ class Deliverer:
         self.audit = KeyAudit(ctx, crm, sink) if isinstance(crm, KeyedSink) else None
         # Run id -> when it finished (None: it never did), for ``_sent_by``.
         self._run_ends: dict[int, datetime | None] = {}
+        # Emails ``resolve_ahead`` asked the CRM for and it did not know: not asked again this
+        # run (the batches create or hold their people).
+        self._absent: set[str] = set()
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -382,7 +390,7 @@ class Deliverer:
         out.update(from_ledger)
         for email, person in from_ledger.items():
             self._cache(email, person)
-        ask = [e for e in unknown if e not in from_ledger]
+        ask = [e for e in unknown if e not in from_ledger and e not in self._absent]
         if ask:
             found = self._call(lambda: self.crm.resolve_people(ask))
             found = {k.strip().lower(): v for k, v in found.items()}
@@ -397,6 +405,36 @@ class Deliverer:
                 if person is not None:
                     out[email] = person
         return out
+
+    def resolve_ahead(self, emails: Iterable[str]) -> None:
+        """Look up, before the first batch, the people of ``emails`` (a run's new touches) that
+        neither the ledger nor this run knows: ``AHEAD_CHUNK`` at a time, so a run asks the CRM
+        in a few full lookups instead of one small one per batch. People found go to the ledger
+        (where the batches read them); the addresses the CRM lacks are remembered for the run,
+        so the batches create (or hold) their people without asking again."""
+        chunk: set[str] = set()
+        for email in emails:
+            if email and email.strip():
+                chunk.add(email.strip().lower())
+            if len(chunk) >= AHEAD_CHUNK:
+                self._ahead(sorted(chunk))
+                chunk.clear()
+        if chunk:
+            self._ahead(sorted(chunk))
+
+    def _ahead(self, emails: Sequence[str]) -> None:
+        fresh = [e for e in emails if e not in self._people and e not in self._absent]
+        known = self._from_ledger(fresh)
+        ask = [e for e in fresh if e not in known]
+        if not ask:
+            return
+        found = self._call(lambda: self.crm.resolve_people(ask))
+        found = {k.strip().lower(): v for k, v in found.items()}
+        if found:
+            with self.ctx.transaction() as conn:
+                upsert_people(conn, self.sink, found.values())
+        self.ctx.add("resolved", len(found))
+        self._absent.update(e for e in ask if e not in found)
 
     def _create(
         self, touches_by_email: Mapping[str, Touch]
