@@ -139,9 +139,10 @@ _LOOKUP_CHUNK = 500
 _TOUCH_KINDS = frozenset(kind.value for kind in TouchKind)
 # Emails remembered per run (resolved people and known misses); bounded for memory.
 _PEOPLE_CACHE_MAX = 50_000
-# Emails per CRM lookup of ``resolve_ahead``: Salesforce packs them into Composite calls of five
-# 100,000-character SOQL IN lists (about 3,000 addresses each) per object, Lead then Contact.
-AHEAD_CHUNK = 15_000
+# Emails per CRM lookup of ``resolve_ahead``: Salesforce packs them into 100,000-character SOQL
+# IN lists (about 3,000 addresses each), one per object (Lead, Contact), five per Composite
+# call, so 6,000 take one call; larger chunks save few calls and hold more answers in memory.
+AHEAD_CHUNK = 6_000
 
 
 @dataclass(frozen=True)

@@ -200,8 +200,8 @@ def _new_batches(
     Two keyset reads per batch, each an index range whatever the ledger holds (so a batch costs
     the same at a million touches as at a thousand, on SQLite and PostgreSQL alike): the next
     ``size`` touches of ``source`` after ``after`` (index ``touch (source, id)``), then which of
-    them already have a delivery to ``sink`` (the unique ``delivery (touch_id, sink)``, over the
-    batch's id range). No join: a planner cannot pick a plan that reads every delivery.
+    them already have a delivery to ``sink`` (the unique ``delivery (touch_id, sink)``, probed
+    with the batch's ids). No join: a planner cannot pick a plan that reads every delivery.
     """
     while True:
         with ctx.engine.connect() as conn:
@@ -209,7 +209,7 @@ def _new_batches(
             if not rows:
                 return
             after = rows[-1].id
-            delivered = set(conn.execute(delivered_query(sink, rows[0].id, rows[-1].id)).scalars())
+            delivered = set(conn.execute(delivered_query(sink, [r.id for r in rows])).scalars())
         batch = [Pending(r.id, touch_from_row(r)) for r in rows if r.id not in delivered]
         if batch:
             yield batch
@@ -225,10 +225,12 @@ def new_touches_query(source: str, after: int, size: int) -> Select[Any]:
     )
 
 
-def delivered_query(sink: str, first: int, last: int) -> Select[Any]:
-    """Ids of the touches ``first``..``last`` that have a delivery to ``sink``."""
+def delivered_query(sink: str, touch_ids: Sequence[int]) -> Select[Any]:
+    """Which of ``touch_ids`` have a delivery to ``sink``: one probe of the unique
+    ``delivery (touch_id, sink)`` each (an id range could span other sources' deliveries, and
+    ``sink =`` alone matches every delivery to the sink)."""
     return select(_DELIVERY.c.touch_id).where(
-        _DELIVERY.c.touch_id >= first, _DELIVERY.c.touch_id <= last, _DELIVERY.c.sink == sink
+        _DELIVERY.c.touch_id.in_(touch_ids), _DELIVERY.c.sink == sink
     )
 
 

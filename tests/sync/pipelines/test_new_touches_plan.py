@@ -15,7 +15,7 @@ from sync.pipelines.touches import delivered_query, new_touches_query
 
 def _fill(engine: Engine) -> None:
     """20,000 touches of two sources (webinar one in a hundred), the older half of marketo's
-    delivered; statistics fresh."""
+    delivered; PostgreSQL's statistics fresh."""
     start = datetime(2026, 5, 1, tzinfo=UTC)
     touches = [
         Touch(
@@ -36,7 +36,10 @@ def _fill(engine: Engine) -> None:
                 "WHERE source = 'marketo' AND id <= 10000"
             )
         )
-        conn.execute(text("ANALYZE"))
+        if engine.dialect.name == "postgresql":
+            # PostgreSQL's autovacuum keeps statistics; a SQLite ledger has none (nothing runs
+            # ANALYZE), which is where a plan without the index sorts a whole source per batch.
+            conn.execute(text("ANALYZE"))
 
 
 def _plan(engine: Engine, query: Select[object]) -> str:
@@ -68,11 +71,11 @@ def test_which_touches_of_a_batch_are_delivered_is_read_through_the_delivery_key
 ) -> None:
     _fill(ledger_engine)
 
-    plan = _plan(ledger_engine, delivered_query("salesforce", 1_801, 2_800))
+    plan = _plan(ledger_engine, delivered_query("salesforce", list(range(1_801, 1_900, 2))))
 
     if ledger_engine.dialect.name == "sqlite":
         assert "sqlite_autoindex_delivery" in plan, plan
-        assert "touch_id>" in plan, plan
+        assert "touch_id=? AND sink=?" in plan, plan
     else:
         assert "uq_delivery_touch_id_sink" in plan, plan
         assert "Seq Scan" not in plan, plan
