@@ -57,6 +57,8 @@ DELIVER_STREAM = "deliver"
 
 _TOUCH = TouchRow.__table__  # type: ignore[attr-defined]
 _DELIVERY = DeliveryRow.__table__  # type: ignore[attr-defined]
+# Touch ids per delivered check (bound parameters: SQLite allows 32,766, PostgreSQL 65,535).
+_PROBE_CHUNK = 5_000
 
 
 def cursor_value(moment: datetime) -> str:
@@ -209,7 +211,14 @@ def _new_batches(
             if not rows:
                 return
             after = rows[-1].id
-            delivered = set(conn.execute(delivered_query(sink, [r.id for r in rows])).scalars())
+            ids = [r.id for r in rows]
+            delivered = {
+                touch_id
+                for start in range(0, len(ids), _PROBE_CHUNK)
+                for touch_id in conn.execute(
+                    delivered_query(sink, ids[start : start + _PROBE_CHUNK])
+                ).scalars()
+            }
         batch = [Pending(r.id, touch_from_row(r)) for r in rows if r.id not in delivered]
         if batch:
             yield batch
