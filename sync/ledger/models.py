@@ -253,7 +253,12 @@ class PersonRow(LedgerModel, table=True):
     """A Lead or Contact as one CRM knows it (also the cache of email -> person lookups)."""
 
     __tablename__ = "person"
-    __table_args__ = (UniqueConstraint("crm", "external_id"),)
+    __table_args__ = (
+        UniqueConstraint("crm", "external_id"),
+        # "who is this email in this CRM?" (deliveries): without it SQLite reads every person of
+        # the CRM through (crm, external_id) for each lookup.
+        Index(None, "crm", "email"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     crm: str

@@ -67,7 +67,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import Connection, and_, bindparam, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, select, update
 from tenacity import (
     Retrying,
     retry_if_exception_type,
@@ -116,6 +116,7 @@ __all__ = [
     "Pending",
     "Prepared",
     "Rejection",
+    "live_people_query",
     "person_from_row",
     "touch_from_row",
     "touch_payload",
@@ -283,6 +284,18 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def live_people_query(crm: str, emails: Sequence[str]) -> Select[Any]:
+    """The live (not deleted, converted or merged) ``person`` rows of ``crm`` with ``emails``:
+    an index range of ``person (crm, email)``."""
+    return select(_PERSON).where(
+        _PERSON.c.crm == crm,
+        _PERSON.c.email.in_(emails),
+        _PERSON.c.deleted.is_(False),
+        _PERSON.c.converted.is_(False),
+        _PERSON.c.merged_into.is_(None),
+    )
+
+
 def upsert_people(conn: Connection, crm: str, people: Iterable[Person]) -> int:
     """Insert or refresh ``person`` rows keyed by (crm, external_id); returns rows written."""
     rows = {p.external_id: person_values(crm, p) for p in people if p.external_id}
@@ -352,15 +365,7 @@ class Deliverer:
         with self.ctx.engine.connect() as conn:
             for start in range(0, len(emails), _LOOKUP_CHUNK):
                 chunk = emails[start : start + _LOOKUP_CHUNK]
-                rows = conn.execute(
-                    select(_PERSON).where(
-                        _PERSON.c.crm == self.sink,
-                        _PERSON.c.email.in_(chunk),
-                        _PERSON.c.deleted.is_(False),
-                        _PERSON.c.converted.is_(False),
-                        _PERSON.c.merged_into.is_(None),
-                    )
-                )
+                rows = conn.execute(live_people_query(self.sink, chunk))
                 for row in rows:
                     person = person_from_row(row)
                     email = (row.email or "").lower()

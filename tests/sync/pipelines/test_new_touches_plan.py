@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, Select, text
 
-from connectors.base import Touch, TouchKind
+from connectors.base import Person, PersonKind, Touch, TouchKind
 from sync.ingest import store_touches
+from sync.pipelines.deliveries import live_people_query, upsert_people
 from sync.pipelines.touches import delivered_query, new_touches_query
 
 
@@ -79,3 +80,28 @@ def test_which_touches_of_a_batch_are_delivered_is_read_through_the_delivery_key
     else:
         assert "uq_delivery_touch_id_sink" in plan, plan
         assert "Seq Scan" not in plan, plan
+
+
+def test_the_people_of_a_batch_are_looked_up_by_crm_and_email(ledger_engine: Engine) -> None:
+    with ledger_engine.begin() as conn:
+        for crm in ("salesforce", "hubspot"):
+            upsert_people(
+                conn,
+                crm,
+                [
+                    Person(crm, f"{crm}{n}", PersonKind.LEAD, f"person{n}@example.com")
+                    for n in range(5_000)
+                ],
+            )
+        if ledger_engine.dialect.name == "postgresql":
+            conn.execute(text("ANALYZE"))
+
+    emails = [f"person{n}@example.com" for n in range(0, 5_000, 100)]
+    plan = _plan(ledger_engine, live_people_query("salesforce", emails))
+
+    # An email index, not the (crm, external_id) unique one: that reads every person of the CRM
+    # (SQLite's choice without statistics before ``person (crm, email)`` existed).
+    assert "ix_person_crm_email" in plan or "ix_person_email" in plan, plan
+    assert "autoindex_person" not in plan, plan
+    assert "uq_person" not in plan, plan
+    assert "Seq Scan" not in plan, plan
