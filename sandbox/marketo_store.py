@@ -226,6 +226,15 @@ class MarketoStore(CallLimits):
         self.activities.insert(at, activity)
         return activity
 
+    def clear_activities(self) -> None:
+        """Forget every activity and export, keeping leads and lists (benchmarks run several
+        scenarios on the same leads)."""
+        with self.lock:
+            self.activities.clear()
+            self._dates.clear()
+            self.exports.clear()
+            self._exported.clear()
+
     def plant_activity(self, activity: Any, at: datetime) -> None:
         """Test hook: serve ``activity`` exactly as given (malformed on purpose: no marketoGUID,
         an unreadable activityDate, a NUL in a value ...) among the activities of time ``at``.

@@ -29,7 +29,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, Table, and_, select
+from sqlalchemy import Connection, Engine, Table, TypeDecorator, and_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connectors.base import Touch, touch_key
@@ -53,6 +53,13 @@ __all__ = [
 _TOUCH: Table = TouchRow.__table__  # type: ignore[attr-defined]
 _DEAD: Table = DeadLetterRow.__table__  # type: ignore[attr-defined]
 _LOOKUP_CHUNK = 500
+# From this many touches PostgreSQL stores them through COPY and one merge (``_copy_merge``).
+_COPY_FROM = 64
+_STAGE = "closedloop_touch_stage"
+_STAGED = (
+    "key", "source", "source_id", "kind", "occurred_at", "email", "person_ref", "campaign",
+    "channel", "asset", "attributes", "raw", "pulled_at",
+)  # fmt: skip
 _KEY_REDACTOR = SecretRedactor()
 
 
@@ -132,9 +139,52 @@ def insert_touches(conn: Connection, touches: Iterable[Touch]) -> IngestResult:
         }
     if not rows:
         return IngestResult(0, seen_twice)
-    statement = _insert_for(conn, _TOUCH).on_conflict_do_nothing().returning(_TOUCH.c.key)
-    inserted = frozenset(conn.execute(statement, list(rows.values())).scalars())
+    if conn.dialect.name == "postgresql" and len(rows) >= _COPY_FROM:
+        inserted = _copy_merge(conn, list(rows.values()))
+    else:
+        statement = _insert_for(conn, _TOUCH).on_conflict_do_nothing().returning(_TOUCH.c.key)
+        inserted = frozenset(conn.execute(statement, list(rows.values())).scalars())
     return IngestResult(len(inserted), len(rows) - len(inserted) + seen_twice, inserted)
+
+
+def _copy_merge(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> frozenset[str]:
+    """PostgreSQL's bulk path: ``COPY`` the rows into a temporary staging table, then one
+    ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING key`` in the caller's transaction.
+
+    The rows go in input order (ids ascend as with the plain insert); each value passes its
+    column's own cleaning first (``process_bind_param``), as a bound parameter would. The staging
+    table lives per session and is emptied at every commit and before every use.
+    """
+    from psycopg.types.json import Jsonb
+
+    dialect = conn.dialect
+    cleaners = [
+        (name, column.type if isinstance(column.type, TypeDecorator) else None)
+        for name in _STAGED
+        for column in (_TOUCH.c[name],)
+    ]
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    names = ", ".join(_STAGED)
+    with raw.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} ON COMMIT DELETE ROWS AS "  # noqa: S608 - constant names
+            f"SELECT 0::bigint AS ord, {names} FROM touch WITH NO DATA; TRUNCATE {_STAGE}"
+        )
+        with cursor.copy(f"COPY {_STAGE} (ord, {names}) FROM STDIN") as copy:
+            for ord_, row in enumerate(rows):
+                values: list[Any] = [ord_]
+                for name, kind in cleaners:
+                    value = row[name]
+                    if kind is not None:
+                        value = kind.process_bind_param(value, dialect)
+                    values.append(Jsonb(value) if isinstance(value, dict | list) else value)
+                copy.write_row(values)
+        cursor.execute(
+            f"INSERT INTO touch ({names}) SELECT {names} FROM {_STAGE} ORDER BY ord "  # noqa: S608
+            "ON CONFLICT DO NOTHING RETURNING key"
+        )
+        return frozenset(row[0] for row in cursor.fetchall())
 
 
 def store_touches(engine: Engine, touches: Iterable[Touch]) -> IngestResult:

@@ -190,7 +190,10 @@ class TouchRow(LedgerModel, table=True):
     """One marketing activity by one person, as pulled (the raw payload is kept)."""
 
     __tablename__ = "touch"
-    __table_args__ = (UniqueConstraint("source", "source_id"),)
+    __table_args__ = (
+        UniqueConstraint("source", "source_id"),
+        Index(None, "source", "id"),  # a pipeline's new touches, read by id range (touches.py)
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(unique=True)  # "<source>:<source_id>", the idempotency key of CRM writes
@@ -273,7 +276,12 @@ class PersonRow(LedgerModel, table=True):
     """A Lead or Contact as one CRM knows it (also the cache of email -> person lookups)."""
 
     __tablename__ = "person"
-    __table_args__ = (UniqueConstraint("crm", "external_id"),)
+    __table_args__ = (
+        UniqueConstraint("crm", "external_id"),
+        # "who is this email in this CRM?" (deliveries): without it SQLite reads every person of
+        # the CRM through (crm, external_id) for each lookup.
+        Index(None, "crm", "email"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     crm: str

@@ -3,7 +3,9 @@
 The exactly-once protocol for one batch of touches and one sink:
 
 1. resolve each email to a CRM person: the ledger's ``person`` rows first, then one batched
-   ``crm.resolve_people`` for the rest (results cached in ``person``); people the CRM does not
+   ``crm.resolve_people`` for the rest (results cached in ``person``; a touches run has looked
+   up the people of all its new touches before its first batch, ``resolve_ahead``, so a batch
+   seldom asks the CRM); people the CRM does not
    know are created (``crm.create_people``) or held, as the mapping's ``people.unknown`` says;
 2. digest and render every touch with the compiled mapping; a record the mapping cannot render
    becomes a dead letter of stage ``map``;
@@ -82,7 +84,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import Connection, and_, bindparam, select, update
+from sqlalchemy import Connection, Select, and_, bindparam, select, update
 from tenacity import Retrying
 
 from connectors.base import (
@@ -131,6 +133,7 @@ __all__ = [
     "Pending",
     "Prepared",
     "Rejection",
+    "live_people_query",
     "person_from_row",
     "source_person",
     "touch_from_row",
@@ -152,6 +155,10 @@ _LOOKUP_CHUNK = 500
 _TOUCH_KINDS = frozenset(kind.value for kind in TouchKind)
 # Emails remembered per run (resolved people and known misses); bounded for memory.
 _PEOPLE_CACHE_MAX = 50_000
+# Emails per CRM lookup of ``resolve_ahead``: Salesforce packs them into 100,000-character SOQL
+# IN lists (about 3,000 addresses each), one per object (Lead, Contact), five per Composite
+# call, so 6,000 take one call; larger chunks save few calls and hold more answers in memory.
+AHEAD_CHUNK = 6_000
 
 
 @dataclass(frozen=True)
@@ -335,6 +342,18 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def live_people_query(crm: str, emails: Sequence[str]) -> Select[Any]:
+    """The live (not deleted, converted or merged) ``person`` rows of ``crm`` with ``emails``:
+    an index range of ``person (crm, email)``."""
+    return select(_PERSON).where(
+        _PERSON.c.crm == crm,
+        _PERSON.c.email.in_(emails),
+        _PERSON.c.deleted.is_(False),
+        _PERSON.c.converted.is_(False),
+        _PERSON.c.merged_into.is_(None),
+    )
+
+
 def upsert_people(conn: Connection, crm: str, people: Iterable[Person]) -> int:
     """Insert or refresh ``person`` rows keyed by (crm, external_id); returns rows written."""
     rows = {p.external_id: person_values(crm, p) for p in people if p.external_id}
@@ -388,6 +407,9 @@ class Deliverer:
         self._run_ends: dict[int, datetime | None] = {}
         # Emails whose person fields this run has settled (created or updated): once a run.
         self._fields_done: set[str] = set()
+        # Emails ``resolve_ahead`` asked the CRM for and it did not know: not asked again this
+        # run (the batches create or hold their people).
+        self._absent: set[str] = set()
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -401,15 +423,7 @@ class Deliverer:
         with self.ctx.engine.connect() as conn:
             for start in range(0, len(emails), _LOOKUP_CHUNK):
                 chunk = emails[start : start + _LOOKUP_CHUNK]
-                rows = conn.execute(
-                    select(_PERSON).where(
-                        _PERSON.c.crm == self.sink,
-                        _PERSON.c.email.in_(chunk),
-                        _PERSON.c.deleted.is_(False),
-                        _PERSON.c.converted.is_(False),
-                        _PERSON.c.merged_into.is_(None),
-                    )
-                )
+                rows = conn.execute(live_people_query(self.sink, chunk))
                 for row in rows:
                     person = person_from_row(row)
                     email = (row.email or "").lower()
@@ -440,7 +454,7 @@ class Deliverer:
         out.update(from_ledger)
         for email, person in from_ledger.items():
             self._cache(email, person)
-        ask = [e for e in unknown if e not in from_ledger]
+        ask = [e for e in unknown if e not in from_ledger and e not in self._absent]
         if ask:
             found = self._call(lambda: self.crm.resolve_people(ask))
             found = {k.strip().lower(): v for k, v in found.items()}
@@ -455,6 +469,36 @@ class Deliverer:
                 if person is not None:
                     out[email] = person
         return out
+
+    def resolve_ahead(self, emails: Iterable[str]) -> None:
+        """Look up, before the first batch, the people of ``emails`` (a run's new touches) that
+        neither the ledger nor this run knows: ``AHEAD_CHUNK`` at a time, so a run asks the CRM
+        in a few full lookups instead of one small one per batch. People found go to the ledger
+        (where the batches read them); the addresses the CRM lacks are remembered for the run,
+        so the batches create (or hold) their people without asking again."""
+        chunk: set[str] = set()
+        for email in emails:
+            if email and email.strip():
+                chunk.add(email.strip().lower())
+            if len(chunk) >= AHEAD_CHUNK:
+                self._ahead(sorted(chunk))
+                chunk.clear()
+        if chunk:
+            self._ahead(sorted(chunk))
+
+    def _ahead(self, emails: Sequence[str]) -> None:
+        fresh = [e for e in emails if e not in self._people and e not in self._absent]
+        known = self._from_ledger(fresh)
+        ask = [e for e in fresh if e not in known]
+        if not ask:
+            return
+        found = self._call(lambda: self.crm.resolve_people(ask))
+        found = {k.strip().lower(): v for k, v in found.items()}
+        if found:
+            with self.ctx.transaction() as conn:
+                upsert_people(conn, self.sink, found.values())
+        self.ctx.add("resolved", len(found))
+        self._absent.update(e for e in ask if e not in found)
 
     def _create(
         self, touches_by_email: Mapping[str, Touch]

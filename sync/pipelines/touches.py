@@ -20,10 +20,13 @@ ledger keeps touches by source and every sink's delivery reads them from there.
 Deliver (``deliveries.Deliverer``), streaming through the ledger by touch id in batches of
 ``batch_size``: first the touches left ``intended`` by a crash or ``failed`` (held people,
 unanswered records), then the touches after the ``deliver`` cursor, the highest touch id whose
-fate is recorded. Batches are pipelined: while one batch is being pushed, the next is resolved
-and rendered; pushes in flight per CRM org are bounded by ``Connections.push_slots``. With the
-mapping's ``campaign_members`` on, each push also settles the Salesforce Campaign memberships of
-the touches it delivered (see ``deliveries`` for why a crash loses none).
+fate is recorded (read by keyset, see ``_new_batches``). Before the first batch, the people of
+all the new touches that neither the ledger nor the run knows are looked up in a few full CRM
+lookups (``Deliverer.resolve_ahead``), not one per batch. Batches are pipelined: while one
+batch is being pushed, the next is resolved and rendered; pushes in flight per CRM org are
+bounded by ``Connections.push_slots``. With the mapping's ``campaign_members`` on, each push
+also settles the Salesforce Campaign memberships of the touches it delivered (see
+``deliveries`` for why a crash loses none).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import Connection, Select, select
 
 from connectors.base import Cursor
 from connectors.errors import ClosedloopError, ConfigError
@@ -55,7 +58,9 @@ __all__ = [
     "DELIVER_STREAM",
     "PULLED_STREAM",
     "PULL_STREAM",
+    "delivered_query",
     "load_pipeline_mapping",
+    "new_touches_query",
     "run_touches",
     "source_key",
 ]
@@ -70,6 +75,8 @@ log = structlog.get_logger(__name__)
 
 _TOUCH = TouchRow.__table__  # type: ignore[attr-defined]
 _DELIVERY = DeliveryRow.__table__  # type: ignore[attr-defined]
+# Touch ids per delivered check (bound parameters: SQLite allows 32,766, PostgreSQL 65,535).
+_PROBE_CHUNK = 5_000
 
 
 def load_pipeline_mapping(ctx: RunContext) -> CompiledMapping:
@@ -260,22 +267,50 @@ def _retry_batches(ctx: RunContext, source: str, sink: str, size: int) -> Iterat
 def _new_batches(
     ctx: RunContext, source: str, sink: str, size: int, after: int
 ) -> Iterator[list[Pending]]:
-    """Touches after the deliver cursor with no delivery to ``sink`` yet, by touch id."""
+    """Touches after the deliver cursor with no delivery to ``sink`` yet, by touch id.
+
+    Two keyset reads per batch, each an index range whatever the ledger holds (so a batch costs
+    the same at a million touches as at a thousand, on SQLite and PostgreSQL alike): the next
+    ``size`` touches of ``source`` after ``after`` (index ``touch (source, id)``), then which of
+    them already have a delivery to ``sink`` (the unique ``delivery (touch_id, sink)``, probed
+    with the batch's ids). No join: a planner cannot pick a plan that reads every delivery.
+    """
     while True:
         with ctx.engine.connect() as conn:
-            rows = conn.execute(
-                select(_TOUCH)
-                .outerjoin(
-                    _DELIVERY, and_(_DELIVERY.c.touch_id == _TOUCH.c.id, _DELIVERY.c.sink == sink)
-                )
-                .where(_TOUCH.c.source == source, _TOUCH.c.id > after, _DELIVERY.c.id.is_(None))
-                .order_by(_TOUCH.c.id)
-                .limit(size)
-            ).all()
-        if not rows:
-            return
-        after = rows[-1].id
-        yield [Pending(r.id, touch_from_row(r)) for r in rows]
+            rows = conn.execute(new_touches_query(source, after, size)).all()
+            if not rows:
+                return
+            after = rows[-1].id
+            ids = [r.id for r in rows]
+            delivered = {
+                touch_id
+                for start in range(0, len(ids), _PROBE_CHUNK)
+                for touch_id in conn.execute(
+                    delivered_query(sink, ids[start : start + _PROBE_CHUNK])
+                ).scalars()
+            }
+        batch = [Pending(r.id, touch_from_row(r)) for r in rows if r.id not in delivered]
+        if batch:
+            yield batch
+
+
+def new_touches_query(source: str, after: int, size: int) -> Select[Any]:
+    """The next ``size`` touches of ``source`` after touch id ``after`` (keyset by id)."""
+    return (
+        select(_TOUCH)
+        .where(_TOUCH.c.source == source, _TOUCH.c.id > after)
+        .order_by(_TOUCH.c.id)
+        .limit(size)
+    )
+
+
+def delivered_query(sink: str, touch_ids: Sequence[int]) -> Select[Any]:
+    """Which of ``touch_ids`` have a delivery to ``sink``: one probe of the unique
+    ``delivery (touch_id, sink)`` each (an id range could span other sources' deliveries, and
+    ``sink =`` alone matches every delivery to the sink)."""
+    return select(_DELIVERY.c.touch_id).where(
+        _DELIVERY.c.touch_id.in_(touch_ids), _DELIVERY.c.sink == sink
+    )
 
 
 def _deliver(ctx: RunContext, deliverer: _CursorDeliverer, source: str) -> None:
@@ -284,6 +319,19 @@ def _deliver(ctx: RunContext, deliverer: _CursorDeliverer, source: str) -> None:
     stored = ctx.load_cursor(DELIVER_STREAM)
     after = int(stored.value) if stored.value and stored.value.isdigit() else 0
     deliverer.ctx_cursor = after
+    # Every unseen person of the new touches in a few CRM lookups, not one per batch.
+    with ctx.engine.connect() as conn:
+        emails = (
+            conn.execute(
+                select(_TOUCH.c.email)
+                .where(_TOUCH.c.source == source, _TOUCH.c.id > after, _TOUCH.c.email.is_not(None))
+                .distinct()
+            )
+            .scalars()
+            .all()
+        )
+    deliverer.resolve_ahead(emails)
+    del emails
     in_flight_max = ctx.connections.push_limit(sink)
     inflight: deque[Future[None]] = deque()
     with ThreadPoolExecutor(max_workers=in_flight_max, thread_name_prefix="push") as pool:

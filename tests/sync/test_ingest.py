@@ -106,6 +106,34 @@ def test_unstorable_text_in_raw_payloads_is_escaped_not_fatal(ledger_engine: Eng
     assert raw == {"note": "nul\\x00here", "bytes": "M\\udcfcller", "n": "nan"}
 
 
+def test_a_large_batch_tells_which_touches_were_new_and_stores_them_cleaned_in_order(
+    ledger_engine: Engine,
+) -> None:
+    # 300 touches: past the size from which PostgreSQL stores them through COPY and one merge.
+    store_touches(ledger_engine, [_touch(f"t{n}", campaign="first") for n in range(0, 300, 3)])
+    batch = [
+        _touch(f"t{n}", email=f"  Person{n}@Example.COM ", campaign=f"c{n}\x07",
+               attributes={"n": n, "note": "tab\there"},
+               raw={"note": "nul\x00here", "bytes": "M\udcfcller", "nan": float("nan")})
+        for n in range(300)
+    ]  # fmt: skip
+
+    result = store_touches(ledger_engine, [*batch, batch[1]])
+
+    assert result.inserted_keys == {f"expo:t{n}" for n in range(300) if n % 3}
+    assert (result.inserted, result.duplicates) == (200, 101)
+    with ledger_engine.connect() as conn:
+        rows = conn.execute(select(TouchRow).order_by(TouchRow.id)).all()  # type: ignore[arg-type]
+    fresh = [r for r in rows if r.key in result.inserted_keys]
+    assert [r.source_id for r in fresh] == [f"t{n}" for n in range(300) if n % 3]
+    first = fresh[0]
+    assert (first.email, first.campaign) == ("person1@example.com", "c1")
+    assert first.attributes == {"n": 1, "note": "tab\there"}
+    assert first.raw == {"note": "nul\\x00here", "bytes": "M\\udcfcller", "nan": "nan"}
+    assert first.occurred_at == datetime(2024, 5, 14, 9, tzinfo=UTC)
+    assert {r.campaign for r in rows if r.key not in result.inserted_keys} == {"first"}
+
+
 def test_dead_letters_are_written_once_while_open_and_never_hold_secrets(
     ledger_engine: Engine,
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from typing import Any
 
@@ -359,3 +360,28 @@ def test_a_new_email_becomes_a_lead_with_the_rows_name_company_title_and_country
             )
         ).one()
     assert tuple(person) == ("Jürgen", "Müller", "Bäcker GmbH")  # the ledger's person too
+
+
+def test_people_new_to_the_ledger_are_looked_up_in_one_call_for_the_whole_run(
+    workspace_factory: Any,
+) -> None:
+    # 10,000 scans of 500 people the org knows and the ledger does not, 20 each in random
+    # order, pushed in batches of 1,000: each batch meets people no batch before it met, but
+    # the run looks them all up in one call (500 emails fit one Composite call): 10 pushes + 1.
+    ws = workspace_factory({PIPELINE: badge_pipeline(batch_size=1000)})
+    *people, first = known_emails(ws.sandbox, 501)
+    assert len(people) == 500
+    assert ws.import_badges(badge_rows([first], start=90_000)) == 1
+    assert run_pipeline(ws.config, PIPELINE, ws.engine).state == "succeeded"  # schema cached
+    emails = [email for email in people for _ in range(20)]
+    random.Random(18).shuffle(emails)
+    assert ws.import_badges(badge_rows(emails)) == 10_000
+    ws.sandbox.state.reset_counters()
+
+    run = run_pipeline(ws.config, PIPELINE, ws.engine)
+
+    assert run.state == "succeeded", run.error
+    assert run.count("pushed") == 10_000
+    assert run.count("created_people") == 0
+    calls = ws.sandbox.state.counts("salesforce")
+    assert sum(n for endpoint, n in calls.items() if endpoint != "oauth_token") <= 11, calls

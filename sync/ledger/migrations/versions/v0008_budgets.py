@@ -1,7 +1,7 @@
 """Budgets: API calls per connection per vendor day.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-07
 
 Table ``api_usage``, one row per connection and vendor day (unique together): the calls

@@ -1,7 +1,7 @@
 """Wake-ups: a counter per touch source, raised when new touches of that source are stored.
 
 Revision ID: 0012
-Revises: 0006
+Revises: 0011
 Create Date: 2026-12-07
 
 Table ``wakeup``, one row per source name: ``generation`` grows by one each time a webhook
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
-down_revision: str | Sequence[str] | None = "0010"
+down_revision: str | Sequence[str] | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """Attribution runs remember the state of their inputs, so an unchanged re-run is checked first.
 
 Revision ID: 0013
-Revises: 0006
+Revises: 0012
 Create Date: 2026-12-07
 
 Column ``attribution_run.input_state``: a digest of what the run read, taken cheaply (the touch
