@@ -27,7 +27,7 @@ from tests.sync.pipelines.conftest import (
 from tests.sync.test_serve import metric
 
 PIPELINE = "badges-to-salesforce"
-TOUCHES = 12
+TOUCHES = 30  # 15 pushes of 2 after one lookup: past the cap of 10 calls
 
 
 def _with_budget(ws: Workspace, **budget: Any) -> Workspace:
@@ -86,15 +86,19 @@ def test_a_sync_stops_at_the_daily_cap_and_the_next_day_delivers_the_rest_once(
     assert metric(text, "closedloop_api_budget_cap_calls", connection="salesforce") == 10
     used = metric(text, "closedloop_api_budget_used_calls", connection="salesforce")
     assert used is not None
-    assert used >= 10
+    assert used >= 9  # touches stop at the cap less the 10% kept for dispositions
     forecast = metric(text, "closedloop_api_budget_forecast_calls", connection="salesforce")
     assert forecast is not None
     assert forecast >= used
 
-    # Again the same day: nothing runs (the vendor says the cap is reached), nothing is lost.
+    # Again the same day: Salesforce's allocation is a rolling window, so only the answer to
+    # the run's first call says it is still spent; the run stops there (the batch already in
+    # flight with it may go out too) and nothing is lost.
+    before = store.api_used
     again = _cli(ws, "sync")
     assert again.exit_code == EXIT_BUDGET, again.output
-    assert {k: v for k, v in ws.deliveries().items() if v[0] == "confirmed"} == delivered
+    assert store.api_used <= before + 2
+    assert len([v for v in ws.deliveries().values() if v[0] == "confirmed"]) <= len(delivered) + 4
 
     _new_vendor_day(ws)
     second = _cli(ws, "sync")
