@@ -2,4 +2,5 @@
 
 from sync.cli import main
 
-main()
+if __name__ == "__main__":  # importing the module (the image's byte-compile walk) runs nothing
+    main()
