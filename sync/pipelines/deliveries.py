@@ -70,12 +70,14 @@ committed with the intents of step 3, so a replay of the batch finds them and wr
 crash between the CRM write and that commit costs one read on the replay. An opt-out the CRM
 refuses is a dead letter of stage ``push`` keyed by the touch (its payload names ``opt_out``);
 replaying it tries the opt-out again.
+
+The conversions between ledger rows and connector records live in ``sync.pipelines.rows``;
+the person-field updates in ``sync.pipelines.person_updates`` (``PersonUpdates``, a mixin of
+``Deliverer``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -95,7 +97,6 @@ from connectors.base import (
     MemberResult,
     Person,
     PersonKind,
-    PersonUpdate,
     RenderedTouch,
     Touch,
     TouchKind,
@@ -117,8 +118,12 @@ from sync.ledger.models import (
 from sync.ledger.types import utcnow
 from sync.mapping.digest import is_digest
 from sync.pipelines.keyaudit import KeyAudit
+from sync.pipelines.person_updates import PersonUpdates
 from sync.pipelines.rows import (
+    _LOOKUP_CHUNK,
+    _email,
     _plain,
+    _text,
     live_people_query,
     person_from_row,
     source_person,
@@ -160,7 +165,6 @@ _OPT_OUT = OptOutRow.__table__  # type: ignore[attr-defined]
 HELD = "held: the CRM does not know this person yet (mapping says hold)"
 # Transient failures of a CRM call are retried this many times in all before the run fails.
 CALL_ATTEMPTS = 4
-_LOOKUP_CHUNK = 500
 # Emails remembered per run (resolved people and known misses); bounded for memory.
 _PEOPLE_CACHE_MAX = 50_000
 # Emails per CRM lookup of ``resolve_ahead``: Salesforce packs them into 100,000-character SOQL
@@ -218,7 +222,7 @@ def _retrying() -> Retrying:
     return RetryPolicy(attempts=CALL_ATTEMPTS, backoff_s=0.25, backoff_max_s=8.0).retrying()
 
 
-class Deliverer:
+class Deliverer(PersonUpdates):
     """Resolves, maps and pushes batches of stored touches to one CRM for one pipeline."""
 
     def __init__(self, ctx: RunContext, crm: Crm, sink: str, mapping: CompiledMapping) -> None:
@@ -796,118 +800,6 @@ class Deliverer:
         self._update_people(people, ready)
         return ready, held
 
-    def _update_people(self, people: Mapping[str, Person], ready: Sequence[Touch]) -> None:
-        """Apply the mapping's ``people.fields`` rules to the people of ``ready`` touches that
-        the CRM already had: one batched read of the CRM's values, one batched update."""
-        rules = [
-            r for r in self.mapping.person_rules if r.direction != "from_crm" and r.rule != "never"
-        ]
-        read = getattr(self.crm, "read_person_fields", None)
-        write = getattr(self.crm, "update_people", None)
-        if not rules or read is None or write is None:
-            return
-        newest: dict[str, Person] = {}
-        for touch in sorted(ready, key=lambda t: (t.occurred_at, t.key)):
-            email = _email(touch)
-            person = people.get(email)
-            if email in self._fields_done or person is None or not person.external_id:
-                continue
-            given = source_person(touch, email)
-            if given is not None:
-                newest[email] = given  # the newest touch's person wins
-        if not newest:
-            return
-        self._fields_done.update(newest)
-        digests = {email: self._fields_digest(given) for email, given in newest.items()}
-        settled = self._settled_digests([people[email].external_id for email in newest])
-        newest = {
-            email: given
-            for email, given in newest.items()
-            if settled.get(people[email].external_id) != digests[email]
-        }
-        if not newest:
-            return
-        targets = [people[email] for email in newest]
-        self.ctx.add("people_checked", len(targets))
-        fields = list(dict.fromkeys(r.crm_field for r in rules))
-        two_way = [r.crm_field for r in rules if r.direction == "both"]
-        snapshots = self._call(lambda: read(targets, fields, two_way))
-        updates: list[PersonUpdate] = []
-        unchanged: list[str] = []
-        for email, given in newest.items():
-            person = people[email]
-            snapshot = snapshots.get(person.external_id)
-            if snapshot is None:  # gone from the CRM since it was resolved
-                continue
-            current = replace(
-                person, first_name=None, last_name=None, company=None, owner_id=None,
-                status=None, lead_source=None, lifecycle_stage=None,
-                fields=dict(snapshot.values), updated_at=snapshot.updated_at,
-            )  # fmt: skip
-            plan = self.mapping.plan_person(given, current, snapshot.changed_at)
-            # Only fields the record has (a Contact has no Company): the snapshot holds those.
-            values = {k: v for k, v in plan.crm_updates.items() if k in snapshot.values}
-            if values:
-                updates.append(PersonUpdate(person, values))
-            else:
-                unchanged.append(email)
-        refusals = {
-            (r.key or ""): r for r in self._call(lambda: write(updates)) if r.key is not None
-        } if updates else {}  # fmt: skip
-        for email, why in refusals.items():
-            log.warning("person update refused", sink=self.sink, email=email, code=why.code,
-                        reason=str(why))  # fmt: skip
-        done = [u for u in updates if (u.person.email or "").lower() not in refusals]
-        merged = [_with_values(u.person, u.values) for u in done]
-        settled_now = {
-            people[email].external_id: digests[email]
-            for email in [*unchanged, *((u.person.email or "").lower() for u in done)]
-        }
-        with self.ctx.transaction() as conn:
-            if merged:
-                upsert_people(conn, self.sink, merged)
-            self._settled(conn, settled_now)
-        for person in merged:
-            self._cache((person.email or "").lower(), person)
-        self.ctx.add("people_updated", len(done))
-        self.ctx.add("person_updates_refused", len(refusals))
-
-    def _fields_digest(self, given: Person) -> str:
-        """What settling ``given`` depends on: its values and time, and the mapping's rules."""
-        rules = [
-            (r.crm_field, r.source_path, r.direction, r.rule) for r in self.mapping.person_rules
-        ]
-        person = [given.first_name, given.last_name, given.company, dict(given.fields)]
-        stamp = given.updated_at.isoformat() if given.updated_at else None
-        text = json.dumps([rules, person, stamp], sort_keys=True, default=str)
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
-
-    def _settled(self, conn: Connection, digests: Mapping[str, str]) -> None:
-        """Record that these CRM people (by id) were settled against these source digests."""
-        if not digests:
-            return
-        conn.execute(
-            update(_PERSON)
-            .where(_PERSON.c.crm == self.sink, _PERSON.c.external_id == bindparam("xid"))
-            .values(fields_digest=bindparam("digest")),
-            [{"xid": xid, "digest": digest} for xid, digest in digests.items()],
-        )
-
-    def _settled_digests(self, external_ids: Sequence[str]) -> dict[str, str]:
-        """The ledger's ``fields_digest`` of these CRM people (those that have one)."""
-        out: dict[str, str] = {}
-        with self.ctx.engine.connect() as conn:
-            for start in range(0, len(external_ids), _LOOKUP_CHUNK):
-                rows = conn.execute(
-                    select(_PERSON.c.external_id, _PERSON.c.fields_digest).where(
-                        _PERSON.c.crm == self.sink,
-                        _PERSON.c.external_id.in_(external_ids[start : start + _LOOKUP_CHUNK]),
-                        _PERSON.c.fields_digest.is_not(None),
-                    )
-                )
-                out.update({row.external_id: row.fields_digest for row in rows})
-        return out
-
     def _not_created(self, work: _Batch, p: Pending, why: RecordRejected | None) -> None:
         """Set aside a touch whose person the CRM did not create: pending when the CRM said
         "not now", else a dead letter with the CRM's answer."""
@@ -1291,26 +1183,3 @@ class _Batch:
         rejection = Rejection(pending.touch.key, code, reason, touch_payload(pending.touch))
         self.rejects.append((pending.touch_id, rejection, stage.value))
         self.rejected.add(pending.touch.key)
-
-
-def _with_values(person: Person, values: Mapping[str, Any]) -> Person:
-    """``person`` after the CRM fields ``values`` were written on it (for the ledger's copy)."""
-    return replace(
-        person,
-        first_name=_text(values, "FirstName", "firstname") or person.first_name,
-        last_name=_text(values, "LastName", "lastname") or person.last_name,
-        company=_text(values, "Company", "company") or person.company,
-        fields={**person.fields, **values},
-    )
-
-
-def _email(touch: Touch) -> str:
-    return (touch.email or "").strip().lower()
-
-
-def _text(fields: Mapping[str, Any], *names: str) -> str | None:
-    for name in names:
-        value = fields.get(name)
-        if isinstance(value, str) and value:
-            return value
-    return None

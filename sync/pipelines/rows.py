@@ -32,6 +32,7 @@ __all__ = [
 _PERSON = PersonRow.__table__  # type: ignore[attr-defined]
 
 _TOUCH_KINDS = frozenset(kind.value for kind in TouchKind)
+_LOOKUP_CHUNK = 500
 
 
 def touch_from_row(row: Any) -> Touch:
@@ -198,3 +199,15 @@ def upsert_people(conn: Connection, crm: str, people: Iterable[Person]) -> int:
         list(rows.values()),
     )
     return len(rows)
+
+
+def _email(touch: Touch) -> str:
+    return (touch.email or "").strip().lower()
+
+
+def _text(fields: Mapping[str, Any], *names: str) -> str | None:
+    for name in names:
+        value = fields.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
