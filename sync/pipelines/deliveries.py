@@ -72,8 +72,8 @@ refuses is a dead letter of stage ``push`` keyed by the touch (its payload names
 replaying it tries the opt-out again.
 
 The conversions between ledger rows and connector records live in ``sync.pipelines.rows``;
-the person-field updates in ``sync.pipelines.person_updates`` (``PersonUpdates``, a mixin of
-``Deliverer``).
+the person-field updates in ``sync.pipelines.person_updates`` (``PersonUpdates``) and the
+sync-log steps in ``sync.pipelines.delivery_log`` (``DeliveryLog``), mixins of ``Deliverer``.
 """
 
 from __future__ import annotations
@@ -117,10 +117,12 @@ from sync.ledger.models import (
 )
 from sync.ledger.types import utcnow
 from sync.mapping.digest import is_digest
+from sync.pipelines.delivery_log import DeliveryLog
 from sync.pipelines.keyaudit import KeyAudit
 from sync.pipelines.person_updates import PersonUpdates
 from sync.pipelines.rows import (
     _LOOKUP_CHUNK,
+    _PEOPLE_CACHE_MAX,
     _email,
     _plain,
     _text,
@@ -165,8 +167,6 @@ _OPT_OUT = OptOutRow.__table__  # type: ignore[attr-defined]
 HELD = "held: the CRM does not know this person yet (mapping says hold)"
 # Transient failures of a CRM call are retried this many times in all before the run fails.
 CALL_ATTEMPTS = 4
-# Emails remembered per run (resolved people and known misses); bounded for memory.
-_PEOPLE_CACHE_MAX = 50_000
 # Emails per CRM lookup of ``resolve_ahead``: Salesforce packs them into 100,000-character SOQL
 # IN lists (about 3,000 addresses each), one per object (Lead, Contact), five per Composite
 # call, so 6,000 take one call; larger chunks save few calls and hold more answers in memory.
@@ -222,7 +222,7 @@ def _retrying() -> Retrying:
     return RetryPolicy(attempts=CALL_ATTEMPTS, backoff_s=0.25, backoff_max_s=8.0).retrying()
 
 
-class Deliverer(PersonUpdates):
+class Deliverer(PersonUpdates, DeliveryLog):
     """Resolves, maps and pushes batches of stored touches to one CRM for one pipeline."""
 
     def __init__(self, ctx: RunContext, crm: Crm, sink: str, mapping: CompiledMapping) -> None:
@@ -994,87 +994,6 @@ class Deliverer(PersonUpdates):
         self.ctx.add("pushed", len(confirmed))
         self.ctx.add("failed", len(unanswered) + retried)
         self.ctx.progress("push", len(confirmed) + len(rejects) + len(unanswered) + retried)
-
-    # -- sync log ------------------------------------------------------------------------------
-
-    def _step(
-        self,
-        operation: str,
-        touch_key: str | None,
-        email: str | None,
-        *,
-        crm_id: str | None = None,
-        payload: Mapping[str, Any] | None = None,
-        answer: str | None = None,
-    ) -> LogEntry:
-        return LogEntry(
-            pipeline=self.ctx.name, crm=self.sink, operation=operation, touch_key=touch_key,
-            email=email, crm_id=crm_id, payload=payload, answer=answer, run_id=self.ctx.run_id,
-        )  # fmt: skip
-
-    def _prepare_log(self, work: _Batch, prepared: Prepared) -> list[LogEntry]:
-        """The sync log of a prepared batch: people matched (once per run), records filtered
-        out or refused before the push, records the key audit found in the CRM."""
-        entries = list(prepared.log)
-        emails = {_email(p.touch) for p in work.batch if p.touch.key not in work.rejected}
-        if len(self._matched) >= _PEOPLE_CACHE_MAX:
-            self._matched.clear()
-        for email in sorted((emails & work.people.keys()) - self._matched):
-            self._matched.add(email)
-            person = work.people[email]
-            how = "created" if email in work.created else "found"
-            entries.append(self._step(
-                "match", None, email, crm_id=person.external_id or None,
-                answer=f"{how} {person.kind.value} {person.external_id}",
-            ))  # fmt: skip
-        for _tid, rejection, stage in work.rejects:
-            address = rejection.payload.get("email")
-            entries.append(self._step(
-                "refuse", rejection.key, address if isinstance(address, str) else None,
-                answer=f"{stage}: {rejection.code}: {rejection.reason}",
-            ))  # fmt: skip
-        for key, crm_id in prepared.found.items():
-            entries.extend(
-                self._step("skip", touch_key, email, crm_id=crm_id,
-                           answer=f"{self.sink} already holds this record; not written again")
-                for touch_key, email in prepared.sources.get(key, [])
-            )  # fmt: skip
-        return entries
-
-    def _push_log(
-        self,
-        prepared: Prepared,
-        by_key: Mapping[str, DeliveryResult],
-        member_later: Mapping[str, str],
-    ) -> list[LogEntry]:
-        """The sync log of a pushed batch: one row per touch, with the payload sent and the
-        CRM's answer."""
-        entries: list[LogEntry] = []
-        for rendered in prepared.rendered:
-            result = by_key.get(rendered.key)
-            crm_id: str | None = None
-            if result is None:
-                operation, answer = "refuse", f"{self.sink} returned no result; will retry"
-            elif result.ok:
-                created = rendered.crm_id is None if result.created is None else result.created
-                operation = "create" if created else "update"
-                crm_id = result.crm_id
-                answer = f"ok: {operation}d {rendered.target} {crm_id or ''}".rstrip()
-                if rendered.key in member_later:
-                    answer += f"; {member_later[rendered.key]}"
-            else:
-                operation = "refuse"
-                answer = f"{result.error_code or 'REJECTED'}: {result.error_message or ''}".strip()
-                if result.retryable:
-                    answer += "; will retry"
-            payload = {"key": rendered.key, "target": rendered.target,
-                       "payload": dict(rendered.payload)}  # fmt: skip
-            entries.extend(
-                self._step(operation, touch_key, email, crm_id=crm_id, payload=payload,
-                           answer=answer)
-                for touch_key, email in prepared.sources.get(rendered.key, [])
-            )  # fmt: skip
-        return entries
 
     def _sync_members(
         self, claims: Sequence[MemberClaim]

@@ -33,6 +33,8 @@ _PERSON = PersonRow.__table__  # type: ignore[attr-defined]
 
 _TOUCH_KINDS = frozenset(kind.value for kind in TouchKind)
 _LOOKUP_CHUNK = 500
+# Emails remembered per run (resolved people and known misses); bounded for memory.
+_PEOPLE_CACHE_MAX = 50_000
 
 
 def touch_from_row(row: Any) -> Touch:
