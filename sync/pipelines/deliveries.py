@@ -70,21 +70,23 @@ committed with the intents of step 3, so a replay of the batch finds them and wr
 crash between the CRM write and that commit costs one read on the replay. An opt-out the CRM
 refuses is a dead letter of stage ``push`` keyed by the touch (its payload names ``opt_out``);
 replaying it tries the opt-out again.
+
+The conversions between ledger rows and connector records live in ``sync.pipelines.rows``;
+the person-field updates in ``sync.pipelines.person_updates`` (``PersonUpdates``) and the
+sync-log steps in ``sync.pipelines.delivery_log`` (``DeliveryLog``), mixins of ``Deliverer``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import Connection, Select, and_, bindparam, select, update
+from sqlalchemy import Connection, and_, bindparam, select, update
 from tenacity import Retrying
 
 from connectors.base import (
@@ -95,7 +97,6 @@ from connectors.base import (
     MemberResult,
     Person,
     PersonKind,
-    PersonUpdate,
     RenderedTouch,
     Touch,
     TouchKind,
@@ -116,7 +117,22 @@ from sync.ledger.models import (
 )
 from sync.ledger.types import utcnow
 from sync.mapping.digest import is_digest
+from sync.pipelines.delivery_log import DeliveryLog
 from sync.pipelines.keyaudit import KeyAudit
+from sync.pipelines.person_updates import PersonUpdates
+from sync.pipelines.rows import (
+    _LOOKUP_CHUNK,
+    _PEOPLE_CACHE_MAX,
+    _email,
+    _plain,
+    _text,
+    live_people_query,
+    person_from_row,
+    source_person,
+    touch_from_row,
+    touch_payload,
+    upsert_people,
+)
 from sync.synclog import LogEntry
 from sync.synclog import record as log_steps
 from sync.synclog import rows as log_rows
@@ -151,10 +167,6 @@ _OPT_OUT = OptOutRow.__table__  # type: ignore[attr-defined]
 HELD = "held: the CRM does not know this person yet (mapping says hold)"
 # Transient failures of a CRM call are retried this many times in all before the run fails.
 CALL_ATTEMPTS = 4
-_LOOKUP_CHUNK = 500
-_TOUCH_KINDS = frozenset(kind.value for kind in TouchKind)
-# Emails remembered per run (resolved people and known misses); bounded for memory.
-_PEOPLE_CACHE_MAX = 50_000
 # Emails per CRM lookup of ``resolve_ahead``: Salesforce packs them into 100,000-character SOQL
 # IN lists (about 3,000 addresses each), one per object (Lead, Contact), five per Composite
 # call, so 6,000 take one call; larger chunks save few calls and hold more answers in memory.
@@ -206,177 +218,11 @@ class Prepared:
     log: list[LogEntry] = field(default_factory=list)  # steps logged with the intents
 
 
-def touch_from_row(row: Any) -> Touch:
-    """A ledger ``touch`` row as the connector record type."""
-    return Touch(
-        source=row.source,
-        source_id=row.source_id,
-        kind=TouchKind(row.kind) if row.kind in _TOUCH_KINDS else TouchKind.OTHER,
-        occurred_at=row.occurred_at,
-        email=row.email,
-        person_ref=row.person_ref,
-        campaign=row.campaign,
-        channel=row.channel,
-        asset=row.asset,
-        attributes=row.attributes or {},
-        raw=row.raw or {},
-    )
-
-
-def touch_payload(touch: Touch) -> dict[str, Any]:
-    """The JSON form of a touch kept in its dead letter (enough to see what went wrong)."""
-    return {
-        "key": touch.key,
-        "source": touch.source,
-        "source_id": touch.source_id,
-        "kind": touch.kind.value,
-        "occurred_at": touch.occurred_at.isoformat(),
-        "email": touch.email,
-        "campaign": touch.campaign,
-        "channel": touch.channel,
-        "asset": touch.asset,
-        "attributes": dict(touch.attributes),
-    }
-
-
-# Person fields a touch may carry (``attributes["person"]``) that are not Person attributes:
-# the mapping reads them as person.fields.<name>.
-_PERSON_EXTRAS = ("title", "phone", "country")
-
-
-def source_person(touch: Touch, email: str) -> Person | None:
-    """The person of ``touch`` as its source knows them (``attributes["person"]``: names,
-    company, title, phone, country, ``updated_at``), or None when the touch carries none."""
-    given = touch.attributes.get("person")
-    if not isinstance(given, Mapping):
-        return None
-    named = {k: v.strip() for k, v in given.items() if isinstance(v, str) and v.strip()}
-    if not named.keys() - {"updated_at"}:
-        return None
-    updated_at = _parse_time(named.get("updated_at")) or touch.occurred_at
-    return Person(
-        source=touch.source,
-        external_id=touch.person_ref or email,
-        kind=PersonKind.LEAD,
-        email=email,
-        first_name=named.get("first_name"),
-        last_name=named.get("last_name"),
-        company=named.get("company"),
-        updated_at=updated_at,
-        fields={k: named[k] for k in _PERSON_EXTRAS if k in named},
-    )
-
-
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def person_from_row(row: Any) -> Person:
-    """A ledger ``person`` row as the connector record type."""
-    return Person(
-        source=row.crm,
-        external_id=row.external_id,
-        kind=PersonKind.CONTACT if row.kind == PersonKind.CONTACT.value else PersonKind.LEAD,
-        email=row.email,
-        first_name=row.first_name,
-        last_name=row.last_name,
-        company=row.company,
-        account_id=row.account_external_id,
-        owner_id=row.owner_id,
-        status=row.status,
-        lifecycle_stage=row.lifecycle_stage,
-        lead_source=row.lead_source,
-        score=row.score,
-        converted=bool(row.converted),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        fields=row.fields or {},
-    )
-
-
-def person_values(crm: str, person: Person) -> dict[str, Any]:
-    """The ``person`` row columns for a CRM person (used by every pipeline that sees people)."""
-    return {
-        "crm": crm,
-        "external_id": person.external_id,
-        "kind": person.kind.value,
-        "email": person.email,
-        "first_name": person.first_name,
-        "last_name": person.last_name,
-        "company": person.company,
-        "account_external_id": person.account_id,
-        "owner_id": person.owner_id,
-        "status": person.status,
-        "lifecycle_stage": person.lifecycle_stage,
-        "lead_source": person.lead_source,
-        "score": person.score,
-        "converted": person.converted,
-        "converted_contact_external_id": person.converted_contact_id,
-        "converted_account_external_id": person.converted_account_id,
-        "converted_opportunity_external_id": person.converted_opportunity_id,
-        "deleted": person.deleted,
-        "fields": _plain(dict(person.fields)),
-        "created_at": person.created_at,
-        "updated_at": person.updated_at,
-        "pulled_at": utcnow(),
-        # A refresh from the CRM means its values may have changed: settle the person again.
-        "fields_digest": None,
-    }
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return str(value)
-
-
-def live_people_query(crm: str, emails: Sequence[str]) -> Select[Any]:
-    """The live (not deleted, converted or merged) ``person`` rows of ``crm`` with ``emails``:
-    an index range of ``person (crm, email)``."""
-    return select(_PERSON).where(
-        _PERSON.c.crm == crm,
-        _PERSON.c.email.in_(emails),
-        _PERSON.c.deleted.is_(False),
-        _PERSON.c.converted.is_(False),
-        _PERSON.c.merged_into.is_(None),
-    )
-
-
-def upsert_people(conn: Connection, crm: str, people: Iterable[Person]) -> int:
-    """Insert or refresh ``person`` rows keyed by (crm, external_id); returns rows written."""
-    rows = {p.external_id: person_values(crm, p) for p in people if p.external_id}
-    if not rows:
-        return 0
-    statement = dialect_insert(conn, _PERSON)
-    refreshed = {
-        name: statement.excluded[name]
-        for name in next(iter(rows.values()))
-        if name not in ("crm", "external_id")
-    }
-    conn.execute(
-        statement.on_conflict_do_update(index_elements=["crm", "external_id"], set_=refreshed),
-        list(rows.values()),
-    )
-    return len(rows)
-
-
 def _retrying() -> Retrying:
     return RetryPolicy(attempts=CALL_ATTEMPTS, backoff_s=0.25, backoff_max_s=8.0).retrying()
 
 
-class Deliverer:
+class Deliverer(PersonUpdates, DeliveryLog):
     """Resolves, maps and pushes batches of stored touches to one CRM for one pipeline."""
 
     def __init__(self, ctx: RunContext, crm: Crm, sink: str, mapping: CompiledMapping) -> None:
@@ -954,118 +800,6 @@ class Deliverer:
         self._update_people(people, ready)
         return ready, held
 
-    def _update_people(self, people: Mapping[str, Person], ready: Sequence[Touch]) -> None:
-        """Apply the mapping's ``people.fields`` rules to the people of ``ready`` touches that
-        the CRM already had: one batched read of the CRM's values, one batched update."""
-        rules = [
-            r for r in self.mapping.person_rules if r.direction != "from_crm" and r.rule != "never"
-        ]
-        read = getattr(self.crm, "read_person_fields", None)
-        write = getattr(self.crm, "update_people", None)
-        if not rules or read is None or write is None:
-            return
-        newest: dict[str, Person] = {}
-        for touch in sorted(ready, key=lambda t: (t.occurred_at, t.key)):
-            email = _email(touch)
-            person = people.get(email)
-            if email in self._fields_done or person is None or not person.external_id:
-                continue
-            given = source_person(touch, email)
-            if given is not None:
-                newest[email] = given  # the newest touch's person wins
-        if not newest:
-            return
-        self._fields_done.update(newest)
-        digests = {email: self._fields_digest(given) for email, given in newest.items()}
-        settled = self._settled_digests([people[email].external_id for email in newest])
-        newest = {
-            email: given
-            for email, given in newest.items()
-            if settled.get(people[email].external_id) != digests[email]
-        }
-        if not newest:
-            return
-        targets = [people[email] for email in newest]
-        self.ctx.add("people_checked", len(targets))
-        fields = list(dict.fromkeys(r.crm_field for r in rules))
-        two_way = [r.crm_field for r in rules if r.direction == "both"]
-        snapshots = self._call(lambda: read(targets, fields, two_way))
-        updates: list[PersonUpdate] = []
-        unchanged: list[str] = []
-        for email, given in newest.items():
-            person = people[email]
-            snapshot = snapshots.get(person.external_id)
-            if snapshot is None:  # gone from the CRM since it was resolved
-                continue
-            current = replace(
-                person, first_name=None, last_name=None, company=None, owner_id=None,
-                status=None, lead_source=None, lifecycle_stage=None,
-                fields=dict(snapshot.values), updated_at=snapshot.updated_at,
-            )  # fmt: skip
-            plan = self.mapping.plan_person(given, current, snapshot.changed_at)
-            # Only fields the record has (a Contact has no Company): the snapshot holds those.
-            values = {k: v for k, v in plan.crm_updates.items() if k in snapshot.values}
-            if values:
-                updates.append(PersonUpdate(person, values))
-            else:
-                unchanged.append(email)
-        refusals = {
-            (r.key or ""): r for r in self._call(lambda: write(updates)) if r.key is not None
-        } if updates else {}  # fmt: skip
-        for email, why in refusals.items():
-            log.warning("person update refused", sink=self.sink, email=email, code=why.code,
-                        reason=str(why))  # fmt: skip
-        done = [u for u in updates if (u.person.email or "").lower() not in refusals]
-        merged = [_with_values(u.person, u.values) for u in done]
-        settled_now = {
-            people[email].external_id: digests[email]
-            for email in [*unchanged, *((u.person.email or "").lower() for u in done)]
-        }
-        with self.ctx.transaction() as conn:
-            if merged:
-                upsert_people(conn, self.sink, merged)
-            self._settled(conn, settled_now)
-        for person in merged:
-            self._cache((person.email or "").lower(), person)
-        self.ctx.add("people_updated", len(done))
-        self.ctx.add("person_updates_refused", len(refusals))
-
-    def _fields_digest(self, given: Person) -> str:
-        """What settling ``given`` depends on: its values and time, and the mapping's rules."""
-        rules = [
-            (r.crm_field, r.source_path, r.direction, r.rule) for r in self.mapping.person_rules
-        ]
-        person = [given.first_name, given.last_name, given.company, dict(given.fields)]
-        stamp = given.updated_at.isoformat() if given.updated_at else None
-        text = json.dumps([rules, person, stamp], sort_keys=True, default=str)
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
-
-    def _settled(self, conn: Connection, digests: Mapping[str, str]) -> None:
-        """Record that these CRM people (by id) were settled against these source digests."""
-        if not digests:
-            return
-        conn.execute(
-            update(_PERSON)
-            .where(_PERSON.c.crm == self.sink, _PERSON.c.external_id == bindparam("xid"))
-            .values(fields_digest=bindparam("digest")),
-            [{"xid": xid, "digest": digest} for xid, digest in digests.items()],
-        )
-
-    def _settled_digests(self, external_ids: Sequence[str]) -> dict[str, str]:
-        """The ledger's ``fields_digest`` of these CRM people (those that have one)."""
-        out: dict[str, str] = {}
-        with self.ctx.engine.connect() as conn:
-            for start in range(0, len(external_ids), _LOOKUP_CHUNK):
-                rows = conn.execute(
-                    select(_PERSON.c.external_id, _PERSON.c.fields_digest).where(
-                        _PERSON.c.crm == self.sink,
-                        _PERSON.c.external_id.in_(external_ids[start : start + _LOOKUP_CHUNK]),
-                        _PERSON.c.fields_digest.is_not(None),
-                    )
-                )
-                out.update({row.external_id: row.fields_digest for row in rows})
-        return out
-
     def _not_created(self, work: _Batch, p: Pending, why: RecordRejected | None) -> None:
         """Set aside a touch whose person the CRM did not create: pending when the CRM said
         "not now", else a dead letter with the CRM's answer."""
@@ -1261,87 +995,6 @@ class Deliverer:
         self.ctx.add("failed", len(unanswered) + retried)
         self.ctx.progress("push", len(confirmed) + len(rejects) + len(unanswered) + retried)
 
-    # -- sync log ------------------------------------------------------------------------------
-
-    def _step(
-        self,
-        operation: str,
-        touch_key: str | None,
-        email: str | None,
-        *,
-        crm_id: str | None = None,
-        payload: Mapping[str, Any] | None = None,
-        answer: str | None = None,
-    ) -> LogEntry:
-        return LogEntry(
-            pipeline=self.ctx.name, crm=self.sink, operation=operation, touch_key=touch_key,
-            email=email, crm_id=crm_id, payload=payload, answer=answer, run_id=self.ctx.run_id,
-        )  # fmt: skip
-
-    def _prepare_log(self, work: _Batch, prepared: Prepared) -> list[LogEntry]:
-        """The sync log of a prepared batch: people matched (once per run), records filtered
-        out or refused before the push, records the key audit found in the CRM."""
-        entries = list(prepared.log)
-        emails = {_email(p.touch) for p in work.batch if p.touch.key not in work.rejected}
-        if len(self._matched) >= _PEOPLE_CACHE_MAX:
-            self._matched.clear()
-        for email in sorted((emails & work.people.keys()) - self._matched):
-            self._matched.add(email)
-            person = work.people[email]
-            how = "created" if email in work.created else "found"
-            entries.append(self._step(
-                "match", None, email, crm_id=person.external_id or None,
-                answer=f"{how} {person.kind.value} {person.external_id}",
-            ))  # fmt: skip
-        for _tid, rejection, stage in work.rejects:
-            address = rejection.payload.get("email")
-            entries.append(self._step(
-                "refuse", rejection.key, address if isinstance(address, str) else None,
-                answer=f"{stage}: {rejection.code}: {rejection.reason}",
-            ))  # fmt: skip
-        for key, crm_id in prepared.found.items():
-            entries.extend(
-                self._step("skip", touch_key, email, crm_id=crm_id,
-                           answer=f"{self.sink} already holds this record; not written again")
-                for touch_key, email in prepared.sources.get(key, [])
-            )  # fmt: skip
-        return entries
-
-    def _push_log(
-        self,
-        prepared: Prepared,
-        by_key: Mapping[str, DeliveryResult],
-        member_later: Mapping[str, str],
-    ) -> list[LogEntry]:
-        """The sync log of a pushed batch: one row per touch, with the payload sent and the
-        CRM's answer."""
-        entries: list[LogEntry] = []
-        for rendered in prepared.rendered:
-            result = by_key.get(rendered.key)
-            crm_id: str | None = None
-            if result is None:
-                operation, answer = "refuse", f"{self.sink} returned no result; will retry"
-            elif result.ok:
-                created = rendered.crm_id is None if result.created is None else result.created
-                operation = "create" if created else "update"
-                crm_id = result.crm_id
-                answer = f"ok: {operation}d {rendered.target} {crm_id or ''}".rstrip()
-                if rendered.key in member_later:
-                    answer += f"; {member_later[rendered.key]}"
-            else:
-                operation = "refuse"
-                answer = f"{result.error_code or 'REJECTED'}: {result.error_message or ''}".strip()
-                if result.retryable:
-                    answer += "; will retry"
-            payload = {"key": rendered.key, "target": rendered.target,
-                       "payload": dict(rendered.payload)}  # fmt: skip
-            entries.extend(
-                self._step(operation, touch_key, email, crm_id=crm_id, payload=payload,
-                           answer=answer)
-                for touch_key, email in prepared.sources.get(rendered.key, [])
-            )  # fmt: skip
-        return entries
-
     def _sync_members(
         self, claims: Sequence[MemberClaim]
     ) -> tuple[list[Rejection], dict[str, str]]:
@@ -1449,26 +1102,3 @@ class _Batch:
         rejection = Rejection(pending.touch.key, code, reason, touch_payload(pending.touch))
         self.rejects.append((pending.touch_id, rejection, stage.value))
         self.rejected.add(pending.touch.key)
-
-
-def _with_values(person: Person, values: Mapping[str, Any]) -> Person:
-    """``person`` after the CRM fields ``values`` were written on it (for the ledger's copy)."""
-    return replace(
-        person,
-        first_name=_text(values, "FirstName", "firstname") or person.first_name,
-        last_name=_text(values, "LastName", "lastname") or person.last_name,
-        company=_text(values, "Company", "company") or person.company,
-        fields={**person.fields, **values},
-    )
-
-
-def _email(touch: Touch) -> str:
-    return (touch.email or "").strip().lower()
-
-
-def _text(fields: Mapping[str, Any], *names: str) -> str | None:
-    for name in names:
-        value = fields.get(name)
-        if isinstance(value, str) and value:
-            return value
-    return None

@@ -64,8 +64,8 @@ from sync.ledger.dialect import dialect_insert
 from sync.ledger.models import DispositionRow, OpportunityRow
 from sync.ledger.types import utcnow
 from sync.mapping import CompiledLifecycle
-from sync.pipelines.deliveries import upsert_people
 from sync.pipelines.reconcile import opportunity_values, pull_stream, upsert_rows
+from sync.pipelines.rows import upsert_people
 
 if TYPE_CHECKING:
     from sync.pipelines.context import RunContext

@@ -31,7 +31,7 @@ from sync.ledger.models import (
 )
 from sync.ledger.types import utcnow
 from sync.pipelines.context import cursor_value
-from sync.pipelines.deliveries import upsert_people
+from sync.pipelines.rows import upsert_people
 
 if TYPE_CHECKING:
     from sync.pipelines.context import RunContext

@@ -29,7 +29,8 @@ from sync.ledger.models import (
 )
 from sync.ledger.types import utcnow
 from sync.pipelines.context import RunContext
-from sync.pipelines.deliveries import Deliverer, Pending, touch_from_row
+from sync.pipelines.deliveries import Deliverer, Pending
+from sync.pipelines.rows import touch_from_row
 from sync.pipelines.runner import RunSummary, finish_run, run_fingerprints, start_run
 from sync.synclog import LogEntry
 from sync.synclog import record as log_steps

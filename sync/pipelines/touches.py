@@ -48,7 +48,8 @@ from sync import leases
 from sync.ingest import insert_rejects, insert_touches
 from sync.ledger.models import DeadLetterStage, DeliveryRow, DeliveryState, TouchRow
 from sync.pipelines.context import Fence, FenceLost, cursor_value, load_cursor, save_cursor
-from sync.pipelines.deliveries import Deliverer, Pending, touch_from_row
+from sync.pipelines.deliveries import Deliverer, Pending
+from sync.pipelines.rows import touch_from_row
 
 if TYPE_CHECKING:
     from sync.mapping import CompiledMapping

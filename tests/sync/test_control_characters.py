@@ -18,7 +18,7 @@ from connectors.errors import RecordRejected
 from sync.ingest import insert_rejects, insert_touches
 from sync.ledger import LEDGER_METADATA, DeadLetterRow, DispositionRow, PersonRow, TouchRow
 from sync.ledger.types import EmailAddress, JsonDocument, LineText, LongText
-from sync.pipelines.deliveries import upsert_people
+from sync.pipelines.rows import upsert_people
 
 WHEN = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 

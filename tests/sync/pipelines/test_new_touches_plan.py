@@ -10,7 +10,7 @@ from sqlalchemy import Engine, Select, text
 
 from connectors.base import Person, PersonKind, Touch, TouchKind
 from sync.ingest import store_touches
-from sync.pipelines.deliveries import live_people_query, upsert_people
+from sync.pipelines.rows import live_people_query, upsert_people
 from sync.pipelines.touches import delivered_query, new_touches_query
 
 
