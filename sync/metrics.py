@@ -29,7 +29,7 @@ Two kinds of figures:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -41,7 +41,7 @@ from sqlalchemy import Engine, func, select
 
 from sync.leases import TICK_STREAM
 from sync.ledger.models import CursorRow, DeadLetterRow, DeadLetterStatus, DeliveryRow
-from sync.ledger.types import utcnow
+from sync.ledger.types import aggregate_time, utcnow
 from sync.pipelines.runner import CHECKED_STREAM
 from sync.wakeups import WAKE_STREAM
 
@@ -142,18 +142,10 @@ class _LedgerCollector(Collector):
         now = self.clock()
         for pipeline, updated in newest:
             if updated is not None:
-                lag.add_metric([pipeline], max(0.0, (now - _utc(updated)).total_seconds()))
+                lag.add_metric([pipeline], max(0.0, (now - _utc_time(updated)).total_seconds()))
         for pipeline, updated in looked:
-            checked.add_metric([pipeline], max(0.0, (now - _utc(updated)).total_seconds()))
+            checked.add_metric([pipeline], max(0.0, (now - _utc_time(updated)).total_seconds()))
         return [deliveries, dead, lag, checked]
-
-
-def _utc(value: Any) -> datetime:
-    """``func.max`` bypasses the column type on SQLite and returns text; parse it as UTC."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    assert isinstance(value, datetime)
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 class _ConnectionsCollector(Collector):
@@ -271,3 +263,10 @@ class ServiceMetrics:
     def exposition(self) -> bytes:
         """The metrics in the Prometheus text format (``CONTENT_TYPE_LATEST``)."""
         return generate_latest(self.registry)
+
+
+def _utc_time(value: Any) -> datetime:
+    """``aggregate_time`` of a value the query never leaves NULL."""
+    moment = aggregate_time(value)
+    assert moment is not None
+    return moment

@@ -37,6 +37,7 @@ from sync.ledger.models import (
     SyncRunRow,
     TouchRow,
 )
+from sync.ledger.types import aggregate_time
 from sync.logs import redact
 
 if TYPE_CHECKING:
@@ -223,7 +224,7 @@ def _lag(conn: Connection, names: list[str], now: datetime, limit: float) -> lis
     ).all()
     out = []
     for row in rows:
-        last = _aware(row.last)
+        last = aggregate_time(row.last)
         if last is None:
             continue
         lag = (now - last).total_seconds()
@@ -254,7 +255,7 @@ def _backlog(conn: Connection, config: Config, now: datetime, limit: float) -> l
                 _TOUCH.c.source == spec.source,
             )
         ).one()
-        oldest = _aware(row.oldest)
+        oldest = aggregate_time(row.oldest)
         age = (now - oldest).total_seconds() if oldest is not None else 0.0
         old = age > limit
         title = (
@@ -267,16 +268,3 @@ def _backlog(conn: Connection, config: Config, now: datetime, limit: float) -> l
                              {"waiting": int(row.n), "oldest_age_s": int(age),
                               "threshold_s": int(limit)}))  # fmt: skip
     return out
-
-
-def _aware(value: Any) -> datetime | None:
-    """A time from an aggregate (SQLite returns text for MIN/MAX of a column) as aware UTC."""
-    from datetime import UTC
-
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if isinstance(value, datetime) and value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value if isinstance(value, datetime) else None

@@ -51,6 +51,7 @@ __all__ = [
     "LineText",
     "LongText",
     "UtcDateTime",
+    "aggregate_time",
     "clean_json",
     "clean_text",
     "escape_controls",
@@ -120,6 +121,17 @@ def clean_json(value: Any, depth: int = 0) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     return clean_text(str(value), multiline=True)
+
+
+def aggregate_time(value: Any) -> datetime | None:
+    """A ``UtcDateTime`` read through an aggregate (``MIN``/``MAX`` bypass the column type, and
+    SQLite then answers text) as an aware UTC datetime; None stays None."""
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if not isinstance(moment, datetime):
+        raise TypeError(f"not a time: {value!r}")
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def utcnow() -> datetime:

@@ -26,6 +26,7 @@ from sync.ledger.models import (
     TouchRow,
     UiAuditRow,
 )
+from sync.ledger.types import aggregate_time
 from sync.ui.grouping import fill_groups
 
 if TYPE_CHECKING:
@@ -55,14 +56,6 @@ _WAITING = (DeliveryState.INTENDED.value, DeliveryState.FAILED.value)
 _SENDING = ("create", "update", "refuse")  # sync log operations that carry what was sent
 OPEN_CAP = 10_000  # open dead letters counted per pipeline on the overview
 DELIVER_STREAM = "deliver"  # sync.pipelines.touches.DELIVER_STREAM (not imported: no SDKs)
-
-
-def _utc(value: Any) -> datetime | None:
-    """Aggregates bypass the column type on SQLite and come back as text."""
-    if value is None:
-        return None
-    moment: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -116,7 +109,7 @@ def pipeline_statuses(config: Config, engine: Engine, now: datetime) -> list[Pip
         for pipeline, stream, value, updated in conn.execute(
             select(_CURSOR.c.pipeline, _CURSOR.c.stream, _CURSOR.c.value, _CURSOR.c.updated_at)
         ):
-            moment = _utc(updated)
+            moment = aggregate_time(updated)
             if stream != TICK_STREAM and moment is not None:
                 lags[pipeline] = max(lags.get(pipeline, moment), moment)
             if stream == DELIVER_STREAM and value and str(value).isdigit():
@@ -153,7 +146,7 @@ def pipeline_statuses(config: Config, engine: Engine, now: datetime) -> list[Pip
 def _retries(conn: Any, sink: str) -> dict[str, tuple[int, datetime | None]]:
     """Deliveries to ``sink`` waiting for a retry, per touch source: count and oldest."""
     return {
-        source: (int(count), _utc(oldest))
+        source: (int(count), aggregate_time(oldest))
         for source, count, oldest in conn.execute(
             select(_TOUCH.c.source, func.count(), func.min(_DELIVERY.c.intended_at))
             .select_from(_DELIVERY.join(_TOUCH, _TOUCH.c.id == _DELIVERY.c.touch_id))
@@ -183,7 +176,7 @@ def _backlog(
         )
         .where(source == spec.source, _TOUCH.c.id > after, _DELIVERY.c.id.is_(None))
     ).one()
-    oldest = [t for t in (retry_oldest, _utc(new_oldest)) if t is not None]
+    oldest = [t for t in (retry_oldest, aggregate_time(new_oldest)) if t is not None]
     return retry_count + int(new_count), min(oldest) if oldest else None
 
 
@@ -254,7 +247,7 @@ def error_groups(engine: Engine) -> list[ErrorGroup]:
             continue
         groups.append(
             ErrorGroup(key, head.pipeline, head.stage, head.code, head.template or "", int(count),
-                       _utc(first), _utc(last), replayable=head.stage != "pull")
+                       aggregate_time(first), aggregate_time(last), replayable=head.stage != "pull")
         )  # fmt: skip
     groups.sort(key=lambda g: (-g.count, g.pipeline, g.stage, g.code, g.template))
     return groups
@@ -283,7 +276,8 @@ def group_letters(
         return None, []
     head = rows[0]
     group = ErrorGroup(key, head.pipeline, head.stage, head.code, head.template or "", int(count),
-                       _utc(first), _utc(last), replayable=head.stage != "pull")  # fmt: skip
+                       aggregate_time(first), aggregate_time(last),
+                       replayable=head.stage != "pull")  # fmt: skip
     return group, rows
 
 
