@@ -302,12 +302,7 @@ class Deliverer(PersonUpdates, DeliveryLog):
             self._cache(email, person)
         ask = [e for e in unknown if e not in from_ledger and e not in self._absent]
         if ask:
-            found = self._call(lambda: self.crm.resolve_people(ask))
-            found = {k.strip().lower(): v for k, v in found.items()}
-            if found:
-                with self.ctx.transaction() as conn:
-                    upsert_people(conn, self.sink, found.values())
-            self.ctx.add("resolved", len(found))
+            found = self._lookup(ask)
             self.ctx.add("matched", len(found))
             for email in ask:
                 person = found.get(email)
@@ -338,13 +333,19 @@ class Deliverer(PersonUpdates, DeliveryLog):
         ask = [e for e in fresh if e not in known]
         if not ask:
             return
-        found = self._call(lambda: self.crm.resolve_people(ask))
+        found = self._lookup(ask)
+        self._absent.update(e for e in ask if e not in found)
+
+    def _lookup(self, emails: Sequence[str]) -> dict[str, Person]:
+        """Ask the CRM for the people of ``emails``; those found, by lower-cased email, are
+        stored in the ledger and counted as resolved."""
+        found = self._call(lambda: self.crm.resolve_people(emails))
         found = {k.strip().lower(): v for k, v in found.items()}
         if found:
             with self.ctx.transaction() as conn:
                 upsert_people(conn, self.sink, found.values())
         self.ctx.add("resolved", len(found))
-        self._absent.update(e for e in ask if e not in found)
+        return found
 
     def _create(
         self, touches_by_email: Mapping[str, Touch]
