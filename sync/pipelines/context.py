@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine, select, update
 from connectors.base import Cursor
 from connectors.errors import Fatal
 from sync.ledger.models import CursorRow, LeaseRow
+from sync.ledger.planner import StatisticsKeeper
 from sync.ledger.types import utcnow
 
 if TYPE_CHECKING:
@@ -104,6 +105,8 @@ class RunContext:
         self._lock = threading.Lock()
         # Stops the run between batches once a connection's daily budget is spent.
         self.budget = budget
+        # Keeps PostgreSQL's plans right while the run grows the ledger (``refresh_statistics``).
+        self.statistics = StatisticsKeeper(engine)
 
     # -- counting and progress ----------------------------------------------------------------
 
@@ -122,6 +125,11 @@ class RunContext:
         """Record a remark for the summary (e.g. a stream the connector does not offer)."""
         self.notes.append(text)
         log.info("pipeline note", pipeline=self.name, note=text)
+
+    def refresh_statistics(self) -> None:
+        """Between batches: analyse the tables this run grew past their planner statistics
+        (PostgreSQL; see ``sync.ledger.planner``)."""
+        self.statistics.refresh()
 
     def should_stop(self) -> bool:
         """Whether a stop was requested or a budget is spent; pipelines check between batches."""

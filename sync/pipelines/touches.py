@@ -320,6 +320,7 @@ def _deliver(ctx: RunContext, deliverer: _CursorDeliverer, source: str) -> None:
     stored = ctx.load_cursor(DELIVER_STREAM)
     after = int(stored.value) if stored.value and stored.value.isdigit() else 0
     deliverer.ctx_cursor = after
+    ctx.refresh_statistics()  # the pull may have grown the ledger many times over
     # Every unseen person of the new touches in a few CRM lookups, not one per batch.
     with ctx.engine.connect() as conn:
         emails = (
@@ -344,6 +345,7 @@ def _deliver(ctx: RunContext, deliverer: _CursorDeliverer, source: str) -> None:
                 for batch in batches:
                     if ctx.should_stop():
                         break
+                    ctx.refresh_statistics()
                     prepared = deliverer.prepare(batch)
                     while len(inflight) >= in_flight_max:
                         inflight.popleft().result()
