@@ -29,11 +29,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, Table, TypeDecorator, and_, select
+from sqlalchemy import Connection, Engine, Table, and_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from connectors.base import Touch, touch_key
 from connectors.errors import RecordRejected
+from sync.ledger.dialect import COPY_FROM, copy_values
 from sync.ledger.models import DeadLetterRow, DeadLetterStatus, TouchRow
 from sync.ledger.types import escape_controls, utcnow
 from sync.logs import SecretRedactor
@@ -53,8 +54,7 @@ __all__ = [
 _TOUCH: Table = TouchRow.__table__  # type: ignore[attr-defined]
 _DEAD: Table = DeadLetterRow.__table__  # type: ignore[attr-defined]
 _LOOKUP_CHUNK = 500
-# From this many touches PostgreSQL stores them through COPY and one merge (``_copy_merge``).
-_COPY_FROM = 64
+# From ``COPY_FROM`` touches PostgreSQL stores them through COPY and one merge (``_copy_merge``).
 _STAGE = "closedloop_touch_stage"
 _STAGED = (
     "key", "source", "source_id", "kind", "occurred_at", "email", "person_ref", "campaign",
@@ -139,7 +139,7 @@ def insert_touches(conn: Connection, touches: Iterable[Touch]) -> IngestResult:
         }
     if not rows:
         return IngestResult(0, seen_twice)
-    if conn.dialect.name == "postgresql" and len(rows) >= _COPY_FROM:
+    if conn.dialect.name == "postgresql" and len(rows) >= COPY_FROM:
         inserted = _copy_merge(conn, list(rows.values()))
     else:
         statement = _insert_for(conn, _TOUCH).on_conflict_do_nothing().returning(_TOUCH.c.key)
@@ -155,14 +155,7 @@ def _copy_merge(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> frozense
     column's own cleaning first (``process_bind_param``), as a bound parameter would. The staging
     table lives per session and is emptied at every commit and before every use.
     """
-    from psycopg.types.json import Jsonb
-
-    dialect = conn.dialect
-    cleaners = [
-        (name, column.type if isinstance(column.type, TypeDecorator) else None)
-        for name in _STAGED
-        for column in (_TOUCH.c[name],)
-    ]
+    values = copy_values(conn, _TOUCH, _STAGED)
     raw = conn.connection.driver_connection
     assert raw is not None
     names = ", ".join(_STAGED)
@@ -173,13 +166,7 @@ def _copy_merge(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> frozense
         )
         with cursor.copy(f"COPY {_STAGE} (ord, {names}) FROM STDIN") as copy:
             for ord_, row in enumerate(rows):
-                values: list[Any] = [ord_]
-                for name, kind in cleaners:
-                    value = row[name]
-                    if kind is not None:
-                        value = kind.process_bind_param(value, dialect)
-                    values.append(Jsonb(value) if isinstance(value, dict | list) else value)
-                copy.write_row(values)
+                copy.write_row([ord_, *values(row)])
         cursor.execute(
             f"INSERT INTO touch ({names}) SELECT {names} FROM {_STAGE} ORDER BY ord "  # noqa: S608
             "ON CONFLICT DO NOTHING RETURNING key"

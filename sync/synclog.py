@@ -22,8 +22,9 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, delete, insert, or_, select
+from sqlalchemy import Connection, and_, delete, or_, select
 
+from sync.ledger.dialect import append_rows
 from sync.ledger.models import SyncLogEntry, SyncLogOperation, TouchRow
 from sync.ledger.types import utcnow
 from sync.logs import redact
@@ -143,8 +144,7 @@ def record(conn: Connection, entries: Iterable[LogEntry | Mapping[str, Any]]) ->
     compress outside its transaction) with one bulk insert on ``conn``, in the caller's
     transaction; returns how many rows were written."""
     ready = [e if isinstance(e, Mapping) else rows([e])[0] for e in entries]
-    if ready:
-        conn.execute(insert(_LOG), ready)
+    append_rows(conn, _LOG, ready)
     return len(ready)
 
 

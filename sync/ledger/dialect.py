@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Table, TypeDecorator, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-__all__ = ["dialect_insert", "raw_rows", "raw_time_parser"]
+__all__ = [
+    "COPY_FROM",
+    "append_rows",
+    "copy_values",
+    "dialect_insert",
+    "raw_rows",
+    "raw_time_parser",
+]
 
 _FETCH = 10_000
+# From this many rows PostgreSQL appends through COPY (a round trip per row costs more).
+COPY_FROM = 64
 _CURSORS = itertools.count(1)
 
 
@@ -23,6 +32,50 @@ def dialect_insert(conn: Connection, table: Any) -> Any:
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+def copy_values(conn: Connection, table: Table, names: Sequence[str]) -> Callable[..., list[Any]]:
+    """A function turning a row (mapping) into the values ``COPY`` writes for ``names``: each
+    value passes its column's own cleaning (``process_bind_param``), as a bound parameter
+    would, and documents go as JSONB."""
+    from psycopg.types.json import Jsonb
+
+    dialect = conn.dialect
+    cleaners = [
+        (name, kind if isinstance(kind := table.c[name].type, TypeDecorator) else None)
+        for name in names
+    ]
+
+    def values(row: Mapping[str, Any]) -> list[Any]:
+        out: list[Any] = []
+        for name, kind in cleaners:
+            value = row[name]
+            if kind is not None:
+                value = kind.process_bind_param(value, dialect)
+            out.append(Jsonb(value) if isinstance(value, dict | list) else value)
+        return out
+
+    return values
+
+
+def append_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert ``rows`` (mappings with the same keys) into ``table`` in the caller's transaction:
+    one ``COPY`` on PostgreSQL from ``COPY_FROM`` rows, else one bulk INSERT. For tables that
+    only grow (no conflict to resolve); columns the rows leave out take their defaults."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql" or len(rows) < COPY_FROM:
+        conn.execute(insert(table), list(rows))
+        return
+    names = list(rows[0])
+    values = copy_values(conn, table, names)
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    columns = ", ".join(f'"{name}"' for name in names)
+    statement = f'COPY "{table.name}" ({columns}) FROM STDIN'
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[attr-defined]
+        for row in rows:
+            copy.write_row(values(row))
 
 
 def raw_rows(

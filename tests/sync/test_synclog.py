@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -103,3 +103,33 @@ def test_prune_deletes_only_rows_older_than_the_cutoff(ledger_engine: Engine) ->
 def test_a_story_needs_exactly_one_subject(ledger_engine: Engine) -> None:
     with ledger_engine.connect() as conn, pytest.raises(ValueError, match="exactly one"):
         story(conn, email="a@example.com", crm_id="1")
+
+
+def test_a_large_batch_reads_back_as_a_small_one_does(ledger_engine: Engine) -> None:
+    """PostgreSQL writes a batch of 64 rows or more through COPY: each value still passes its
+    column's cleaning (control characters out of one-line text, times in UTC), payloads come
+    back whole and absent values stay absent."""
+    east = datetime(2026, 11, 2, 11, 30, tzinfo=timezone(timedelta(hours=2)))
+    steps = [
+        LogEntry(
+            pipeline="bulk", crm="salesforce", operation="create", touch_key=f"files:K{n}",
+            email=f"Person{n}@Example.com" if n % 2 else None, crm_id=f"00T{n}",
+            payload={"Subject": f"Expo\x00 {n}", "n": n} if n % 3 else None,
+            answer=f"ok\x07 created {n}", at=east + timedelta(seconds=n), run_id=3,
+        )
+        for n in range(100)
+    ]  # fmt: skip
+    with ledger_engine.begin() as conn:
+        assert record(conn, steps) == 100
+    with ledger_engine.connect() as conn:
+        odd = story(conn, touch_key="files:K7")
+        even = story(conn, touch_key="files:K6")
+        count = conn.execute(select(func.count()).select_from(_LOG)).scalar_one()
+
+    assert count == 100
+    assert [(s.email, s.crm_id, s.answer, s.run_id) for s in odd] == [
+        ("person7@example.com", "00T7", "ok created 7", 3)
+    ]
+    assert odd[0].at == WHEN + timedelta(seconds=7)
+    assert odd[0].payload == {"Subject": "Expo\x00 7", "n": 7}
+    assert (even[0].email, even[0].payload) == (None, None)
