@@ -270,8 +270,9 @@ def _properties(
 def create_property(client: HubSpotClient, object_type: str, name: str, spec: PropertySpec) -> None:
     """Create one custom property; raises ``CallError`` when HubSpot refuses.
 
-    A 409 means it exists already (another ``check --fix`` or push created it meanwhile): that
-    is what was wanted, so it is no failure.
+    A 409 means it exists already (another ``check --fix`` or push created it meanwhile, or an
+    earlier attempt whose answer was lost): that is what was wanted, so it is no failure, and
+    the call may be repeated after a 5xx like a read.
     """
     try:
         client.call(
@@ -279,7 +280,7 @@ def create_property(client: HubSpotClient, object_type: str, name: str, spec: Pr
             client.api("properties").create,
             object_type,
             _definition(object_type, name, spec),
-            idempotent=False,
+            idempotent=True,
             raw_failures=True,
         )
     except CallError as exc:

@@ -410,7 +410,7 @@ class EngagementWriter:
                     if record.key in chunk:
                         found.setdefault(record.key, record.crm_id)
             except _NoKeyProperty:
-                return {}
+                break  # the rest carry no key either (what was found stands)
         return found
 
     def scan(self, object_type: str, target: str) -> Iterator[list[KeyedRecord]]:
