@@ -51,7 +51,10 @@ CONTACTS = 50_000
 BURST = 12_000
 KEY = "closedloop_touch_key"
 START = datetime(2026, 1, 1, tzinfo=UTC)
-PUSH_ENDPOINTS = ("notes.batch_create", "notes.batch_update", "notes.search", "properties.get")
+PUSH_ENDPOINTS = (
+    "notes.batch_create", "notes.batch_update", "notes.search", "properties.get",
+    "properties.create",
+)  # fmt: skip
 
 
 def _settings(server: SandboxServer) -> HubSpotSettings:

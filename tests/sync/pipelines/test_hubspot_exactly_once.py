@@ -137,7 +137,10 @@ def test_the_same_5000_touches_synced_from_three_lost_ledgers_leave_5000_notes(
         assert later.count("found_in_crm") == TOUCHES
 
 
-PUSH_ENDPOINTS = ("notes.batch_create", "notes.batch_update", "notes.search", "properties.get")
+PUSH_ENDPOINTS = (
+    "notes.batch_create", "notes.batch_update", "notes.search", "properties.get",
+    "properties.create",
+)  # fmt: skip
 
 
 def _known_rows(sandbox: SandboxServer, count: int) -> list[dict[str, str]]:
