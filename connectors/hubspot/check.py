@@ -19,9 +19,11 @@ from connectors.hubspot.events import BEHAVIORAL_EVENT, TIMELINE_AUTH_REMEDY, TI
 
 __all__ = [
     "CUSTOM_PROPERTIES",
+    "TOUCH_KEY_SPEC",
     "PropertySpec",
     "check_event_sinks",
     "check_properties",
+    "create_property",
     "run_checks",
     "writeback_properties",
 ]
@@ -58,6 +60,10 @@ class PropertySpec:
     type: str = "string"
     field_type: str = "text"
     description: str = "Written by closedloop (marketing touches synced from the MAP)."
+
+
+# The engagements' touch-key property (its name comes from the settings).
+TOUCH_KEY_SPEC = PropertySpec("closedloop touch key")
 
 
 def writeback_properties(
@@ -120,7 +126,7 @@ def run_checks(client: HubSpotClient, key_property: str, *, fix: bool = False) -
     for object_type, wanted in CUSTOM_PROPERTIES.items():
         names = {name: PropertySpec(label) for name, label in wanted.items()}
         if object_type in ENGAGEMENT_TYPES.values():
-            names[key_property] = PropertySpec("closedloop touch key")
+            names[key_property] = TOUCH_KEY_SPEC
         results.extend(_properties(client, object_type, names, fix))
     results.append(_marketing(client))
     return results
@@ -225,18 +231,8 @@ def _properties(
     if fix:
         for name in missing:
             try:
-                client.call(
-                    f"{object_type} property create",
-                    api.create,
-                    object_type,
-                    _definition(object_type, name, names[name]),
-                    idempotent=False,
-                    raw_failures=True,
-                )
+                create_property(client, object_type, name, names[name])
             except CallError as exc:
-                if exc.failure.status == 409:  # created meanwhile (another check --fix)
-                    created.append(name)
-                    continue
                 problems.append(f"{name}: {_clean(exc.error)}")
                 continue
             created.append(name)
@@ -269,6 +265,27 @@ def _properties(
             )
         )
     return results
+
+
+def create_property(client: HubSpotClient, object_type: str, name: str, spec: PropertySpec) -> None:
+    """Create one custom property; raises ``CallError`` when HubSpot refuses.
+
+    A 409 means it exists already (another ``check --fix`` or push created it meanwhile, or an
+    earlier attempt whose answer was lost): that is what was wanted, so it is no failure, and
+    the call may be repeated after a 5xx like a read.
+    """
+    try:
+        client.call(
+            f"{object_type} property create",
+            client.api("properties").create,
+            object_type,
+            _definition(object_type, name, spec),
+            idempotent=True,
+            raw_failures=True,
+        )
+    except CallError as exc:
+        if exc.failure.status != 409:
+            raise
 
 
 def _shown_type(spec: PropertySpec) -> str:

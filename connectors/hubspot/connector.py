@@ -39,7 +39,7 @@ from connectors.base import (
 )
 from connectors.errors import RecordRejected
 from connectors.hubspot.changes import STREAMS, ChangePuller
-from connectors.hubspot.check import run_checks
+from connectors.hubspot.check import TOUCH_KEY_SPEC, create_property, run_checks
 from connectors.hubspot.client import HubSpotClient
 from connectors.hubspot.engagements import ENGAGEMENT_TYPES, EngagementWriter
 from connectors.hubspot.events import (
@@ -87,6 +87,7 @@ class HubSpotConnector:
             connection_name,
             settings.touch_key_property,
             settings.search_settle_seconds,
+            self._create_key_property,
         )
         self.timeline = TimelineEventWriter(self.client, connection_name)
         self.behavioral = BehavioralEventWriter(self.client, connection_name)
@@ -109,6 +110,11 @@ class HubSpotConnector:
     def use_lifecycle(self, lifecycle: Lifecycle | None) -> None:
         """Translate shared stage names through this mapping lifecycle in ``create_people``."""
         self.people.lifecycle = lifecycle
+
+    def _create_key_property(self, object_type: str) -> None:
+        """Create the touch-key property on ``object_type`` as ``check --fix`` would (the
+        engagement writer calls this when HubSpot refuses notes for lacking it)."""
+        create_property(self.client, object_type, self.settings.touch_key_property, TOUCH_KEY_SPEC)
 
     def close(self) -> None:
         """Release the HTTP connections."""
@@ -208,7 +214,6 @@ class HubSpotConnector:
     def scan_keyed(self, target: str) -> Iterator[list[KeyedRecord]]:
         """Engagements of ``target`` carrying a touch key, newest first (200 per search)."""
         object_type = ENGAGEMENT_TYPES[target.lower()]
-        self.engagements.ensure_key_property(object_type)
         return self.engagements.scan(object_type, target)
 
     def pull_changes(self, stream: str, cursor: Cursor, until: datetime) -> Iterator[Page[Any]]:

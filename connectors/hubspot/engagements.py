@@ -9,8 +9,13 @@ exactly-once rests on the ledger, which knows what it sent, and on a key HubSpot
 1. **A searchable property holding the touch key.** Every engagement carries its touch key in
    ``touch_key_property`` (``closedloop_touch_key``), a custom text property on each engagement
    type, created by ``closedloop check hubspot --fix``. CRM search filters on it (``IN``, 100 keys
-   per search). Before the first write of each engagement type the writer reads the property
-   definition once and stops with a ``ConfigError`` if it is missing.
+   per search). The writer does not read the property before writing: HubSpot refuses a record
+   naming a property it does not have (``PROPERTY_DOESNT_EXIST``) and creates nothing of it, so
+   a refusal naming the key is the check. The writer then creates the property and sends the
+   refused records again, once; if HubSpot refuses the creation (no schema write scope) or the
+   records a second time, it stops with a ``ConfigError``. A search on the key that HubSpot
+   refuses is checked against the property definition: without the property no engagement can
+   carry a key, so nothing is found.
 2. **What the ledger knows decides the call** (``RenderedTouch.crm_id`` / ``attempted_at``,
    set by ``sync.pipelines.deliveries``):
 
@@ -34,16 +39,18 @@ exactly-once rests on the ledger, which knows what it sent, and on a key HubSpot
    sending leaves the outcome unknown: the writer never re-sends blindly; once the settle time has
    passed it searches the chunk's keys and creates only what is missing.
 
-Costs: a first push is one call per 100 touches, plus one property read per engagement type and
-connector; a replay of unknown outcomes is one search per 100 keys plus the creates of what is
-missing. What the ledger cannot know (it was lost, restored from a backup, or another writer
-uses the same keys) is found by ``sync.pipelines.keyaudit`` through ``scan`` (newest first)
-before anything is created.
+Costs: a first push is one call per 100 touches (on a portal without the property, one refused
+call and one property creation more); a replay of unknown outcomes is one search per 100 keys
+plus the creates of what is missing. What the ledger cannot know (it was lost, restored from a
+backup, or another writer uses the same keys) is found by ``sync.pipelines.keyaudit`` through
+``scan`` (newest first) before anything is created; that first search also stands in for a read
+of the property (a refused search is checked against it, see 1.).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -86,6 +93,11 @@ ASSOCIATION_TYPE_IDS: dict[str, tuple[int, int, int]] = {
 _FIX = "run `closedloop check hubspot --fix` to create it"
 
 
+class _NoKeyProperty(Exception):
+    """HubSpot refused a search on the key property, which it does not have: no engagement
+    carries a touch key."""
+
+
 def chunks(items: Sequence[RenderedTouch], size: int) -> Iterator[list[RenderedTouch]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
@@ -95,13 +107,22 @@ class EngagementWriter:
     """Writes rendered touches as engagements of their target type, keyed by the touch key."""
 
     def __init__(
-        self, client: HubSpotClient, sink: str, key_property: str, settle_seconds: float
+        self,
+        client: HubSpotClient,
+        sink: str,
+        key_property: str,
+        settle_seconds: float,
+        create_key_property: Callable[[str], None] | None = None,
     ) -> None:
         self.client = client
         self.sink = sink
         self.key_property = key_property
         self.settle_seconds = settle_seconds
-        self._checked: set[str] = set()
+        # Creates the key property on an engagement type (raises CallError); None: never create.
+        self.create_key_property = create_key_property
+        # Engagement types this writer created the key property on (each is created once).
+        self._created: set[str] = set()
+        self._creating = threading.Lock()
 
     def push(self, touches: Sequence[RenderedTouch]) -> list[DeliveryResult]:
         """Write ``touches`` (first of each key wins); one result per distinct key, in order."""
@@ -122,7 +143,6 @@ class EngagementWriter:
                 continue
             by_type.setdefault(object_type, []).append(touch)
         for object_type, group in by_type.items():
-            self.ensure_key_property(object_type)
             self._write(object_type, group, results)
         return [results[key] for key in unique]
 
@@ -154,10 +174,8 @@ class EngagementWriter:
 
     # -- the key property ---------------------------------------------------------------------
 
-    def ensure_key_property(self, object_type: str) -> None:
-        """Stop with a ConfigError unless ``object_type`` has the touch-key property."""
-        if object_type in self._checked:
-            return
+    def _has_key_property(self, object_type: str) -> bool:
+        """Whether ``object_type`` has the touch-key property (read only after a refusal)."""
         api = self.client.api("properties")
         try:
             self.client.call(
@@ -170,12 +188,34 @@ class EngagementWriter:
             )
         except CallError as exc:
             if exc.failure.status == 404:
-                raise ConfigError(
-                    f"HubSpot {object_type} have no property {self.key_property!r}, which holds "
-                    f"the touch key that keeps writes exactly-once: {_FIX}"
-                ) from None
+                return False
             raise exc.error from None
-        self._checked.add(object_type)
+        return True
+
+    def _lacks_key_property(self, message: str) -> bool:
+        """Whether HubSpot's refusal says the touch-key property does not exist."""
+        return "PROPERTY_DOESNT_EXIST" in message and f'"{self.key_property}"' in message
+
+    def _add_key_property(self, object_type: str, *, retried: bool) -> None:
+        """Create the key property after HubSpot refused records for lacking it (once per type,
+        whichever push saw the refusal first); a ConfigError when it cannot be created, or when
+        HubSpot refuses the records again after it was."""
+        if retried or self.create_key_property is None:
+            raise ConfigError(
+                f"HubSpot {object_type} lack {self.key_property!r}, which holds the touch key "
+                f"that keeps writes exactly-once: {_FIX}"
+            )
+        with self._creating:
+            if object_type in self._created:
+                return
+            try:
+                self.create_key_property(object_type)
+            except CallError as exc:
+                raise ConfigError(
+                    f"HubSpot {object_type} lack {self.key_property!r}, which holds the touch key "
+                    f"that keeps writes exactly-once, and creating it failed ({exc.error}): {_FIX}"
+                ) from None
+            self._created.add(object_type)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -205,9 +245,15 @@ class EngagementWriter:
         }
 
     def _create(
-        self, object_type: str, chunk: list[RenderedTouch], results: dict[str, DeliveryResult]
+        self,
+        object_type: str,
+        chunk: list[RenderedTouch],
+        results: dict[str, DeliveryResult],
+        *,
+        retried: bool = False,
     ) -> list[RenderedTouch]:
-        """One batch create; returns the touches whose outcome is unknown."""
+        """One batch create; returns the touches whose outcome is unknown. ``retried``: the
+        chunk is sent again after the key property was created for it."""
         if not chunk:
             return []
         api = self.client.api("objects_batch")
@@ -226,22 +272,33 @@ class EngagementWriter:
             if failure.applied_unknown:
                 return chunk
             if failure.status == 400:
-                return self._split(object_type, chunk, failure.category, failure.message, results)
+                return self._split(
+                    object_type, chunk, failure.category, failure.message, results, retried=retried
+                )
             raise exc.error from None
         by_key = {t.key: t for t in chunk}
         for record in answer.get("results") or []:
             key = str(record.get("objectWriteTraceId") or "")
             if key in by_key:
                 results[key] = self._ok(key, str(record.get("id")), True)
+        lacking: list[RenderedTouch] = []
         for error in answer.get("errors") or []:
             for key in (error.get("context") or {}).get("objectWriteTraceId") or []:
                 if key in by_key and key not in results:
                     category = str(error.get("category") or "VALIDATION_ERROR")
                     message = str(error.get("message") or "")
-                    self._refuse_key_property(object_type, message)
-                    results[key] = self._failed(key, category, message)
+                    if self._lacks_key_property(message):
+                        lacking.append(by_key[key])
+                    else:
+                        results[key] = self._failed(key, category, message)
+        refused = {t.key for t in lacking}
+        unknown = [t for t in chunk if t.key not in results and t.key not in refused]
+        if lacking:
+            # Refused, so not created: send them again once the property exists.
+            self._add_key_property(object_type, retried=retried)
+            unknown.extend(self._create(object_type, lacking, results, retried=True))
         # An input HubSpot neither created nor refused: its outcome is unknown.
-        return [t for t in chunk if t.key not in results]
+        return unknown
 
     def _split(
         self,
@@ -250,9 +307,14 @@ class EngagementWriter:
         category: str,
         message: str,
         results: dict[str, DeliveryResult],
+        *,
+        retried: bool,
     ) -> list[RenderedTouch]:
         """A 400 for the whole batch: halve until the bad input stands alone."""
-        self._refuse_key_property(object_type, message)
+        if self._lacks_key_property(message):
+            # Nothing of the batch was written: send it again once the property exists.
+            self._add_key_property(object_type, retried=retried)
+            return self._create(object_type, chunk, results, retried=True)
         if len(chunk) == 1:
             touch = chunk[0]
             results[touch.key] = self._failed(touch.key, category or "VALIDATION_ERROR", message)
@@ -260,20 +322,21 @@ class EngagementWriter:
         middle = len(chunk) // 2
         unknown: list[RenderedTouch] = []
         for half in (chunk[:middle], chunk[middle:]):
-            unknown.extend(self._create(object_type, half, results))
+            unknown.extend(self._create(object_type, half, results, retried=retried))
         return unknown
 
-    def _refuse_key_property(self, object_type: str, message: str) -> None:
-        if "PROPERTY_DOESNT_EXIST" in message and f'"{self.key_property}"' in message:
-            self._checked.discard(object_type)
-            raise ConfigError(f"HubSpot {object_type} lack {self.key_property!r}: {_FIX}")
-
     def _update(
-        self, object_type: str, known: list[RenderedTouch], results: dict[str, DeliveryResult]
+        self,
+        object_type: str,
+        known: list[RenderedTouch],
+        results: dict[str, DeliveryResult],
+        *,
+        retried: bool = False,
     ) -> list[RenderedTouch]:
         """Rewrite records the key already has; returns those HubSpot no longer has."""
         api = self.client.api("objects_batch")
         gone: list[RenderedTouch] = []
+        lacking: list[RenderedTouch] = []
         for chunk in chunks(known, BATCH_LIMIT):
             by_id = {str(t.crm_id): t for t in chunk}
             inputs = [
@@ -299,11 +362,17 @@ class EngagementWriter:
                         continue
                     if error.get("category") == "OBJECT_NOT_FOUND":
                         gone.append(touch)
+                    elif self._lacks_key_property(str(error.get("message") or "")):
+                        lacking.append(touch)
                     else:
                         category = str(error.get("category") or "VALIDATION_ERROR")
                         results[touch.key] = self._failed(
                             touch.key, category, str(error.get("message") or "")
                         )
+        if lacking:
+            # The property was removed since these records were written: put it back.
+            self._add_key_property(object_type, retried=retried)
+            gone.extend(self._update(object_type, lacking, results, retried=True))
         return gone
 
     def _recover(
@@ -336,9 +405,12 @@ class EngagementWriter:
         for start in range(0, len(wanted), SEARCH_KEYS):
             chunk = wanted[start : start + SEARCH_KEYS]
             in_filter = {"propertyName": self.key_property, "operator": "IN", "values": chunk}
-            for record in self._search(object_type, [in_filter], sort="hs_object_id"):
-                if record.key in chunk:
-                    found.setdefault(record.key, record.crm_id)
+            try:
+                for record in self._search(object_type, [in_filter], sort="hs_object_id"):
+                    if record.key in chunk:
+                        found.setdefault(record.key, record.crm_id)
+            except _NoKeyProperty:
+                break  # the rest carry no key either (what was found stands)
         return found
 
     def scan(self, object_type: str, target: str) -> Iterator[list[KeyedRecord]]:
@@ -352,11 +424,14 @@ class EngagementWriter:
                 window.append({"propertyName": "hs_object_id", "operator": "LT",
                                "value": str(below)})  # fmt: skip
             read = 0
-            for page in self._pages(object_type, window, target, sort="-hs_object_id"):
-                read += len(page)
-                if page:
-                    below = min(int(r.crm_id) for r in page)
-                yield [r for r in page if r.key]
+            try:
+                for page in self._pages(object_type, window, target, sort="-hs_object_id"):
+                    read += len(page)
+                    if page:
+                        below = min(int(r.crm_id) for r in page)
+                    yield [r for r in page if r.key]
+            except _NoKeyProperty:
+                return
             if read < SEARCH_CAP:
                 return
 
@@ -369,14 +444,20 @@ class EngagementWriter:
     def _pages(
         self, object_type: str, filters: list[dict[str, Any]], target: str, *, sort: str
     ) -> Iterator[list[KeyedRecord]]:
-        """Search pages (up to 10,000 results, the cap HubSpot sets on one query)."""
+        """Search pages (up to 10,000 results, the cap HubSpot sets on one query); raises
+        ``_NoKeyProperty`` when HubSpot refuses the search for lacking the key property."""
         after: str | None = None
         read = 0
         while True:
             body = self._body(filters, sort=sort, limit=SEARCH_PAGE)
             if after is not None:
                 body["after"] = after
-            answer = self._call_search(object_type, body)
+            try:
+                answer = self._call_search(object_type, body)
+            except CallError as exc:
+                if exc.failure.status != 400 or self._has_key_property(object_type):
+                    raise exc.error from None
+                raise _NoKeyProperty from None
             page = self._records(answer, target)
             read += len(page)
             yield page
@@ -397,7 +478,7 @@ class EngagementWriter:
         api = self.client.api("objects_search")
         return self.client.call(
             f"{object_type} search", api.do_search, object_type, body,
-            idempotent=True, search=True,
+            idempotent=True, search=True, raw_failures=True,
         )  # fmt: skip
 
     def _records(self, answer: dict[str, Any], target: str) -> list[KeyedRecord]:

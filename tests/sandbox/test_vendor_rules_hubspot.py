@@ -483,3 +483,56 @@ def test_an_owner_is_read_by_id_and_an_unknown_one_is_404(hub: tuple[HubSpotStor
     assert found.json()["email"] == "hana@example.com"
     assert missing.status_code == 404
     assert missing.json()["category"] == "OBJECT_NOT_FOUND"
+
+
+def _notes_with(name: str, count: int) -> list[dict[str, Any]]:
+    """Traced note inputs carrying the property ``name``."""
+    return [
+        {
+            "properties": {"hs_timestamp": "1790000000000", name: f"k{i}"},
+            "objectWriteTraceId": f"k{i}",
+        }
+        for i in range(count)
+    ]
+
+
+def test_notes_naming_a_property_the_portal_lacks_are_refused_and_none_is_created(
+    hub: tuple[HubSpotStore, str],
+) -> None:
+    name = "closedloop_probe_key"
+    path = "/crm/v3/objects/notes/batch/create"
+    refused = _call(hub, "POST", path, json={"inputs": _notes_with(name, 3)})
+    assert refused.status_code == 207, refused.text
+    body = refused.json()
+    assert body["results"] == []
+    assert sorted(k for e in body["errors"] for k in e["context"]["objectWriteTraceId"]) == [
+        "k0", "k1", "k2",
+    ]  # fmt: skip
+    for error in body["errors"]:
+        assert error["category"] == "VALIDATION_ERROR"
+        assert "PROPERTY_DOESNT_EXIST" in error["message"]
+        assert f'"{name}"' in error["message"]
+    created = _call(
+        hub, "POST", "/crm/v3/properties/notes",
+        json={"name": name, "label": "probe", "type": "string", "fieldType": "text",
+              "groupName": "noteinformation"},
+    )  # fmt: skip
+    assert created.status_code == 201, created.text
+    again = _call(hub, "POST", path, json={"inputs": _notes_with(name, 3)})
+    assert again.status_code == 201, again.text
+    assert len(again.json()["results"]) == 3
+
+
+def test_a_search_filtering_on_a_property_the_portal_lacks_is_a_bad_request(
+    hub: tuple[HubSpotStore, str],
+) -> None:
+    body = {
+        "filterGroups": [
+            {"filters": [{"propertyName": "closedloop_absent", "operator": "HAS_PROPERTY"}]}
+        ],
+        "limit": 10,
+    }
+    answer = _call(hub, "POST", "/crm/v3/objects/notes/search", json=body)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["category"] == "VALIDATION_ERROR"
+    assert "closedloop_absent" in answer.json()["message"]

@@ -77,6 +77,7 @@ def test_a_touch_the_ledger_vouches_for_is_created_without_a_search(
     assert all(r.ok and r.created for r in results)
     assert connector.client.calls_by["notes batch create"] == 3
     assert connector.client.calls_by["notes search"] == 0
+    assert connector.client.calls_by["notes property get"] == 0
 
 
 def test_notes_are_associated_with_contact_company_and_deal(
@@ -271,18 +272,63 @@ def test_a_target_that_is_no_engagement_type_fails_that_touch_only(
     assert results[2].error_code == "UNKNOWN_TARGET"
 
 
-def test_without_the_touch_key_property_nothing_is_written(
+def _without_key_property(server: SandboxServer, object_type: str) -> None:
+    store: HubSpotStore = server.store("hubspot")
+    with store.lock:
+        del store.data.properties[object_type][KEY]
+
+
+def _has_key_property(server: SandboxServer, object_type: str) -> bool:
+    store: HubSpotStore = server.store("hubspot")
+    with store.lock:
+        return KEY in store.data.properties[object_type]
+
+
+def test_a_first_push_on_a_portal_without_the_key_property_creates_it_and_each_meeting_once(
     sandbox: SandboxServer, connect: Connect
 ) -> None:
-    store: HubSpotStore = sandbox.store("hubspot")
-    with store.lock:
-        del store.data.properties["meetings"][KEY]
+    _without_key_property(sandbox, "meetings")
+    contact = known_contacts(sandbox, 1)[0][1]
+    touches = [
+        RenderedTouch(f"marketo:m{i}", "meeting", {"hs_timestamp": 1 + i}, contact)
+        for i in range(150)
+    ]
+    results = connect().push_touches(touches)
+    assert all(r.ok and r.created for r in results)
+    assert _has_key_property(sandbox, "meetings")
+    assert Counter(keys_in_portal(sandbox, "meetings")) == {t.key: 1 for t in touches}
+    counts = sandbox.state.counts("hubspot")
+    # The first batch refused (nothing of it written), the property created, both sent again.
+    assert (counts["meetings.batch_create"], counts["properties.create"]) == (3, 1)
+    assert "properties.get" not in counts
+
+
+def test_a_replay_on_a_portal_without_the_property_finds_nothing_and_writes_each_note_once(
+    sandbox: SandboxServer, connect: Connect
+) -> None:
+    _without_key_property(sandbox, "notes")
+    touches = resent(notes(sandbox, 120), datetime.now(UTC))
+    results = connect(search_settle_seconds=0).push_touches(touches)
+    assert all(r.ok and r.created for r in results)
+    assert Counter(keys_in_portal(sandbox)) == {t.key: 1 for t in touches}
+    counts = sandbox.state.counts("hubspot")
+    # The search on the missing property was refused and the property read to tell why.
+    assert (counts["notes.search"], counts["properties.get"]) == (1, 1)
+    assert _has_key_property(sandbox, "notes")
+
+
+def test_a_token_that_may_not_create_the_property_stops_the_push_and_writes_nothing(
+    sandbox: SandboxServer, connect: Connect
+) -> None:
+    _without_key_property(sandbox, "meetings")
+    sandbox.set_faults("hubspot/properties.create:403=1")
     touch = RenderedTouch(
         "marketo:m", "meeting", {"hs_timestamp": 1}, known_contacts(sandbox, 1)[0][1]
     )
     with pytest.raises(ConfigError, match="check hubspot --fix"):
         connect().push_touches([touch])
     assert keys_in_portal(sandbox, "meetings") == []
+    assert not _has_key_property(sandbox, "meetings")
 
 
 def test_with_20_percent_429s_every_touch_lands_once_within_1_4x_the_calls(
