@@ -39,6 +39,7 @@ from sqlalchemy import Connection, Engine, select, update
 
 from connectors.errors import RateLimited
 from sync.config import BUDGETED_TYPES
+from sync.ledger.engine import reading
 from sync.ledger.models import ApiUsageRow
 from sync.ledger.types import utcnow
 
@@ -194,7 +195,7 @@ def _ledger_row(ledger: Engine | Connection, connection: str, day: str) -> Any:
     query = select(_USAGE).where(_USAGE.c.connection == connection, _USAGE.c.day == day)
     if isinstance(ledger, Connection):  # inside the caller's transaction (SQLite: no second one)
         return ledger.execute(query).first()
-    with ledger.connect() as conn:
+    with reading(ledger) as conn:
         return conn.execute(query).first()
 
 

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
@@ -44,12 +44,14 @@ __all__ = [
     "make_engine",
     "mask_url",
     "normalize_url",
+    "reading",
 ]
 
 DATABASE_URL_ENV = "CLOSEDLOOP_DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///./closedloop.db"
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_READ_ONLY = "closedloop_read_only"
 POSTGRES_CONNECT_TIMEOUT_S = 10
 
 
@@ -157,9 +159,22 @@ def _make_sqlite_engine(url: URL, **engine_kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front (a deferred transaction that reads, then writes,
+        # fails at once instead of waiting when another writer went first); readers (``reading``)
+        # take none: in WAL mode they read their snapshot beside a writer.
+        read_only = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A ledger connection for reads only. On SQLite its transaction takes no lock, so a read
+    between batches does not wait for another thread's write (the push thread committing a
+    batch's outcomes) as a ``BEGIN IMMEDIATE`` would; elsewhere it is ``engine.connect()``."""
+    with engine.connect() as conn:
+        yield conn.execution_options(**{_READ_ONLY: True})
 
 
 def _enter_wal(cursor: Any) -> None:

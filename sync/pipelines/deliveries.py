@@ -106,6 +106,7 @@ from connectors.registry import sink_info
 from connectors.retry import RetryPolicy
 from sync.ingest import insert_rejects
 from sync.ledger.dialect import dialect_insert
+from sync.ledger.engine import reading
 from sync.ledger.models import (
     DeadLetterStage,
     DeliveryRow,
@@ -266,7 +267,7 @@ class Deliverer(PersonUpdates, DeliveryLog):
 
     def _from_ledger(self, emails: Sequence[str]) -> dict[str, Person]:
         found: dict[str, Person] = {}
-        with self.ctx.engine.connect() as conn:
+        with reading(self.ctx.engine) as conn:
             for start in range(0, len(emails), _LOOKUP_CHUNK):
                 chunk = emails[start : start + _LOOKUP_CHUNK]
                 rows = conn.execute(live_people_query(self.sink, chunk))
@@ -474,7 +475,7 @@ class Deliverer(PersonUpdates, DeliveryLog):
             )
         recorded: set[str] = set()
         emails = sorted(wanted)
-        with self.ctx.engine.connect() as conn:
+        with reading(self.ctx.engine) as conn:
             for start in range(0, len(emails), _LOOKUP_CHUNK):
                 found = conn.execute(
                     select(_OPT_OUT.c.email).where(
@@ -559,7 +560,7 @@ class Deliverer(PersonUpdates, DeliveryLog):
         high = max(t.occurred_at for t in candidates) + timedelta(days=1)
         ids = {p.touch_id for p in batch}
         out: list[Touch] = []
-        with self.ctx.engine.connect() as conn:
+        with reading(self.ctx.engine) as conn:
             for start in range(0, len(emails), _LOOKUP_CHUNK):
                 rows = conn.execute(
                     select(_TOUCH, _DELIVERY.c.crm_id.label("delivered_crm_id"))
@@ -659,7 +660,7 @@ class Deliverer(PersonUpdates, DeliveryLog):
         finished; a run that never finished (killed) sent nothing after this run started."""
         ended = self._run_ends.get(prior.run_id) if prior.run_id is not None else None
         if prior.run_id is not None and prior.run_id not in self._run_ends:
-            with self.ctx.engine.connect() as conn:
+            with reading(self.ctx.engine) as conn:
                 ended = conn.execute(
                     select(_RUN.c.finished_at).where(_RUN.c.id == prior.run_id)
                 ).scalar_one_or_none()
@@ -672,7 +673,7 @@ class Deliverer(PersonUpdates, DeliveryLog):
     def _priors(self, touch_ids: Sequence[int]) -> dict[int, Any]:
         """The delivery rows of ``touch_ids`` to this sink as they stand before this attempt."""
         found: dict[int, Any] = {}
-        with self.ctx.engine.connect() as conn:
+        with reading(self.ctx.engine) as conn:
             for start in range(0, len(touch_ids), _LOOKUP_CHUNK):
                 rows = conn.execute(
                     select(
@@ -713,7 +714,7 @@ class Deliverer(PersonUpdates, DeliveryLog):
         wanted = sorted(set(emails))
         lifecycle = self.mapping.lifecycle
         history: dict[str, list[Touch]] = {email: [] for email in wanted}
-        with self.ctx.engine.connect() as conn:
+        with reading(self.ctx.engine) as conn:
             for start in range(0, len(wanted), _LOOKUP_CHUNK):
                 rows = conn.execute(
                     select(_TOUCH).where(

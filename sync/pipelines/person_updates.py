@@ -15,6 +15,7 @@ import structlog
 from sqlalchemy import Connection, bindparam, select, update
 
 from connectors.base import Crm, Person, PersonUpdate, Touch
+from sync.ledger.engine import reading
 from sync.ledger.models import PersonRow
 from sync.pipelines.rows import _LOOKUP_CHUNK, _email, _text, source_person, upsert_people
 
@@ -145,7 +146,7 @@ class PersonUpdates:
     def _settled_digests(self, external_ids: Sequence[str]) -> dict[str, str]:
         """The ledger's ``fields_digest`` of these CRM people (those that have one)."""
         out: dict[str, str] = {}
-        with self.ctx.engine.connect() as conn:
+        with reading(self.ctx.engine) as conn:
             for start in range(0, len(external_ids), _LOOKUP_CHUNK):
                 rows = conn.execute(
                     select(_PERSON.c.external_id, _PERSON.c.fields_digest).where(

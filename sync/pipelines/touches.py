@@ -46,6 +46,7 @@ from connectors.base import Cursor
 from connectors.errors import ClosedloopError, ConfigError
 from sync import leases
 from sync.ingest import insert_rejects, insert_touches
+from sync.ledger.engine import reading
 from sync.ledger.models import DeadLetterStage, DeliveryRow, DeliveryState, TouchRow
 from sync.pipelines.context import Fence, FenceLost, cursor_value, load_cursor, save_cursor
 from sync.pipelines.deliveries import Deliverer, Pending
@@ -175,7 +176,7 @@ def _source_lease(ctx: RunContext, source_name: str) -> Iterator[Fence | None]:
 def _pulled_enough(ctx: RunContext, source_name: str) -> bool:
     """Whether the source's last complete pull reached at least the moment this run needs
     (its tick when scheduled, else its own start): then another pipeline pulled it for us."""
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         pulled = load_cursor(conn, source_key(source_name), PULLED_STREAM).value
     needed = ctx.pulled_since or ctx.started_at
     return pulled is not None and datetime.fromisoformat(pulled) >= needed
@@ -183,7 +184,7 @@ def _pulled_enough(ctx: RunContext, source_name: str) -> bool:
 
 def _pull_pages(ctx: RunContext, source: Any, source_name: str, fence: Fence) -> None:
     key = source_key(source_name)
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         stored = load_cursor(conn, key, PULL_STREAM)
     if stored.value is None:  # pulled before pulls were shared: this pipeline's own cursor
         stored = ctx.load_cursor(PULL_STREAM)
@@ -244,7 +245,7 @@ def _retry_batches(ctx: RunContext, source: str, sink: str, size: int) -> Iterat
     """Touches whose delivery is intended (crash leftovers) or failed (held), by touch id."""
     after = 0
     while True:
-        with ctx.engine.connect() as conn:
+        with reading(ctx.engine) as conn:
             rows = conn.execute(
                 select(_TOUCH)
                 .join(_DELIVERY, _DELIVERY.c.touch_id == _TOUCH.c.id)
@@ -277,7 +278,7 @@ def _new_batches(
     with the batch's ids). No join: a planner cannot pick a plan that reads every delivery.
     """
     while True:
-        with ctx.engine.connect() as conn:
+        with reading(ctx.engine) as conn:
             rows = conn.execute(new_touches_query(source, after, size)).all()
             if not rows:
                 return
@@ -322,7 +323,7 @@ def _deliver(ctx: RunContext, deliverer: _CursorDeliverer, source: str) -> None:
     deliverer.ctx_cursor = after
     ctx.refresh_statistics()  # the pull may have grown the ledger many times over
     # Every unseen person of the new touches in a few CRM lookups, not one per batch.
-    with ctx.engine.connect() as conn:
+    with reading(ctx.engine) as conn:
         emails = (
             conn.execute(
                 select(_TOUCH.c.email)

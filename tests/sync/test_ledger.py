@@ -35,6 +35,7 @@ from sync.ledger import (
     open_ledger,
     upgrade,
 )
+from sync.ledger.engine import reading
 from sync.ledger.migrate import VERSION_TABLE
 
 LEDGER_TABLES = {
@@ -352,6 +353,32 @@ def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path: Pa
     assert pragma["journal_mode"] == "wal"
     assert pragma["foreign_keys"] == 1
     assert int(pragma["busy_timeout"]) >= 1000
+
+
+def test_a_read_does_not_wait_for_a_writer_and_sees_what_was_committed(
+    ledger_engine: Engine,
+) -> None:
+    """Between batches the engine reads while its push thread may be writing: a read through
+    ``reading`` answers at once with the committed rows (SQLite: no lock taken; a write
+    transaction's ``BEGIN IMMEDIATE`` would wait for the writer up to the busy timeout)."""
+    with ledger_session(ledger_engine) as session:
+        session.add(_touch())
+    with ledger_engine.begin() as writer:
+        writer.execute(
+            text(
+                "INSERT INTO touch (key, source, source_id, kind, occurred_at, attributes, raw, "
+                "pulled_at) SELECT 'files:two', source, 'two', kind, occurred_at, attributes, raw, "
+                "pulled_at FROM touch"
+            )
+        )
+        with ThreadPoolExecutor(max_workers=1) as pool:  # another thread, as the engine's are
+            seen = pool.submit(_count_touches, ledger_engine).result(timeout=10)
+    assert seen == 1  # the writer's row is not committed yet
+
+
+def _count_touches(engine: Engine) -> int:
+    with reading(engine) as conn:
+        return int(conn.execute(text("SELECT count(*) FROM touch")).scalar_one())
 
 
 def test_an_in_memory_sqlite_ledger_keeps_its_tables_across_sessions() -> None:
