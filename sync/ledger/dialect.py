@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, TypeDecorator, insert
+from sqlalchemy import Connection, Table, TypeDecorator, bindparam, insert, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -19,6 +19,7 @@ __all__ = [
     "dialect_insert",
     "raw_rows",
     "raw_time_parser",
+    "update_each",
 ]
 
 _FETCH = 10_000
@@ -76,6 +77,66 @@ def append_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[attr-defined]
         for row in rows:
             copy.write_row(values(row))
+
+
+def update_each(
+    conn: Connection,
+    table: Table,
+    key: str,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    where: Mapping[str, Any],
+    fixed: Mapping[str, Any],
+) -> None:
+    """Update ``table`` row by row in the caller's transaction: the row whose ``key`` column
+    holds a mapping's ``key`` value (and whose ``where`` columns hold those values) takes the
+    mapping's other values and the ``fixed`` ones. Keys must be distinct.
+
+    PostgreSQL: one ``UPDATE ... FROM unnest(arrays)`` (a statement per row costs the server a
+    round of parse, plan and execute each, 30-70 us a row measured); elsewhere one executemany.
+    """
+    if not rows:
+        return
+    varying = [name for name in rows[0] if name != key]
+    if conn.dialect.name != "postgresql" or len(rows) < COPY_FROM:
+        statement = (
+            update(table)
+            .where(table.c[key] == bindparam("k_"), *(table.c[c] == v for c, v in where.items()))
+            .values(
+                **{c: bindparam(f"v_{c}") for c in varying},
+                **fixed,
+            )
+        )
+        conn.execute(
+            statement,
+            [{"k_": row[key], **{f"v_{c}": row[c] for c in varying}} for row in rows],
+        )
+        return
+    names = [key, *varying]
+    values = copy_values(conn, table, names)
+    columns = list(zip(*(values(row) for row in rows), strict=True))
+    arrays = ", ".join(
+        f"CAST(:a{i} AS {table.c[name].type.compile(dialect=conn.dialect)}[])"
+        for i, name in enumerate(names)
+    )
+    assignments = [f'"{c}" = v."{c}"' for c in varying] + [f'"{c}" = :f_{c}' for c in fixed]
+    conditions = "".join(f' AND "{table.name}"."{c}" = :w_{c}' for c in where)
+    statement = text(
+        f'UPDATE "{table.name}" SET {", ".join(assignments)} '  # noqa: S608 - model names
+        f"FROM unnest({arrays}) AS v({', '.join(f'{chr(34)}{n}{chr(34)}' for n in names)}) "
+        f'WHERE "{table.name}"."{key}" = v."{key}"{conditions}'
+    ).bindparams(
+        *(bindparam(f"f_{c}", type_=table.c[c].type) for c in fixed),
+        *(bindparam(f"w_{c}", type_=table.c[c].type) for c in where),
+    )
+    conn.execute(
+        statement,
+        {
+            **{f"a{i}": list(column) for i, column in enumerate(columns)},
+            **{f"f_{c}": v for c, v in fixed.items()},
+            **{f"w_{c}": v for c, v in where.items()},
+        },
+    )
 
 
 def raw_rows(

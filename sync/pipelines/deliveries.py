@@ -86,7 +86,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import Connection, and_, bindparam, select, update
+from sqlalchemy import Connection, and_, select
 from tenacity import Retrying
 
 from connectors.base import (
@@ -105,7 +105,7 @@ from connectors.errors import ConfigError, MappingError, RecordRejected, Transie
 from connectors.registry import sink_info
 from connectors.retry import RetryPolicy
 from sync.ingest import insert_rejects
-from sync.ledger.dialect import dialect_insert
+from sync.ledger.dialect import dialect_insert, update_each
 from sync.ledger.engine import reading
 from sync.ledger.models import (
     DeadLetterStage,
@@ -692,18 +692,17 @@ class Deliverer(PersonUpdates, DeliveryLog):
 
     def _confirm(self, conn: Connection, confirmed: Sequence[Mapping[str, Any]]) -> None:
         """Mark deliveries confirmed with their CRM ids (``tid``/``crm_id`` dicts)."""
-        if not confirmed:
-            return
-        conn.execute(
-            update(_DELIVERY)
-            .where(_DELIVERY.c.touch_id == bindparam("tid"), _DELIVERY.c.sink == self.sink)
-            .values(
-                state=DeliveryState.CONFIRMED.value,
-                crm_id=bindparam("crm_id"),
-                confirmed_at=utcnow(),
-                last_error=None,
-            ),
-            list(confirmed),
+        update_each(
+            conn,
+            _DELIVERY,
+            "touch_id",
+            [{"touch_id": c["tid"], "crm_id": c["crm_id"]} for c in confirmed],
+            where={"sink": self.sink},
+            fixed={
+                "state": DeliveryState.CONFIRMED.value,
+                "confirmed_at": utcnow(),
+                "last_error": None,
+            },
         )
 
     def _mql_verdicts(

@@ -12,9 +12,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, select
 
 from connectors.base import Crm, Person, PersonUpdate, Touch
+from sync.ledger.dialect import update_each
 from sync.ledger.engine import reading
 from sync.ledger.models import PersonRow
 from sync.pipelines.rows import _LOOKUP_CHUNK, _email, _text, source_person, upsert_people
@@ -134,13 +135,13 @@ class PersonUpdates:
 
     def _settled(self, conn: Connection, digests: Mapping[str, str]) -> None:
         """Record that these CRM people (by id) were settled against these source digests."""
-        if not digests:
-            return
-        conn.execute(
-            update(_PERSON)
-            .where(_PERSON.c.crm == self.sink, _PERSON.c.external_id == bindparam("xid"))
-            .values(fields_digest=bindparam("digest")),
-            [{"xid": xid, "digest": digest} for xid, digest in digests.items()],
+        update_each(
+            conn,
+            _PERSON,
+            "external_id",
+            [{"external_id": xid, "fields_digest": digest} for xid, digest in digests.items()],
+            where={"crm": self.sink},
+            fixed={},
         )
 
     def _settled_digests(self, external_ids: Sequence[str]) -> dict[str, str]:

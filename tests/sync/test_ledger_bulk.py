@@ -1,0 +1,65 @@
+"""The ledger's bulk writes answer alike on SQLite and PostgreSQL, below and above the size from
+which PostgreSQL takes its bulk path (COPY, one UPDATE over unnested arrays)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, select, text
+
+from sync.ledger.dialect import COPY_FROM, update_each
+from sync.ledger.models import DeliveryRow
+
+WHEN = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+_DELIVERY = DeliveryRow.__table__  # type: ignore[attr-defined]
+
+
+def _deliveries(engine: Engine, touches: int) -> None:
+    """``touches`` touches, each with an intended delivery to salesforce and to hubspot."""
+    with engine.begin() as conn:
+        for n in range(1, touches + 1):
+            conn.execute(
+                text(
+                    "INSERT INTO touch (id, key, source, source_id, kind, occurred_at, attributes, "
+                    "raw, pulled_at) VALUES (:id, :key, 'files', :sid, 'email_open', :at, '{}', "
+                    "'{}', :at)"
+                ),
+                {"id": n, "key": f"files:{n}", "sid": str(n), "at": WHEN.replace(tzinfo=None)},
+            )
+            for sink in ("salesforce", "hubspot"):
+                conn.execute(
+                    text(
+                        "INSERT INTO delivery (touch_id, sink, state, attempts, last_error, "
+                        "intended_at) VALUES (:id, :sink, 'intended', 1, 'was pending', :at)"
+                    ),
+                    {"id": n, "sink": sink, "at": WHEN.replace(tzinfo=None)},
+                )
+
+
+@pytest.mark.parametrize("size", [3, COPY_FROM * 2])
+def test_each_row_takes_its_own_values_and_only_the_matching_rows_change(
+    ledger_engine: Engine, size: int
+) -> None:
+    _deliveries(ledger_engine, size + 5)
+    confirmed_at = WHEN + timedelta(hours=1)
+    with ledger_engine.begin() as conn:
+        update_each(
+            conn,
+            _DELIVERY,
+            "touch_id",
+            [{"touch_id": n, "crm_id": f"00T{n}"} for n in range(1, size + 1)],
+            where={"sink": "salesforce"},
+            fixed={"state": "confirmed", "confirmed_at": confirmed_at, "last_error": None},
+        )
+    with ledger_engine.connect() as conn:
+        rows = {(r.touch_id, r.sink): r for r in conn.execute(select(_DELIVERY)).all()}
+
+    for n in range(1, size + 1):
+        done = rows[n, "salesforce"]
+        assert (done.state, done.crm_id, done.last_error) == ("confirmed", f"00T{n}", None)
+        assert done.confirmed_at == confirmed_at
+        other = rows[n, "hubspot"]  # another sink: untouched
+        assert (other.state, other.crm_id, other.last_error) == ("intended", None, "was pending")
+    for n in range(size + 1, size + 6):  # not in the update
+        assert rows[n, "salesforce"].state == "intended"
