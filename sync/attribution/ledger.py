@@ -210,6 +210,18 @@ _INPUT_TABLES = (
 )
 
 
+def _input_tables(session: Session) -> tuple[str, ...]:
+    """``_INPUT_TABLES`` as this database reads them fastest.
+
+    SQLite would seek each table's ``crm`` index and then sort the rows by id in a temporary
+    B-tree; a CRM's rows are most of a table (one CRM per ledger is the common case), so a scan
+    in id order, filtered, reads the same rows in half the time. ``+crm`` (a no-op expression)
+    keeps SQLite off the index; PostgreSQL plans from its statistics and needs no hint."""
+    if session.connection().dialect.name != "sqlite":
+        return _INPUT_TABLES
+    return tuple(sql.replace("WHERE crm = :crm", "WHERE +crm = :crm") for sql in _INPUT_TABLES)
+
+
 def input_state(
     session: Session,
     crm: str,
@@ -226,7 +238,7 @@ def input_state(
     ``fingerprint``; a different state says nothing (a new touch of nobody known changes it),
     and the run falls back to the fingerprint."""
     digest = hashlib.sha256(json.dumps(_header(params, models, as_of), sort_keys=True).encode())
-    for sql in ("SELECT count(*), max(id) FROM touch", *_INPUT_TABLES):
+    for sql in ("SELECT count(*), max(id) FROM touch", *_input_tables(session)):
         digest.update(b"\n#")
         rows: list[tuple[Any, ...]] = []
         for row in raw_rows(session, sql, {"crm": crm}):
