@@ -29,12 +29,9 @@ def largest_remainder(total: int, weights: Sequence[int]) -> list[int]:
     if weights.count(weights[0]) == count:  # equal weights (linear): the first items win ties
         part, left = divmod(total, count)
         return [part + 1] * left + [part] * (count - left)
-    parts: list[int] = []
-    remainders: list[int] = []
-    for weight in weights:
-        part, remainder = divmod(total * weight, weight_sum)
-        parts.append(part)
-        remainders.append(remainder)
+    divided = [divmod(total * weight, weight_sum) for weight in weights]
+    parts = [part for part, _ in divided]
+    remainders = [remainder for _, remainder in divided]
     left = total - sum(parts)
     if left:
         # A stable sort, largest remainder first: equal remainders keep their position order.

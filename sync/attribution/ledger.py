@@ -285,9 +285,10 @@ def fingerprint(
     ]  # fmt: skip
     for name, rows in sections:
         digest.update(f"\n#{name}\n".encode())
-        for line in sorted("\x1f".join(_text(v) for v in row) for row in rows):
-            digest.update(line.encode())
-            digest.update(b"\n")
+        # Ids are most of the values: strings are written as they are, the rest by ``_text``.
+        texts = ["\x1f".join([v if type(v) is str else _text(v) for v in row]) for row in rows]
+        texts.sort()
+        digest.update("".join([f"{text}\n" for text in texts]).encode())
     return digest.hexdigest()
 
 
