@@ -197,8 +197,9 @@ _INPUT_TABLES = (
     "SELECT external_id, kind, email, account_external_id, converted_account_external_id, "
     "converted, converted_contact_external_id, converted_opportunity_external_id, merged_into, "
     "deleted, created_at FROM person WHERE crm = :crm ORDER BY id",
-    "SELECT person_external_id, email, first_seen_at FROM person_email WHERE crm = :crm "
-    "ORDER BY id",
+    # Addresses are only ever added (``record_email_history`` inserts them and touches nothing
+    # read here again): their count and newest id say when one was.
+    "SELECT count(*), max(id) FROM person_email WHERE crm = :crm",
     "SELECT person_external_id, account_external_id, status FROM account_match "
     "WHERE crm = :crm ORDER BY id",
     "SELECT external_id, channel FROM campaign WHERE crm = :crm ORDER BY id",
@@ -219,7 +220,10 @@ def _input_tables(session: Session) -> tuple[str, ...]:
     keeps SQLite off the index; PostgreSQL plans from its statistics and needs no hint."""
     if session.connection().dialect.name != "sqlite":
         return _INPUT_TABLES
-    return tuple(sql.replace("WHERE crm = :crm", "WHERE +crm = :crm") for sql in _INPUT_TABLES)
+    return tuple(
+        sql.replace("WHERE crm = :crm ORDER BY", "WHERE +crm = :crm ORDER BY")
+        for sql in _INPUT_TABLES
+    )
 
 
 def input_state(
@@ -231,10 +235,11 @@ def input_state(
 ) -> str:
     """SHA-256 of the inputs' state, cheap enough to check before anything is loaded.
 
-    Touches are only ever inserted (ingest never rewrites or deletes one), so the touch table
-    is summed up by its row count and newest id; the CRM's people, addresses, lead-to-account
-    matches, campaigns, deals and contact roles (tens of thousands of rows, where touches are
-    millions) are hashed row by row. Equal states mean equal inputs, hence an equal
+    Touches and former addresses are only ever inserted (ingest never rewrites or deletes a
+    touch; ``record_email_history`` only adds addresses), so those tables are summed up by their
+    row count and newest id; the CRM's people, lead-to-account matches, campaigns, deals and
+    contact roles (tens of thousands of rows, where touches are millions) are hashed row by
+    row. Equal states mean equal inputs, hence an equal
     ``fingerprint``; a different state says nothing (a new touch of nobody known changes it),
     and the run falls back to the fingerprint."""
     digest = hashlib.sha256(json.dumps(_header(params, models, as_of), sort_keys=True).encode())
