@@ -128,7 +128,7 @@ def _load(
     # Addresses resolved so far, misses (None) too: a stranger's touches repeat their address.
     by_email: dict[str, str | None] = dict(graph.by_email)  # stored trimmed and lower-cased
     resolved = by_email.get
-    unseen = object()
+    unseen: Any = object()  # not an id: an address not looked up yet
     for key, ref, email, occurred_at, kind, named, own_channel in raw_rows(
         session,
         "SELECT key, person_ref, email, occurred_at, kind, campaign, channel FROM touch "
@@ -471,8 +471,8 @@ def _store_results(
             if not model_credits:
                 unattributed[name] += 1
             counts["credits"] += len(model_credits)
-            # A Credit is a named tuple: unpacked at once.
-            for model, opp, key, person, at, campaign, channel, units, cents, mark in model_credits:
+            # A Credit is a named tuple, unpacked at once (``who``: person, ``mark``: milestones).
+            for model, deal, key, who, at, campaign, channel, units, cents, mark in model_credits:
                 moment = times.get(at)
                 if moment is None:
                     moment = times[at] = (
@@ -481,7 +481,7 @@ def _store_results(
                         else at.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
                     )
                 credits.append((
-                    run_id, model, opp, key, person, campaign, channel, moment, units,
+                    run_id, model, deal, key, who, campaign, channel, moment, units,
                     Decimal(cents).scaleb(-2) if postgres else cents / 100, ",".join(mark),
                 ))  # fmt: skip
         if len(credits) >= _CREDIT_BATCH:

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, column, inspect, select, table
+from sqlalchemy import Connection, Engine, String, column, inspect, select, table
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -218,12 +218,11 @@ def _recorded_revision(engine: Engine) -> str | None:
         try:
             if not inspect(connection).has_table(VERSION_TABLE):
                 return None
-            rows = connection.execute(
-                select(column("version_num")).select_from(table(VERSION_TABLE))
-            ).all()
+            version = table(VERSION_TABLE, column("version_num", String))
+            revisions = list(connection.scalars(select(version.c.version_num)))
         finally:
             connection.rollback()
-    return str(rows[0][0]) if len(rows) == 1 else None
+    return revisions[0] if len(revisions) == 1 else None
 
 
 def ensure_schema(engine: Engine) -> None:
