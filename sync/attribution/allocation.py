@@ -25,15 +25,17 @@ def largest_remainder(total: int, weights: Sequence[int]) -> list[int]:
         whole = [0] * len(weights)
         whole[list(weights).index(weight_sum)] = total
         return whole
-    parts: list[int] = []
-    remainders: list[int] = []
-    for weight in weights:
-        part, remainder = divmod(total * weight, weight_sum)
-        parts.append(part)
-        remainders.append(remainder)
+    count = len(weights)
+    if weights.count(weights[0]) == count:  # equal weights (linear): the first items win ties
+        part, left = divmod(total, count)
+        return [part + 1] * left + [part] * (count - left)
+    divided = [divmod(total * weight, weight_sum) for weight in weights]
+    parts = [part for part, _ in divided]
+    remainders = [remainder for _, remainder in divided]
     left = total - sum(parts)
     if left:
-        ranked = sorted(range(len(weights)), key=lambda i: (-remainders[i], i))
+        # A stable sort, largest remainder first: equal remainders keep their position order.
+        ranked = sorted(range(count), key=remainders.__getitem__, reverse=True)
         for index in ranked[:left]:
             parts[index] += 1
     return parts

@@ -44,6 +44,12 @@ class IdentityGraph:
         self.nodes: dict[str, PersonNode] = {}
         for root, records in members.items():
             head = self._records.get(root)
+            # Most people are one record with no chain: their node is that record.
+            if head is not None and len(records) == 1 and records[0] is head:
+                self.nodes[root] = PersonNode(
+                    root, (root,), head.account_id or None, head.created_at, head.deleted
+                )
+                continue
             ordered = ([head] if head is not None else []) + [r for r in records if r is not head]
             created = [r.created_at for r in ordered if r.created_at is not None]
             self.nodes[root] = PersonNode(
@@ -93,8 +99,9 @@ class IdentityGraph:
     def _email_index(self) -> dict[str, str]:
         """Email -> canonical id; current addresses beat former ones, contacts beat leads."""
         ranked: dict[str, tuple[tuple[int, int, str], str]] = {}
+        canonical = self._canonical  # every record was resolved while grouping the members
         for record in self._records.values():
-            root = self.canonical(record.id)
+            root = canonical[record.id]
             node = self.nodes[root]
             if node.deleted:
                 continue

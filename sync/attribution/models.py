@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from sync.attribution.allocation import largest_remainder
 from sync.attribution.graph import IdentityGraph
@@ -248,9 +248,11 @@ class AttributionParams:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Credit:
-    """The part of one opportunity one model gives one touch."""
+class Credit(NamedTuple):
+    """The part of one opportunity one model gives one touch.
+
+    A named tuple, not a dataclass: a run over a million touches makes about as many credits,
+    and a tuple is made several times faster than a frozen instance."""
 
     model: str
     opportunity_id: str
@@ -334,11 +336,14 @@ class Attributor:
         known = self.graph.canonical_ids
         kinds = self.params.counted_kinds
         per_person: dict[str, list[_Entry]] = {}
+        epoch = _EPOCH
         for touch in dataset.touches:
             if kinds is not None and touch.kind not in kinds:
                 continue
             root = known.get(touch.person_id) or canonical(touch.person_id)
-            entry = (_us(touch.occurred_at), touch.key, root, touch)
+            since = touch.occurred_at - epoch  # _us inlined: once per touch
+            at = (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds
+            entry = (at, touch.key, root, touch)
             bucket = per_person.get(root)
             if bucket is None:
                 per_person[root] = [entry]
@@ -498,6 +503,8 @@ class Attributor:
         for milestone, index in milestones.items():
             labels[index] = (*labels.get(index, ()), _MILESTONE_NAMES[milestone])
         cents = _cents(opportunity.amount)
+        make = tuple.__new__
+        label = labels.get
         for model in chosen:
             name = model.value
             weights = self._weights(model, entries, milestones)
@@ -506,26 +513,16 @@ class Attributor:
                 continue
             shares = largest_remainder(SHARE_UNITS, weights)
             amounts = largest_remainder(cents, weights) if cents else [0] * len(weights)
-            model_credits: list[Credit] = []
-            for index, weight in enumerate(weights):
-                if not weight:
-                    continue
-                touch = entries[index][3]
-                model_credits.append(
-                    Credit(
-                        name,
-                        opportunity.id,
-                        touch.key,
-                        entries[index][2],
-                        touch.occurred_at,
-                        touch.campaign,
-                        touch.channel,
-                        shares[index],
-                        amounts[index],
-                        labels.get(index, ()),
-                    )
+            # ``tuple.__new__`` makes each Credit without the Python-level ``__new__``: a run
+            # makes about as many credits as there are touches.
+            credits[name] = [
+                make(Credit, (name, opportunity.id, key, person, touch.occurred_at,
+                              touch.campaign, touch.channel, share, amount, label(index, ())))
+                for index, ((_, key, person, touch), weight, share, amount) in enumerate(
+                    zip(entries, weights, shares, amounts, strict=True)
                 )
-            credits[name] = model_credits
+                if weight
+            ]  # fmt: skip
         lead_touch = milestones.get(Milestone.LEAD_CREATION)
         lead_campaign = entries[lead_touch][3].campaign if lead_touch is not None else None
         if lead_campaign:

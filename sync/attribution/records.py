@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from connectors.base import ContactRole, Opportunity, Person, PersonKind, Touch
 
@@ -24,9 +25,11 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class AttributionTouch:
-    """One touch of one known person (``person_id`` may be any id the person ever had)."""
+class AttributionTouch(NamedTuple):
+    """One touch of one known person (``person_id`` may be any id the person ever had).
+
+    A named tuple, not a dataclass: a run builds one per counted touch (over half a million on
+    a million-touch ledger), and a tuple is made several times faster than a frozen instance."""
 
     key: str
     person_id: str

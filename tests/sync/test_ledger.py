@@ -139,6 +139,21 @@ def test_processes_starting_together_migrate_the_ledger_once(ledger_url: str) ->
     assert current(ledger_url) == head()
 
 
+def test_opening_a_ledger_at_head_reads_its_revision_without_alembic(ledger_url: str) -> None:
+    upgrade(ledger_url)
+    code = (
+        "import sys; from sync.ledger import open_ledger; open_ledger(sys.argv[1]).dispose(); "
+        "print('alembic' in sys.modules)"
+    )
+    root = Path(__file__).resolve().parents[2]
+    opened = subprocess.run(
+        [sys.executable, "-c", code, ledger_url], cwd=root, capture_output=True, check=True
+    )
+    # Every command opens the ledger: importing Alembic costs a tenth of a second each time.
+    assert opened.stdout.decode().split() == ["False"]
+    assert current(ledger_url) == head()
+
+
 def test_migrated_schema_matches_the_models(ledger_engine: Engine) -> None:
     with ledger_engine.connect() as connection:
         context = MigrationContext.configure(

@@ -193,6 +193,31 @@ def test_the_unchanged_check_comes_first_and_follows_every_input(ledger_engine: 
         assert run_attribution(session, "sf", ["linear"], as_of=AS_OF).run_id == changed.run_id
 
 
+def test_a_new_address_is_a_new_input_and_the_old_ones_still_count(ledger_engine: Engine) -> None:
+    seed_ledger(ledger_engine)
+    with ledger_session(ledger_engine) as session:
+        first = run_attribution(session, "sf", ["linear"], as_of=AS_OF)
+    # Ann moves again: her history now holds three addresses, her touches keep counting.
+    with ledger_session(ledger_engine) as session:
+        ann = session.exec(select(PersonRow).where(PersonRow.external_id == "ann")).one()
+        ann.email = "ann@new.example"
+        session.add(ann)
+        session.add(_touch(12, "ann@new.example", day(11), "ebook"))
+    with ledger_session(ledger_engine) as session:
+        moved = run_attribution(session, "sf", ["linear"], as_of=AS_OF)
+        assert not moved.reused
+        assert moved.fingerprint != first.fingerprint
+        keys = session.exec(
+            select(AttributionCreditRow.touch_key)
+            .where(AttributionCreditRow.run_id == moved.run_id)
+            .order_by(AttributionCreditRow.touch_key)
+        ).all()
+        assert keys == ["mkto:1", "mkto:12", "mkto:2"]
+        again = run_attribution(session, "sf", ["linear"], as_of=AS_OF)
+        assert again.reused
+        assert again.run_id == moved.run_id
+
+
 def test_show_sums_credits_by_campaign_with_sourced_and_influenced(ledger_engine: Engine) -> None:
     seed_ledger(ledger_engine)
     with ledger_session(ledger_engine) as session:
