@@ -86,7 +86,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import ARRAY, Connection, Integer, and_, bindparam, func, literal, select
 from tenacity import Retrying
 
 from connectors.base import (
@@ -105,7 +105,7 @@ from connectors.errors import ConfigError, MappingError, RecordRejected, Transie
 from connectors.registry import sink_info
 from connectors.retry import RetryPolicy
 from sync.ingest import insert_rejects
-from sync.ledger.dialect import dialect_insert, update_each
+from sync.ledger.dialect import COPY_FROM, dialect_insert, update_each
 from sync.ledger.engine import reading
 from sync.ledger.models import (
     DeadLetterStage,
@@ -907,8 +907,24 @@ class Deliverer(PersonUpdates, DeliveryLog):
         """Upsert the delivery rows of ``touch_ids`` to ``state`` (attempts+1 when ``bump``)."""
         if not touch_ids:
             return
-        now = utcnow()
+        ids = list(dict.fromkeys(touch_ids))
+        values: dict[str, Any] = {
+            "sink": self.sink,
+            "state": state.value,
+            "last_error": error,
+            "run_id": self.ctx.run_id,
+            "intended_at": utcnow(),
+            "attempts": 1 if bump else 0,
+        }
         statement = dialect_insert(conn, _DELIVERY)
+        rows: list[dict[str, Any]] | None = None
+        if conn.dialect.name == "postgresql" and len(ids) >= COPY_FROM:
+            # One statement over the unnested ids, not one per row (see ``update_each``).
+            unnested = func.unnest(bindparam("ids", ids, type_=ARRAY(Integer)))
+            constants = (literal(v, _DELIVERY.c[k].type) for k, v in values.items())
+            statement = statement.from_select(["touch_id", *values], select(unnested, *constants))
+        else:
+            rows = [{"touch_id": tid, **values} for tid in ids]
         attempts = _DELIVERY.c.attempts + 1 if bump else _DELIVERY.c.attempts
         conn.execute(
             statement.on_conflict_do_update(
@@ -921,18 +937,7 @@ class Deliverer(PersonUpdates, DeliveryLog):
                     "attempts": attempts,
                 },
             ),
-            [
-                {
-                    "touch_id": tid,
-                    "sink": self.sink,
-                    "state": state.value,
-                    "last_error": error,
-                    "run_id": self.ctx.run_id,
-                    "intended_at": now,
-                    "attempts": 1 if bump else 0,
-                }
-                for tid in touch_ids
-            ],
+            rows,
         )
 
     # -- push ----------------------------------------------------------------------------------
