@@ -8,8 +8,9 @@
   ``triggers.budget_share`` of its cap (``sync.budgets``: the vendor's own usage figure where it
   reports one, else closedloop's calls counted in the ledger);
 - ``lag:<pipeline>``: the pipeline's last successful run ended longer ago than ``triggers.lag``;
-- ``backlog_age:<pipeline>``: the oldest touch waiting for the pipeline's CRM (delivery intended
-  or failed) was pulled longer ago than ``triggers.backlog_age``;
+- ``backlog_age:<pipeline>``: the oldest touch waiting for the pipeline's CRM (a retry since its
+  last attempt, a touch never attempted since it was pulled: ``sync.backlog``, as the health page
+  shows it) has waited longer than ``triggers.backlog_age``;
 - ``lease_lost:<pipeline>``: a replica lost the pipeline's lease in the middle of a run (only the
   scheduler that saw it knows: it passes what it saw, and a later run with the lease held clears
   it).
@@ -27,15 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, and_, func, select
 
+from sync.backlog import BacklogReader
 from sync.durations import parse_duration
 from sync.ledger.models import (
     DeadLetterRow,
     DeadLetterStatus,
-    DeliveryRow,
-    DeliveryState,
     RunState,
     SyncRunRow,
-    TouchRow,
 )
 from sync.ledger.types import aggregate_time
 from sync.logs import redact
@@ -50,8 +49,6 @@ __all__ = [
 
 _RUN = SyncRunRow.__table__  # type: ignore[attr-defined]
 _DEAD = DeadLetterRow.__table__  # type: ignore[attr-defined]
-_DELIVERY = DeliveryRow.__table__  # type: ignore[attr-defined]
-_TOUCH = TouchRow.__table__  # type: ignore[attr-defined]
 _ERROR_MAX = 300
 
 
@@ -242,20 +239,12 @@ def _lag(conn: Connection, names: list[str], now: datetime, limit: float) -> lis
 
 def _backlog(conn: Connection, config: Config, now: datetime, limit: float) -> list[Condition]:
     out = []
+    backlogs = BacklogReader(conn)
     for name, spec in sorted(config.pipelines.items()):
         if spec.kind != "touches" or not spec.source or not spec.sink:
             continue
-        waiting = (DeliveryState.INTENDED.value, DeliveryState.FAILED.value)
-        row = conn.execute(
-            select(func.min(_TOUCH.c.pulled_at).label("oldest"), func.count().label("n"))
-            .select_from(_DELIVERY.join(_TOUCH, _TOUCH.c.id == _DELIVERY.c.touch_id))
-            .where(
-                _DELIVERY.c.sink == spec.sink,
-                _DELIVERY.c.state.in_(waiting),
-                _TOUCH.c.source == spec.source,
-            )
-        ).one()
-        oldest = aggregate_time(row.oldest)
+        backlog = backlogs.backlog(name, spec.source, spec.sink)
+        oldest = backlog.oldest
         age = (now - oldest).total_seconds() if oldest is not None else 0.0
         old = age > limit
         title = (
@@ -263,8 +252,8 @@ def _backlog(conn: Connection, config: Config, now: datetime, limit: float) -> l
             if old
             else f"{name}: the backlog is fresh again"
         )
-        detail = f"{int(row.n):,} touches waiting; the oldest pulled {_when(oldest)}"
+        detail = f"{backlog.waiting:,} touches waiting; the oldest since {_when(oldest)}"
         out.append(Condition(f"backlog_age:{name}", "backlog_age", name, old, title, detail,
-                             {"waiting": int(row.n), "oldest_age_s": int(age),
+                             {"waiting": backlog.waiting, "oldest_age_s": int(age),
                               "threshold_s": int(limit)}))  # fmt: skip
     return out

@@ -45,6 +45,7 @@ from sqlalchemy import Connection, Select, select
 from connectors.base import Cursor
 from connectors.errors import ClosedloopError, ConfigError
 from sync import leases
+from sync.backlog import DELIVER_STREAM
 from sync.ingest import insert_rejects, insert_touches
 from sync.ledger.engine import reading
 from sync.ledger.models import DeadLetterStage, DeliveryRow, DeliveryState, TouchRow
@@ -68,7 +69,6 @@ __all__ = [
 ]
 
 PULL_STREAM = "touches"
-DELIVER_STREAM = "deliver"
 PULLED_STREAM = "pulled"  # of a source: the ``until`` of its last complete pull
 SOURCE_LEASE_SECONDS = 60.0
 SOURCE_LEASE_RETRY_SECONDS = 0.1

@@ -13,15 +13,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, func, select
 
+from sync.backlog import DELIVER_STREAM, BacklogReader
 from sync.leases import TICK_STREAM
 from sync.ledger.models import (
     CursorRow,
     DeadLetterRow,
     DeadLetterStatus,
     DeliveryRow,
-    DeliveryState,
     SyncRunRow,
     TouchRow,
     UiAuditRow,
@@ -52,10 +52,8 @@ _TOUCH = TouchRow.__table__  # type: ignore[attr-defined]
 _CURSOR = CursorRow.__table__  # type: ignore[attr-defined]
 _AUDIT = UiAuditRow.__table__  # type: ignore[attr-defined]
 _OPEN = DeadLetterStatus.OPEN.value
-_WAITING = (DeliveryState.INTENDED.value, DeliveryState.FAILED.value)
 _SENDING = ("create", "update", "refuse")  # sync log operations that carry what was sent
 OPEN_CAP = 10_000  # open dead letters counted per pipeline on the overview
-DELIVER_STREAM = "deliver"  # sync.pipelines.touches.DELIVER_STREAM (not imported: no SDKs)
 
 
 @dataclass
@@ -114,7 +112,7 @@ def pipeline_statuses(config: Config, engine: Engine, now: datetime) -> list[Pip
                 lags[pipeline] = max(lags.get(pipeline, moment), moment)
             if stream == DELIVER_STREAM and value and str(value).isdigit():
                 delivered[pipeline] = int(value)
-        retries: dict[str, dict[str, tuple[int, datetime | None]]] = {}
+        backlogs = BacklogReader(conn, delivered)
         for name, spec in config.pipelines.items():
             schedule = None
             if spec.schedule is not None:
@@ -134,50 +132,10 @@ def pipeline_statuses(config: Config, engine: Engine, now: datetime) -> list[Pip
             if newest is not None:
                 status.lag_seconds = max(0.0, (now - newest).total_seconds())
             if spec.kind == "touches" and spec.source and spec.sink:
-                if spec.sink not in retries:
-                    retries[spec.sink] = _retries(conn, spec.sink)
-                status.backlog, status.oldest_waiting = _backlog(
-                    conn, spec, retries[spec.sink], delivered.get(name, 0)
-                )
+                backlog = backlogs.backlog(name, spec.source, spec.sink)
+                status.backlog, status.oldest_waiting = backlog.waiting, backlog.oldest
             out.append(status)
     return out
-
-
-def _retries(conn: Any, sink: str) -> dict[str, tuple[int, datetime | None]]:
-    """Deliveries to ``sink`` waiting for a retry, per touch source: count and oldest."""
-    return {
-        source: (int(count), aggregate_time(oldest))
-        for source, count, oldest in conn.execute(
-            select(_TOUCH.c.source, func.count(), func.min(_DELIVERY.c.intended_at))
-            .select_from(_DELIVERY.join(_TOUCH, _TOUCH.c.id == _DELIVERY.c.touch_id))
-            .where(_DELIVERY.c.sink == sink, _DELIVERY.c.state.in_(_WAITING))
-            .group_by(_TOUCH.c.source)
-        )
-    }
-
-
-def _backlog(
-    conn: Any, spec: Any, retries: dict[str, tuple[int, datetime | None]], after: int
-) -> tuple[int, datetime | None]:
-    """Touches of the pipeline's source waiting for its sink: retries, and new ones past the
-    deliver cursor (touch id ``after``)."""
-    retry_count, retry_oldest = retries.get(spec.source, (0, None))
-    # After a cursor, ``source || ''`` (which no index serves) makes the database read the
-    # short range of the primary key past it, not every touch of the source through the
-    # (source, source_id) index that SQLite picks for a plain ``source = ?``.
-    source = _TOUCH.c.source.concat("") if after else _TOUCH.c.source
-    new_count, new_oldest = conn.execute(
-        select(func.count(), func.min(_TOUCH.c.pulled_at))
-        .select_from(
-            _TOUCH.outerjoin(
-                _DELIVERY,
-                and_(_DELIVERY.c.touch_id == _TOUCH.c.id, _DELIVERY.c.sink == spec.sink),
-            )
-        )
-        .where(source == spec.source, _TOUCH.c.id > after, _DELIVERY.c.id.is_(None))
-    ).one()
-    oldest = [t for t in (retry_oldest, aggregate_time(new_oldest)) if t is not None]
-    return retry_count + int(new_count), min(oldest) if oldest else None
 
 
 def api_calls_today(config: Config, engine: Engine, now: datetime) -> dict[str, int]:

@@ -23,7 +23,7 @@ from sync.alerts.channels import (
 from sync.alerts.monitor import AlertMonitor
 from sync.alerts.settings import AlertsConfig, EmailChannel, SlackChannel, Triggers, WebhookChannel
 from sync.config import Config, LedgerConfig, LoggingConfig, Pipeline
-from sync.ledger.models import DeadLetterRow, SyncRunRow
+from sync.ledger.models import DeadLetterRow, DeliveryRow, SyncRunRow, TouchRow
 from tests.sync.alert_receivers import (
     SMTP_PASSWORD,
     SMTP_USER,
@@ -154,7 +154,9 @@ def test_a_webhook_body_carries_an_hmac_signature_the_receiver_can_check(
 # --- the monitor ------------------------------------------------------------------------------
 
 
-def _config(receiver: HttpReceiver, **triggers: Any) -> Config:
+def _config(
+    receiver: HttpReceiver, *, pipelines: dict[str, Pipeline] | None = None, **triggers: Any
+) -> Config:
     alerts = AlertsConfig(
         page_url=PAGE,
         channels={
@@ -167,7 +169,8 @@ def _config(receiver: HttpReceiver, **triggers: Any) -> Config:
     )
     return Config(
         path=Path("closedloop.yaml"), version=1, ledger=LedgerConfig(), logging=LoggingConfig(),
-        connections={}, pipelines={"badges": Pipeline(kind="reconcile", source="salesforce")},
+        connections={},
+        pipelines=pipelines or {"badges": Pipeline(kind="reconcile", source="salesforce")},
         budgets={}, alerts=alerts,
     )  # fmt: skip
 
@@ -284,6 +287,35 @@ def test_lag_and_a_lost_lease_start_and_clear(
     ]  # fmt: skip
     lag = next(n for n in first if n.key == "lag:badges")
     assert lag.figures == {"lag_s": 3 * 3600, "threshold_s": 7200}
+
+
+def test_a_touch_never_attempted_ages_the_backlog_until_it_is_delivered(
+    ledger_engine: Engine, receiver: HttpReceiver
+) -> None:
+    """A pipeline that stopped before delivering its new touches (no delivery row yet) has a
+    backlog as the health page shows it: the alert counts those touches too."""
+    pipeline = Pipeline(kind="touches", source="marketo", sink="salesforce",
+                        mapping="mappings/marketo-salesforce.yaml")  # fmt: skip
+    config = _config(receiver, pipelines={"opens": pipeline}, run_failed=False,
+                     backlog_age="1h")  # fmt: skip
+    monitor = AlertMonitor(config, ledger_engine, clock=lambda: NOW)
+    with ledger_engine.begin() as conn:
+        touch_id = conn.execute(insert(TouchRow.__table__).values(  # type: ignore[attr-defined]
+            key="marketo:1", source="marketo", source_id="1", kind="email_open",
+            occurred_at=NOW - timedelta(hours=4), pulled_at=NOW - timedelta(hours=3),
+        )).inserted_primary_key[0]  # fmt: skip
+
+    [started] = monitor.evaluate()
+    with ledger_engine.begin() as conn:
+        conn.execute(insert(DeliveryRow.__table__).values(  # type: ignore[attr-defined]
+            touch_id=touch_id, sink="salesforce", state="confirmed", attempts=1,
+            intended_at=NOW, crm_id="00T1",
+        ))  # fmt: skip
+    [cleared] = monitor.evaluate()
+
+    assert (started.key, started.started) == ("backlog_age:opens", True)
+    assert started.figures == {"waiting": 1, "oldest_age_s": 3 * 3600, "threshold_s": 3600}
+    assert (cleared.key, cleared.started) == ("backlog_age:opens", False)
 
 
 def test_without_channels_nothing_is_evaluated(ledger_engine: Engine) -> None:
