@@ -12,8 +12,10 @@ touches, with the planner estimating 222 rows for a table of 141,310).
 run grows changed since their last analysis (``pg_stat_user_tables``, cheap) and analyses those
 that changed by half of what the planner believes they hold, so a run analyses each table a
 logarithmic number of times (about a dozen for a million rows). A concurrent ``ANALYZE`` of the
-same table (another replica, autovacuum) is not waited for, and a role that may not analyse
-the tables is told once in the log, then left alone. SQLite needs nothing: its plans are fixed
+same table (another replica, autovacuum) is not waited for. A role that does not own the tables
+gets PostgreSQL's "skipping" warning for each (cheap; the planner keeps autovacuum's
+statistics), and one the server refuses outright is told once in the log, then left alone.
+SQLite needs nothing: its plans are fixed
 by the indexes (``tests/sync/pipelines/test_new_touches_plan.py`` pins them without statistics).
 """
 
@@ -81,7 +83,7 @@ class StatisticsKeeper:
         except DBAPIError as exc:
             if "lock timeout" in str(exc).lower():
                 return []
-            # Not the tables' owner: the planner keeps autovacuum's statistics.
+            # Refused (a read-only standby, a revoked privilege): autovacuum's statistics stay.
             self.enabled = False
             log.warning(
                 "cannot refresh planner statistics; queries may slow down as the ledger grows",
