@@ -1,4 +1,11 @@
-"""The touches pipeline: pull from the activity source into the ledger, then deliver to the CRM.
+"""The touches pipeline: pull from the activity source into the ledger and deliver to the CRM.
+
+The two run side by side (``_Puller``): the pull in a thread of its own, the delivery in the
+run's thread taking what each committed page stored, round after round, until the pull ended
+and its last page is delivered. A pull waits on its source (Marketo's 100 calls per 20 s bound a
+backfill's lead lookups), a delivery on its CRM and its own work, so a run takes about the
+longer of the two rather than their sum. Only committed touches are delivered, so the order of
+commits (the pull's pages, the delivery's batches) is what keeps exactly-once, as before.
 
 Pull: ``source.pull_touches(cursor, until=run start)``; each page's touches, the records the
 source refused (``Page.rejects``: dead letters of stage ``pull``, with the raw record and the
@@ -7,7 +14,8 @@ the touch key, a refusal already open not written twice), so a crash re-reads at
 and one poison record never stops the pipeline. Sources that store their own touches (file
 imports, the webhook receiver) have no pull: the pipeline delivers what the ledger holds for
 them. A pull that fails (quota spent, the source down) still lets the run deliver what the
-ledger already holds before the run fails with the pull's error.
+ledger holds, then the run fails with the pull's error; a delivery that fails or stops ends the
+pull after its page in progress.
 
 One pull per source, fanned out to every sink. The pull belongs to the source, not to the
 pipeline: its cursor is stored under ``source:<name>`` (a pipeline's own cursor of before is
@@ -22,7 +30,8 @@ Deliver (``deliveries.Deliverer``), streaming through the ledger by touch id in 
 unanswered records), then the touches after the ``deliver`` cursor, the highest touch id whose
 fate is recorded (read by keyset, see ``_new_batches``). Before the first batch, the people of
 all the new touches that neither the ledger nor the run knows are looked up in a few full CRM
-lookups (``Deliverer.resolve_ahead``), not one per batch. Batches are pipelined: while one
+lookups (``Deliverer.resolve_ahead``), not one per batch; with the pull alongside, once per
+round of pages. Batches are pipelined: while one
 batch is being pushed, the next is resolved and rendered; pushes in flight per CRM org are
 bounded by ``Connections.push_slots``. With the mapping's ``campaign_members`` on, each push
 also settles the Salesforce Campaign memberships of the touches it delivered (see
@@ -31,9 +40,10 @@ also settles the Salesforce Campaign memberships of the touches it delivered (se
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
@@ -49,7 +59,14 @@ from sync.backlog import DELIVER_STREAM
 from sync.ingest import insert_rejects, insert_touches
 from sync.ledger.engine import reading
 from sync.ledger.models import DeadLetterStage, DeliveryRow, DeliveryState, TouchRow
-from sync.pipelines.context import Fence, FenceLost, cursor_value, load_cursor, save_cursor
+from sync.pipelines.context import (
+    Fence,
+    FenceLost,
+    Stopped,
+    cursor_value,
+    load_cursor,
+    save_cursor,
+)
 from sync.pipelines.deliveries import Deliverer, Pending
 from sync.pipelines.rows import touch_from_row
 
@@ -102,18 +119,19 @@ def run_touches(ctx: RunContext) -> None:
     if pipeline.source is None or pipeline.sink is None:
         raise ConfigError(f"pipeline {ctx.name!r} needs a source and a sink")
     mapping = load_pipeline_mapping(ctx)
-    pull_error: ClosedloopError | None = None
-    try:
-        _pull(ctx, pipeline.source)
-    except FenceLost:
-        raise
-    except ClosedloopError as exc:
-        # What earlier pages stored is safe in the ledger: deliver it, then report the failure.
-        pull_error = exc
-        ctx.note(f"pulling from {pipeline.source} failed; delivering the touches already stored")
     crm = ctx.connections.crm(pipeline.sink)
     deliverer = _CursorDeliverer(ctx, crm, pipeline.sink, mapping)
-    _deliver(ctx, deliverer, pipeline.source)
+    puller = _Puller(ctx, pipeline.source)
+    puller.start()
+    try:
+        _deliver_while_pulling(ctx, deliverer, pipeline.source, puller)
+    finally:
+        puller.stop()
+        puller.join()
+    if isinstance(puller.error, FenceLost) or (
+        puller.error is not None and not isinstance(puller.error, ClosedloopError)
+    ):
+        raise puller.error
     waiting = ctx.counts.get("held_until_mql", 0)
     if waiting:
         ctx.note(
@@ -123,8 +141,76 @@ def run_touches(ctx: RunContext) -> None:
     minimum = deliverer.minimum_calls()
     if minimum is not None:
         ctx.minimum_calls[pipeline.sink] = minimum
-    if pull_error is not None:
-        raise pull_error
+    if puller.error is not None:
+        # What earlier pages stored was delivered; the run reports the pull's failure.
+        ctx.note(f"pulling from {pipeline.source} failed; delivered the touches already stored")
+        raise puller.error
+
+
+class _Puller(threading.Thread):
+    """Pulls the source in the background while the run delivers what each page stored: the
+    pull waits on the source's limits (Marketo answers 100 calls per 20 s) and the delivery on
+    the CRM's, so a run takes about the longer of the two, not their sum.
+
+    ``error`` is what ended the pull early (None when it finished); ``pages`` counts the pages
+    stored so far, and ``wait`` sleeps until another is stored or the pull ended."""
+
+    def __init__(self, ctx: RunContext, source_name: str) -> None:
+        super().__init__(name=f"pull-{source_name}", daemon=True)
+        self.ctx = ctx
+        self.source_name = source_name
+        self.error: BaseException | None = None
+        self.done = False
+        self.pages = 0
+        self._changed = threading.Condition()
+        self._stopping = False
+
+    def run(self) -> None:
+        try:
+            _pull(self.ctx, self.source_name, self._stored)
+        except BaseException as exc:  # noqa: BLE001 - handed to the run's thread
+            self.error = exc
+        finally:
+            with self._changed:
+                self.done = True
+                self._changed.notify_all()
+
+    def _stored(self) -> None:
+        """After each page's commit: wake the delivery; end here when the run stopped."""
+        with self._changed:
+            self.pages += 1
+            self._changed.notify_all()
+            if self._stopping:
+                raise Stopped
+
+    def stop(self) -> None:
+        """End the pull after its page in progress (the delivery failed or stopped)."""
+        with self._changed:
+            self._stopping = True
+
+    def wait(self, seen: int) -> int:
+        """Wait until a page after the ``seen``-th is stored or the pull ended (or a second
+        passed: the caller checks for a stop); returns the pages stored."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.pages > seen or self.done, timeout=1.0)
+            return self.pages
+
+
+def _deliver_while_pulling(
+    ctx: RunContext, deliverer: _CursorDeliverer, source: str, puller: _Puller
+) -> None:
+    """Deliver what the ledger holds, then each round of pages the pull stores, until the pull
+    ended and its last pages are delivered (retries of earlier runs go in the first round)."""
+    seen = 0
+    first = True
+    while True:
+        ended = puller.done  # read first: pages stored after this go in the next round
+        seen = puller.pages
+        _deliver(ctx, deliverer, source, retries=first)
+        first = False
+        if ended or isinstance(puller.error, FenceLost) or ctx.should_stop():
+            return
+        puller.wait(seen)
 
 
 def source_key(source_name: str) -> str:
@@ -132,7 +218,8 @@ def source_key(source_name: str) -> str:
     return f"source:{source_name}"
 
 
-def _pull(ctx: RunContext, source_name: str) -> None:
+def _pull(ctx: RunContext, source_name: str, on_page: Callable[[], None]) -> None:
+    """Pull ``source_name`` into the ledger; ``on_page`` is called after each page's commit."""
     source = ctx.connections.source(source_name)
     if source is None:
         ctx.note(
@@ -149,7 +236,7 @@ def _pull(ctx: RunContext, source_name: str) -> None:
                 "delivering what the ledger holds"
             )
             return
-        _pull_pages(ctx, source, source_name, fence)
+        _pull_pages(ctx, source, source_name, fence, on_page)
 
 
 @contextmanager
@@ -182,7 +269,9 @@ def _pulled_enough(ctx: RunContext, source_name: str) -> bool:
     return pulled is not None and datetime.fromisoformat(pulled) >= needed
 
 
-def _pull_pages(ctx: RunContext, source: Any, source_name: str, fence: Fence) -> None:
+def _pull_pages(
+    ctx: RunContext, source: Any, source_name: str, fence: Fence, on_page: Callable[[], None]
+) -> None:
     key = source_key(source_name)
     with reading(ctx.engine) as conn:
         stored = load_cursor(conn, key, PULL_STREAM)
@@ -204,6 +293,7 @@ def _pull_pages(ctx: RunContext, source: Any, source_name: str, fence: Fence) ->
         ctx.add("refused", len(page.rejects))
         ctx.add("dead_lettered", letters)
         ctx.progress("pull", len(page.records) + len(page.rejects))
+        on_page()
         ctx.check_stop()
     with ctx.transaction() as conn:
         leases.check_fence(conn, fence)
@@ -315,7 +405,9 @@ def delivered_query(sink: str, touch_ids: Sequence[int]) -> Select[Any]:
     )
 
 
-def _deliver(ctx: RunContext, deliverer: _CursorDeliverer, source: str) -> None:
+def _deliver(
+    ctx: RunContext, deliverer: _CursorDeliverer, source: str, *, retries: bool = True
+) -> None:
     sink = deliverer.sink
     size = ctx.pipeline.batch_size
     stored = ctx.load_cursor(DELIVER_STREAM)
@@ -339,10 +431,10 @@ def _deliver(ctx: RunContext, deliverer: _CursorDeliverer, source: str) -> None:
     inflight: deque[Future[None]] = deque()
     with ThreadPoolExecutor(max_workers=in_flight_max, thread_name_prefix="push") as pool:
         try:
-            for batches in (
-                _retry_batches(ctx, source, sink, size),
-                _new_batches(ctx, source, sink, size, after),
-            ):
+            rounds = [_new_batches(ctx, source, sink, size, after)]
+            if retries:
+                rounds.insert(0, _retry_batches(ctx, source, sink, size))
+            for batches in rounds:
                 for batch in batches:
                     if ctx.should_stop():
                         break
