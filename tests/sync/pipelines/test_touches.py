@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import random
 import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from connectors.base import Cursor, Page, Touch, TouchKind
 from sync.cli.import_cmd import import_file
 from sync.connections import Connections
 from sync.ledger import DeadLetterRow, DeliveryRow, LeaseRow, SyncRunRow, TouchRow, utcnow
@@ -17,6 +21,7 @@ from sync.pipelines import Fence, FenceLost, run_pipeline
 from sync.pipelines.replay import replay_dead_letters
 from tests.sync.pipelines.conftest import (
     BADGES,
+    CAMPAIGN,
     SCAN_DAY,
     badge_pipeline,
     badge_rows,
@@ -385,3 +390,54 @@ def test_people_new_to_the_ledger_are_looked_up_in_one_call_for_the_whole_run(
     assert run.count("created_people") == 0
     calls = ws.sandbox.state.counts("salesforce")
     assert sum(n for endpoint, n in calls.items() if endpoint != "oauth_token") <= 11, calls
+
+
+class _Feed:
+    """A source whose second page comes only once the first page's touches are in Salesforce
+    (or 30 s passed): a run that pulled everything before delivering would wait it out."""
+
+    name = BADGES
+
+    def __init__(self, ws: Any, emails: list[str]) -> None:
+        self.ws = ws
+        self.emails = emails
+        self.first_landed_before_second_page: bool | None = None
+
+    def check(self) -> list[Any]:
+        return []
+
+    def _page(self, start: int, size: int) -> Page[Touch]:
+        touches = [
+            Touch(source=BADGES, source_id=f"F{n}", kind=TouchKind.EVENT_ATTENDED,
+                  occurred_at=SCAN_DAY + timedelta(minutes=n), email=self.emails[n],
+                  campaign=CAMPAIGN)
+            for n in range(start, start + size)
+        ]  # fmt: skip
+        return Page(touches, Cursor(touches[-1].occurred_at.isoformat()))
+
+    def pull_touches(self, cursor: Cursor, until: datetime) -> Iterator[Page[Touch]]:
+        del cursor, until  # one feed, read whole
+        yield self._page(0, 5)
+        deadline = time.monotonic() + 30
+        first = {f"{BADGES}:F{n}" for n in range(5)}
+        while not first <= set(self.ws.tasks_by_key()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.first_landed_before_second_page = first <= set(self.ws.tasks_by_key())
+        yield self._page(5, 5)
+
+
+def test_a_page_pulled_is_delivered_while_the_source_is_still_being_pulled(
+    workspace_factory: Any,
+) -> None:
+    ws = workspace_factory({PIPELINE: badge_pipeline()})
+    feed = _Feed(ws, known_emails(ws.sandbox, 10))
+    connections = Connections(ws.config, instances={BADGES: feed})
+    try:
+        summary = run_pipeline(ws.config, PIPELINE, ws.engine, connections=connections)
+    finally:
+        connections.close()
+
+    assert summary.state == "succeeded", summary.error
+    assert feed.first_landed_before_second_page is True
+    assert summary.count("pushed") == 10
+    assert set(ws.tasks_by_key().values()) == {1}
