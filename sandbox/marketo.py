@@ -11,7 +11,8 @@ header since the ``access_token`` query parameter was removed on 31 August 2026)
 (export queue full, job already queued, daily export quota spent). A call answered with an
 error does not count against the rate limit or the daily quota. Only two HTTP errors come from
 the API itself: 413 (a body over 1 MB) and 414 (a URI over 8 KB); an export file that is not
-ready is a plain-text 404.
+ready is a plain-text 404. The file endpoint honours a single ``Range: bytes=N-`` (or ``N-M``)
+with 206 and ``Content-Range`` (416 past the end), for resumable downloads.
 
 Bulk exports follow Marketo's queue: at most ``export_queue_limit`` jobs queued or processing,
 at most ``export_max_processing`` processing at once, and ``export_daily_bytes`` of files a day
@@ -263,9 +264,29 @@ def _export_action(action: str) -> Handler:
             if action == "cancel":
                 return store.cancel_export(export_id)
             content = store.export_file(export_id)
-        return Response(content, media_type="text/csv")
+        return _file_part(content, request.headers.get("range"))
 
     return run
+
+
+def _file_part(content: bytes, wanted: str | None) -> Response:
+    """An export file, or the part a ``Range: bytes=N-`` / ``bytes=N-M`` header asks for (206;
+    416 past the end), as Marketo's file endpoints allow for resumable retrieval."""
+    size = len(content)
+    unit, _, span = (wanted or "").partition("=")
+    first, _, last = span.partition("-")
+    if unit.strip() != "bytes" or not first.strip().isdigit() or "," in span:
+        return Response(content, media_type="text/csv")  # no (single byte) range: all of it
+    start = int(first)
+    end = min(int(last), size - 1) if last.strip().isdigit() else size - 1
+    if start >= size or end < start:
+        return Response(b"", status_code=416, headers={"Content-Range": f"bytes */{size}"})
+    return Response(
+        content[start : end + 1],
+        status_code=206,
+        media_type="text/csv",
+        headers={"Content-Range": f"bytes {start}-{end}/{size}"},
+    )
 
 
 def _identity(state: SandboxState) -> Callable[[Request], Awaitable[Response]]:
