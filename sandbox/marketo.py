@@ -39,12 +39,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from sandbox import credentials
@@ -121,6 +121,24 @@ async def _fault(state: SandboxState, store: MarketoStore, kind: str, token: str
     return Response(text, status_code=status, media_type="text/plain")
 
 
+class _CutOff(ConnectionResetError):
+    """The connection of a ``cut_off`` answer drops here (uvicorn closes it unfinished)."""
+
+
+def _cut_off(answer: Response) -> Response:
+    """``answer`` announced whole (its Content-Length) but only its first half sent before
+    the connection drops: a download breaking off mid-transfer."""
+    body = bytes(answer.body)
+
+    async def half() -> AsyncIterator[bytes]:
+        yield body[: len(body) // 2]
+        raise _CutOff("cut_off fault: the transfer breaks off")
+
+    headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-length"}
+    headers["content-length"] = str(len(body))
+    return StreamingResponse(half(), status_code=answer.status_code, headers=headers)
+
+
 def _wrap(
     state: SandboxState, endpoint: str, handler: Handler
 ) -> Callable[[Request], Awaitable[Response]]:
@@ -135,13 +153,15 @@ def _wrap(
             if not admitted:
                 return _failure(store, "615", "Concurrent access limit reached")
             token = _token_of(request)
-            if kind is not None and kind != "lost_response":
+            if kind is not None and kind not in ("lost_response", "cut_off"):
                 return await _fault(state, store, kind, token)
             answer = await _answer(request, store, token, handler)
             state.applied(API, endpoint, request.method)
             if kind == "lost_response":
                 # The call took effect; its answer is lost between Marketo and the client.
                 return Response("Bad Gateway", status_code=502, media_type="text/plain")
+            if kind == "cut_off":
+                return _cut_off(answer)
             return answer
         finally:
             store.leave()

@@ -45,8 +45,6 @@ __all__ = ["MARKETO_TZ", "MarketoClient"]
 
 # Marketo resets the daily quota at midnight US Central time (CST/CDT).
 MARKETO_TZ = ZoneInfo("America/Chicago")
-# Bytes read from the network at a time when downloading a bulk export file.
-DOWNLOAD_CHUNK = 64 * 1024
 # Error codes of a refused access token (expired, invalid): renew it and ask again.
 _TOKEN_REFUSED = frozenset({"601", "602"})
 # Seconds to wait after 615 before trying again: one of the other calls will have ended.
@@ -184,7 +182,9 @@ class MarketoClient:
                     if have and response.status_code != 206:
                         out.seek(0)
                         out.truncate()
-                    for chunk in response.iter_bytes(DOWNLOAD_CHUNK):
+                    # As the network delivers them (a fixed chunk size would buffer, and lose,
+                    # the bytes of a transfer that breaks off before the chunk is full).
+                    for chunk in response.iter_bytes():
                         out.write(chunk)
             except httpx.TimeoutException as exc:
                 raise Transient(
