@@ -112,3 +112,30 @@ def test_a_download_that_breaks_off_resumes_and_the_file_is_whole(
     assert [r["marketoGUID"] for r in rows] == [a["marketoGUID"] for a in planted]
     assert sandbox.state.faults.injected["marketo:cut_off"] >= 1
     assert sandbox.state.counts("marketo")["export.file"] > 1  # resumed, checksum matched
+
+
+def test_an_export_file_out_of_time_order_holds_the_cursor_until_the_window_is_read(
+    sandbox: SandboxServer, store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(marketo_source, "_BULK_PAGE", 100)
+    now = store.clock.now()
+    start = now - timedelta(days=400)
+    lead = next(iter(store.leads))
+    added = [
+        store.add_activity(lead, 10, start + timedelta(hours=1, minutes=i)) for i in range(250)
+    ]
+    # Served last in the file, though it happened before every other activity of the window.
+    late = dict(added[0], id=10**9, marketoGUID="late-1", activityDate=format_marketo_time(start))
+    with store.lock:
+        store.plant_activity(late, start + timedelta(hours=20))
+    until = start + timedelta(days=2)
+    cursor = Cursor(format_marketo_time(start))
+    settings = settings_for(sandbox, bulk_backfill_days=1)
+    with MarketoSource("marketo", settings, clock=ManualClock(now)) as source:
+        pages = list(source.pull_touches(cursor, until))
+    assert [len(p.records) for p in pages] == [100, 100, 51, 0]
+    # A crash before the window's end re-reads it all (the ledger drops what it holds): the
+    # cursor must not pass the late activity before it is stored.
+    assert {p.cursor.value for p in pages[:3]} == {cursor.value}
+    assert pages[-1].cursor.value == format_marketo_time(until)
+    assert "marketo:late-1" in {t.key for p in pages for t in p.records}
