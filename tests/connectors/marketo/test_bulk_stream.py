@@ -5,7 +5,6 @@ pages (each with its cursor) while it is read, not one list at its end."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +17,7 @@ from connectors.marketo.settings import MarketoSettings
 from connectors.marketo.source import MarketoSource
 from connectors.ratelimit import ManualClock
 from sandbox import credentials
+from sandbox.marketo_store import MarketoStore
 from sandbox.server import SandboxServer
 
 # Values a CSV writer must quote: commas, quotes, line breaks, and multi-byte UTF-8 characters
@@ -26,9 +26,9 @@ AWKWARD = 'line one, still one\nline "two"\r\nthree: é, 漢字, 🙂, end'
 
 
 @pytest.fixture
-def store(sandbox: SandboxServer) -> Iterator[Any]:
+def store(sandbox: SandboxServer) -> MarketoStore:
     """The emulator's store, its clock frozen at the world's now."""
-    store = sandbox.store("marketo")
+    store: MarketoStore = sandbox.store("marketo")
     store.clock.advance(0)
     return store
 
