@@ -17,7 +17,9 @@ Each scenario runs the pipeline in its own spawned process on a fresh ledger and
   lookups, 300 ids a call, bound the wall time of big pulls);
 - the worker's own peak RSS (``VmHWM`` read in the worker, ``benchmarks.memory``).
 
-Sizes 20,000 and 100,000; ``CLOSEDLOOP_BENCH_FULL=1`` adds 1,000,000. PostgreSQL runs when
+Sizes 20,000 and 100,000; ``CLOSEDLOOP_BENCH_FULL=1`` adds 1,000,000
+(``CLOSEDLOOP_BENCH_ENGINE_SIZES=1000000`` and ``CLOSEDLOOP_BENCH_ENGINE_DATABASES=sqlite`` run
+only those). PostgreSQL runs when
 ``CLOSEDLOOP_BENCH_POSTGRES_URL`` or ``CLOSEDLOOP_TEST_POSTGRES_URL`` names a server (each
 scenario gets a scratch database, dropped afterwards); otherwise its lines say why it is skipped.
 Temp folders are removed.
@@ -51,6 +53,10 @@ TYPES = (10, 11, 2)  # Open Email, Click Email, Fill Out Form: one Task each
 PIPELINE = "bench"
 MARKETO_RATE, MARKETO_WINDOW_S = 100, 20.0  # Marketo's documented rate limit (vendor-behaviour.md)
 POSTGRES_ENV = ("CLOSEDLOOP_BENCH_POSTGRES_URL", "CLOSEDLOOP_TEST_POSTGRES_URL")
+# Run only these sizes / databases (comma-separated, e.g. "1000000" and "sqlite"): one scenario
+# of a long benchmark without the others.
+SIZES_ENV = "CLOSEDLOOP_BENCH_ENGINE_SIZES"
+DATABASES_ENV = "CLOSEDLOOP_BENCH_ENGINE_DATABASES"
 
 
 def _email(n: int, scenario: int) -> str:
@@ -269,11 +275,16 @@ def run() -> Iterator[str]:
     """Every size on SQLite then PostgreSQL; one line per scenario (as it ends), then the
     comparisons."""
     sizes = [*SIZES, FULL_SIZE] if os.environ.get("CLOSEDLOOP_BENCH_FULL") else list(SIZES)
+    if os.environ.get(SIZES_ENV):
+        sizes = [int(n.replace("_", "")) for n in os.environ[SIZES_ENV].split(",") if n.strip()]
     databases = ["sqlite"]
     if any(os.environ.get(n) for n in POSTGRES_ENV):
         databases.append("postgresql")
     else:
         yield f"postgresql: skipped (set {' or '.join(POSTGRES_ENV)})"
+    if os.environ.get(DATABASES_ENV):
+        wanted = {n.strip() for n in os.environ[DATABASES_ENV].split(",")}
+        databases = [d for d in databases if d in wanted]
     results: dict[tuple[str, int], dict[str, Any]] = {}
     with SandboxServer(seed=None) as sandbox:
         leads = _people(sandbox)
@@ -310,7 +321,7 @@ def run() -> Iterator[str]:
                 f"{'OK' if rate >= 10_000 else 'BELOW TARGET'}; worker peak RSS "
                 f"{b['rss_mb']:.0f} MB [target <= 200] {'OK' if b['rss_mb'] <= 200 else 'ABOVE'}"
             )
-    if "postgresql" in databases:
+    if {"sqlite", "postgresql"} <= set(databases):
         for size in sizes:
             s, p = results["sqlite", size], results["postgresql", size]
             ratio = (p["pushed"] / p["wall_s"]) / (s["pushed"] / s["wall_s"])

@@ -11,7 +11,7 @@ Fault spec grammar (``--faults``)::
     RULE  := API ["/" ENDPOINT] ":" KIND "=" RATE    e.g. salesforce:expired_token=0.01
     API   := salesforce | hubspot | marketo | *
     KIND  := 429 | 403 | 500 | 503 | timeout | expired_token | unable_to_lock_row
-           | subrequest_500 | lost_response
+           | subrequest_500 | lost_response | cut_off
     RATE  := a probability in [0, 1]
 
 Each vendor app turns a drawn fault into its own error shape (Salesforce 403
@@ -22,6 +22,8 @@ REQUEST_LIMIT_EXCEEDED, HubSpot 429 with policyName, Marketo HTTP 200 with code 
 ``salesforce/composite:lost_response=0.2``); every emulator passes its endpoint names.
 ``lost_response`` applies the call and then loses its answer (the client sees HTTP 502 from a
 gateway): the fault that makes a non-idempotent call dangerous to repeat (all three emulators).
+``cut_off`` (Marketo only; meant for ``marketo/export.file``) sends the first half of an answer's
+body and then drops the connection, as a long download breaking off mid-transfer.
 
 ``SandboxState.on_applied`` (a test hook, never set by the sandbox itself) is called with
 ``(api, endpoint, method)`` after a call was applied and before its answer is sent: a test can
@@ -75,11 +77,12 @@ FAULT_KINDS = (
     "unable_to_lock_row",
     "subrequest_500",
     "lost_response",
+    "cut_off",
 )
 # Kinds drawn per item inside a call (``Faults.draw_record``), and the APIs that know them.
 RECORD_FAULT_KINDS = {"unable_to_lock_row": "salesforce", "subrequest_500": "salesforce"}
 # Kinds only some emulators implement, and which one (``*`` rules reach only that one).
-OWNED_FAULT_KINDS = dict(RECORD_FAULT_KINDS)
+OWNED_FAULT_KINDS = {**RECORD_FAULT_KINDS, "cut_off": "marketo"}
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ header since the ``access_token`` query parameter was removed on 31 August 2026)
 (export queue full, job already queued, daily export quota spent). A call answered with an
 error does not count against the rate limit or the daily quota. Only two HTTP errors come from
 the API itself: 413 (a body over 1 MB) and 414 (a URI over 8 KB); an export file that is not
-ready is a plain-text 404.
+ready is a plain-text 404. The file endpoint honours a single ``Range: bytes=N-`` (or ``N-M``)
+with 206 and ``Content-Range`` (416 past the end), for resumable downloads.
 
 Bulk exports follow Marketo's queue: at most ``export_queue_limit`` jobs queued or processing,
 at most ``export_max_processing`` processing at once, and ``export_daily_bytes`` of files a day
@@ -38,12 +39,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from sandbox import credentials
@@ -120,6 +121,24 @@ async def _fault(state: SandboxState, store: MarketoStore, kind: str, token: str
     return Response(text, status_code=status, media_type="text/plain")
 
 
+class _CutOff(ConnectionResetError):
+    """The connection of a ``cut_off`` answer drops here (uvicorn closes it unfinished)."""
+
+
+def _cut_off(answer: Response) -> Response:
+    """``answer`` announced whole (its Content-Length) but only its first half sent before
+    the connection drops: a download breaking off mid-transfer."""
+    body = bytes(answer.body)
+
+    async def half() -> AsyncIterator[bytes]:
+        yield body[: len(body) // 2]
+        raise _CutOff("cut_off fault: the transfer breaks off")
+
+    headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-length"}
+    headers["content-length"] = str(len(body))
+    return StreamingResponse(half(), status_code=answer.status_code, headers=headers)
+
+
 def _wrap(
     state: SandboxState, endpoint: str, handler: Handler
 ) -> Callable[[Request], Awaitable[Response]]:
@@ -134,13 +153,15 @@ def _wrap(
             if not admitted:
                 return _failure(store, "615", "Concurrent access limit reached")
             token = _token_of(request)
-            if kind is not None and kind != "lost_response":
+            if kind is not None and kind not in ("lost_response", "cut_off"):
                 return await _fault(state, store, kind, token)
             answer = await _answer(request, store, token, handler)
             state.applied(API, endpoint, request.method)
             if kind == "lost_response":
                 # The call took effect; its answer is lost between Marketo and the client.
                 return Response("Bad Gateway", status_code=502, media_type="text/plain")
+            if kind == "cut_off":
+                return _cut_off(answer)
             return answer
         finally:
             store.leave()
@@ -263,9 +284,29 @@ def _export_action(action: str) -> Handler:
             if action == "cancel":
                 return store.cancel_export(export_id)
             content = store.export_file(export_id)
-        return Response(content, media_type="text/csv")
+        return _file_part(content, request.headers.get("range"))
 
     return run
+
+
+def _file_part(content: bytes, wanted: str | None) -> Response:
+    """An export file, or the part a ``Range: bytes=N-`` / ``bytes=N-M`` header asks for (206;
+    416 past the end), as Marketo's file endpoints allow for resumable retrieval."""
+    size = len(content)
+    unit, _, span = (wanted or "").partition("=")
+    first, _, last = span.partition("-")
+    if unit.strip() != "bytes" or not first.strip().isdigit() or "," in span:
+        return Response(content, media_type="text/csv")  # no (single byte) range: all of it
+    start = int(first)
+    end = min(int(last), size - 1) if last.strip().isdigit() else size - 1
+    if start >= size or end < start:
+        return Response(b"", status_code=416, headers={"Content-Range": f"bytes */{size}"})
+    return Response(
+        content[start : end + 1],
+        status_code=206,
+        media_type="text/csv",
+        headers={"Content-Range": f"bytes {start}-{end}/{size}"},
+    )
 
 
 def _identity(state: SandboxState) -> Callable[[Request], Awaitable[Response]]:

@@ -54,7 +54,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import parse_qsl
 
 from connectors.base import Touch, TouchKind, source_reject
@@ -68,6 +68,7 @@ __all__ = [
     "activity_head",
     "activity_key",
     "activity_time",
+    "bulk_csv_dates",
     "format_marketo_time",
     "kind_of",
     "parse_bulk_csv",
@@ -341,36 +342,64 @@ def to_touch(
 _BULK_INT_FIELDS = ("leadId", "activityTypeId", "campaignId", "primaryAttributeValueId")
 
 
-def parse_bulk_csv(content: bytes) -> Iterator[dict[str, Any]]:
-    """Rows of a bulk activity export (CSV) as dicts shaped like REST activities.
+def parse_bulk_csv(content: bytes | BinaryIO) -> Iterator[dict[str, Any]]:
+    """Rows of a bulk activity export (CSV, the bytes or a file of them) as dicts shaped like
+    REST activities, read row by row: a file is never held whole in memory.
 
     The export's ``attributes`` column holds the secondary attributes as a JSON object (or, in
     older exports, a list of name/value pairs); both become the REST ``attributes`` list. A byte
     that is not UTF-8 spoils only its own value (kept as a lone surrogate, which the ledger stores
-    as U+FFFD, and as an escape in the raw payload), never the file.
+    as U+FFFD, and as an escape in the raw payload), never the file. A quoted value may hold
+    commas, quotes and line breaks (``newline=""``: the csv module splits the records).
     """
-    text = content.decode("utf-8-sig", errors="surrogateescape")
-    reader = csv.DictReader(io.StringIO(text))
-    for row in reader:
-        activity: dict[str, Any] = {k: v for k, v in row.items() if k is not None}
-        for name in _BULK_INT_FIELDS:
-            value = activity.get(name)
-            if value not in (None, ""):
-                with contextlib.suppress(ValueError):
-                    activity[name] = int(str(value))
-            elif name in activity:
-                activity[name] = None
-        raw_attributes = activity.get("attributes")
-        parsed: Any = None
-        if raw_attributes not in (None, ""):
+    stream = io.BytesIO(content) if isinstance(content, bytes) else content
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    try:
+        yield from (_bulk_activity(row) for row in csv.DictReader(text))
+    finally:
+        text.detach()  # the caller's file stays open
+
+
+def bulk_csv_dates(file: BinaryIO) -> Iterator[datetime | None]:
+    """The ``activityDate`` of every row of a bulk export file (None: unreadable), without
+    building the rows: a cheap pass, e.g. to learn whether the file is in time order."""
+    text = io.TextIOWrapper(file, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    try:
+        reader = csv.reader(text)
+        header = next(reader, [])
+        if "activityDate" not in header:
+            return
+        column = header.index("activityDate")
+        for row in reader:
             try:
-                parsed = json.loads(str(raw_attributes))
-            except ValueError:
-                parsed = None
-        if isinstance(parsed, dict):
-            activity["attributes"] = [{"name": k, "value": v} for k, v in parsed.items()]
-        elif isinstance(parsed, list):
-            activity["attributes"] = parsed
-        else:
-            activity["attributes"] = []
-        yield activity
+                yield parse_marketo_time(row[column])
+            except (IndexError, ValueError):
+                yield None
+    finally:
+        text.detach()
+
+
+def _bulk_activity(row: Mapping[str | Any, Any]) -> dict[str, Any]:
+    """One bulk export row as a REST-shaped activity (integers, ``attributes`` as a list)."""
+    activity: dict[str, Any] = {k: v for k, v in row.items() if k is not None}
+    for name in _BULK_INT_FIELDS:
+        value = activity.get(name)
+        if value not in (None, ""):
+            with contextlib.suppress(ValueError):
+                activity[name] = int(str(value))
+        elif name in activity:
+            activity[name] = None
+    raw_attributes = activity.get("attributes")
+    parsed: Any = None
+    if raw_attributes not in (None, ""):
+        try:
+            parsed = json.loads(str(raw_attributes))
+        except ValueError:
+            parsed = None
+    if isinstance(parsed, dict):
+        activity["attributes"] = [{"name": k, "value": v} for k, v in parsed.items()]
+    elif isinstance(parsed, list):
+        activity["attributes"] = parsed
+    else:
+        activity["attributes"] = []
+    return activity

@@ -89,6 +89,15 @@ class MarketoAuth(httpx.Auth):
             if self._token == token:
                 self._token = None
 
+    def valid_token(self) -> str | None:
+        """The token a call may use now, or None: for a streamed download, which cannot go
+        through ``auth_flow`` (the flow reads every answer whole to look for 601/602)."""
+        return self._current()
+
+    def refused(self, token: str) -> None:
+        """Drop ``token`` after Marketo refused it (601/602) on a call made outside the flow."""
+        self._forget(token)
+
     def token_request(self, request: httpx.Request) -> httpx.Request:
         """The identity call for the instance ``request`` goes to."""
         with self._lock:

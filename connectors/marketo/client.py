@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -29,7 +29,7 @@ from tenacity import Retrying
 
 from connectors.errors import AuthError, Fatal, RateLimited, Transient
 from connectors.http import UNREACHABLE_REMEDY, describe_transport_error, make_client
-from connectors.marketo.auth import MarketoAuth
+from connectors.marketo.auth import MarketoAuth, error_codes
 from connectors.marketo.errors import Action, Rule, exception_for, rule_for_code, rule_for_status
 from connectors.marketo.settings import MarketoSettings
 from connectors.ratelimit import (
@@ -45,6 +45,8 @@ __all__ = ["MARKETO_TZ", "MarketoClient"]
 
 # Marketo resets the daily quota at midnight US Central time (CST/CDT).
 MARKETO_TZ = ZoneInfo("America/Chicago")
+# Error codes of a refused access token (expired, invalid): renew it and ask again.
+_TOKEN_REFUSED = frozenset({"601", "602"})
 # Seconds to wait after 615 before trying again: one of the other calls will have ended.
 _CONCURRENCY_BACKOFF_S = 2.0
 
@@ -131,20 +133,69 @@ class MarketoClient:
         )
         return policy.retrying()
 
-    def download(self, path: str) -> bytes:
-        """GET a file (bulk export) under the limits; transient failures are retried."""
-        content: bytes = self.retrying()(self._download_once, path)
-        return content
+    def download_to(self, path: str, out: BinaryIO) -> None:
+        """GET a file (bulk export) into ``out`` chunk by chunk, never whole in memory.
 
-    def _download_once(self, path: str) -> bytes:
-        response = self._send("GET", path, None, None)
-        rule = rule_for_status(response.status_code)
-        if rule is not None:
-            raise exception_for(rule, f"GET {path}", f"HTTP {response.status_code}")
-        content_type = response.headers.get("content-type", "")
-        if content_type.startswith("application/json"):
-            self._check_body(self._decode(response, path), f"GET {path}")
-        return response.content
+        A transfer that breaks off is retried from the bytes ``out`` already holds (HTTP
+        ``Range: bytes=N-``, which Marketo's file endpoints support for resumable retrieval), so a
+        large file is not fetched twice; a server that answers the whole file instead (200, not
+        206) is written from the start again.
+        """
+        out.seek(0)
+        out.truncate()
+        self.retrying()(self._download_once, path, out)
+
+    def _download_once(self, path: str, out: BinaryIO) -> None:
+        for _ in range(self.auth.max_renewals + 1):
+            token = self.auth.valid_token()
+            if token is None:
+                self.refresh_token()
+                token = self.auth.valid_token() or ""
+            if self._stream_into(path, out, token):
+                return
+            self.auth.refused(token)  # 601/602: renew the token and ask again
+        raise AuthError(
+            f"Marketo GET {path} failed: the access token was refused "
+            f"{self.auth.max_renewals + 1} times in a row"
+        )
+
+    def _stream_into(self, path: str, out: BinaryIO, token: str) -> bool:
+        """One streamed GET of ``path`` appended to ``out``; False when the token was refused."""
+        have = out.tell()
+        headers = {"Authorization": f"Bearer {token}"}
+        if have:
+            headers["Range"] = f"bytes={have}-"
+        self._charge()
+        with self.concurrency.slot():
+            try:
+                with self._http.stream("GET", path, headers=headers, auth=None) as response:
+                    if have and response.status_code == 416:
+                        return True  # nothing after ``have``: the checksum judges the file
+                    rule = rule_for_status(response.status_code)
+                    if rule is not None:
+                        raise exception_for(rule, f"GET {path}", f"HTTP {response.status_code}")
+                    if response.headers.get("content-type", "").startswith("application/json"):
+                        response.read()
+                        if _TOKEN_REFUSED & set(error_codes(response)):
+                            return False
+                        self._check_body(self._decode(response, path), f"GET {path}")
+                    if have and response.status_code != 206:
+                        out.seek(0)
+                        out.truncate()
+                    # As the network delivers them (a fixed chunk size would buffer, and lose,
+                    # the bytes of a transfer that breaks off before the chunk is full).
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+            except httpx.TimeoutException as exc:
+                raise Transient(
+                    f"Marketo download timed out: {describe_transport_error(exc)}"
+                ) from None
+            except httpx.HTTPError as exc:
+                raise Transient(
+                    f"Marketo download failed: {describe_transport_error(exc)} "
+                    f"({UNREACHABLE_REMEDY})"
+                ) from None
+        return True
 
     def _send(
         self, method: str, path: str, params: Mapping[str, Any] | None, json_body: Any

@@ -34,11 +34,14 @@ not refuse it twice.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -57,6 +60,7 @@ from connectors.marketo.activities import (
     ActivityType,
     activity_head,
     activity_time,
+    bulk_csv_dates,
     format_marketo_time,
     parse_bulk_csv,
     parse_marketo_time,
@@ -78,8 +82,13 @@ PROGRAMS_PER_CALL = 200
 MAX_EXPORT_DAYS = 31
 # Keep comma-separated filter values well under Marketo's 8 KB URL limit.
 _MAX_FILTER_CHARS = 6000
-# Touches per page of a bulk backfill (the CSV is read whole; pages keep commits small).
+# Touches per page of a bulk backfill (the CSV is read row by row; pages keep commits small).
 _BULK_PAGE = 3000
+# Bytes hashed at a time when checking a downloaded export file.
+_HASH_CHUNK = 1024 * 1024
+# Leads whose email and person fields a pull keeps (the most recently used): a long pull looks
+# a lead up again after this many others, instead of holding every lead it met.
+_LEAD_CACHE_MAX = 50_000
 _LEAD_FIELDS = "id,email,firstName,lastName,company,leadScore,createdAt,updatedAt"
 # Marketo lead field (REST API name) -> the person field a touch carries in
 # ``attributes["person"]`` (the names files use too); read with every activity's email.
@@ -116,7 +125,12 @@ class _Group:
 
 
 class _Pending:
-    """Activities waiting for their lead's email, and the cursor that is safe to commit."""
+    """Activities waiting for their lead's email, and the cursor that is safe to commit.
+
+    What it remembers is bounded whatever the pull's size: the keys read and emitted only at
+    the seconds the cursor may still stand on (from ``at``, or from the window's end while a
+    window ``hold``s it), the leads of at most ``_LEAD_CACHE_MAX`` (least recently used go).
+    """
 
     def __init__(self, source: MarketoSource, cursor: Cursor, since: datetime) -> None:
         self.source = source
@@ -125,12 +139,19 @@ class _Pending:
         self.items: list[tuple[datetime, dict[str, Any], ActivityType]] = []
         self.rejects: list[RecordRejected] = []
         self.unknown: dict[int, None] = {}  # insertion-ordered set of lead ids to look up
-        self.emails: dict[int, str | None] = {}
+        self.emails: dict[int, str | None] = {}  # least recently used first
         self.people: dict[int, dict[str, str]] = {}  # lead id -> its person fields
         self.emitted_at: dict[datetime, set[str]] = {}
-        self.seen: set[str] = set()
+        self.seen_at: dict[datetime, set[str]] = {}  # keys read, by their time
+        self.seen: set[str] = set()  # keys of refusals without a time
         self.max_emitted: datetime | None = None
         self.at = since  # the time the cursor stands at
+        self.keep_from = since  # keys of earlier times are not remembered
+
+    def hold(self, until: datetime) -> None:
+        """The cursor stays put until it moves to ``until``: forget keys of earlier times."""
+        self.keep_from = max(self.keep_from, until)
+        self._forget_before(self.keep_from)
 
     def read(
         self, when: datetime, activity: dict[str, Any], by_id: Mapping[int, ActivityType]
@@ -144,8 +165,11 @@ class _Pending:
         atype = by_id.get(head.type_id)
         if atype is None or self._known(self.source.touch_key(head.key), when):
             return
-        if head.lead_id not in self.emails:
-            self.unknown[head.lead_id] = None
+        lead = head.lead_id
+        if lead in self.emails:
+            self.emails[lead] = self.emails.pop(lead)  # recently used: evicted last
+        else:
+            self.unknown[lead] = None
         self.items.append((when, activity, atype))
 
     def reject(self, refused: RecordRejected, when: datetime | None = None) -> None:
@@ -163,19 +187,38 @@ class _Pending:
 
     def _known(self, key: str, when: datetime) -> bool:
         """Whether the touch ``key`` was read already (in this pull, or at the cursor's boundary
-        second by the pull before); marks it read."""
-        if key in self.seen:
+        second by the pull before); marks it read. Keys of times before ``keep_from`` are not
+        remembered: the cursor is past them, and the ledger drops a touch stored twice."""
+        seen = self.seen_at.get(when)
+        if seen is not None and key in seen:
             return True
         at_boundary = self.cursor.value is not None and when == self.floor
         if at_boundary and key in self.cursor.boundary_keys:
             return True
-        self.seen.add(key)
+        if when >= self.keep_from:
+            self.seen_at.setdefault(when, set()).add(key)
         return False
 
     def _emitted(self, when: datetime, key: str) -> None:
-        self.emitted_at.setdefault(when, set()).add(key)
+        if when >= self.keep_from:
+            self.emitted_at.setdefault(when, set()).add(key)
         if self.max_emitted is None or when > self.max_emitted:
             self.max_emitted = when
+
+    def _forget_before(self, bound: datetime) -> None:
+        for table in (self.emitted_at, self.seen_at):
+            for when in [w for w in table if w < bound]:
+                del table[when]
+
+    def _forget_leads(self) -> None:
+        """Drop the least recently used leads beyond ``_LEAD_CACHE_MAX`` (between pages: no
+        queued activity relies on a known lead then)."""
+        excess = len(self.emails) - _LEAD_CACHE_MAX
+        if excess <= 0:
+            return
+        for lead in list(itertools.islice(self.emails, excess)):
+            del self.emails[lead]
+            self.people.pop(lead, None)
 
     def resolve(self, final: bool) -> None:
         """Look up lead emails 300 at a time (the remainder too when ``final``)."""
@@ -216,6 +259,7 @@ class _Pending:
             ready.append(touch)
             self._emitted(when, touch.key)
         self.items = waiting
+        self._forget_leads()
         rejects, self.rejects = self.rejects, []
         bound = safe
         if waiting:
@@ -233,8 +277,8 @@ class _Pending:
 
     def _cursor_at(self, bound: datetime) -> Cursor:
         keys = frozenset(self.emitted_at.get(bound, set()))
-        for when in [w for w in self.emitted_at if w < bound]:
-            del self.emitted_at[when]
+        self.keep_from = max(self.keep_from, bound)
+        self._forget_before(self.keep_from)
         value = format_marketo_time(bound)
         if value == self.cursor.value:
             return Cursor(value, self.cursor.boundary_keys | keys)
@@ -409,36 +453,71 @@ class MarketoSource:
         start = since
         while start < until:
             end = min(start + timedelta(days=MAX_EXPORT_DAYS), until)
-            rows = self.bulk_export(start, end, [t.id for t in types])
-            dated: list[tuple[datetime, dict[str, Any]]] = []
-            for row in rows:
-                try:
-                    when = activity_time(self.name, row)
-                except RecordRejected as refused:
-                    pending.reject(refused)
-                    continue
-                if since <= when <= until:
-                    dated.append((when, row))
-            dated.sort(key=lambda item: item[0])
-            for offset in range(0, len(dated), _BULK_PAGE):
-                chunk = dated[offset : offset + _BULK_PAGE]
-                for when, row in chunk:
-                    pending.read(when, row, by_id)
-                pending.resolve(final=True)
-                # Rows are sorted by time: everything before the chunk's last second is in.
-                page = pending.take(chunk[-1][0])
-                if page is not None:
-                    yield page
+            with self.export_file(start, end, [t.id for t in types]) as file:
+                yield from self._pull_file(file, (since, until, end), by_id, pending)
             # The window is read entirely: the next pull may start at its end.
             page = pending.take(end)
             if page is not None:
                 yield page
             start = end
 
-    def bulk_export(
+    def _pull_file(
+        self,
+        file: BinaryIO,
+        span: tuple[datetime, datetime, datetime],
+        by_id: Mapping[int, ActivityType],
+        pending: _Pending,
+    ) -> Iterator[Page[Touch]]:
+        """Pages of ``_BULK_PAGE`` touches of one export file, read row by row (``span``: the
+        pull's since and until, the window's end).
+
+        In a file in time order (one pass over its dates says so first), everything before a
+        page's last second is in once the page is: the cursor moves with every page, as the
+        REST pull's does. In a file out of order the cursor stays where the window began until
+        the window is read through (``pending.hold``): a crash re-reads the window, and the
+        ledger drops the touches stored twice on their key.
+        """
+        since, until, end = span  # the pull's, and the window's end
+        in_order = _in_time_order(file)
+        file.seek(0)
+        if not in_order:
+            pending.hold(end)
+        read = 0
+        last: datetime | None = None
+        for row in parse_bulk_csv(file):
+            try:
+                when = activity_time(self.name, row)
+            except RecordRejected as refused:
+                pending.reject(refused)
+                continue
+            if not since <= when <= until:
+                continue
+            pending.read(when, row, by_id)
+            read += 1
+            last = when
+            if read % _BULK_PAGE == 0:
+                page = self._bulk_page(pending, last if in_order else None)
+                if page is not None:
+                    yield page
+        if last is not None and read % _BULK_PAGE:
+            page = self._bulk_page(pending, last if in_order else None)
+            if page is not None:
+                yield page
+
+    @staticmethod
+    def _bulk_page(pending: _Pending, safe: datetime | None) -> Page[Touch] | None:
+        """Resolve the page's leads and take its touches; the cursor moves to ``safe`` (None:
+        it stays where it is)."""
+        pending.resolve(final=True)
+        return pending.take(safe if safe is not None else pending.at)
+
+    @contextmanager
+    def export_file(
         self, start: datetime, end: datetime, type_ids: Sequence[int]
-    ) -> list[dict[str, Any]]:
-        """Run one bulk activity export for ``[start, end]`` (at most 31 days) and parse its CSV."""
+    ) -> Iterator[BinaryIO]:
+        """Run one bulk activity export for ``[start, end]`` (at most 31 days) and download its
+        CSV to a temporary file, checked against the job's SHA-256 ``fileChecksum`` before a
+        row is read (a file cut short never becomes touches); the file is gone afterwards."""
         if end - start > timedelta(days=MAX_EXPORT_DAYS):
             raise ConfigError(f"a Marketo bulk export spans at most {MAX_EXPORT_DAYS} days")
         request = {
@@ -453,6 +532,22 @@ class MarketoSource:
             },
         }
         export_id = start_export(self.client, request)
+        job = self._wait_for(export_id)
+        with tempfile.TemporaryFile() as spool:
+            self.client.download_to(f"{EXPORTS}/{export_id}/file.json", spool)
+            _check_file(export_id, spool, job.get("fileChecksum"))
+            spool.seek(0)
+            yield spool
+
+    def bulk_export(
+        self, start: datetime, end: datetime, type_ids: Sequence[int]
+    ) -> list[dict[str, Any]]:
+        """Every row of one bulk activity export for ``[start, end]`` (``export_file``)."""
+        with self.export_file(start, end, type_ids) as file:
+            return list(parse_bulk_csv(file))
+
+    def _wait_for(self, export_id: str) -> Mapping[str, Any]:
+        """Poll the job until it is Completed; its status (Transient when it fails or lasts)."""
         base = f"{EXPORTS}/{export_id}"
         waited = 0.0
         # A small job (or the sandbox) is done within seconds: poll after 1 s, 2 s, 4 s, ...
@@ -462,7 +557,8 @@ class MarketoSource:
             answer = self.client.call("GET", f"{base}/status.json")
             status = export_field(answer, "status")
             if status == "Completed":
-                break
+                job: Mapping[str, Any] = answer["result"][0]
+                return job
             if status in ("Failed", "Cancelled", "Canceled"):
                 raise Transient(f"Marketo bulk export {export_id} ended as {status}")
             if waited >= self.settings.bulk_poll_timeout_s:
@@ -473,9 +569,6 @@ class MarketoSource:
             self.clock.sleep(pause)
             waited += pause
             pause = min(pause * 2, self.settings.bulk_poll_interval_s)
-        content = self.client.download(f"{base}/file.json")
-        _check_file(export_id, content, answer["result"][0].get("fileChecksum"))
-        return list(parse_bulk_csv(content))
 
     # -- leads and lists --------------------------------------------------------------------
 
@@ -668,16 +761,37 @@ class MarketoSource:
         )
 
 
-def _check_file(export_id: str, content: bytes, checksum: Any) -> None:
+def _check_file(export_id: str, file: BinaryIO, checksum: Any) -> None:
     """Transient when the file differs from the job's SHA-256 ``fileChecksum`` (if it has one)."""
     if not isinstance(checksum, str) or not checksum:
         return
     expected = checksum.removeprefix("sha256:").strip().lower()
-    if hashlib.sha256(content).hexdigest() != expected:
+    file.seek(0)
+    digest = hashlib.sha256()
+    while chunk := file.read(_HASH_CHUNK):
+        digest.update(chunk)
+    if digest.hexdigest() != expected:
         raise Transient(
             f"Marketo bulk export {export_id}: the downloaded file does not match its SHA-256 "
             "checksum (a truncated download?); the next run will fetch it again"
         )
+
+
+def _in_time_order(file: BinaryIO) -> bool:
+    """Whether the export file's readable activity dates never go back (one pass over them).
+
+    Marketo does not document the order of a bulk export file (the sandbox writes it in time
+    order); the pull moves its cursor within a file only when this says so.
+    """
+    file.seek(0)
+    latest: datetime | None = None
+    for when in bulk_csv_dates(file):
+        if when is None:
+            continue
+        if latest is not None and when < latest:
+            return False
+        latest = when
+    return True
 
 
 def _person(source: str, lead: Mapping[str, Any]) -> Person:

@@ -129,6 +129,7 @@ from sync.pipelines.rows import (
     _text,
     live_people_query,
     person_from_row,
+    remember,
     source_person,
     touch_from_row,
     touch_payload,
@@ -780,7 +781,7 @@ class Deliverer(PersonUpdates, DeliveryLog):
                         reason = f"creating the person for {_email(p.touch)} was refused: {exc}"
                         work.reject(p, exc.code, reason, DeadLetterStage.RESOLVE)
             people.update(created)
-            self._fields_done.update(created)
+            remember(self._fields_done, created)
             work.created = set(created)
         work.people = people
         ready: list[Touch] = []

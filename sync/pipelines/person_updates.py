@@ -18,7 +18,14 @@ from connectors.base import Crm, Person, PersonUpdate, Touch
 from sync.ledger.dialect import update_each
 from sync.ledger.engine import reading
 from sync.ledger.models import PersonRow
-from sync.pipelines.rows import _LOOKUP_CHUNK, _email, _text, source_person, upsert_people
+from sync.pipelines.rows import (
+    _LOOKUP_CHUNK,
+    _email,
+    _text,
+    remember,
+    source_person,
+    upsert_people,
+)
 
 if TYPE_CHECKING:
     from sync.mapping import CompiledMapping
@@ -68,7 +75,7 @@ class PersonUpdates:
                 newest[email] = given  # the newest touch's person wins
         if not newest:
             return
-        self._fields_done.update(newest)
+        remember(self._fields_done, newest)
         digests = {email: self._fields_digest(given) for email, given in newest.items()}
         settled = self._settled_digests([people[email].external_id for email in newest])
         newest = {

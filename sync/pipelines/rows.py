@@ -23,6 +23,7 @@ __all__ = [
     "live_people_query",
     "person_from_row",
     "person_values",
+    "remember",
     "source_person",
     "touch_from_row",
     "touch_payload",
@@ -35,6 +36,14 @@ _TOUCH_KINDS = frozenset(kind.value for kind in TouchKind)
 _LOOKUP_CHUNK = 500
 # Emails remembered per run (resolved people and known misses); bounded for memory.
 _PEOPLE_CACHE_MAX = 50_000
+
+
+def remember(emails: set[str], more: Iterable[str]) -> None:
+    """Add ``more`` to a per-run set of emails, emptied first once it holds
+    ``_PEOPLE_CACHE_MAX``: a set as large as the run's people would grow with the pull."""
+    if len(emails) >= _PEOPLE_CACHE_MAX:
+        emails.clear()
+    emails.update(more)
 
 
 def touch_from_row(row: Any) -> Touch:

@@ -419,6 +419,16 @@ def test_bulk_export_moves_through_its_lifecycle_to_a_csv(
     assert content.headers["content-type"].startswith("text/csv")
     assert len(rows) == 6  # one activity per lead on each of the two October days
     assert {r["activityTypeId"] for r in rows} == {"10"}
+    # Range: the rest of the file from a byte on (206), nothing past its end (416).
+    size = len(content.content)
+    tail = http.get(f"{base}/file.json", headers={**auth, "Range": "bytes=10-"})
+    assert tail.status_code == 206
+    assert tail.content == content.content[10:]
+    assert tail.headers["content-range"] == f"bytes 10-{size - 1}/{size}"
+    middle = http.get(f"{base}/file.json", headers={**auth, "Range": "bytes=5-9"})
+    assert (middle.status_code, middle.content) == (206, content.content[5:10])
+    past = http.get(f"{base}/file.json", headers={**auth, "Range": f"bytes={size}-"})
+    assert past.status_code == 416
 
 
 def test_seeded_world_becomes_leads_and_standard_activities(
