@@ -148,12 +148,12 @@ def run_touches(ctx: RunContext) -> None:
 
 
 class _Puller(threading.Thread):
-    """Pulls the source in the background while the run delivers what each page stored: the
+    """Pulls the source in the background while the run delivers what its pages stored: the
     pull waits on the source's limits (Marketo answers 100 calls per 20 s) and the delivery on
     the CRM's, so a run takes about the longer of the two, not their sum.
 
-    ``error`` is what ended the pull early (None when it finished); ``pages`` counts the pages
-    stored so far, and ``wait`` sleeps until another is stored or the pull ended."""
+    ``error`` is what ended the pull early (None when it finished); ``stored`` counts the
+    touches its pages stored so far, and ``wait`` sleeps until enough more are."""
 
     def __init__(self, ctx: RunContext, source_name: str) -> None:
         super().__init__(name=f"pull-{source_name}", daemon=True)
@@ -161,13 +161,13 @@ class _Puller(threading.Thread):
         self.source_name = source_name
         self.error: BaseException | None = None
         self.done = False
-        self.pages = 0
+        self.stored = 0
         self._changed = threading.Condition()
         self._stopping = False
 
     def run(self) -> None:
         try:
-            _pull(self.ctx, self.source_name, self._stored)
+            _pull(self.ctx, self.source_name, self._page_stored)
         except BaseException as exc:  # noqa: BLE001 - handed to the run's thread
             self.error = exc
         finally:
@@ -175,10 +175,10 @@ class _Puller(threading.Thread):
                 self.done = True
                 self._changed.notify_all()
 
-    def _stored(self) -> None:
+    def _page_stored(self, touches: int) -> None:
         """After each page's commit: wake the delivery; end here when the run stopped."""
         with self._changed:
-            self.pages += 1
+            self.stored += touches
             self._changed.notify_all()
             if self._stopping:
                 raise Stopped
@@ -188,29 +188,36 @@ class _Puller(threading.Thread):
         with self._changed:
             self._stopping = True
 
-    def wait(self, seen: int) -> int:
-        """Wait until a page after the ``seen``-th is stored or the pull ended (or a second
-        passed: the caller checks for a stop); returns the pages stored."""
+    def wait(self, stored: int) -> bool:
+        """Wait up to a second for ``stored`` touches stored in all or the pull's end; whether
+        either came (the caller checks for a stop in between)."""
         with self._changed:
-            self._changed.wait_for(lambda: self.pages > seen or self.done, timeout=1.0)
-            return self.pages
+            return self._changed.wait_for(lambda: self.stored >= stored or self.done, 1.0)
+
+
+# A round of delivery alongside the pull waits for this many batches' worth of new touches (or
+# the pull's end): each round looks up its new people in full CRM calls (``resolve_ahead``), and
+# small rounds would spend more calls on the same people.
+ROUND_BATCHES = 10
 
 
 def _deliver_while_pulling(
     ctx: RunContext, deliverer: _CursorDeliverer, source: str, puller: _Puller
 ) -> None:
-    """Deliver what the ledger holds, then each round of pages the pull stores, until the pull
-    ended and its last pages are delivered (retries of earlier runs go in the first round)."""
-    seen = 0
+    """Deliver what the ledger holds, then each round of touches the pull stores, until the
+    pull ended and its last pages are delivered (retries of earlier runs go in the first
+    round)."""
     first = True
     while True:
         ended = puller.done  # read first: pages stored after this go in the next round
-        seen = puller.pages
+        stored = puller.stored
         _deliver(ctx, deliverer, source, retries=first)
         first = False
-        if ended or isinstance(puller.error, FenceLost) or ctx.should_stop():
+        if ended or isinstance(puller.error, FenceLost):
             return
-        puller.wait(seen)
+        wanted = stored + ROUND_BATCHES * ctx.pipeline.batch_size
+        while not puller.wait(wanted):
+            ctx.check_stop()  # a stop or a spent budget ends the run here, as between batches
 
 
 def source_key(source_name: str) -> str:
@@ -218,8 +225,8 @@ def source_key(source_name: str) -> str:
     return f"source:{source_name}"
 
 
-def _pull(ctx: RunContext, source_name: str, on_page: Callable[[], None]) -> None:
-    """Pull ``source_name`` into the ledger; ``on_page`` is called after each page's commit."""
+def _pull(ctx: RunContext, source_name: str, on_page: Callable[[int], None]) -> None:
+    """Pull ``source_name`` into the ledger; ``on_page(touches)`` follows each page's commit."""
     source = ctx.connections.source(source_name)
     if source is None:
         ctx.note(
@@ -270,7 +277,7 @@ def _pulled_enough(ctx: RunContext, source_name: str) -> bool:
 
 
 def _pull_pages(
-    ctx: RunContext, source: Any, source_name: str, fence: Fence, on_page: Callable[[], None]
+    ctx: RunContext, source: Any, source_name: str, fence: Fence, on_page: Callable[[int], None]
 ) -> None:
     key = source_key(source_name)
     with reading(ctx.engine) as conn:
@@ -293,7 +300,7 @@ def _pull_pages(
         ctx.add("refused", len(page.rejects))
         ctx.add("dead_lettered", letters)
         ctx.progress("pull", len(page.records) + len(page.rejects))
-        on_page()
+        on_page(len(page.records))
         ctx.check_stop()
     with ctx.transaction() as conn:
         leases.check_fence(conn, fence)

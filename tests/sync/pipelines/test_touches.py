@@ -394,7 +394,8 @@ def test_people_new_to_the_ledger_are_looked_up_in_one_call_for_the_whole_run(
 
 class _Feed:
     """A source whose second page comes only once the first page's touches are in Salesforce
-    (or 30 s passed): a run that pulled everything before delivering would wait it out."""
+    (or 30 s passed): a run that pulled everything before delivering would wait it out. The
+    first page holds the ten batches a round of delivery waits for (``ROUND_BATCHES``)."""
 
     name = BADGES
 
@@ -417,20 +418,20 @@ class _Feed:
 
     def pull_touches(self, cursor: Cursor, until: datetime) -> Iterator[Page[Touch]]:
         del cursor, until  # one feed, read whole
-        yield self._page(0, 5)
+        yield self._page(0, 20)
         deadline = time.monotonic() + 30
-        first = {f"{BADGES}:F{n}" for n in range(5)}
+        first = {f"{BADGES}:F{n}" for n in range(20)}
         while not first <= set(self.ws.tasks_by_key()) and time.monotonic() < deadline:
             time.sleep(0.05)
         self.first_landed_before_second_page = first <= set(self.ws.tasks_by_key())
-        yield self._page(5, 5)
+        yield self._page(20, 5)
 
 
 def test_a_page_pulled_is_delivered_while_the_source_is_still_being_pulled(
     workspace_factory: Any,
 ) -> None:
-    ws = workspace_factory({PIPELINE: badge_pipeline()})
-    feed = _Feed(ws, known_emails(ws.sandbox, 10))
+    ws = workspace_factory({PIPELINE: badge_pipeline(batch_size=2)})
+    feed = _Feed(ws, known_emails(ws.sandbox, 25))
     connections = Connections(ws.config, instances={BADGES: feed})
     try:
         summary = run_pipeline(ws.config, PIPELINE, ws.engine, connections=connections)
@@ -439,5 +440,5 @@ def test_a_page_pulled_is_delivered_while_the_source_is_still_being_pulled(
 
     assert summary.state == "succeeded", summary.error
     assert feed.first_landed_before_second_page is True
-    assert summary.count("pushed") == 10
+    assert summary.count("pushed") == 25
     assert set(ws.tasks_by_key().values()) == {1}
