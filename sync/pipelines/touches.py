@@ -50,7 +50,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import Connection, Select, select
+from sqlalchemy import Connection, Select, func, select
 
 from connectors.base import Cursor
 from connectors.errors import ClosedloopError, ConfigError
@@ -364,9 +364,11 @@ def _retry_batches(ctx: RunContext, source: str, sink: str, size: int) -> Iterat
 
 
 def _new_batches(
-    ctx: RunContext, source: str, sink: str, size: int, after: int
+    ctx: RunContext, source: str, sink: str, size: int, after: int, *, upto: int
 ) -> Iterator[list[Pending]]:
-    """Touches after the deliver cursor with no delivery to ``sink`` yet, by touch id.
+    """Touches after the deliver cursor, up to touch id ``upto``, with no delivery to ``sink``
+    yet, by touch id (touches stored since ``upto`` was read wait for the next round, whose
+    people are looked up ahead with them).
 
     Two keyset reads per batch, each an index range whatever the ledger holds (so a batch costs
     the same at a million touches as at a thousand, on SQLite and PostgreSQL alike): the next
@@ -376,7 +378,7 @@ def _new_batches(
     """
     while True:
         with reading(ctx.engine) as conn:
-            rows = conn.execute(new_touches_query(source, after, size)).all()
+            rows = conn.execute(new_touches_query(source, after, size, upto)).all()
             if not rows:
                 return
             after = rows[-1].id
@@ -393,14 +395,13 @@ def _new_batches(
             yield batch
 
 
-def new_touches_query(source: str, after: int, size: int) -> Select[Any]:
-    """The next ``size`` touches of ``source`` after touch id ``after`` (keyset by id)."""
-    return (
-        select(_TOUCH)
-        .where(_TOUCH.c.source == source, _TOUCH.c.id > after)
-        .order_by(_TOUCH.c.id)
-        .limit(size)
-    )
+def new_touches_query(source: str, after: int, size: int, upto: int | None = None) -> Select[Any]:
+    """The next ``size`` touches of ``source`` after touch id ``after`` (keyset by id), up to
+    touch id ``upto`` when given."""
+    query = select(_TOUCH).where(_TOUCH.c.source == source, _TOUCH.c.id > after)
+    if upto is not None:
+        query = query.where(_TOUCH.c.id <= upto)
+    return query.order_by(_TOUCH.c.id).limit(size)
 
 
 def delivered_query(sink: str, touch_ids: Sequence[int]) -> Select[Any]:
@@ -421,12 +422,24 @@ def _deliver(
     after = int(stored.value) if stored.value and stored.value.isdigit() else 0
     deliverer.ctx_cursor = after
     ctx.refresh_statistics()  # the pull may have grown the ledger many times over
-    # Every unseen person of the new touches in a few CRM lookups, not one per batch.
+    # Every unseen person of the new touches in a few CRM lookups, not one per batch: the
+    # touches stored by now (the pull alongside stores more for the next round).
     with reading(ctx.engine) as conn:
+        upto = (
+            conn.execute(
+                select(func.max(_TOUCH.c.id)).where(_TOUCH.c.source == source)
+            ).scalar_one_or_none()
+            or after
+        )
         emails = (
             conn.execute(
                 select(_TOUCH.c.email)
-                .where(_TOUCH.c.source == source, _TOUCH.c.id > after, _TOUCH.c.email.is_not(None))
+                .where(
+                    _TOUCH.c.source == source,
+                    _TOUCH.c.id > after,
+                    _TOUCH.c.id <= upto,
+                    _TOUCH.c.email.is_not(None),
+                )
                 .distinct()
             )
             .scalars()
@@ -438,7 +451,7 @@ def _deliver(
     inflight: deque[Future[None]] = deque()
     with ThreadPoolExecutor(max_workers=in_flight_max, thread_name_prefix="push") as pool:
         try:
-            rounds = [_new_batches(ctx, source, sink, size, after)]
+            rounds = [_new_batches(ctx, source, sink, size, after, upto=upto)]
             if retries:
                 rounds.insert(0, _retry_batches(ctx, source, sink, size))
             for batches in rounds:
