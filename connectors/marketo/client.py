@@ -20,7 +20,8 @@ lost attempt did.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
@@ -166,54 +167,38 @@ class MarketoClient:
         if have:
             headers["Range"] = f"bytes={have}-"
         self._charge()
-        with self.concurrency.slot():
-            try:
-                with self._http.stream("GET", path, headers=headers, auth=None) as response:
-                    if have and response.status_code == 416:
-                        return True  # nothing after ``have``: the checksum judges the file
-                    rule = rule_for_status(response.status_code)
-                    if rule is not None:
-                        raise exception_for(rule, f"GET {path}", f"HTTP {response.status_code}")
-                    if response.headers.get("content-type", "").startswith("application/json"):
-                        response.read()
-                        if _TOKEN_REFUSED & set(error_codes(response)):
-                            return False
-                        self._check_body(self._decode(response, path), f"GET {path}")
-                    if have and response.status_code != 206:
-                        out.seek(0)
-                        out.truncate()
-                    # As the network delivers them (a fixed chunk size would buffer, and lose,
-                    # the bytes of a transfer that breaks off before the chunk is full).
-                    for chunk in response.iter_bytes():
-                        out.write(chunk)
-            except httpx.TimeoutException as exc:
-                raise Transient(
-                    f"Marketo download timed out: {describe_transport_error(exc)}"
-                ) from None
-            except httpx.HTTPError as exc:
-                raise Transient(
-                    f"Marketo download failed: {describe_transport_error(exc)} "
-                    f"({UNREACHABLE_REMEDY})"
-                ) from None
+        with (
+            self.concurrency.slot(),
+            _transport_errors("download"),
+            self._http.stream("GET", path, headers=headers, auth=None) as response,
+        ):
+            if have and response.status_code == 416:
+                return True  # nothing after ``have``: the checksum judges the file
+            rule = rule_for_status(response.status_code)
+            if rule is not None:
+                raise exception_for(rule, f"GET {path}", f"HTTP {response.status_code}")
+            if response.headers.get("content-type", "").startswith("application/json"):
+                response.read()
+                if _TOKEN_REFUSED & set(error_codes(response)):
+                    return False
+                self._check_body(self._decode(response, path), f"GET {path}")
+            if have and response.status_code != 206:
+                out.seek(0)
+                out.truncate()
+            # As the network delivers them (a fixed chunk size would buffer, and lose,
+            # the bytes of a transfer that breaks off before the chunk is full).
+            for chunk in response.iter_bytes():
+                out.write(chunk)
         return True
 
     def _send(
         self, method: str, path: str, params: Mapping[str, Any] | None, json_body: Any
     ) -> httpx.Response:
         self._charge()
-        with self.concurrency.slot():
-            try:
-                return self._http.request(
-                    method, path, params=dict(params) if params else None, json=json_body
-                )
-            except httpx.TimeoutException as exc:
-                raise Transient(
-                    f"Marketo call timed out: {describe_transport_error(exc)}"
-                ) from None
-            except httpx.HTTPError as exc:
-                raise Transient(
-                    f"Marketo call failed: {describe_transport_error(exc)} ({UNREACHABLE_REMEDY})"
-                ) from None
+        with self.concurrency.slot(), _transport_errors("call"):
+            return self._http.request(
+                method, path, params=dict(params) if params else None, json=json_body
+            )
 
     @staticmethod
     def _decode(response: httpx.Response, path: str) -> dict[str, Any]:
@@ -299,3 +284,17 @@ class MarketoClient:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+@contextmanager
+def _transport_errors(what: str) -> Iterator[None]:
+    """httpx's timeouts and connection failures as ``Transient``, said the way users read them
+    (``what``: "call" or "download")."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise Transient(f"Marketo {what} timed out: {describe_transport_error(exc)}") from None
+    except httpx.HTTPError as exc:
+        raise Transient(
+            f"Marketo {what} failed: {describe_transport_error(exc)} ({UNREACHABLE_REMEDY})"
+        ) from None
