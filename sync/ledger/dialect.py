@@ -74,7 +74,7 @@ def append_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     assert driver is not None
     columns = ", ".join(f'"{name}"' for name in names)
     statement = f'COPY "{table.name}" ({columns}) FROM STDIN'
-    with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[attr-defined]
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
             copy.write_row(values(row))
 
@@ -99,7 +99,7 @@ def update_each(
         return
     varying = [name for name in rows[0] if name != key]
     if conn.dialect.name != "postgresql" or len(rows) < COPY_FROM:
-        statement = (
+        per_row = (
             update(table)
             .where(table.c[key] == bindparam("k_"), *(table.c[c] == v for c, v in where.items()))
             .values(
@@ -108,7 +108,7 @@ def update_each(
             )
         )
         conn.execute(
-            statement,
+            per_row,
             [{"k_": row[key], **{f"v_{c}": row[c] for c in varying}} for row in rows],
         )
         return
@@ -121,9 +121,10 @@ def update_each(
     )
     assignments = [f'"{c}" = v."{c}"' for c in varying] + [f'"{c}" = :f_{c}' for c in fixed]
     conditions = "".join(f' AND "{table.name}"."{c}" = :w_{c}' for c in where)
+    quoted = ", ".join(f'"{name}"' for name in names)
     statement = text(
         f'UPDATE "{table.name}" SET {", ".join(assignments)} '  # noqa: S608 - model names
-        f"FROM unnest({arrays}) AS v({', '.join(f'{chr(34)}{n}{chr(34)}' for n in names)}) "
+        f"FROM unnest({arrays}) AS v({quoted}) "
         f'WHERE "{table.name}"."{key}" = v."{key}"{conditions}'
     ).bindparams(
         *(bindparam(f"f_{c}", type_=table.c[c].type) for c in fixed),
