@@ -312,7 +312,7 @@ def run() -> Iterator[str]:
                 f"sqlite at {large:,}: the pull's {b['marketo_calls']} Marketo calls take >= "
                 f"{floor_s:.0f} s at Marketo's {MARKETO_RATE} calls per {MARKETO_WINDOW_S:g} s, "
                 f"so no engine moves these touches faster than {large / floor_s:,.0f}/s end to "
-                f"end; the worker's CPU per touch allows {1e6 * b['touches'] / b['cpu_s']:,.0f}/s "
+                f"end; the worker's CPU per touch allows {b['touches'] / b['cpu_s']:,.0f}/s "
                 "on one core"
             )
         if database == "sqlite" and large == FULL_SIZE:
