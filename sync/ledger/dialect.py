@@ -62,7 +62,8 @@ def copy_values(conn: Connection, table: Table, names: Sequence[str]) -> Callabl
 def append_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert ``rows`` (mappings with the same keys) into ``table`` in the caller's transaction:
     one ``COPY`` on PostgreSQL from ``COPY_FROM`` rows, else one bulk INSERT. For tables that
-    only grow (no conflict to resolve); columns the rows leave out take their defaults."""
+    only grow (no conflict to resolve). Give every column but the key: a column left out takes
+    the database's default, not a Python-side one of the model (COPY runs no SQLAlchemy)."""
     if not rows:
         return
     if conn.dialect.name != "postgresql" or len(rows) < COPY_FROM:
