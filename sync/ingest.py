@@ -34,7 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from connectors.base import Touch, touch_key
 from connectors.errors import RecordRejected
-from sync.ledger.dialect import COPY_FROM, copy_values
+from sync.ledger.dialect import BULK_FROM, copy_values
 from sync.ledger.models import DeadLetterRow, DeadLetterStatus, TouchRow
 from sync.ledger.types import escape_controls, utcnow
 from sync.logs import SecretRedactor
@@ -54,7 +54,7 @@ __all__ = [
 _TOUCH: Table = TouchRow.__table__  # type: ignore[attr-defined]
 _DEAD: Table = DeadLetterRow.__table__  # type: ignore[attr-defined]
 _LOOKUP_CHUNK = 500
-# From ``COPY_FROM`` touches PostgreSQL stores them through COPY and one merge (``_copy_merge``).
+# From ``BULK_FROM`` touches PostgreSQL stores them through COPY and one merge (``_copy_merge``).
 _STAGE = "closedloop_touch_stage"
 _STAGED = (
     "key", "source", "source_id", "kind", "occurred_at", "email", "person_ref", "campaign",
@@ -139,7 +139,7 @@ def insert_touches(conn: Connection, touches: Iterable[Touch]) -> IngestResult:
         }
     if not rows:
         return IngestResult(0, seen_twice)
-    if conn.dialect.name == "postgresql" and len(rows) >= COPY_FROM:
+    if conn.dialect.name == "postgresql" and len(rows) >= BULK_FROM:
         inserted = _copy_merge(conn, list(rows.values()))
     else:
         statement = _insert_for(conn, _TOUCH).on_conflict_do_nothing().returning(_TOUCH.c.key)

@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 __all__ = [
-    "COPY_FROM",
+    "BULK_FROM",
     "append_rows",
     "copy_values",
     "dialect_insert",
@@ -23,8 +23,9 @@ __all__ = [
 ]
 
 _FETCH = 10_000
-# From this many rows PostgreSQL appends through COPY (a round trip per row costs more).
-COPY_FROM = 64
+# From this many rows PostgreSQL takes its bulk path (COPY, statements over unnested arrays);
+# smaller writes keep the plain statements every database shares.
+BULK_FROM = 64
 _CURSORS = itertools.count(1)
 
 
@@ -61,12 +62,12 @@ def copy_values(conn: Connection, table: Table, names: Sequence[str]) -> Callabl
 
 def append_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert ``rows`` (mappings with the same keys) into ``table`` in the caller's transaction:
-    one ``COPY`` on PostgreSQL from ``COPY_FROM`` rows, else one bulk INSERT. For tables that
+    one ``COPY`` on PostgreSQL from ``BULK_FROM`` rows, else one bulk INSERT. For tables that
     only grow (no conflict to resolve). Give every column but the key: a column left out takes
     the database's default, not a Python-side one of the model (COPY runs no SQLAlchemy)."""
     if not rows:
         return
-    if conn.dialect.name != "postgresql" or len(rows) < COPY_FROM:
+    if conn.dialect.name != "postgresql" or len(rows) < BULK_FROM:
         conn.execute(insert(table), list(rows))
         return
     names = list(rows[0])
@@ -99,7 +100,7 @@ def update_each(
     if not rows:
         return
     varying = [name for name in rows[0] if name != key]
-    if conn.dialect.name != "postgresql" or len(rows) < COPY_FROM:
+    if conn.dialect.name != "postgresql" or len(rows) < BULK_FROM:
         per_row = (
             update(table)
             .where(table.c[key] == bindparam("k_"), *(table.c[c] == v for c, v in where.items()))

@@ -105,7 +105,7 @@ from connectors.errors import ConfigError, MappingError, RecordRejected, Transie
 from connectors.registry import sink_info
 from connectors.retry import RetryPolicy
 from sync.ingest import insert_rejects
-from sync.ledger.dialect import COPY_FROM, dialect_insert, update_each
+from sync.ledger.dialect import BULK_FROM, dialect_insert, update_each
 from sync.ledger.engine import reading
 from sync.ledger.models import (
     DeadLetterStage,
@@ -919,7 +919,7 @@ class Deliverer(PersonUpdates, DeliveryLog):
         }
         statement = dialect_insert(conn, _DELIVERY)
         rows: list[dict[str, Any]] | None = None
-        if conn.dialect.name == "postgresql" and len(ids) >= COPY_FROM:
+        if conn.dialect.name == "postgresql" and len(ids) >= BULK_FROM:
             # One statement over the unnested ids, not one per row (see ``update_each``).
             unnested = func.unnest(bindparam("ids", ids, type_=ARRAY(Integer)))
             constants = (literal(v, _DELIVERY.c[k].type) for k, v in values.items())

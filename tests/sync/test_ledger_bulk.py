@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, select, text
 
-from sync.ledger.dialect import COPY_FROM, update_each
+from sync.ledger.dialect import BULK_FROM, update_each
 from sync.ledger.models import DeliveryRow
 
 WHEN = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
@@ -37,7 +37,7 @@ def _deliveries(engine: Engine, touches: int) -> None:
                 )
 
 
-@pytest.mark.parametrize("size", [3, COPY_FROM * 2])
+@pytest.mark.parametrize("size", [3, BULK_FROM * 2])
 def test_each_row_takes_its_own_values_and_only_the_matching_rows_change(
     ledger_engine: Engine, size: int
 ) -> None:
