@@ -9,10 +9,12 @@ Incremental pull (``pull_touches``), in as few calls as Marketo allows:
   always advancing the one that is furthest behind, so the cursor can move forward safely;
 - activities carry only a lead id: emails come from ``leads.json?filterType=id`` lookups of
   exactly 300 ids at a time (a touch waits until its lead's batch is full, or the pull ends),
-  cached for the pull. The same lookup reads the lead's name, company, title, phone, country
-  and ``updatedAt`` (``PERSON_FIELDS``), which each touch carries as ``attributes["person"]``
-  for the people fields of the mapping. Lead lookups follow ``nextPageToken`` while
-  ``moreResult`` says there is more (an e-mail address may belong to several leads).
+  each lead once per pull: what the pull looked up waits in a temporary on-disk database
+  (``connectors.marketo.leadbook``), not in memory. The same lookup reads the lead's name,
+  company, title, phone, country and ``updatedAt`` (``PERSON_FIELDS``), which each touch
+  carries as ``attributes["person"]`` for the people fields of the mapping. Lead lookups
+  follow ``nextPageToken`` while ``moreResult`` says there is more (an e-mail address may
+  belong to several leads).
 
 The cursor value is the activity time (ISO, UTC) up to which every activity has been yielded;
 ``boundary_keys`` are the keys yielded at exactly that time (Marketo times have second
@@ -69,6 +71,7 @@ from connectors.marketo.activities import (
 )
 from connectors.marketo.client import MarketoClient
 from connectors.marketo.exports import EXPORTS, export_field, start_export
+from connectors.marketo.leadbook import LeadBook, LeadDetails
 from connectors.marketo.settings import MarketoSettings
 from connectors.ratelimit import Clock
 
@@ -86,9 +89,6 @@ _MAX_FILTER_CHARS = 6000
 _BULK_PAGE = 3000
 # Bytes hashed at a time when checking a downloaded export file.
 _HASH_CHUNK = 1024 * 1024
-# Leads whose email and person fields a pull keeps (the most recently used): a long pull looks
-# a lead up again after this many others, instead of holding every lead it met.
-_LEAD_CACHE_MAX = 50_000
 _LEAD_FIELDS = "id,email,firstName,lastName,company,leadScore,createdAt,updatedAt"
 # Marketo lead field (REST API name) -> the person field a touch carries in
 # ``attributes["person"]`` (the names files use too); read with every activity's email.
@@ -127,19 +127,25 @@ class _Group:
 class _Pending:
     """Activities waiting for their lead's email, and the cursor that is safe to commit.
 
-    What it remembers is bounded whatever the pull's size: the keys read and emitted only at
-    the seconds the cursor may still stand on (from ``at``, or from the window's end while a
-    window ``hold``s it), the leads of at most ``_LEAD_CACHE_MAX`` (least recently used go).
+    What it remembers in memory is bounded whatever the pull's size: the keys read and emitted
+    only at the seconds the cursor may still stand on (from ``at``, or from the window's end
+    while a window ``hold``s it), and the leads of the activities queued since the last
+    ``take``. Every lead the pull looked up goes into ``book`` (on disk), which ``resolve``
+    reads before asking Marketo: each lead is looked up once per pull.
     """
 
-    def __init__(self, source: MarketoSource, cursor: Cursor, since: datetime) -> None:
+    def __init__(
+        self, source: MarketoSource, cursor: Cursor, since: datetime, book: LeadBook
+    ) -> None:
         self.source = source
         self.cursor = cursor
         self.floor = since
+        self.book = book
         self.items: list[tuple[datetime, dict[str, Any], ActivityType]] = []
         self.rejects: list[RecordRejected] = []
-        self.unknown: dict[int, None] = {}  # insertion-ordered set of lead ids to look up
-        self.emails: dict[int, str | None] = {}  # least recently used first
+        self.unknown: dict[int, None] = {}  # insertion-ordered set: not looked for in the book
+        self.missing: dict[int, None] = {}  # not in the book: to look up in Marketo
+        self.emails: dict[int, str | None] = {}  # the queued activities' leads that are known
         self.people: dict[int, dict[str, str]] = {}  # lead id -> its person fields
         self.emitted_at: dict[datetime, set[str]] = {}
         self.seen_at: dict[datetime, set[str]] = {}  # keys read, by their time
@@ -166,9 +172,7 @@ class _Pending:
         if atype is None or self._known(self.source.touch_key(head.key), when):
             return
         lead = head.lead_id
-        if lead in self.emails:
-            self.emails[lead] = self.emails.pop(lead)  # recently used: evicted last
-        else:
+        if lead not in self.emails and lead not in self.missing:
             self.unknown[lead] = None
         self.items.append((when, activity, atype))
 
@@ -210,27 +214,33 @@ class _Pending:
             for when in [w for w in table if w < bound]:
                 del table[when]
 
-    def _forget_leads(self) -> None:
-        """Drop the least recently used leads beyond ``_LEAD_CACHE_MAX`` (between pages: no
-        queued activity relies on a known lead then)."""
-        excess = len(self.emails) - _LEAD_CACHE_MAX
-        if excess <= 0:
-            return
-        for lead in list(itertools.islice(self.emails, excess)):
-            del self.emails[lead]
-            self.people.pop(lead, None)
+    def _know(self, lead: int, details: LeadDetails) -> None:
+        email, person = details
+        self.emails[lead] = email
+        if person:
+            self.people[lead] = person
 
     def resolve(self, final: bool) -> None:
-        """Look up lead emails 300 at a time (the remainder too when ``final``)."""
-        while len(self.unknown) >= MAX_IDS_PER_CALL or (final and self.unknown):
-            batch = list(self.unknown)[:MAX_IDS_PER_CALL]
+        """Find the queued activities' leads in the book; look up the others in Marketo 300 at
+        a time (the remainder too when ``final``) and write what it answered into the book (a
+        lead it does not know as one without email or fields, not to be asked again)."""
+        if self.unknown:
+            held = self.book.get(self.unknown)
+            for lead in self.unknown:
+                details = held.get(lead)
+                if details is None:
+                    self.missing[lead] = None
+                else:
+                    self._know(lead, details)
+            self.unknown.clear()
+        while len(self.missing) >= MAX_IDS_PER_CALL or (final and self.missing):
+            batch = list(itertools.islice(self.missing, MAX_IDS_PER_CALL))
             found = self.source.lead_details(batch)
-            for lead in batch:
-                details = found.get(lead)
-                self.emails[lead] = details[0] if details else None
-                if details and details[1]:
-                    self.people[lead] = details[1]
-                del self.unknown[lead]
+            answered = {lead: found.get(lead) or (None, {}) for lead in batch}
+            self.book.put(answered)
+            for lead, details in answered.items():
+                self._know(lead, details)
+                del self.missing[lead]
 
     def take(self, safe: datetime | None, idle: datetime | None = None) -> Page[Touch] | None:
         """Touches whose email is known, and the cursor up to ``safe`` (None: everything read).
@@ -259,7 +269,9 @@ class _Pending:
             ready.append(touch)
             self._emitted(when, touch.key)
         self.items = waiting
-        self._forget_leads()
+        # The waiting activities' leads are not known yet: every known one is in the book.
+        self.emails.clear()
+        self.people.clear()
         rejects, self.rejects = self.rejects, []
         bound = safe
         if waiting:
@@ -368,12 +380,19 @@ class MarketoSource:
         types = self.selected_types()
         bulk_days = self.settings.bulk_backfill_days
         if bulk_days is not None and until - since > timedelta(days=bulk_days):
-            yield from self._pull_bulk(cursor, since, until, types)
+            pull = self._pull_bulk
         else:
-            yield from self._pull_rest(cursor, since, until, types)
+            pull = self._pull_rest
+        with LeadBook() as book:  # the leads this pull looked up, gone with it
+            yield from pull(cursor, since, until, types, book)
 
     def _pull_rest(
-        self, cursor: Cursor, since: datetime, until: datetime, types: list[ActivityType]
+        self,
+        cursor: Cursor,
+        since: datetime,
+        until: datetime,
+        types: list[ActivityType],
+        book: LeadBook,
     ) -> Iterator[Page[Touch]]:
         by_id = {t.id: t for t in types}
         body = self.client.call(
@@ -389,7 +408,7 @@ class MarketoSource:
             _Group(ids[i : i + MAX_TYPES_PER_CALL], start_token, since)
             for i in range(0, len(ids), MAX_TYPES_PER_CALL)
         ]
-        pending = _Pending(self, cursor, since)
+        pending = _Pending(self, cursor, since, book)
         while True:
             active = [g for g in groups if not g.done]
             if not active:
@@ -446,10 +465,15 @@ class MarketoSource:
             group.done = True
 
     def _pull_bulk(
-        self, cursor: Cursor, since: datetime, until: datetime, types: list[ActivityType]
+        self,
+        cursor: Cursor,
+        since: datetime,
+        until: datetime,
+        types: list[ActivityType],
+        book: LeadBook,
     ) -> Iterator[Page[Touch]]:
         by_id = {t.id: t for t in types}
-        pending = _Pending(self, cursor, since)
+        pending = _Pending(self, cursor, since, book)
         start = since
         while start < until:
             end = min(start + timedelta(days=MAX_EXPORT_DAYS), until)
