@@ -6,19 +6,16 @@ lead is looked up once per pull, while the process holds only the leads of the p
 Leads Marketo did not return are remembered too (no email, no fields), so they are not asked
 for twice either.
 
-The database is a throwaway cache: a file in the temporary directory with a small page cache,
-no journal and no syncing, removed when the book is closed (at the end of the pull, also when
-the pull fails).
+The database is SQLite's private temporary database (file name ``""``): it lives in the page
+cache (kept small here) and spills to a file SQLite deletes as it opens it, so nothing is left
+behind when the book is closed, when the pull fails, or when the process is killed.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 
 __all__ = ["LeadBook", "LeadDetails"]
 
@@ -30,31 +27,22 @@ LeadDetails = tuple[str | None, dict[str, str]]
 _IDS_PER_QUERY = 500
 # SQLite page cache of the book, in KiB (a negative cache_size counts KiB, not pages).
 _CACHE_KIB = 2048
-_PREFIX = "closedloop-marketo-leads-"
 
 
 class LeadBook:
     """Email and person fields by lead id, for the length of one pull (a context manager)."""
 
     def __init__(self) -> None:
-        fd, self.path = tempfile.mkstemp(prefix=_PREFIX, suffix=".sqlite3")
-        os.close(fd)
-        try:
-            # One pull uses the book at a time, but its thread may not be the one that ends it.
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.executescript(
-                f"""
-                PRAGMA journal_mode = OFF;
-                PRAGMA synchronous = OFF;
-                PRAGMA cache_size = -{_CACHE_KIB};
-                PRAGMA temp_store = FILE;
-                CREATE TABLE lead (id TEXT PRIMARY KEY, email TEXT, person TEXT) WITHOUT ROWID;
-                """
-            )
-        except BaseException:
-            self._remove()
-            raise
-        self._closed = False
+        # One pull uses the book at a time, but its thread may not be the one that ends it.
+        self._db = sqlite3.connect("", isolation_level=None, check_same_thread=False)
+        self._db.executescript(
+            f"""
+            PRAGMA journal_mode = OFF;
+            PRAGMA synchronous = OFF;
+            PRAGMA cache_size = -{_CACHE_KIB};
+            CREATE TABLE lead (id TEXT PRIMARY KEY, email TEXT, person TEXT) WITHOUT ROWID;
+            """
+        )
 
     def __enter__(self) -> LeadBook:
         return self
@@ -63,17 +51,8 @@ class LeadBook:
         self.close()
 
     def close(self) -> None:
-        """Close the database and remove its file (again: nothing)."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self._db.close()
-        finally:
-            self._remove()
-
-    def _remove(self) -> None:
-        Path(self.path).unlink(missing_ok=True)
+        """Close the database (its storage goes with it); closing again does nothing."""
+        self._db.close()
 
     def get(self, lead_ids: Iterable[int]) -> dict[int, LeadDetails]:
         """The leads of ``lead_ids`` the book holds (those it does not are omitted)."""

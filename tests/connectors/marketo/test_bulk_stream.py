@@ -5,16 +5,13 @@ pages (each with its cursor) while it is read, not one list at its end."""
 from __future__ import annotations
 
 import json
-import tempfile
 from collections import Counter
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from connectors.base import Cursor
-from connectors.errors import ClosedloopError
 from connectors.marketo import source as marketo_source
 from connectors.marketo.activities import format_marketo_time
 from connectors.marketo.settings import MarketoSettings
@@ -145,10 +142,6 @@ def test_an_export_file_out_of_time_order_holds_the_cursor_until_the_window_is_r
     assert "marketo:late-1" in {t.key for p in pages for t in p.records}
 
 
-def _lead_book_files(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith("closedloop-marketo-leads"))
-
-
 def test_a_bulk_pull_asks_marketo_for_each_lead_once_though_its_leads_recur_in_every_page(
     sandbox: SandboxServer, store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -178,34 +171,3 @@ def test_a_bulk_pull_asks_marketo_for_each_lead_once_though_its_leads_recur_in_e
         lead = int(touch.person_ref or 0)
         known = store.leads.get(lead, {}).get("email")
         assert touch.email == (known.strip().lower() if known else None)
-
-
-def test_the_pulls_lead_book_is_removed_when_the_pull_ends_or_fails(
-    sandbox: SandboxServer,
-    store: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> None:
-    monkeypatch.setattr(marketo_source, "_BULK_PAGE", 100)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    now = store.clock.now()
-    start = now - timedelta(days=400)
-    # Other leads in every page: each page asks Marketo.
-    for i, lead in enumerate(list(store.leads)[:300]):
-        store.add_activity(lead, 10, start + timedelta(hours=1, minutes=i))
-    cursor = Cursor(format_marketo_time(start))
-    settings = settings_for(sandbox, bulk_backfill_days=1)
-    with MarketoSource("marketo", settings, clock=ManualClock(now)) as source:
-        pages = source.pull_touches(cursor, start + timedelta(days=2))
-        next(pages)
-        assert len(_lead_book_files(tmp_path)) == 1  # the book, while the pull goes on
-        assert sum(len(p.records) for p in pages) == 200
-        assert _lead_book_files(tmp_path) == []
-
-        pages = source.pull_touches(cursor, start + timedelta(days=2))
-        next(pages)
-        assert len(_lead_book_files(tmp_path)) == 1
-        sandbox.set_faults("marketo/leads:403=1")
-        with pytest.raises(ClosedloopError):  # its daily quota used up
-            next(pages)
-        assert _lead_book_files(tmp_path) == []
