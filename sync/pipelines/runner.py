@@ -46,6 +46,7 @@ from connectors.base import Cursor
 from connectors.errors import ClosedloopError, ConfigError, RateLimited
 from sync.ledger.models import CursorRow, RunState, SyncRunRow
 from sync.ledger.types import utcnow
+from sync.pipelines.collector import settle as settle_collector
 from sync.pipelines.context import (
     Fence,
     FenceLost,
@@ -296,6 +297,7 @@ def run_pipeline(
     from sync.budgets import BudgetGate, record_calls
     from sync.connections import Connections
 
+    settle_collector()  # once per process: see sync.pipelines.collector
     pipeline = config.pipelines.get(name)
     if pipeline is None:
         known = ", ".join(sorted(config.pipelines)) or "(none)"
