@@ -123,7 +123,7 @@ from sync.pipelines.keyaudit import KeyAudit
 from sync.pipelines.person_updates import PersonUpdates
 from sync.pipelines.rows import (
     _LOOKUP_CHUNK,
-    _PEOPLE_CACHE_MAX,
+    _PERSON_CACHE_MAX,
     _email,
     _plain,
     _text,
@@ -262,7 +262,7 @@ class Deliverer(PersonUpdates, DeliveryLog):
     # -- identity ------------------------------------------------------------------------------
 
     def _cache(self, email: str, person: Person | None) -> None:
-        if len(self._people) >= _PEOPLE_CACHE_MAX:
+        if len(self._people) >= _PERSON_CACHE_MAX:
             self._people.clear()
         self._people[email] = person
 

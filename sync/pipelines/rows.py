@@ -34,8 +34,11 @@ _PERSON = PersonRow.__table__  # type: ignore[attr-defined]
 
 _TOUCH_KINDS = frozenset(kind.value for kind in TouchKind)
 _LOOKUP_CHUNK = 500
-# Emails remembered per run (resolved people and known misses); bounded for memory.
+# Emails remembered per run (people matched, fields settled); bounded for memory.
 _PEOPLE_CACHE_MAX = 50_000
+# Resolved people (and known misses) a Deliverer keeps: a Person with its fields is ~1 KB, and
+# the ledger answers a miss in one indexed read per 500 emails.
+_PERSON_CACHE_MAX = 10_000
 
 
 def remember(emails: set[str], more: Iterable[str]) -> None:
