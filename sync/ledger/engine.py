@@ -11,13 +11,6 @@ write, and a transaction that read first and writes second can then fail at once
 "database is locked" instead of waiting its turn. It also makes SQLite DDL transactional,
 so a failed migration leaves nothing half-done.
 
-Each SQLite connection keeps ``SQLITE_STATEMENT_CACHE`` prepared statements, not the driver's
-128: a multi-row insert (SQLAlchemy sends a batch's rows as one ``INSERT ... VALUES (...), ...``)
-is a statement of its own for every row count, its compiled program as large as its thousands of
-parameters, and the default cache kept such programs, run once, by the dozen (engine benchmark,
-100,000 touches: worker peak RSS 218 -> 203 MB). The statements of a batch's cycle are prepared
-again at a cost of microseconds per batch.
-
 Database failures leave this module as ``ClosedloopError`` subclasses whose messages name the
 host and port and never a password.
 """
@@ -58,7 +51,6 @@ DATABASE_URL_ENV = "CLOSEDLOOP_DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///./closedloop.db"
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-SQLITE_STATEMENT_CACHE = 16
 _READ_ONLY = "closedloop_read_only"
 POSTGRES_CONNECT_TIMEOUT_S = 10
 
@@ -144,10 +136,7 @@ def make_engine(url: str | URL | None = None, **engine_kwargs: Any) -> Engine:
 
 
 def _make_sqlite_engine(url: URL, **engine_kwargs: Any) -> Engine:
-    connect_args: dict[str, Any] = {
-        "check_same_thread": False,
-        "cached_statements": SQLITE_STATEMENT_CACHE,
-    }
+    connect_args: dict[str, Any] = {"check_same_thread": False}
     connect_args.update(engine_kwargs.pop("connect_args", {}))
     if _is_memory_sqlite(url):
         # One shared connection, or every checkout would see a new empty database.
