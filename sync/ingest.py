@@ -34,7 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from connectors.base import Touch, touch_key
 from connectors.errors import RecordRejected
-from sync.ledger.dialect import BULK_FROM, copy_values
+from sync.ledger.dialect import BULK_FROM, AnyOf, copy_values
 from sync.ledger.models import DeadLetterRow, DeadLetterStatus, TouchRow
 from sync.ledger.types import escape_controls, utcnow
 from sync.logs import SecretRedactor
@@ -219,7 +219,7 @@ def insert_rejects(
             and_(
                 _DEAD.c.pipeline == pipeline,
                 _DEAD.c.status == DeadLetterStatus.OPEN.value,
-                _DEAD.c.record_key.in_(chunk),
+                AnyOf(_DEAD.c.record_key, chunk),
             )
         )
         known.update((row.record_key, row.code) for row in conn.execute(query))

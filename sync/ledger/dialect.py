@@ -3,17 +3,35 @@
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, TypeDecorator, bindparam, insert, text, update
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    Dialect,
+    String,
+    Table,
+    TypeDecorator,
+    bindparam,
+    insert,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
+from sqlalchemy.sql.type_api import TypeEngine
+from sqlalchemy.sql.visitors import InternalTraversal
 
 __all__ = [
     "BULK_FROM",
+    "AnyOf",
     "append_rows",
     "copy_values",
     "dialect_insert",
@@ -34,6 +52,66 @@ def dialect_insert(conn: Connection, table: Any) -> Any:
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+class _ValueList(TypeDecorator[list[Any]]):
+    """A list bound as one parameter: a JSON array on SQLite (read by ``json_each``), an array of
+    the column's type elsewhere."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, item: TypeEngine[Any]) -> None:
+        super().__init__()
+        self.item = item
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.ARRAY(self.item))
+        return dialect.type_descriptor(String())
+
+    def process_bind_param(self, value: list[Any] | None, dialect: Dialect) -> Any:
+        if dialect.name == "postgresql":
+            return value
+        return json.dumps(value)
+
+
+class AnyOf(ColumnElement[bool]):
+    """``column IN (values)`` as one statement whatever the number of values: the values go as
+    one parameter, read by ``json_each`` on SQLite and as an array (``= ANY``) on PostgreSQL.
+
+    A literal ``IN (?, ?, ...)`` is a statement of its own for every length, and SQLite keeps each
+    prepared in every connection's statement cache: the lookups of a batch (up to 500 values,
+    any count) filled it with ~170 variants holding ~26 MB of a worker at 100,000 touches.
+    Both databases still probe the column's index once per value."""
+
+    inherit_cache = True
+    type = Boolean()
+    _is_implicitly_boolean = True  # a predicate: no "= 1" after it where booleans are integers
+    _traverse_internals = [  # noqa: RUF012 - SQLAlchemy's own attribute, read-only
+        ("column", InternalTraversal.dp_clauseelement),
+        ("values", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, column: ColumnElement[Any], values: Sequence[Any]) -> None:
+        self.column = column
+        self.values: BindParameter[list[Any]] = bindparam(
+            None, list(values), type_=_ValueList(column.type)
+        )
+
+
+@compiles(AnyOf, "sqlite")
+def _any_of_sqlite(element: AnyOf, compiler: SQLCompiler, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    values = compiler.process(element.values, **kw)
+    return f"{column} IN (SELECT value FROM json_each({values}))"  # noqa: S608 - compiled parts
+
+
+@compiles(AnyOf)
+def _any_of(element: AnyOf, compiler: SQLCompiler, **kw: Any) -> str:
+    return (
+        f"{compiler.process(element.column, **kw)} = ANY({compiler.process(element.values, **kw)})"
+    )
 
 
 def copy_values(conn: Connection, table: Table, names: Sequence[str]) -> Callable[..., list[Any]]:

@@ -105,7 +105,7 @@ from connectors.errors import ConfigError, MappingError, RecordRejected, Transie
 from connectors.registry import sink_info
 from connectors.retry import RetryPolicy
 from sync.ingest import insert_rejects
-from sync.ledger.dialect import BULK_FROM, dialect_insert, update_each
+from sync.ledger.dialect import BULK_FROM, AnyOf, dialect_insert, update_each
 from sync.ledger.engine import reading
 from sync.ledger.models import (
     DeadLetterStage,
@@ -481,7 +481,7 @@ class Deliverer(PersonUpdates, DeliveryLog):
                 found = conn.execute(
                     select(_OPT_OUT.c.email).where(
                         _OPT_OUT.c.sink == self.sink,
-                        _OPT_OUT.c.email.in_(emails[start : start + _LOOKUP_CHUNK]),
+                        AnyOf(_OPT_OUT.c.email, emails[start : start + _LOOKUP_CHUNK]),
                     )
                 )
                 recorded.update(str(row.email).lower() for row in found)
@@ -572,7 +572,7 @@ class Deliverer(PersonUpdates, DeliveryLog):
                     .where(
                         _TOUCH.c.source.in_({t.source for t in candidates}),
                         _TOUCH.c.kind.in_([k.value for k in kinds]),
-                        _TOUCH.c.email.in_(emails[start : start + _LOOKUP_CHUNK]),
+                        AnyOf(_TOUCH.c.email, emails[start : start + _LOOKUP_CHUNK]),
                         _TOUCH.c.occurred_at.between(low, high),
                         _DELIVERY.c.state == DeliveryState.CONFIRMED.value,
                     )
@@ -685,7 +685,7 @@ class Deliverer(PersonUpdates, DeliveryLog):
                         _DELIVERY.c.run_id,
                     ).where(
                         _DELIVERY.c.sink == self.sink,
-                        _DELIVERY.c.touch_id.in_(touch_ids[start : start + _LOOKUP_CHUNK]),
+                        AnyOf(_DELIVERY.c.touch_id, touch_ids[start : start + _LOOKUP_CHUNK]),
                     )
                 )
                 found.update((row.touch_id, row) for row in rows)
@@ -718,7 +718,7 @@ class Deliverer(PersonUpdates, DeliveryLog):
             for start in range(0, len(wanted), _LOOKUP_CHUNK):
                 rows = conn.execute(
                     select(_TOUCH).where(
-                        _TOUCH.c.email.in_(wanted[start : start + _LOOKUP_CHUNK]),
+                        AnyOf(_TOUCH.c.email, wanted[start : start + _LOOKUP_CHUNK]),
                         _TOUCH.c.occurred_at <= self.ctx.started_at,
                     )
                 )

@@ -32,7 +32,7 @@ import structlog
 from sqlalchemy import Connection, delete, select
 
 from connectors.base import KeyedRecord, KeyedSink
-from sync.ledger.dialect import dialect_insert
+from sync.ledger.dialect import AnyOf, dialect_insert
 from sync.ledger.models import DeliveryRow, KnownKeyRow
 from sync.ledger.types import utcnow
 
@@ -98,14 +98,15 @@ class KeyAudit:
                 conn.execute(
                     select(_DELIVERY.c.crm_id).where(
                         _DELIVERY.c.sink == self.sink,
-                        _DELIVERY.c.crm_id.in_(ids[start : start + _CHUNK]),
+                        AnyOf(_DELIVERY.c.crm_id, ids[start : start + _CHUNK]),
                     )
                 ).scalars()
             )
             seen_keys.update(
                 conn.execute(
                     select(_KNOWN.c.key).where(
-                        _KNOWN.c.sink == self.sink, _KNOWN.c.key.in_(keys[start : start + _CHUNK])
+                        _KNOWN.c.sink == self.sink,
+                        AnyOf(_KNOWN.c.key, keys[start : start + _CHUNK]),
                     )
                 ).scalars()
             )
@@ -134,7 +135,8 @@ class KeyAudit:
             for start in range(0, len(keys), _CHUNK):
                 rows = conn.execute(
                     select(_KNOWN.c.key, _KNOWN.c.crm_id).where(
-                        _KNOWN.c.sink == self.sink, _KNOWN.c.key.in_(keys[start : start + _CHUNK])
+                        _KNOWN.c.sink == self.sink,
+                        AnyOf(_KNOWN.c.key, keys[start : start + _CHUNK]),
                     )
                 )
                 found.update((row.key, row.crm_id) for row in rows)
@@ -148,7 +150,7 @@ class KeyAudit:
         for start in range(0, len(names), _CHUNK):
             conn.execute(
                 delete(_KNOWN).where(
-                    _KNOWN.c.sink == self.sink, _KNOWN.c.key.in_(names[start : start + _CHUNK])
+                    _KNOWN.c.sink == self.sink, AnyOf(_KNOWN.c.key, names[start : start + _CHUNK])
                 )
             )
 

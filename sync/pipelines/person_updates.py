@@ -15,7 +15,7 @@ import structlog
 from sqlalchemy import Connection, select
 
 from connectors.base import Crm, Person, PersonUpdate, Touch
-from sync.ledger.dialect import update_each
+from sync.ledger.dialect import AnyOf, update_each
 from sync.ledger.engine import reading
 from sync.ledger.models import PersonRow
 from sync.pipelines.rows import (
@@ -159,7 +159,7 @@ class PersonUpdates:
                 rows = conn.execute(
                     select(_PERSON.c.external_id, _PERSON.c.fields_digest).where(
                         _PERSON.c.crm == self.sink,
-                        _PERSON.c.external_id.in_(external_ids[start : start + _LOOKUP_CHUNK]),
+                        AnyOf(_PERSON.c.external_id, external_ids[start : start + _LOOKUP_CHUNK]),
                         _PERSON.c.fields_digest.is_not(None),
                     )
                 )

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, select
 
 from connectors.base import Person, PersonKind, Touch, TouchKind
-from sync.ledger.dialect import dialect_insert
+from sync.ledger.dialect import AnyOf, dialect_insert
 from sync.ledger.models import PersonRow
 from sync.ledger.types import utcnow
 
@@ -190,7 +190,7 @@ def live_people_query(crm: str, emails: Sequence[str]) -> Select[Any]:
     an index range of ``person (crm, email)``."""
     return select(_PERSON).where(
         _PERSON.c.crm == crm,
-        _PERSON.c.email.in_(emails),
+        AnyOf(_PERSON.c.email, emails),
         _PERSON.c.deleted.is_(False),
         _PERSON.c.converted.is_(False),
         _PERSON.c.merged_into.is_(None),

@@ -57,6 +57,7 @@ from connectors.errors import ClosedloopError, ConfigError
 from sync import leases
 from sync.backlog import DELIVER_STREAM
 from sync.ingest import insert_rejects, insert_touches
+from sync.ledger.dialect import AnyOf
 from sync.ledger.engine import reading
 from sync.ledger.models import DeadLetterStage, DeliveryRow, DeliveryState, TouchRow
 from sync.pipelines.context import (
@@ -409,7 +410,7 @@ def delivered_query(sink: str, touch_ids: Sequence[int]) -> Select[Any]:
     ``delivery (touch_id, sink)`` each (an id range could span other sources' deliveries, and
     ``sink =`` alone matches every delivery to the sink)."""
     return select(_DELIVERY.c.touch_id).where(
-        _DELIVERY.c.touch_id.in_(touch_ids), _DELIVERY.c.sink == sink
+        AnyOf(_DELIVERY.c.touch_id, touch_ids), _DELIVERY.c.sink == sink
     )
 
 

@@ -63,3 +63,40 @@ def test_each_row_takes_its_own_values_and_only_the_matching_rows_change(
         assert (other.state, other.crm_id, other.last_error) == ("intended", None, "was pending")
     for n in range(size + 1, size + 6):  # not in the update
         assert rows[n, "salesforce"].state == "intended"
+
+
+def test_a_lookup_by_many_values_is_one_statement_whatever_their_count(
+    ledger_engine: Engine,
+) -> None:
+    """``AnyOf``: the lookups of a batch (emails, touch ids, any count up to a chunk) send the
+    database the same statement every time, so a connection prepares and keeps one, not one per
+    count; and they find exactly the rows whose value is among those given."""
+    from sqlalchemy import event
+
+    from sync.ledger.dialect import AnyOf
+
+    _deliveries(ledger_engine, 40)
+    sent: list[str] = []
+
+    def record(*args: object) -> None:
+        if "touch_id" in str(args[2]):
+            sent.append(str(args[2]))
+
+    event.listen(ledger_engine, "before_cursor_execute", record)
+    found: list[list[int]] = []
+    with ledger_engine.connect() as conn:
+        for wanted in ([7], [1, 2, 3], list(range(5, 41, 5)), [99, 3]):
+            query = select(_DELIVERY.c.touch_id).where(
+                _DELIVERY.c.sink == "hubspot", AnyOf(_DELIVERY.c.touch_id, wanted)
+            )
+            found.append(sorted(conn.execute(query).scalars()))
+        names = select(_DELIVERY.c.touch_id).where(
+            AnyOf(_DELIVERY.c.sink, ["hubspot", "nowhere"]), _DELIVERY.c.touch_id <= 2
+        )
+        by_sink = sorted(conn.execute(names).scalars())
+    event.remove(ledger_engine, "before_cursor_execute", record)
+
+    assert found == [[7], [1, 2, 3], [5, 10, 15, 20, 25, 30, 35, 40], [3]]
+    assert by_sink == [1, 2]
+    assert len(sent) == 5
+    assert len(set(sent[:4])) == 1, sent[:4]
