@@ -24,7 +24,7 @@ from connectors.files import FilesSettings
 from sync.cli.import_cmd import import_command, import_file
 from sync.cli.serve_cmd import build_service_app
 from sync.ingest import GroupCommitter, IngestResult, store_rejects, store_touches
-from sync.ledger import make_engine
+from sync.ledger import make_engine, open_ledger
 from sync.ledger.models import DeadLetterRow, TouchRow
 from tests.connectors.files.malformed import (
     CSV_MAPPING,
@@ -94,6 +94,33 @@ def test_the_first_delivery_of_a_touch_wins(ledger_engine: Engine) -> None:
     with ledger_engine.connect() as conn:
         campaigns = list(conn.execute(select(TouchRow.campaign)).scalars())  # type: ignore[call-overload]
     assert campaigns == ["first"]
+
+
+def test_sqlite_takes_a_thousand_touches_in_statements_of_at_most_a_hundred_rows(
+    tmp_path: Path,
+) -> None:
+    """Each SQLite connection keeps the statements it prepared: a 1,000-row INSERT of touches
+    holds ~2 MB there, so the import sends at most 100 rows a statement (and is told of every
+    new touch all the same)."""
+    engine = open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    rows_per_insert: list[int] = []
+
+    def record(*args: Any) -> None:
+        statement = str(args[2])
+        if statement.startswith("INSERT INTO touch"):
+            rows_per_insert.append(statement.count("), (") + 1)
+
+    event.listen(engine, "before_cursor_execute", record)
+    result = store_touches(
+        engine, [_touch(f"t{n}", email=f"p{n}@example.com") for n in range(1_000)]
+    )
+
+    assert result.inserted == 1_000
+    assert len(result.inserted_keys) == 1_000
+    assert _count(engine, TouchRow) == 1_000
+    assert sum(rows_per_insert) == 1_000
+    assert max(rows_per_insert) <= 100, rows_per_insert
+    engine.dispose()
 
 
 def test_unstorable_text_in_raw_payloads_is_escaped_not_fatal(ledger_engine: Engine) -> None:
