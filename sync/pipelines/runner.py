@@ -46,7 +46,6 @@ from connectors.base import Cursor
 from connectors.errors import ClosedloopError, ConfigError, RateLimited
 from sync.ledger.models import CursorRow, RunState, SyncRunRow
 from sync.ledger.types import utcnow
-from sync.pipelines.collector import settle as settle_collector
 from sync.pipelines.context import (
     Fence,
     FenceLost,
@@ -55,6 +54,7 @@ from sync.pipelines.context import (
     Stopped,
     save_cursor,
 )
+from sync.pipelines.memory import settle as settle_memory
 
 if TYPE_CHECKING:
     from sync.config import Config
@@ -297,7 +297,7 @@ def run_pipeline(
     from sync.budgets import BudgetGate, record_calls
     from sync.connections import Connections
 
-    settle_collector()  # once per process: see sync.pipelines.collector
+    settle_memory()  # once per process: see sync.pipelines.memory
     pipeline = config.pipelines.get(name)
     if pipeline is None:
         known = ", ".join(sorted(config.pipelines)) or "(none)"
