@@ -83,7 +83,9 @@ class AnyOf(ColumnElement[bool]):
     A literal ``IN (?, ?, ...)`` is a statement of its own for every length, and SQLite keeps each
     prepared in every connection's statement cache: the lookups of a batch (up to 500 values,
     any count) filled it with ~170 variants holding ~26 MB of a worker at 100,000 touches.
-    Both databases still probe the column's index once per value."""
+    Both databases still probe the column's index once per value. For columns of plain text and
+    integer types: the values reach SQLite as JSON, past any column type's own bind processing.
+    """
 
     inherit_cache = True
     type = Boolean()
@@ -94,6 +96,8 @@ class AnyOf(ColumnElement[bool]):
     ]
 
     def __init__(self, column: ColumnElement[Any], values: Sequence[Any]) -> None:
+        if isinstance(column.type, TypeDecorator):
+            raise TypeError(f"AnyOf takes plain text or integer columns, not {column.type!r}")
         self.column = column
         self.values: BindParameter[list[Any]] = bindparam(
             None, list(values), type_=_ValueList(column.type)
