@@ -71,8 +71,10 @@ class _ValueList(TypeDecorator[list[Any]]):
         return dialect.type_descriptor(String())
 
     def process_bind_param(self, value: list[Any] | None, dialect: Dialect) -> Any:
-        if dialect.name == "postgresql":
-            return value
+        if dialect.name == "postgresql" or value is None:
+            return value  # the array type cleans each item with the column's type
+        if isinstance(self.item, TypeDecorator):
+            value = [self.item.process_bind_param(v, dialect) for v in value]
         return json.dumps(value)
 
 
@@ -83,9 +85,9 @@ class AnyOf(ColumnElement[bool]):
     A literal ``IN (?, ?, ...)`` is a statement of its own for every length, and SQLite keeps each
     prepared in every connection's statement cache: the lookups of a batch (up to 500 values,
     any count) filled it with ~170 variants holding ~26 MB of a worker at 100,000 touches.
-    Both databases still probe the column's index once per value. For columns of plain text and
-    integer types: the values reach SQLite as JSON, past any column type's own bind processing.
-    """
+    Both databases still probe the column's index once per value, and each value passes the
+    column type's own cleaning first, as in a plain comparison. For text and integer columns
+    (values JSON can carry)."""
 
     inherit_cache = True
     type = Boolean()
@@ -96,8 +98,6 @@ class AnyOf(ColumnElement[bool]):
     ]
 
     def __init__(self, column: ColumnElement[Any], values: Sequence[Any]) -> None:
-        if isinstance(column.type, TypeDecorator):
-            raise TypeError(f"AnyOf takes plain text or integer columns, not {column.type!r}")
         self.column = column
         self.values: BindParameter[list[Any]] = bindparam(
             None, list(values), type_=_ValueList(column.type)

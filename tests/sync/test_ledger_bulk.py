@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, insert, select, text
 
 from sync.ledger.dialect import BULK_FROM, update_each
-from sync.ledger.models import DeliveryRow
+from sync.ledger.models import DeadLetterRow, DeliveryRow
 
 WHEN = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 _DELIVERY = DeliveryRow.__table__  # type: ignore[attr-defined]
@@ -100,3 +100,18 @@ def test_a_lookup_by_many_values_is_one_statement_whatever_their_count(
     assert by_sink == [1, 2]
     assert len(sent) == 5
     assert len(set(sent[:4])) == 1, sent[:4]
+
+    # A column whose type cleans what it is given (a dead letter's key loses control characters)
+    # compares the cleaned values, as a plain comparison would.
+    dead = DeadLetterRow.__table__  # type: ignore[attr-defined]
+    with ledger_engine.begin() as conn:
+        conn.execute(
+            insert(dead).values(
+                pipeline="p", stage="push", record_key="files:1\ta", code="c", reason="r",
+                payload={}, created_at=WHEN, status="open", attempts=1,
+            )
+        )  # fmt: skip
+        keys = conn.execute(
+            select(dead.c.record_key).where(AnyOf(dead.c.record_key, ["files:1\ta", "files:2"]))
+        ).scalars()
+        assert list(keys) == ["files:1 a"]
