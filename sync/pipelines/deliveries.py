@@ -170,9 +170,11 @@ HELD = "held: the CRM does not know this person yet (mapping says hold)"
 # Transient failures of a CRM call are retried this many times in all before the run fails.
 CALL_ATTEMPTS = 4
 # Emails per CRM lookup of ``resolve_ahead``: Salesforce packs them into 100,000-character SOQL
-# IN lists (about 3,000 addresses each), one per object (Lead, Contact), five per Composite
-# call, so 6,000 take one call; larger chunks save few calls and hold more answers in memory.
-AHEAD_CHUNK = 6_000
+# IN lists (about 3,000 addresses each), one per object (Lead, Contact), in one Composite call.
+# The answer is held whole while it is read: 6,000 people made a ~25 MB peak in the worker
+# (body, text, ~190,000 decoded objects); 2,000 take a third of that, for one more call per
+# 4,000 people new to the ledger (~0.7 calls per 10,000 touches in a first backfill).
+AHEAD_CHUNK = 2_000
 
 
 @dataclass(frozen=True)
