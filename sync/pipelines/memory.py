@@ -20,7 +20,8 @@ one, scanning every object the process holds, modules and caches included: the e
   By default glibc raises that threshold to the size of each large block freed (up to 32 MiB),
   after which a batch's big buffers (statement texts, response bodies, parameter lists) come
   from the heap and their freed holes stay resident: the engine benchmark's worker held 28 MB of
-  such holes at 1,000,000 touches, 16 MB with the fixed threshold (peak RSS 208 -> 201 MB). A
+  free heap at 1,000,000 touches, 16 MB with the threshold fixed from its start (peak RSS 208 ->
+  201 MB; fixed as its run begins, as here, 206 MB in one run: noise is a few MB). A
   ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` in the environment wins; other C
   libraries (musl, macOS) are left alone.
 
