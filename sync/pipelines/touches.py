@@ -90,6 +90,9 @@ PULL_STREAM = "touches"
 PULLED_STREAM = "pulled"  # of a source: the ``until`` of its last complete pull
 SOURCE_LEASE_SECONDS = 60.0
 SOURCE_LEASE_RETRY_SECONDS = 0.1
+# Touch ids per read of a round's emails for the look-ahead (``_round_emails``): at most this
+# many addresses in memory at once (~2 MB).
+EMAIL_WINDOW = 20_000
 
 log = structlog.get_logger(__name__)
 
@@ -414,6 +417,35 @@ def delivered_query(sink: str, touch_ids: Sequence[int]) -> Select[Any]:
     )
 
 
+def _round_emails(ctx: RunContext, source: str, after: int, upto: int) -> Iterator[str]:
+    """The emails of ``source``'s touches with ids in ``(after, upto]``, read ``EMAIL_WINDOW``
+    touch ids at a time (an email recurs across windows; ``resolve_ahead`` skips the known).
+
+    Not in one query: a round after a long pull spans most of a backfill, and its ~200,000
+    distinct emails held at once (on PostgreSQL twice, in libpq's result and as strings) were
+    the worker's peak at 1,000,000 touches."""
+    low = after
+    while low < upto:
+        high = min(low + EMAIL_WINDOW, upto)
+        with reading(ctx.engine) as conn:
+            emails = (
+                conn.execute(
+                    select(_TOUCH.c.email)
+                    .where(
+                        _TOUCH.c.source == source,
+                        _TOUCH.c.id > low,
+                        _TOUCH.c.id <= high,
+                        _TOUCH.c.email.is_not(None),
+                    )
+                    .distinct()
+                )
+                .scalars()
+                .all()
+            )
+        yield from emails
+        low = high
+
+
 def _deliver(
     ctx: RunContext, deliverer: _CursorDeliverer, source: str, *, retries: bool = True
 ) -> None:
@@ -432,22 +464,7 @@ def _deliver(
             ).scalar_one_or_none()
             or after
         )
-        emails = (
-            conn.execute(
-                select(_TOUCH.c.email)
-                .where(
-                    _TOUCH.c.source == source,
-                    _TOUCH.c.id > after,
-                    _TOUCH.c.id <= upto,
-                    _TOUCH.c.email.is_not(None),
-                )
-                .distinct()
-            )
-            .scalars()
-            .all()
-        )
-    deliverer.resolve_ahead(emails)
-    del emails
+    deliverer.resolve_ahead(_round_emails(ctx, source, after, upto))
     in_flight_max = ctx.connections.push_limit(sink)
     inflight: deque[Future[None]] = deque()
     with ThreadPoolExecutor(max_workers=in_flight_max, thread_name_prefix="push") as pool:

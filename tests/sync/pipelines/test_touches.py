@@ -18,6 +18,7 @@ from sync.connections import Connections
 from sync.ledger import DeadLetterRow, DeliveryRow, LeaseRow, SyncRunRow, TouchRow, utcnow
 from sync.ledger.models import PersonRow
 from sync.pipelines import Fence, FenceLost, run_pipeline
+from sync.pipelines import touches as touches_pipeline
 from sync.pipelines.replay import replay_dead_letters
 from tests.sync.pipelines.conftest import (
     BADGES,
@@ -367,12 +368,15 @@ def test_a_new_email_becomes_a_lead_with_the_rows_name_company_title_and_country
     assert tuple(person) == ("Jürgen", "Müller", "Bäcker GmbH")  # the ledger's person too
 
 
+@pytest.mark.parametrize("email_window", [touches_pipeline.EMAIL_WINDOW, 777])
 def test_people_new_to_the_ledger_are_looked_up_in_one_call_for_the_whole_run(
-    workspace_factory: Any,
+    workspace_factory: Any, monkeypatch: pytest.MonkeyPatch, email_window: int
 ) -> None:
     # 10,000 scans of 500 people the org knows and the ledger does not, 20 each in random
     # order, pushed in batches of 1,000: each batch meets people no batch before it met, but
     # the run looks them all up in one call (500 emails fit one Composite call): 10 pushes + 1.
+    # Read in windows of 777 touches, every person recurs in window after window: still one.
+    monkeypatch.setattr(touches_pipeline, "EMAIL_WINDOW", email_window)
     ws = workspace_factory({PIPELINE: badge_pipeline(batch_size=1000)})
     *people, first = known_emails(ws.sandbox, 501)
     assert len(people) == 500
