@@ -8,8 +8,9 @@ Incremental pull (``pull_touches``), in as few calls as Marketo allows:
   returns empty pages while it scans), stopping at ``until``; the groups are read interleaved,
   always advancing the one that is furthest behind, so the cursor can move forward safely;
 - activities carry only a lead id: emails come from ``leads.json?filterType=id`` lookups of
-  exactly 300 ids at a time (a touch waits until its lead's batch is full, or the pull ends),
-  each lead once per pull: what the pull looked up waits in a temporary on-disk database
+  exactly 300 ids at a time (a touch waits until its lead's batch is full, or the pull or its
+  bulk export file ends, or a bulk page's worth of touches waits), each lead once per pull:
+  what the pull looked up waits in a temporary on-disk database
   (``connectors.marketo.leadbook``), not in memory. The same lookup reads the lead's name,
   company, title, phone, country and ``updatedAt`` (``PERSON_FIELDS``), which each touch
   carries as ``attributes["person"]`` for the people fields of the mapping. Lead lookups
@@ -87,6 +88,10 @@ MAX_EXPORT_DAYS = 31
 _MAX_FILTER_CHARS = 6000
 # Touches per page of a bulk backfill (the CSV is read row by row; pages keep commits small).
 _BULK_PAGE = 3000
+# A page looks up its new leads in full calls of 300; the activities of the rest wait for a
+# later page, unless this many are queued (few leads with many activities): then the last few
+# leads are looked up too, so what waits in memory stays bounded.
+_BULK_WAITING = 2 * _BULK_PAGE
 # Bytes hashed at a time when checking a downloaded export file.
 _HASH_CHUNK = 1024 * 1024
 _LEAD_FIELDS = "id,email,firstName,lastName,company,leadScore,createdAt,updatedAt"
@@ -520,19 +525,21 @@ class MarketoSource:
             read += 1
             last = when
             if read % _BULK_PAGE == 0:
-                page = self._bulk_page(pending, last if in_order else None)
+                final = len(pending.items) >= _BULK_WAITING
+                page = self._bulk_page(pending, last if in_order else None, final)
                 if page is not None:
                     yield page
-        if last is not None and read % _BULK_PAGE:
-            page = self._bulk_page(pending, last if in_order else None)
+        if last is not None and (read % _BULK_PAGE or pending.items):
+            page = self._bulk_page(pending, last if in_order else None, final=True)
             if page is not None:
                 yield page
 
     @staticmethod
-    def _bulk_page(pending: _Pending, safe: datetime | None) -> Page[Touch] | None:
-        """Resolve the page's leads and take its touches; the cursor moves to ``safe`` (None:
-        it stays where it is)."""
-        pending.resolve(final=True)
+    def _bulk_page(pending: _Pending, safe: datetime | None, final: bool) -> Page[Touch] | None:
+        """Resolve the page's leads (the last few too when ``final``) and take its touches; the
+        cursor moves to ``safe`` (None: it stays where it is), or to the oldest touch still
+        waiting for its lead."""
+        pending.resolve(final=final)
         return pending.take(safe if safe is not None else pending.at)
 
     @contextmanager
