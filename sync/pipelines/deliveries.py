@@ -318,27 +318,34 @@ class Deliverer(PersonUpdates, DeliveryLog):
     def resolve_ahead(self, emails: Iterable[str]) -> None:
         """Look up, before the first batch, the people of ``emails`` (a run's new touches) that
         neither the ledger nor this run knows: ``AHEAD_CHUNK`` at a time, so a run asks the CRM
-        in a few full lookups instead of one small one per batch. People found go to the ledger
-        (where the batches read them); the addresses the CRM lacks are remembered for the run,
-        so the batches create (or hold) their people without asking again."""
+        in a few full lookups instead of one small one per batch. ``emails`` may repeat an
+        address: it is sifted against the ledger first, and only the unknown fill a lookup.
+        People found go to the ledger (where the batches read them); the addresses the CRM
+        lacks are remembered for the run, so the batches create (or hold) their people without
+        asking again."""
         chunk: set[str] = set()
+        ask: dict[str, None] = {}  # unknown to the run and the ledger: to ask the CRM
         for email in emails:
             if email and email.strip():
                 chunk.add(email.strip().lower())
             if len(chunk) >= AHEAD_CHUNK:
-                self._ahead(sorted(chunk))
+                ask.update(dict.fromkeys(self._unknown(sorted(chunk))))
                 chunk.clear()
-        if chunk:
-            self._ahead(sorted(chunk))
+            while len(ask) >= AHEAD_CHUNK:
+                self._ask_ahead([ask.popitem()[0] for _ in range(AHEAD_CHUNK)])
+        ask.update(dict.fromkeys(self._unknown(sorted(chunk))))
+        if ask:
+            self._ask_ahead(list(ask))
 
-    def _ahead(self, emails: Sequence[str]) -> None:
+    def _unknown(self, emails: Sequence[str]) -> list[str]:
+        """Those of ``emails`` that neither this run nor the ledger knows."""
         fresh = [e for e in emails if e not in self._people and e not in self._absent]
         known = self._from_ledger(fresh)
-        ask = [e for e in fresh if e not in known]
-        if not ask:
-            return
-        found = self._lookup(ask)
-        self._absent.update(e for e in ask if e not in found)
+        return [e for e in fresh if e not in known]
+
+    def _ask_ahead(self, emails: Sequence[str]) -> None:
+        found = self._lookup(sorted(emails))
+        self._absent.update(e for e in emails if e not in found)
 
     def _lookup(self, emails: Sequence[str]) -> dict[str, Person]:
         """Ask the CRM for the people of ``emails``; those found, by lower-cased email, are
