@@ -627,10 +627,6 @@ class MarketoSource:
                 return found
             offset += PROGRAMS_PER_CALL
 
-    def lead_emails(self, lead_ids: Sequence[int]) -> dict[int, str | None]:
-        """Emails of the leads with ``lead_ids`` (300 per call); unknown leads are omitted."""
-        return {lead: email for lead, (email, _) in self.lead_details(lead_ids).items()}
-
     def lead_details(self, lead_ids: Sequence[int]) -> dict[int, tuple[str | None, dict[str, str]]]:
         """(email, person fields) of the leads with ``lead_ids``, 300 per call; unknown leads
         are omitted. Person fields are ``PERSON_FIELDS`` names with a value, plus ``updated_at``
