@@ -5,7 +5,8 @@ failed or dead, the newest 5,000 touches not yet delivered), 100,000 open dead l
 about 40 error groups (every reason names its own record: e-mails, ids, numbers) plus 5,000
 replayed ones, and 5,000 runs over 30 days. It is written with bulk inserts, once per backend,
 and reused by later runs (SQLite in the system's temp folder; PostgreSQL in a database
-``closedloop_bench_health`` next to ``$CLOSEDLOOP_TEST_POSTGRES_URL`` when that is set).
+``closedloop_bench_health`` on the server of ``$CLOSEDLOOP_BENCH_POSTGRES_URL``, else of
+``$CLOSEDLOOP_TEST_POSTGRES_URL``, when one is set).
 
 Measured through HTTP (uvicorn on loopback, signed in as an operator): the median of repeated
 views of the overview, the errors, the largest group, a record and the runs. The plan of the
@@ -160,8 +161,10 @@ def _fill(engine: Any) -> dict[str, int]:
 
 def _postgres_database(drop: bool = False) -> str | None:
     """The benchmark's own PostgreSQL database (made fresh; ``drop``: removed), or None when
-    ``CLOSEDLOOP_TEST_POSTGRES_URL`` names no server."""
-    base = os.environ.get("CLOSEDLOOP_TEST_POSTGRES_URL")
+    neither ``CLOSEDLOOP_BENCH_POSTGRES_URL`` nor ``CLOSEDLOOP_TEST_POSTGRES_URL`` is set."""
+    base = os.environ.get("CLOSEDLOOP_BENCH_POSTGRES_URL") or os.environ.get(
+        "CLOSEDLOOP_TEST_POSTGRES_URL"
+    )
     if not base:
         return None
     from sqlalchemy import create_engine, text
@@ -343,7 +346,10 @@ def run() -> list[str]:
         lines = _measure("sqlite", f"sqlite:///{folder / 'ledger.db'}", folder)
         postgres = _postgres_database()
         if postgres is None:
-            lines.append("postgresql: skipped (set CLOSEDLOOP_TEST_POSTGRES_URL to measure it)")
+            lines.append(
+                "postgresql: skipped (set CLOSEDLOOP_BENCH_POSTGRES_URL or "
+                "CLOSEDLOOP_TEST_POSTGRES_URL to measure it)"
+            )
             return lines
         try:
             lines.extend(_measure("postgresql", postgres, folder))
