@@ -8,9 +8,9 @@ Incremental pull (``pull_touches``), in as few calls as Marketo allows:
   returns empty pages while it scans), stopping at ``until``; the groups are read interleaved,
   always advancing the one that is furthest behind, so the cursor can move forward safely;
 - activities carry only a lead id: emails come from ``leads.json?filterType=id`` lookups of
-  exactly 300 ids at a time (a touch waits until its lead's batch is full, or the pull or its
-  bulk export file ends, or a bulk page's worth of touches waits), each lead once per pull:
-  what the pull looked up waits in a temporary on-disk database
+  300 ids at a time (a touch waits until its lead's batch is full, or the pull ends; in a bulk
+  backfill one page at most, then a short call asks for the leads that waited), each lead
+  once per pull: what the pull looked up waits in a temporary on-disk database
   (``connectors.marketo.leadbook``), not in memory. The same lookup reads the lead's name,
   company, title, phone, country and ``updatedAt`` (``PERSON_FIELDS``), which each touch
   carries as ``attributes["person"]`` for the people fields of the mapping. Lead lookups
@@ -88,10 +88,6 @@ MAX_EXPORT_DAYS = 31
 _MAX_FILTER_CHARS = 6000
 # Touches per page of a bulk backfill (the CSV is read row by row; pages keep commits small).
 _BULK_PAGE = 3000
-# A page looks up its new leads in full calls of 300; the activities of the rest wait for a
-# later page, unless this many are queued (few leads with many activities): then the last few
-# leads are looked up too, so what waits in memory stays bounded.
-_BULK_WAITING = 2 * _BULK_PAGE
 # Bytes hashed at a time when checking a downloaded export file.
 _HASH_CHUNK = 1024 * 1024
 _LEAD_FIELDS = "id,email,firstName,lastName,company,leadScore,createdAt,updatedAt"
@@ -150,6 +146,7 @@ class _Pending:
         self.rejects: list[RecordRejected] = []
         self.unknown: dict[int, None] = {}  # insertion-ordered set: not looked for in the book
         self.missing: dict[int, None] = {}  # not in the book: to look up in Marketo
+        self.waited: set[int] = set()  # missing at the last ``resolve(carry=True)``
         self.emails: dict[int, str | None] = {}  # the queued activities' leads that are known
         self.people: dict[int, dict[str, str]] = {}  # lead id -> its person fields
         self.emitted_at: dict[datetime, set[str]] = {}
@@ -225,10 +222,16 @@ class _Pending:
         if person:
             self.people[lead] = person
 
-    def resolve(self, final: bool) -> None:
+    def resolve(self, final: bool, *, carry: bool = False) -> None:
         """Find the queued activities' leads in the book; look up the others in Marketo 300 at
         a time (the remainder too when ``final``) and write what it answered into the book (a
-        lead it does not know as one without email or fields, not to be asked again)."""
+        lead it does not know as one without email or fields, not to be asked again).
+
+        ``carry``: the remainder waits for the next such call, once. Leads are asked for oldest
+        first, so the leads that waited go with the next call's new ones, in full calls when a
+        page brings enough new leads; those short of a call then are asked for all the same.
+        The cursor (held at the oldest waiting touch) and the keys remembered since stay within
+        a page or two."""
         if self.unknown:
             held = self.book.get(self.unknown)
             for lead in self.unknown:
@@ -238,7 +241,12 @@ class _Pending:
                 else:
                     self._know(lead, details)
             self.unknown.clear()
-        while len(self.missing) >= MAX_IDS_PER_CALL or (final and self.missing):
+        waited = self.waited
+        while (
+            len(self.missing) >= MAX_IDS_PER_CALL
+            or (final and self.missing)
+            or (waited and not waited.isdisjoint(self.missing))
+        ):
             batch = list(itertools.islice(self.missing, MAX_IDS_PER_CALL))
             found = self.source.lead_details(batch)
             answered = {lead: found.get(lead) or (None, {}) for lead in batch}
@@ -246,6 +254,7 @@ class _Pending:
             for lead, details in answered.items():
                 self._know(lead, details)
                 del self.missing[lead]
+        self.waited = set(self.missing) if carry else set()
 
     def take(self, safe: datetime | None, idle: datetime | None = None) -> Page[Touch] | None:
         """Touches whose email is known, and the cursor up to ``safe`` (None: everything read).
@@ -525,8 +534,7 @@ class MarketoSource:
             read += 1
             last = when
             if read % _BULK_PAGE == 0:
-                final = len(pending.items) >= _BULK_WAITING
-                page = self._bulk_page(pending, last if in_order else None, final)
+                page = self._bulk_page(pending, last if in_order else None, final=False)
                 if page is not None:
                     yield page
         if last is not None and (read % _BULK_PAGE or pending.items):
@@ -536,10 +544,10 @@ class MarketoSource:
 
     @staticmethod
     def _bulk_page(pending: _Pending, safe: datetime | None, final: bool) -> Page[Touch] | None:
-        """Resolve the page's leads (the last few too when ``final``) and take its touches; the
-        cursor moves to ``safe`` (None: it stays where it is), or to the oldest touch still
-        waiting for its lead."""
-        pending.resolve(final=final)
+        """Resolve the page's leads (the last few wait for the next page unless ``final``) and
+        take its touches; the cursor moves to ``safe`` (None: it stays where it is), or to the
+        oldest touch still waiting for its lead."""
+        pending.resolve(final=final, carry=True)
         return pending.take(safe if safe is not None else pending.at)
 
     @contextmanager

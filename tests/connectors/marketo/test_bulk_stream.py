@@ -76,7 +76,6 @@ def test_a_long_export_becomes_pages_as_it_is_read_each_moving_the_cursor(
     sandbox: SandboxServer, store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(marketo_source, "_BULK_PAGE", 100)
-    monkeypatch.setattr(marketo_source, "_BULK_WAITING", 200)
     now = store.clock.now()
     start = now - timedelta(days=400)
     leads = list(store.leads)[:5]
@@ -88,9 +87,8 @@ def test_a_long_export_becomes_pages_as_it_is_read_each_moving_the_cursor(
     with MarketoSource("marketo", settings, clock=ManualClock(now)) as source:
         pages = list(source.pull_touches(cursor, until))
     assert sandbox.state.counts("marketo")["export.create"] == 1  # one export: one window
-    # The first page's 5 leads wait for a full lookup of 300 until 200 of their touches wait
-    # (its cursor moves to the first of them), then go in one call; later pages find them in
-    # the book.
+    # The first page's 5 leads wait one page for a full lookup of 300 (its cursor moves to the
+    # first of them), then go in one call; later pages find them in the book.
     assert [len(p.records) for p in pages] == [0, 200, 100, 100, 50, 0]
     assert sandbox.state.counts("marketo")["leads"] == 1
     # Each page's cursor stands at its last touch (everything before it is in); the window's
@@ -124,7 +122,6 @@ def test_an_export_file_out_of_time_order_holds_the_cursor_until_the_window_is_r
     sandbox: SandboxServer, store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(marketo_source, "_BULK_PAGE", 100)
-    monkeypatch.setattr(marketo_source, "_BULK_WAITING", 200)
     now = store.clock.now()
     start = now - timedelta(days=400)
     lead = next(iter(store.leads))
@@ -140,7 +137,7 @@ def test_an_export_file_out_of_time_order_holds_the_cursor_until_the_window_is_r
     settings = settings_for(sandbox, bulk_backfill_days=1)
     with MarketoSource("marketo", settings, clock=ManualClock(now)) as source:
         pages = list(source.pull_touches(cursor, until))
-    # The lead waits for a full lookup of 300 until 200 of its touches wait.
+    # The lead waits one page for a full lookup of 300.
     assert [len(p.records) for p in pages] == [200, 51, 0]
     # A crash before the window's end re-reads it all (the ledger drops what it holds): the
     # cursor must not pass the late activity before it is stored.
@@ -171,8 +168,8 @@ def test_a_bulk_pull_asks_marketo_for_each_lead_once_though_its_leads_recur_in_e
     settings = settings_for(sandbox, bulk_backfill_days=1)
     with MarketoSource("marketo", settings, clock=ManualClock(now)) as source:
         pages = list(source.pull_touches(Cursor(format_marketo_time(start)), start + timedelta(2)))
-    # The 21 leads past the first 300 are asked for as the file ends: their touches wait.
-    assert [len(p.records) for p in pages] == [379, 379, 379, 363, 100, 0]
+    # The 21 leads past the first 300 wait one page: their touches come with the second.
+    assert [len(p.records) for p in pages] == [379, 421, 400, 400, 0]
     assert asked == Counter({str(lead): 1 for lead in leads})
     assert sandbox.state.counts("marketo")["leads"] == 2  # 300 ids, then the other 21
     for touch in (t for p in pages for t in p.records):
@@ -181,28 +178,40 @@ def test_a_bulk_pull_asks_marketo_for_each_lead_once_though_its_leads_recur_in_e
         assert touch.email == (known.strip().lower() if known else None)
 
 
-def test_a_bulk_pull_looks_leads_up_in_full_calls_though_each_page_brings_a_few_new_ones(
+def test_a_bulk_pull_lets_a_few_new_leads_wait_one_page_for_a_fuller_lookup(
     sandbox: SandboxServer, store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(marketo_source, "_BULK_PAGE", 100)  # still 6,000 may wait
+    monkeypatch.setattr(marketo_source, "_BULK_PAGE", 100)
+    asked: list[list[str]] = []
+    answer = store.leads_by_filter
+
+    def recorded(params: dict[str, str]) -> dict[str, Any]:
+        asked.append(params["filterValues"].split(","))
+        return answer(params)
+
+    monkeypatch.setattr(store, "leads_by_filter", recorded)
     now = store.clock.now()
     start = now - timedelta(days=400)
-    # 800 activities of 320 leads in turn: every page of 100 brings 40 leads not seen before.
+    # 640 activities of 320 leads, two each in a row: every page of 100 brings 50 new leads.
     leads = list(store.leads)[:320]
-    for i in range(800):
-        store.add_activity(leads[i * 320 // 800], 10, start + timedelta(hours=1, minutes=i))
+    for i in range(640):
+        store.add_activity(leads[i // 2], 10, start + timedelta(hours=1, minutes=i))
     settings = settings_for(sandbox, bulk_backfill_days=1)
     with MarketoSource("marketo", settings, clock=ManualClock(now)) as source:
         pages = list(source.pull_touches(Cursor(format_marketo_time(start)), start + timedelta(2)))
     touches = [t for p in pages for t in p.records]
-    assert len(touches) == len({t.key for t in touches}) == 800
-    # 300 ids once they are 300, then the last 20 as the file ends: not 8 calls of 40.
-    assert sandbox.state.counts("marketo")["leads"] == 2
+    assert len(touches) == len({t.key for t in touches}) == 640
+    # A page's 50 new leads wait for the next page's 50, then go in one call of 100; the last
+    # 20 as the file ends: 4 calls, not one per page (7), each lead asked for once.
+    assert [len(ids) for ids in asked] == [100, 100, 100, 20]
+    assert sorted(int(i) for ids in asked for i in ids) == sorted(leads)
+    # No touch waits more than one page: each page holds the touches of its own rows and of
+    # the page before (two activities of 50 leads each).
+    assert max(len(p.records) for p in pages) <= 200
     for touch in touches:
         known = store.leads[int(touch.person_ref or 0)].get("email")
         assert touch.email == (known.strip().lower() if known else None)
-    # The cursor never passes a touch still waiting for its lead: it only moves forward, and
-    # no page's cursor stands after a touch of a later page.
+    # The cursor only moves forward, and never past a touch a later page brings.
     values = [p.cursor.value or "" for p in pages]
     assert values == sorted(values)
     for i, page in enumerate(pages):
