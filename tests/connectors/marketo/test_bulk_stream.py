@@ -87,14 +87,11 @@ def test_a_long_export_becomes_pages_as_it_is_read_each_moving_the_cursor(
     with MarketoSource("marketo", settings, clock=ManualClock(now)) as source:
         pages = list(source.pull_touches(cursor, until))
     assert sandbox.state.counts("marketo")["export.create"] == 1  # one export: one window
-    # The first page's 5 leads wait one page for a full lookup of 300 (its cursor moves to the
-    # first of them), then go in one call; later pages find them in the book.
-    assert [len(p.records) for p in pages] == [0, 200, 100, 100, 50, 0]
-    assert sandbox.state.counts("marketo")["leads"] == 1
+    assert [len(p.records) for p in pages] == [100, 100, 100, 100, 50, 0]
     # Each page's cursor stands at its last touch (everything before it is in); the window's
     # end, read through, moves it to ``until``.
-    last_of_page = [max(t.occurred_at for t in p.records) for p in pages[1:5]]
-    assert [p.cursor.value for p in pages[1:5]] == [format_marketo_time(t) for t in last_of_page]
+    last_of_page = [max(t.occurred_at for t in p.records) for p in pages[:5]]
+    assert [p.cursor.value for p in pages[:5]] == [format_marketo_time(t) for t in last_of_page]
     assert pages[-1].cursor.value == format_marketo_time(until)
     assert len({t.key for p in pages for t in p.records}) == 450
 
@@ -137,11 +134,10 @@ def test_an_export_file_out_of_time_order_holds_the_cursor_until_the_window_is_r
     settings = settings_for(sandbox, bulk_backfill_days=1)
     with MarketoSource("marketo", settings, clock=ManualClock(now)) as source:
         pages = list(source.pull_touches(cursor, until))
-    # The lead waits one page for a full lookup of 300.
-    assert [len(p.records) for p in pages] == [200, 51, 0]
+    assert [len(p.records) for p in pages] == [100, 100, 51, 0]
     # A crash before the window's end re-reads it all (the ledger drops what it holds): the
     # cursor must not pass the late activity before it is stored.
-    assert {p.cursor.value for p in pages[:2]} == {cursor.value}
+    assert {p.cursor.value for p in pages[:3]} == {cursor.value}
     assert pages[-1].cursor.value == format_marketo_time(until)
     assert "marketo:late-1" in {t.key for p in pages for t in p.records}
 
@@ -168,53 +164,10 @@ def test_a_bulk_pull_asks_marketo_for_each_lead_once_though_its_leads_recur_in_e
     settings = settings_for(sandbox, bulk_backfill_days=1)
     with MarketoSource("marketo", settings, clock=ManualClock(now)) as source:
         pages = list(source.pull_touches(Cursor(format_marketo_time(start)), start + timedelta(2)))
-    # The 21 leads past the first 300 wait one page: their touches come with the second.
-    assert [len(p.records) for p in pages] == [379, 421, 400, 400, 0]
+    assert [len(p.records) for p in pages[:4]] == [400, 400, 400, 400]
     assert asked == Counter({str(lead): 1 for lead in leads})
     assert sandbox.state.counts("marketo")["leads"] == 2  # 300 ids, then the other 21
     for touch in (t for p in pages for t in p.records):
         lead = int(touch.person_ref or 0)
         known = store.leads.get(lead, {}).get("email")
         assert touch.email == (known.strip().lower() if known else None)
-
-
-def test_a_bulk_pull_lets_a_few_new_leads_wait_one_page_for_a_fuller_lookup(
-    sandbox: SandboxServer, store: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(marketo_source, "_BULK_PAGE", 100)
-    asked: list[list[str]] = []
-    answer = store.leads_by_filter
-
-    def recorded(params: dict[str, str]) -> dict[str, Any]:
-        asked.append(params["filterValues"].split(","))
-        return answer(params)
-
-    monkeypatch.setattr(store, "leads_by_filter", recorded)
-    now = store.clock.now()
-    start = now - timedelta(days=400)
-    # 640 activities of 320 leads, two each in a row: every page of 100 brings 50 new leads.
-    leads = list(store.leads)[:320]
-    for i in range(640):
-        store.add_activity(leads[i // 2], 10, start + timedelta(hours=1, minutes=i))
-    settings = settings_for(sandbox, bulk_backfill_days=1)
-    with MarketoSource("marketo", settings, clock=ManualClock(now)) as source:
-        pages = list(source.pull_touches(Cursor(format_marketo_time(start)), start + timedelta(2)))
-    touches = [t for p in pages for t in p.records]
-    assert len(touches) == len({t.key for t in touches}) == 640
-    # A page's 50 new leads wait for the next page's 50, then go in one call of 100; the last
-    # 20 as the file ends: 4 calls, not one per page (7), each lead asked for once.
-    assert [len(ids) for ids in asked] == [100, 100, 100, 20]
-    assert sorted(int(i) for ids in asked for i in ids) == sorted(leads)
-    # No touch waits more than one page: each page holds the touches of its own rows and of
-    # the page before (two activities of 50 leads each).
-    assert max(len(p.records) for p in pages) <= 200
-    for touch in touches:
-        known = store.leads[int(touch.person_ref or 0)].get("email")
-        assert touch.email == (known.strip().lower() if known else None)
-    # The cursor only moves forward, and never past a touch a later page brings.
-    values = [p.cursor.value or "" for p in pages]
-    assert values == sorted(values)
-    for i, page in enumerate(pages):
-        later = [t.occurred_at for p in pages[i + 1 :] for t in p.records]
-        if later and page.cursor.value:
-            assert page.cursor.value <= format_marketo_time(min(later))
