@@ -338,9 +338,15 @@ class Deliverer(PersonUpdates, DeliveryLog):
             self._ask_ahead(list(ask))
 
     def _unknown(self, emails: Sequence[str]) -> list[str]:
-        """Those of ``emails`` that neither this run nor the ledger knows."""
+        """Those of ``emails`` that neither this run nor the ledger knows (the ledger is asked
+        for the live people's addresses only: no person is built to be thrown away)."""
         fresh = [e for e in emails if e not in self._people and e not in self._absent]
-        known = self._from_ledger(fresh)
+        known: set[str] = set()
+        with reading(self.ctx.engine) as conn:
+            for start in range(0, len(fresh), _LOOKUP_CHUNK):
+                query = live_people_query(self.sink, fresh[start : start + _LOOKUP_CHUNK])
+                rows = conn.execute(query.with_only_columns(_PERSON.c.email)).scalars()
+                known.update((email or "").lower() for email in rows)
         return [e for e in fresh if e not in known]
 
     def _ask_ahead(self, emails: Sequence[str]) -> None:
